@@ -1,0 +1,247 @@
+//! The `humanproof` command line: serving, local development and operator tasks.
+
+use std::net::SocketAddr;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand, ValueEnum};
+use humanproof_protocol::Preset;
+use humanproof_protocol::snapshot::RiskMode;
+use serde_json::json;
+
+use crate::app::{AppState, app};
+use crate::clock::Clock;
+use crate::config::{DatabaseArgs, SecretArgs};
+use crate::db::projects::{BillingStatus, NewProject};
+use crate::db::{Db, month_of, projects, retention, telemetry};
+use crate::{local, secrets, snapshot};
+
+/// HumanProof control plane.
+#[derive(Debug, Parser)]
+#[command(name = "humanproof", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the control plane (siteverify, telemetry ingestion) for production.
+    Serve {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        #[command(flatten)]
+        secret: SecretArgs,
+        /// Address to listen on.
+        #[arg(long, env = "HUMANPROOF_LISTEN", default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+    },
+    /// Run the whole platform locally: control plane, edge and a demo site, on SQLite.
+    Dev(local::DevArgs),
+    /// Apply database migrations and exit.
+    Migrate {
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// Manage projects.
+    Project {
+        #[command(subcommand)]
+        command: ProjectCommand,
+    },
+    /// Print the KV snapshot as `wrangler kv bulk put` input.
+    Snapshot {
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// Print a project's usage for a month as JSON.
+    Usage {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        /// Project id.
+        #[arg(long)]
+        project_id: String,
+        /// Month as YYYY-MM; defaults to the current one.
+        #[arg(long)]
+        month: Option<String>,
+    },
+    /// Apply the retention rules once and print what they touched.
+    Retention {
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ProjectCommand {
+    /// Create a project and print its id, site key and backend secret (shown only now).
+    Create(CreateProjectArgs),
+    /// Change a project's gates: active flag, billing status, monthly limit.
+    SetGates {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        /// Project id.
+        #[arg(long)]
+        project_id: String,
+        /// Pause the project.
+        #[arg(long)]
+        paused: bool,
+        /// Billing status.
+        #[arg(long, value_enum, default_value = "active")]
+        billing_status: BillingStatus,
+        /// Monthly limit of protected attempts (omit for unlimited).
+        #[arg(long)]
+        monthly_limit: Option<u64>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum PresetName {
+    Relaxed,
+    Balanced,
+    Strict,
+    Custom,
+}
+
+#[derive(Debug, clap::Args)]
+struct CreateProjectArgs {
+    #[command(flatten)]
+    database: DatabaseArgs,
+    /// Display name.
+    #[arg(long)]
+    name: String,
+    /// Production hostname (repeatable).
+    #[arg(long = "production-domain")]
+    production_domains: Vec<String>,
+    /// Testing hostname (repeatable), e.g. localhost.
+    #[arg(long = "testing-domain")]
+    testing_domains: Vec<String>,
+    /// Let subdomains of the configured domains match.
+    #[arg(long)]
+    allow_subdomains: bool,
+    /// Protection preset.
+    #[arg(long, value_enum, default_value = "balanced")]
+    preset: PresetName,
+    /// Difficulty for the custom preset (1-8).
+    #[arg(long, default_value_t = 4)]
+    difficulty: u32,
+    /// Sub-challenge count for the custom preset (1-500).
+    #[arg(long, default_value_t = 80)]
+    challenge_count: u32,
+    /// Monthly limit of protected attempts (omit for unlimited).
+    #[arg(long)]
+    monthly_limit: Option<u64>,
+    /// Billing status.
+    #[arg(long, value_enum, default_value = "active")]
+    billing_status: BillingStatus,
+    /// Create the project paused.
+    #[arg(long)]
+    paused: bool,
+}
+
+impl Cli {
+    /// Runs the chosen command.
+    pub async fn run(self) -> anyhow::Result<()> {
+        match self.command {
+            Command::Serve { database, secret, listen } => {
+                let state = AppState {
+                    db: Db::connect(&database.database_url).await?,
+                    master: secret.require()?,
+                    clock: Clock::system(),
+                };
+                tokio::spawn(local::apply_retention_hourly(state.db.clone(), state.clock.clone()));
+                let listener = tokio::net::TcpListener::bind(listen)
+                    .await
+                    .with_context(|| format!("cannot listen on {listen}"))?;
+                // Printed, not logged: scripts and tests read the real port from it.
+                println!("listening on http://{}", listener.local_addr()?);
+                axum::serve(listener, app(state)).with_graceful_shutdown(local::shutdown_signal()).await?;
+                Ok(())
+            }
+            Command::Dev(args) => local::run(args).await,
+            Command::Migrate { database } => {
+                Db::connect(&database.database_url).await?;
+                println!("migrations applied");
+                Ok(())
+            }
+            Command::Project { command: ProjectCommand::Create(args) } => create_project(args).await,
+            Command::Project {
+                command: ProjectCommand::SetGates { database, project_id, paused, billing_status, monthly_limit },
+            } => {
+                let db = Db::connect(&database.database_url).await?;
+                let now = Clock::system().now_ms();
+                projects::set_gates(&db, &project_id, !paused, billing_status, monthly_limit, now).await?;
+                println!("{}", json!({ "project_id": project_id, "updated": true }));
+                Ok(())
+            }
+            Command::Snapshot { database } => {
+                let db = Db::connect(&database.database_url).await?;
+                let entries = snapshot::build_all(&db, Clock::system().now_ms()).await?;
+                println!("{}", serde_json::to_string_pretty(&snapshot::kv_pairs(&entries))?);
+                Ok(())
+            }
+            Command::Usage { database, project_id, month } => {
+                let db = Db::connect(&database.database_url).await?;
+                let month = month.unwrap_or_else(|| month_of(Clock::system().now_ms()));
+                let usage = telemetry::usage(&db, &project_id, &month).await?;
+                println!("{}", json!({ "project_id": project_id, "month": month, "usage": usage }));
+                Ok(())
+            }
+            Command::Retention { database } => {
+                let db = Db::connect(&database.database_url).await?;
+                let report = retention::apply(&db, Clock::system().now_ms()).await?;
+                println!("{}", serde_json::to_string(&report)?);
+                Ok(())
+            }
+        }
+    }
+}
+
+async fn create_project(args: CreateProjectArgs) -> anyhow::Result<()> {
+    let preset = match args.preset {
+        PresetName::Relaxed => Preset::Relaxed,
+        PresetName::Balanced => Preset::Balanced,
+        PresetName::Strict => Preset::Strict,
+        PresetName::Custom => {
+            anyhow::ensure!(
+                humanproof_protocol::pow::DIFFICULTY_RANGE.contains(&args.difficulty)
+                    && humanproof_protocol::pow::COUNT_RANGE.contains(&args.challenge_count),
+                "custom presets take a difficulty of 1-8 and 1-500 challenges"
+            );
+            Preset::Custom { difficulty: args.difficulty, challenge_count: args.challenge_count }
+        }
+    };
+    let new = NewProject {
+        name: args.name,
+        production_domains: normalize_domains(args.production_domains)?,
+        testing_domains: normalize_domains(args.testing_domains)?,
+        allow_subdomains: args.allow_subdomains,
+        preset,
+        risk_mode: RiskMode::Observe,
+        plan: "free".into(),
+        billing_status: args.billing_status,
+        monthly_limit: args.monthly_limit,
+        active: !args.paused,
+    };
+    let db = Db::connect(&args.database.database_url).await?;
+    let site_key = secrets::new_site_key();
+    let secret = secrets::new_backend_secret();
+    let project = projects::insert(&db, &new, &site_key, &secret, Clock::system().now_ms()).await?;
+    let output = json!({ "project_id": project.id, "site_key": project.site_key, "secret": secret });
+    println!("{}", serde_json::to_string_pretty(&output)?);
+    Ok(())
+}
+
+/// Lowercase hostnames without scheme, path or port; anything else is a mistake to report.
+pub fn normalize_domains(domains: Vec<String>) -> anyhow::Result<Vec<String>> {
+    domains
+        .into_iter()
+        .map(|domain| {
+            let domain = domain.trim().trim_end_matches('.').to_ascii_lowercase();
+            let valid = !domain.is_empty()
+                && domain.len() <= 253
+                && domain.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-');
+            anyhow::ensure!(valid, "not a hostname: {domain:?} (give e.g. example.com, no scheme or port)");
+            Ok(domain)
+        })
+        .collect()
+}
+

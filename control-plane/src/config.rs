@@ -1,0 +1,66 @@
+//! Settings, from flags or the environment (`HUMANPROOF_*`), shared by the commands.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use clap::Args;
+use humanproof_protocol::MasterSecret;
+
+/// Where the data lives.
+#[derive(Debug, Clone, Args)]
+pub struct DatabaseArgs {
+    /// `sqlite://path?mode=rwc` (embedded) or `postgres://user:pass@host/db` (production).
+    #[arg(long, env = "HUMANPROOF_DATABASE_URL", default_value = "sqlite://data/humanproof.db?mode=rwc")]
+    pub database_url: String,
+}
+
+/// The operator's master secret. Never logged, never sent anywhere.
+#[derive(Debug, Clone, Args)]
+pub struct SecretArgs {
+    /// At least 32 characters; the edge's `HUMANPROOF_MASTER_SECRET` Worker secret must match.
+    #[arg(long, env = "HUMANPROOF_MASTER_SECRET", hide_env_values = true)]
+    pub master_secret: Option<String>,
+}
+
+impl SecretArgs {
+    /// The configured secret; required outside development.
+    pub fn require(&self) -> anyhow::Result<MasterSecret> {
+        let secret = self
+            .master_secret
+            .as_deref()
+            .context("HUMANPROOF_MASTER_SECRET is not set (generate one with `openssl rand -hex 32`)")?;
+        Ok(MasterSecret::new(secret)?)
+    }
+
+    /// The configured secret, or for local development one generated on first start and kept
+    /// in `data_dir/master-secret` (readable only by its owner).
+    pub fn or_generate_in(&self, data_dir: &Path) -> anyhow::Result<MasterSecret> {
+        if self.master_secret.is_some() {
+            return self.require();
+        }
+        let path: PathBuf = data_dir.join("master-secret");
+        if let Ok(existing) = std::fs::read_to_string(&path) {
+            return Ok(MasterSecret::new(existing.trim())?);
+        }
+        std::fs::create_dir_all(data_dir)?;
+        let mut bytes = [0u8; 32];
+        getrandom::fill(&mut bytes).map_err(|err| anyhow::anyhow!("no randomness: {err}"))?;
+        let secret = hex::encode(bytes);
+        write_private(&path, &secret)?;
+        Ok(MasterSecret::new(&secret)?)
+    }
+}
+
+/// Writes a file only its owner can read.
+pub fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    #[cfg(unix)]
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    options.mode(0o600);
+    let mut file = options.open(path).with_context(|| format!("cannot write {}", path.display()))?;
+    file.write_all(contents.as_bytes())?;
+    Ok(())
+}

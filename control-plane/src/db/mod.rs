@@ -1,0 +1,114 @@
+//! The database: one pool and one set of runtime queries for SQLite (embedded default) and
+//! PostgreSQL (production), through sqlx's Any driver.
+//!
+//! `query!` macros would tie each query to one database, so queries are checked by the
+//! tests instead, which run every repository test on both. The SQL sticks to what both
+//! accept: `$n` placeholders, `ON CONFLICT`, BIGINT numbers and 0/1 flags.
+
+pub mod projects;
+pub mod retention;
+pub mod siteverify;
+pub mod telemetry;
+
+use sqlx::AnyPool;
+use sqlx::any::AnyPoolOptions;
+
+/// Which database the URL named.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// `sqlite:` URLs.
+    Sqlite,
+    /// `postgres:` or `postgresql:` URLs.
+    Postgres,
+}
+
+/// A connection pool and the backend behind it.
+#[derive(Debug, Clone)]
+pub struct Db {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+/// Why the database could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// Neither `sqlite:` nor `postgres:`.
+    #[error("unsupported database URL (use sqlite:// or postgres://): {0}")]
+    UnsupportedUrl(String),
+    /// The SQLite file's folder could not be created.
+    #[error("cannot create the database folder: {0}")]
+    Folder(#[from] std::io::Error),
+    /// The driver refused.
+    #[error(transparent)]
+    Sqlx(#[from] sqlx::Error),
+    /// A migration failed.
+    #[error(transparent)]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+impl Db {
+    /// Opens `url` and brings the schema up to date.
+    pub async fn connect(url: &str) -> Result<Self, ConnectError> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Backend::Postgres
+        } else {
+            return Err(ConnectError::UnsupportedUrl(url.to_owned()));
+        };
+        if backend == Backend::Sqlite {
+            create_sqlite_folder(url)?;
+        }
+        let pool = AnyPoolOptions::new().max_connections(8).connect(url).await?;
+        if backend == Backend::Sqlite {
+            // WAL lets the dashboard and siteverify read while telemetry is being written.
+            sqlx::query("PRAGMA journal_mode = WAL").execute(&pool).await?;
+        }
+        let db = Self { pool, backend };
+        db.migrate().await?;
+        Ok(db)
+    }
+
+    async fn migrate(&self) -> Result<(), sqlx::migrate::MigrateError> {
+        match self.backend {
+            Backend::Sqlite => sqlx::migrate!("../migrations/sqlite").run(&self.pool).await,
+            Backend::Postgres => sqlx::migrate!("../migrations/postgres").run(&self.pool).await,
+        }
+    }
+
+    /// The pool, for queries.
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// Which database this is.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+}
+
+/// `sqlite://data/hp.db?mode=rwc` needs `data/` to exist before SQLite can create the file.
+fn create_sqlite_folder(url: &str) -> std::io::Result<()> {
+    let path = url.trim_start_matches("sqlite:").trim_start_matches("//");
+    let path = path.split('?').next().unwrap_or_default();
+    if path.is_empty() || path.starts_with(":memory:") {
+        return Ok(());
+    }
+    match std::path::Path::new(path).parent() {
+        Some(folder) if !folder.as_os_str().is_empty() => std::fs::create_dir_all(folder),
+        _ => Ok(()),
+    }
+}
+
+/// Whether an error is a unique-constraint violation, on either backend.
+pub fn is_unique_violation(err: &sqlx::Error) -> bool {
+    matches!(err, sqlx::Error::Database(db) if db.is_unique_violation())
+}
+
+/// Calendar month (UTC) of a Unix-ms timestamp, as `YYYY-MM`: the usage period.
+pub fn month_of(at_ms: i64) -> String {
+    let date = time::OffsetDateTime::from_unix_timestamp(at_ms.div_euclid(1000))
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    format!("{:04}-{:02}", date.year(), u8::from(date.month()))
+}

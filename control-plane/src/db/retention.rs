@@ -1,0 +1,53 @@
+//! Retention rules, as code: what is kept, for how long, and in what form.
+//!
+//! - Hashed IPs and user agents on telemetry events are erased after 24 hours: they only
+//!   serve short-term abuse analysis.
+//! - Telemetry and verification events are deleted after 90 days; monthly usage counters,
+//!   which hold no per-visitor data, are kept for billing.
+//! - Siteverify claims are deleted once their token has expired: an expired token is refused
+//!   on its signature's expiry alone, so the claim has nothing left to guard.
+
+use serde::Serialize;
+
+use super::Db;
+
+/// How long hashed IPs and user agents stay on telemetry events.
+pub const HASH_TTL_MS: i64 = 24 * 60 * 60 * 1000;
+/// How long per-event records are kept.
+pub const EVENT_TTL_MS: i64 = 90 * 24 * 60 * 60 * 1000;
+
+/// Rows each rule touched.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct RetentionReport {
+    /// Events whose hashes were erased.
+    pub hashes_erased: u64,
+    /// Telemetry events deleted.
+    pub telemetry_deleted: u64,
+    /// Verification events deleted.
+    pub verifications_deleted: u64,
+    /// Expired siteverify claims deleted.
+    pub claims_deleted: u64,
+}
+
+/// Applies every rule as of `now_ms`.
+pub async fn apply(db: &Db, now_ms: i64) -> Result<RetentionReport, sqlx::Error> {
+    let run = |sql: &'static str, cutoff: i64| async move {
+        Ok::<_, sqlx::Error>(sqlx::query(sql).bind(cutoff).execute(db.pool()).await?.rows_affected())
+    };
+    Ok(RetentionReport {
+        hashes_erased: run(
+            "UPDATE telemetry_events SET ip_hash = NULL, ua_hash = NULL \
+             WHERE at < $1 AND (ip_hash IS NOT NULL OR ua_hash IS NOT NULL)",
+            now_ms - HASH_TTL_MS,
+        )
+        .await?,
+        telemetry_deleted: run("DELETE FROM telemetry_events WHERE at < $1", now_ms - EVENT_TTL_MS)
+            .await?,
+        verifications_deleted: run(
+            "DELETE FROM verification_events WHERE at < $1",
+            now_ms - EVENT_TTL_MS,
+        )
+        .await?,
+        claims_deleted: run("DELETE FROM siteverify_claims WHERE expires_at < $1", now_ms).await?,
+    })
+}

@@ -1,0 +1,164 @@
+//! Durable, idempotent storage of edge telemetry, and the monthly usage derived from it.
+//!
+//! An event is stored once, keyed by its id; usage counters move only when an event is
+//! stored for the first time, in the same transaction, so redelivery never double-counts.
+
+use std::collections::{HashMap, HashSet};
+
+use humanproof_protocol::{TelemetryEvent, TelemetryKind};
+use serde::Serialize;
+use sqlx::Row;
+
+use super::{Db, month_of};
+
+/// What happened to a batch.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct IngestOutcome {
+    /// Events stored for the first time.
+    pub stored: usize,
+    /// Events already stored by an earlier delivery.
+    pub duplicates: usize,
+    /// Events for projects that no longer exist, dropped.
+    pub unknown_project: usize,
+}
+
+/// One project's counters for one month.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Usage {
+    /// Solved challenges plus failed redeems: what the plan limit counts.
+    pub protected_attempts: u64,
+    /// Challenges issued.
+    pub challenges_issued: u64,
+    /// Challenge starts refused by a gate.
+    pub refusals: u64,
+    /// Siteverify calls (analytics only).
+    pub verifications: u64,
+}
+
+impl Usage {
+    fn record(&mut self, kind: TelemetryKind) {
+        if kind.is_protected_attempt() {
+            self.protected_attempts += 1;
+        }
+        match kind {
+            TelemetryKind::ChallengeIssued => self.challenges_issued += 1,
+            TelemetryKind::ChallengeRefused => self.refusals += 1,
+            TelemetryKind::RedeemSucceeded | TelemetryKind::RedeemFailed => {}
+        }
+    }
+}
+
+/// Stores a batch in one transaction and bumps usage for the events that are new.
+pub async fn ingest(
+    db: &Db,
+    events: &[TelemetryEvent],
+    received_at: i64,
+) -> Result<IngestOutcome, sqlx::Error> {
+    let mut tx = db.pool().begin().await?;
+    let mut outcome = IngestOutcome::default();
+    let mut known_projects = HashSet::new();
+    let mut unknown_projects = HashSet::new();
+    let mut usage: HashMap<(String, String), Usage> = HashMap::new();
+
+    for event in events {
+        if unknown_projects.contains(&event.project_id) {
+            outcome.unknown_project += 1;
+            continue;
+        }
+        if !known_projects.contains(&event.project_id) {
+            let exists = sqlx::query("SELECT 1 FROM projects WHERE id = $1")
+                .bind(&event.project_id)
+                .fetch_optional(&mut *tx)
+                .await?
+                .is_some();
+            if !exists {
+                unknown_projects.insert(event.project_id.clone());
+                outcome.unknown_project += 1;
+                continue;
+            }
+            known_projects.insert(event.project_id.clone());
+        }
+        let inserted = sqlx::query(
+            "INSERT INTO telemetry_events (id, project_id, kind, reason, at, challenge_id, \
+             hostname, difficulty, ip_hash, ua_hash, received_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(&event.id)
+        .bind(&event.project_id)
+        .bind(event.kind.as_str())
+        .bind(event.reason.map(|reason| reason.as_str()))
+        .bind(event.at)
+        .bind(event.challenge_id.as_deref())
+        .bind(event.hostname.as_deref())
+        .bind(event.difficulty.map(i64::from))
+        .bind(event.ip_hash.as_deref())
+        .bind(event.ua_hash.as_deref())
+        .bind(received_at)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if inserted {
+            outcome.stored += 1;
+            usage.entry((event.project_id.clone(), month_of(event.at))).or_default().record(event.kind);
+        } else {
+            outcome.duplicates += 1;
+        }
+    }
+
+    for ((project_id, month), counts) in usage {
+        add_usage(&mut tx, &project_id, &month, counts).await?;
+    }
+    tx.commit().await?;
+    Ok(outcome)
+}
+
+/// Adds `counts` to a project's month, creating the row on first use.
+pub(crate) async fn add_usage(
+    conn: &mut sqlx::AnyConnection,
+    project_id: &str,
+    month: &str,
+    counts: Usage,
+) -> Result<(), sqlx::Error> {
+    let as_i64 = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+    sqlx::query(
+        "INSERT INTO usage_months (project_id, month, protected_attempts, challenges_issued, \
+         refusals, verifications) VALUES ($1, $2, $3, $4, $5, $6) \
+         ON CONFLICT (project_id, month) DO UPDATE SET \
+         protected_attempts = usage_months.protected_attempts + excluded.protected_attempts, \
+         challenges_issued = usage_months.challenges_issued + excluded.challenges_issued, \
+         refusals = usage_months.refusals + excluded.refusals, \
+         verifications = usage_months.verifications + excluded.verifications",
+    )
+    .bind(project_id)
+    .bind(month)
+    .bind(as_i64(counts.protected_attempts))
+    .bind(as_i64(counts.challenges_issued))
+    .bind(as_i64(counts.refusals))
+    .bind(as_i64(counts.verifications))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// A project's counters for `month` (`YYYY-MM`); zero when nothing happened.
+pub async fn usage(db: &Db, project_id: &str, month: &str) -> Result<Usage, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT protected_attempts, challenges_issued, refusals, verifications \
+         FROM usage_months WHERE project_id = $1 AND month = $2",
+    )
+    .bind(project_id)
+    .bind(month)
+    .fetch_optional(db.pool())
+    .await?;
+    let Some(row) = row else { return Ok(Usage::default()) };
+    let count = |column: &str| -> Result<u64, sqlx::Error> {
+        Ok(u64::try_from(row.try_get::<i64, _>(column)?).unwrap_or(0))
+    };
+    Ok(Usage {
+        protected_attempts: count("protected_attempts")?,
+        challenges_issued: count("challenges_issued")?,
+        refusals: count("refusals")?,
+        verifications: count("verifications")?,
+    })
+}

@@ -1,0 +1,74 @@
+//! The JSON API's error type: one enum, one response shape, no internals on the wire.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+/// Everything a control-plane endpoint can refuse with.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The body or a parameter is malformed.
+    #[error("{0}")]
+    BadRequest(&'static str),
+    /// Missing or wrong credentials.
+    #[error("unauthorized")]
+    Unauthorized(&'static str),
+    /// The body exceeds the endpoint's limit.
+    #[error("payload too large")]
+    PayloadTooLarge,
+    /// No such route.
+    #[error("not found")]
+    NotFound,
+    /// A database failure; logged, never shown.
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+impl ApiError {
+    /// Stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::BadRequest(_) => "bad_request",
+            Self::Unauthorized(code) => code,
+            Self::PayloadTooLarge => "payload_too_large",
+            Self::NotFound => "not_found",
+            Self::Database(_) => "internal_error",
+        }
+    }
+
+    /// HTTP status.
+    pub fn status_code(&self) -> StatusCode {
+        match self {
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::Database(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let message = match &self {
+            Self::Database(err) => {
+                tracing::error!(error = %err, "database error");
+                "Internal error.".to_owned()
+            }
+            other => other.to_string(),
+        };
+        let body = json!({ "error": { "code": self.code(), "message": message } });
+        (self.status_code(), Json(body)).into_response()
+    }
+}
+
+impl From<axum::extract::rejection::BytesRejection> for ApiError {
+    fn from(rejection: axum::extract::rejection::BytesRejection) -> Self {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            Self::PayloadTooLarge
+        } else {
+            Self::BadRequest("the request body could not be read")
+        }
+    }
+}

@@ -1,0 +1,28 @@
+//! The HumanProof control plane: projects, `siteverify` for site backends, durable
+//! telemetry and usage accounting, and the snapshot the edge decides from.
+//!
+//! Layout, from the outside in:
+//! - [`cli`]: the `humanproof` command (serve, dev, migrate, project, snapshot, usage).
+//! - [`config`]: settings from the environment.
+//! - [`app`]: the route table; [`routes`] holds one file per resource.
+//! - [`error`]: the one error type of the JSON API and its response shape.
+//! - [`db`]: the pool (SQLite or PostgreSQL through one code path) and the queries.
+//! - [`snapshot`]: builds the per-site-key entries the edge reads from KV.
+//! - [`local`]: the all-in-one development server (control plane, edge, demo site).
+//! - [`clock`]: the time source, swappable in tests.
+//! - [`secrets`]: site keys, backend secrets and how secrets are stored (hashed).
+
+#![deny(missing_docs)]
+
+pub mod app;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod local;
+pub mod routes;
+pub mod secrets;
+pub mod snapshot;
+
+pub use app::{AppState, app};

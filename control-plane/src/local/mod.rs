@@ -1,0 +1,227 @@
+//! The all-in-one development server: the control plane on SQLite, the edge logic served
+//! natively on the Worker's paths, and a demo customer site on its own origin, so that
+//! cross-origin calls from the demo page to the edge are real.
+//!
+//! What differs from production, and why:
+//! - Snapshot publishing writes straight into the in-process edge's store instead of KV.
+//! - Single-use claims live in memory instead of Durable Objects.
+//! - Telemetry goes through an in-process channel to the database with retries, instead of a
+//!   Cloudflare Queue and a signed HTTP batch.
+
+mod demo;
+mod edge_server;
+mod telemetry_sink;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use humanproof_edge::EdgeConfig;
+use humanproof_edge::memory::{MemoryClaims, MemorySnapshots};
+use humanproof_protocol::Preset;
+use humanproof_protocol::snapshot::RiskMode;
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+
+use crate::app::{AppState, app};
+use crate::clock::Clock;
+use crate::config::{SecretArgs, write_private};
+use crate::db::projects::{self, BillingStatus, NewProject};
+use crate::db::{Db, retention};
+use crate::{secrets, snapshot};
+
+pub use edge_server::{LocalEdge, edge_router};
+pub use telemetry_sink::{ChannelSink, deliver_telemetry};
+
+/// Options of `humanproof dev`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DevArgs {
+    /// Folder for the SQLite database, the generated master secret and the demo site's keys.
+    #[arg(long, env = "HUMANPROOF_DATA_DIR", default_value = "data")]
+    pub data_dir: PathBuf,
+    #[command(flatten)]
+    secret: SecretArgs,
+    /// Control plane address.
+    #[arg(long, env = "HUMANPROOF_CONTROL_LISTEN", default_value = "127.0.0.1:8080")]
+    pub control_listen: SocketAddr,
+    /// Edge address (same paths as the Worker).
+    #[arg(long, env = "HUMANPROOF_EDGE_LISTEN", default_value = "127.0.0.1:8787")]
+    pub edge_listen: SocketAddr,
+    /// Demo customer site address.
+    #[arg(long, env = "HUMANPROOF_DEMO_LISTEN", default_value = "127.0.0.1:3000")]
+    pub demo_listen: SocketAddr,
+    /// Fixes the demo project's site key.
+    #[arg(long, env = "HUMANPROOF_DEMO_SITE_KEY")]
+    pub demo_site_key: Option<String>,
+    /// Fixes the demo project's backend secret.
+    #[arg(long, env = "HUMANPROOF_DEMO_SECRET", hide_env_values = true)]
+    pub demo_secret: Option<String>,
+}
+
+/// How often the local edge's snapshot is rebuilt even when nothing signalled a change.
+const SNAPSHOT_REFRESH: Duration = Duration::from_secs(2);
+
+/// Runs until Ctrl-C.
+pub async fn run(args: DevArgs) -> anyhow::Result<()> {
+    let master = args.secret.or_generate_in(&args.data_dir)?;
+    let database_url = format!("sqlite://{}?mode=rwc", args.data_dir.join("humanproof.db").display());
+    let db = Db::connect(&database_url).await?;
+    let clock = Clock::system();
+    let demo = ensure_demo_project(&db, &args, clock.now_ms()).await?;
+
+    let snapshot_changed = Arc::new(Notify::new());
+    let (sink, events) = ChannelSink::new();
+    let edge = Arc::new(LocalEdge::new(
+        EdgeConfig::new(master.clone()),
+        MemorySnapshots::default(),
+        MemoryClaims::default(),
+        sink,
+    ));
+    publish_snapshot(&db, &edge, &clock).await?;
+    tokio::spawn(deliver_telemetry(events, db.clone(), clock.clone(), snapshot_changed.clone()));
+    tokio::spawn(refresh_snapshot(db.clone(), edge.clone(), clock.clone(), snapshot_changed));
+    tokio::spawn(apply_retention_hourly(db.clone(), clock.clone()));
+
+    let state = AppState { db, master, clock };
+    let control = bind(args.control_listen).await?;
+    let edge_listener = bind(args.edge_listen).await?;
+    let demo_listener = bind(args.demo_listen).await?;
+    let control_url = format!("http://{}", control.local_addr()?);
+    let edge_url = format!("http://{}", edge_listener.local_addr()?);
+    let demo_url = format!("http://{}", demo_listener.local_addr()?);
+
+    println!("HumanProof is running locally.");
+    println!("  demo site      {demo_url}");
+    println!("  edge           {edge_url}");
+    println!("  control plane  {control_url}  (POST /siteverify)");
+    println!("  demo site key  {}", demo.site_key);
+    println!("  demo secret    {}", demo.secret);
+    println!("  data           {}", args.data_dir.display());
+    println!("Press Ctrl-C to stop.");
+
+    let demo_site = demo::router(demo::DemoSite {
+        site_key: demo.site_key,
+        secret: demo.secret,
+        edge_url,
+        siteverify_url: format!("{control_url}/siteverify"),
+        http: reqwest::Client::new(),
+    });
+    let serve = |listener: TcpListener, router: axum::Router| async move {
+        axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(shutdown_signal())
+            .await
+    };
+    tokio::try_join!(
+        serve(control, app(state)),
+        serve(edge_listener, edge_router(edge)),
+        serve(demo_listener, demo_site),
+    )?;
+    Ok(())
+}
+
+async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr} (is another instance running?)"))
+}
+
+/// The demo customer's keys, as the customer's own backend would keep them.
+struct DemoKeys {
+    site_key: String,
+    secret: String,
+}
+
+/// Creates the demo project on first start (testing domains `localhost` and `127.0.0.1`)
+/// and keeps its keys in `data/demo-site.json`; the environment can fix both keys.
+async fn ensure_demo_project(db: &Db, args: &DevArgs, now: i64) -> anyhow::Result<DemoKeys> {
+    let keys_file = args.data_dir.join("demo-site.json");
+    let saved: Option<serde_json::Value> =
+        std::fs::read_to_string(&keys_file).ok().and_then(|text| serde_json::from_str(&text).ok());
+    let saved_field = |name: &str| saved.as_ref().and_then(|v| v[name].as_str()).map(str::to_owned);
+    let site_key = args
+        .demo_site_key
+        .clone()
+        .or_else(|| saved_field("site_key"))
+        .unwrap_or_else(secrets::new_site_key);
+    let secret = args
+        .demo_secret
+        .clone()
+        .or_else(|| saved_field("secret"))
+        .unwrap_or_else(secrets::new_backend_secret);
+
+    match projects::find_by_site_key(db, &site_key).await? {
+        Some(project) => projects::set_secret(db, &project.id, &secret, now).await?,
+        None => {
+            let demo = NewProject {
+                name: "Demo site".into(),
+                production_domains: vec![],
+                testing_domains: vec!["localhost".into(), "127.0.0.1".into()],
+                allow_subdomains: false,
+                // Relaxed keeps the demo page's plain-JavaScript solver quick.
+                preset: Preset::Relaxed,
+                risk_mode: RiskMode::Observe,
+                plan: "free".into(),
+                billing_status: BillingStatus::Active,
+                monthly_limit: None,
+                active: true,
+            };
+            projects::insert(db, &demo, &site_key, &secret, now).await?;
+        }
+    }
+    let keys = serde_json::json!({ "site_key": site_key, "secret": secret });
+    write_private(&keys_file, &keys.to_string())?;
+    Ok(DemoKeys { site_key, secret })
+}
+
+/// Rebuilds every entry and hands it to the in-process edge: the local "KV publish".
+pub async fn publish_snapshot(db: &Db, edge: &LocalEdge, clock: &Clock) -> Result<(), sqlx::Error> {
+    let entries = snapshot::build_all(db, clock.now_ms()).await?;
+    edge.snapshots().replace_all(entries);
+    Ok(())
+}
+
+async fn refresh_snapshot(db: Db, edge: Arc<LocalEdge>, clock: Clock, changed: Arc<Notify>) {
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(SNAPSHOT_REFRESH) => {}
+            () = changed.notified() => {}
+        }
+        if let Err(err) = publish_snapshot(&db, &edge, &clock).await {
+            tracing::warn!(error = %err, "snapshot refresh failed; the edge keeps the previous one");
+        }
+    }
+}
+
+/// Runs the retention rules now and every hour after.
+pub async fn apply_retention_hourly(db: Db, clock: Clock) {
+    let mut every_hour = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        every_hour.tick().await;
+        match retention::apply(&db, clock.now_ms()).await {
+            Ok(report) => tracing::info!(?report, "retention applied"),
+            Err(err) => tracing::warn!(error = %err, "retention failed; will retry next hour"),
+        }
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+}

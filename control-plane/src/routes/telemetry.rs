@@ -1,0 +1,35 @@
+//! `POST /internal/telemetry`: batches from the edge's queue consumer.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
+use axum::http::HeaderMap;
+use humanproof_protocol::TelemetryBatch;
+use humanproof_protocol::telemetry::{MAX_BATCH_EVENTS, SIGNATURE_HEADER, verify_batch};
+
+use crate::app::AppState;
+use crate::db::telemetry::{IngestOutcome, ingest};
+use crate::error::ApiError;
+
+/// Checks the batch signature, then stores the events idempotently.
+pub async fn ingest_batch(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<IngestOutcome>, ApiError> {
+    let body = body?;
+    let signature = headers
+        .get(SIGNATURE_HEADER)
+        .and_then(|value| value.to_str().ok())
+        .ok_or(ApiError::Unauthorized("missing_signature"))?;
+    let now = state.clock.now_ms();
+    verify_batch(&state.master, signature, &body, now)
+        .map_err(|_| ApiError::Unauthorized("invalid_signature"))?;
+    let batch: TelemetryBatch = serde_json::from_slice(&body)
+        .map_err(|_| ApiError::BadRequest("the body is not a telemetry batch"))?;
+    if batch.events.len() > MAX_BATCH_EVENTS {
+        return Err(ApiError::PayloadTooLarge);
+    }
+    Ok(Json(ingest(&state.db, &batch.events, now).await?))
+}

@@ -1,0 +1,67 @@
+//! Builds the snapshot entries the edge decides from, one per project.
+//!
+//! This is the only place that turns database state into edge gates, so the local edge,
+//! the KV export and the tests all see the same thing.
+
+use humanproof_protocol::SiteSnapshot;
+use humanproof_protocol::snapshot::{BillingGate, kv_key};
+use serde::Serialize;
+
+use crate::db::projects::{self, Project};
+use crate::db::telemetry::{self, Usage};
+use crate::db::{Db, month_of};
+
+/// The entry for one project given this month's usage.
+pub fn build(project: &Project, usage: &Usage, now_ms: i64) -> SiteSnapshot {
+    SiteSnapshot {
+        project_id: project.id.clone(),
+        site_key: project.site_key.clone(),
+        active: project.active,
+        production_domains: project.production_domains.clone(),
+        testing_domains: project.testing_domains.clone(),
+        allow_subdomains: project.allow_subdomains,
+        key_version: project.key_version,
+        preset: project.preset,
+        risk_mode: project.risk_mode,
+        billing: BillingGate {
+            plan: project.plan.clone(),
+            traffic_allowed: project.billing_status.allows_traffic(),
+            monthly_limit: project.monthly_limit,
+            usage_left: project
+                .monthly_limit
+                .map(|limit| limit.saturating_sub(usage.protected_attempts)),
+        },
+        published_at: now_ms,
+    }
+}
+
+/// Entries for every project, with this month's usage.
+pub async fn build_all(db: &Db, now_ms: i64) -> Result<Vec<SiteSnapshot>, sqlx::Error> {
+    let month = month_of(now_ms);
+    let mut entries = Vec::new();
+    for project in projects::list_all(db).await? {
+        let usage = telemetry::usage(db, &project.id, &month).await?;
+        entries.push(build(&project, &usage, now_ms));
+    }
+    Ok(entries)
+}
+
+/// One KV pair in the format `wrangler kv bulk put` reads.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KvPair {
+    /// `site:<site key>`.
+    pub key: String,
+    /// The entry as JSON.
+    pub value: String,
+}
+
+/// Entries as KV pairs.
+pub fn kv_pairs(entries: &[SiteSnapshot]) -> Vec<KvPair> {
+    entries
+        .iter()
+        .map(|entry| KvPair {
+            key: kv_key(&entry.site_key),
+            value: serde_json::to_string(entry).expect("snapshots serialize"),
+        })
+        .collect()
+}

@@ -1,0 +1,201 @@
+//! The Cloudflare shell: `#[event]` entry points and the bindings behind the store traits.
+//!
+//! Everything here is glue; decisions live in [`crate::edge`]. Binding names are the ones
+//! `wrangler.toml` declares.
+
+use humanproof_protocol::snapshot::kv_key;
+use humanproof_protocol::telemetry::{SIGNATURE_HEADER, sign_batch};
+use humanproof_protocol::{MasterSecret, SiteSnapshot, TelemetryBatch, TelemetryEvent};
+use worker::{
+    Context, Date, DurableObject, Env, Fetch, Headers, Method, MessageBatch, ObjectNamespace,
+    Queue, Request, RequestInit, Response, Result, State, durable_object, event, kv::KvStore,
+};
+
+use crate::edge::{Edge, EdgeConfig, EdgeRequest, EdgeResponse, MAX_BODY, RequestBody};
+use crate::stores::{ClaimStore, SnapshotStore, StoreError, TelemetrySink};
+
+/// KV namespace holding the snapshot the control plane publishes.
+const SNAPSHOT_BINDING: &str = "SNAPSHOT";
+/// Durable Object namespace of single-use challenge claims.
+const CLAIMS_BINDING: &str = "CHALLENGE_CLAIMS";
+/// Queue carrying telemetry to the consumer below.
+const TELEMETRY_BINDING: &str = "TELEMETRY";
+/// Worker secret: the operator's master secret.
+const MASTER_SECRET: &str = "HUMANPROOF_MASTER_SECRET";
+/// Variable: base URL of the control plane, for telemetry delivery only.
+const CONTROL_PLANE_URL: &str = "CONTROL_PLANE_URL";
+
+#[event(start)]
+fn start() {
+    console_error_panic_hook::set_once();
+}
+
+#[event(fetch)]
+async fn fetch(mut req: Request, env: Env, _ctx: Context) -> Result<Response> {
+    let master = master_secret(&env)?;
+    let edge = Edge::new(
+        EdgeConfig::new(master),
+        KvSnapshots(env.kv(SNAPSHOT_BINDING)?),
+        DurableClaims(env.durable_object(CLAIMS_BINDING)?),
+        QueueTelemetry(env.queue(TELEMETRY_BINDING)?),
+    );
+    let headers = req.headers().clone();
+    let declared_len = headers.get("content-length")?.and_then(|len| len.parse::<usize>().ok());
+    // Refuse oversized bodies before reading them into wasm memory when the length is
+    // declared; the real length is checked too, for bodies sent without one.
+    let bytes = match declared_len {
+        Some(len) if len > MAX_BODY => None,
+        _ => Some(req.bytes().await.unwrap_or_default()).filter(|bytes| bytes.len() <= MAX_BODY),
+    };
+    let body = bytes.as_deref().map_or(RequestBody::TooLarge, RequestBody::Read);
+    let method = req.method().to_string();
+    let path = req.path();
+    let origin = headers.get("origin")?;
+    let client_ip = headers.get("cf-connecting-ip")?;
+    let user_agent = headers.get("user-agent")?;
+    let response = edge
+        .handle(EdgeRequest {
+            method: &method,
+            path: &path,
+            origin: origin.as_deref(),
+            client_ip: client_ip.as_deref(),
+            user_agent: user_agent.as_deref(),
+            body,
+            now_ms: now_ms(),
+        })
+        .await;
+    into_worker_response(response)
+}
+
+/// Queue consumer: posts each batch to the control plane, signed; retries the whole batch
+/// on any failure (the control plane stores events idempotently, so retries are safe).
+#[event(queue)]
+async fn deliver_telemetry(batch: MessageBatch<TelemetryEvent>, env: Env, _ctx: Context) -> Result<()> {
+    let events: Vec<TelemetryEvent> = batch
+        .raw_iter()
+        .filter_map(|message| event_from_message(message.body()))
+        .collect();
+    if events.is_empty() {
+        batch.ack_all();
+        return Ok(());
+    }
+    let body = serde_json::to_vec(&TelemetryBatch { events })?;
+    let signature = sign_batch(&master_secret(&env)?, now_ms(), &body);
+    let url = format!("{}/internal/telemetry", env.var(CONTROL_PLANE_URL)?.to_string().trim_end_matches('/'));
+    let headers = Headers::new();
+    headers.set("content-type", "application/json")?;
+    headers.set(SIGNATURE_HEADER, &signature)?;
+    let mut init = RequestInit::new();
+    init.with_method(Method::Post)
+        .with_headers(headers)
+        .with_body(Some(worker::js_sys::Uint8Array::from(body.as_slice()).into()));
+    match Fetch::Request(Request::new_with_init(&url, &init)?).send().await {
+        Ok(response) if (200..300).contains(&response.status_code()) => batch.ack_all(),
+        Ok(response) => {
+            worker::console_error!("telemetry delivery refused: {}", response.status_code());
+            batch.retry_all();
+        }
+        Err(err) => {
+            worker::console_error!("telemetry delivery failed: {err}");
+            batch.retry_all();
+        }
+    }
+    Ok(())
+}
+
+/// A queue message body is a plain JS object; malformed ones are dropped, not retried forever.
+fn event_from_message(value: worker::wasm_bindgen::JsValue) -> Option<TelemetryEvent> {
+    let json = worker::js_sys::JSON::stringify(&value).ok()?.as_string()?;
+    serde_json::from_str(&json).ok()
+}
+
+fn master_secret(env: &Env) -> Result<MasterSecret> {
+    let secret = env.secret(MASTER_SECRET)?.to_string();
+    MasterSecret::new(&secret).map_err(|err| worker::Error::RustError(err.to_string()))
+}
+
+fn now_ms() -> i64 {
+    Date::now().as_millis() as i64
+}
+
+fn into_worker_response(response: EdgeResponse) -> Result<Response> {
+    let headers = Headers::new();
+    for (name, value) in &response.headers {
+        headers.set(name, value)?;
+    }
+    Ok(Response::from_bytes(response.body)?.with_status(response.status).with_headers(headers))
+}
+
+struct KvSnapshots(KvStore);
+
+impl SnapshotStore for KvSnapshots {
+    async fn site(&self, site_key: &str) -> std::result::Result<Option<SiteSnapshot>, StoreError> {
+        let text = self.0.get(&kv_key(site_key)).text().await.map_err(|e| StoreError(e.to_string()))?;
+        match text {
+            None => Ok(None),
+            Some(text) => serde_json::from_str(&text).map(Some).map_err(|e| StoreError(e.to_string())),
+        }
+    }
+}
+
+/// One Durable Object per challenge id: the claim is strongly consistent wherever the
+/// redeem lands, and each object deletes itself by alarm when its challenge expires.
+struct DurableClaims(ObjectNamespace);
+
+impl ClaimStore for DurableClaims {
+    async fn claim(&self, id: &str, now_ms: i64, expires_at_ms: i64) -> std::result::Result<bool, StoreError> {
+        let stub = self.0.get_by_name(id).map_err(|e| StoreError(e.to_string()))?;
+        let url = format!("https://claim/?now={now_ms}&exp={expires_at_ms}");
+        let response = stub.fetch_with_str(&url).await.map_err(|e| StoreError(e.to_string()))?;
+        match response.status_code() {
+            200 => Ok(true),
+            409 => Ok(false),
+            status => Err(StoreError(format!("claim object answered {status}"))),
+        }
+    }
+}
+
+/// The Durable Object class behind [`DurableClaims`].
+#[durable_object]
+pub struct ChallengeClaim {
+    state: State,
+}
+
+impl DurableObject for ChallengeClaim {
+    fn new(state: State, _env: Env) -> Self {
+        Self { state }
+    }
+
+    async fn fetch(&self, req: Request) -> Result<Response> {
+        #[derive(serde::Deserialize)]
+        struct ClaimQuery {
+            now: i64,
+            exp: i64,
+        }
+        let query: ClaimQuery = req.query()?;
+        let storage = self.state.storage();
+        // Input gates hold other events back between this read and the write below, so two
+        // concurrent redeems of one challenge cannot both see it unclaimed.
+        if storage.get::<i64>("expires_at").await?.is_some() {
+            return Response::empty().map(|r| r.with_status(409));
+        }
+        storage.put("expires_at", query.exp).await?;
+        storage.set_alarm((query.exp - query.now).max(1)).await?;
+        Response::empty()
+    }
+
+    async fn alarm(&self) -> Result<Response> {
+        self.state.storage().delete_all().await?;
+        Response::empty()
+    }
+}
+
+struct QueueTelemetry(Queue);
+
+impl TelemetrySink for QueueTelemetry {
+    async fn emit(&self, event: TelemetryEvent) {
+        if let Err(err) = self.0.send(&event).await {
+            worker::console_error!("telemetry could not be queued: {err}");
+        }
+    }
+}

@@ -1,0 +1,362 @@
+//! Routing, gates, challenge issuing and redeeming.
+//!
+//! Every decision comes from the site's snapshot entry and the signed token; the only
+//! shared state touched per request is the single-use claim on redeem.
+
+use humanproof_protocol::pow::{self, SolutionError};
+use humanproof_protocol::privacy::salted_hash;
+use humanproof_protocol::snapshot::origin_host;
+use humanproof_protocol::token::{ChallengeClaims, TokenError, VerificationClaims};
+use humanproof_protocol::wire::{
+    ChallengeRequest, ChallengeResponse, ErrorBody, RedeemRequest, RedeemResponse,
+};
+use humanproof_protocol::{MasterSecret, Reason, SiteSnapshot, TelemetryEvent, TelemetryKind};
+use serde::Serialize;
+
+use crate::stores::{ClaimStore, SnapshotStore, TelemetrySink};
+
+/// Largest challenge-start body: widget context and signals fit in a few hundred bytes.
+pub const MAX_CHALLENGE_BODY: usize = 16 * 1024;
+/// Largest redeem body: 500 solutions of 20 digits plus a token stay well below this.
+pub const MAX_REDEEM_BODY: usize = 64 * 1024;
+/// The larger of the two; shells may refuse bigger bodies before reading them.
+pub const MAX_BODY: usize = MAX_REDEEM_BODY;
+
+/// Edge settings that do not come from the snapshot.
+#[derive(Debug, Clone)]
+pub struct EdgeConfig {
+    /// The operator's master secret (a Worker secret on Cloudflare).
+    pub master: MasterSecret,
+    /// How long a challenge may take to solve.
+    pub challenge_ttl_ms: i64,
+    /// How long a verification token stays valid for siteverify.
+    pub verification_ttl_ms: i64,
+}
+
+impl EdgeConfig {
+    /// Ten minutes to solve (Strict on a slow phone takes well under one), and the 300 s
+    /// verification window siteverify promises.
+    pub fn new(master: MasterSecret) -> Self {
+        Self { master, challenge_ttl_ms: 10 * 60 * 1000, verification_ttl_ms: 300 * 1000 }
+    }
+}
+
+/// A request as the edge sees it, whatever HTTP stack carried it.
+#[derive(Debug, Clone, Copy)]
+pub struct EdgeRequest<'a> {
+    /// HTTP method, upper case.
+    pub method: &'a str,
+    /// URL path, e.g. `/hp_site_…/challenge`.
+    pub path: &'a str,
+    /// The `Origin` header.
+    pub origin: Option<&'a str>,
+    /// Client IP as the platform reports it; hashed before it goes anywhere.
+    pub client_ip: Option<&'a str>,
+    /// The `User-Agent` header; hashed before it goes anywhere.
+    pub user_agent: Option<&'a str>,
+    /// The request body, or the fact that it was too large to read.
+    pub body: RequestBody<'a>,
+    /// Current time, Unix ms.
+    pub now_ms: i64,
+}
+
+/// A body as the shell read it. Shells refuse to buffer more than [`MAX_BODY`] bytes and
+/// say so, so every platform answers an oversized body with the same `body_too_large`.
+#[derive(Debug, Clone, Copy)]
+pub enum RequestBody<'a> {
+    /// The bytes received.
+    Read(&'a [u8]),
+    /// More than [`MAX_BODY`] bytes were sent.
+    TooLarge,
+}
+
+/// The answer, for the shell to turn into its platform's response type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EdgeResponse {
+    /// HTTP status.
+    pub status: u16,
+    /// Headers besides `Content-Type`.
+    pub headers: Vec<(&'static str, String)>,
+    /// JSON body; empty for preflights.
+    pub body: Vec<u8>,
+}
+
+impl EdgeResponse {
+    fn json(status: u16, body: &impl Serialize) -> Self {
+        Self {
+            status,
+            headers: vec![("content-type", "application/json".into())],
+            body: serde_json::to_vec(body).expect("wire types serialize"),
+        }
+    }
+
+    fn refusal(reason: Reason) -> Self {
+        Self::json(reason.status(), &ErrorBody::from(reason))
+    }
+
+    fn with_cors(mut self, origin: &str) -> Self {
+        self.headers.extend([
+            ("access-control-allow-origin", origin.to_owned()),
+            ("access-control-allow-methods", "POST, OPTIONS".into()),
+            ("access-control-allow-headers", "content-type".into()),
+            ("access-control-max-age", "600".into()),
+            ("vary", "Origin".into()),
+        ]);
+        self
+    }
+}
+
+enum Endpoint {
+    Challenge,
+    Redeem,
+}
+
+/// What a request was refused for, with what telemetry needs to know about it.
+struct Refusal {
+    reason: Reason,
+    challenge_id: Option<String>,
+}
+
+impl From<Reason> for Refusal {
+    fn from(reason: Reason) -> Self {
+        Self { reason, challenge_id: None }
+    }
+}
+
+/// The edge logic over its three stores.
+pub struct Edge<S, C, T> {
+    config: EdgeConfig,
+    snapshots: S,
+    claims: C,
+    telemetry: T,
+}
+
+impl<S: SnapshotStore, C: ClaimStore, T: TelemetrySink> Edge<S, C, T> {
+    /// Wires the logic to its stores.
+    pub fn new(config: EdgeConfig, snapshots: S, claims: C, telemetry: T) -> Self {
+        Self { config, snapshots, claims, telemetry }
+    }
+
+    /// The snapshot store, e.g. for the local server to publish into.
+    pub fn snapshots(&self) -> &S {
+        &self.snapshots
+    }
+
+    /// Answers one request. Never panics on client input; every refusal is a 4xx with a code.
+    pub async fn handle(&self, req: EdgeRequest<'_>) -> EdgeResponse {
+        let Some((site_key, endpoint)) = route(req.path) else {
+            return EdgeResponse::refusal(Reason::NotFound);
+        };
+        let preflight = match req.method {
+            "POST" => false,
+            "OPTIONS" => true,
+            _ => return EdgeResponse::refusal(Reason::MethodNotAllowed),
+        };
+        let site = match self.snapshots.site(site_key).await {
+            Ok(Some(site)) => site,
+            // Unknown keys emit no telemetry: there is no project to attribute it to, and
+            // garbage keys must not be a way to flood the control plane.
+            Ok(None) => return EdgeResponse::refusal(Reason::UnknownSiteKey),
+            Err(_) => return EdgeResponse::refusal(Reason::Unavailable),
+        };
+        let host = req.origin.and_then(origin_host);
+        let allowed_origin = match (req.origin, &host) {
+            (Some(origin), Some(host)) if site.match_host(host).is_some() => origin,
+            _ => {
+                let kind = match endpoint {
+                    Endpoint::Challenge => TelemetryKind::ChallengeRefused,
+                    Endpoint::Redeem => TelemetryKind::RedeemFailed,
+                };
+                if !preflight {
+                    self.emit(&req, &site, kind, host.as_deref(), Some(Reason::OriginNotAllowed), None)
+                        .await;
+                }
+                return EdgeResponse::refusal(Reason::OriginNotAllowed);
+            }
+        };
+        // From here on the origin is one of the site's, so it may read our answers.
+        if preflight {
+            return EdgeResponse { status: 204, headers: vec![], body: vec![] }
+                .with_cors(allowed_origin);
+        }
+        let host = host.expect("an allowed origin has a host");
+        let outcome = match endpoint {
+            Endpoint::Challenge => self.start_challenge(&req, &site, &host).await,
+            Endpoint::Redeem => self.redeem(&req, &site, &host).await,
+        };
+        let response = match outcome {
+            Ok(response) => response,
+            Err(refusal) => {
+                let kind = match endpoint {
+                    Endpoint::Challenge => TelemetryKind::ChallengeRefused,
+                    Endpoint::Redeem => TelemetryKind::RedeemFailed,
+                };
+                self.emit(&req, &site, kind, Some(&host), Some(refusal.reason), refusal.challenge_id)
+                    .await;
+                EdgeResponse::refusal(refusal.reason)
+            }
+        };
+        response.with_cors(allowed_origin)
+    }
+
+    async fn start_challenge(
+        &self,
+        req: &EdgeRequest<'_>,
+        site: &SiteSnapshot,
+        host: &str,
+    ) -> Result<EdgeResponse, Refusal> {
+        if !site.active {
+            return Err(Reason::ProjectPaused.into());
+        }
+        if !site.billing.traffic_allowed {
+            return Err(Reason::BillingInactive.into());
+        }
+        if site.billing.usage_left == Some(0) {
+            return Err(Reason::UsageExhausted.into());
+        }
+        // Cap clients send no body; our widget sends its context.
+        let body: ChallengeRequest = match req.body {
+            RequestBody::Read(bytes) if bytes.trim_ascii().is_empty() => ChallengeRequest::default(),
+            body => parse_body(body, MAX_CHALLENGE_BODY)?,
+        };
+        body.validate()?;
+
+        let params = site.preset.params();
+        let claims = ChallengeClaims {
+            sk: site.site_key.clone(),
+            jti: random_id(),
+            c: params.c,
+            s: params.s,
+            d: params.d,
+            iat: req.now_ms,
+            exp: req.now_ms + self.config.challenge_ttl_ms,
+            host: host.to_owned(),
+            act: body.action,
+            cd: body.cdata,
+        };
+        let token = self.project_key(site).sign(&claims);
+        self.emit(req, site, TelemetryKind::ChallengeIssued, Some(host), None, Some(claims.jti))
+            .await;
+        Ok(EdgeResponse::json(
+            200,
+            &ChallengeResponse { challenge: params, token, expires: claims.exp },
+        ))
+    }
+
+    async fn redeem(
+        &self,
+        req: &EdgeRequest<'_>,
+        site: &SiteSnapshot,
+        host: &str,
+    ) -> Result<EdgeResponse, Refusal> {
+        if !site.active {
+            return Err(Reason::ProjectPaused.into());
+        }
+        let body: RedeemRequest = parse_body(req.body, MAX_REDEEM_BODY)?;
+        let challenge: ChallengeClaims =
+            self.project_key(site).open(&body.token, req.now_ms).map_err(|err| match err {
+                TokenError::Expired => Reason::Expired,
+                TokenError::Malformed | TokenError::BadSignature => Reason::InvalidToken,
+            })?;
+        let refuse = |reason: Reason| Refusal { reason, challenge_id: Some(challenge.jti.clone()) };
+        if challenge.sk != site.site_key || challenge.host != host {
+            return Err(refuse(Reason::ScopeMismatch));
+        }
+        let params = pow::ChallengeParams { c: challenge.c, s: challenge.s, d: challenge.d };
+        pow::verify_solutions(&body.token, params, &body.solutions).map_err(
+            |(SolutionError::WrongCount { .. } | SolutionError::Wrong { .. })| {
+                refuse(Reason::InvalidSolution)
+            },
+        )?;
+        // Claim only after the proof checks out, so junk redeems cannot burn a challenge.
+        match self.claims.claim(&challenge.jti, req.now_ms, challenge.exp).await {
+            Ok(true) => {}
+            Ok(false) => return Err(refuse(Reason::AlreadyRedeemed)),
+            Err(_) => return Err(refuse(Reason::Unavailable)),
+        }
+
+        let verification = VerificationClaims {
+            sk: site.site_key.clone(),
+            jti: random_id(),
+            cid: challenge.jti.clone(),
+            iat: req.now_ms,
+            exp: req.now_ms + self.config.verification_ttl_ms,
+            host: host.to_owned(),
+            d: challenge.d,
+            c: challenge.c,
+            act: challenge.act,
+            cd: challenge.cd,
+        };
+        let token = self.project_key(site).sign(&verification);
+        self.emit(req, site, TelemetryKind::RedeemSucceeded, Some(host), None, Some(challenge.jti))
+            .await;
+        Ok(EdgeResponse::json(
+            200,
+            &RedeemResponse { success: true, token, expires: verification.exp },
+        ))
+    }
+
+    fn project_key(&self, site: &SiteSnapshot) -> humanproof_protocol::ProjectKey {
+        self.config.master.project_key(&site.project_id, site.key_version)
+    }
+
+    async fn emit(
+        &self,
+        req: &EdgeRequest<'_>,
+        site: &SiteSnapshot,
+        kind: TelemetryKind,
+        hostname: Option<&str>,
+        reason: Option<Reason>,
+        challenge_id: Option<String>,
+    ) {
+        let hash = |label: &str, value: Option<&str>| {
+            value.map(|value| salted_hash(&self.config.master, label, value, req.now_ms))
+        };
+        self.telemetry
+            .emit(TelemetryEvent {
+                id: random_id(),
+                kind,
+                at: req.now_ms,
+                project_id: site.project_id.clone(),
+                site_key: site.site_key.clone(),
+                reason,
+                challenge_id,
+                hostname: hostname.map(str::to_owned),
+                difficulty: Some(site.preset.params().d),
+                ip_hash: hash("ip", req.client_ip),
+                ua_hash: hash("ua", req.user_agent),
+            })
+            .await;
+    }
+}
+
+fn route(path: &str) -> Option<(&str, Endpoint)> {
+    let (site_key, action) = path.strip_prefix('/')?.split_once('/')?;
+    let well_formed = !site_key.is_empty()
+        && site_key.len() <= 64
+        && site_key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if !well_formed {
+        return None;
+    }
+    match action {
+        "challenge" => Some((site_key, Endpoint::Challenge)),
+        "redeem" => Some((site_key, Endpoint::Redeem)),
+        _ => None,
+    }
+}
+
+fn parse_body<B: serde::de::DeserializeOwned>(body: RequestBody<'_>, limit: usize) -> Result<B, Refusal> {
+    match body {
+        RequestBody::Read(bytes) if bytes.len() <= limit => {
+            serde_json::from_slice(bytes).map_err(|_| Reason::BadRequest.into())
+        }
+        _ => Err(Reason::BodyTooLarge.into()),
+    }
+}
+
+/// 128 random bits as 32 hex digits.
+fn random_id() -> String {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).expect("the platform provides randomness");
+    hex::encode(bytes)
+}

@@ -1,0 +1,62 @@
+//! In-process stores for the local all-in-one server and native tests.
+//!
+//! A std `Mutex` is enough: no lock is held across an `.await`, and the critical sections
+//! are a map lookup or insert.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, RwLock};
+
+use humanproof_protocol::SiteSnapshot;
+
+use crate::stores::{ClaimStore, SnapshotStore, StoreError};
+
+/// The local stand-in for the KV namespace: the control plane publishes into it directly.
+#[derive(Debug, Default)]
+pub struct MemorySnapshots {
+    sites: RwLock<HashMap<String, SiteSnapshot>>,
+}
+
+impl MemorySnapshots {
+    /// Replaces every entry with `sites`, as a full republish does.
+    pub fn replace_all(&self, sites: impl IntoIterator<Item = SiteSnapshot>) {
+        let sites = sites.into_iter().map(|site| (site.site_key.clone(), site)).collect();
+        *self.sites.write().unwrap_or_else(|poison| poison.into_inner()) = sites;
+    }
+
+    /// Inserts or replaces one entry.
+    pub fn put(&self, site: SiteSnapshot) {
+        self.sites
+            .write()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .insert(site.site_key.clone(), site);
+    }
+}
+
+impl SnapshotStore for MemorySnapshots {
+    async fn site(&self, site_key: &str) -> Result<Option<SiteSnapshot>, StoreError> {
+        Ok(self.sites.read().unwrap_or_else(|poison| poison.into_inner()).get(site_key).cloned())
+    }
+}
+
+/// Single-use claims in a map; expired claims are swept as new ones arrive.
+#[derive(Debug, Default)]
+pub struct MemoryClaims {
+    expiries: Mutex<HashMap<String, i64>>,
+}
+
+/// Sweep once the map holds this many claims, so memory stays bounded by live challenges.
+const SWEEP_THRESHOLD: usize = 10_000;
+
+impl ClaimStore for MemoryClaims {
+    async fn claim(&self, id: &str, now_ms: i64, expires_at_ms: i64) -> Result<bool, StoreError> {
+        let mut expiries = self.expiries.lock().unwrap_or_else(|poison| poison.into_inner());
+        if expiries.len() >= SWEEP_THRESHOLD {
+            expiries.retain(|_, expiry| *expiry > now_ms);
+        }
+        if expiries.get(id).is_some_and(|expiry| *expiry > now_ms) {
+            return Ok(false);
+        }
+        expiries.insert(id.to_owned(), expires_at_ms);
+        Ok(true)
+    }
+}

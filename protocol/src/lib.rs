@@ -1,0 +1,33 @@
+//! The HumanProof protocol: everything the edge worker and the control plane must agree on.
+//!
+//! Nothing here does I/O, so both sides (and the wasm edge bundle) link the same code and
+//! can never drift apart on a wire format or a check.
+//!
+//! Layout, in the order a request meets it:
+//! - [`prng`]: Cap's deterministic FNV-1a + xorshift32 generator that expands a challenge token
+//!   into per-sub-challenge salts and targets.
+//! - [`pow`]: the challenge parameters, the proof-of-work check and a reference solver.
+//! - [`token`]: HMAC-signed, stateless challenge and verification tokens and the per-project
+//!   key derivation from the operator's master secret.
+//! - [`snapshot`]: the per-site-key record the control plane publishes to KV and the edge
+//!   decides from.
+//! - [`telemetry`]: events the edge emits, the batch format, and the signature that
+//!   authenticates a batch to the control plane.
+//! - [`privacy`]: salted hashing of IPs and user agents.
+//! - [`wire`]: request/response bodies and the stable machine-readable refusal codes.
+
+#![deny(missing_docs)]
+
+pub mod pow;
+pub mod privacy;
+pub mod prng;
+pub mod snapshot;
+pub mod telemetry;
+pub mod token;
+pub mod wire;
+
+pub use pow::{ChallengeParams, Preset};
+pub use snapshot::SiteSnapshot;
+pub use telemetry::{TelemetryBatch, TelemetryEvent, TelemetryKind};
+pub use token::{ChallengeClaims, MasterSecret, ProjectKey, TokenError, VerificationClaims};
+pub use wire::Reason;

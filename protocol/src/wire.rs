@@ -1,0 +1,243 @@
+//! Request and response bodies of the edge endpoints, and the stable refusal codes.
+//!
+//! The shapes follow Cap's so existing Cap clients work unchanged; our additions are
+//! optional fields a Cap client simply does not send.
+
+use serde::{Deserialize, Serialize};
+
+use crate::pow::ChallengeParams;
+
+/// Longest `action` a widget may send (Turnstile's limit).
+pub const MAX_ACTION_LEN: usize = 32;
+/// Longest `cdata` a widget may send (Turnstile's limit).
+pub const MAX_CDATA_LEN: usize = 255;
+
+/// Optional body of `POST /{siteKey}/challenge`. Unknown fields are ignored so newer widgets
+/// keep working against older edges.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+pub struct ChallengeRequest {
+    /// Action name (`[A-Za-z0-9_-]`, at most 32 characters), echoed by siteverify.
+    #[serde(default)]
+    pub action: Option<String>,
+    /// Customer data (`[A-Za-z0-9_-]`, at most 255 characters), echoed by siteverify.
+    #[serde(default)]
+    pub cdata: Option<String>,
+}
+
+impl ChallengeRequest {
+    /// Checks `action` and `cdata` against Turnstile's rules.
+    pub fn validate(&self) -> Result<(), Reason> {
+        let well_formed = |value: &str, max: usize| {
+            value.len() <= max
+                && value.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        };
+        if self.action.as_deref().is_some_and(|a| !well_formed(a, MAX_ACTION_LEN)) {
+            return Err(Reason::InvalidAction);
+        }
+        if self.cdata.as_deref().is_some_and(|c| !well_formed(c, MAX_CDATA_LEN)) {
+            return Err(Reason::InvalidCdata);
+        }
+        Ok(())
+    }
+}
+
+/// Answer to a challenge start.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChallengeResponse {
+    /// What to solve.
+    pub challenge: ChallengeParams,
+    /// Signed challenge token; also the PRNG seed.
+    pub token: String,
+    /// When the challenge expires, Unix ms.
+    pub expires: i64,
+}
+
+/// Body of `POST /{siteKey}/redeem`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RedeemRequest {
+    /// The challenge token from the challenge response.
+    pub token: String,
+    /// One nonce per sub-challenge, in order.
+    pub solutions: Vec<u64>,
+}
+
+/// Answer to a successful redeem.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RedeemResponse {
+    /// Always true.
+    pub success: bool,
+    /// Verification token for the site backend's siteverify call.
+    pub token: String,
+    /// When the verification token expires, Unix ms.
+    pub expires: i64,
+}
+
+/// Error body of every edge refusal: `{"success":false,"error":"…","reason":"<code>"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// Always false.
+    pub success: bool,
+    /// Human-readable message.
+    pub error: String,
+    /// Stable machine-readable code.
+    pub reason: Reason,
+}
+
+impl From<Reason> for ErrorBody {
+    fn from(reason: Reason) -> Self {
+        Self { success: false, error: reason.message().into(), reason }
+    }
+}
+
+/// Stable machine-readable refusal codes. Clients may match on them; never rename one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    /// The body is not valid JSON of the expected shape.
+    BadRequest,
+    /// The body is larger than the endpoint accepts.
+    BodyTooLarge,
+    /// No such endpoint.
+    NotFound,
+    /// The endpoint exists but not for this method.
+    MethodNotAllowed,
+    /// No project has this site key.
+    UnknownSiteKey,
+    /// The project is paused.
+    ProjectPaused,
+    /// The request's `Origin` is not one of the project's domains.
+    OriginNotAllowed,
+    /// Billing does not allow traffic.
+    BillingInactive,
+    /// The monthly usage limit is spent.
+    UsageExhausted,
+    /// `action` is too long or has characters outside `[A-Za-z0-9_-]`.
+    InvalidAction,
+    /// `cdata` is too long or has characters outside `[A-Za-z0-9_-]`.
+    InvalidCdata,
+    /// The challenge token has expired.
+    Expired,
+    /// The challenge token is malformed, forged or signed for another key.
+    InvalidToken,
+    /// This challenge was redeemed before.
+    AlreadyRedeemed,
+    /// A solution is wrong or missing.
+    InvalidSolution,
+    /// The token belongs to another site key or another origin.
+    ScopeMismatch,
+    /// The edge could not reach one of its own stores; retrying may help.
+    Unavailable,
+}
+
+impl Reason {
+    /// Every code, for documentation and tests.
+    pub const ALL: [Reason; 17] = [
+        Self::BadRequest,
+        Self::BodyTooLarge,
+        Self::NotFound,
+        Self::MethodNotAllowed,
+        Self::UnknownSiteKey,
+        Self::ProjectPaused,
+        Self::OriginNotAllowed,
+        Self::BillingInactive,
+        Self::UsageExhausted,
+        Self::InvalidAction,
+        Self::InvalidCdata,
+        Self::Expired,
+        Self::InvalidToken,
+        Self::AlreadyRedeemed,
+        Self::InvalidSolution,
+        Self::ScopeMismatch,
+        Self::Unavailable,
+    ];
+
+    /// HTTP status the edge answers with.
+    pub fn status(self) -> u16 {
+        match self {
+            Self::BadRequest
+            | Self::InvalidAction
+            | Self::InvalidCdata
+            | Self::Expired
+            | Self::InvalidToken
+            | Self::InvalidSolution => 400,
+            Self::BillingInactive => 402,
+            Self::ProjectPaused | Self::OriginNotAllowed | Self::ScopeMismatch => 403,
+            Self::NotFound | Self::UnknownSiteKey => 404,
+            Self::MethodNotAllowed => 405,
+            Self::AlreadyRedeemed => 409,
+            Self::BodyTooLarge => 413,
+            Self::UsageExhausted => 429,
+            Self::Unavailable => 503,
+        }
+    }
+
+    /// Human-readable message for the error body.
+    pub fn message(self) -> &'static str {
+        match self {
+            Self::BadRequest => "The request body is not valid.",
+            Self::BodyTooLarge => "The request body is too large.",
+            Self::NotFound => "No such endpoint.",
+            Self::MethodNotAllowed => "Method not allowed.",
+            Self::UnknownSiteKey => "Unknown site key.",
+            Self::ProjectPaused => "This site's protection is paused.",
+            Self::OriginNotAllowed => "This origin is not allowed for the site key.",
+            Self::BillingInactive => "This site's plan does not allow traffic right now.",
+            Self::UsageExhausted => "This site's monthly usage limit is reached.",
+            Self::InvalidAction => "The action must be at most 32 characters of A-Z, a-z, 0-9, _ and -.",
+            Self::InvalidCdata => "The cdata must be at most 255 characters of A-Z, a-z, 0-9, _ and -.",
+            Self::Expired => "The challenge has expired.",
+            Self::InvalidToken => "The challenge token is invalid.",
+            Self::AlreadyRedeemed => "The challenge was already redeemed.",
+            Self::InvalidSolution => "The solution is invalid.",
+            Self::ScopeMismatch => "The token does not belong to this site key or origin.",
+            Self::Unavailable => "The service is temporarily unavailable.",
+        }
+    }
+
+    /// The code as it appears on the wire and in storage.
+    pub fn as_str(self) -> &'static str {
+        // Kept in step with serde's snake_case names by the test below.
+        match self {
+            Self::BadRequest => "bad_request",
+            Self::BodyTooLarge => "body_too_large",
+            Self::NotFound => "not_found",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::UnknownSiteKey => "unknown_site_key",
+            Self::ProjectPaused => "project_paused",
+            Self::OriginNotAllowed => "origin_not_allowed",
+            Self::BillingInactive => "billing_inactive",
+            Self::UsageExhausted => "usage_exhausted",
+            Self::InvalidAction => "invalid_action",
+            Self::InvalidCdata => "invalid_cdata",
+            Self::Expired => "expired",
+            Self::InvalidToken => "invalid_token",
+            Self::AlreadyRedeemed => "already_redeemed",
+            Self::InvalidSolution => "invalid_solution",
+            Self::ScopeMismatch => "scope_mismatch",
+            Self::Unavailable => "unavailable",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_match_their_serialized_names() {
+        for reason in Reason::ALL {
+            assert_eq!(serde_json::to_value(reason).unwrap(), reason.as_str());
+            assert!((400..600).contains(&reason.status()));
+        }
+    }
+
+    #[test]
+    fn action_and_cdata_follow_turnstile_rules() {
+        let ok = ChallengeRequest { action: Some("login-form_2".into()), cdata: Some("x".repeat(255)) };
+        assert_eq!(ok.validate(), Ok(()));
+        let long_action = ChallengeRequest { action: Some("a".repeat(33)), cdata: None };
+        assert_eq!(long_action.validate(), Err(Reason::InvalidAction));
+        let odd_cdata = ChallengeRequest { action: None, cdata: Some("a b".into()) };
+        assert_eq!(odd_cdata.validate(), Err(Reason::InvalidCdata));
+    }
+}

@@ -1,0 +1,302 @@
+//! Shared wiring for the cross-component tests: a fresh database (SQLite file or a new
+//! PostgreSQL database), the control plane's app on a manual clock, and the edge logic with
+//! in-memory stores, connected the way the local all-in-one server connects them.
+//!
+//! PostgreSQL tests need `HUMANPROOF_TEST_POSTGRES_URL` (an admin URL; `./dev test` starts a
+//! throwaway cluster and sets it). Without it they fail, unless `HUMANPROOF_SKIP_POSTGRES=1`
+//! says to skip them on purpose.
+
+#![allow(missing_docs)]
+
+use std::path::PathBuf;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use humanproof_control_plane::clock::Clock;
+use humanproof_control_plane::db::Db;
+use humanproof_control_plane::db::projects::{self, BillingStatus, NewProject, Project};
+use humanproof_control_plane::local::{ChannelSink, LocalEdge, publish_snapshot};
+use humanproof_control_plane::{AppState, app, secrets};
+use humanproof_edge::EdgeConfig;
+use humanproof_edge::memory::{MemoryClaims, MemorySnapshots};
+use humanproof_edge::{EdgeRequest, RequestBody};
+use humanproof_protocol::snapshot::RiskMode;
+use humanproof_protocol::{MasterSecret, Preset, TelemetryEvent};
+use serde_json::Value;
+use tokio::sync::mpsc::UnboundedReceiver;
+use tower::ServiceExt as _;
+
+pub const MASTER_SECRET: &str = "cross-component-test-master-secret-0123456789";
+/// 2026-03-15T12:00:00Z: mid-month, so advancing the clock by minutes stays in one month.
+pub const START_MS: i64 = 1_773_576_000_000;
+pub const ORIGIN: &str = "http://localhost:3000";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Runs a test body once on SQLite and once on PostgreSQL.
+#[macro_export]
+macro_rules! on_both_databases {
+    ($(async fn $name:ident($world:ident: World) $body:block)*) => {$(
+        mod $name {
+            use super::*;
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let $world = World::new($crate::Backend::Sqlite).await;
+                $body
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                let Some($world) = World::new_postgres().await else { return };
+                $body
+            }
+        }
+    )*};
+}
+
+/// Opens a fresh, migrated database of the given kind.
+pub async fn fresh_db(backend: Backend) -> Option<Db> {
+    let url = match backend {
+        Backend::Sqlite => {
+            let dir = std::env::temp_dir().join("humanproof-tests");
+            std::fs::create_dir_all(&dir).unwrap();
+            let path: PathBuf = dir.join(format!("{}.db", secrets::new_id()));
+            format!("sqlite://{}?mode=rwc", path.display())
+        }
+        Backend::Postgres => {
+            let Ok(admin_url) = std::env::var("HUMANPROOF_TEST_POSTGRES_URL") else {
+                if std::env::var("HUMANPROOF_SKIP_POSTGRES").as_deref() == Ok("1") {
+                    eprintln!("skipping a PostgreSQL test: HUMANPROOF_SKIP_POSTGRES=1");
+                    return None;
+                }
+                panic!(
+                    "HUMANPROOF_TEST_POSTGRES_URL is not set; run the tests with `./dev test`, \
+                     or set HUMANPROOF_SKIP_POSTGRES=1 to skip PostgreSQL on purpose"
+                );
+            };
+            sqlx::any::install_default_drivers();
+            let name = format!("hp_test_{}", secrets::new_id());
+            let admin = sqlx::AnyPool::connect(&admin_url).await.expect("PostgreSQL is reachable");
+            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                .execute(&admin)
+                .await
+                .unwrap();
+            admin.close().await;
+            let (base, _) = admin_url.rsplit_once('/').expect("URL names a database");
+            format!("{base}/{name}")
+        }
+    };
+    Some(Db::connect(&url).await.expect("the test database opens and migrates"))
+}
+
+/// Everything wired together on one manual clock.
+pub struct World {
+    pub db: Db,
+    pub clock: Clock,
+    pub master: MasterSecret,
+    pub edge: LocalEdge,
+    events: tokio::sync::Mutex<UnboundedReceiver<TelemetryEvent>>,
+}
+
+/// A parsed JSON answer.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub json: Value,
+}
+
+impl Answer {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    pub fn reason(&self) -> &str {
+        self.json["reason"].as_str().unwrap_or_default()
+    }
+}
+
+/// A project with its secret, as `create_project` returns it.
+pub struct TestProject {
+    pub project: Project,
+    pub secret: String,
+}
+
+impl TestProject {
+    pub fn site_key(&self) -> &str {
+        &self.project.site_key
+    }
+}
+
+/// A cheap custom preset so tests spend no time solving.
+pub fn quick_project(name: &str) -> NewProject {
+    NewProject {
+        name: name.into(),
+        production_domains: vec!["example.com".into()],
+        testing_domains: vec!["localhost".into(), "127.0.0.1".into()],
+        allow_subdomains: false,
+        preset: Preset::Custom { difficulty: 1, challenge_count: 3 },
+        risk_mode: RiskMode::Observe,
+        plan: "free".into(),
+        billing_status: BillingStatus::Active,
+        monthly_limit: None,
+        active: true,
+    }
+}
+
+impl World {
+    pub async fn new(backend: Backend) -> Self {
+        Self::with_db(fresh_db(backend).await.expect("SQLite is always available"))
+    }
+
+    pub async fn new_postgres() -> Option<Self> {
+        Some(Self::with_db(fresh_db(Backend::Postgres).await?))
+    }
+
+    fn with_db(db: Db) -> Self {
+        let master = MasterSecret::new(MASTER_SECRET).unwrap();
+        let (sink, events) = ChannelSink::new();
+        let edge = LocalEdge::new(
+            EdgeConfig::new(master.clone()),
+            MemorySnapshots::default(),
+            MemoryClaims::default(),
+            sink,
+        );
+        Self { db, clock: Clock::manual(START_MS), master, edge, events: events.into() }
+    }
+
+    pub fn state(&self) -> AppState {
+        AppState { db: self.db.clone(), master: self.master.clone(), clock: self.clock.clone() }
+    }
+
+    /// Creates a project and publishes the snapshot to the edge.
+    pub async fn create_project(&self, new: NewProject) -> TestProject {
+        let secret = secrets::new_backend_secret();
+        let project = projects::insert(&self.db, &new, &secrets::new_site_key(), &secret, self.clock.now_ms())
+            .await
+            .unwrap();
+        self.publish().await;
+        TestProject { project, secret }
+    }
+
+    /// Rebuilds the snapshot from the database into the edge, as publishing does.
+    pub async fn publish(&self) {
+        publish_snapshot(&self.db, &self.edge, &self.clock).await.unwrap();
+    }
+
+    /// What the edge emitted since the last call.
+    pub async fn take_events(&self) -> Vec<TelemetryEvent> {
+        let mut receiver = self.events.lock().await;
+        let mut events = Vec::new();
+        while let Ok(event) = receiver.try_recv() {
+            events.push(event);
+        }
+        events
+    }
+
+    /// Drains what the edge emitted into the database, as the queue consumer does.
+    pub async fn deliver_telemetry(&self) -> Vec<TelemetryEvent> {
+        let events = self.take_events().await;
+        humanproof_control_plane::db::telemetry::ingest(&self.db, &events, self.clock.now_ms())
+            .await
+            .unwrap();
+        events
+    }
+
+    /// Sends a request to the edge logic.
+    pub async fn edge(&self, method: &str, path: &str, origin: Option<&str>, body: &[u8]) -> Answer {
+        let response = self
+            .edge
+            .handle(EdgeRequest {
+                method,
+                path,
+                origin,
+                client_ip: Some("203.0.113.9"),
+                user_agent: Some("Mozilla/5.0 (X11; Linux x86_64) HumanProofTest"),
+                body: RequestBody::Read(body),
+                now_ms: self.clock.now_ms(),
+            })
+            .await;
+        Answer {
+            status: response.status,
+            headers: response.headers.iter().map(|(n, v)| ((*n).to_owned(), v.clone())).collect(),
+            json: serde_json::from_slice(&response.body).unwrap_or(Value::Null),
+        }
+    }
+
+    pub async fn start_challenge(&self, site_key: &str, body: &Value) -> Answer {
+        self.edge("POST", &format!("/{site_key}/challenge"), Some(ORIGIN), body.to_string().as_bytes())
+            .await
+    }
+
+    pub async fn redeem(&self, site_key: &str, token: &str, solutions: &[u64]) -> Answer {
+        let body = serde_json::json!({ "token": token, "solutions": solutions });
+        self.edge("POST", &format!("/{site_key}/redeem"), Some(ORIGIN), body.to_string().as_bytes())
+            .await
+    }
+
+    /// Starts, solves and redeems a challenge; returns the challenge token and the answer.
+    pub async fn solve(&self, site_key: &str, body: &Value) -> (String, Answer) {
+        let started = self.start_challenge(site_key, body).await;
+        assert_eq!(started.status, 200, "challenge start: {:?}", started.json);
+        let token = started.json["token"].as_str().unwrap().to_owned();
+        let params = serde_json::from_value(started.json["challenge"].clone()).unwrap();
+        let solutions = humanproof_protocol::pow::solve(&token, params);
+        let redeemed = self.redeem(site_key, &token, &solutions).await;
+        (token, redeemed)
+    }
+
+    /// A verification token for `site_key`, ready for siteverify.
+    pub async fn verification_token(&self, site_key: &str) -> String {
+        let (_, redeemed) = self.solve(site_key, &serde_json::json!({})).await;
+        assert_eq!(redeemed.status, 200, "redeem: {:?}", redeemed.json);
+        redeemed.json["token"].as_str().unwrap().to_owned()
+    }
+
+    /// Calls the control plane's app with a raw request.
+    pub async fn control(&self, request: Request<Body>) -> Answer {
+        let response = app(self.state()).oneshot(request).await.unwrap();
+        let status = response.status();
+        let headers = response
+            .headers()
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_str().unwrap_or_default().to_owned()))
+            .collect();
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+        Answer { status: status.as_u16(), headers, json: serde_json::from_slice(&bytes).unwrap_or(Value::Null) }
+    }
+
+    /// `POST /siteverify` as a form, the way most backends call Turnstile.
+    pub async fn siteverify(&self, fields: &[(&str, &str)]) -> Answer {
+        let body = fields
+            .iter()
+            .map(|(k, v)| format!("{k}={}", urlencode(v)))
+            .collect::<Vec<_>>()
+            .join("&");
+        self.control(
+            Request::post("/siteverify")
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(Body::from(body))
+                .unwrap(),
+        )
+        .await
+    }
+}
+
+fn urlencode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Asserts a status, showing the body when it differs.
+pub fn assert_status(answer: &Answer, status: StatusCode) {
+    assert_eq!(answer.status, status.as_u16(), "unexpected answer: {:#?}", answer.json);
+}
