@@ -28,7 +28,7 @@ pub fn prng(seed: &str, len: usize) -> String {
 mod tests {
     use super::*;
 
-    // Produced by Cap's JavaScript `prng` (see tests/workerd/support/cap.mjs) and pinned here so
+    // Produced by Cap's JavaScript `prng` (see tests/support/cap.mjs) and pinned here so
     // any drift from Cap's algorithm fails loudly.
     #[test]
     fn matches_cap_reference_vectors() {

@@ -9,9 +9,9 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { Miniflare } from "miniflare";
 import { unstable_getMiniflareWorkerOptions } from "wrangler";
-import { solve } from "./support/cap.mjs";
-import { ControlPlane, ROOT } from "./support/control-plane.mjs";
-import { peek, projectKey, sign } from "./support/tokens.mjs";
+import { solve } from "../support/cap.mjs";
+import { ControlPlane, ROOT } from "../support/control-plane.mjs";
+import { peek, projectKey, sign } from "../support/tokens.mjs";
 
 const MASTER_SECRET = "workerd-test-master-secret-0123456789abcdef";
 const ORIGIN = "http://localhost:3000";
