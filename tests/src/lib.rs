@@ -156,7 +156,8 @@ impl World {
         Some(Self::with_db(fresh_db(Backend::Postgres).await?))
     }
 
-    fn with_db(db: Db) -> Self {
+    /// Wires a database the caller opened.
+    pub fn with_db(db: Db) -> Self {
         let master = MasterSecret::new(MASTER_SECRET).unwrap();
         let (sink, events) = ChannelSink::new();
         let edge = LocalEdge::new(
