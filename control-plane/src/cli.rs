@@ -11,7 +11,7 @@ use serde_json::json;
 use crate::app::{AppState, app};
 use crate::clock::Clock;
 use crate::config::{DatabaseArgs, SecretArgs};
-use crate::db::projects::{BillingStatus, NewProject};
+use crate::db::projects::{BillingStatus, ProjectSettings};
 use crate::db::{Db, month_of, projects, retention, telemetry};
 use crate::{local, secrets, snapshot};
 
@@ -209,7 +209,7 @@ async fn create_project(args: CreateProjectArgs) -> anyhow::Result<()> {
             Preset::Custom { difficulty: args.difficulty, challenge_count: args.challenge_count }
         }
     };
-    let new = NewProject {
+    let new = ProjectSettings {
         name: args.name,
         production_domains: normalize_domains(args.production_domains)?,
         testing_domains: normalize_domains(args.testing_domains)?,

@@ -13,21 +13,22 @@ use crate::db::{Db, month_of};
 
 /// The entry for one project given this month's usage.
 pub fn build(project: &Project, usage: &Usage, now_ms: i64) -> SiteSnapshot {
+    let settings = &project.settings;
     SiteSnapshot {
         project_id: project.id.clone(),
         site_key: project.site_key.clone(),
-        active: project.active,
-        production_domains: project.production_domains.clone(),
-        testing_domains: project.testing_domains.clone(),
-        allow_subdomains: project.allow_subdomains,
+        active: settings.active,
+        production_domains: settings.production_domains.clone(),
+        testing_domains: settings.testing_domains.clone(),
+        allow_subdomains: settings.allow_subdomains,
         key_version: project.key_version,
-        preset: project.preset,
-        risk_mode: project.risk_mode,
+        preset: settings.preset,
+        risk_mode: settings.risk_mode,
         billing: BillingGate {
-            plan: project.plan.clone(),
-            traffic_allowed: project.billing_status.allows_traffic(),
-            monthly_limit: project.monthly_limit,
-            usage_left: project
+            plan: settings.plan.clone(),
+            traffic_allowed: settings.billing_status.allows_traffic(),
+            monthly_limit: settings.monthly_limit,
+            usage_left: settings
                 .monthly_limit
                 .map(|limit| limit.saturating_sub(usage.protected_attempts)),
         },

@@ -3,7 +3,7 @@
 //! Every decision comes from the site's snapshot entry and the signed token; the only
 //! shared state touched per request is the single-use claim on redeem.
 
-use humanproof_protocol::pow::{self, SolutionError};
+use humanproof_protocol::pow;
 use humanproof_protocol::privacy::salted_hash;
 use humanproof_protocol::snapshot::origin_host;
 use humanproof_protocol::token::{ChallengeClaims, TokenError, VerificationClaims};
@@ -111,6 +111,16 @@ enum Endpoint {
     Redeem,
 }
 
+impl Endpoint {
+    /// The telemetry kind of a refusal at this endpoint.
+    fn refusal_kind(&self) -> TelemetryKind {
+        match self {
+            Endpoint::Challenge => TelemetryKind::ChallengeRefused,
+            Endpoint::Redeem => TelemetryKind::RedeemFailed,
+        }
+    }
+}
+
 /// What a request was refused for, with what telemetry needs to know about it.
 struct Refusal {
     reason: Reason,
@@ -163,11 +173,8 @@ impl<S: SnapshotStore, C: ClaimStore, T: TelemetrySink> Edge<S, C, T> {
         let allowed_origin = match (req.origin, &host) {
             (Some(origin), Some(host)) if site.match_host(host).is_some() => origin,
             _ => {
-                let kind = match endpoint {
-                    Endpoint::Challenge => TelemetryKind::ChallengeRefused,
-                    Endpoint::Redeem => TelemetryKind::RedeemFailed,
-                };
                 if !preflight {
+                    let kind = endpoint.refusal_kind();
                     self.emit(&req, &site, kind, host.as_deref(), Some(Reason::OriginNotAllowed), None)
                         .await;
                 }
@@ -187,10 +194,7 @@ impl<S: SnapshotStore, C: ClaimStore, T: TelemetrySink> Edge<S, C, T> {
         let response = match outcome {
             Ok(response) => response,
             Err(refusal) => {
-                let kind = match endpoint {
-                    Endpoint::Challenge => TelemetryKind::ChallengeRefused,
-                    Endpoint::Redeem => TelemetryKind::RedeemFailed,
-                };
+                let kind = endpoint.refusal_kind();
                 self.emit(&req, &site, kind, Some(&host), Some(refusal.reason), refusal.challenge_id)
                     .await;
                 EdgeResponse::refusal(refusal.reason)
@@ -263,11 +267,8 @@ impl<S: SnapshotStore, C: ClaimStore, T: TelemetrySink> Edge<S, C, T> {
             return Err(refuse(Reason::ScopeMismatch));
         }
         let params = pow::ChallengeParams { c: challenge.c, s: challenge.s, d: challenge.d };
-        pow::verify_solutions(&body.token, params, &body.solutions).map_err(
-            |(SolutionError::WrongCount { .. } | SolutionError::Wrong { .. })| {
-                refuse(Reason::InvalidSolution)
-            },
-        )?;
+        pow::verify_solutions(&body.token, params, &body.solutions)
+            .map_err(|_| refuse(Reason::InvalidSolution))?;
         // Claim only after the proof checks out, so junk redeems cannot burn a challenge.
         match self.claims.claim(&challenge.jti, req.now_ms, challenge.exp).await {
             Ok(true) => {}
@@ -359,4 +360,19 @@ fn random_id() -> String {
     let mut bytes = [0u8; 16];
     getrandom::fill(&mut bytes).expect("the platform provides randomness");
     hex::encode(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_accept_only_well_formed_site_keys_and_known_endpoints() {
+        assert!(matches!(route("/hp_site_a-1/challenge"), Some(("hp_site_a-1", Endpoint::Challenge))));
+        assert!(matches!(route("/k/redeem"), Some(("k", Endpoint::Redeem))));
+        for path in ["", "/", "/k", "/k/", "/k/challenge/", "//challenge", "/a.b/redeem", "/k/other"] {
+            assert!(route(path).is_none(), "{path:?}");
+        }
+        assert!(route(&format!("/{}/challenge", "k".repeat(65))).is_none());
+    }
 }

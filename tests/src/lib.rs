@@ -14,7 +14,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use humanproof_control_plane::clock::Clock;
 use humanproof_control_plane::db::Db;
-use humanproof_control_plane::db::projects::{self, BillingStatus, NewProject, Project};
+use humanproof_control_plane::db::projects::{self, BillingStatus, ProjectSettings, Project};
 use humanproof_control_plane::local::{ChannelSink, LocalEdge, publish_snapshot};
 use humanproof_control_plane::{AppState, app, secrets};
 use humanproof_edge::EdgeConfig;
@@ -132,8 +132,8 @@ impl TestProject {
 }
 
 /// A cheap custom preset so tests spend no time solving.
-pub fn quick_project(name: &str) -> NewProject {
-    NewProject {
+pub fn quick_project(name: &str) -> ProjectSettings {
+    ProjectSettings {
         name: name.into(),
         production_domains: vec!["example.com".into()],
         testing_domains: vec!["localhost".into(), "127.0.0.1".into()],
@@ -174,7 +174,7 @@ impl World {
     }
 
     /// Creates a project and publishes the snapshot to the edge.
-    pub async fn create_project(&self, new: NewProject) -> TestProject {
+    pub async fn create_project(&self, new: ProjectSettings) -> TestProject {
         let secret = secrets::new_backend_secret();
         let project = projects::insert(&self.db, &new, &secrets::new_site_key(), &secret, self.clock.now_ms())
             .await

@@ -203,11 +203,11 @@ on_both_databases! {
     async fn each_gate_refuses_with_its_code(world: World) {
         let world = &world;
         let open = world.create_project(quick_project("open")).await;
-        let paused = world.create_project(projects::NewProject { active: false, ..quick_project("paused") }).await;
+        let paused = world.create_project(projects::ProjectSettings { active: false, ..quick_project("paused") }).await;
         let unpaid = world
-            .create_project(projects::NewProject { billing_status: BillingStatus::PastDue, ..quick_project("unpaid") })
+            .create_project(projects::ProjectSettings { billing_status: BillingStatus::PastDue, ..quick_project("unpaid") })
             .await;
-        let spent = world.create_project(projects::NewProject { monthly_limit: Some(0), ..quick_project("spent") }).await;
+        let spent = world.create_project(projects::ProjectSettings { monthly_limit: Some(0), ..quick_project("spent") }).await;
 
         let start = |site_key: String, origin: Option<&'static str>| {
             let path = format!("/{site_key}/challenge");
@@ -234,7 +234,7 @@ on_both_databases! {
 
         // Subdomains only when the project allows them.
         let wide = world
-            .create_project(projects::NewProject { allow_subdomains: true, ..quick_project("wide") })
+            .create_project(projects::ProjectSettings { allow_subdomains: true, ..quick_project("wide") })
             .await;
         assert_eq!(start(wide.site_key().into(), Some("https://shop.example.com")).await.status, 200);
     }
@@ -336,7 +336,7 @@ on_both_databases! {
 
     async fn usage_counts_protected_attempts_and_gates_the_edge(world: World) {
         let site = world
-            .create_project(projects::NewProject { monthly_limit: Some(3), ..quick_project("usage") })
+            .create_project(projects::ProjectSettings { monthly_limit: Some(3), ..quick_project("usage") })
             .await;
         let token = world.verification_token(site.site_key()).await;
         world.verification_token(site.site_key()).await;

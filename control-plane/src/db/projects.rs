@@ -12,30 +12,12 @@ use super::Db;
 pub struct Project {
     /// Internal id.
     pub id: String,
-    /// Display name.
-    pub name: String,
     /// Public site key.
     pub site_key: String,
-    /// Whether the edge serves it.
-    pub active: bool,
-    /// Production hostnames.
-    pub production_domains: Vec<String>,
-    /// Testing hostnames.
-    pub testing_domains: Vec<String>,
-    /// Whether subdomains of the configured domains match.
-    pub allow_subdomains: bool,
     /// Challenge key version.
     pub key_version: u32,
-    /// Proof-of-work preset.
-    pub preset: Preset,
-    /// Observe or enforce.
-    pub risk_mode: RiskMode,
-    /// Plan name.
-    pub plan: String,
-    /// Billing status.
-    pub billing_status: BillingStatus,
-    /// Protected attempts allowed per month; `None` is unlimited.
-    pub monthly_limit: Option<u64>,
+    /// Everything its owner configures.
+    pub settings: ProjectSettings,
 }
 
 /// Billing state as far as traffic is concerned.
@@ -77,9 +59,9 @@ impl BillingStatus {
     }
 }
 
-/// What is needed to create a project.
-#[derive(Debug, Clone)]
-pub struct NewProject {
+/// What a project's owner configures: given at creation, stored on the project.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProjectSettings {
     /// Display name.
     pub name: String,
     /// Production hostnames.
@@ -139,15 +121,12 @@ fn from_row(row: &AnyRow) -> Result<Project, sqlx::Error> {
         let text: String = row.try_get(column)?;
         serde_json::from_str(&text).map_err(|err| sqlx::Error::Decode(Box::new(err)))
     };
-    Ok(Project {
-        id: row.try_get("id")?,
+    let settings = ProjectSettings {
         name: row.try_get("name")?,
-        site_key: row.try_get("site_key")?,
         active: row.try_get::<i64, _>("active")? != 0,
         production_domains: domains("production_domains")?,
         testing_domains: domains("testing_domains")?,
         allow_subdomains: row.try_get::<i64, _>("allow_subdomains")? != 0,
-        key_version: u32::try_from(row.try_get::<i64, _>("key_version")?).unwrap_or(1),
         preset: preset_from_columns(
             &row.try_get::<String, _>("preset")?,
             row.try_get("custom_difficulty")?,
@@ -162,13 +141,19 @@ fn from_row(row: &AnyRow) -> Result<Project, sqlx::Error> {
         monthly_limit: row
             .try_get::<Option<i64>, _>("monthly_limit")?
             .map(|limit| u64::try_from(limit).unwrap_or(0)),
+    };
+    Ok(Project {
+        id: row.try_get("id")?,
+        site_key: row.try_get("site_key")?,
+        key_version: u32::try_from(row.try_get::<i64, _>("key_version")?).unwrap_or(1),
+        settings,
     })
 }
 
 /// Stores a new project with the given keys; the secret is stored hashed.
 pub async fn insert(
     db: &Db,
-    new: &NewProject,
+    new: &ProjectSettings,
     site_key: &str,
     secret: &str,
     now_ms: i64,

@@ -28,7 +28,7 @@ use tokio::sync::Notify;
 use crate::app::{AppState, app};
 use crate::clock::Clock;
 use crate::config::{SecretArgs, write_private};
-use crate::db::projects::{self, BillingStatus, NewProject};
+use crate::db::projects::{self, BillingStatus, ProjectSettings};
 use crate::db::{Db, retention};
 use crate::{secrets, snapshot};
 
@@ -152,7 +152,7 @@ async fn ensure_demo_project(db: &Db, args: &DevArgs, now: i64) -> anyhow::Resul
     match projects::find_by_site_key(db, &site_key).await? {
         Some(project) => projects::set_secret(db, &project.id, &secret, now).await?,
         None => {
-            let demo = NewProject {
+            let demo = ProjectSettings {
                 name: "Demo site".into(),
                 production_domains: vec![],
                 testing_domains: vec!["localhost".into(), "127.0.0.1".into()],

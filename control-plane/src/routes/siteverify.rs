@@ -56,7 +56,7 @@ pub struct VerifyResponse {
 }
 
 /// What we add beyond Turnstile's fields.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Extras {
     /// Our precise reason when verification failed (e.g. `expired`, `scope_mismatch`).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -85,13 +85,7 @@ fn failure(status: StatusCode, code: &'static str, reason: Option<&str>) -> (Sta
             error_codes: vec![code.to_owned()],
             action: None,
             cdata: None,
-            humanproof: reason.map(|reason| Extras {
-                reason: Some(reason.to_owned()),
-                site_key: None,
-                challenge_id: None,
-                difficulty: None,
-                challenge_count: None,
-            }),
+            humanproof: reason.map(|reason| Extras { reason: Some(reason.to_owned()), ..Extras::default() }),
         }),
     )
 }
