@@ -57,18 +57,21 @@ before(async () => {
 
 after(() => stopProcess(server?.child));
 
-test("the demo page embeds the demo site key and the edge, under a strict CSP", async () => {
+test("the demo page embeds the widget with the demo site key, under a strict CSP", async () => {
   assert.equal(server.siteKey, SITE_KEY);
   assert.equal(server.secret, SECRET);
   const response = await fetch(urls.demo);
   const html = await response.text();
-  assert.match(html, new RegExp(`data-humanproof-sitekey="${SITE_KEY}"`));
-  assert.match(html, new RegExp(`data-humanproof-edge="${urls.edge}"`));
+  assert.match(html, new RegExp(`<humanproof-widget data-sitekey="${SITE_KEY}" data-edge="${urls.edge}"`));
+  assert.match(html, new RegExp(`<script src="${urls.edge}/widget.js" async defer>`));
   const csp = response.headers.get("content-security-policy");
-  assert.match(csp, /script-src 'self'/);
-  assert.match(csp, new RegExp(`connect-src ${urls.edge}`));
-  const script = await fetch(`${urls.demo}/demo.js`);
-  assert.equal(script.status, 200);
+  assert.match(csp, new RegExp(`script-src 'self' ${urls.edge} 'wasm-unsafe-eval'; worker-src blob:; connect-src ${urls.edge};`));
+  for (const [file, type] of [["widget.js", "text/javascript"], ["solver.wasm", "application/wasm"]]) {
+    const asset = await fetch(`${urls.edge}/${file}`);
+    assert.equal(asset.status, 200, `${file}: build the widget first`);
+    assert.match(asset.headers.get("content-type"), new RegExp(type));
+    assert.equal(asset.headers.get("access-control-allow-origin"), "*");
+  }
 });
 
 test("the demo form is protected: a solved token passes once, a missing or reused one fails", async () => {

@@ -77,6 +77,16 @@ impl Db {
         }
     }
 
+    /// A transaction that will write. On SQLite it takes the write lock up front
+    /// (`BEGIN IMMEDIATE`): a transaction that reads first and upgrades later fails at once
+    /// with "database is locked" when another writer is active, instead of waiting its turn.
+    pub async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+        match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.pool.begin().await,
+        }
+    }
+
     /// The pool, for queries.
     pub fn pool(&self) -> &AnyPool {
         &self.pool

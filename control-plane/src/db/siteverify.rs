@@ -61,7 +61,7 @@ pub async fn record_verification(
     at: i64,
     error_code: Option<&str>,
 ) -> Result<(), sqlx::Error> {
-    let mut tx = db.pool().begin().await?;
+    let mut tx = db.begin_write().await?;
     sqlx::query(
         "INSERT INTO verification_events (id, project_id, at, success, error_code) \
          VALUES ($1, $2, $3, $4, $5)",

@@ -54,7 +54,7 @@ pub async fn ingest(
     events: &[TelemetryEvent],
     received_at: i64,
 ) -> Result<IngestOutcome, sqlx::Error> {
-    let mut tx = db.pool().begin().await?;
+    let mut tx = db.begin_write().await?;
     let mut outcome = IngestOutcome::default();
     let mut known_projects = HashSet::new();
     let mut unknown_projects = HashSet::new();

@@ -25,21 +25,19 @@ pub struct DemoSite {
     pub http: reqwest::Client,
 }
 
-/// `/` (the form), `/demo.js` (the client), `/submit` (the protected backend).
+/// `/` (the form) and `/submit` (the protected backend).
 pub fn router(site: DemoSite) -> Router {
-    Router::new()
-        .route("/", get(show_form))
-        .route("/demo.js", get(serve_script))
-        .route("/submit", axum::routing::post(submit_form))
-        .with_state(site)
+    Router::new().route("/", get(show_form)).route("/submit", axum::routing::post(submit_form)).with_state(site)
 }
 
-/// The page allows scripts from itself only and talks to nothing but the edge: the demo
-/// works under a strict CSP.
+/// The strict policy the README documents for embedding the widget: scripts from the page
+/// and the widget's origin only, WebAssembly compilation, workers from blob: URLs, and
+/// requests to the edge. No inline script, no eval.
 fn content_security_policy(site: &DemoSite) -> String {
+    let edge = &site.edge_url;
     format!(
-        "default-src 'self'; script-src 'self'; connect-src {}; style-src 'self' 'unsafe-inline'",
-        site.edge_url
+        "default-src 'self'; script-src 'self' {edge} 'wasm-unsafe-eval'; worker-src blob:; \
+         connect-src {edge}; style-src 'self' 'unsafe-inline'"
     )
 }
 
@@ -53,33 +51,25 @@ async fn show_form(State(site): State<DemoSite>) -> impl IntoResponse {
 <title>HumanProof demo</title>
 <style>body{{font-family:system-ui,sans-serif;max-width:32rem;margin:3rem auto;padding:0 1rem}}
 label{{display:block;margin:.75rem 0 .25rem}}input,textarea{{width:100%;padding:.5rem;box-sizing:border-box}}
-button{{margin-top:1rem;padding:.6rem 1.2rem}}#humanproof-status{{margin-top:.75rem;color:#555}}</style>
+button{{margin-top:1rem;padding:.6rem 1.2rem}}</style>
 </head>
 <body>
 <h1>Contact us</h1>
-<p>This form is protected by HumanProof. Submitting it solves a small proof of work in your
-browser; the site's backend then checks the token with <code>/siteverify</code>.</p>
-<form method="post" action="/submit" data-humanproof-sitekey="{site_key}" data-humanproof-edge="{edge}">
+<p>This form is protected by HumanProof. Tick the box: your browser solves a small
+proof of work, and the site's backend checks the token with <code>/siteverify</code>.</p>
+<form method="post" action="/submit">
 <label for="email">Email</label><input id="email" name="email" type="email" required>
 <label for="message">Message</label><textarea id="message" name="message" rows="4" required></textarea>
-<input type="hidden" name="humanproof-token" value="">
+<p><humanproof-widget data-sitekey="{site_key}" data-edge="{edge}" required></humanproof-widget></p>
 <button type="submit">Send</button>
-<p id="humanproof-status" role="status" aria-live="polite"></p>
 </form>
-<script src="/demo.js" defer></script>
+<script src="{edge}/widget.js" async defer></script>
 </body>
 </html>"#,
         site_key = escape_html(&site.site_key),
         edge = escape_html(&site.edge_url),
     );
     ([(header::CONTENT_SECURITY_POLICY, content_security_policy(&site))], Html(page))
-}
-
-async fn serve_script() -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
-        include_str!("../../assets/demo.js"),
-    )
 }
 
 #[derive(Debug, Deserialize)]

@@ -1,6 +1,7 @@
 //! Serves the edge logic natively with axum, on the same paths as the Worker.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::Router;
@@ -8,6 +9,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
 use axum::http::{HeaderMap, Method, Response, Uri};
+use axum::routing::get;
 use humanproof_edge::edge::MAX_BODY;
 use humanproof_edge::memory::{MemoryClaims, MemorySnapshots};
 use humanproof_edge::{Edge, EdgeRequest, RequestBody};
@@ -18,12 +20,34 @@ use crate::clock::Clock;
 /// The edge as the local server wires it.
 pub type LocalEdge = Edge<MemorySnapshots, MemoryClaims, ChannelSink>;
 
-/// Every path goes to the edge logic, which does its own routing (as in the Worker).
-pub fn edge_router(edge: Arc<LocalEdge>) -> Router {
+/// The widget's files, served next to the edge as a CDN would serve them, and every other
+/// path to the edge logic, which does its own routing (as in the Worker).
+pub fn edge_router(edge: Arc<LocalEdge>, widget_dir: PathBuf) -> Router {
+    let widget_file = |name: &'static str, content_type: &'static str| {
+        let path = widget_dir.join(name);
+        get(move || serve_widget_file(path.clone(), content_type))
+    };
     Router::new()
+        .route("/widget.js", widget_file("widget.js", "text/javascript; charset=utf-8"))
+        .route("/solver.wasm", widget_file("solver.wasm", "application/wasm"))
         .fallback(handle)
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(edge)
+}
+
+async fn serve_widget_file(path: PathBuf, content_type: &'static str) -> Response<Body> {
+    let builder = Response::builder()
+        // Any site may embed the widget; the edge's own CORS rules guard the API.
+        .header("access-control-allow-origin", "*")
+        .header("cache-control", "no-cache");
+    match tokio::fs::read(&path).await {
+        Ok(bytes) => builder.header("content-type", content_type).body(Body::from(bytes)),
+        Err(_) => builder.status(404).header("content-type", "text/plain").body(Body::from(format!(
+            "{} is missing: build the widget first (./dev run does)",
+            path.display()
+        ))),
+    }
+    .expect("static headers are valid")
 }
 
 async fn handle(

@@ -52,6 +52,9 @@ pub struct DevArgs {
     /// Demo customer site address.
     #[arg(long, env = "HUMANPROOF_DEMO_LISTEN", default_value = "127.0.0.1:3000")]
     pub demo_listen: SocketAddr,
+    /// Where the built widget (widget.js, solver.wasm) is served from.
+    #[arg(long, env = "HUMANPROOF_WIDGET_DIR", default_value = "widget/dist")]
+    pub widget_dir: PathBuf,
     /// Fixes the demo project's site key.
     #[arg(long, env = "HUMANPROOF_DEMO_SITE_KEY")]
     pub demo_site_key: Option<String>,
@@ -115,7 +118,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     };
     tokio::try_join!(
         serve(control, app(state)),
-        serve(edge_listener, edge_router(edge)),
+        serve(edge_listener, edge_router(edge, args.widget_dir.clone())),
         serve(demo_listener, demo_site),
     )?;
     Ok(())

@@ -1,7 +1,5 @@
-// Minimal HumanProof client for the demo page, until the widget replaces it: asks the edge
-// for a challenge, solves it on the main thread with a plain-JavaScript SHA-256, redeems
-// it, puts the verification token into the form and submits.
-"use strict";
+// Proof-of-work in plain JavaScript: Cap's seeded generator, which turns a challenge token
+// into sub-challenges, and the SHA-256 fallback solver for browsers without WebAssembly.
 
 const K = new Uint32Array([
   0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
@@ -16,7 +14,7 @@ const K = new Uint32Array([
 const W = new Uint32Array(64);
 
 /** SHA-256 of an ASCII string, as lowercase hex. */
-function sha256Hex(text) {
+export function sha256Hex(text) {
   const bitLength = text.length * 8;
   const blocks = ((text.length + 8) >> 6) + 1;
   const words = new Uint32Array(blocks * 16);
@@ -49,7 +47,7 @@ function sha256Hex(text) {
 }
 
 /** Cap's seeded generator (FNV-1a seed, xorshift32). */
-function prng(seed, length) {
+export function prng(seed, length) {
   let hash = 2166136261;
   for (let i = 0; i < seed.length; i++) {
     hash ^= seed.charCodeAt(i);
@@ -66,54 +64,15 @@ function prng(seed, length) {
   return out.substring(0, length);
 }
 
-async function solve(token, { c, s, d }, onProgress) {
-  const solutions = [];
-  for (let i = 1; i <= c; i++) {
-    const salt = prng(`${token}${i}`, s);
-    const target = prng(`${token}${i}d`, d);
-    let nonce = 0;
-    while (!sha256Hex(salt + nonce).startsWith(target)) {
-      nonce++;
-      // Yield now and then so the page stays responsive.
-      if (nonce % 20000 === 0) await new Promise((resolve) => setTimeout(resolve));
-    }
-    solutions.push(nonce);
-    onProgress(i / c);
-  }
-  return solutions;
+/** The (salt, target) of each sub-challenge, i = 1..c. */
+export function subChallenges(token, { c, s, d }) {
+  return Array.from({ length: c }, (_, k) => [prng(`${token}${k + 1}`, s), prng(`${token}${k + 1}d`, d)]);
 }
 
-async function postJson(url, body) {
-  const response = await fetch(url, {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify(body),
-  });
-  const json = await response.json();
-  if (!response.ok) throw new Error(json.error || `HTTP ${response.status}`);
-  return json;
-}
-
-const form = document.querySelector("form[data-humanproof-sitekey]");
-const status = document.getElementById("humanproof-status");
-const tokenField = form.querySelector('input[name="humanproof-token"]');
-
-form.addEventListener("submit", async (event) => {
-  if (tokenField.value) return;
-  event.preventDefault();
-  const edge = form.dataset.humanproofEdge;
-  const siteKey = form.dataset.humanproofSitekey;
-  try {
-    status.textContent = "Verifying you are human…";
-    const started = await postJson(`${edge}/${siteKey}/challenge`, {});
-    const solutions = await solve(started.token, started.challenge, (done) => {
-      status.textContent = `Verifying you are human… ${Math.round(done * 100)}%`;
-    });
-    const redeemed = await postJson(`${edge}/${siteKey}/redeem`, { token: started.token, solutions });
-    tokenField.value = redeemed.token;
-    status.textContent = "Verified.";
-    form.submit();
-  } catch (error) {
-    status.textContent = `Verification failed: ${error.message}. Submit again to retry.`;
+/** The first nonce at or after `start`, among `count`, solving (salt, target); -1 if none. */
+export function searchJs(salt, target, start, count) {
+  for (let nonce = start; nonce < start + count; nonce++) {
+    if (sha256Hex(salt + nonce).startsWith(target)) return nonce;
   }
-});
+  return -1;
+}

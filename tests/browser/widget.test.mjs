@@ -1,0 +1,246 @@
+// The widget in real headless Chromium (Debian's, driven by playwright-core) against the
+// local all-in-one server: the demo form end to end, the challenge payload, the invisible
+// variant (submit and execute()), reset and expiry, strict CSP, the JavaScript fallback
+// without WebAssembly, and the error state when the edge refuses.
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createServer } from "node:http";
+import { chromium } from "playwright-core";
+import { spawnUntil, stopProcess } from "../support/control-plane.mjs";
+
+const SITE_KEY = "hp_site_browsertests01";
+const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
+const CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"];
+let server;
+let browser;
+let urls;
+// Customer pages under test, served from 127.0.0.1 (reached as localhost, which the demo
+// project lists) and from 127.0.0.2 (another loopback address it does not list).
+const pages = new Map();
+const pageServers = [];
+let TEST_ORIGIN;
+let FOREIGN_ORIGIN;
+
+async function startPageServer(host) {
+  const pageServer = createServer((req, res) => {
+    const page = pages.get(new URL(req.url, "http://x").pathname);
+    if (!page) return res.writeHead(404).end();
+    res.writeHead(200, { "content-type": "text/html; charset=utf-8", "content-security-policy": page.csp }).end(page.html);
+  });
+  await new Promise((resolve) => pageServer.listen(0, host, resolve));
+  pageServers.push(pageServer);
+  return pageServer.address().port;
+}
+
+before(async () => {
+  const dataDir = mkdtempSync(join(tmpdir(), "humanproof-browser-"));
+  const args = ["dev", "--data-dir", dataDir, "--control-listen", "127.0.0.1:0", "--edge-listen", "127.0.0.1:0", "--demo-listen", "127.0.0.1:0"];
+  const env = { ...process.env, RUST_LOG: "warn", HUMANPROOF_DEMO_SITE_KEY: SITE_KEY, HUMANPROOF_DEMO_SECRET: "hp_secret_browser-tests" };
+  const { child, output } = await spawnUntil(args, env, /Press Ctrl-C/);
+  const field = (name) => output.match(new RegExp(`${name}\\s+(\\S+)`))[1];
+  server = child;
+  urls = { demo: field("demo site"), edge: field("edge") };
+  browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
+  TEST_ORIGIN = `http://localhost:${await startPageServer("127.0.0.1")}`;
+  FOREIGN_ORIGIN = `http://127.0.0.2:${await startPageServer("127.0.0.2")}`;
+});
+
+after(async () => {
+  await browser?.close();
+  await stopProcess(server);
+  for (const pageServer of pageServers) pageServer.close();
+});
+
+/** A page that records CSP violations and page errors. */
+async function newPage(context = browser) {
+  const page = await context.newPage();
+  page.problems = [];
+  page.on("pageerror", (error) => page.problems.push(`pageerror: ${error.message}`));
+  await page.addInitScript(() => {
+    document.addEventListener("securitypolicyviolation", (event) => {
+      console.error(`CSP violation: ${event.violatedDirective} ${event.blockedURI}`);
+    });
+  });
+  page.on("console", (message) => {
+    if (message.text().startsWith("CSP violation")) page.problems.push(message.text());
+  });
+  return page;
+}
+
+/** Serves `html` at `path` with the strict CSP the README documents (or `csp`). */
+function servePage(path, html, csp) {
+  const edge = urls.edge;
+  csp ??= `default-src 'self'; script-src ${edge} 'wasm-unsafe-eval'; worker-src blob:; connect-src ${edge}; form-action ${urls.demo}`;
+  pages.set(path, { html, csp });
+}
+
+const formPage = (widgetAttributes) => `<!doctype html><html lang="en"><body>
+<form method="post" action="${urls.demo}/submit">
+<input id="email" name="email" type="email" value="grace@example.com">
+<humanproof-widget data-sitekey="${SITE_KEY}" data-edge="${urls.edge}" ${widgetAttributes}></humanproof-widget>
+<button id="send" type="submit">Send</button>
+</form>
+<script src="${urls.edge}/widget.js" async defer></script>
+</body></html>`;
+
+const solved = (page) =>
+  page.evaluate(
+    () => new Promise((resolve) => document.addEventListener("solve", (event) => resolve(event.detail), { once: true })),
+  );
+
+test("the demo form: tick, solve with wasm workers, submit, and the backend's siteverify succeeds", async () => {
+  const page = await newPage();
+  await page.goto(urls.demo);
+  await page.fill("#email", "ada@example.com");
+  await page.locator("#message").pressSequentially("a private message the widget must never read");
+  const challengeBodies = [];
+  page.on("request", (request) => {
+    if (request.url().endsWith("/challenge")) challengeBodies.push(request.postData());
+  });
+  const detail = solved(page);
+  await page.locator("humanproof-widget .box").click();
+  const { engine, token } = await detail;
+  assert.equal(engine, "wasm");
+  assert.equal(await page.inputValue('input[name="humanproof-token"]'), token);
+  assert.equal(await page.locator("humanproof-widget .box").getAttribute("aria-checked"), "true");
+  await page.click("button[type=submit]");
+  await page.waitForSelector("#result");
+  assert.equal(await page.getAttribute("#result", "data-accepted"), "true");
+
+  // The challenge start carried the signals and context, and nothing it must not.
+  assert.equal(challengeBodies.length, 1);
+  const body = JSON.parse(challengeBodies[0]);
+  assert.deepEqual(body.widget, { variant: "checkbox", trigger: "click", branding: "full", signal_version: 1 });
+  assert.deepEqual(body.form, { page_path: "/", method: "post", action_path: "/submit", email: "ada@example.com" });
+  assert.ok(body.signals.elapsed_ms > 0);
+  assert.ok(body.signals.key_count > 0 && body.signals.pointer_downs > 0 && body.signals.focus_count > 0, JSON.stringify(body.signals));
+  assert.equal(body.signals.visibility, "visible");
+  assert.doesNotMatch(challengeBodies[0], /private message/);
+  assert.deepEqual(page.problems, []);
+  await page.close();
+});
+
+test("invisible variant: starts on submit, then submits the form itself", async () => {
+  const page = await newPage();
+  servePage("/invisible", formPage('data-variant="invisible"'));
+  await page.goto(`${TEST_ORIGIN}/invisible`);
+  assert.equal(await page.locator("humanproof-widget").isHidden(), true);
+  await page.click("#send");
+  await page.waitForURL(`${urls.demo}/submit`);
+  assert.equal(await page.getAttribute("#result", "data-accepted"), "true");
+  await page.close();
+});
+
+test("invisible variant: execute() resolves to a token; reset() clears it", async () => {
+  const page = await newPage();
+  servePage("/execute", formPage('data-variant="invisible"'));
+  await page.goto(`${TEST_ORIGIN}/execute`);
+  await page.waitForFunction(() => window.humanproof);
+  const token = await page.evaluate(() => window.humanproof.execute());
+  assert.match(token, /^hpv1\./);
+  assert.equal(await page.evaluate(() => window.humanproof.getResponse()), token);
+  // Listened for on the widget: browsers stop `reset` events at the enclosing form.
+  const resetFired = page.evaluate(
+    () => new Promise((resolve) => document.querySelector("humanproof-widget").addEventListener("reset", () => resolve(true), { once: true })),
+  );
+  await page.evaluate(() => window.humanproof.reset());
+  assert.equal(await resetFired, true);
+  assert.equal(await page.evaluate(() => window.humanproof.getResponse()), "");
+  assert.equal(await page.inputValue('input[name="humanproof-token"]'), "");
+  assert.deepEqual(page.problems, []);
+  await page.close();
+});
+
+test("humanproof.render() renders into a container and reports through callbacks", async () => {
+  const page = await newPage();
+  servePage("/render", `<!doctype html><html><body><form><div id="slot"></div></form>
+    <script src="${urls.edge}/widget.js"></script></body></html>`);
+  await page.goto(`${TEST_ORIGIN}/render`);
+  const token = await page.evaluate(
+    ({ siteKey, edge }) =>
+      new Promise((resolve) => {
+        window.humanproof.render("#slot", { sitekey: siteKey, edge, variant: "checkbox", language: "de", callback: resolve });
+        document.querySelector("humanproof-widget").shadowRoot.querySelector(".box").click();
+      }),
+    { siteKey: SITE_KEY, edge: urls.edge },
+  );
+  assert.match(token, /^hpv1\./);
+  assert.equal(await page.locator("humanproof-widget .label").textContent(), "Verifiziert");
+  await page.close();
+});
+
+test("an expired token is cleared and the widget says so", async () => {
+  const page = await newPage();
+  await page.clock.install();
+  await page.goto(urls.demo);
+  const detail = solved(page);
+  await page.locator("humanproof-widget .box").click();
+  await detail;
+  const expired = page.evaluate(() => new Promise((resolve) => document.addEventListener("expired", () => resolve(true), { once: true })));
+  await page.clock.fastForward("05:00");
+  assert.equal(await expired, true);
+  assert.equal(await page.inputValue('input[name="humanproof-token"]'), "");
+  assert.match(await page.locator("humanproof-widget .label").textContent(), /expired/);
+  await page.close();
+});
+
+test("without WebAssembly the JavaScript fallback solves", async () => {
+  // A browser without WebAssembly at all…
+  const page = await newPage();
+  await page.addInitScript(() => delete globalThis.WebAssembly);
+  await page.goto(urls.demo);
+  assert.equal(await page.evaluate(() => typeof WebAssembly), "undefined");
+  let detail = solved(page);
+  await page.locator("humanproof-widget .box").click();
+  assert.equal((await detail).engine, "js");
+  await page.fill("#email", "ada@example.com");
+  await page.fill("#message", "hi");
+  await page.click("button[type=submit]");
+  await page.waitForSelector("#result");
+  assert.equal(await page.getAttribute("#result", "data-accepted"), "true");
+  await page.close();
+
+  // …and one whose page policy forbids compiling it (no 'wasm-unsafe-eval').
+  const edge = urls.edge;
+  servePage("/no-wasm", formPage(""), `default-src 'self'; script-src ${edge}; worker-src blob:; connect-src ${edge}; form-action ${urls.demo}`);
+  const strict = await browser.newPage();
+  await strict.goto(`${TEST_ORIGIN}/no-wasm`);
+  detail = solved(strict);
+  await strict.locator("humanproof-widget .box").click();
+  assert.equal((await detail).engine, "js");
+  await strict.close();
+});
+
+test("an edge refusal shows the error state with a retry", async () => {
+  const errorOf = (page) =>
+    page.evaluate(() => new Promise((resolve) => document.addEventListener("error", (event) => resolve(event.detail), { once: true })));
+
+  // A refusal the page may read (its origin is allowed): the edge's code comes through.
+  servePage("/bad-action", formPage('data-action="not allowed!"'));
+  const page = await newPage();
+  await page.goto(`${TEST_ORIGIN}/bad-action`);
+  let failed = errorOf(page);
+  await page.locator("humanproof-widget .box").click();
+  assert.equal((await failed).reason, "invalid_action");
+  const retry = page.locator("humanproof-widget .retry");
+  assert.equal(await retry.isVisible(), true);
+  assert.equal(await page.locator("humanproof-widget .live").textContent(), "Verification failed");
+  failed = errorOf(page);
+  await retry.click();
+  assert.equal((await failed).reason, "invalid_action");
+  await page.close();
+
+  // An origin the project does not list gets no CORS headers, so the browser hides the
+  // refusal from the page: the widget still lands in the error state, as a network error.
+  servePage("/foreign", formPage(""));
+  const foreign = await newPage();
+  await foreign.goto(`${FOREIGN_ORIGIN}/foreign`);
+  failed = errorOf(foreign);
+  await foreign.locator("humanproof-widget .box").click();
+  assert.equal((await failed).reason, "network_error");
+  assert.equal(await foreign.locator("humanproof-widget .retry").isVisible(), true);
+  await foreign.close();
+});

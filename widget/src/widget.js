@@ -1,0 +1,355 @@
+// <humanproof-widget>: sits in a form, asks the edge for a challenge, solves it in Web
+// Workers (wasm SIMD, JavaScript fallback), redeems it, and puts the verification token
+// into a hidden field of the form. Also exposes window.humanproof for explicit rendering.
+import { pickLanguage, translate } from "./i18n.js";
+import { SIGNAL_VERSION, SignalCollector, formContext } from "./signals.js";
+import { solveChallenge } from "./solver-pool.js";
+import STYLES from "./styles.css";
+
+const TAG = "humanproof-widget";
+const VARIANTS = ["checkbox", "invisible", "floating"];
+const TRIGGERS = ["click", "interaction", "load", "submit"];
+const BRANDINGS = ["full", "minimal", "none"];
+// The script's own URL: the edge and the solver are found next to it unless configured.
+const SCRIPT_URL = document.currentScript?.src || location.href;
+
+const oneOf = (value, allowed, fallback) => (allowed.includes(value) ? value : fallback);
+
+class HumanProofWidget extends HTMLElement {
+  static formAssociated = true;
+  static observedAttributes = ["data-theme", "data-language", "data-size"];
+
+  #internals = this.attachInternals?.();
+  #root = this.attachShadow({ mode: "open" });
+  #state = "idle";
+  #token = "";
+  #listeners = null;
+  #signals = null;
+  #run = null;
+  #expiryTimer = 0;
+  #language = "en";
+  #options = {};
+
+  /** Options from `humanproof.render()`, merged over the data attributes. */
+  configure(options) {
+    this.#options = { ...this.#options, ...options };
+  }
+
+  #option(name, attribute) {
+    return this.#options[name] ?? this.getAttribute(`data-${attribute ?? name}`) ?? undefined;
+  }
+
+  get variant() {
+    return oneOf(this.#option("variant"), VARIANTS, "checkbox");
+  }
+
+  get trigger() {
+    const fallback = this.variant === "checkbox" ? "click" : "submit";
+    return oneOf(this.#option("trigger"), TRIGGERS, fallback);
+  }
+
+  get branding() {
+    return oneOf(this.#option("branding"), BRANDINGS, "full");
+  }
+
+  get fieldName() {
+    return this.#option("fieldName", "field-name") || "humanproof-token";
+  }
+
+  get form() {
+    return this.closest("form");
+  }
+
+  connectedCallback() {
+    this.#listeners = new AbortController();
+    this.#signals = new SignalCollector(this.form ?? document);
+    this.#render();
+    const { signal } = this.#listeners;
+    const form = this.form;
+    if (form && (this.trigger === "submit" || this.variant !== "checkbox")) {
+      form.addEventListener("submit", (event) => this.#onSubmit(event), { signal, capture: true });
+    }
+    if (this.trigger === "interaction") {
+      const start = () => this.execute();
+      (form ?? document).addEventListener("focusin", start, { signal, once: true });
+      (form ?? document).addEventListener("input", start, { signal, once: true });
+    }
+    if (this.trigger === "load") queueMicrotask(() => this.execute());
+    this.#setValidity();
+  }
+
+  disconnectedCallback() {
+    this.#listeners?.abort();
+    this.#signals?.stop();
+    this.#run?.abort();
+    clearTimeout(this.#expiryTimer);
+  }
+
+  attributeChangedCallback() {
+    if (this.isConnected) this.#render();
+  }
+
+  /** The current verification token, or "". */
+  getResponse() {
+    return this.#token;
+  }
+
+  /** Starts verification unless it is running or done; resolves to the token. */
+  execute() {
+    if (this.#state === "verified") return Promise.resolve(this.#token);
+    if (this.#state === "verifying") return this.#pending;
+    this.#pending = this.#verify();
+    return this.#pending;
+  }
+
+  #pending = null;
+
+  /** Forgets the token and returns to idle. */
+  reset() {
+    this.#run?.abort();
+    clearTimeout(this.#expiryTimer);
+    this.#setToken("");
+    this.#setState("idle");
+    this.#emit("reset", {});
+  }
+
+  async #verify() {
+    this.#run?.abort();
+    const run = new AbortController();
+    this.#run = run;
+    this.#setState("verifying", { progress: 0 });
+    try {
+      const edge = this.#edgeUrl();
+      const siteKey = this.#option("sitekey", "sitekey");
+      if (!siteKey) throw Object.assign(new Error("missing site key"), { reason: "missing_site_key" });
+      const started = await this.#post(`${edge}/${encodeURIComponent(siteKey)}/challenge`, this.#challengeBody(), run.signal);
+      const { solutions, engine } = await solveChallenge({
+        token: started.token,
+        challenge: started.challenge,
+        wasmUrl: this.#option("solverUrl", "solver-url") || new URL("solver.wasm", SCRIPT_URL).href,
+        maxWorkers: Number(this.#option("workers")) || undefined,
+        signal: run.signal,
+        onProgress: (fraction) => {
+          const progress = Math.round(fraction * 100);
+          this.#setState("verifying", { progress });
+          this.#emit("progress", { progress });
+        },
+      });
+      const redeemed = await this.#post(
+        `${edge}/${encodeURIComponent(siteKey)}/redeem`,
+        { token: started.token, solutions },
+        run.signal,
+      );
+      this.#setToken(redeemed.token);
+      this.#setState("verified");
+      this.#scheduleExpiry(redeemed.expires);
+      this.#emit("solve", { token: redeemed.token, expires: redeemed.expires, engine });
+      this.#options.callback?.(redeemed.token);
+      return redeemed.token;
+    } catch (error) {
+      if (error.name === "AbortError") throw error;
+      this.#setState("error", { reason: error.reason || "network_error" });
+      this.#emit("error", { reason: error.reason || "network_error", message: error.message });
+      this.#options.errorCallback?.(error.reason || "network_error");
+      throw error;
+    } finally {
+      if (this.#run === run) this.#run = null;
+    }
+  }
+
+  #edgeUrl() {
+    const configured = this.#option("edge", "edge");
+    return (configured || new URL(".", SCRIPT_URL).href).replace(/\/$/, "");
+  }
+
+  #challengeBody() {
+    const body = {
+      widget: { variant: this.variant, trigger: this.trigger, branding: this.branding, signal_version: SIGNAL_VERSION },
+      signals: this.#signals.snapshot(),
+      form: formContext(this.form),
+    };
+    const action = this.#option("action");
+    const cdata = this.#option("cdata");
+    if (action) body.action = String(action).slice(0, 32);
+    if (cdata) body.cdata = String(cdata).slice(0, 255);
+    return body;
+  }
+
+  async #post(url, body, signal) {
+    const response = await fetch(url, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify(body),
+      credentials: "omit",
+      signal,
+    });
+    let json = null;
+    try {
+      json = await response.json();
+    } catch {
+      // A body that is not JSON is reported by status below.
+    }
+    if (!response.ok || !json) {
+      throw Object.assign(new Error(json?.error || `HTTP ${response.status}`), { reason: json?.reason || `http_${response.status}` });
+    }
+    return json;
+  }
+
+  #scheduleExpiry(expires) {
+    clearTimeout(this.#expiryTimer);
+    // Refresh a little before the edge's expiry so a submit never races it.
+    const delay = Math.max(0, expires - Date.now() - 10_000);
+    this.#expiryTimer = setTimeout(() => {
+      this.#setToken("");
+      this.#setState("expired");
+      this.#emit("expired", {});
+      this.#options.expiredCallback?.();
+      if (this.variant !== "checkbox") this.execute().catch(() => {});
+    }, delay);
+  }
+
+  async #onSubmit(event) {
+    if (this.#token) return;
+    event.preventDefault();
+    event.stopImmediatePropagation();
+    const form = event.target;
+    try {
+      await this.execute();
+      form.requestSubmit(event.submitter ?? undefined);
+    } catch {
+      // The error state is shown; the visitor can retry.
+    }
+  }
+
+  #setToken(token) {
+    this.#token = token;
+    const form = this.form;
+    if (form) {
+      let field = form.querySelector(`input[type="hidden"][name="${CSS.escape(this.fieldName)}"]`);
+      if (!field) {
+        field = document.createElement("input");
+        field.type = "hidden";
+        field.name = this.fieldName;
+        form.append(field);
+      }
+      field.value = token;
+    }
+    this.#internals?.setFormValue?.(token || null);
+    this.#setValidity();
+  }
+
+  #setValidity() {
+    if (!this.#internals?.setValidity) return;
+    if (this.hasAttribute("required") && !this.#token) {
+      this.#internals.setValidity({ valueMissing: true }, this.#t("label"));
+    } else {
+      this.#internals.setValidity({});
+    }
+  }
+
+  #emit(name, detail) {
+    this.dispatchEvent(new CustomEvent(name, { bubbles: true, composed: true, detail }));
+  }
+
+  #t(key, params) {
+    return translate(this.#language, key, params);
+  }
+
+  #setState(state, details = {}) {
+    this.#state = state;
+    this.#details = details;
+    this.#update();
+  }
+
+  #details = {};
+
+  #render() {
+    this.#language = pickLanguage(this.#option("language"), document.documentElement.lang);
+    const theme = oneOf(this.#option("theme"), ["light", "dark", "auto"], "auto");
+    const size = oneOf(this.#option("size"), ["normal", "compact"], "normal");
+    const sheet = typeof CSSStyleSheet === "function" && "adoptedStyleSheets" in this.#root;
+    if (sheet) {
+      const styles = new CSSStyleSheet();
+      styles.replaceSync(STYLES);
+      this.#root.adoptedStyleSheets = [styles];
+    }
+    const nonce = String(this.#option("nonce") ?? "").replace(/[^A-Za-z0-9+/=_-]/g, "");
+    this.#root.innerHTML = `${sheet ? "" : `<style${nonce ? ` nonce="${nonce}"` : ""}>${STYLES}</style>`}
+      <div part="widget" class="widget" role="group" data-theme="${theme}" data-size="${size}" data-variant="${this.variant}">
+        <button part="checkbox" class="box" type="button" role="checkbox" aria-checked="false">
+          <span class="mark" aria-hidden="true"></span>
+          <span class="label" part="label"></span>
+        </button>
+        <button part="retry" class="retry" type="button" hidden></button>
+        <span class="brand" part="branding"></span>
+        <span class="live" role="status" aria-live="polite"></span>
+      </div>`;
+    const box = this.#root.querySelector(".box");
+    box.addEventListener("click", () => {
+      if (this.#state === "idle" || this.#state === "expired" || this.#state === "error") this.execute().catch(() => {});
+    });
+    this.#root.querySelector(".retry").addEventListener("click", () => this.execute().catch(() => {}));
+    this.#update();
+  }
+
+  #update() {
+    const root = this.#root.querySelector(".widget");
+    if (!root) return;
+    root.dataset.state = this.#state;
+    root.setAttribute("aria-label", this.#t("widget_name"));
+    const box = root.querySelector(".box");
+    const label = root.querySelector(".label");
+    const retry = root.querySelector(".retry");
+    const live = root.querySelector(".live");
+    const brand = root.querySelector(".brand");
+    const texts = {
+      idle: this.#t("label"),
+      verifying: this.#details.progress ? this.#t("progress", { percent: this.#details.progress }) : this.#t("verifying"),
+      verified: this.#t("verified"),
+      error: this.#t("error"),
+      expired: this.#t("expired"),
+    };
+    label.textContent = texts[this.#state];
+    box.setAttribute("aria-checked", this.#state === "verified" ? "true" : this.#state === "verifying" ? "mixed" : "false");
+    box.disabled = this.#state === "verifying" || this.#state === "verified";
+    retry.hidden = this.#state !== "error";
+    retry.textContent = this.#t("retry");
+    brand.textContent = this.branding === "none" ? "" : this.branding === "minimal" ? "HumanProof" : this.#t("protected_by");
+    // Announce state changes, not every progress step.
+    const announcement = this.#state === "verifying" ? this.#t("verifying") : texts[this.#state];
+    if (live.textContent !== announcement && this.#state !== "idle") live.textContent = announcement;
+    // Invisible widgets show nothing; floating ones appear while work runs or on error.
+    this.hidden = this.variant === "invisible" || (this.variant === "floating" && this.#state === "idle");
+  }
+}
+
+if (!customElements.get(TAG)) customElements.define(TAG, HumanProofWidget);
+
+// The explicit API: humanproof.render(el, options) → id; reset/execute/getResponse/remove(id).
+const rendered = new Map();
+let nextId = 0;
+const byId = (id) => {
+  const widget = rendered.get(id) ?? (id === undefined ? [...rendered.values()][0] ?? document.querySelector(TAG) : null);
+  if (!widget) throw new Error(`humanproof: no widget ${id}`);
+  return widget;
+};
+
+window.humanproof ??= {
+  render(container, options = {}) {
+    const host = typeof container === "string" ? document.querySelector(container) : container;
+    if (!host) throw new Error("humanproof.render: container not found");
+    const widget = document.createElement(TAG);
+    widget.configure(options);
+    host.append(widget);
+    const id = `hp-${nextId++}`;
+    rendered.set(id, widget);
+    return id;
+  },
+  reset: (id) => byId(id).reset(),
+  execute: (id) => byId(id).execute(),
+  getResponse: (id) => byId(id).getResponse(),
+  remove(id) {
+    byId(id).remove();
+    rendered.delete(id);
+  },
+};

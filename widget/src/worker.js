@@ -1,0 +1,32 @@
+// The solver worker: solves one sub-challenge at a time with the wasm SIMD solver when the
+// page could compile it, else with the JavaScript fallback. Bundled into widget.js as a
+// string and started from a blob: URL, so it runs whatever origin serves the widget.
+import { initSync, solve as solveWasm } from "../pkg/solver.js";
+import { searchJs } from "./pow.js";
+
+// Nonces per call: small enough to report progress on long sub-challenges.
+const CHUNK = 1 << 16;
+let search = searchJs;
+
+self.onmessage = ({ data }) => {
+  if (data.type === "init") {
+    if (data.module) {
+      try {
+        initSync({ module: data.module });
+        search = solveWasm;
+      } catch {
+        search = searchJs;
+      }
+    }
+    self.postMessage({ type: "ready", engine: search === searchJs ? "js" : "wasm" });
+  } else if (data.type === "solve") {
+    const { index, salt, target } = data;
+    let start = 0;
+    let nonce = -1;
+    while (nonce < 0) {
+      nonce = search(salt, target, start, CHUNK);
+      start += CHUNK;
+    }
+    self.postMessage({ type: "solved", index, nonce });
+  }
+};
