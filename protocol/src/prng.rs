@@ -28,8 +28,8 @@ pub fn prng(seed: &str, len: usize) -> String {
 mod tests {
     use super::*;
 
-    // Produced by Cap's JavaScript `prng` (see tests/support/cap.mjs) and pinned here so
-    // any drift from Cap's algorithm fails loudly.
+    // Produced by Cap's algorithm in JavaScript (the widget's `widget/src/pow.js`, which
+    // tests/unit/pow.test.mjs checks against the same values), pinned so drift fails loudly.
     #[test]
     fn matches_cap_reference_vectors() {
         assert_eq!(fnv1a32(""), 2_166_136_261);
