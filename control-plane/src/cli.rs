@@ -129,6 +129,9 @@ struct CreateProjectArgs {
     /// Monthly limit of protected attempts (omit for unlimited).
     #[arg(long)]
     monthly_limit: Option<u64>,
+    /// Plan name: `free` requires full branding; others may reduce or remove it.
+    #[arg(long, default_value = "free")]
+    plan: String,
     /// Billing status.
     #[arg(long, value_enum, default_value = "active")]
     billing_status: BillingStatus,
@@ -216,7 +219,7 @@ async fn create_project(args: CreateProjectArgs) -> anyhow::Result<()> {
         allow_subdomains: args.allow_subdomains,
         preset,
         risk_mode: RiskMode::Observe,
-        plan: "free".into(),
+        plan: args.plan,
         billing_status: args.billing_status,
         monthly_limit: args.monthly_limit,
         active: !args.paused,

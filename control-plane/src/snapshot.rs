@@ -4,7 +4,8 @@
 //! the KV export and the tests all see the same thing.
 
 use humanproof_protocol::SiteSnapshot;
-use humanproof_protocol::snapshot::{BillingGate, kv_key};
+use humanproof_protocol::snapshot::{BillingGate, WidgetPolicy, kv_key};
+use humanproof_protocol::wire::Branding;
 use serde::Serialize;
 
 use crate::db::projects::{self, Project};
@@ -32,8 +33,19 @@ pub fn build(project: &Project, usage: &Usage, now_ms: i64) -> SiteSnapshot {
                 .monthly_limit
                 .map(|limit| limit.saturating_sub(usage.protected_attempts)),
         },
+        widget: widget_policy(&settings.plan),
         published_at: now_ms,
     }
+}
+
+/// The free plan shows full branding; paid plans may reduce or remove it. Every plan has
+/// every variant.
+fn widget_policy(plan: &str) -> WidgetPolicy {
+    let mut policy = WidgetPolicy::default();
+    if plan == "free" {
+        policy.branding = vec![Branding::Full];
+    }
+    policy
 }
 
 /// Entries for every project, with this month's usage.

@@ -224,6 +224,15 @@ impl<S: SnapshotStore, C: ClaimStore, T: TelemetrySink> Edge<S, C, T> {
             body => parse_body(body, MAX_CHALLENGE_BODY)?,
         };
         body.validate()?;
+        // The widget states its looks; a plain Cap client states nothing and is not checked.
+        if let Some(widget) = &body.widget {
+            if widget.variant.is_some_and(|variant| !site.widget.variants.contains(&variant)) {
+                return Err(Reason::VariantNotAllowed.into());
+            }
+            if widget.branding.is_some_and(|branding| !site.widget.branding.contains(&branding)) {
+                return Err(Reason::BrandingNotAllowed.into());
+            }
+        }
 
         let params = site.preset.params();
         let claims = ChallengeClaims {

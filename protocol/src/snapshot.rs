@@ -6,6 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::pow::Preset;
+use crate::wire::{Branding, Variant};
 
 /// KV key of a site key's snapshot entry.
 pub fn kv_key(site_key: &str) -> String {
@@ -35,6 +36,9 @@ pub struct SiteSnapshot {
     pub risk_mode: RiskMode,
     /// Plan, billing and usage gates.
     pub billing: BillingGate,
+    /// Widget variants and branding modes the plan includes.
+    #[serde(default)]
+    pub widget: WidgetPolicy,
     /// When the control plane built this entry, Unix ms.
     pub published_at: i64,
 }
@@ -60,6 +64,25 @@ pub struct BillingGate {
     pub monthly_limit: Option<u64>,
     /// What was left of the monthly limit when this entry was published.
     pub usage_left: Option<u64>,
+}
+
+/// What the widget may look like under the project's plan. Entries published before this
+/// field existed allow everything, as the platform did then.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WidgetPolicy {
+    /// Allowed variants.
+    pub variants: Vec<Variant>,
+    /// Allowed branding modes.
+    pub branding: Vec<Branding>,
+}
+
+impl Default for WidgetPolicy {
+    fn default() -> Self {
+        Self {
+            variants: vec![Variant::Checkbox, Variant::Invisible, Variant::Floating],
+            branding: vec![Branding::Full, Branding::Minimal, Branding::None],
+        }
+    }
 }
 
 /// Which of a project's domain lists an origin matched.
@@ -141,6 +164,7 @@ mod tests {
                 monthly_limit: None,
                 usage_left: None,
             },
+            widget: WidgetPolicy::default(),
             published_at: 0,
         }
     }

@@ -12,10 +12,48 @@ pub const MAX_ACTION_LEN: usize = 32;
 /// Longest `cdata` a widget may send (Turnstile's limit).
 pub const MAX_CDATA_LEN: usize = 255;
 
+/// How the widget is shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Variant {
+    /// A visible checkbox the visitor clicks.
+    Checkbox,
+    /// Nothing visible; runs on submit or `execute()`.
+    Invisible,
+    /// A small badge that appears while work runs.
+    Floating,
+}
+
+/// How much HumanProof branding the widget shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Branding {
+    /// "Protected by HumanProof".
+    Full,
+    /// The name only.
+    Minimal,
+    /// No branding.
+    None,
+}
+
+/// What the widget says about itself with a challenge start.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+pub struct WidgetContext {
+    /// Shown variant.
+    #[serde(default)]
+    pub variant: Option<Variant>,
+    /// Branding mode.
+    #[serde(default)]
+    pub branding: Option<Branding>,
+}
+
 /// Optional body of `POST /{siteKey}/challenge`. Unknown fields are ignored so newer widgets
 /// keep working against older edges.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 pub struct ChallengeRequest {
+    /// The widget's variant and branding; absent from plain Cap clients.
+    #[serde(default)]
+    pub widget: Option<WidgetContext>,
     /// Action name (`[A-Za-z0-9_-]`, at most 32 characters), echoed by siteverify.
     #[serde(default)]
     pub action: Option<String>,
@@ -115,6 +153,10 @@ pub enum Reason {
     InvalidAction,
     /// `cdata` is too long or has characters outside `[A-Za-z0-9_-]`.
     InvalidCdata,
+    /// The project's plan does not include this widget variant.
+    VariantNotAllowed,
+    /// The project's plan does not include this branding mode.
+    BrandingNotAllowed,
     /// The challenge token has expired.
     Expired,
     /// The challenge token is malformed, forged or signed for another key.
@@ -131,7 +173,7 @@ pub enum Reason {
 
 impl Reason {
     /// Every code, for documentation and tests.
-    pub const ALL: [Reason; 17] = [
+    pub const ALL: [Reason; 19] = [
         Self::BadRequest,
         Self::BodyTooLarge,
         Self::NotFound,
@@ -143,6 +185,8 @@ impl Reason {
         Self::UsageExhausted,
         Self::InvalidAction,
         Self::InvalidCdata,
+        Self::VariantNotAllowed,
+        Self::BrandingNotAllowed,
         Self::Expired,
         Self::InvalidToken,
         Self::AlreadyRedeemed,
@@ -161,7 +205,11 @@ impl Reason {
             | Self::InvalidToken
             | Self::InvalidSolution => 400,
             Self::BillingInactive => 402,
-            Self::ProjectPaused | Self::OriginNotAllowed | Self::ScopeMismatch => 403,
+            Self::ProjectPaused
+            | Self::OriginNotAllowed
+            | Self::ScopeMismatch
+            | Self::VariantNotAllowed
+            | Self::BrandingNotAllowed => 403,
             Self::NotFound | Self::UnknownSiteKey => 404,
             Self::MethodNotAllowed => 405,
             Self::AlreadyRedeemed => 409,
@@ -185,6 +233,8 @@ impl Reason {
             Self::UsageExhausted => "This site's monthly usage limit is reached.",
             Self::InvalidAction => "The action must be at most 32 characters of A-Z, a-z, 0-9, _ and -.",
             Self::InvalidCdata => "The cdata must be at most 255 characters of A-Z, a-z, 0-9, _ and -.",
+            Self::VariantNotAllowed => "This site's plan does not include this widget variant.",
+            Self::BrandingNotAllowed => "This site's plan does not include this branding mode.",
             Self::Expired => "The challenge has expired.",
             Self::InvalidToken => "The challenge token is invalid.",
             Self::AlreadyRedeemed => "The challenge was already redeemed.",
@@ -209,6 +259,8 @@ impl Reason {
             Self::UsageExhausted => "usage_exhausted",
             Self::InvalidAction => "invalid_action",
             Self::InvalidCdata => "invalid_cdata",
+            Self::VariantNotAllowed => "variant_not_allowed",
+            Self::BrandingNotAllowed => "branding_not_allowed",
             Self::Expired => "expired",
             Self::InvalidToken => "invalid_token",
             Self::AlreadyRedeemed => "already_redeemed",
@@ -233,11 +285,11 @@ mod tests {
 
     #[test]
     fn action_and_cdata_follow_turnstile_rules() {
-        let ok = ChallengeRequest { action: Some("login-form_2".into()), cdata: Some("x".repeat(255)) };
+        let ok = ChallengeRequest { widget: None, action: Some("login-form_2".into()), cdata: Some("x".repeat(255)) };
         assert_eq!(ok.validate(), Ok(()));
-        let long_action = ChallengeRequest { action: Some("a".repeat(33)), cdata: None };
+        let long_action = ChallengeRequest { widget: None, action: Some("a".repeat(33)), cdata: None };
         assert_eq!(long_action.validate(), Err(Reason::InvalidAction));
-        let odd_cdata = ChallengeRequest { action: None, cdata: Some("a b".into()) };
+        let odd_cdata = ChallengeRequest { widget: None, action: None, cdata: Some("a b".into()) };
         assert_eq!(odd_cdata.validate(), Err(Reason::InvalidCdata));
     }
 }

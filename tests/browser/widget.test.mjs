@@ -233,6 +233,15 @@ test("an edge refusal shows the error state with a retry", async () => {
   assert.equal((await failed).reason, "invalid_action");
   await page.close();
 
+  // The demo project is on the free plan, which requires full branding.
+  servePage("/unbranded", formPage('data-branding="none"'));
+  const unbranded = await newPage();
+  await unbranded.goto(`${TEST_ORIGIN}/unbranded`);
+  failed = errorOf(unbranded);
+  await unbranded.locator("humanproof-widget .box").click();
+  assert.equal((await failed).reason, "branding_not_allowed");
+  await unbranded.close();
+
   // An origin the project does not list gets no CORS headers, so the browser hides the
   // refusal from the page: the widget still lands in the error state, as a network error.
   servePage("/foreign", formPage(""));
@@ -243,4 +252,57 @@ test("an edge refusal shows the error state with a retry", async () => {
   assert.equal((await failed).reason, "network_error");
   assert.equal(await foreign.locator("humanproof-widget .retry").isVisible(), true);
   await foreign.close();
+});
+
+test("floating variant: hidden until form interaction starts the work, then shows progress and result", async () => {
+  servePage("/floating", formPage('data-variant="floating" data-trigger="interaction"'));
+  const page = await newPage();
+  await page.goto(`${TEST_ORIGIN}/floating`);
+  await page.waitForFunction(() => window.humanproof);
+  // The badge itself (the host has no box of its own: the badge is position: fixed).
+  const widget = page.locator("humanproof-widget .widget");
+  assert.equal(await widget.isHidden(), true);
+  const detail = solved(page);
+  await page.focus("#email");
+  await detail;
+  assert.equal(await widget.isVisible(), true);
+  assert.equal(await page.locator("humanproof-widget .label").textContent(), "Verified");
+  assert.equal(await page.evaluate(() => getComputedStyle(document.querySelector("humanproof-widget").shadowRoot.querySelector(".widget")).position), "fixed");
+  await page.close();
+});
+
+test("load trigger: an invisible widget verifies as soon as the page loads", async () => {
+  servePage("/on-load", formPage('data-variant="invisible" data-trigger="load"'));
+  const page = await newPage();
+  await page.goto(`${TEST_ORIGIN}/on-load`);
+  await page.waitForFunction(() => document.querySelector('input[name="humanproof-token"]')?.value.startsWith("hpv1."));
+  await page.close();
+});
+
+test("keyboard: Tab to the checkbox and press Space", async () => {
+  const page = await newPage();
+  await page.goto(urls.demo);
+  await page.focus("#message");
+  await page.keyboard.press("Tab");
+  assert.equal(await page.evaluate(() => document.activeElement?.tagName), "HUMANPROOF-WIDGET");
+  const detail = solved(page);
+  await page.keyboard.press("Space");
+  await detail;
+  assert.equal(await page.locator("humanproof-widget .box").getAttribute("aria-checked"), "true");
+  await page.close();
+});
+
+test("language from the attribute, else the page; dark theme", async () => {
+  servePage("/french", formPage('data-theme="dark"').replace('<html lang="en">', '<html lang="fr-CA">'));
+  servePage("/german", formPage('data-language="de"').replace('<html lang="en">', '<html lang="fr">'));
+  const page = await newPage();
+  await page.goto(`${TEST_ORIGIN}/french`);
+  await page.waitForFunction(() => window.humanproof);
+  assert.equal(await page.locator("humanproof-widget .label").textContent(), "Je suis humain");
+  const background = await page.evaluate(() => getComputedStyle(document.querySelector("humanproof-widget").shadowRoot.querySelector(".widget")).backgroundColor);
+  assert.equal(background, "rgb(13, 17, 23)");
+  await page.goto(`${TEST_ORIGIN}/german`);
+  await page.waitForFunction(() => window.humanproof);
+  assert.equal(await page.locator("humanproof-widget .label").textContent(), "Ich bin ein Mensch");
+  await page.close();
 });

@@ -239,6 +239,19 @@ on_both_databases! {
         assert_eq!(start(wide.site_key().into(), Some("https://shop.example.com")).await.status, 200);
     }
 
+    async fn the_plan_decides_which_widget_looks_are_allowed(world: World) {
+        let free = world.create_project(quick_project("free")).await;
+        let pro = world.create_project(projects::ProjectSettings { plan: "pro".into(), ..quick_project("pro") }).await;
+        let unbranded = json!({ "widget": { "variant": "invisible", "branding": "none" } });
+        let answer = world.start_challenge(free.site_key(), &unbranded).await;
+        assert_eq!((answer.status, answer.reason()), (403, "branding_not_allowed"));
+        assert_eq!(world.start_challenge(pro.site_key(), &unbranded).await.status, 200);
+        let branded = json!({ "widget": { "variant": "floating", "branding": "full" } });
+        assert_eq!(world.start_challenge(free.site_key(), &branded).await.status, 200);
+        let unknown = world.start_challenge(free.site_key(), &json!({ "widget": { "variant": "popup" } })).await;
+        assert_eq!((unknown.status, unknown.reason()), (400, "bad_request"));
+    }
+
     async fn cors_preflight_answers_allowed_origins_only(world: World) {
         let site = world.create_project(quick_project("cors")).await;
         let path = format!("/{}/challenge", site.site_key());
