@@ -150,7 +150,7 @@ impl Cli {
                     master: secret.require()?,
                     clock: Clock::system(),
                 };
-                tokio::spawn(local::apply_retention_hourly(state.db.clone(), state.clock.clone()));
+                tokio::spawn(retention::apply_hourly(state.db.clone(), state.clock.clone()));
                 let listener = tokio::net::TcpListener::bind(listen)
                     .await
                     .with_context(|| format!("cannot listen on {listen}"))?;

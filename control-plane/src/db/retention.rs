@@ -10,6 +10,7 @@
 use serde::Serialize;
 
 use super::Db;
+use crate::clock::Clock;
 
 /// How long hashed IPs and user agents stay on telemetry events.
 pub const HASH_TTL_MS: i64 = 24 * 60 * 60 * 1000;
@@ -50,4 +51,16 @@ pub async fn apply(db: &Db, now_ms: i64) -> Result<RetentionReport, sqlx::Error>
         .await?,
         claims_deleted: run("DELETE FROM siteverify_claims WHERE expires_at < $1", now_ms).await?,
     })
+}
+
+/// Applies the rules now and every hour after; a failed run is logged and retried next hour.
+pub async fn apply_hourly(db: Db, clock: Clock) {
+    let mut every_hour = tokio::time::interval(std::time::Duration::from_secs(3600));
+    loop {
+        every_hour.tick().await;
+        match apply(&db, clock.now_ms()).await {
+            Ok(report) => tracing::info!(?report, "retention applied"),
+            Err(err) => tracing::warn!(error = %err, "retention failed; will retry next hour"),
+        }
+    }
 }

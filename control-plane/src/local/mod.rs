@@ -85,7 +85,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     publish_snapshot(&db, &edge, &clock).await?;
     tokio::spawn(deliver_telemetry(events, db.clone(), clock.clone(), snapshot_changed.clone()));
     tokio::spawn(refresh_snapshot(db.clone(), edge.clone(), clock.clone(), snapshot_changed));
-    tokio::spawn(apply_retention_hourly(db.clone(), clock.clone()));
+    tokio::spawn(retention::apply_hourly(db.clone(), clock.clone()));
 
     let state = AppState { db, master, clock };
     let control = bind(args.control_listen).await?;
@@ -191,18 +191,6 @@ async fn refresh_snapshot(db: Db, edge: Arc<LocalEdge>, clock: Clock, changed: A
         }
         if let Err(err) = publish_snapshot(&db, &edge, &clock).await {
             tracing::warn!(error = %err, "snapshot refresh failed; the edge keeps the previous one");
-        }
-    }
-}
-
-/// Runs the retention rules now and every hour after.
-pub async fn apply_retention_hourly(db: Db, clock: Clock) {
-    let mut every_hour = tokio::time::interval(Duration::from_secs(3600));
-    loop {
-        every_hour.tick().await;
-        match retention::apply(&db, clock.now_ms()).await {
-            Ok(report) => tracing::info!(?report, "retention applied"),
-            Err(err) => tracing::warn!(error = %err, "retention failed; will retry next hour"),
         }
     }
 }
