@@ -15,6 +15,18 @@ const SCRIPT_URL = document.currentScript?.src || location.href;
 
 const oneOf = (value, allowed, fallback) => (allowed.includes(value) ? value : fallback);
 
+let styleSheet;
+/** One constructable stylesheet shared by every widget on the page, or null where the
+ *  browser lacks them (the widget then inlines a <style>, honouring data-nonce). */
+function sharedStyleSheet(root) {
+  if (typeof CSSStyleSheet !== "function" || !("adoptedStyleSheets" in root)) return null;
+  if (!styleSheet) {
+    styleSheet = new CSSStyleSheet();
+    styleSheet.replaceSync(STYLES);
+  }
+  return styleSheet;
+}
+
 class HumanProofWidget extends HTMLElement {
   static formAssociated = true;
   static observedAttributes = ["data-theme", "data-language", "data-size"];
@@ -267,12 +279,8 @@ class HumanProofWidget extends HTMLElement {
     this.#language = pickLanguage(this.#option("language"), document.documentElement.lang);
     const theme = oneOf(this.#option("theme"), ["light", "dark", "auto"], "auto");
     const size = oneOf(this.#option("size"), ["normal", "compact"], "normal");
-    const sheet = typeof CSSStyleSheet === "function" && "adoptedStyleSheets" in this.#root;
-    if (sheet) {
-      const styles = new CSSStyleSheet();
-      styles.replaceSync(STYLES);
-      this.#root.adoptedStyleSheets = [styles];
-    }
+    const sheet = sharedStyleSheet(this.#root);
+    if (sheet) this.#root.adoptedStyleSheets = [sheet];
     const nonce = String(this.#option("nonce") ?? "").replace(/[^A-Za-z0-9+/=_-]/g, "");
     this.#root.innerHTML = `${sheet ? "" : `<style${nonce ? ` nonce="${nonce}"` : ""}>${STYLES}</style>`}
       <div part="widget" class="widget" role="group" data-theme="${theme}" data-size="${size}" data-variant="${this.variant}">

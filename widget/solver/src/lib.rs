@@ -108,6 +108,8 @@ struct FastPlan {
     midstate: [u32; 8],
     /// The final block with the salt's tail in place and zeros after it.
     template: [u8; 64],
+    /// The template as words; its first `constant_words` are the same for every nonce.
+    template_words: [u32; 16],
     tail_len: usize,
     /// Bytes hashed into the midstate before the final block.
     prefix_len: usize,
@@ -157,12 +159,22 @@ impl FastPlan {
         }
         let mut template = [0u8; 64];
         template[..tail.len()].copy_from_slice(tail);
+        let template_words = sha256::words(&template);
         let constant_words = tail.len() / 4;
         let mut w = [0u32; 64];
-        w[..16].copy_from_slice(&sha256::words(&template));
+        w[..16].copy_from_slice(&template_words);
         let mut pre = midstate;
         sha256::rounds(&mut pre, &w, 0, constant_words);
-        Some(Self { target, midstate, template, tail_len: tail.len(), prefix_len, constant_words, pre })
+        Some(Self {
+            target,
+            midstate,
+            template,
+            template_words,
+            tail_len: tail.len(),
+            prefix_len,
+            constant_words,
+            pre,
+        })
     }
 
     fn block_words(&self, nonce: &Decimal) -> [u32; 16] {
@@ -182,7 +194,7 @@ impl FastPlan {
         let mut nonces: [Decimal; LANES] = core::array::from_fn(|lane| Decimal::new(start + lane as u64));
         let mut w = [[U32x4::splat(0); 64]; GROUPS];
         for j in 0..self.constant_words {
-            let word = U32x4::splat(self.salt_word(j));
+            let word = U32x4::splat(self.template_words[j]);
             for group in &mut w {
                 group[j] = word;
             }
@@ -212,11 +224,6 @@ impl FastPlan {
             }
         }
         None
-    }
-
-    /// Word `j` of the final block, for the words that are salt only.
-    fn salt_word(&self, j: usize) -> u32 {
-        sha256::words(&self.template)[j]
     }
 }
 
