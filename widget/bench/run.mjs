@@ -1,7 +1,11 @@
 // Solver benchmark in headless Chromium: hashes per second per worker (HumanProof's wasm
-// SIMD solver next to Cap's published wasm solver, 1 and N workers at once), and the median
-// time for the widget to start, solve and redeem a Balanced challenge (d=4, c=80) against
+// SIMD solver next to Cap's wasm solver, 1 and N workers at once), and the median time for
+// the widget to start, solve and redeem a Balanced challenge (d=4, c=80) against
 // `humanproof dev`. Prints figures; asserts nothing. Run: ./dev bench
+//
+// Cap's solver is the newest `@cap.js/wasm` on the npm registry unless CAP_WASM_DIR names a
+// folder with another build of it (`cap_wasm.js` and `cap_wasm_bg.wasm` from wasm-pack's or
+// wasm-bindgen's `--target web`), such as one built from Cap's repository.
 import { createServer } from "node:http";
 import { execFileSync } from "node:child_process";
 import { mkdtempSync, readFileSync } from "node:fs";
@@ -14,7 +18,7 @@ const RUNS = 9;
 const TYPES = { ".js": "text/javascript", ".wasm": "application/wasm", ".html": "text/html" };
 const FILES = {
   "/pkg/": join(ROOT, "widget/pkg/"),
-  "/cap/": join(ROOT, "node_modules/@cap.js/wasm/browser/"),
+  "/cap/": process.env.CAP_WASM_DIR ? `${process.env.CAP_WASM_DIR}/` : join(ROOT, "node_modules/@cap.js/wasm/browser/"),
   "/bench/": join(ROOT, "widget/bench/"),
 };
 
@@ -42,6 +46,7 @@ const page = await browser.newPage();
 await page.goto(origin);
 const threads = await page.evaluate(() => navigator.hardwareConcurrency);
 const mhs = (x) => `${(x / 1e6).toFixed(2)} MH/s`;
+const capName = process.env.CAP_WASM_DIR ? `Cap (${process.env.CAP_WASM_DIR})` : "Cap (@cap.js/wasm)";
 for (const workers of [...new Set([1, threads])]) {
   const rates = await page.evaluate(
     (count) =>
@@ -57,7 +62,7 @@ for (const workers of [...new Set([1, threads])]) {
     workers,
   );
   const avg = (key) => rates.reduce((sum, r) => sum + r[key], 0) / rates.length;
-  console.log(`Chromium, ${workers} worker(s) at once: HumanProof ${mhs(avg("ours"))} per worker, Cap (@cap.js/wasm) ${mhs(avg("cap"))} per worker`);
+  console.log(`Chromium, ${workers} worker(s) at once: HumanProof ${mhs(avg("ours"))} per worker, ${capName} ${mhs(avg("cap"))} per worker`);
 }
 
 // End to end: the widget against the local server with a Balanced project.
