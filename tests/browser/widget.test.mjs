@@ -1,7 +1,8 @@
 // The widget in real headless Chromium (Debian's, driven by playwright-core) against the
 // local all-in-one server: the demo form end to end, the challenge payload, the invisible
-// variant (submit and execute()), reset and expiry, strict CSP, the JavaScript fallback
-// without WebAssembly, and the error state when the edge refuses.
+// variant (submit and execute()), reset and expiry, strict CSP (with and without constructable
+// stylesheets), reduced motion, the JavaScript fallback without WebAssembly, and the error
+// state when the edge refuses.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { mkdtempSync } from "node:fs";
@@ -305,4 +306,57 @@ test("language from the attribute, else the page; dark theme", async () => {
   await page.waitForFunction(() => window.humanproof);
   assert.equal(await page.locator("humanproof-widget .label").textContent(), "Ich bin ein Mensch");
   await page.close();
+});
+
+test("reduced motion: the verifying spinner stands still", async () => {
+  servePage("/motion", formPage(""));
+  const spinnerWhileVerifying = async (reducedMotion) => {
+    const page = await newPage();
+    await page.emulateMedia({ reducedMotion });
+    await page.goto(`${TEST_ORIGIN}/motion`);
+    await page.waitForFunction(() => window.humanproof);
+    const animation = page.evaluate(
+      () =>
+        new Promise((resolve) => {
+          const widget = document.querySelector("humanproof-widget");
+          widget.addEventListener("progress", () => resolve(getComputedStyle(widget.shadowRoot.querySelector(".mark")).animationName), { once: true });
+        }),
+    );
+    await page.locator("humanproof-widget .box").click();
+    const name = await animation;
+    await page.close();
+    return name;
+  };
+  assert.equal(await spinnerWhileVerifying("no-preference"), "spin");
+  assert.equal(await spinnerWhileVerifying("reduce"), "none");
+});
+
+test("without constructable stylesheets the widget inlines its style with the page's nonce", async () => {
+  const edge = urls.edge;
+  const csp = `default-src 'self'; script-src ${edge} 'wasm-unsafe-eval'; style-src 'nonce-r4nd0m'; worker-src blob:; connect-src ${edge}; form-action ${urls.demo}`;
+  servePage("/nonce", formPage('data-nonce="r4nd0m"'), csp);
+  servePage("/no-nonce", formPage(""), csp);
+  const styleOf = async (path) => {
+    const page = await newPage();
+    await page.addInitScript(() => delete ShadowRoot.prototype.adoptedStyleSheets);
+    await page.goto(`${TEST_ORIGIN}${path}`);
+    await page.waitForFunction(() => window.humanproof);
+    const style = await page.evaluate(() => {
+      const root = document.querySelector("humanproof-widget").shadowRoot;
+      return { nonce: root.querySelector("style")?.nonce, liveRegionWidth: getComputedStyle(root.querySelector(".live")).width };
+    });
+    style.problems = page.problems;
+    await page.close();
+    return style;
+  };
+
+  const withNonce = await styleOf("/nonce");
+  assert.equal(withNonce.nonce, "r4nd0m");
+  assert.equal(withNonce.liveRegionWidth, "1px", "the inlined style applies");
+  assert.deepEqual(withNonce.problems, []);
+
+  // Without the nonce the page's policy blocks the style, and says so.
+  const withoutNonce = await styleOf("/no-nonce");
+  assert.notEqual(withoutNonce.liveRegionWidth, "1px");
+  assert.ok(withoutNonce.problems.some((problem) => problem.startsWith("CSP violation: style-src")), withoutNonce.problems.join("\n"));
 });

@@ -1,6 +1,6 @@
 // Runs a challenge's sub-challenges across Web Workers (one per hardware thread, capped),
 // with the wasm module compiled once on the main thread and posted to each worker.
-import { searchJs, subChallenges } from "./pow.js";
+import { findNonce, searchJs, subChallenges } from "./pow.js";
 import WORKER_SOURCE from "worker-source";
 
 const MAX_WORKERS = 8;
@@ -83,14 +83,11 @@ export async function solveChallenge({ token, challenge, wasmUrl, onProgress, si
 async function solveOnMainThread(jobs, onProgress, signal) {
   const solutions = [];
   for (const [salt, target] of jobs) {
-    let start = 0;
-    let nonce = -1;
-    while (nonce < 0) {
+    // Small chunks, yielding between them, keep the page responsive and abortable.
+    const nonce = await findNonce(searchJs, salt, target, 5000, async () => {
       if (signal?.aborted) throw new DOMException("verification aborted", "AbortError");
-      nonce = searchJs(salt, target, start, 5000);
-      start += 5000;
       await new Promise((resolve) => setTimeout(resolve));
-    }
+    });
     solutions.push(nonce);
     onProgress?.(solutions.length / jobs.length);
   }

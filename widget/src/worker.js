@@ -2,13 +2,13 @@
 // page could compile it, else with the JavaScript fallback. Bundled into widget.js as a
 // string and started from a blob: URL, so it runs whatever origin serves the widget.
 import { initSync, solve as solveWasm } from "../pkg/solver.js";
-import { searchJs } from "./pow.js";
+import { findNonce, searchJs } from "./pow.js";
 
 // Nonces per call: small enough to report progress on long sub-challenges.
 const CHUNK = 1 << 16;
 let search = searchJs;
 
-self.onmessage = ({ data }) => {
+self.onmessage = async ({ data }) => {
   if (data.type === "init") {
     if (data.module) {
       try {
@@ -21,12 +21,7 @@ self.onmessage = ({ data }) => {
     self.postMessage({ type: "ready", engine: search === searchJs ? "js" : "wasm" });
   } else if (data.type === "solve") {
     const { index, salt, target } = data;
-    let start = 0;
-    let nonce = -1;
-    while (nonce < 0) {
-      nonce = search(salt, target, start, CHUNK);
-      start += CHUNK;
-    }
+    const nonce = await findNonce(search, salt, target, CHUNK);
     self.postMessage({ type: "solved", index, nonce });
   }
 };
