@@ -9,11 +9,15 @@ use humanproof_protocol::snapshot::RiskMode;
 use serde_json::json;
 
 use crate::app::{AppState, app};
+use crate::manage::normalize_domains;
 use crate::clock::Clock;
-use crate::config::{DatabaseArgs, SecretArgs};
+use crate::config::{DatabaseArgs, KvArgs, SecretArgs, WebArgs};
 use crate::db::projects::{BillingStatus, ProjectSettings};
-use crate::db::{Db, month_of, projects, retention, telemetry};
-use crate::{local, secrets, snapshot};
+use crate::app::WebConfig;
+use crate::db::{self, Db, month_of, projects, retention, telemetry};
+use crate::mail::Mailer;
+use crate::publish::Publisher;
+use crate::{accounts, local, secrets, snapshot};
 
 /// HumanProof control plane.
 #[derive(Debug, Parser)]
@@ -31,6 +35,10 @@ enum Command {
         database: DatabaseArgs,
         #[command(flatten)]
         secret: SecretArgs,
+        #[command(flatten)]
+        web: WebArgs,
+        #[command(flatten)]
+        kv: KvArgs,
         /// Address to listen on.
         #[arg(long, env = "HUMANPROOF_LISTEN", default_value = "127.0.0.1:8080")]
         listen: SocketAddr,
@@ -52,6 +60,19 @@ enum Command {
         #[command(flatten)]
         database: DatabaseArgs,
     },
+    /// Republish every project's snapshot entry to Cloudflare KV, and carry out pending
+    /// deletions.
+    Publish {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        #[command(flatten)]
+        kv: KvArgs,
+    },
+    /// Manage operator accounts.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
     /// Print a project's usage for a month as JSON.
     Usage {
         #[command(flatten)]
@@ -67,6 +88,19 @@ enum Command {
     Retention {
         #[command(flatten)]
         database: DatabaseArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AdminCommand {
+    /// Create an operator account with a verified email and its own organisation; prints
+    /// the generated password once, as JSON.
+    Create {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        /// Email address.
+        #[arg(long)]
+        email: String,
     },
 }
 
@@ -129,6 +163,9 @@ struct CreateProjectArgs {
     /// Monthly limit of protected attempts (omit for unlimited).
     #[arg(long)]
     monthly_limit: Option<u64>,
+    /// Organisation that owns the project (omit for an operator-managed project).
+    #[arg(long)]
+    organisation_id: Option<String>,
     /// Plan name: `free` requires full branding; others may reduce or remove it.
     #[arg(long, default_value = "free")]
     plan: String,
@@ -144,13 +181,21 @@ impl Cli {
     /// Runs the chosen command.
     pub async fn run(self) -> anyhow::Result<()> {
         match self.command {
-            Command::Serve { database, secret, listen } => {
-                let state = AppState {
-                    db: Db::connect(&database.database_url).await?,
-                    master: secret.require()?,
-                    clock: Clock::system(),
-                };
+            Command::Serve { database, secret, web, kv, listen } => {
+                let publisher = kv.publisher()?;
+                if matches!(publisher, Publisher::Disabled) {
+                    tracing::warn!("no Cloudflare KV configured: export changes with `humanproof snapshot`");
+                }
+                let state = AppState::new(
+                    Db::connect(&database.database_url).await?,
+                    secret.require()?,
+                    Clock::system(),
+                    publisher,
+                    Mailer::Outbox(web.outbox_dir.clone()),
+                    WebConfig::new(&web.public_url, &web.edge_url, false),
+                );
                 tokio::spawn(retention::apply_hourly(state.db.clone(), state.clock.clone()));
+                tokio::spawn(state.publisher.clone().run(state.db.clone(), state.clock.clone(), state.publish_wake.clone()));
                 let listener = tokio::net::TcpListener::bind(listen)
                     .await
                     .with_context(|| format!("cannot listen on {listen}"))?;
@@ -179,6 +224,27 @@ impl Cli {
                 let db = Db::connect(&database.database_url).await?;
                 let entries = snapshot::build_all(&db, Clock::system().now_ms()).await?;
                 println!("{}", serde_json::to_string_pretty(&snapshot::kv_pairs(&entries))?);
+                Ok(())
+            }
+            Command::Publish { database, kv } => {
+                let publisher = kv.publisher()?;
+                anyhow::ensure!(!matches!(publisher, Publisher::Disabled), "configure Cloudflare KV (see --help)");
+                let db = Db::connect(&database.database_url).await?;
+                let report = publisher.republish_all(&db, Clock::system().now_ms()).await?;
+                println!("{}", serde_json::to_string(&report)?);
+                Ok(())
+            }
+            Command::Admin { command: AdminCommand::Create { database, email } } => {
+                let db = Db::connect(&database.database_url).await?;
+                let email = accounts::normalize_email(&email)?;
+                let password = accounts::new_token();
+                let now = Clock::system().now_ms();
+                let user = db::accounts::insert_user(&db, &email, &accounts::hash_password(&password), true, now).await?;
+                db::accounts::mark_email_verified(&db, &user.id, now).await?;
+                let organisation_id = db::orgs::create_organisation(&db, "Operators", &user.id, now).await?;
+                db::orgs::audit(&db, Some(&organisation_id), "operator", "admin.created", Some(&email), now).await?;
+                let output = json!({ "user_id": user.id, "email": email, "password": password, "organisation_id": organisation_id });
+                println!("{}", serde_json::to_string_pretty(&output)?);
                 Ok(())
             }
             Command::Usage { database, project_id, month } => {
@@ -214,8 +280,8 @@ async fn create_project(args: CreateProjectArgs) -> anyhow::Result<()> {
     };
     let new = ProjectSettings {
         name: args.name,
-        production_domains: normalize_domains(args.production_domains)?,
-        testing_domains: normalize_domains(args.testing_domains)?,
+        production_domains: normalize_domains(args.production_domains).map_err(anyhow::Error::msg)?,
+        testing_domains: normalize_domains(args.testing_domains).map_err(anyhow::Error::msg)?,
         allow_subdomains: args.allow_subdomains,
         preset,
         risk_mode: RiskMode::Observe,
@@ -223,28 +289,13 @@ async fn create_project(args: CreateProjectArgs) -> anyhow::Result<()> {
         billing_status: args.billing_status,
         monthly_limit: args.monthly_limit,
         active: !args.paused,
+        widget: Default::default(),
     };
     let db = Db::connect(&args.database.database_url).await?;
     let site_key = secrets::new_site_key();
     let secret = secrets::new_backend_secret();
-    let project = projects::insert(&db, &new, &site_key, &secret, Clock::system().now_ms()).await?;
+    let project = projects::insert(&db, args.organisation_id.as_deref(), &new, &site_key, &secret, Clock::system().now_ms()).await?;
     let output = json!({ "project_id": project.id, "site_key": project.site_key, "secret": secret });
     println!("{}", serde_json::to_string_pretty(&output)?);
     Ok(())
 }
-
-/// Lowercase hostnames without scheme, path or port; anything else is a mistake to report.
-pub fn normalize_domains(domains: Vec<String>) -> anyhow::Result<Vec<String>> {
-    domains
-        .into_iter()
-        .map(|domain| {
-            let domain = domain.trim().trim_end_matches('.').to_ascii_lowercase();
-            let valid = !domain.is_empty()
-                && domain.len() <= 253
-                && domain.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-');
-            anyhow::ensure!(valid, "not a hostname: {domain:?} (give e.g. example.com, no scheme or port)");
-            Ok(domain)
-        })
-        .collect()
-}
-

@@ -64,3 +64,55 @@ pub fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
     file.write_all(contents.as_bytes())?;
     Ok(())
 }
+
+/// Where the dashboard is reached and where its email goes.
+#[derive(Debug, Clone, Args)]
+pub struct WebArgs {
+    /// The control plane's public URL, for links in emails and code samples. https turns on
+    /// Secure cookies.
+    #[arg(long, env = "HUMANPROOF_PUBLIC_URL", default_value = "http://127.0.0.1:8080")]
+    pub public_url: String,
+    /// The edge's public URL, for the widget snippet.
+    #[arg(long, env = "HUMANPROOF_EDGE_URL", default_value = "http://127.0.0.1:8787")]
+    pub edge_url: String,
+    /// Folder that receives outgoing email (SMTP delivery is not built yet).
+    #[arg(long, env = "HUMANPROOF_OUTBOX_DIR", default_value = "data/outbox")]
+    pub outbox_dir: PathBuf,
+}
+
+/// Cloudflare Workers KV, where the edge reads the snapshot. All three or none.
+#[derive(Debug, Clone, Args)]
+pub struct KvArgs {
+    /// Cloudflare account id.
+    #[arg(long, env = "HUMANPROOF_CF_ACCOUNT_ID")]
+    pub cf_account_id: Option<String>,
+    /// Id of the KV namespace bound as SNAPSHOT in wrangler.toml.
+    #[arg(long, env = "HUMANPROOF_CF_KV_NAMESPACE_ID")]
+    pub cf_kv_namespace_id: Option<String>,
+    /// API token with "Workers KV Storage: Edit".
+    #[arg(long, env = "HUMANPROOF_CF_API_TOKEN", hide_env_values = true)]
+    pub cf_api_token: Option<String>,
+    /// Cloudflare's API base URL.
+    #[arg(long, env = "HUMANPROOF_CF_API_URL", default_value = "https://api.cloudflare.com/client/v4")]
+    pub cf_api_url: String,
+}
+
+impl KvArgs {
+    /// The KV publisher, or `Disabled` when nothing is configured.
+    pub fn publisher(&self) -> anyhow::Result<crate::publish::Publisher> {
+        use crate::publish::{KvClient, Publisher};
+        match (&self.cf_account_id, &self.cf_kv_namespace_id, &self.cf_api_token) {
+            (Some(account), Some(namespace), Some(token)) => Ok(Publisher::CloudflareKv(KvClient::new(
+                crate::http::client(),
+                &self.cf_api_url,
+                account,
+                namespace,
+                token,
+            ))),
+            (None, None, None) => Ok(Publisher::Disabled),
+            _ => anyhow::bail!(
+                "set all of HUMANPROOF_CF_ACCOUNT_ID, HUMANPROOF_CF_KV_NAMESPACE_ID and HUMANPROOF_CF_API_TOKEN, or none"
+            ),
+        }
+    }
+}

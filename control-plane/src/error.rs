@@ -11,9 +11,23 @@ pub enum ApiError {
     /// The body or a parameter is malformed.
     #[error("{0}")]
     BadRequest(&'static str),
+    /// A field is out of range; says which and why.
+    #[error("{message}")]
+    Invalid {
+        /// The field, as named in the request.
+        field: &'static str,
+        /// What to do instead.
+        message: String,
+    },
     /// Missing or wrong credentials.
     #[error("unauthorized")]
     Unauthorized(&'static str),
+    /// Authenticated, but the role or scopes do not allow this.
+    #[error("forbidden")]
+    Forbidden(&'static str),
+    /// The change would break a rule (e.g. removing the last owner).
+    #[error("conflict")]
+    Conflict(&'static str),
     /// The body exceeds the endpoint's limit.
     #[error("payload too large")]
     PayloadTooLarge,
@@ -30,7 +44,8 @@ impl ApiError {
     pub fn code(&self) -> &'static str {
         match self {
             Self::BadRequest(_) => "bad_request",
-            Self::Unauthorized(code) => code,
+            Self::Invalid { .. } => "invalid_field",
+            Self::Unauthorized(code) | Self::Forbidden(code) | Self::Conflict(code) => code,
             Self::PayloadTooLarge => "payload_too_large",
             Self::NotFound => "not_found",
             Self::Database(_) => "internal_error",
@@ -40,8 +55,10 @@ impl ApiError {
     /// HTTP status.
     pub fn status_code(&self) -> StatusCode {
         match self {
-            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::BadRequest(_) | Self::Invalid { .. } => StatusCode::BAD_REQUEST,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::Conflict(_) => StatusCode::CONFLICT,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::Database(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -58,7 +75,10 @@ impl IntoResponse for ApiError {
             }
             other => other.to_string(),
         };
-        let body = json!({ "error": { "code": self.code(), "message": message } });
+        let mut body = json!({ "error": { "code": self.code(), "message": message } });
+        if let Self::Invalid { field, .. } = &self {
+            body["error"]["field"] = json!(field);
+        }
         (self.status_code(), Json(body)).into_response()
     }
 }

@@ -14,15 +14,22 @@
 
 #![deny(missing_docs)]
 
+pub mod accounts;
 pub mod app;
 pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod http;
 pub mod local;
+pub mod mail;
+pub mod manage;
+pub mod publish;
+pub mod roles;
 pub mod routes;
 pub mod secrets;
 pub mod snapshot;
+pub mod web;
 
 pub use app::{AppState, app};

@@ -30,6 +30,11 @@ impl MemorySnapshots {
             .unwrap_or_else(|poison| poison.into_inner())
             .insert(site.site_key.clone(), site);
     }
+
+    /// Removes one entry, as deleting a project does.
+    pub fn remove(&self, site_key: &str) {
+        self.sites.write().unwrap_or_else(|poison| poison.into_inner()).remove(site_key);
+    }
 }
 
 impl SnapshotStore for MemorySnapshots {

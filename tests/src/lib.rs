@@ -8,7 +8,9 @@
 
 #![allow(missing_docs)]
 
+use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
@@ -16,6 +18,9 @@ use humanproof_control_plane::clock::Clock;
 use humanproof_control_plane::db::Db;
 use humanproof_control_plane::db::projects::{self, BillingStatus, ProjectSettings, Project};
 use humanproof_control_plane::local::{ChannelSink, LocalEdge, publish_snapshot};
+use humanproof_control_plane::app::WebConfig;
+use humanproof_control_plane::mail::Mailer;
+use humanproof_control_plane::publish::Publisher;
 use humanproof_control_plane::{AppState, app, secrets};
 use humanproof_edge::EdgeConfig;
 use humanproof_edge::memory::{MemoryClaims, MemorySnapshots};
@@ -97,7 +102,10 @@ pub struct World {
     pub db: Db,
     pub clock: Clock,
     pub master: MasterSecret,
-    pub edge: LocalEdge,
+    pub edge: Arc<LocalEdge>,
+    /// Where the dashboard's email lands.
+    pub outbox: PathBuf,
+    state: AppState,
     events: tokio::sync::Mutex<UnboundedReceiver<TelemetryEvent>>,
 }
 
@@ -144,6 +152,7 @@ pub fn quick_project(name: &str) -> ProjectSettings {
         billing_status: BillingStatus::Active,
         monthly_limit: None,
         active: true,
+        widget: Default::default(),
     }
 }
 
@@ -160,23 +169,56 @@ impl World {
     pub fn with_db(db: Db) -> Self {
         let master = MasterSecret::new(MASTER_SECRET).unwrap();
         let (sink, events) = ChannelSink::new();
-        let edge = LocalEdge::new(
+        let edge = Arc::new(LocalEdge::new(
             EdgeConfig::new(master.clone()),
             MemorySnapshots::default(),
             MemoryClaims::default(),
             sink,
+        ));
+        let clock = Clock::manual(START_MS);
+        let outbox = std::env::temp_dir().join("humanproof-tests").join(format!("outbox-{}", secrets::new_id()));
+        let state = AppState::new(
+            db.clone(),
+            master.clone(),
+            clock.clone(),
+            Publisher::Local(edge.clone()),
+            Mailer::Outbox(outbox.clone()),
+            WebConfig::new("http://127.0.0.1:8080", "http://127.0.0.1:8787", true),
         );
-        Self { db, clock: Clock::manual(START_MS), master, edge, events: events.into() }
+        Self { db, clock, master, edge, outbox, state, events: events.into() }
     }
 
     pub fn state(&self) -> AppState {
-        AppState { db: self.db.clone(), master: self.master.clone(), clock: self.clock.clone() }
+        self.state.clone()
+    }
+
+    /// The control plane's app with another publisher (e.g. Cloudflare KV against a fake).
+    pub fn state_with_publisher(&self, publisher: Publisher) -> AppState {
+        AppState { publisher, ..self.state.clone() }
+    }
+
+    /// Serves the control plane on 127.0.0.1; its base URL. Stops with the test's runtime.
+    pub async fn serve(&self) -> String {
+        serve_app(app(self.state())).await
+    }
+
+    /// Links in the email sent last to `to`.
+    pub fn email_links(&self, to: &str) -> Vec<String> {
+        let mut files: Vec<_> = std::fs::read_dir(&self.outbox).map(|dir| dir.flatten().map(|e| e.path()).collect()).unwrap_or_default();
+        files.sort();
+        let text = files
+            .iter()
+            .rev()
+            .map(|path| std::fs::read_to_string(path).unwrap())
+            .find(|text| text.starts_with(&format!("To: {to}\r\n")))
+            .unwrap_or_default();
+        text.split_whitespace().filter(|word| word.starts_with("http")).map(str::to_owned).collect()
     }
 
     /// Creates a project and publishes the snapshot to the edge.
     pub async fn create_project(&self, new: ProjectSettings) -> TestProject {
         let secret = secrets::new_backend_secret();
-        let project = projects::insert(&self.db, &new, &secrets::new_site_key(), &secret, self.clock.now_ms())
+        let project = projects::insert(&self.db, None, &new, &secrets::new_site_key(), &secret, self.clock.now_ms())
             .await
             .unwrap();
         self.publish().await;
@@ -300,4 +342,98 @@ fn urlencode(value: &str) -> String {
 /// Asserts a status, showing the body when it differs.
 pub fn assert_status(answer: &Answer, status: StatusCode) {
     assert_eq!(answer.status, status.as_u16(), "unexpected answer: {:#?}", answer.json);
+}
+
+/// Serves a router on 127.0.0.1 with peer addresses, as `humanproof serve` does.
+pub async fn serve_app(router: axum::Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>()).await.unwrap();
+    });
+    format!("http://{address}")
+}
+
+/// A page as a browser received it.
+#[derive(Debug)]
+pub struct Page {
+    pub status: u16,
+    pub location: Option<String>,
+    pub body: String,
+}
+
+impl Page {
+    /// Asserts a status, showing the page when it differs.
+    pub fn expect(self, status: u16) -> Self {
+        assert_eq!(self.status, status, "unexpected page: {} {:?}\n{}", self.status, self.location, self.body);
+        self
+    }
+}
+
+/// A cookie-keeping HTTP client for the dashboard that fills in the CSRF field of its forms.
+pub struct Browser {
+    base: String,
+    http: reqwest::Client,
+    cookies: Mutex<HashMap<String, String>>,
+}
+
+impl Browser {
+    pub fn new(base: &str) -> Self {
+        let http = humanproof_control_plane::http::client_builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        Self { base: base.to_owned(), http, cookies: Mutex::default() }
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    pub fn cookie(&self, name: &str) -> Option<String> {
+        self.cookies.lock().unwrap().get(name).cloned()
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder) -> Page {
+        let cookies: Vec<String> = self.cookies.lock().unwrap().iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let response = request.header("cookie", cookies.join("; ")).send().await.unwrap();
+        for set in response.headers().get_all("set-cookie") {
+            let pair = set.to_str().unwrap().split(';').next().unwrap();
+            let (name, value) = pair.split_once('=').unwrap();
+            let mut jar = self.cookies.lock().unwrap();
+            if value.is_empty() { jar.remove(name); } else { jar.insert(name.to_owned(), value.to_owned()); }
+        }
+        let status = response.status().as_u16();
+        let location = response.headers().get("location").map(|v| v.to_str().unwrap().to_owned());
+        Page { status, location, body: response.text().await.unwrap() }
+    }
+
+    pub async fn get(&self, path: &str) -> Page {
+        let url = if path.starts_with("http") { path.to_owned() } else { format!("{}{path}", self.base) };
+        self.send(self.http.get(url)).await
+    }
+
+    /// Posts a form with the page's CSRF token, as the dashboard's own forms do.
+    pub async fn post(&self, path: &str, fields: &[(&str, &str)]) -> Page {
+        if self.cookie("hp_csrf").is_none() {
+            self.get("/sign-in").await;
+        }
+        let csrf = self.cookie("hp_csrf").unwrap();
+        let mut fields: Vec<(&str, &str)> = fields.to_vec();
+        fields.push(("csrf", &csrf));
+        self.post_raw(path, &fields).await
+    }
+
+    /// Posts exactly these fields (no CSRF token added).
+    pub async fn post_raw(&self, path: &str, fields: &[(&str, &str)]) -> Page {
+        self.send(self.http.post(format!("{}{path}", self.base)).form(fields)).await
+    }
+
+    /// Signs up and returns the new organisation's id.
+    pub async fn sign_up(&self, email: &str, password: &str) -> String {
+        self.post("/sign-up", &[("email", email), ("password", password), ("organisation", "Acme")]).await.expect(303);
+        let home = self.get("/").await.expect(303);
+        home.location.unwrap().trim_start_matches("/orgs/").trim_end_matches("/projects").to_owned()
+    }
+
+    pub async fn sign_in(&self, email: &str, password: &str) -> Page {
+        self.post("/sign-in", &[("email", email), ("password", password)]).await
+    }
 }

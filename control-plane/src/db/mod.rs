@@ -5,6 +5,8 @@
 //! tests instead, which run every repository test on both. The SQL sticks to what both
 //! accept: `$n` placeholders, `ON CONFLICT`, BIGINT numbers and 0/1 flags.
 
+pub mod accounts;
+pub mod orgs;
 pub mod projects;
 pub mod retention;
 pub mod siteverify;

@@ -2,6 +2,8 @@
 
 use humanproof_protocol::Preset;
 use humanproof_protocol::snapshot::RiskMode;
+use humanproof_protocol::wire::{Branding, Variant};
+use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
@@ -16,8 +18,14 @@ pub struct Project {
     pub site_key: String,
     /// Challenge key version.
     pub key_version: u32,
+    /// Owning organisation; `None` for projects an operator created from the CLI.
+    pub organisation_id: Option<String>,
     /// Everything its owner configures.
     pub settings: ProjectSettings,
+    /// Unix ms of the last change.
+    pub updated_at: i64,
+    /// Until when (Unix ms) the secret replaced by the last rotation still verifies.
+    pub previous_secret_expires_at: Option<i64>,
 }
 
 /// Billing state as far as traffic is concerned.
@@ -80,8 +88,52 @@ pub struct ProjectSettings {
     pub billing_status: BillingStatus,
     /// Monthly limit.
     pub monthly_limit: Option<u64>,
-    /// Whether the project starts active.
+    /// Whether the project is active (not paused).
     pub active: bool,
+    /// How the widget looks on the customer's pages.
+    pub widget: WidgetOptions,
+}
+
+/// Widget defaults the integration page writes into the snippet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WidgetOptions {
+    /// checkbox, invisible or floating.
+    pub variant: Variant,
+    /// auto, light or dark.
+    pub theme: String,
+    /// auto (the page's language) or a language code the widget knows.
+    pub language: String,
+    /// normal or compact.
+    pub size: String,
+    /// full, minimal or none, as far as the plan allows.
+    pub branding: Branding,
+}
+
+impl Default for WidgetOptions {
+    fn default() -> Self {
+        Self {
+            variant: Variant::Checkbox,
+            theme: "auto".into(),
+            language: "auto".into(),
+            size: "normal".into(),
+            branding: Branding::Full,
+        }
+    }
+}
+
+/// Themes the widget knows.
+pub const THEMES: [&str; 3] = ["auto", "light", "dark"];
+/// Sizes the widget knows.
+pub const SIZES: [&str; 2] = ["normal", "compact"];
+/// Languages the widget ships, plus `auto`.
+pub const LANGUAGES: [&str; 11] = ["auto", "en", "de", "fr", "es", "it", "nl", "pl", "cs", "pt", "sv"];
+
+fn enum_name<T: Serialize>(value: &T) -> String {
+    serde_json::to_value(value).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+}
+
+fn enum_from_name<T: for<'de> Deserialize<'de>>(name: &str, fallback: T) -> T {
+    serde_json::from_value(serde_json::Value::String(name.to_owned())).unwrap_or(fallback)
 }
 
 fn preset_columns(preset: Preset) -> (&'static str, Option<i64>, Option<i64>) {
@@ -112,9 +164,11 @@ fn risk_mode_str(mode: RiskMode) -> &'static str {
     }
 }
 
-const COLUMNS: &str = "id, name, site_key, active, production_domains, testing_domains, \
-    allow_subdomains, key_version, preset, custom_difficulty, custom_challenge_count, \
-    risk_mode, plan, billing_status, monthly_limit";
+const COLUMNS: &str = "id, organisation_id, name, site_key, active, production_domains, \
+    testing_domains, allow_subdomains, key_version, preset, custom_difficulty, \
+    custom_challenge_count, risk_mode, plan, billing_status, monthly_limit, widget_variant, \
+    widget_theme, widget_language, widget_size, widget_branding, updated_at, \
+    previous_secret_expires_at";
 
 fn from_row(row: &AnyRow) -> Result<Project, sqlx::Error> {
     let domains = |column: &str| -> Result<Vec<String>, sqlx::Error> {
@@ -141,18 +195,29 @@ fn from_row(row: &AnyRow) -> Result<Project, sqlx::Error> {
         monthly_limit: row
             .try_get::<Option<i64>, _>("monthly_limit")?
             .map(|limit| u64::try_from(limit).unwrap_or(0)),
+        widget: WidgetOptions {
+            variant: enum_from_name(&row.try_get::<String, _>("widget_variant")?, Variant::Checkbox),
+            theme: row.try_get("widget_theme")?,
+            language: row.try_get("widget_language")?,
+            size: row.try_get("widget_size")?,
+            branding: enum_from_name(&row.try_get::<String, _>("widget_branding")?, Branding::Full),
+        },
     };
     Ok(Project {
         id: row.try_get("id")?,
         site_key: row.try_get("site_key")?,
         key_version: u32::try_from(row.try_get::<i64, _>("key_version")?).unwrap_or(1),
+        organisation_id: row.try_get("organisation_id")?,
         settings,
+        updated_at: row.try_get("updated_at")?,
+        previous_secret_expires_at: row.try_get("previous_secret_expires_at")?,
     })
 }
 
 /// Stores a new project with the given keys; the secret is stored hashed.
 pub async fn insert(
     db: &Db,
+    organisation_id: Option<&str>,
     new: &ProjectSettings,
     site_key: &str,
     secret: &str,
@@ -161,13 +226,16 @@ pub async fn insert(
     let id = crate::secrets::new_id();
     let (preset, difficulty, count) = preset_columns(new.preset);
     sqlx::query(
-        "INSERT INTO projects (id, name, site_key, secret_hash, active, production_domains, \
-         testing_domains, allow_subdomains, key_version, preset, custom_difficulty, \
-         custom_challenge_count, risk_mode, plan, billing_status, monthly_limit, created_at, \
-         updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1, $9, $10, $11, $12, $13, $14, $15, $16, $16)",
+        "INSERT INTO projects (id, organisation_id, name, site_key, secret_hash, active, \
+         production_domains, testing_domains, allow_subdomains, key_version, preset, \
+         custom_difficulty, custom_challenge_count, risk_mode, plan, billing_status, \
+         monthly_limit, widget_variant, widget_theme, widget_language, widget_size, \
+         widget_branding, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1, $10, $11, $12, $13, $14, $15, $16, $17, \
+         $18, $19, $20, $21, $22, $22)",
     )
     .bind(&id)
+    .bind(organisation_id)
     .bind(&new.name)
     .bind(site_key)
     .bind(crate::secrets::hash_secret(secret))
@@ -182,12 +250,98 @@ pub async fn insert(
     .bind(&new.plan)
     .bind(new.billing_status.as_str())
     .bind(new.monthly_limit.map(|limit| i64::try_from(limit).unwrap_or(i64::MAX)))
+    .bind(enum_name(&new.widget.variant))
+    .bind(&new.widget.theme)
+    .bind(&new.widget.language)
+    .bind(&new.widget.size)
+    .bind(enum_name(&new.widget.branding))
     .bind(now_ms)
     .execute(db.pool())
     .await?;
-    find_by_site_key(db, site_key)
+    find(db, &id).await?.ok_or(sqlx::Error::RowNotFound)
+}
+
+/// Saves what a customer may change: everything but the plan and billing state, which
+/// billing owns.
+pub async fn update_settings(db: &Db, project_id: &str, settings: &ProjectSettings, now_ms: i64) -> Result<(), sqlx::Error> {
+    let (preset, difficulty, count) = preset_columns(settings.preset);
+    sqlx::query(
+        "UPDATE projects SET name = $1, active = $2, production_domains = $3, \
+         testing_domains = $4, allow_subdomains = $5, preset = $6, custom_difficulty = $7, \
+         custom_challenge_count = $8, risk_mode = $9, monthly_limit = $10, widget_variant = $11, \
+         widget_theme = $12, widget_language = $13, widget_size = $14, widget_branding = $15, \
+         updated_at = $16 WHERE id = $17",
+    )
+    .bind(&settings.name)
+    .bind(i64::from(settings.active))
+    .bind(serde_json::to_string(&settings.production_domains).expect("strings serialize"))
+    .bind(serde_json::to_string(&settings.testing_domains).expect("strings serialize"))
+    .bind(i64::from(settings.allow_subdomains))
+    .bind(preset)
+    .bind(difficulty)
+    .bind(count)
+    .bind(risk_mode_str(settings.risk_mode))
+    .bind(settings.monthly_limit.map(|limit| i64::try_from(limit).unwrap_or(i64::MAX)))
+    .bind(enum_name(&settings.widget.variant))
+    .bind(&settings.widget.theme)
+    .bind(&settings.widget.language)
+    .bind(&settings.widget.size)
+    .bind(enum_name(&settings.widget.branding))
+    .bind(now_ms)
+    .bind(project_id)
+    .execute(db.pool())
+    .await?;
+    Ok(())
+}
+
+/// Deletes a project and queues its site key for removal from the edge's KV.
+pub async fn delete(db: &Db, project: &Project, now_ms: i64) -> Result<(), sqlx::Error> {
+    let mut tx = db.begin_write().await?;
+    sqlx::query(
+        "INSERT INTO snapshot_deletions (site_key, requested_at) VALUES ($1, $2) \
+         ON CONFLICT (site_key) DO NOTHING",
+    )
+    .bind(&project.site_key)
+    .bind(now_ms)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("DELETE FROM projects WHERE id = $1").bind(&project.id).execute(&mut *tx).await?;
+    tx.commit().await
+}
+
+/// The project with this id.
+pub async fn find(db: &Db, project_id: &str) -> Result<Option<Project>, sqlx::Error> {
+    let sql = format!("SELECT {COLUMNS} FROM projects WHERE id = $1");
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(project_id)
+        .fetch_optional(db.pool())
         .await?
-        .ok_or_else(|| sqlx::Error::RowNotFound)
+        .map(|row| from_row(&row))
+        .transpose()
+}
+
+/// The organisation's project with this id: another organisation's id finds nothing.
+pub async fn find_in_organisation(db: &Db, organisation_id: &str, project_id: &str) -> Result<Option<Project>, sqlx::Error> {
+    let sql = format!("SELECT {COLUMNS} FROM projects WHERE id = $1 AND organisation_id = $2");
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(project_id)
+        .bind(organisation_id)
+        .fetch_optional(db.pool())
+        .await?
+        .map(|row| from_row(&row))
+        .transpose()
+}
+
+/// An organisation's projects, oldest first.
+pub async fn list_for_organisation(db: &Db, organisation_id: &str) -> Result<Vec<Project>, sqlx::Error> {
+    let sql = format!("SELECT {COLUMNS} FROM projects WHERE organisation_id = $1 ORDER BY created_at, id");
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(organisation_id)
+        .fetch_all(db.pool())
+        .await?
+        .iter()
+        .map(from_row)
+        .collect()
 }
 
 /// The project with this public site key.
@@ -201,11 +355,16 @@ pub async fn find_by_site_key(db: &Db, site_key: &str) -> Result<Option<Project>
         .transpose()
 }
 
-/// The project whose backend secret this is.
-pub async fn find_by_secret(db: &Db, secret: &str) -> Result<Option<Project>, sqlx::Error> {
-    let sql = format!("SELECT {COLUMNS} FROM projects WHERE secret_hash = $1");
+/// The project whose backend secret this is: the current one, or the one it replaced while
+/// the rotation's overlap window lasts.
+pub async fn find_by_secret(db: &Db, secret: &str, now_ms: i64) -> Result<Option<Project>, sqlx::Error> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM projects WHERE secret_hash = $1 \
+         OR (previous_secret_hash = $1 AND previous_secret_expires_at > $2)"
+    );
     sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(crate::secrets::hash_secret(secret))
+        .bind(now_ms)
         .fetch_optional(db.pool())
         .await?
         .map(|row| from_row(&row))
@@ -223,7 +382,63 @@ pub async fn list_all(db: &Db) -> Result<Vec<Project>, sqlx::Error> {
         .collect()
 }
 
-/// Replaces a project's backend secret (the demo's fixed secret, and rotation later).
+/// Replaces a project's backend secret; the old one verifies until `old_valid_until`.
+pub async fn rotate_secret(
+    db: &Db,
+    project_id: &str,
+    secret: &str,
+    old_valid_until: i64,
+    now_ms: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE projects SET previous_secret_hash = secret_hash, previous_secret_expires_at = $1, \
+         secret_hash = $2, updated_at = $3 WHERE id = $4",
+    )
+    .bind(old_valid_until)
+    .bind(crate::secrets::hash_secret(secret))
+    .bind(now_ms)
+    .bind(project_id)
+    .execute(db.pool())
+    .await?;
+    Ok(())
+}
+
+/// Projects changed since they were last published.
+pub async fn unpublished(db: &Db) -> Result<Vec<Project>, sqlx::Error> {
+    let sql = format!("SELECT {COLUMNS} FROM projects WHERE published_at < updated_at ORDER BY updated_at, id");
+    sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(db.pool()).await?.iter().map(from_row).collect()
+}
+
+/// Records that the edge has the project as of `updated_at`; a change made meanwhile keeps
+/// it unpublished.
+pub async fn mark_published(db: &Db, project_id: &str, updated_at: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE projects SET published_at = $1 WHERE id = $2 AND updated_at = $1")
+        .bind(updated_at)
+        .bind(project_id)
+        .execute(db.pool())
+        .await?;
+    Ok(())
+}
+
+/// Site keys of deleted projects still in the edge's KV.
+pub async fn pending_deletions(db: &Db) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query("SELECT site_key FROM snapshot_deletions ORDER BY requested_at, site_key")
+        .fetch_all(db.pool())
+        .await?
+        .iter()
+        .map(|row| row.try_get("site_key"))
+        .collect()
+}
+
+/// Forgets deletions the edge has carried out.
+pub async fn clear_deletions(db: &Db, site_keys: &[String]) -> Result<(), sqlx::Error> {
+    for site_key in site_keys {
+        sqlx::query("DELETE FROM snapshot_deletions WHERE site_key = $1").bind(site_key).execute(db.pool()).await?;
+    }
+    Ok(())
+}
+
+/// Replaces a project's backend secret outright, with no overlap (the demo's fixed secret).
 pub async fn set_secret(db: &Db, project_id: &str, secret: &str, now_ms: i64) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE projects SET secret_hash = $1, updated_at = $2 WHERE id = $3")
         .bind(crate::secrets::hash_secret(secret))

@@ -25,12 +25,14 @@ use humanproof_protocol::snapshot::RiskMode;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
-use crate::app::{AppState, app};
+use crate::app::{AppState, WebConfig, app};
+use crate::mail::Mailer;
+use crate::publish::{PublishError, Publisher};
 use crate::clock::Clock;
 use crate::config::{SecretArgs, write_private};
 use crate::db::projects::{self, BillingStatus, ProjectSettings};
 use crate::db::{Db, retention};
-use crate::{secrets, snapshot};
+use crate::secrets;
 
 pub use edge_server::{LocalEdge, edge_router};
 pub use telemetry_sink::{ChannelSink, deliver_telemetry};
@@ -87,18 +89,26 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     tokio::spawn(refresh_snapshot(db.clone(), edge.clone(), clock.clone(), snapshot_changed));
     tokio::spawn(retention::apply_hourly(db.clone(), clock.clone()));
 
-    let state = AppState { db, master, clock };
     let control = bind(args.control_listen).await?;
     let edge_listener = bind(args.edge_listen).await?;
     let demo_listener = bind(args.demo_listen).await?;
     let control_url = format!("http://{}", control.local_addr()?);
     let edge_url = format!("http://{}", edge_listener.local_addr()?);
     let demo_url = format!("http://{}", demo_listener.local_addr()?);
+    let state = AppState::new(
+        db,
+        master,
+        clock,
+        Publisher::Local(edge.clone()),
+        Mailer::Outbox(args.data_dir.join("outbox")),
+        WebConfig::new(&control_url, &edge_url, true),
+    );
 
     println!("HumanProof is running locally.");
     println!("  demo site      {demo_url}");
     println!("  edge           {edge_url}");
-    println!("  control plane  {control_url}  (POST /siteverify)");
+    println!("  dashboard      {control_url}  (sign up there; email lands in {control_url}/dev/outbox)");
+    println!("  siteverify     {control_url}/siteverify");
     println!("  demo site key  {}", demo.site_key);
     println!("  demo secret    {}", demo.secret);
     println!("  data           {}", args.data_dir.display());
@@ -109,7 +119,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         secret: demo.secret,
         edge_url,
         siteverify_url: format!("{control_url}/siteverify"),
-        http: reqwest::Client::new(),
+        http: crate::http::client(),
     });
     let serve = |listener: TcpListener, router: axum::Router| async move {
         axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
@@ -167,8 +177,9 @@ async fn ensure_demo_project(db: &Db, args: &DevArgs, now: i64) -> anyhow::Resul
                 billing_status: BillingStatus::Active,
                 monthly_limit: None,
                 active: true,
+                widget: Default::default(),
             };
-            projects::insert(db, &demo, &site_key, &secret, now).await?;
+            projects::insert(db, None, &demo, &site_key, &secret, now).await?;
         }
     }
     let keys = serde_json::json!({ "site_key": site_key, "secret": secret });
@@ -177,10 +188,8 @@ async fn ensure_demo_project(db: &Db, args: &DevArgs, now: i64) -> anyhow::Resul
 }
 
 /// Rebuilds every entry and hands it to the in-process edge: the local "KV publish".
-pub async fn publish_snapshot(db: &Db, edge: &LocalEdge, clock: &Clock) -> Result<(), sqlx::Error> {
-    let entries = snapshot::build_all(db, clock.now_ms()).await?;
-    edge.snapshots().replace_all(entries);
-    Ok(())
+pub async fn publish_snapshot(db: &Db, edge: &Arc<LocalEdge>, clock: &Clock) -> Result<(), PublishError> {
+    Publisher::Local(edge.clone()).republish_all(db, clock.now_ms()).await.map(drop)
 }
 
 async fn refresh_snapshot(db: Db, edge: Arc<LocalEdge>, clock: Clock, changed: Arc<Notify>) {

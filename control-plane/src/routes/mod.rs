@@ -2,5 +2,6 @@
 //! layer and shape the answer; the rules live in `db` and `humanproof_protocol`.
 
 pub mod health;
+pub mod api;
 pub mod siteverify;
 pub mod telemetry;

@@ -112,7 +112,7 @@ pub async fn verify_token(
     if idempotency_key.as_ref().is_some_and(|key| key.len() > MAX_IDEMPOTENCY_KEY_LEN) {
         return failure(StatusCode::BAD_REQUEST, "bad-request", Some("idempotency_key_too_long"));
     }
-    let project = match projects::find_by_secret(&state.db, &secret).await {
+    let project = match projects::find_by_secret(&state.db, &secret, state.clock.now_ms()).await {
         Ok(Some(project)) => project,
         Ok(None) => return failure(StatusCode::UNAUTHORIZED, "invalid-input-secret", None),
         Err(err) => return internal_error(&err),

@@ -1,0 +1,250 @@
+//! Accounts: sign-up, email verification, sign-in with throttling, sessions and password
+//! reset. The dashboard's handlers are thin wrappers around these functions.
+//!
+//! - Passwords are hashed with argon2id (the crate's default cost, OWASP's minimum).
+//! - Session cookies, email links and reset links carry 256 random bits; only their SHA-256
+//!   is stored, so a database leak does not hand out live sessions or links.
+//! - Sign-in failures are counted per email and per client IP under keyed hashes, never the
+//!   raw values, and the counts expire with the retention rules.
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+use crate::app::AppState;
+use crate::db::accounts::{self, EmailTokenPurpose, User, UserStatus};
+use crate::db::{is_unique_violation, orgs};
+use crate::mail::Email;
+use crate::secrets::hash_secret;
+
+/// How long a session lasts.
+pub const SESSION_TTL_MS: i64 = 7 * 24 * 60 * 60 * 1000;
+/// How long an email verification link works.
+pub const VERIFY_LINK_TTL_MS: i64 = 24 * 60 * 60 * 1000;
+/// How long a password reset link works.
+pub const RESET_LINK_TTL_MS: i64 = 60 * 60 * 1000;
+/// The window failed sign-ins are counted over.
+pub const THROTTLE_WINDOW_MS: i64 = 15 * 60 * 1000;
+/// Failed sign-ins for one email within the window before sign-in is refused.
+pub const MAX_FAILURES_PER_EMAIL: i64 = 5;
+/// Failed sign-ins from one IP within the window before sign-in is refused.
+pub const MAX_FAILURES_PER_IP: i64 = 20;
+/// Shortest password accepted.
+pub const MIN_PASSWORD_LEN: usize = 10;
+/// Longest password accepted (argon2 would take more, but nobody types this much).
+pub const MAX_PASSWORD_LEN: usize = 128;
+
+/// Why an account action was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum AccountError {
+    /// Not an email address.
+    #[error("Enter a valid email address.")]
+    InvalidEmail,
+    /// Too short or too long.
+    #[error("Use a password of {MIN_PASSWORD_LEN} to {MAX_PASSWORD_LEN} characters.")]
+    WeakPassword,
+    /// Someone already signed up with this address.
+    #[error("An account with this email already exists. Sign in or reset your password.")]
+    EmailTaken,
+    /// Unknown email or wrong password (deliberately indistinguishable).
+    #[error("Wrong email or password.")]
+    WrongCredentials,
+    /// Too many failed attempts.
+    #[error("Too many failed sign-ins. Try again in {} minutes.", .retry_after_s.div_ceil(60))]
+    Throttled {
+        /// Seconds until the oldest counted failure leaves the window.
+        retry_after_s: u64,
+    },
+    /// The account is marked for deletion.
+    #[error("This account is marked for deletion.")]
+    AccountClosed,
+    /// The link is unknown, used or expired.
+    #[error("This link is invalid, already used or expired. Ask for a new one.")]
+    InvalidLink,
+    /// Storage failed.
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+/// A new random token (256 bits, hex).
+pub fn new_token() -> String {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).expect("the OS provides randomness");
+    hex::encode(bytes)
+}
+
+/// argon2id hash in PHC string format.
+pub fn hash_password(password: &str) -> String {
+    let mut salt = [0u8; 16];
+    getrandom::fill(&mut salt).expect("the OS provides randomness");
+    let salt = SaltString::encode_b64(&salt).expect("16 bytes is a valid salt");
+    Argon2::default().hash_password(password.as_bytes(), &salt).expect("argon2 accepts any password").to_string()
+}
+
+/// Whether `password` matches a stored hash.
+pub fn verify_password(stored: &str, password: &str) -> bool {
+    PasswordHash::new(stored)
+        .is_ok_and(|hash| Argon2::default().verify_password(password.as_bytes(), &hash).is_ok())
+}
+
+/// A normalised email address: trimmed and lowercased, one `@`, a dot in the domain.
+pub fn normalize_email(raw: &str) -> Result<String, AccountError> {
+    let email = raw.trim().to_lowercase();
+    let valid = email.len() <= 254
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control())
+        && email.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty() && !domain.contains('@') && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.')
+        });
+    if valid { Ok(email) } else { Err(AccountError::InvalidEmail) }
+}
+
+fn check_password(password: &str) -> Result<(), AccountError> {
+    let len = password.chars().count();
+    if (MIN_PASSWORD_LEN..=MAX_PASSWORD_LEN).contains(&len) { Ok(()) } else { Err(AccountError::WeakPassword) }
+}
+
+/// A keyed hash naming what failed sign-ins are counted against, so neither emails nor IPs
+/// are stored in the clear and the counts cannot be linked to either without the secret.
+fn throttle_subject(state: &AppState, kind: &str, value: &str) -> String {
+    let key = state.master.derive("humanproof/login-throttle/v1");
+    let mut mac = Hmac::<Sha256>::new_from_slice(&key).expect("HMAC takes keys of any length");
+    mac.update(kind.as_bytes());
+    mac.update(b":");
+    mac.update(value.as_bytes());
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// Creates an account and its first organisation, and sends the verification link.
+pub async fn sign_up(state: &AppState, email: &str, password: &str, organisation: &str) -> Result<User, AccountError> {
+    let email = normalize_email(email)?;
+    check_password(password)?;
+    let now = state.clock.now_ms();
+    let user = match accounts::insert_user(&state.db, &email, &hash_password(password), false, now).await {
+        Ok(user) => user,
+        Err(err) if is_unique_violation(&err) => return Err(AccountError::EmailTaken),
+        Err(err) => return Err(err.into()),
+    };
+    let organisation = organisation.trim();
+    let organisation = if organisation.is_empty() { email.as_str() } else { organisation };
+    let organisation_id = orgs::create_organisation(&state.db, organisation, &user.id, now).await?;
+    orgs::audit(&state.db, Some(&organisation_id), &format!("user:{email}"), "account.signed_up", None, now).await?;
+    send_verification(state, &user).await?;
+    Ok(user)
+}
+
+/// Sends a fresh verification link; earlier links stop working.
+pub async fn send_verification(state: &AppState, user: &User) -> Result<(), AccountError> {
+    let token = new_token();
+    let now = state.clock.now_ms();
+    accounts::insert_email_token(&state.db, &hash_secret(&token), &user.id, EmailTokenPurpose::VerifyEmail, now, now + VERIFY_LINK_TTL_MS).await?;
+    let link = format!("{}/verify-email?token={token}", state.web.public_url);
+    let email = Email {
+        to: user.email.clone(),
+        subject: "Confirm your HumanProof account".into(),
+        body: format!("Confirm your email address by opening this link within 24 hours:\n\n{link}\n\nIf you did not sign up, ignore this message."),
+    };
+    deliver(state, &email).await;
+    Ok(())
+}
+
+/// Follows a verification link.
+pub async fn verify_email(state: &AppState, token: &str) -> Result<(), AccountError> {
+    let now = state.clock.now_ms();
+    let user_id = accounts::use_email_token(&state.db, &hash_secret(token), EmailTokenPurpose::VerifyEmail, now)
+        .await?
+        .ok_or(AccountError::InvalidLink)?;
+    accounts::mark_email_verified(&state.db, &user_id, now).await?;
+    Ok(())
+}
+
+/// Checks the password under the throttling rules and starts a session: the user and the
+/// session token for the cookie.
+pub async fn sign_in(state: &AppState, email: &str, password: &str, client_ip: &str) -> Result<(User, String), AccountError> {
+    let email = normalize_email(email).map_err(|_| AccountError::WrongCredentials)?;
+    let now = state.clock.now_ms();
+    let since = now - THROTTLE_WINDOW_MS;
+    let by_email = throttle_subject(state, "email", &email);
+    let by_ip = throttle_subject(state, "ip", client_ip);
+    for (subject, limit) in [(&by_email, MAX_FAILURES_PER_EMAIL), (&by_ip, MAX_FAILURES_PER_IP)] {
+        let (failures, oldest) = accounts::login_failures_since(&state.db, subject, since).await?;
+        if failures >= limit {
+            let retry_after_ms = oldest.unwrap_or(now) + THROTTLE_WINDOW_MS - now;
+            return Err(AccountError::Throttled { retry_after_s: u64::try_from(retry_after_ms.max(1000) / 1000).unwrap_or(1) });
+        }
+    }
+    let found = accounts::find_user_by_email(&state.db, &email).await?;
+    let Some((user, stored)) = found.filter(|(_, stored)| verify_password(stored, password)) else {
+        accounts::record_login_failure(&state.db, &by_email, now).await?;
+        accounts::record_login_failure(&state.db, &by_ip, now).await?;
+        return Err(AccountError::WrongCredentials);
+    };
+    drop(stored);
+    if user.status == UserStatus::MarkedForDeletion {
+        return Err(AccountError::AccountClosed);
+    }
+    accounts::clear_login_failures(&state.db, &by_email).await?;
+    let token = start_session(state, &user).await?;
+    Ok((user, token))
+}
+
+/// Starts a session for `user`: the token for the cookie.
+pub async fn start_session(state: &AppState, user: &User) -> Result<String, sqlx::Error> {
+    let token = new_token();
+    let now = state.clock.now_ms();
+    accounts::insert_session(&state.db, &hash_secret(&token), &user.id, now, now + SESSION_TTL_MS).await?;
+    Ok(token)
+}
+
+/// The user behind a session cookie.
+pub async fn session_user(state: &AppState, token: &str) -> Result<Option<User>, sqlx::Error> {
+    accounts::session_user(&state.db, &hash_secret(token), state.clock.now_ms()).await
+}
+
+/// Ends a session.
+pub async fn sign_out(state: &AppState, token: &str) -> Result<(), sqlx::Error> {
+    accounts::delete_session(&state.db, &hash_secret(token)).await
+}
+
+/// Sends a reset link if the address has an account; says nothing either way, so the form
+/// cannot be used to find out who has one.
+pub async fn request_password_reset(state: &AppState, email: &str) -> Result<(), AccountError> {
+    let Ok(email) = normalize_email(email) else { return Ok(()) };
+    let Some((user, _)) = accounts::find_user_by_email(&state.db, &email).await? else { return Ok(()) };
+    let token = new_token();
+    let now = state.clock.now_ms();
+    accounts::insert_email_token(&state.db, &hash_secret(&token), &user.id, EmailTokenPurpose::ResetPassword, now, now + RESET_LINK_TTL_MS).await?;
+    let link = format!("{}/reset-password?token={token}", state.web.public_url);
+    let message = Email {
+        to: user.email.clone(),
+        subject: "Reset your HumanProof password".into(),
+        body: format!("Set a new password by opening this link within one hour. It works once:\n\n{link}\n\nIf you did not ask for this, ignore this message."),
+    };
+    deliver(state, &message).await;
+    Ok(())
+}
+
+/// Whether a reset link would still work (to show the form, or say it is spent).
+pub async fn reset_link_usable(state: &AppState, token: &str) -> Result<bool, sqlx::Error> {
+    accounts::email_token_usable(&state.db, &hash_secret(token), EmailTokenPurpose::ResetPassword, state.clock.now_ms()).await
+}
+
+/// Uses a reset link: sets the new password and ends every session of the account.
+pub async fn reset_password(state: &AppState, token: &str, new_password: &str) -> Result<(), AccountError> {
+    check_password(new_password)?;
+    let now = state.clock.now_ms();
+    let user_id = accounts::use_email_token(&state.db, &hash_secret(token), EmailTokenPurpose::ResetPassword, now)
+        .await?
+        .ok_or(AccountError::InvalidLink)?;
+    accounts::set_password(&state.db, &user_id, &hash_password(new_password), now).await?;
+    // Following the link proves the address too.
+    accounts::mark_email_verified(&state.db, &user_id, now).await?;
+    Ok(())
+}
+
+/// Email failures must not fail the action that sent it: the user can ask again.
+async fn deliver(state: &AppState, email: &Email) {
+    if let Err(err) = state.mailer.send(email).await {
+        tracing::error!(error = %err, subject = %email.subject, "could not send email");
+    }
+}

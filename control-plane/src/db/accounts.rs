@@ -1,0 +1,291 @@
+//! Users, their sessions, one-time email links and failed sign-ins.
+
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use super::Db;
+
+/// A person who can sign in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    /// Internal id.
+    pub id: String,
+    /// Lowercased email address.
+    pub email: String,
+    /// Whether the address was confirmed through its link.
+    pub email_verified: bool,
+    /// `active` or `marked_for_deletion`.
+    pub status: UserStatus,
+    /// Preferred dashboard language.
+    pub language: String,
+    /// Operators administer the installation (created with `humanproof admin create`).
+    pub is_operator: bool,
+}
+
+/// Account status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserStatus {
+    /// Normal.
+    Active,
+    /// The owner asked for deletion; sign-in is refused.
+    MarkedForDeletion,
+}
+
+/// What a one-time email link is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EmailTokenPurpose {
+    /// Confirms the address.
+    VerifyEmail,
+    /// Sets a new password.
+    ResetPassword,
+}
+
+impl EmailTokenPurpose {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::VerifyEmail => "verify_email",
+            Self::ResetPassword => "reset_password",
+        }
+    }
+}
+
+const USER_COLUMNS: &str = "id, email, email_verified_at, status, language, is_operator";
+
+fn user_from_row(row: &AnyRow) -> Result<User, sqlx::Error> {
+    Ok(User {
+        id: row.try_get("id")?,
+        email: row.try_get("email")?,
+        email_verified: row.try_get::<Option<i64>, _>("email_verified_at")?.is_some(),
+        status: match row.try_get::<String, _>("status")?.as_str() {
+            "active" => UserStatus::Active,
+            _ => UserStatus::MarkedForDeletion,
+        },
+        language: row.try_get("language")?,
+        is_operator: row.try_get::<i64, _>("is_operator")? != 0,
+    })
+}
+
+/// Stores a new user; fails with a unique violation when the email is taken.
+pub async fn insert_user(
+    db: &Db,
+    email: &str,
+    password_hash: &str,
+    is_operator: bool,
+    now_ms: i64,
+) -> Result<User, sqlx::Error> {
+    let id = crate::secrets::new_id();
+    sqlx::query(
+        "INSERT INTO users (id, email, password_hash, is_operator, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $5)",
+    )
+    .bind(&id)
+    .bind(email)
+    .bind(password_hash)
+    .bind(i64::from(is_operator))
+    .bind(now_ms)
+    .execute(db.pool())
+    .await?;
+    find_user(db, &id).await?.ok_or(sqlx::Error::RowNotFound)
+}
+
+/// The user with this id.
+pub async fn find_user(db: &Db, id: &str) -> Result<Option<User>, sqlx::Error> {
+    let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1");
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .fetch_optional(db.pool())
+        .await?
+        .map(|row| user_from_row(&row))
+        .transpose()
+}
+
+/// The user with this (lowercased) email and their password hash.
+pub async fn find_user_by_email(db: &Db, email: &str) -> Result<Option<(User, String)>, sqlx::Error> {
+    let sql = format!("SELECT {USER_COLUMNS}, password_hash FROM users WHERE email = $1");
+    let Some(row) = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(email).fetch_optional(db.pool()).await?
+    else {
+        return Ok(None);
+    };
+    Ok(Some((user_from_row(&row)?, row.try_get("password_hash")?)))
+}
+
+/// Replaces the password and signs the user out everywhere.
+pub async fn set_password(db: &Db, user_id: &str, password_hash: &str, now_ms: i64) -> Result<(), sqlx::Error> {
+    let mut tx = db.begin_write().await?;
+    sqlx::query("UPDATE users SET password_hash = $1, updated_at = $2 WHERE id = $3")
+        .bind(password_hash)
+        .bind(now_ms)
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("DELETE FROM sessions WHERE user_id = $1").bind(user_id).execute(&mut *tx).await?;
+    tx.commit().await
+}
+
+/// Records that the user confirmed their address.
+pub async fn mark_email_verified(db: &Db, user_id: &str, now_ms: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE users SET email_verified_at = $1, updated_at = $1 WHERE id = $2 AND email_verified_at IS NULL")
+        .bind(now_ms)
+        .bind(user_id)
+        .execute(db.pool())
+        .await?;
+    Ok(())
+}
+
+/// Sets the dashboard language.
+pub async fn set_language(db: &Db, user_id: &str, language: &str, now_ms: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE users SET language = $1, updated_at = $2 WHERE id = $3")
+        .bind(language)
+        .bind(now_ms)
+        .bind(user_id)
+        .execute(db.pool())
+        .await?;
+    Ok(())
+}
+
+/// Starts a session for the token whose hash is given.
+pub async fn insert_session(
+    db: &Db,
+    token_hash: &str,
+    user_id: &str,
+    now_ms: i64,
+    expires_at: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("INSERT INTO sessions (token_hash, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)")
+        .bind(token_hash)
+        .bind(user_id)
+        .bind(now_ms)
+        .bind(expires_at)
+        .execute(db.pool())
+        .await?;
+    Ok(())
+}
+
+/// The user behind a live session.
+pub async fn session_user(db: &Db, token_hash: &str, now_ms: i64) -> Result<Option<User>, sqlx::Error> {
+    let sql = format!(
+        "SELECT {} FROM users u JOIN sessions s ON s.user_id = u.id \
+         WHERE s.token_hash = $1 AND s.expires_at > $2",
+        USER_COLUMNS.split(", ").map(|c| format!("u.{c}")).collect::<Vec<_>>().join(", ")
+    );
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(token_hash)
+        .bind(now_ms)
+        .fetch_optional(db.pool())
+        .await?
+        .map(|row| user_from_row(&row))
+        .transpose()
+}
+
+/// Ends a session.
+pub async fn delete_session(db: &Db, token_hash: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM sessions WHERE token_hash = $1").bind(token_hash).execute(db.pool()).await?;
+    Ok(())
+}
+
+/// Stores a new one-time link and purges the user's earlier unused links for the same
+/// purpose, so only the newest one works.
+pub async fn insert_email_token(
+    db: &Db,
+    token_hash: &str,
+    user_id: &str,
+    purpose: EmailTokenPurpose,
+    now_ms: i64,
+    expires_at: i64,
+) -> Result<(), sqlx::Error> {
+    let mut tx = db.begin_write().await?;
+    sqlx::query("DELETE FROM email_tokens WHERE user_id = $1 AND purpose = $2")
+        .bind(user_id)
+        .bind(purpose.as_str())
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(
+        "INSERT INTO email_tokens (token_hash, user_id, purpose, created_at, expires_at) \
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(token_hash)
+    .bind(user_id)
+    .bind(purpose.as_str())
+    .bind(now_ms)
+    .bind(expires_at)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await
+}
+
+/// Uses a one-time link: the user it belongs to if it is unused and unexpired, once.
+pub async fn use_email_token(
+    db: &Db,
+    token_hash: &str,
+    purpose: EmailTokenPurpose,
+    now_ms: i64,
+) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query(
+        "UPDATE email_tokens SET used_at = $1 \
+         WHERE token_hash = $2 AND purpose = $3 AND used_at IS NULL AND expires_at > $1 \
+         RETURNING user_id",
+    )
+    .bind(now_ms)
+    .bind(token_hash)
+    .bind(purpose.as_str())
+    .fetch_optional(db.pool())
+    .await?
+    .map(|row| row.try_get("user_id"))
+    .transpose()
+}
+
+/// Whether a one-time link would still work, without using it (to show the form).
+pub async fn email_token_usable(
+    db: &Db,
+    token_hash: &str,
+    purpose: EmailTokenPurpose,
+    now_ms: i64,
+) -> Result<bool, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT 1 AS usable FROM email_tokens \
+         WHERE token_hash = $1 AND purpose = $2 AND used_at IS NULL AND expires_at > $3",
+    )
+    .bind(token_hash)
+    .bind(purpose.as_str())
+    .bind(now_ms)
+    .fetch_optional(db.pool())
+    .await?;
+    Ok(row.is_some())
+}
+
+/// Records a failed sign-in against a subject (a salted hash of an email or an IP).
+pub async fn record_login_failure(db: &Db, subject_hash: &str, now_ms: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("INSERT INTO login_failures (id, subject_hash, at) VALUES ($1, $2, $3)")
+        .bind(crate::secrets::new_id())
+        .bind(subject_hash)
+        .bind(now_ms)
+        .execute(db.pool())
+        .await?;
+    Ok(())
+}
+
+/// Failed sign-ins against a subject since `since_ms`, and the oldest of them.
+pub async fn login_failures_since(
+    db: &Db,
+    subject_hash: &str,
+    since_ms: i64,
+) -> Result<(i64, Option<i64>), sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT COUNT(*) AS failures, MIN(at) AS oldest FROM login_failures \
+         WHERE subject_hash = $1 AND at > $2",
+    )
+    .bind(subject_hash)
+    .bind(since_ms)
+    .fetch_one(db.pool())
+    .await?;
+    Ok((row.try_get("failures")?, row.try_get("oldest")?))
+}
+
+/// Forgets a subject's failures after a successful sign-in.
+pub async fn clear_login_failures(db: &Db, subject_hash: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM login_failures WHERE subject_hash = $1")
+        .bind(subject_hash)
+        .execute(db.pool())
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,281 @@
+//! Organisations, their members and roles, their API keys, and the audit log.
+
+use serde::Serialize;
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use super::Db;
+use crate::roles::{Role, Scope};
+
+/// An organisation a user belongs to, with the user's role in it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Membership {
+    /// Organisation id.
+    pub organisation_id: String,
+    /// Organisation name.
+    pub organisation_name: String,
+    /// The member's role.
+    pub role: Role,
+}
+
+/// A member of an organisation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Member {
+    /// User id.
+    pub user_id: String,
+    /// Email address.
+    pub email: String,
+    /// Role.
+    pub role: Role,
+}
+
+fn role_column(row: &AnyRow) -> Result<Role, sqlx::Error> {
+    let name: String = row.try_get("role")?;
+    Role::parse(&name).ok_or_else(|| sqlx::Error::Decode(format!("unknown role {name:?}").into()))
+}
+
+/// Creates an organisation with `owner` as its first member.
+pub async fn create_organisation(db: &Db, name: &str, owner: &str, now_ms: i64) -> Result<String, sqlx::Error> {
+    let id = crate::secrets::new_id();
+    let mut tx = db.begin_write().await?;
+    sqlx::query("INSERT INTO organisations (id, name, created_at) VALUES ($1, $2, $3)")
+        .bind(&id)
+        .bind(name)
+        .bind(now_ms)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("INSERT INTO memberships (organisation_id, user_id, role, created_at) VALUES ($1, $2, $3, $4)")
+        .bind(&id)
+        .bind(owner)
+        .bind(Role::Owner.as_str())
+        .bind(now_ms)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(id)
+}
+
+/// The organisations a user belongs to, oldest first.
+pub async fn memberships(db: &Db, user_id: &str) -> Result<Vec<Membership>, sqlx::Error> {
+    sqlx::query(
+        "SELECT m.organisation_id, o.name, m.role FROM memberships m \
+         JOIN organisations o ON o.id = m.organisation_id WHERE m.user_id = $1 \
+         ORDER BY o.created_at, o.id",
+    )
+    .bind(user_id)
+    .fetch_all(db.pool())
+    .await?
+    .iter()
+    .map(|row| {
+        Ok(Membership {
+            organisation_id: row.try_get("organisation_id")?,
+            organisation_name: row.try_get("name")?,
+            role: role_column(row)?,
+        })
+    })
+    .collect()
+}
+
+/// The user's membership in one organisation, if any.
+pub async fn membership(db: &Db, organisation_id: &str, user_id: &str) -> Result<Option<Membership>, sqlx::Error> {
+    Ok(memberships(db, user_id).await?.into_iter().find(|m| m.organisation_id == organisation_id))
+}
+
+/// Everyone in an organisation.
+pub async fn members(db: &Db, organisation_id: &str) -> Result<Vec<Member>, sqlx::Error> {
+    sqlx::query(
+        "SELECT m.user_id, u.email, m.role FROM memberships m JOIN users u ON u.id = m.user_id \
+         WHERE m.organisation_id = $1 ORDER BY m.created_at, u.email",
+    )
+    .bind(organisation_id)
+    .fetch_all(db.pool())
+    .await?
+    .iter()
+    .map(|row| Ok(Member { user_id: row.try_get("user_id")?, email: row.try_get("email")?, role: role_column(row)? }))
+    .collect()
+}
+
+/// Adds a member, or changes the role of an existing one.
+pub async fn put_member(db: &Db, organisation_id: &str, user_id: &str, role: Role, now_ms: i64) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO memberships (organisation_id, user_id, role, created_at) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (organisation_id, user_id) DO UPDATE SET role = excluded.role",
+    )
+    .bind(organisation_id)
+    .bind(user_id)
+    .bind(role.as_str())
+    .bind(now_ms)
+    .execute(db.pool())
+    .await?;
+    Ok(())
+}
+
+/// Removes a member.
+pub async fn remove_member(db: &Db, organisation_id: &str, user_id: &str) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query("DELETE FROM memberships WHERE organisation_id = $1 AND user_id = $2")
+        .bind(organisation_id)
+        .bind(user_id)
+        .execute(db.pool())
+        .await?;
+    Ok(done.rows_affected() > 0)
+}
+
+/// An API key as listed: never the key itself, which only its creator saw once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ApiKey {
+    /// Id.
+    pub id: String,
+    /// Organisation.
+    pub organisation_id: String,
+    /// Label.
+    pub name: String,
+    /// The key's first characters, to recognise it.
+    pub prefix: String,
+    /// What it may do.
+    pub scopes: Vec<Scope>,
+    /// Disabled keys are refused.
+    pub active: bool,
+    /// Unix ms.
+    pub created_at: i64,
+    /// Unix ms of the last authenticated request.
+    pub last_used_at: Option<i64>,
+}
+
+const API_KEY_COLUMNS: &str = "id, organisation_id, name, prefix, scopes, active, created_at, last_used_at";
+
+fn api_key_from_row(row: &AnyRow) -> Result<ApiKey, sqlx::Error> {
+    let scopes: String = row.try_get("scopes")?;
+    Ok(ApiKey {
+        id: row.try_get("id")?,
+        organisation_id: row.try_get("organisation_id")?,
+        name: row.try_get("name")?,
+        prefix: row.try_get("prefix")?,
+        scopes: serde_json::from_str(&scopes).map_err(|err| sqlx::Error::Decode(Box::new(err)))?,
+        active: row.try_get::<i64, _>("active")? != 0,
+        created_at: row.try_get("created_at")?,
+        last_used_at: row.try_get("last_used_at")?,
+    })
+}
+
+/// Stores a key by its hash.
+pub async fn insert_api_key(
+    db: &Db,
+    organisation_id: &str,
+    name: &str,
+    key_hash: &str,
+    prefix: &str,
+    scopes: &[Scope],
+    now_ms: i64,
+) -> Result<ApiKey, sqlx::Error> {
+    let id = crate::secrets::new_id();
+    sqlx::query(
+        "INSERT INTO api_keys (id, organisation_id, name, key_hash, prefix, scopes, active, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, 1, $7)",
+    )
+    .bind(&id)
+    .bind(organisation_id)
+    .bind(name)
+    .bind(key_hash)
+    .bind(prefix)
+    .bind(serde_json::to_string(scopes).expect("scopes serialize"))
+    .bind(now_ms)
+    .execute(db.pool())
+    .await?;
+    Ok(list_api_keys(db, organisation_id).await?.into_iter().find(|key| key.id == id).ok_or(sqlx::Error::RowNotFound)?)
+}
+
+/// An organisation's keys, newest first.
+pub async fn list_api_keys(db: &Db, organisation_id: &str) -> Result<Vec<ApiKey>, sqlx::Error> {
+    let sql = format!("SELECT {API_KEY_COLUMNS} FROM api_keys WHERE organisation_id = $1 ORDER BY created_at DESC, id");
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(organisation_id)
+        .fetch_all(db.pool())
+        .await?
+        .iter()
+        .map(api_key_from_row)
+        .collect()
+}
+
+/// The active key with this hash, marking it used.
+pub async fn use_api_key(db: &Db, key_hash: &str, now_ms: i64) -> Result<Option<ApiKey>, sqlx::Error> {
+    let sql = format!("SELECT {API_KEY_COLUMNS} FROM api_keys WHERE key_hash = $1 AND active = 1");
+    let Some(key) = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(key_hash)
+        .fetch_optional(db.pool())
+        .await?
+        .map(|row| api_key_from_row(&row))
+        .transpose()?
+    else {
+        return Ok(None);
+    };
+    sqlx::query("UPDATE api_keys SET last_used_at = $1 WHERE id = $2")
+        .bind(now_ms)
+        .bind(&key.id)
+        .execute(db.pool())
+        .await?;
+    Ok(Some(key))
+}
+
+/// Enables or disables one of the organisation's keys; false if it has no such key.
+pub async fn set_api_key_active(db: &Db, organisation_id: &str, key_id: &str, active: bool) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query("UPDATE api_keys SET active = $1 WHERE id = $2 AND organisation_id = $3")
+        .bind(i64::from(active))
+        .bind(key_id)
+        .bind(organisation_id)
+        .execute(db.pool())
+        .await?;
+    Ok(done.rows_affected() > 0)
+}
+
+/// One audit log entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AuditEntry {
+    /// `user:<email>`, `api_key:<id>` or `operator`.
+    pub actor: String,
+    /// What happened, e.g. `project.created`.
+    pub action: String,
+    /// What it happened to.
+    pub target: Option<String>,
+    /// Unix ms.
+    pub at: i64,
+}
+
+/// Records a security- or billing-relevant action.
+pub async fn audit(
+    db: &Db,
+    organisation_id: Option<&str>,
+    actor: &str,
+    action: &str,
+    target: Option<&str>,
+    now_ms: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("INSERT INTO audit_log (id, organisation_id, actor, action, target, at) VALUES ($1, $2, $3, $4, $5, $6)")
+        .bind(crate::secrets::new_id())
+        .bind(organisation_id)
+        .bind(actor)
+        .bind(action)
+        .bind(target)
+        .bind(now_ms)
+        .execute(db.pool())
+        .await?;
+    Ok(())
+}
+
+/// An organisation's newest audit entries.
+pub async fn audit_log(db: &Db, organisation_id: &str, limit: i64) -> Result<Vec<AuditEntry>, sqlx::Error> {
+    sqlx::query("SELECT actor, action, target, at FROM audit_log WHERE organisation_id = $1 ORDER BY at DESC, id LIMIT $2")
+        .bind(organisation_id)
+        .bind(limit)
+        .fetch_all(db.pool())
+        .await?
+        .iter()
+        .map(|row| {
+            Ok(AuditEntry {
+                actor: row.try_get("actor")?,
+                action: row.try_get("action")?,
+                target: row.try_get("target")?,
+                at: row.try_get("at")?,
+            })
+        })
+        .collect()
+}

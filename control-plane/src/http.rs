@@ -1,0 +1,15 @@
+//! The one way the control plane builds HTTP clients.
+
+/// A client for outbound calls (Cloudflare's API, the demo site's siteverify). TLS goes
+/// through rustls with the ring provider, installed here on first use so no caller can
+/// forget it; certificates are checked against the system's roots.
+pub fn client() -> reqwest::Client {
+    client_builder().build().expect("a TLS provider is installed and the system roots load")
+}
+
+/// A client builder with TLS ready, for callers that need other settings.
+pub fn client_builder() -> reqwest::ClientBuilder {
+    // Fails only when a provider is already installed, which is what we want anyway.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder().timeout(std::time::Duration::from_secs(20))
+}

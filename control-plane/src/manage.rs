@@ -1,0 +1,482 @@
+//! What customers do to their organisation, checked once for both front doors.
+//!
+//! The dashboard (a signed-in member) and the `/api/v1` API (an API key) both build an
+//! [`Actor`] bound to one organisation and call these functions. Each function checks one
+//! [`Permission`] and reaches projects, keys and members only through the actor's
+//! organisation, so another organisation's ids find nothing (404, not 403, so ids do not
+//! leak). Changes that matter to the edge are published before the function returns; if
+//! publishing fails the change stays pending and the background publisher retries it.
+
+use humanproof_protocol::Preset;
+use humanproof_protocol::pow::{COUNT_RANGE, DIFFICULTY_RANGE};
+use humanproof_protocol::snapshot::RiskMode;
+use serde::{Deserialize, Serialize};
+
+use crate::app::AppState;
+use crate::db::accounts::User;
+use crate::db::orgs::{self, ApiKey, AuditEntry, Member};
+use crate::db::projects::{self, BillingStatus, LANGUAGES, Project, ProjectSettings, SIZES, THEMES, WidgetOptions};
+use crate::db::telemetry::{self, Usage};
+use crate::db::{accounts, is_unique_violation, month_of};
+use crate::error::ApiError;
+use crate::roles::{Permission, Role, Scope};
+use crate::secrets;
+
+/// After a rotation the previous backend secret keeps working this long, so site backends
+/// can be redeployed with the new one without failing verifications.
+pub const SECRET_OVERLAP_MS: i64 = 24 * 60 * 60 * 1000;
+
+/// Who is acting, and for which organisation.
+#[derive(Debug, Clone)]
+pub struct Actor {
+    /// The organisation every operation is confined to.
+    pub organisation_id: String,
+    /// Its name, for display (members only).
+    pub organisation_name: Option<String>,
+    /// A member or an API key.
+    pub principal: Principal,
+}
+
+/// The two kinds of actor.
+#[derive(Debug, Clone)]
+pub enum Principal {
+    /// A signed-in member with a role.
+    Member {
+        /// The user.
+        user: User,
+        /// Their role in the organisation.
+        role: Role,
+    },
+    /// An API key with scopes.
+    ApiKey(ApiKey),
+}
+
+impl Actor {
+    /// The member's actor for one of their organisations; `None` if not a member.
+    pub async fn member(state: &AppState, user: User, organisation_id: &str) -> Result<Option<Actor>, ApiError> {
+        let membership = orgs::membership(&state.db, organisation_id, &user.id).await?;
+        Ok(membership.map(|m| Actor {
+            organisation_id: m.organisation_id,
+            organisation_name: Some(m.organisation_name),
+            principal: Principal::Member { user, role: m.role },
+        }))
+    }
+
+    /// Refuses unless the role or the key's scopes grant `permission`.
+    pub fn require(&self, permission: Permission) -> Result<(), ApiError> {
+        let allowed = match &self.principal {
+            Principal::Member { role, .. } => role.allows(permission),
+            Principal::ApiKey(key) => key.scopes.iter().any(|scope| scope.permission() == permission),
+        };
+        if allowed { Ok(()) } else { Err(ApiError::Forbidden("insufficient_permission")) }
+    }
+
+    /// How the audit log names this actor.
+    pub fn audit_name(&self) -> String {
+        match &self.principal {
+            Principal::Member { user, .. } => format!("user:{}", user.email),
+            Principal::ApiKey(key) => format!("api_key:{}", key.id),
+        }
+    }
+
+    async fn audit(&self, state: &AppState, action: &str, target: Option<&str>) -> Result<(), ApiError> {
+        orgs::audit(&state.db, Some(&self.organisation_id), &self.audit_name(), action, target, state.clock.now_ms()).await?;
+        Ok(())
+    }
+}
+
+/// A project as the API returns it and the dashboard shows it. Never the secret.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProjectView {
+    /// Id.
+    pub id: String,
+    /// Public site key.
+    pub site_key: String,
+    /// Name.
+    pub name: String,
+    /// Not paused.
+    pub active: bool,
+    /// Production hostnames.
+    pub production_domains: Vec<String>,
+    /// Testing hostnames.
+    pub testing_domains: Vec<String>,
+    /// Whether subdomains match.
+    pub allow_subdomains: bool,
+    /// relaxed, balanced, strict or custom.
+    pub preset: String,
+    /// The preset's difficulty.
+    pub difficulty: u32,
+    /// The preset's sub-challenge count.
+    pub challenge_count: u32,
+    /// observe or enforce.
+    pub risk_mode: RiskMode,
+    /// Protected attempts per month; `null` for unlimited.
+    pub monthly_limit: Option<u64>,
+    /// Plan (set by billing).
+    pub plan: String,
+    /// Widget defaults.
+    pub widget: WidgetOptions,
+    /// Unix ms until which the previous secret still verifies, after a rotation.
+    pub previous_secret_valid_until: Option<i64>,
+}
+
+impl From<&Project> for ProjectView {
+    fn from(project: &Project) -> Self {
+        let settings = &project.settings;
+        let params = settings.preset.params();
+        Self {
+            id: project.id.clone(),
+            site_key: project.site_key.clone(),
+            name: settings.name.clone(),
+            active: settings.active,
+            production_domains: settings.production_domains.clone(),
+            testing_domains: settings.testing_domains.clone(),
+            allow_subdomains: settings.allow_subdomains,
+            preset: settings.preset.name().to_owned(),
+            difficulty: params.d,
+            challenge_count: params.c,
+            risk_mode: settings.risk_mode,
+            monthly_limit: settings.monthly_limit,
+            plan: settings.plan.clone(),
+            widget: settings.widget.clone(),
+            previous_secret_valid_until: project.previous_secret_expires_at,
+        }
+    }
+}
+
+/// What a customer sends to create or change a project. Missing fields keep their current
+/// value (or the default, on creation).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectInput {
+    /// 1–100 characters.
+    pub name: Option<String>,
+    /// Hostnames, e.g. `example.com`.
+    pub production_domains: Option<Vec<String>>,
+    /// Hostnames, e.g. `localhost`.
+    pub testing_domains: Option<Vec<String>>,
+    /// Let subdomains match.
+    pub allow_subdomains: Option<bool>,
+    /// relaxed, balanced, strict or custom.
+    pub preset: Option<String>,
+    /// Custom preset difficulty, 1–8.
+    pub difficulty: Option<u32>,
+    /// Custom preset sub-challenge count, 1–500.
+    pub challenge_count: Option<u32>,
+    /// observe or enforce.
+    pub risk_mode: Option<RiskMode>,
+    /// Protected attempts allowed per month.
+    pub monthly_limit: Option<u64>,
+    /// Remove the monthly limit.
+    #[serde(default)]
+    pub unlimited: bool,
+    /// false pauses the project.
+    pub active: Option<bool>,
+    /// Widget defaults.
+    pub widget: Option<WidgetOptions>,
+}
+
+fn invalid(field: &'static str, message: impl Into<String>) -> ApiError {
+    ApiError::Invalid { field, message: message.into() }
+}
+
+impl ProjectInput {
+    /// Applies the input to `settings`, refusing anything out of range.
+    pub fn apply(self, mut settings: ProjectSettings) -> Result<ProjectSettings, ApiError> {
+        if let Some(name) = self.name {
+            let name = name.trim().to_owned();
+            if name.is_empty() || name.chars().count() > 100 {
+                return Err(invalid("name", "Give the project a name of 1 to 100 characters."));
+            }
+            settings.name = name;
+        }
+        if let Some(domains) = self.production_domains {
+            settings.production_domains = normalize_domains(domains).map_err(|m| invalid("production_domains", m))?;
+        }
+        if let Some(domains) = self.testing_domains {
+            settings.testing_domains = normalize_domains(domains).map_err(|m| invalid("testing_domains", m))?;
+        }
+        if let Some(allow) = self.allow_subdomains {
+            settings.allow_subdomains = allow;
+        }
+        if self.preset.is_some() || self.difficulty.is_some() || self.challenge_count.is_some() {
+            let current = settings.preset.params();
+            settings.preset = match self.preset.as_deref().unwrap_or(settings.preset.name()) {
+                "relaxed" => Preset::Relaxed,
+                "balanced" => Preset::Balanced,
+                "strict" => Preset::Strict,
+                "custom" => {
+                    let difficulty = self.difficulty.unwrap_or(current.d);
+                    let challenge_count = self.challenge_count.unwrap_or(current.c);
+                    if !DIFFICULTY_RANGE.contains(&difficulty) {
+                        return Err(invalid("difficulty", "A custom difficulty is 1 to 8."));
+                    }
+                    if !COUNT_RANGE.contains(&challenge_count) {
+                        return Err(invalid("challenge_count", "A custom challenge count is 1 to 500."));
+                    }
+                    Preset::Custom { difficulty, challenge_count }
+                }
+                _ => return Err(invalid("preset", "Use relaxed, balanced, strict or custom.")),
+            };
+        }
+        if let Some(mode) = self.risk_mode {
+            settings.risk_mode = mode;
+        }
+        if self.unlimited {
+            settings.monthly_limit = None;
+        } else if let Some(limit) = self.monthly_limit {
+            settings.monthly_limit = Some(limit);
+        }
+        if let Some(active) = self.active {
+            settings.active = active;
+        }
+        if let Some(widget) = self.widget {
+            if !THEMES.contains(&widget.theme.as_str()) {
+                return Err(invalid("widget.theme", "Use auto, light or dark."));
+            }
+            if !SIZES.contains(&widget.size.as_str()) {
+                return Err(invalid("widget.size", "Use normal or compact."));
+            }
+            if !LANGUAGES.contains(&widget.language.as_str()) {
+                return Err(invalid("widget.language", format!("Use one of {}.", LANGUAGES.join(", "))));
+            }
+            settings.widget = widget;
+        }
+        if settings.production_domains.is_empty() && settings.testing_domains.is_empty() {
+            return Err(invalid("production_domains", "List at least one domain the widget will run on."));
+        }
+        Ok(settings)
+    }
+}
+
+/// Lowercase hostnames without scheme, path or port.
+pub fn normalize_domains(domains: Vec<String>) -> Result<Vec<String>, String> {
+    let mut normalized: Vec<String> = Vec::new();
+    for domain in domains {
+        let domain = domain.trim().trim_end_matches('.').to_ascii_lowercase();
+        if domain.is_empty() {
+            continue;
+        }
+        let valid = domain.len() <= 253
+            && domain.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+            && !domain.starts_with(['.', '-']);
+        if !valid {
+            return Err(format!("Not a hostname: {domain:?}. Give e.g. example.com, without scheme, path or port."));
+        }
+        if !normalized.contains(&domain) {
+            normalized.push(domain);
+        }
+    }
+    Ok(normalized)
+}
+
+async fn publish(state: &AppState) {
+    if let Err(err) = state.publisher.publish_pending(&state.db, state.clock.now_ms()).await {
+        tracing::warn!(error = %err, "publishing the snapshot failed; the background publisher will retry");
+        state.publish_wake.notify_one();
+    }
+}
+
+async fn find_project(state: &AppState, actor: &Actor, project_id: &str) -> Result<Project, ApiError> {
+    projects::find_in_organisation(&state.db, &actor.organisation_id, project_id).await?.ok_or(ApiError::NotFound)
+}
+
+/// The organisation's projects.
+pub async fn list_projects(state: &AppState, actor: &Actor) -> Result<Vec<ProjectView>, ApiError> {
+    actor.require(Permission::ProjectsRead)?;
+    Ok(projects::list_for_organisation(&state.db, &actor.organisation_id).await?.iter().map(ProjectView::from).collect())
+}
+
+/// One project.
+pub async fn get_project(state: &AppState, actor: &Actor, project_id: &str) -> Result<ProjectView, ApiError> {
+    actor.require(Permission::ProjectsRead)?;
+    Ok(ProjectView::from(&find_project(state, actor, project_id).await?))
+}
+
+/// Creates a project on the free plan; the backend secret is returned this once.
+pub async fn create_project(state: &AppState, actor: &Actor, input: ProjectInput) -> Result<(ProjectView, String), ApiError> {
+    actor.require(Permission::ProjectsWrite)?;
+    require_verified(actor)?;
+    if input.name.is_none() {
+        return Err(invalid("name", "Give the project a name."));
+    }
+    let defaults = ProjectSettings {
+        name: String::new(),
+        production_domains: vec![],
+        testing_domains: vec![],
+        allow_subdomains: false,
+        preset: Preset::Balanced,
+        risk_mode: RiskMode::Observe,
+        plan: "free".into(),
+        billing_status: BillingStatus::Active,
+        monthly_limit: None,
+        active: true,
+        widget: WidgetOptions::default(),
+    };
+    let settings = input.apply(defaults)?;
+    let secret = secrets::new_backend_secret();
+    let project = projects::insert(
+        &state.db,
+        Some(&actor.organisation_id),
+        &settings,
+        &secrets::new_site_key(),
+        &secret,
+        state.clock.now_ms(),
+    )
+    .await?;
+    actor.audit(state, "project.created", Some(&project.id)).await?;
+    publish(state).await;
+    Ok((ProjectView::from(&project), secret))
+}
+
+/// Changes a project.
+pub async fn update_project(state: &AppState, actor: &Actor, project_id: &str, input: ProjectInput) -> Result<ProjectView, ApiError> {
+    actor.require(Permission::ProjectsWrite)?;
+    let project = find_project(state, actor, project_id).await?;
+    let was_active = project.settings.active;
+    let settings = input.apply(project.settings.clone())?;
+    projects::update_settings(&state.db, &project.id, &settings, state.clock.now_ms()).await?;
+    let action = match (was_active, settings.active) {
+        (true, false) => "project.paused",
+        (false, true) => "project.resumed",
+        _ => "project.updated",
+    };
+    actor.audit(state, action, Some(&project.id)).await?;
+    publish(state).await;
+    get_project(state, actor, project_id).await
+}
+
+/// Deletes a project; the edge stops serving its site key.
+pub async fn delete_project(state: &AppState, actor: &Actor, project_id: &str) -> Result<(), ApiError> {
+    actor.require(Permission::ProjectsWrite)?;
+    let project = find_project(state, actor, project_id).await?;
+    projects::delete(&state.db, &project, state.clock.now_ms()).await?;
+    actor.audit(state, "project.deleted", Some(&project.id)).await?;
+    publish(state).await;
+    Ok(())
+}
+
+/// Issues a new backend secret, returned this once; the old one works for
+/// [`SECRET_OVERLAP_MS`] more.
+pub async fn rotate_secret(state: &AppState, actor: &Actor, project_id: &str) -> Result<String, ApiError> {
+    actor.require(Permission::ProjectsWrite)?;
+    let project = find_project(state, actor, project_id).await?;
+    let secret = secrets::new_backend_secret();
+    let now = state.clock.now_ms();
+    projects::rotate_secret(&state.db, &project.id, &secret, now + SECRET_OVERLAP_MS, now).await?;
+    actor.audit(state, "project.secret_rotated", Some(&project.id)).await?;
+    Ok(secret)
+}
+
+/// A project's usage for a month (`YYYY-MM`, default the current one).
+pub async fn project_usage(state: &AppState, actor: &Actor, project_id: &str, month: Option<&str>) -> Result<(String, Usage), ApiError> {
+    actor.require(Permission::UsageRead)?;
+    let project = find_project(state, actor, project_id).await?;
+    let month = match month {
+        Some(month) if is_month(month) => month.to_owned(),
+        Some(_) => return Err(invalid("month", "Give the month as YYYY-MM.")),
+        None => month_of(state.clock.now_ms()),
+    };
+    let usage = telemetry::usage(&state.db, &project.id, &month).await?;
+    Ok((month, usage))
+}
+
+fn is_month(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    bytes.len() == 7 && bytes[4] == b'-' && bytes.iter().enumerate().all(|(i, b)| i == 4 || b.is_ascii_digit())
+}
+
+/// The organisation's members.
+pub async fn list_members(state: &AppState, actor: &Actor) -> Result<Vec<Member>, ApiError> {
+    actor.require(Permission::MembersRead)?;
+    Ok(orgs::members(&state.db, &actor.organisation_id).await?)
+}
+
+/// Adds an existing user by email with a role, or changes a member's role.
+pub async fn put_member(state: &AppState, actor: &Actor, email: &str, role: Role) -> Result<(), ApiError> {
+    actor.require(Permission::MembersWrite)?;
+    if role == Role::Owner && !matches!(actor.principal, Principal::Member { role: Role::Owner, .. }) {
+        return Err(ApiError::Forbidden("only_owners_appoint_owners"));
+    }
+    let email = crate::accounts::normalize_email(email).map_err(|_| invalid("email", "Enter a valid email address."))?;
+    let Some((user, _)) = accounts::find_user_by_email(&state.db, &email).await? else {
+        return Err(invalid("email", "No account uses this address yet: ask them to sign up first."));
+    };
+    let members = orgs::members(&state.db, &actor.organisation_id).await?;
+    if role != Role::Owner && is_last_owner(&members, &user.id) {
+        return Err(ApiError::Conflict("last_owner"));
+    }
+    orgs::put_member(&state.db, &actor.organisation_id, &user.id, role, state.clock.now_ms()).await?;
+    actor.audit(state, &format!("member.role_set.{}", role.as_str()), Some(&email)).await
+}
+
+/// Removes a member; the last owner stays.
+pub async fn remove_member(state: &AppState, actor: &Actor, user_id: &str) -> Result<(), ApiError> {
+    actor.require(Permission::MembersWrite)?;
+    let members = orgs::members(&state.db, &actor.organisation_id).await?;
+    let member = members.iter().find(|m| m.user_id == user_id).ok_or(ApiError::NotFound)?;
+    if is_last_owner(&members, user_id) {
+        return Err(ApiError::Conflict("last_owner"));
+    }
+    if member.role == Role::Owner && !matches!(actor.principal, Principal::Member { role: Role::Owner, .. }) {
+        return Err(ApiError::Forbidden("only_owners_remove_owners"));
+    }
+    orgs::remove_member(&state.db, &actor.organisation_id, user_id).await?;
+    actor.audit(state, "member.removed", Some(&member.email)).await
+}
+
+fn is_last_owner(members: &[Member], user_id: &str) -> bool {
+    let owners: Vec<&Member> = members.iter().filter(|m| m.role == Role::Owner).collect();
+    owners.len() == 1 && owners[0].user_id == user_id
+}
+
+/// Creates an API key; the key is returned this once.
+pub async fn create_api_key(state: &AppState, actor: &Actor, name: &str, scopes: Vec<Scope>) -> Result<(ApiKey, String), ApiError> {
+    actor.require(Permission::ApiKeysWrite)?;
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 100 {
+        return Err(invalid("name", "Give the key a name of 1 to 100 characters."));
+    }
+    if scopes.is_empty() {
+        return Err(invalid("scopes", "Pick at least one scope."));
+    }
+    let key = format!("hp_key_{}", crate::accounts::new_token());
+    let prefix: String = key.chars().take(14).collect();
+    let stored = loop {
+        match orgs::insert_api_key(&state.db, &actor.organisation_id, name, &secrets::hash_secret(&key), &prefix, &scopes, state.clock.now_ms()).await {
+            Err(err) if is_unique_violation(&err) => continue,
+            other => break other?,
+        }
+    };
+    actor.audit(state, "api_key.created", Some(&stored.id)).await?;
+    Ok((stored, key))
+}
+
+/// The organisation's API keys (never the keys themselves).
+pub async fn list_api_keys(state: &AppState, actor: &Actor) -> Result<Vec<ApiKey>, ApiError> {
+    actor.require(Permission::ApiKeysWrite)?;
+    Ok(orgs::list_api_keys(&state.db, &actor.organisation_id).await?)
+}
+
+/// Disables or re-enables a key.
+pub async fn set_api_key_active(state: &AppState, actor: &Actor, key_id: &str, active: bool) -> Result<(), ApiError> {
+    actor.require(Permission::ApiKeysWrite)?;
+    if !orgs::set_api_key_active(&state.db, &actor.organisation_id, key_id, active).await? {
+        return Err(ApiError::NotFound);
+    }
+    actor.audit(state, if active { "api_key.enabled" } else { "api_key.disabled" }, Some(key_id)).await
+}
+
+/// The newest audit entries.
+pub async fn audit_log(state: &AppState, actor: &Actor) -> Result<Vec<AuditEntry>, ApiError> {
+    actor.require(Permission::AuditRead)?;
+    Ok(orgs::audit_log(&state.db, &actor.organisation_id, 200).await?)
+}
+
+/// Creating projects needs a confirmed address, so sign-ups cannot mass-produce site keys.
+fn require_verified(actor: &Actor) -> Result<(), ApiError> {
+    match &actor.principal {
+        Principal::Member { user, .. } if !user.email_verified => Err(ApiError::Forbidden("email_not_verified")),
+        _ => Ok(()),
+    }
+}

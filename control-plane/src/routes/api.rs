@@ -1,0 +1,123 @@
+//! `/api/v1`: the JSON API for automation, authenticated by organisation API keys
+//! (`Authorization: Bearer hp_key_…`) with scopes. Every handler goes through
+//! [`crate::manage`], which checks the scope and confines ids to the key's organisation.
+//! The OpenAPI document at `/api/v1/openapi.json` describes every route here.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::app::AppState;
+use crate::db::orgs;
+use crate::error::ApiError;
+use crate::manage::{self, Actor, Principal, ProjectInput, ProjectView};
+use crate::secrets::hash_secret;
+
+/// The OpenAPI 3.1 document, kept next to the handlers it describes.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+/// An API key's actor, from the `Authorization` header.
+pub struct ApiActor(pub Actor);
+
+impl FromRequestParts<AppState> for ApiActor {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let header = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .ok_or(ApiError::Unauthorized("missing_api_key"))?;
+        let key = header.strip_prefix("Bearer ").ok_or(ApiError::Unauthorized("missing_api_key"))?.trim();
+        let key = orgs::use_api_key(&state.db, &hash_secret(key), state.clock.now_ms())
+            .await?
+            .ok_or(ApiError::Unauthorized("invalid_api_key"))?;
+        Ok(Self(Actor { organisation_id: key.organisation_id.clone(), organisation_name: None, principal: Principal::ApiKey(key) }))
+    }
+}
+
+fn parse_input(body: Result<Bytes, BytesRejection>) -> Result<ProjectInput, ApiError> {
+    serde_json::from_slice(&body?).map_err(|err| ApiError::Invalid { field: "body", message: format!("Not a project object: {err}") })
+}
+
+/// `GET /api/v1/openapi.json`.
+pub async fn openapi() -> ([(axum::http::HeaderName, &'static str); 1], &'static str) {
+    ([(axum::http::header::CONTENT_TYPE, "application/json")], OPENAPI)
+}
+
+/// `GET /api/v1/projects`.
+pub async fn list_projects(State(state): State<AppState>, ApiActor(actor): ApiActor) -> Result<Json<Value>, ApiError> {
+    Ok(Json(json!({ "projects": manage::list_projects(&state, &actor).await? })))
+}
+
+/// `POST /api/v1/projects`: 201 with the project and its backend secret, shown this once.
+pub async fn create_project(
+    State(state): State<AppState>,
+    ApiActor(actor): ApiActor,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let (project, secret) = manage::create_project(&state, &actor, parse_input(body)?).await?;
+    Ok((StatusCode::CREATED, Json(json!({ "project": project, "secret": secret }))))
+}
+
+/// `GET /api/v1/projects/{id}`.
+pub async fn get_project(
+    State(state): State<AppState>,
+    ApiActor(actor): ApiActor,
+    Path(id): Path<String>,
+) -> Result<Json<ProjectView>, ApiError> {
+    Ok(Json(manage::get_project(&state, &actor, &id).await?))
+}
+
+/// `PATCH /api/v1/projects/{id}`.
+pub async fn update_project(
+    State(state): State<AppState>,
+    ApiActor(actor): ApiActor,
+    Path(id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<ProjectView>, ApiError> {
+    Ok(Json(manage::update_project(&state, &actor, &id, parse_input(body)?).await?))
+}
+
+/// `DELETE /api/v1/projects/{id}`.
+pub async fn delete_project(
+    State(state): State<AppState>,
+    ApiActor(actor): ApiActor,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    manage::delete_project(&state, &actor, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /api/v1/projects/{id}/rotate-secret`.
+pub async fn rotate_secret(
+    State(state): State<AppState>,
+    ApiActor(actor): ApiActor,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let secret = manage::rotate_secret(&state, &actor, &id).await?;
+    let project = manage::get_project(&state, &actor, &id).await?;
+    Ok(Json(json!({ "secret": secret, "previous_secret_valid_until": project.previous_secret_valid_until })))
+}
+
+/// Query of the usage route.
+#[derive(Debug, Deserialize)]
+pub struct UsageQuery {
+    month: Option<String>,
+}
+
+/// `GET /api/v1/projects/{id}/usage?month=YYYY-MM`.
+pub async fn project_usage(
+    State(state): State<AppState>,
+    ApiActor(actor): ApiActor,
+    Path(id): Path<String>,
+    Query(query): Query<UsageQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let (month, usage) = manage::project_usage(&state, &actor, &id, query.month.as_deref()).await?;
+    Ok(Json(json!({ "project_id": id, "month": month, "usage": usage })))
+}

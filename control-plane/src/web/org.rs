@@ -1,0 +1,374 @@
+//! Organisation pages: projects (settings, integration, usage), members, API keys, audit.
+
+use axum::Form;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::Extension;
+use minijinja::{Value, context};
+use serde::Deserialize;
+
+use super::{CsrfToken, Frame, OrgActor, Page, PageError, render};
+use crate::app::AppState;
+use crate::db::projects::{LANGUAGES, WidgetOptions};
+use crate::error::ApiError;
+use crate::manage::{self, Actor, Principal, ProjectInput, ProjectView};
+use crate::roles::{Permission, Role, Scope};
+
+fn frame<'a>(csrf: &'a CsrfToken, actor: &'a Actor, section: &'a str) -> Frame<'a> {
+    let user = match &actor.principal {
+        Principal::Member { user, .. } => Some(user),
+        Principal::ApiKey(_) => None,
+    };
+    Frame { csrf, user, actor: Some(actor), section }
+}
+
+fn view(project: &ProjectView) -> Value {
+    Value::from_serialize(project)
+}
+
+fn can(actor: &Actor, permission: Permission) -> bool {
+    actor.require(permission).is_ok()
+}
+
+/// `GET /orgs/{org}/projects`.
+pub async fn projects(State(state): State<AppState>, Extension(csrf): Extension<CsrfToken>, OrgActor(actor): OrgActor) -> Result<Page, PageError> {
+    let projects = manage::list_projects(&state, &actor).await?;
+    let can_write = can(&actor, Permission::ProjectsWrite);
+    Ok(render(&state, StatusCode::OK, "projects.html", &frame(&csrf, &actor, "projects"), context! { projects => projects, can_write => can_write }))
+}
+
+fn blank_project() -> Value {
+    context! {
+        name => "", production_domains => Vec::<String>::new(), testing_domains => Vec::<String>::new(),
+        allow_subdomains => false, preset => "balanced", difficulty => 4, challenge_count => 80,
+        risk_mode => "observe", monthly_limit => (), widget => Value::from_serialize(WidgetOptions::default()), active => true,
+    }
+}
+
+fn form_page(state: &AppState, csrf: &CsrfToken, actor: &Actor, status: StatusCode, project: Value, extra: Value) -> Page {
+    let can_write = can(actor, Permission::ProjectsWrite);
+    render(state, status, "project_form.html", &frame(csrf, actor, "projects"), context! { project => project, can_write => can_write, languages => LANGUAGES, ..extra })
+}
+
+/// `GET /orgs/{org}/projects/new`.
+pub async fn new_project_page(State(state): State<AppState>, Extension(csrf): Extension<CsrfToken>, OrgActor(actor): OrgActor) -> Result<Page, PageError> {
+    actor.require(Permission::ProjectsWrite)?;
+    Ok(form_page(&state, &csrf, &actor, StatusCode::OK, blank_project(), context! {}))
+}
+
+/// The project settings form, as browsers send it.
+#[derive(Debug, Deserialize)]
+pub struct ProjectForm {
+    name: String,
+    #[serde(default)]
+    production_domains: String,
+    #[serde(default)]
+    testing_domains: String,
+    allow_subdomains: Option<String>,
+    preset: String,
+    difficulty: Option<String>,
+    challenge_count: Option<String>,
+    risk_mode: String,
+    #[serde(default)]
+    monthly_limit: String,
+    widget_variant: String,
+    widget_theme: String,
+    widget_language: String,
+    widget_size: String,
+    widget_branding: String,
+    active: Option<String>,
+}
+
+fn invalid(field: &'static str, message: &str) -> ApiError {
+    ApiError::Invalid { field, message: message.to_owned() }
+}
+
+impl ProjectForm {
+    /// The same input the API takes, so both go through one set of rules.
+    fn into_input(self) -> Result<ProjectInput, ApiError> {
+        let lines = |text: &str| text.split(['\n', ',', ' ']).map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect::<Vec<_>>();
+        let number = |field: &'static str, text: Option<String>| -> Result<Option<u32>, ApiError> {
+            match text.as_deref().map(str::trim) {
+                None | Some("") => Ok(None),
+                Some(text) => text.parse().map(Some).map_err(|_| invalid(field, "Enter a whole number.")),
+            }
+        };
+        let custom = self.preset == "custom";
+        let monthly_limit = match self.monthly_limit.trim() {
+            "" => None,
+            text => Some(text.parse::<u64>().map_err(|_| invalid("monthly_limit", "Enter a whole number, or leave it empty for unlimited."))?),
+        };
+        let widget: WidgetOptions = serde_json::from_value(serde_json::json!({
+            "variant": self.widget_variant,
+            "theme": self.widget_theme,
+            "language": self.widget_language,
+            "size": self.widget_size,
+            "branding": self.widget_branding,
+        }))
+        .map_err(|_| invalid("widget", "Pick a widget variant and branding from the lists."))?;
+        Ok(ProjectInput {
+            name: Some(self.name),
+            production_domains: Some(lines(&self.production_domains)),
+            testing_domains: Some(lines(&self.testing_domains)),
+            allow_subdomains: Some(self.allow_subdomains.is_some()),
+            preset: Some(self.preset),
+            difficulty: if custom { number("difficulty", self.difficulty)? } else { None },
+            challenge_count: if custom { number("challenge_count", self.challenge_count)? } else { None },
+            risk_mode: Some(match self.risk_mode.as_str() {
+                "enforce" => humanproof_protocol::snapshot::RiskMode::Enforce,
+                _ => humanproof_protocol::snapshot::RiskMode::Observe,
+            }),
+            unlimited: monthly_limit.is_none(),
+            monthly_limit,
+            active: Some(self.active.is_some()),
+            widget: Some(widget),
+        })
+    }
+}
+
+/// Re-shows a refused form with what was typed and the reason.
+fn refused(state: &AppState, csrf: &CsrfToken, actor: &Actor, err: ApiError, typed: Value) -> Response {
+    match err {
+        ApiError::Invalid { .. } => {
+            form_page(state, csrf, actor, StatusCode::BAD_REQUEST, typed, context! { error => err.to_string() }).into_response()
+        }
+        other => PageError::from(other).into_response(),
+    }
+}
+
+fn typed_back(form: &ProjectForm) -> Value {
+    let lines = |text: &str| text.lines().map(str::to_owned).collect::<Vec<_>>();
+    context! {
+        name => form.name, production_domains => lines(&form.production_domains), testing_domains => lines(&form.testing_domains),
+        allow_subdomains => form.allow_subdomains.is_some(), preset => form.preset, difficulty => form.difficulty,
+        challenge_count => form.challenge_count, risk_mode => form.risk_mode, monthly_limit => form.monthly_limit,
+        widget => context! { variant => form.widget_variant, theme => form.widget_theme, language => form.widget_language, size => form.widget_size, branding => form.widget_branding },
+        active => form.active.is_some(),
+    }
+}
+
+/// `POST /orgs/{org}/projects/new`: shows the new project with its secret, once.
+pub async fn create_project(
+    State(state): State<AppState>,
+    Extension(csrf): Extension<CsrfToken>,
+    OrgActor(actor): OrgActor,
+    Form(form): Form<ProjectForm>,
+) -> Response {
+    let typed = typed_back(&form);
+    let result = async { manage::create_project(&state, &actor, form.into_input()?).await }.await;
+    match result {
+        Ok((project, secret)) => form_page(&state, &csrf, &actor, StatusCode::CREATED, view(&project), context! {
+            secret => secret, notice => "Project created. Add the widget from the Integration tab.",
+        })
+        .into_response(),
+        Err(err) => refused(&state, &csrf, &actor, err, typed),
+    }
+}
+
+/// `GET /orgs/{org}/projects/{project}`.
+pub async fn project_page(
+    State(state): State<AppState>,
+    Extension(csrf): Extension<CsrfToken>,
+    OrgActor(actor): OrgActor,
+    Path((_, project_id)): Path<(String, String)>,
+) -> Result<Page, PageError> {
+    let project = manage::get_project(&state, &actor, &project_id).await?;
+    Ok(form_page(&state, &csrf, &actor, StatusCode::OK, view(&project), context! {}))
+}
+
+/// `POST /orgs/{org}/projects/{project}`.
+pub async fn update_project(
+    State(state): State<AppState>,
+    Extension(csrf): Extension<CsrfToken>,
+    OrgActor(actor): OrgActor,
+    Path((_, project_id)): Path<(String, String)>,
+    Form(form): Form<ProjectForm>,
+) -> Response {
+    let mut typed = typed_back(&form);
+    let result = async { manage::update_project(&state, &actor, &project_id, form.into_input()?).await }.await;
+    match result {
+        Ok(project) => form_page(&state, &csrf, &actor, StatusCode::OK, view(&project), context! { notice => "Saved. The edge has the new settings." }).into_response(),
+        Err(err) => {
+            typed = context! { id => project_id, ..typed };
+            refused(&state, &csrf, &actor, err, typed)
+        }
+    }
+}
+
+/// `POST /orgs/{org}/projects/{project}/delete`.
+pub async fn delete_project(State(state): State<AppState>, OrgActor(actor): OrgActor, Path((org, project_id)): Path<(String, String)>) -> Result<Redirect, PageError> {
+    manage::delete_project(&state, &actor, &project_id).await?;
+    Ok(Redirect::to(&format!("/orgs/{org}/projects")))
+}
+
+/// `POST /orgs/{org}/projects/{project}/rotate-secret`: shows the new secret, once.
+pub async fn rotate_secret(
+    State(state): State<AppState>,
+    Extension(csrf): Extension<CsrfToken>,
+    OrgActor(actor): OrgActor,
+    Path((_, project_id)): Path<(String, String)>,
+) -> Result<Page, PageError> {
+    let secret = manage::rotate_secret(&state, &actor, &project_id).await?;
+    let project = manage::get_project(&state, &actor, &project_id).await?;
+    Ok(form_page(&state, &csrf, &actor, StatusCode::OK, view(&project), context! {
+        secret => secret, notice => "New secret issued. The previous one keeps working for 24 hours.",
+    }))
+}
+
+/// The embed snippet for a project, with its widget options as data attributes.
+pub fn snippet(edge_url: &str, project: &ProjectView) -> String {
+    let widget = &project.widget;
+    let mut attributes = format!("data-sitekey=\"{}\"", project.site_key);
+    let variant = serde_json::to_value(widget.variant).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+    let branding = serde_json::to_value(widget.branding).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+    for (name, value, default) in [
+        ("variant", variant.as_str(), "checkbox"),
+        ("theme", widget.theme.as_str(), "auto"),
+        ("language", widget.language.as_str(), "auto"),
+        ("size", widget.size.as_str(), "normal"),
+        ("branding", branding.as_str(), "full"),
+    ] {
+        if value != default {
+            attributes.push_str(&format!(" data-{name}=\"{value}\""));
+        }
+    }
+    format!(
+        "<script src=\"{edge_url}/widget.js\" async defer></script>\n\n<form method=\"post\" action=\"/signup\">\n  <!-- your fields -->\n  <humanproof-widget {attributes}></humanproof-widget>\n  <button type=\"submit\">Send</button>\n</form>"
+    )
+}
+
+fn siteverify_samples(siteverify: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("curl", format!("curl -s {siteverify} \\\n  -d secret=\"$HUMANPROOF_SECRET\" \\\n  -d response=\"$TOKEN\"")),
+        ("Node.js", format!("const answer = await fetch(\"{siteverify}\", {{\n  method: \"POST\",\n  headers: {{ \"content-type\": \"application/json\" }},\n  body: JSON.stringify({{ secret: process.env.HUMANPROOF_SECRET, response: req.body[\"humanproof-token\"] }}),\n}}).then((r) => r.json());\nif (!answer.success) return res.status(400).send(\"Verification failed\");")),
+        ("Python", format!("import os, requests\n\nanswer = requests.post(\"{siteverify}\", data={{\n    \"secret\": os.environ[\"HUMANPROOF_SECRET\"],\n    \"response\": request.form[\"humanproof-token\"],\n}}, timeout=10).json()\nif not answer[\"success\"]:\n    abort(400)")),
+        ("PHP", format!("$answer = json_decode(file_get_contents(\"{siteverify}\", false, stream_context_create([\n  \"http\" => [\n    \"method\" => \"POST\",\n    \"header\" => \"Content-Type: application/x-www-form-urlencoded\",\n    \"content\" => http_build_query([\"secret\" => getenv(\"HUMANPROOF_SECRET\"), \"response\" => $_POST[\"humanproof-token\"] ?? \"\"]),\n  ],\n])), true);\nif (empty($answer[\"success\"])) {{ http_response_code(400); exit; }}")),
+        ("Rust", format!("let answer: serde_json::Value = reqwest::Client::new()\n    .post(\"{siteverify}\")\n    .form(&[(\"secret\", std::env::var(\"HUMANPROOF_SECRET\")?), (\"response\", token)])\n    .send().await?\n    .json().await?;\nif answer[\"success\"] != true {{\n    return Err(\"verification failed\".into());\n}}")),
+    ]
+}
+
+/// `GET /orgs/{org}/projects/{project}/integration`.
+pub async fn integration(
+    State(state): State<AppState>,
+    Extension(csrf): Extension<CsrfToken>,
+    OrgActor(actor): OrgActor,
+    Path((_, project_id)): Path<(String, String)>,
+) -> Result<Page, PageError> {
+    let project = manage::get_project(&state, &actor, &project_id).await?;
+    let siteverify = format!("{}/siteverify", state.web.public_url);
+    let samples: Vec<Value> = siteverify_samples(&siteverify).into_iter().map(|(label, code)| context! { label => label, code => code }).collect();
+    Ok(render(&state, StatusCode::OK, "integration.html", &frame(&csrf, &actor, "projects"), context! {
+        project => view(&project), snippet => snippet(&state.web.edge_url, &project), edge_url => state.web.edge_url, samples => samples,
+    }))
+}
+
+/// `GET /orgs/{org}/projects/{project}/usage`.
+pub async fn usage(
+    State(state): State<AppState>,
+    Extension(csrf): Extension<CsrfToken>,
+    OrgActor(actor): OrgActor,
+    Path((_, project_id)): Path<(String, String)>,
+) -> Result<Page, PageError> {
+    let (month, usage) = manage::project_usage(&state, &actor, &project_id, None).await?;
+    let project = manage::get_project(&state, &actor, &project_id).await?;
+    Ok(render(&state, StatusCode::OK, "usage.html", &frame(&csrf, &actor, "projects"), context! {
+        project => view(&project), month => month, usage => Value::from_serialize(usage),
+    }))
+}
+
+/// `GET /orgs/{org}/members`.
+pub async fn members(State(state): State<AppState>, Extension(csrf): Extension<CsrfToken>, OrgActor(actor): OrgActor) -> Result<Page, PageError> {
+    let members = manage::list_members(&state, &actor).await?;
+    let roles: Vec<&str> = Role::ALL.iter().map(|role| role.as_str()).collect();
+    Ok(render(&state, StatusCode::OK, "members.html", &frame(&csrf, &actor, "members"), context! {
+        members => Value::from_serialize(members), roles => roles, can_write => can(&actor, Permission::MembersWrite),
+    }))
+}
+
+/// The member form.
+#[derive(Debug, Deserialize)]
+pub struct MemberForm {
+    email: String,
+    role: String,
+}
+
+/// `POST /orgs/{org}/members`.
+pub async fn put_member(State(state): State<AppState>, OrgActor(actor): OrgActor, Path(org): Path<String>, Form(form): Form<MemberForm>) -> Result<Redirect, PageError> {
+    let role = Role::parse(&form.role).ok_or_else(|| invalid("role", "Pick a role from the list."))?;
+    manage::put_member(&state, &actor, &form.email, role).await?;
+    Ok(Redirect::to(&format!("/orgs/{org}/members")))
+}
+
+/// `POST /orgs/{org}/members/{user}/remove`.
+pub async fn remove_member(State(state): State<AppState>, OrgActor(actor): OrgActor, Path((org, user_id)): Path<(String, String)>) -> Result<Redirect, PageError> {
+    manage::remove_member(&state, &actor, &user_id).await?;
+    Ok(Redirect::to(&format!("/orgs/{org}/members")))
+}
+
+fn keys_page(state: &AppState, csrf: &CsrfToken, actor: &Actor, keys: Vec<crate::db::orgs::ApiKey>, new_key: Option<String>) -> Page {
+    let keys: Vec<Value> = keys
+        .iter()
+        .map(|key| {
+            let scopes: Vec<&str> = key.scopes.iter().map(|scope| scope.as_str()).collect();
+            context! { id => key.id, name => key.name, prefix => key.prefix, scopes => scopes, active => key.active, last_used => key.last_used_at.map(format_time) }
+        })
+        .collect();
+    let scopes: Vec<&str> = Scope::ALL.iter().map(|scope| scope.as_str()).collect();
+    render(state, StatusCode::OK, "api_keys.html", &frame(csrf, actor, "keys"), context! { keys => keys, scopes => scopes, new_key => new_key })
+}
+
+/// `GET /orgs/{org}/api-keys`.
+pub async fn api_keys(State(state): State<AppState>, Extension(csrf): Extension<CsrfToken>, OrgActor(actor): OrgActor) -> Result<Page, PageError> {
+    let keys = manage::list_api_keys(&state, &actor).await?;
+    Ok(keys_page(&state, &csrf, &actor, keys, None))
+}
+
+/// `POST /orgs/{org}/api-keys`: shows the new key, once. Scopes arrive as repeated `scope`
+/// fields, which axum's `Form` cannot collect, so the body is parsed as pairs.
+pub async fn create_api_key(
+    State(state): State<AppState>,
+    Extension(csrf): Extension<CsrfToken>,
+    OrgActor(actor): OrgActor,
+    Form(pairs): Form<Vec<(String, String)>>,
+) -> Result<Page, PageError> {
+    let name = pairs.iter().find(|(key, _)| key == "name").map(|(_, value)| value.as_str()).unwrap_or_default();
+    let scopes = pairs
+        .iter()
+        .filter(|(key, _)| key == "scope")
+        .map(|(_, value)| Scope::parse(value).ok_or_else(|| invalid("scopes", "Unknown scope.")))
+        .collect::<Result<Vec<_>, _>>()?;
+    let (_, key) = manage::create_api_key(&state, &actor, name, scopes).await?;
+    let keys = manage::list_api_keys(&state, &actor).await?;
+    Ok(keys_page(&state, &csrf, &actor, keys, Some(key)))
+}
+
+/// `POST /orgs/{org}/api-keys/{key}/disable` or `/enable`.
+pub async fn set_api_key_active(
+    State(state): State<AppState>,
+    OrgActor(actor): OrgActor,
+    Path((org, key_id, action)): Path<(String, String, String)>,
+) -> Result<Redirect, PageError> {
+    let active = match action.as_str() {
+        "enable" => true,
+        "disable" => false,
+        _ => return Err(ApiError::NotFound.into()),
+    };
+    manage::set_api_key_active(&state, &actor, &key_id, active).await?;
+    Ok(Redirect::to(&format!("/orgs/{org}/api-keys")))
+}
+
+/// `GET /orgs/{org}/audit`.
+pub async fn audit(State(state): State<AppState>, Extension(csrf): Extension<CsrfToken>, OrgActor(actor): OrgActor) -> Result<Page, PageError> {
+    let entries: Vec<Value> = manage::audit_log(&state, &actor)
+        .await?
+        .iter()
+        .map(|entry| context! { when => format_time(entry.at), actor => entry.actor, action => entry.action, target => entry.target })
+        .collect();
+    Ok(render(&state, StatusCode::OK, "audit.html", &frame(&csrf, &actor, "audit"), context! { entries => entries }))
+}
+
+fn format_time(at_ms: i64) -> String {
+    let time = time::OffsetDateTime::from_unix_timestamp(at_ms.div_euclid(1000)).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    format!("{:04}-{:02}-{:02} {:02}:{:02}", time.year(), u8::from(time.month()), time.day(), time.hour(), time.minute())
+}

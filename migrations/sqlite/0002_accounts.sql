@@ -1,0 +1,104 @@
+-- Customers: users, their sessions and one-time email links, organisations and roles, API
+-- keys, the audit log, and what the snapshot publisher still owes the edge.
+-- Same conventions as 0001: BIGINT numbers, 0/1 flags, Unix-millisecond timestamps.
+
+CREATE TABLE users (
+    id                 TEXT PRIMARY KEY,
+    email              TEXT NOT NULL UNIQUE,
+    password_hash      TEXT NOT NULL,
+    email_verified_at  BIGINT,
+    status             TEXT NOT NULL DEFAULT 'active',
+    language           TEXT NOT NULL DEFAULT 'en',
+    is_operator        BIGINT NOT NULL DEFAULT 0,
+    created_at         BIGINT NOT NULL,
+    updated_at         BIGINT NOT NULL
+);
+
+-- The cookie holds a random token; only its SHA-256 is stored.
+CREATE TABLE sessions (
+    token_hash    TEXT PRIMARY KEY,
+    user_id       TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    created_at    BIGINT NOT NULL,
+    expires_at    BIGINT NOT NULL
+);
+CREATE INDEX sessions_user ON sessions (user_id);
+CREATE INDEX sessions_expires_at ON sessions (expires_at);
+
+-- Email verification and password reset links: hashed, expiring, single use.
+CREATE TABLE email_tokens (
+    token_hash  TEXT PRIMARY KEY,
+    user_id     TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    purpose     TEXT NOT NULL,
+    created_at  BIGINT NOT NULL,
+    expires_at  BIGINT NOT NULL,
+    used_at     BIGINT
+);
+CREATE INDEX email_tokens_user ON email_tokens (user_id, purpose);
+CREATE INDEX email_tokens_expires_at ON email_tokens (expires_at);
+
+-- Failed sign-ins, keyed by a salted hash of the email or of the client IP.
+CREATE TABLE login_failures (
+    id            TEXT PRIMARY KEY,
+    subject_hash  TEXT NOT NULL,
+    at            BIGINT NOT NULL
+);
+CREATE INDEX login_failures_subject_at ON login_failures (subject_hash, at);
+
+CREATE TABLE organisations (
+    id          TEXT PRIMARY KEY,
+    name        TEXT NOT NULL,
+    created_at  BIGINT NOT NULL
+);
+
+CREATE TABLE memberships (
+    organisation_id  TEXT NOT NULL REFERENCES organisations (id) ON DELETE CASCADE,
+    user_id          TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    role             TEXT NOT NULL,
+    created_at       BIGINT NOT NULL,
+    PRIMARY KEY (organisation_id, user_id)
+);
+CREATE INDEX memberships_user ON memberships (user_id);
+
+CREATE TABLE api_keys (
+    id               TEXT PRIMARY KEY,
+    organisation_id  TEXT NOT NULL REFERENCES organisations (id) ON DELETE CASCADE,
+    name             TEXT NOT NULL,
+    key_hash         TEXT NOT NULL UNIQUE,
+    prefix           TEXT NOT NULL,
+    scopes           TEXT NOT NULL,
+    active           BIGINT NOT NULL DEFAULT 1,
+    created_at       BIGINT NOT NULL,
+    last_used_at     BIGINT
+);
+CREATE INDEX api_keys_organisation ON api_keys (organisation_id);
+
+CREATE TABLE audit_log (
+    id               TEXT PRIMARY KEY,
+    organisation_id  TEXT,
+    actor            TEXT NOT NULL,
+    action           TEXT NOT NULL,
+    target           TEXT,
+    at               BIGINT NOT NULL
+);
+CREATE INDEX audit_log_organisation_at ON audit_log (organisation_id, at);
+
+-- Projects belong to an organisation (NULL: created by an operator from the CLI) and carry
+-- the widget options the integration page shows. `published_at` < `updated_at` means the
+-- edge has not seen the latest change yet.
+ALTER TABLE projects ADD COLUMN organisation_id TEXT REFERENCES organisations (id) ON DELETE CASCADE;
+ALTER TABLE projects ADD COLUMN widget_variant TEXT NOT NULL DEFAULT 'checkbox';
+ALTER TABLE projects ADD COLUMN widget_theme TEXT NOT NULL DEFAULT 'auto';
+ALTER TABLE projects ADD COLUMN widget_language TEXT NOT NULL DEFAULT 'auto';
+ALTER TABLE projects ADD COLUMN widget_size TEXT NOT NULL DEFAULT 'normal';
+ALTER TABLE projects ADD COLUMN widget_branding TEXT NOT NULL DEFAULT 'full';
+ALTER TABLE projects ADD COLUMN published_at BIGINT NOT NULL DEFAULT 0;
+-- After a rotation the previous secret keeps working until it expires (the overlap window).
+ALTER TABLE projects ADD COLUMN previous_secret_hash TEXT;
+ALTER TABLE projects ADD COLUMN previous_secret_expires_at BIGINT;
+CREATE INDEX projects_organisation ON projects (organisation_id);
+
+-- Site keys of deleted projects whose KV entries still have to be removed.
+CREATE TABLE snapshot_deletions (
+    site_key      TEXT PRIMARY KEY,
+    requested_at  BIGINT NOT NULL
+);

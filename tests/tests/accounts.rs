@@ -1,0 +1,155 @@
+//! Customer accounts through the real dashboard over HTTP, on SQLite and on PostgreSQL:
+//! sign-up and email verification, wrong passwords and throttling, password reset links
+//! (single use, superseded, expiring), CSRF, and sessions.
+
+use humanproof_control_plane::accounts::{RESET_LINK_TTL_MS, THROTTLE_WINDOW_MS};
+use humanproof_tests::*;
+
+const PASSWORD: &str = "correct horse battery";
+
+fn link_with(links: &[String], path: &str) -> String {
+    links.iter().find(|link| link.contains(path)).unwrap_or_else(|| panic!("no {path} link in {links:?}")).clone()
+}
+
+/// The path and query of a link from an email (emails name the public URL, not the test server).
+fn local(link: &str) -> String {
+    let rest = link.split_once("://").unwrap().1;
+    rest[rest.find('/').unwrap()..].to_owned()
+}
+
+on_both_databases! {
+    async fn sign_up_verify_email_then_create_a_project(world: World) {
+        let browser = Browser::new(&world.serve().await);
+        let org = browser.sign_up("Ada@Example.com ", PASSWORD).await;
+        let projects = browser.get(&format!("/orgs/{org}/projects")).await.expect(200);
+        assert!(projects.body.contains("Confirm your email address"));
+
+        // Unverified accounts cannot create projects.
+        let fields = [("name", "Shop"), ("testing_domains", "localhost"), ("preset", "balanced"), ("risk_mode", "observe"),
+            ("widget_variant", "checkbox"), ("widget_theme", "auto"), ("widget_language", "auto"), ("widget_size", "normal"),
+            ("widget_branding", "full"), ("active", "on")];
+        browser.post(&format!("/orgs/{org}/projects/new"), &fields).await.expect(403);
+
+        let link = link_with(&world.email_links("ada@example.com"), "/verify-email?token=");
+        browser.get(&local(&link)).await.expect(200);
+        // A verification link works once.
+        assert!(browser.get(&local(&link)).await.expect(400).body.contains("invalid, already used or expired"));
+
+        let created = browser.post(&format!("/orgs/{org}/projects/new"), &fields).await.expect(201);
+        assert!(created.body.contains("hp_secret_"), "the secret is shown once");
+        let listed = browser.get(&format!("/orgs/{org}/projects")).await.expect(200);
+        assert!(listed.body.contains("Shop") && !listed.body.contains("hp_secret_"));
+
+        // Signing up twice with one address is refused.
+        let again = Browser::new(&browser_base(&browser));
+        let taken = again.post("/sign-up", &[("email", "ada@example.com"), ("password", PASSWORD)]).await.expect(409);
+        assert!(taken.body.contains("already exists"));
+
+        // Sign out ends the session.
+        browser.post("/sign-out", &[]).await.expect(303);
+        assert_eq!(browser.get(&format!("/orgs/{org}/projects")).await.expect(303).location.as_deref(), Some("/sign-in"));
+    }
+
+    async fn bad_sign_up_input_is_refused_with_a_reason(world: World) {
+        let browser = Browser::new(&world.serve().await);
+        let weak = browser.post("/sign-up", &[("email", "bob@example.com"), ("password", "short")]).await.expect(400);
+        assert!(weak.body.contains("10 to 128 characters"));
+        let bad = browser.post("/sign-up", &[("email", "not-an-email"), ("password", PASSWORD)]).await.expect(400);
+        assert!(bad.body.contains("valid email"));
+        // A form without the fields it needs is a 4xx, not a crash.
+        let missing = browser.post("/sign-up", &[("email", "bob@example.com")]).await;
+        assert!((400..500).contains(&missing.status), "{}", missing.status);
+    }
+
+    async fn wrong_passwords_are_throttled_per_account(world: World) {
+        let base = world.serve().await;
+        let browser = Browser::new(&base);
+        browser.sign_up("grace@example.com", PASSWORD).await;
+        browser.post("/sign-out", &[]).await.expect(303);
+
+        // Unknown accounts and wrong passwords get the same answer.
+        let unknown = browser.sign_in("nobody@example.com", PASSWORD).await.expect(401);
+        let wrong = browser.sign_in("grace@example.com", "wrong password!").await.expect(401);
+        assert!(unknown.body.contains("Wrong email or password") && wrong.body.contains("Wrong email or password"));
+
+        for _ in 1..5 {
+            browser.sign_in("grace@example.com", "wrong password!").await.expect(401);
+        }
+        // Five failures: even the right password is refused for a while.
+        let throttled = browser.sign_in("grace@example.com", PASSWORD).await.expect(429);
+        assert!(throttled.body.contains("Too many failed sign-ins"));
+
+        world.clock.advance(THROTTLE_WINDOW_MS + 1);
+        browser.sign_in("grace@example.com", PASSWORD).await.expect(303);
+        assert!(browser.cookie("hp_session").is_some());
+    }
+
+    async fn password_reset_links_are_single_use_superseded_and_expire(world: World) {
+        let browser = Browser::new(&world.serve().await);
+        browser.sign_up("lin@example.com", PASSWORD).await;
+        let other_session = Browser::new(&browser_base(&browser));
+        other_session.sign_in("lin@example.com", PASSWORD).await.expect(303);
+
+        // Unknown addresses get the same answer and no email.
+        let unknown = browser.post("/forgot-password", &[("email", "ghost@example.com")]).await.expect(200);
+        assert!(unknown.body.contains("If an account uses this address"));
+        assert!(world.email_links("ghost@example.com").is_empty());
+
+        browser.post("/forgot-password", &[("email", "lin@example.com")]).await.expect(200);
+        let first = local(&link_with(&world.email_links("lin@example.com"), "/reset-password?token="));
+        browser.post("/forgot-password", &[("email", "lin@example.com")]).await.expect(200);
+        let second = local(&link_with(&world.email_links("lin@example.com"), "/reset-password?token="));
+        assert_ne!(first, second);
+        // Only the newest link works.
+        browser.get(&first).await.expect(400);
+        browser.get(&second).await.expect(200);
+
+        let token = second.split("token=").nth(1).unwrap().to_owned();
+        let weak = browser.post("/reset-password", &[("token", &token), ("password", "short")]).await.expect(400);
+        assert!(weak.body.contains("10 to 128"));
+        browser.post("/reset-password", &[("token", &token), ("password", "a brand new passphrase")]).await.expect(200);
+        // Used once, never again.
+        browser.post("/reset-password", &[("token", &token), ("password", "yet another passphrase")]).await.expect(400);
+        // Every session ended; the old password is gone, the new one works.
+        assert_eq!(other_session.get("/").await.location.as_deref(), Some("/sign-in"));
+        browser.sign_in("lin@example.com", PASSWORD).await.expect(401);
+        browser.sign_in("lin@example.com", "a brand new passphrase").await.expect(303);
+
+        // Links expire after an hour.
+        browser.post("/forgot-password", &[("email", "lin@example.com")]).await.expect(200);
+        let late = local(&link_with(&world.email_links("lin@example.com"), "/reset-password?token="));
+        world.clock.advance(RESET_LINK_TTL_MS + 1);
+        browser.get(&late).await.expect(400);
+        let token = late.split("token=").nth(1).unwrap().to_owned();
+        browser.post("/reset-password", &[("token", &token), ("password", "too late passphrase")]).await.expect(400);
+    }
+
+    async fn every_form_needs_the_csrf_token(world: World) {
+        let browser = Browser::new(&world.serve().await);
+        let org = browser.sign_up("csrf@example.com", PASSWORD).await;
+        for path in ["/sign-in".to_owned(), "/sign-out".to_owned(), format!("/orgs/{org}/members")] {
+            browser.post_raw(&path, &[("email", "csrf@example.com")]).await.expect(403);
+            browser.post_raw(&path, &[("email", "csrf@example.com"), ("csrf", &"0".repeat(64))]).await.expect(403);
+        }
+        // Still signed in: the forged sign-out did nothing.
+        browser.get(&format!("/orgs/{org}/projects")).await.expect(200);
+    }
+
+    async fn pages_carry_security_headers_and_cookies_are_httponly(world: World) {
+        let base = world.serve().await;
+        let response = reqwest_get(&format!("{base}/sign-in")).await;
+        let header = |name: &str| response.headers().get(name).map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
+        assert!(header("content-security-policy").contains("script-src 'self'"));
+        assert_eq!(header("x-frame-options"), "DENY");
+        let cookie = header("set-cookie");
+        assert!(cookie.starts_with("hp_csrf=") && cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
+    }
+}
+
+fn browser_base(browser: &Browser) -> String {
+    browser.base().to_owned()
+}
+
+async fn reqwest_get(url: &str) -> reqwest::Response {
+    humanproof_control_plane::http::client().get(url).send().await.unwrap()
+}
