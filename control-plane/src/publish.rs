@@ -4,8 +4,8 @@
 //! - [`Publisher::CloudflareKv`]: Workers KV through Cloudflare's REST API ([`KvClient`]).
 //!
 //! The database is the source of truth and publishing is idempotent: every project change
-//! bumps `updated_at`, a publish puts the project's whole entry and then records
-//! `published_at`, and deletions wait in `snapshot_deletions` until KV confirms them. So a
+//! bumps its `revision`, a publish puts the project's whole entry and then records the
+//! revision it published, and deletions wait in `snapshot_deletions` until KV confirms them. So a
 //! failed publish loses nothing: [`Publisher::run`] retries whatever is still pending, and
 //! republishes everything periodically so usage-based gates stay current.
 
@@ -89,7 +89,7 @@ impl Publisher {
             let deletions = projects::pending_deletions(db).await?;
             projects::clear_deletions(db, &deletions).await?;
             for project in projects::list_all(db).await? {
-                projects::mark_published(db, &project.id, project.updated_at).await?;
+                projects::mark_published(db, &project.id, project.revision).await?;
             }
             return Ok(PublishReport { written, deleted: deletions.len() });
         }
@@ -112,7 +112,7 @@ impl Publisher {
         if !entries.is_empty() {
             self.put(&entries).await?;
             for project in &projects_to_publish {
-                projects::mark_published(db, &project.id, project.updated_at).await?;
+                projects::mark_published(db, &project.id, project.revision).await?;
             }
         }
         let deletions = projects::pending_deletions(db).await?;

@@ -83,15 +83,16 @@ CREATE TABLE audit_log (
 CREATE INDEX audit_log_organisation_at ON audit_log (organisation_id, at);
 
 -- Projects belong to an organisation (NULL: created by an operator from the CLI) and carry
--- the widget options the integration page shows. `published_at` < `updated_at` means the
--- edge has not seen the latest change yet.
+-- the widget options the integration page shows. Every change bumps `revision`;
+-- `published_revision` < `revision` means the edge has not seen the latest change yet.
 ALTER TABLE projects ADD COLUMN organisation_id TEXT REFERENCES organisations (id) ON DELETE CASCADE;
 ALTER TABLE projects ADD COLUMN widget_variant TEXT NOT NULL DEFAULT 'checkbox';
 ALTER TABLE projects ADD COLUMN widget_theme TEXT NOT NULL DEFAULT 'auto';
 ALTER TABLE projects ADD COLUMN widget_language TEXT NOT NULL DEFAULT 'auto';
 ALTER TABLE projects ADD COLUMN widget_size TEXT NOT NULL DEFAULT 'normal';
 ALTER TABLE projects ADD COLUMN widget_branding TEXT NOT NULL DEFAULT 'full';
-ALTER TABLE projects ADD COLUMN published_at BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE projects ADD COLUMN revision BIGINT NOT NULL DEFAULT 1;
+ALTER TABLE projects ADD COLUMN published_revision BIGINT NOT NULL DEFAULT 0;
 -- After a rotation the previous secret keeps working until it expires (the overlap window).
 ALTER TABLE projects ADD COLUMN previous_secret_hash TEXT;
 ALTER TABLE projects ADD COLUMN previous_secret_expires_at BIGINT;

@@ -22,8 +22,8 @@ pub struct Project {
     pub organisation_id: Option<String>,
     /// Everything its owner configures.
     pub settings: ProjectSettings,
-    /// Unix ms of the last change.
-    pub updated_at: i64,
+    /// Bumped by every change; the publisher records which revision the edge has.
+    pub revision: i64,
     /// Until when (Unix ms) the secret replaced by the last rotation still verifies.
     pub previous_secret_expires_at: Option<i64>,
 }
@@ -167,7 +167,7 @@ fn risk_mode_str(mode: RiskMode) -> &'static str {
 const COLUMNS: &str = "id, organisation_id, name, site_key, active, production_domains, \
     testing_domains, allow_subdomains, key_version, preset, custom_difficulty, \
     custom_challenge_count, risk_mode, plan, billing_status, monthly_limit, widget_variant, \
-    widget_theme, widget_language, widget_size, widget_branding, updated_at, \
+    widget_theme, widget_language, widget_size, widget_branding, revision, \
     previous_secret_expires_at";
 
 fn from_row(row: &AnyRow) -> Result<Project, sqlx::Error> {
@@ -209,7 +209,7 @@ fn from_row(row: &AnyRow) -> Result<Project, sqlx::Error> {
         key_version: u32::try_from(row.try_get::<i64, _>("key_version")?).unwrap_or(1),
         organisation_id: row.try_get("organisation_id")?,
         settings,
-        updated_at: row.try_get("updated_at")?,
+        revision: row.try_get("revision")?,
         previous_secret_expires_at: row.try_get("previous_secret_expires_at")?,
     })
 }
@@ -270,7 +270,7 @@ pub async fn update_settings(db: &Db, project_id: &str, settings: &ProjectSettin
          testing_domains = $4, allow_subdomains = $5, preset = $6, custom_difficulty = $7, \
          custom_challenge_count = $8, risk_mode = $9, monthly_limit = $10, widget_variant = $11, \
          widget_theme = $12, widget_language = $13, widget_size = $14, widget_branding = $15, \
-         updated_at = $16 WHERE id = $17",
+         updated_at = $16, revision = revision + 1 WHERE id = $17",
     )
     .bind(&settings.name)
     .bind(i64::from(settings.active))
@@ -392,7 +392,7 @@ pub async fn rotate_secret(
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE projects SET previous_secret_hash = secret_hash, previous_secret_expires_at = $1, \
-         secret_hash = $2, updated_at = $3 WHERE id = $4",
+         secret_hash = $2, updated_at = $3, revision = revision + 1 WHERE id = $4",
     )
     .bind(old_valid_until)
     .bind(crate::secrets::hash_secret(secret))
@@ -405,15 +405,15 @@ pub async fn rotate_secret(
 
 /// Projects changed since they were last published.
 pub async fn unpublished(db: &Db) -> Result<Vec<Project>, sqlx::Error> {
-    let sql = format!("SELECT {COLUMNS} FROM projects WHERE published_at < updated_at ORDER BY updated_at, id");
+    let sql = format!("SELECT {COLUMNS} FROM projects WHERE published_revision < revision ORDER BY updated_at, id");
     sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(db.pool()).await?.iter().map(from_row).collect()
 }
 
-/// Records that the edge has the project as of `updated_at`; a change made meanwhile keeps
-/// it unpublished.
-pub async fn mark_published(db: &Db, project_id: &str, updated_at: i64) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE projects SET published_at = $1 WHERE id = $2 AND updated_at = $1")
-        .bind(updated_at)
+/// Records that the edge has the project as of `revision`; a change made meanwhile keeps it
+/// unpublished.
+pub async fn mark_published(db: &Db, project_id: &str, revision: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE projects SET published_revision = $1 WHERE id = $2 AND revision = $1")
+        .bind(revision)
         .bind(project_id)
         .execute(db.pool())
         .await?;
@@ -440,7 +440,7 @@ pub async fn clear_deletions(db: &Db, site_keys: &[String]) -> Result<(), sqlx::
 
 /// Replaces a project's backend secret outright, with no overlap (the demo's fixed secret).
 pub async fn set_secret(db: &Db, project_id: &str, secret: &str, now_ms: i64) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE projects SET secret_hash = $1, updated_at = $2 WHERE id = $3")
+    sqlx::query("UPDATE projects SET secret_hash = $1, updated_at = $2, revision = revision + 1 WHERE id = $3")
         .bind(crate::secrets::hash_secret(secret))
         .bind(now_ms)
         .bind(project_id)
@@ -460,7 +460,7 @@ pub async fn set_gates(
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE projects SET active = $1, billing_status = $2, monthly_limit = $3, \
-         updated_at = $4 WHERE id = $5",
+         updated_at = $4, revision = revision + 1 WHERE id = $5",
     )
     .bind(i64::from(active))
     .bind(billing_status.as_str())

@@ -1,0 +1,348 @@
+//! Organisations, roles, tenant isolation, the `/api/v1` API, and snapshot publishing, on
+//! SQLite and on PostgreSQL. Every organisation route is tried with every role, and with
+//! another organisation's ids.
+
+use humanproof_control_plane::db::{accounts, orgs, projects};
+use humanproof_control_plane::manage::SECRET_OVERLAP_MS;
+use humanproof_control_plane::roles::{Role, Scope};
+use humanproof_control_plane::secrets;
+use humanproof_tests::*;
+use serde_json::{Value, json};
+
+const PASSWORD: &str = "correct horse battery";
+
+/// A signed-in, verified member of a fresh organisation, with one project in it.
+struct Tenant {
+    browser: Browser,
+    org: String,
+    user_id: String,
+    project: String,
+}
+
+async fn tenant(world: &World, base: &str, email: &str) -> Tenant {
+    let browser = Browser::new(base);
+    let org = browser.sign_up(email, PASSWORD).await;
+    let (user, _) = accounts::find_user_by_email(&world.db, email).await.unwrap().unwrap();
+    accounts::mark_email_verified(&world.db, &user.id, world.clock.now_ms()).await.unwrap();
+    let project = insert_project(world, &org).await;
+    Tenant { browser, org, user_id: user.id, project }
+}
+
+async fn insert_project(world: &World, org: &str) -> String {
+    let settings = quick_project("fixture");
+    projects::insert(&world.db, Some(org), &settings, &secrets::new_site_key(), &secrets::new_backend_secret(), world.clock.now_ms())
+        .await
+        .unwrap()
+        .id
+}
+
+/// Adds a new user to `org` with `role`; returns a browser signed in as them.
+async fn member(world: &World, base: &str, org: &str, email: &str, role: Role) -> (Browser, String) {
+    let browser = Browser::new(base);
+    browser.sign_up(email, PASSWORD).await;
+    let (user, _) = accounts::find_user_by_email(&world.db, email).await.unwrap().unwrap();
+    accounts::mark_email_verified(&world.db, &user.id, world.clock.now_ms()).await.unwrap();
+    orgs::put_member(&world.db, org, &user.id, role, world.clock.now_ms()).await.unwrap();
+    (browser, user.id)
+}
+
+const PROJECT_FORM: [(&str, &str); 10] = [
+    ("name", "Form project"), ("testing_domains", "localhost"), ("preset", "relaxed"), ("risk_mode", "observe"),
+    ("widget_variant", "checkbox"), ("widget_theme", "auto"), ("widget_language", "auto"), ("widget_size", "normal"),
+    ("widget_branding", "full"), ("active", "on"),
+];
+
+/// One request a route takes; fresh targets come from `world` for routes that destroy them.
+#[derive(Debug, Clone, Copy)]
+enum Route {
+    Projects, NewProjectPage, CreateProject, ProjectPage, UpdateProject, DeleteProject, RotateSecret,
+    Integration, Usage, Members, PutMember, RemoveMember, ApiKeys, CreateApiKey, DisableApiKey, Audit,
+}
+
+const ROUTES: [Route; 16] = [
+    Route::Projects, Route::NewProjectPage, Route::CreateProject, Route::ProjectPage, Route::UpdateProject,
+    Route::DeleteProject, Route::RotateSecret, Route::Integration, Route::Usage, Route::Members, Route::PutMember,
+    Route::RemoveMember, Route::ApiKeys, Route::CreateApiKey, Route::DisableApiKey, Route::Audit,
+];
+
+impl Route {
+    /// Whether `role` may use the route, per the documented matrix.
+    fn allowed(self, role: Role) -> bool {
+        use Role::*;
+        match self {
+            Route::Projects | Route::ProjectPage | Route::Integration | Route::Usage | Route::Members => true,
+            Route::NewProjectPage | Route::CreateProject | Route::UpdateProject | Route::DeleteProject | Route::RotateSecret => {
+                matches!(role, Owner | Admin | Developer)
+            }
+            Route::PutMember | Route::RemoveMember | Route::ApiKeys | Route::CreateApiKey | Route::DisableApiKey | Route::Audit => {
+                matches!(role, Owner | Admin)
+            }
+        }
+    }
+
+    /// Sends the request as `browser` in `org`, about `project` (another org's ids make the
+    /// isolation test). Fresh victims for destructive routes are made in `home`.
+    async fn call(self, world: &World, base: &str, browser: &Browser, org: &str, project: &str, home: &str) -> Page {
+        let p = |suffix: &str| format!("/orgs/{org}/projects/{project}{suffix}");
+        match self {
+            Route::Projects => browser.get(&format!("/orgs/{org}/projects")).await,
+            Route::NewProjectPage => browser.get(&format!("/orgs/{org}/projects/new")).await,
+            Route::CreateProject => browser.post(&format!("/orgs/{org}/projects/new"), &PROJECT_FORM).await,
+            Route::ProjectPage => browser.get(&p("")).await,
+            Route::UpdateProject => browser.post(&p(""), &PROJECT_FORM).await,
+            Route::DeleteProject => {
+                let victim = if org == home { insert_project(world, home).await } else { project.to_owned() };
+                browser.post(&format!("/orgs/{org}/projects/{victim}/delete"), &[]).await
+            }
+            Route::RotateSecret => browser.post(&p("/rotate-secret"), &[]).await,
+            Route::Integration => browser.get(&p("/integration")).await,
+            Route::Usage => browser.get(&p("/usage")).await,
+            Route::Members => browser.get(&format!("/orgs/{org}/members")).await,
+            Route::PutMember => {
+                let email = format!("{}@example.com", secrets::new_id());
+                Browser::new(base).sign_up(&email, PASSWORD).await;
+                browser.post(&format!("/orgs/{org}/members"), &[("email", &email), ("role", "viewer")]).await
+            }
+            Route::RemoveMember => {
+                let email = format!("{}@example.com", secrets::new_id());
+                let (_, user_id) = member(world, base, home, &email, Role::Viewer).await;
+                browser.post(&format!("/orgs/{org}/members/{user_id}/remove"), &[]).await
+            }
+            Route::ApiKeys => browser.get(&format!("/orgs/{org}/api-keys")).await,
+            Route::CreateApiKey => browser.post(&format!("/orgs/{org}/api-keys"), &[("name", "ci"), ("scope", "projects:read")]).await,
+            Route::DisableApiKey => {
+                let key = orgs::insert_api_key(&world.db, home, "victim", &secrets::new_id(), "hp_key_x", &[Scope::ProjectsRead], 0).await.unwrap();
+                browser.post(&format!("/orgs/{org}/api-keys/{}/disable", key.id), &[]).await
+            }
+            Route::Audit => browser.get(&format!("/orgs/{org}/audit")).await,
+        }
+    }
+}
+
+on_both_databases! {
+    async fn every_organisation_route_checks_the_role(world: World) {
+        let base = world.serve().await;
+        let owner = tenant(&world, &base, "owner@example.com").await;
+        for role in Role::ALL {
+            let (browser, _) = member(&world, &base, &owner.org, &format!("role-{}@example.com", role.as_str()), role).await;
+            for route in ROUTES {
+                let page = route.call(&world, &base, &browser, &owner.org, &owner.project, &owner.org).await;
+                if route.allowed(role) {
+                    assert!(matches!(page.status, 200 | 201 | 303), "{role:?} {route:?}: {} {}", page.status, page.body);
+                } else {
+                    assert_eq!(page.status, 403, "{role:?} {route:?} must be refused: {}", page.body);
+                }
+            }
+        }
+    }
+
+    async fn another_organisations_ids_are_refused_everywhere(world: World) {
+        let base = world.serve().await;
+        let ours = tenant(&world, &base, "ours@example.com").await;
+        let theirs = tenant(&world, &base, "theirs@example.com").await;
+        let their_key = orgs::insert_api_key(&world.db, &theirs.org, "theirs", &secrets::new_id(), "hp_key_t", &[Scope::ProjectsRead], 0).await.unwrap();
+
+        for route in ROUTES {
+            // Their organisation in the path: we are not members.
+            let page = route.call(&world, &base, &ours.browser, &theirs.org, &theirs.project, &theirs.org).await;
+            assert_eq!(page.status, 404, "{route:?} in their organisation: {}", page.body);
+            // Our organisation in the path, their project id.
+            if matches!(route, Route::ProjectPage | Route::UpdateProject | Route::DeleteProject | Route::RotateSecret | Route::Integration | Route::Usage) {
+                let page = route.call(&world, &base, &ours.browser, &ours.org, &theirs.project, &theirs.org).await;
+                assert_eq!(page.status, 404, "{route:?} with their project: {}", page.body);
+            }
+        }
+        // Their member and their key, through our organisation.
+        ours.browser.post(&format!("/orgs/{}/members/{}/remove", ours.org, theirs.user_id), &[]).await.expect(404);
+        ours.browser.post(&format!("/orgs/{}/api-keys/{}/disable", ours.org, their_key.id), &[]).await.expect(404);
+
+        // Their project, keys and members are untouched (the route fixtures added a victim
+        // project, key and member to their organisation; all still there).
+        assert!(projects::find(&world.db, &theirs.project).await.unwrap().is_some());
+        assert_eq!(projects::list_for_organisation(&world.db, &theirs.org).await.unwrap().len(), 2);
+        assert!(orgs::list_api_keys(&world.db, &theirs.org).await.unwrap().iter().all(|key| key.active));
+        assert_eq!(orgs::members(&world.db, &theirs.org).await.unwrap().len(), 2);
+
+        // The API: our key, their project.
+        let (api, _) = api_key(&world, &base, &ours, &["projects:read", "projects:write", "usage:read"]).await;
+        for (method, path) in [
+            ("GET", format!("/api/v1/projects/{}", theirs.project)),
+            ("PATCH", format!("/api/v1/projects/{}", theirs.project)),
+            ("DELETE", format!("/api/v1/projects/{}", theirs.project)),
+            ("POST", format!("/api/v1/projects/{}/rotate-secret", theirs.project)),
+            ("GET", format!("/api/v1/projects/{}/usage", theirs.project)),
+        ] {
+            let (status, body) = api.call(method, &path, Some(json!({ "name": "stolen" }))).await;
+            assert_eq!(status, 404, "{method} {path}: {body}");
+        }
+        let (_, listed) = api.call("GET", "/api/v1/projects", None).await;
+        let ids: Vec<&str> = listed["projects"].as_array().unwrap().iter().map(|p| p["id"].as_str().unwrap()).collect();
+        assert_eq!(ids, [ours.project.as_str()]);
+    }
+
+    async fn an_organisation_keeps_an_owner(world: World) {
+        let base = world.serve().await;
+        let owner = tenant(&world, &base, "solo@example.com").await;
+        owner.browser.post(&format!("/orgs/{}/members/{}/remove", owner.org, owner.user_id), &[]).await.expect(409);
+        owner.browser.post(&format!("/orgs/{}/members", owner.org), &[("email", "solo@example.com"), ("role", "viewer")]).await.expect(409);
+        // Admins cannot appoint owners.
+        let (admin, _) = member(&world, &base, &owner.org, "admin@example.com", Role::Admin).await;
+        admin.post(&format!("/orgs/{}/members", owner.org), &[("email", "admin@example.com"), ("role", "owner")]).await.expect(403);
+    }
+
+    async fn api_keys_are_shown_once_scoped_and_can_be_disabled(world: World) {
+        let base = world.serve().await;
+        let owner = tenant(&world, &base, "api@example.com").await;
+        let (reader, key_id) = api_key(&world, &base, &owner, &["projects:read"]).await;
+        let listed = owner.browser.get(&format!("/orgs/{}/api-keys", owner.org)).await.expect(200);
+        assert!(!listed.body.contains(&reader.key), "the key is never shown again");
+
+        let (status, _) = reader.call("GET", "/api/v1/projects", None).await;
+        assert_eq!(status, 200);
+        let stored = orgs::list_api_keys(&world.db, &owner.org).await.unwrap();
+        assert!(stored.iter().find(|k| k.id == key_id).unwrap().last_used_at.is_some());
+
+        let (status, body) = reader.call("POST", "/api/v1/projects", Some(json!({ "name": "x", "testing_domains": ["localhost"] }))).await;
+        assert_eq!((status, body["error"]["code"].as_str()), (403, Some("insufficient_permission")));
+        let (status, _) = reader.call("GET", &format!("/api/v1/projects/{}/usage", owner.project), None).await;
+        assert_eq!(status, 403);
+
+        owner.browser.post(&format!("/orgs/{}/api-keys/{key_id}/disable", owner.org), &[]).await.expect(303);
+        let (status, body) = reader.call("GET", "/api/v1/projects", None).await;
+        assert_eq!((status, body["error"]["code"].as_str()), (401, Some("invalid_api_key")));
+        let anonymous = ApiClient { base: base.clone(), key: String::new() };
+        let (status, body) = anonymous.call("GET", "/api/v1/projects", None).await;
+        assert_eq!((status, body["error"]["code"].as_str()), (401, Some("missing_api_key")));
+    }
+
+    async fn the_api_manages_projects_and_refuses_bad_input(world: World) {
+        let base = world.serve().await;
+        let owner = tenant(&world, &base, "auto@example.com").await;
+        let (api, _) = api_key(&world, &base, &owner, &["projects:read", "projects:write", "usage:read"]).await;
+
+        let (status, created) = api.call("POST", "/api/v1/projects", Some(json!({
+            "name": "Shop", "production_domains": ["Shop.Example.com"], "preset": "custom", "difficulty": 2, "challenge_count": 5,
+        }))).await;
+        assert_eq!(status, 201, "{created}");
+        assert!(created["secret"].as_str().unwrap().starts_with("hp_secret_"));
+        let project = &created["project"];
+        assert_eq!(project["production_domains"], json!(["shop.example.com"]));
+        assert_eq!((project["difficulty"].as_u64(), project["challenge_count"].as_u64()), (Some(2), Some(5)));
+        let id = project["id"].as_str().unwrap();
+
+        for (body, field) in [
+            (json!({ "name": "" }), "name"),
+            (json!({ "preset": "extreme" }), "preset"),
+            (json!({ "preset": "custom", "difficulty": 9 }), "difficulty"),
+            (json!({ "production_domains": ["https://shop.example.com/path"] }), "production_domains"),
+            (json!({ "production_domains": [], "testing_domains": [] }), "production_domains"),
+            (json!({ "widget": { "variant": "checkbox", "theme": "neon", "language": "en", "size": "normal", "branding": "full" } }), "widget.theme"),
+            (json!({ "surprise": true }), "body"),
+        ] {
+            let (status, answer) = api.call("PATCH", &format!("/api/v1/projects/{id}"), Some(body.clone())).await;
+            assert_eq!((status, answer["error"]["field"].as_str()), (400, Some(field)), "{body}: {answer}");
+        }
+        let (status, answer) = api.call_raw("PATCH", &format!("/api/v1/projects/{id}"), "{not json").await;
+        assert_eq!((status, answer["error"]["code"].as_str()), (400, Some("invalid_field")));
+        let (status, answer) = api.call("GET", &format!("/api/v1/projects/{id}/usage?month=2026-3"), None).await;
+        assert_eq!((status, answer["error"]["field"].as_str()), (400, Some("month")));
+        let (status, answer) = api.call("GET", &format!("/api/v1/projects/{id}/usage"), None).await;
+        assert_eq!((status, answer["usage"]["protected_attempts"].as_u64()), (200, Some(0)));
+
+        let (status, _) = api.call("DELETE", &format!("/api/v1/projects/{id}"), None).await;
+        assert_eq!(status, 204);
+        let (status, _) = api.call("GET", &format!("/api/v1/projects/{id}"), None).await;
+        assert_eq!(status, 404);
+    }
+
+    async fn project_changes_reach_the_edge(world: World) {
+        let base = world.serve().await;
+        let owner = tenant(&world, &base, "edge@example.com").await;
+        let (api, _) = api_key(&world, &base, &owner, &["projects:read", "projects:write"]).await;
+        let (_, created) = api.call("POST", "/api/v1/projects", Some(json!({
+            "name": "Live", "testing_domains": ["localhost"], "preset": "custom", "difficulty": 1, "challenge_count": 2,
+        }))).await;
+        let id = created["project"]["id"].as_str().unwrap().to_owned();
+        let site_key = created["project"]["site_key"].as_str().unwrap().to_owned();
+        let secret = created["secret"].as_str().unwrap().to_owned();
+
+        // Created: the edge serves it at once, and siteverify accepts its tokens.
+        let token = world.verification_token(&site_key).await;
+        let verified = world.siteverify(&[("secret", &secret), ("response", &token)]).await;
+        assert_eq!(verified.json["success"], true, "{:?}", verified.json);
+
+        // Paused.
+        api.call("PATCH", &format!("/api/v1/projects/{id}"), Some(json!({ "active": false }))).await;
+        assert_eq!(world.start_challenge(&site_key, &json!({})).await.reason(), "project_paused");
+        // Resumed, but localhost removed.
+        api.call("PATCH", &format!("/api/v1/projects/{id}"), Some(json!({ "active": true, "testing_domains": [], "production_domains": ["example.com"] }))).await;
+        assert_eq!(world.start_challenge(&site_key, &json!({})).await.reason(), "origin_not_allowed");
+        // Deleted.
+        api.call("DELETE", &format!("/api/v1/projects/{id}"), None).await;
+        assert_eq!(world.start_challenge(&site_key, &json!({})).await.reason(), "unknown_site_key");
+        assert!(projects::pending_deletions(&world.db).await.unwrap().is_empty());
+        assert!(projects::unpublished(&world.db).await.unwrap().is_empty());
+    }
+
+    async fn a_rotated_secret_keeps_working_for_the_overlap_window(world: World) {
+        let base = world.serve().await;
+        let owner = tenant(&world, &base, "rotate@example.com").await;
+        let (api, _) = api_key(&world, &base, &owner, &["projects:read", "projects:write"]).await;
+        let (_, created) = api.call("POST", "/api/v1/projects", Some(json!({
+            "name": "Rotating", "testing_domains": ["localhost"], "preset": "custom", "difficulty": 1, "challenge_count": 2,
+        }))).await;
+        let id = created["project"]["id"].as_str().unwrap().to_owned();
+        let site_key = created["project"]["site_key"].as_str().unwrap().to_owned();
+        let old = created["secret"].as_str().unwrap().to_owned();
+        let (status, rotated) = api.call("POST", &format!("/api/v1/projects/{id}/rotate-secret"), None).await;
+        assert_eq!(status, 200);
+        let new = rotated["secret"].as_str().unwrap().to_owned();
+
+        for secret in [&old, &new] {
+            let token = world.verification_token(&site_key).await;
+            assert_eq!(world.siteverify(&[("secret", secret), ("response", &token)]).await.json["success"], true);
+        }
+        world.clock.advance(SECRET_OVERLAP_MS + 1);
+        let token = world.verification_token(&site_key).await;
+        assert_eq!(world.siteverify(&[("secret", &old), ("response", &token)]).await.status, 401);
+        assert_eq!(world.siteverify(&[("secret", &new), ("response", &token)]).await.json["success"], true);
+    }
+}
+
+/// An API key and a client using it.
+struct ApiClient {
+    base: String,
+    key: String,
+}
+
+impl ApiClient {
+    async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        self.call_raw(method, path, &body.map(|b| b.to_string()).unwrap_or_default()).await
+    }
+
+    async fn call_raw(&self, method: &str, path: &str, body: &str) -> (u16, Value) {
+        let http = humanproof_control_plane::http::client();
+        let mut request = http.request(method.parse().unwrap(), format!("{}{path}", self.base));
+        if !self.key.is_empty() {
+            request = request.bearer_auth(&self.key);
+        }
+        if !body.is_empty() {
+            request = request.header("content-type", "application/json").body(body.to_owned());
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+}
+
+/// Creates a key through the dashboard, reading it off the page as its owner would.
+async fn api_key(world: &World, base: &str, owner: &Tenant, scopes: &[&str]) -> (ApiClient, String) {
+    let mut fields = vec![("name", "automation")];
+    fields.extend(scopes.iter().map(|scope| ("scope", *scope)));
+    let page = owner.browser.post(&format!("/orgs/{}/api-keys", owner.org), &fields).await.expect(200);
+    let start = page.body.find("hp_key_").unwrap();
+    let key: String = page.body[start..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+    let stored = orgs::list_api_keys(&world.db, &owner.org).await.unwrap();
+    let id = stored.iter().find(|k| key.starts_with(&k.prefix)).unwrap().id.clone();
+    (ApiClient { base: base.to_owned(), key }, id)
+}
