@@ -77,6 +77,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/orgs/{org}/api-keys", get(org::api_keys).post(org::create_api_key))
         .route("/orgs/{org}/api-keys/{key}/{action}", post(org::set_api_key_active))
         .route("/orgs/{org}/audit", get(org::audit))
+        .route("/static/favicon.svg", get(|| static_file("image/svg+xml", include_str!("../../static/favicon.svg"))))
         .route("/static/dashboard.css", get(|| static_file("text/css", include_str!("../../static/dashboard.css"))))
         .route("/static/dashboard.js", get(|| static_file("text/javascript", include_str!("../../static/dashboard.js"))))
         .layer(middleware::from_fn_with_state(state.clone(), check_csrf))

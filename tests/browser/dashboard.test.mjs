@@ -1,0 +1,101 @@
+// The customer's main flow in real headless Chromium (Debian's, driven by playwright-core)
+// against `humanproof dev`: sign up → confirm the email from the dev outbox → create a
+// project → copy the snippet with the page's copy button → a form protected by that snippet,
+// on the customer's own origin, solves and its backend's siteverify succeeds.
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createServer } from "node:http";
+import { chromium } from "playwright-core";
+import { spawnUntil, stopProcess } from "../support/control-plane.mjs";
+
+const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
+const CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"];
+
+let server;
+let browser;
+let dashboard;
+let customerSite;
+// The customer's site: the pasted snippet at /, and a backend at /signup that calls siteverify.
+const customer = { html: "", secret: "", verifications: [] };
+
+before(async () => {
+  const dataDir = mkdtempSync(join(tmpdir(), "humanproof-dashboard-"));
+  const args = ["dev", "--data-dir", dataDir, "--control-listen", "127.0.0.1:0", "--edge-listen", "127.0.0.1:0", "--demo-listen", "127.0.0.1:0"];
+  const { child, output } = await spawnUntil(args, { ...process.env, RUST_LOG: "warn" }, /Press Ctrl-C/);
+  server = child;
+  dashboard = output.match(/dashboard\s+(\S+)/)[1];
+  customerSite = createServer(async (req, res) => {
+    if (req.method === "POST" && req.url === "/signup") {
+      let body = "";
+      for await (const chunk of req) body += chunk;
+      const token = new URLSearchParams(body).get("humanproof-token") ?? "";
+      const answer = await fetch(`${dashboard}/siteverify`, {
+        method: "POST",
+        headers: { "content-type": "application/x-www-form-urlencoded" },
+        body: new URLSearchParams({ secret: customer.secret, response: token }),
+      }).then((r) => r.json());
+      customer.verifications.push(answer);
+      return res.writeHead(200, { "content-type": "text/html" }).end(`<p id="result">${answer.success ? "welcome" : "refused"}</p>`);
+    }
+    res.writeHead(200, { "content-type": "text/html; charset=utf-8" }).end(`<!doctype html><html lang="en"><body>${customer.html}</body></html>`);
+  });
+  await new Promise((resolve) => customerSite.listen(0, "127.0.0.1", resolve));
+  browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
+});
+
+after(async () => {
+  await browser?.close();
+  await stopProcess(server);
+  customerSite?.close();
+});
+
+test("sign up, confirm, create a project, copy the snippet, and protect a real form with it", async () => {
+  const context = await browser.newContext();
+  await context.grantPermissions(["clipboard-read", "clipboard-write"], { origin: dashboard });
+  const page = await context.newPage();
+  const problems = [];
+  page.on("pageerror", (error) => problems.push(error.message));
+  page.on("console", (message) => message.type() === "error" && problems.push(`${message.text()} ${message.location().url}`));
+
+  await page.goto(dashboard);
+  await page.getByRole("link", { name: "Create an account" }).click();
+  await page.getByLabel("Email").fill("founder@shop.example");
+  await page.getByLabel("Password").fill("a long enough passphrase");
+  await page.getByLabel("Organisation").fill("Shop Ltd");
+  await page.getByRole("button", { name: "Sign up" }).click();
+  await page.getByText("Confirm your email address to create projects").waitFor();
+
+  await page.goto(`${dashboard}/dev/outbox`);
+  await page.getByRole("link", { name: "Open this link" }).first().click();
+  await page.getByRole("heading", { name: "Email confirmed" }).waitFor();
+  await page.getByRole("link", { name: "Go to your dashboard" }).click();
+
+  await page.getByRole("link", { name: "New project" }).click();
+  await page.getByLabel("Name", { exact: true }).fill("Shop sign-up");
+  await page.getByLabel("Testing domains").fill("localhost");
+  await page.getByLabel("Protection preset").selectOption("relaxed");
+  await page.getByRole("button", { name: "Create project" }).click();
+  customer.secret = (await page.locator("#secret").textContent()).trim();
+  assert.match(customer.secret, /^hp_secret_[0-9a-f]{64}$/);
+
+  await page.getByRole("link", { name: "Integration" }).click();
+  await page.getByRole("button", { name: "Copy snippet" }).click();
+  await page.getByRole("button", { name: "Copied" }).waitFor();
+  customer.html = await page.evaluate(() => navigator.clipboard.readText());
+  assert.match(customer.html, /<humanproof-widget data-sitekey="hp_site_/);
+  assert.deepEqual(problems, []);
+
+  // The customer's page, on their own origin, with the snippet pasted in.
+  const site = await context.newPage();
+  await site.goto(`http://localhost:${customerSite.address().port}/`);
+  await site.locator("humanproof-widget .box").click();
+  await site.waitForFunction(() => document.querySelector('input[name="humanproof-token"]')?.value);
+  await site.getByRole("button", { name: "Send" }).click();
+  assert.equal(await site.locator("#result").textContent(), "welcome");
+  assert.equal(customer.verifications.length, 1);
+  assert.equal(customer.verifications[0].success, true, JSON.stringify(customer.verifications[0]));
+  await context.close();
+});
