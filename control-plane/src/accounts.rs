@@ -14,6 +14,7 @@ use sha2::Sha256;
 
 use crate::app::AppState;
 use crate::db::accounts::{self, EmailTokenPurpose, User, UserStatus};
+use crate::totp;
 use crate::db::{is_unique_violation, orgs};
 use crate::mail::Email;
 use crate::secrets::hash_secret;
@@ -34,6 +35,12 @@ pub const MAX_FAILURES_PER_IP: i64 = 20;
 pub const MIN_PASSWORD_LEN: usize = 10;
 /// Longest password accepted (argon2 would take more, but nobody types this much).
 pub const MAX_PASSWORD_LEN: usize = 128;
+/// How long a sign-in whose password step passed waits for the second factor.
+pub const SECOND_FACTOR_TTL_MS: i64 = 10 * 60 * 1000;
+/// Wrong second-factor codes for one account within the window before they are refused.
+pub const MAX_SECOND_FACTOR_FAILURES: i64 = 5;
+/// Recovery codes issued when two-factor authentication is turned on.
+pub const RECOVERY_CODES: usize = 10;
 
 /// Why an account action was refused.
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +69,15 @@ pub enum AccountError {
     /// The link is unknown, used or expired.
     #[error("This link is invalid, already used or expired. Ask for a new one.")]
     InvalidLink,
+    /// A TOTP or recovery code that does not match (or was already used).
+    #[error("That code is not valid. Enter the current code from your app, or an unused recovery code.")]
+    WrongCode,
+    /// The password step of a two-factor sign-in expired or never happened.
+    #[error("Your sign-in expired. Sign in again.")]
+    SignInAgain,
+    /// Two-factor authentication is already on.
+    #[error("Two-factor authentication is already on.")]
+    AlreadyEnabled,
     /// Storage failed.
     #[error(transparent)]
     Database(#[from] sqlx::Error),
@@ -158,9 +174,19 @@ pub async fn verify_email(state: &AppState, token: &str) -> Result<(), AccountEr
     Ok(())
 }
 
-/// Checks the password under the throttling rules and starts a session: the user and the
-/// session token for the cookie.
-pub async fn sign_in(state: &AppState, email: &str, password: &str, client_ip: &str) -> Result<(User, String), AccountError> {
+/// What a correct password leads to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SignIn {
+    /// Signed in: the session token for the cookie.
+    Done(String),
+    /// The account has two-factor authentication: this token's session only admits the
+    /// second-factor form, for [`SECOND_FACTOR_TTL_MS`].
+    SecondFactorDue(String),
+}
+
+/// Checks the password under the throttling rules and starts a session (or its first half,
+/// when a second factor is due).
+pub async fn sign_in(state: &AppState, email: &str, password: &str, client_ip: &str) -> Result<(User, SignIn), AccountError> {
     let email = normalize_email(email).map_err(|_| AccountError::WrongCredentials)?;
     let now = state.clock.now_ms();
     let since = now - THROTTLE_WINDOW_MS;
@@ -174,31 +200,150 @@ pub async fn sign_in(state: &AppState, email: &str, password: &str, client_ip: &
         }
     }
     let found = accounts::find_user_by_email(&state.db, &email).await?;
-    let Some((user, stored)) = found.filter(|(_, stored)| verify_password(stored, password)) else {
+    let Some((user, _)) = found.filter(|(_, stored)| verify_password(stored, password)) else {
         accounts::record_login_failure(&state.db, &by_email, now).await?;
         accounts::record_login_failure(&state.db, &by_ip, now).await?;
         return Err(AccountError::WrongCredentials);
     };
-    drop(stored);
     if user.status == UserStatus::MarkedForDeletion {
         return Err(AccountError::AccountClosed);
     }
     accounts::clear_login_failures(&state.db, &by_email).await?;
+    if user.totp_enabled {
+        let token = new_token();
+        accounts::insert_session(&state.db, &hash_secret(&token), &user.id, true, now, now + SECOND_FACTOR_TTL_MS).await?;
+        return Ok((user, SignIn::SecondFactorDue(token)));
+    }
     let token = start_session(state, &user).await?;
-    Ok((user, token))
+    Ok((user, SignIn::Done(token)))
 }
 
 /// Starts a session for `user`: the token for the cookie.
 pub async fn start_session(state: &AppState, user: &User) -> Result<String, sqlx::Error> {
     let token = new_token();
     let now = state.clock.now_ms();
-    accounts::insert_session(&state.db, &hash_secret(&token), &user.id, now, now + SESSION_TTL_MS).await?;
+    accounts::insert_session(&state.db, &hash_secret(&token), &user.id, false, now, now + SESSION_TTL_MS).await?;
     Ok(token)
 }
 
-/// The user behind a session cookie.
+/// The user whose sign-in waits for a second factor under this session token.
+pub async fn second_factor_user(state: &AppState, token: &str) -> Result<Option<User>, sqlx::Error> {
+    accounts::session_user(&state.db, &hash_secret(token), true, state.clock.now_ms()).await
+}
+
+/// Completes a two-factor sign-in with a TOTP code or a recovery code. Wrong codes count
+/// against the account like wrong passwords.
+pub async fn complete_second_factor(state: &AppState, token: &str, code: &str) -> Result<User, AccountError> {
+    let now = state.clock.now_ms();
+    let user = second_factor_user(state, token).await?.ok_or(AccountError::SignInAgain)?;
+    let subject = throttle_subject(state, "second-factor", &user.id);
+    let (failures, oldest) = accounts::login_failures_since(&state.db, &subject, now - THROTTLE_WINDOW_MS).await?;
+    if failures >= MAX_SECOND_FACTOR_FAILURES {
+        let retry_after_ms = oldest.unwrap_or(now) + THROTTLE_WINDOW_MS - now;
+        return Err(AccountError::Throttled { retry_after_s: u64::try_from(retry_after_ms.max(1000) / 1000).unwrap_or(1) });
+    }
+    if !second_factor_matches(state, &user, code, now).await? {
+        accounts::record_login_failure(&state.db, &subject, now).await?;
+        return Err(AccountError::WrongCode);
+    }
+    accounts::clear_login_failures(&state.db, &subject).await?;
+    accounts::complete_second_factor(&state.db, &hash_secret(token), now + SESSION_TTL_MS).await?;
+    Ok(user)
+}
+
+async fn second_factor_matches(state: &AppState, user: &User, code: &str, now: i64) -> Result<bool, AccountError> {
+    let Some((sealed, last_step)) = accounts::totp_secret(&state.db, &user.id).await? else { return Ok(false) };
+    let Some(secret) = totp::open(&state.master, &sealed) else {
+        tracing::error!(user = %user.id, "a TOTP secret does not decrypt: was the master secret changed?");
+        return Ok(false);
+    };
+    if let Some(step) = totp::verify(&secret, code, now, last_step) {
+        return Ok(accounts::accept_totp_step(&state.db, &user.id, step).await?);
+    }
+    let recovery = normalize_recovery_code(code);
+    if recovery.len() == 10 {
+        if accounts::use_recovery_code(&state.db, &user.id, &hash_secret(&recovery), now).await? {
+            audit_account(state, user, "account.recovery_code_used").await?;
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+fn normalize_recovery_code(code: &str) -> String {
+    code.chars().filter(char::is_ascii_alphanumeric).map(|c| c.to_ascii_lowercase()).collect()
+}
+
+/// Starts setting up TOTP: a new secret, kept unconfirmed until [`confirm_totp`]. Returns
+/// the secret in base32 and the `otpauth://` URI for authenticator apps.
+pub async fn begin_totp_setup(state: &AppState, user: &User) -> Result<(String, String), AccountError> {
+    if user.totp_enabled {
+        return Err(AccountError::AlreadyEnabled);
+    }
+    let secret = totp::new_secret();
+    accounts::set_pending_totp(&state.db, &user.id, &totp::seal(&state.master, &secret), state.clock.now_ms()).await?;
+    Ok((totp::base32(&secret), totp::otpauth_uri(&user.email, &secret)))
+}
+
+/// Turns TOTP on once the user proves their app has the secret; returns the recovery codes,
+/// shown this once.
+pub async fn confirm_totp(state: &AppState, user: &User, code: &str) -> Result<Vec<String>, AccountError> {
+    if user.totp_enabled {
+        return Err(AccountError::AlreadyEnabled);
+    }
+    let now = state.clock.now_ms();
+    let (sealed, _) = accounts::totp_secret(&state.db, &user.id).await?.ok_or(AccountError::WrongCode)?;
+    let secret = totp::open(&state.master, &sealed).ok_or(AccountError::WrongCode)?;
+    let step = totp::verify(&secret, code, now, None).ok_or(AccountError::WrongCode)?;
+    let codes: Vec<String> = (0..RECOVERY_CODES)
+        .map(|_| {
+            // 50 random bits as ten base32 characters, e.g. `k3xq7-m2pva`.
+            let mut bytes = [0u8; 7];
+            getrandom::fill(&mut bytes).expect("the OS provides randomness");
+            let raw = totp::base32(&bytes).to_ascii_lowercase();
+            format!("{}-{}", &raw[..5], &raw[5..10])
+        })
+        .collect();
+    let hashes: Vec<String> = codes.iter().map(|code| hash_secret(&normalize_recovery_code(code))).collect();
+    accounts::enable_totp(&state.db, &user.id, step, &hashes, now).await?;
+    audit_account(state, user, "account.2fa_enabled").await?;
+    Ok(codes)
+}
+
+/// Turns TOTP off after checking the password.
+pub async fn disable_totp(state: &AppState, user: &User, password: &str) -> Result<(), AccountError> {
+    check_current_password(state, user, password).await?;
+    accounts::disable_totp(&state.db, &user.id, state.clock.now_ms()).await?;
+    audit_account(state, user, "account.2fa_disabled").await?;
+    Ok(())
+}
+
+/// Marks the account for deletion after checking the password; it can no longer sign in.
+pub async fn mark_for_deletion(state: &AppState, user: &User, password: &str) -> Result<(), AccountError> {
+    check_current_password(state, user, password).await?;
+    audit_account(state, user, "account.marked_for_deletion").await?;
+    accounts::mark_for_deletion(&state.db, &user.id, state.clock.now_ms()).await?;
+    Ok(())
+}
+
+async fn check_current_password(state: &AppState, user: &User, password: &str) -> Result<(), AccountError> {
+    let stored = accounts::password_hash(&state.db, &user.id).await?.unwrap_or_default();
+    if verify_password(&stored, password) { Ok(()) } else { Err(AccountError::WrongCredentials) }
+}
+
+/// Records an account-level security event in every organisation the user belongs to, so
+/// each organisation's owners see it.
+async fn audit_account(state: &AppState, user: &User, action: &str) -> Result<(), sqlx::Error> {
+    let now = state.clock.now_ms();
+    for membership in orgs::memberships(&state.db, &user.id).await? {
+        orgs::audit(&state.db, Some(&membership.organisation_id), &format!("user:{}", user.email), action, None, now).await?;
+    }
+    Ok(())
+}
+
+/// The user behind a (full) session cookie.
 pub async fn session_user(state: &AppState, token: &str) -> Result<Option<User>, sqlx::Error> {
-    accounts::session_user(&state.db, &hash_secret(token), state.clock.now_ms()).await
+    accounts::session_user(&state.db, &hash_secret(token), false, state.clock.now_ms()).await
 }
 
 /// Ends a session.

@@ -30,6 +30,7 @@ pub mod roles;
 pub mod routes;
 pub mod secrets;
 pub mod snapshot;
+pub mod totp;
 pub mod web;
 
 pub use app::{AppState, app};

@@ -10,16 +10,24 @@ CREATE TABLE users (
     status             TEXT NOT NULL DEFAULT 'active',
     language           TEXT NOT NULL DEFAULT 'en',
     is_operator        BIGINT NOT NULL DEFAULT 0,
+    -- TOTP: the secret encrypted with a key derived from the master secret; enabled once
+    -- confirmed with a code; the last accepted time step, so a code works once.
+    totp_secret        TEXT,
+    totp_enabled_at    BIGINT,
+    totp_last_step     BIGINT,
     created_at         BIGINT NOT NULL,
     updated_at         BIGINT NOT NULL
 );
 
--- The cookie holds a random token; only its SHA-256 is stored.
+-- The cookie holds a random token; only its SHA-256 is stored. A session whose password
+-- step passed but whose second factor is still due has `second_factor_due` = 1 and grants
+-- nothing but the second-factor form.
 CREATE TABLE sessions (
-    token_hash    TEXT PRIMARY KEY,
-    user_id       TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
-    created_at    BIGINT NOT NULL,
-    expires_at    BIGINT NOT NULL
+    token_hash         TEXT PRIMARY KEY,
+    user_id            TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    second_factor_due  BIGINT NOT NULL DEFAULT 0,
+    created_at         BIGINT NOT NULL,
+    expires_at         BIGINT NOT NULL
 );
 CREATE INDEX sessions_user ON sessions (user_id);
 CREATE INDEX sessions_expires_at ON sessions (expires_at);
@@ -35,6 +43,14 @@ CREATE TABLE email_tokens (
 );
 CREATE INDEX email_tokens_user ON email_tokens (user_id, purpose);
 CREATE INDEX email_tokens_expires_at ON email_tokens (expires_at);
+
+-- One-time recovery codes for a lost authenticator, stored hashed.
+CREATE TABLE recovery_codes (
+    code_hash  TEXT PRIMARY KEY,
+    user_id    TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    used_at    BIGINT
+);
+CREATE INDEX recovery_codes_user ON recovery_codes (user_id);
 
 -- Failed sign-ins, keyed by a salted hash of the email or of the client IP.
 CREATE TABLE login_failures (

@@ -2,7 +2,9 @@
 //! sign-up and email verification, wrong passwords and throttling, password reset links
 //! (single use, superseded, expiring), CSRF, and sessions.
 
-use humanproof_control_plane::accounts::{RESET_LINK_TTL_MS, THROTTLE_WINDOW_MS};
+use humanproof_control_plane::accounts::{RESET_LINK_TTL_MS, SECOND_FACTOR_TTL_MS, THROTTLE_WINDOW_MS};
+use humanproof_control_plane::db::accounts;
+use humanproof_control_plane::totp;
 use humanproof_tests::*;
 
 const PASSWORD: &str = "correct horse battery";
@@ -115,13 +117,15 @@ on_both_databases! {
         browser.sign_in("lin@example.com", PASSWORD).await.expect(401);
         browser.sign_in("lin@example.com", "a brand new passphrase").await.expect(303);
 
-        // Links expire after an hour.
+        // Links expire after an hour, and retention then deletes them.
         browser.post("/forgot-password", &[("email", "lin@example.com")]).await.expect(200);
         let late = local(&link_with(&world.email_links("lin@example.com"), "/reset-password?token="));
         world.clock.advance(RESET_LINK_TTL_MS + 1);
         browser.get(&late).await.expect(400);
         let token = late.split("token=").nth(1).unwrap().to_owned();
         browser.post("/reset-password", &[("token", &token), ("password", "too late passphrase")]).await.expect(400);
+        let report = humanproof_control_plane::db::retention::apply(&world.db, world.clock.now_ms()).await.unwrap();
+        assert!(report.email_links_deleted >= 1, "{report:?}");
     }
 
     async fn every_form_needs_the_csrf_token(world: World) {
@@ -135,6 +139,73 @@ on_both_databases! {
         browser.get(&format!("/orgs/{org}/projects")).await.expect(200);
     }
 
+    async fn totp_and_recovery_codes_guard_sign_in(world: World) {
+        let base = world.serve().await;
+        let browser = Browser::new(&base);
+        let email = "mfa@example.com";
+        browser.sign_up(email, PASSWORD).await;
+        let setup = browser.post("/account/two-factor/setup", &[]).await.expect(200);
+        assert!(setup.body.contains("HumanProof:mfa%40example.com?secret="), "{}", setup.body);
+        browser.post("/account/two-factor/confirm", &[("code", "000000")]).await.expect(401);
+        let code = current_code(&world, email).await;
+        let enabled = browser.post("/account/two-factor/confirm", &[("code", &code)]).await.expect(200);
+        let codes: Vec<String> = enabled.body.split("<pre id=\"recovery-codes\">").nth(1).unwrap().split("</pre>").next().unwrap()
+            .lines().map(str::to_owned).collect();
+        assert_eq!(codes.len(), 10);
+        browser.post("/sign-out", &[]).await.expect(303);
+
+        // The password alone opens nothing but the second-factor form.
+        let step_one = browser.sign_in(email, PASSWORD).await.expect(303);
+        assert_eq!(step_one.location.as_deref(), Some("/sign-in/second-factor"));
+        assert_eq!(browser.get("/").await.location.as_deref(), Some("/sign-in"));
+        browser.get("/sign-in/second-factor").await.expect(200);
+        browser.post("/sign-in/second-factor", &[("code", "123456")]).await.expect(401);
+        // The code that turned 2FA on was used: the same step does not work twice.
+        browser.post("/sign-in/second-factor", &[("code", &code)]).await.expect(401);
+        world.clock.advance(totp::STEP_SECONDS * 1000);
+        let fresh = current_code(&world, email).await;
+        browser.post("/sign-in/second-factor", &[("code", &fresh)]).await.expect(303);
+        browser.get("/account").await.expect(200);
+        browser.post("/sign-out", &[]).await.expect(303);
+
+        // A recovery code works once.
+        browser.sign_in(email, PASSWORD).await.expect(303);
+        browser.post("/sign-in/second-factor", &[("code", &codes[0].to_uppercase())]).await.expect(303);
+        browser.post("/sign-out", &[]).await.expect(303);
+        browser.sign_in(email, PASSWORD).await.expect(303);
+        browser.post("/sign-in/second-factor", &[("code", &codes[0])]).await.expect(401);
+
+        // Wrong codes are throttled like wrong passwords (one failure so far).
+        for _ in 0..4 {
+            browser.post("/sign-in/second-factor", &[("code", "999999")]).await.expect(401);
+        }
+        browser.post("/sign-in/second-factor", &[("code", &codes[1])]).await.expect(429);
+        world.clock.advance(THROTTLE_WINDOW_MS + 1);
+
+        // The half-finished sign-in expires.
+        browser.sign_in(email, PASSWORD).await.expect(303);
+        world.clock.advance(SECOND_FACTOR_TTL_MS + 1);
+        let expired = browser.post("/sign-in/second-factor", &[("code", &codes[1])]).await.expect(303);
+        assert_eq!(expired.location.as_deref(), Some("/sign-in"));
+
+        // Turning it off needs the password.
+        browser.sign_in(email, PASSWORD).await.expect(303);
+        browser.post("/sign-in/second-factor", &[("code", &codes[1])]).await.expect(303);
+        browser.post("/account/two-factor/disable", &[("password", "not my password")]).await.expect(401);
+        browser.post("/account/two-factor/disable", &[("password", PASSWORD)]).await.expect(200);
+        browser.post("/sign-out", &[]).await.expect(303);
+        assert_eq!(browser.sign_in(email, PASSWORD).await.expect(303).location.as_deref(), Some("/"));
+    }
+
+    async fn an_account_marked_for_deletion_cannot_sign_in(world: World) {
+        let browser = Browser::new(&world.serve().await);
+        browser.sign_up("leaving@example.com", PASSWORD).await;
+        browser.post("/account/delete", &[("password", "wrong password!")]).await.expect(401);
+        browser.post("/account/delete", &[("password", PASSWORD)]).await.expect(303);
+        let refused = browser.sign_in("leaving@example.com", PASSWORD).await.expect(401);
+        assert!(refused.body.contains("marked for deletion"));
+    }
+
     async fn pages_carry_security_headers_and_cookies_are_httponly(world: World) {
         let base = world.serve().await;
         let response = reqwest_get(&format!("{base}/sign-in")).await;
@@ -144,6 +215,15 @@ on_both_databases! {
         let cookie = header("set-cookie");
         assert!(cookie.starts_with("hp_csrf=") && cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
     }
+}
+
+/// The current TOTP code of a user, computed from the stored (sealed) secret as their
+/// authenticator app would from the key it was shown.
+async fn current_code(world: &World, email: &str) -> String {
+    let (user, _) = accounts::find_user_by_email(&world.db, email).await.unwrap().unwrap();
+    let (sealed, _) = accounts::totp_secret(&world.db, &user.id).await.unwrap().unwrap();
+    let secret = totp::open(&world.master, &sealed).unwrap();
+    totp::code(&secret, totp::step_at(world.clock.now_ms()))
 }
 
 fn browser_base(browser: &Browser) -> String {

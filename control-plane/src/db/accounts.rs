@@ -20,6 +20,8 @@ pub struct User {
     pub language: String,
     /// Operators administer the installation (created with `humanproof admin create`).
     pub is_operator: bool,
+    /// Whether sign-in asks for a TOTP code.
+    pub totp_enabled: bool,
 }
 
 /// Account status.
@@ -49,7 +51,7 @@ impl EmailTokenPurpose {
     }
 }
 
-const USER_COLUMNS: &str = "id, email, email_verified_at, status, language, is_operator";
+const USER_COLUMNS: &str = "id, email, email_verified_at, status, language, is_operator, totp_enabled_at";
 
 fn user_from_row(row: &AnyRow) -> Result<User, sqlx::Error> {
     Ok(User {
@@ -62,6 +64,7 @@ fn user_from_row(row: &AnyRow) -> Result<User, sqlx::Error> {
         },
         language: row.try_get("language")?,
         is_operator: row.try_get::<i64, _>("is_operator")? != 0,
+        totp_enabled: row.try_get::<Option<i64>, _>("totp_enabled_at")?.is_some(),
     })
 }
 
@@ -143,38 +146,175 @@ pub async fn set_language(db: &Db, user_id: &str, language: &str, now_ms: i64) -
     Ok(())
 }
 
-/// Starts a session for the token whose hash is given.
+/// Starts a session for the token whose hash is given; with `second_factor_due` it grants
+/// nothing until [`complete_second_factor`].
 pub async fn insert_session(
     db: &Db,
     token_hash: &str,
     user_id: &str,
+    second_factor_due: bool,
     now_ms: i64,
     expires_at: i64,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("INSERT INTO sessions (token_hash, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)")
-        .bind(token_hash)
-        .bind(user_id)
-        .bind(now_ms)
-        .bind(expires_at)
-        .execute(db.pool())
-        .await?;
+    sqlx::query(
+        "INSERT INTO sessions (token_hash, user_id, second_factor_due, created_at, expires_at) \
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(token_hash)
+    .bind(user_id)
+    .bind(i64::from(second_factor_due))
+    .bind(now_ms)
+    .bind(expires_at)
+    .execute(db.pool())
+    .await?;
     Ok(())
 }
 
-/// The user behind a live session.
-pub async fn session_user(db: &Db, token_hash: &str, now_ms: i64) -> Result<Option<User>, sqlx::Error> {
+/// The user behind a live session: a full one, or (with `second_factor_due`) one still
+/// waiting for its second factor.
+pub async fn session_user(
+    db: &Db,
+    token_hash: &str,
+    second_factor_due: bool,
+    now_ms: i64,
+) -> Result<Option<User>, sqlx::Error> {
     let sql = format!(
         "SELECT {} FROM users u JOIN sessions s ON s.user_id = u.id \
-         WHERE s.token_hash = $1 AND s.expires_at > $2",
+         WHERE s.token_hash = $1 AND s.expires_at > $2 AND s.second_factor_due = $3",
         USER_COLUMNS.split(", ").map(|c| format!("u.{c}")).collect::<Vec<_>>().join(", ")
     );
     sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(token_hash)
         .bind(now_ms)
+        .bind(i64::from(second_factor_due))
         .fetch_optional(db.pool())
         .await?
         .map(|row| user_from_row(&row))
         .transpose()
+}
+
+/// Turns a session waiting for its second factor into a full one.
+pub async fn complete_second_factor(db: &Db, token_hash: &str, expires_at: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE sessions SET second_factor_due = 0, expires_at = $1 WHERE token_hash = $2")
+        .bind(expires_at)
+        .bind(token_hash)
+        .execute(db.pool())
+        .await?;
+    Ok(())
+}
+
+/// Marks the account for deletion and ends its sessions.
+pub async fn mark_for_deletion(db: &Db, user_id: &str, now_ms: i64) -> Result<(), sqlx::Error> {
+    let mut tx = db.begin_write().await?;
+    sqlx::query("UPDATE users SET status = 'marked_for_deletion', updated_at = $1 WHERE id = $2")
+        .bind(now_ms)
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("DELETE FROM sessions WHERE user_id = $1").bind(user_id).execute(&mut *tx).await?;
+    tx.commit().await
+}
+
+/// The stored password hash of a user.
+pub async fn password_hash(db: &Db, user_id: &str) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query("SELECT password_hash FROM users WHERE id = $1")
+        .bind(user_id)
+        .fetch_optional(db.pool())
+        .await?
+        .map(|row| row.try_get("password_hash"))
+        .transpose()
+}
+
+/// A user's sealed TOTP secret and the last step accepted, set up or not yet confirmed.
+pub async fn totp_secret(db: &Db, user_id: &str) -> Result<Option<(String, Option<i64>)>, sqlx::Error> {
+    let row = sqlx::query("SELECT totp_secret, totp_last_step FROM users WHERE id = $1 AND totp_secret IS NOT NULL")
+        .bind(user_id)
+        .fetch_optional(db.pool())
+        .await?;
+    row.map(|row| Ok((row.try_get("totp_secret")?, row.try_get("totp_last_step")?))).transpose()
+}
+
+/// Stores a new, not yet confirmed TOTP secret (replacing any unconfirmed one).
+pub async fn set_pending_totp(db: &Db, user_id: &str, sealed: &str, now_ms: i64) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE users SET totp_secret = $1, totp_enabled_at = NULL, totp_last_step = NULL, updated_at = $2 \
+         WHERE id = $3 AND totp_enabled_at IS NULL",
+    )
+    .bind(sealed)
+    .bind(now_ms)
+    .bind(user_id)
+    .execute(db.pool())
+    .await?;
+    Ok(())
+}
+
+/// Turns TOTP on (after a confirmed code) with a fresh set of hashed recovery codes.
+pub async fn enable_totp(db: &Db, user_id: &str, step: i64, recovery_hashes: &[String], now_ms: i64) -> Result<(), sqlx::Error> {
+    let mut tx = db.begin_write().await?;
+    sqlx::query("UPDATE users SET totp_enabled_at = $1, totp_last_step = $2, updated_at = $1 WHERE id = $3")
+        .bind(now_ms)
+        .bind(step)
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("DELETE FROM recovery_codes WHERE user_id = $1").bind(user_id).execute(&mut *tx).await?;
+    for hash in recovery_hashes {
+        sqlx::query("INSERT INTO recovery_codes (code_hash, user_id) VALUES ($1, $2)")
+            .bind(hash)
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await
+}
+
+/// Turns TOTP off and forgets the secret and recovery codes.
+pub async fn disable_totp(db: &Db, user_id: &str, now_ms: i64) -> Result<(), sqlx::Error> {
+    let mut tx = db.begin_write().await?;
+    sqlx::query(
+        "UPDATE users SET totp_secret = NULL, totp_enabled_at = NULL, totp_last_step = NULL, updated_at = $1 WHERE id = $2",
+    )
+    .bind(now_ms)
+    .bind(user_id)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("DELETE FROM recovery_codes WHERE user_id = $1").bind(user_id).execute(&mut *tx).await?;
+    tx.commit().await
+}
+
+/// Records an accepted TOTP step; false if that step (or a later one) was already used, so
+/// two requests racing with one code cannot both pass.
+pub async fn accept_totp_step(db: &Db, user_id: &str, step: i64) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE users SET totp_last_step = $1 WHERE id = $2 AND (totp_last_step IS NULL OR totp_last_step < $1)",
+    )
+    .bind(step)
+    .bind(user_id)
+    .execute(db.pool())
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Uses a recovery code: true once per code.
+pub async fn use_recovery_code(db: &Db, user_id: &str, code_hash: &str, now_ms: i64) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE recovery_codes SET used_at = $1 WHERE code_hash = $2 AND user_id = $3 AND used_at IS NULL",
+    )
+    .bind(now_ms)
+    .bind(code_hash)
+    .bind(user_id)
+    .execute(db.pool())
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Recovery codes not yet used.
+pub async fn unused_recovery_codes(db: &Db, user_id: &str) -> Result<i64, sqlx::Error> {
+    let row = sqlx::query("SELECT COUNT(*) AS unused FROM recovery_codes WHERE user_id = $1 AND used_at IS NULL")
+        .bind(user_id)
+        .fetch_one(db.pool())
+        .await?;
+    row.try_get("unused")
 }
 
 /// Ends a session.

@@ -6,6 +6,8 @@
 //!   which hold no per-visitor data, are kept for billing.
 //! - Siteverify claims are deleted once their token has expired: an expired token is refused
 //!   on its signature's expiry alone, so the claim has nothing left to guard.
+//! - Expired sessions and expired email links are deleted; failed sign-in records (keyed
+//!   hashes) are deleted after 24 hours, long after the throttling window has used them.
 
 use serde::Serialize;
 
@@ -28,6 +30,12 @@ pub struct RetentionReport {
     pub verifications_deleted: u64,
     /// Expired siteverify claims deleted.
     pub claims_deleted: u64,
+    /// Expired sessions deleted.
+    pub sessions_deleted: u64,
+    /// Expired email links deleted.
+    pub email_links_deleted: u64,
+    /// Old failed sign-in records deleted.
+    pub login_failures_deleted: u64,
 }
 
 /// Applies every rule as of `now_ms`.
@@ -50,6 +58,9 @@ pub async fn apply(db: &Db, now_ms: i64) -> Result<RetentionReport, sqlx::Error>
         )
         .await?,
         claims_deleted: run("DELETE FROM siteverify_claims WHERE expires_at < $1", now_ms).await?,
+        sessions_deleted: run("DELETE FROM sessions WHERE expires_at < $1", now_ms).await?,
+        email_links_deleted: run("DELETE FROM email_tokens WHERE expires_at < $1", now_ms).await?,
+        login_failures_deleted: run("DELETE FROM login_failures WHERE at < $1", now_ms - HASH_TTL_MS).await?,
     })
 }
 

@@ -11,7 +11,7 @@ use minijinja::context;
 use serde::Deserialize;
 
 use super::{CsrfToken, Frame, Page, PageError, SignedIn, clear_session_cookie, render, session_cookie};
-use crate::accounts::{self, AccountError};
+use crate::accounts::{self, AccountError, SignIn};
 use crate::app::AppState;
 use crate::db::orgs;
 use crate::error::ApiError;
@@ -28,7 +28,8 @@ fn message(state: &AppState, csrf: &CsrfToken, status: StatusCode, heading: &str
 fn account_error_status(err: &AccountError) -> StatusCode {
     match err {
         AccountError::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
-        AccountError::WrongCredentials | AccountError::AccountClosed => StatusCode::UNAUTHORIZED,
+        AccountError::WrongCredentials | AccountError::AccountClosed | AccountError::WrongCode => StatusCode::UNAUTHORIZED,
+        AccountError::AlreadyEnabled => StatusCode::CONFLICT,
         AccountError::EmailTaken => StatusCode::CONFLICT,
         AccountError::Database(_) => StatusCode::INTERNAL_SERVER_ERROR,
         _ => StatusCode::BAD_REQUEST,
@@ -111,7 +112,10 @@ pub async fn sign_in(
     Form(form): Form<SignInForm>,
 ) -> Response {
     match accounts::sign_in(&state, &form.email, &form.password, &peer.ip().to_string()).await {
-        Ok((_, token)) => ([(header::SET_COOKIE, session_cookie(&state, &token))], Redirect::to("/")).into_response(),
+        Ok((_, SignIn::Done(token))) => ([(header::SET_COOKIE, session_cookie(&state, &token))], Redirect::to("/")).into_response(),
+        Ok((_, SignIn::SecondFactorDue(token))) => {
+            ([(header::SET_COOKIE, session_cookie(&state, &token))], Redirect::to("/sign-in/second-factor")).into_response()
+        }
         Err(err) => {
             let mut response = render(
                 &state,
@@ -240,4 +244,139 @@ pub async fn outbox(State(state): State<AppState>, Extension(csrf): Extension<Cs
         })
         .collect();
     Ok(render(&state, StatusCode::OK, "outbox.html", &anonymous(&csrf), context! { messages => messages }))
+}
+
+/// `GET /sign-in/second-factor`.
+pub async fn second_factor_page(
+    State(state): State<AppState>,
+    Extension(csrf): Extension<CsrfToken>,
+    headers: axum::http::HeaderMap,
+) -> Result<Response, PageError> {
+    let pending = match super::cookie(&headers, super::SESSION_COOKIE) {
+        Some(token) => accounts::second_factor_user(&state, &token).await?,
+        None => None,
+    };
+    if pending.is_none() {
+        return Ok(Redirect::to("/sign-in").into_response());
+    }
+    Ok(render(&state, StatusCode::OK, "second_factor.html", &anonymous(&csrf), context! {}).into_response())
+}
+
+/// The second-factor form.
+#[derive(Debug, Deserialize)]
+pub struct SecondFactorForm {
+    code: String,
+}
+
+/// `POST /sign-in/second-factor`: a TOTP code or a recovery code.
+pub async fn second_factor(
+    State(state): State<AppState>,
+    Extension(csrf): Extension<CsrfToken>,
+    headers: axum::http::HeaderMap,
+    Form(form): Form<SecondFactorForm>,
+) -> Response {
+    let token = super::cookie(&headers, super::SESSION_COOKIE).unwrap_or_default();
+    match accounts::complete_second_factor(&state, &token, &form.code).await {
+        Ok(_) => Redirect::to("/").into_response(),
+        Err(AccountError::SignInAgain) => Redirect::to("/sign-in").into_response(),
+        Err(err) => {
+            let mut response = render(&state, account_error_status(&err), "second_factor.html", &anonymous(&csrf), context! { error => error_text(&err) }).into_response();
+            if let AccountError::Throttled { retry_after_s } = err {
+                response.headers_mut().insert(header::RETRY_AFTER, retry_after_s.into());
+            }
+            response
+        }
+    }
+}
+
+fn account_page(state: &AppState, csrf: &CsrfToken, user: &crate::db::accounts::User, status: StatusCode, extra: minijinja::Value) -> Page {
+    let frame = Frame { csrf, user: Some(user), actor: None, section: "account" };
+    let languages = &crate::db::projects::LANGUAGES[1..];
+    render(state, status, "account.html", &frame, context! { totp_enabled => user.totp_enabled, language => user.language, languages => languages, ..extra })
+}
+
+/// `GET /account`: language, two-factor authentication, deletion.
+pub async fn account(State(state): State<AppState>, Extension(csrf): Extension<CsrfToken>, SignedIn { user, .. }: SignedIn) -> Page {
+    account_page(&state, &csrf, &user, StatusCode::OK, context! {})
+}
+
+/// Forms of the account page that take one field.
+#[derive(Debug, Deserialize)]
+pub struct AccountForm {
+    #[serde(default)]
+    language: String,
+    #[serde(default)]
+    code: String,
+    #[serde(default)]
+    password: String,
+}
+
+fn account_result(state: &AppState, csrf: &CsrfToken, user: &crate::db::accounts::User, result: Result<minijinja::Value, AccountError>) -> Page {
+    match result {
+        Ok(extra) => account_page(state, csrf, user, StatusCode::OK, extra),
+        Err(err) => account_page(state, csrf, user, account_error_status(&err), context! { error => error_text(&err) }),
+    }
+}
+
+/// `POST /account/language`.
+pub async fn set_language(
+    State(state): State<AppState>,
+    Extension(csrf): Extension<CsrfToken>,
+    SignedIn { mut user, .. }: SignedIn,
+    Form(form): Form<AccountForm>,
+) -> Result<Page, PageError> {
+    if !crate::db::projects::LANGUAGES[1..].contains(&form.language.as_str()) {
+        return Err(ApiError::Invalid { field: "language", message: "Pick a language from the list.".into() }.into());
+    }
+    crate::db::accounts::set_language(&state.db, &user.id, &form.language, state.clock.now_ms()).await?;
+    user.language = form.language;
+    Ok(account_page(&state, &csrf, &user, StatusCode::OK, context! { notice => "Language saved." }))
+}
+
+/// `POST /account/two-factor/setup`: shows a new secret to scan, unconfirmed.
+pub async fn begin_totp(State(state): State<AppState>, Extension(csrf): Extension<CsrfToken>, SignedIn { user, .. }: SignedIn) -> Page {
+    let result = accounts::begin_totp_setup(&state, &user).await.map(|(secret, uri)| context! { setup => context! { secret => secret, uri => uri } });
+    account_result(&state, &csrf, &user, result)
+}
+
+/// `POST /account/two-factor/confirm`: turns TOTP on and shows the recovery codes once.
+pub async fn confirm_totp(
+    State(state): State<AppState>,
+    Extension(csrf): Extension<CsrfToken>,
+    SignedIn { mut user, .. }: SignedIn,
+    Form(form): Form<AccountForm>,
+) -> Page {
+    let result = accounts::confirm_totp(&state, &user, &form.code).await;
+    if result.is_ok() {
+        user.totp_enabled = true;
+    }
+    let result = result.map(|codes| context! { recovery_codes => codes, notice => "Two-factor authentication is on." });
+    account_result(&state, &csrf, &user, result)
+}
+
+/// `POST /account/two-factor/disable`.
+pub async fn disable_totp(
+    State(state): State<AppState>,
+    Extension(csrf): Extension<CsrfToken>,
+    SignedIn { mut user, .. }: SignedIn,
+    Form(form): Form<AccountForm>,
+) -> Page {
+    let result = accounts::disable_totp(&state, &user, &form.password).await;
+    if result.is_ok() {
+        user.totp_enabled = false;
+    }
+    account_result(&state, &csrf, &user, result.map(|()| context! { notice => "Two-factor authentication is off." }))
+}
+
+/// `POST /account/delete`: marks the account for deletion and signs out.
+pub async fn delete_account(
+    State(state): State<AppState>,
+    Extension(csrf): Extension<CsrfToken>,
+    SignedIn { user, .. }: SignedIn,
+    Form(form): Form<AccountForm>,
+) -> Response {
+    match accounts::mark_for_deletion(&state, &user, &form.password).await {
+        Ok(()) => ([(header::SET_COOKIE, clear_session_cookie())], Redirect::to("/sign-in")).into_response(),
+        Err(err) => account_page(&state, &csrf, &user, account_error_status(&err), context! { error => error_text(&err) }).into_response(),
+    }
 }

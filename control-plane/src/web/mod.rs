@@ -30,7 +30,7 @@ use crate::db::accounts::User;
 use crate::error::ApiError;
 use crate::manage::{Actor, Principal};
 
-const SESSION_COOKIE: &str = "hp_session";
+pub(crate) const SESSION_COOKIE: &str = "hp_session";
 const CSRF_COOKIE: &str = "hp_csrf";
 /// Largest dashboard form read.
 const MAX_FORM: usize = 64 * 1024;
@@ -48,7 +48,8 @@ pub fn templates() -> Environment<'static> {
     add!(
         "base.html", "sign_up.html", "sign_in.html", "message.html", "forgot_password.html",
         "reset_password.html", "projects.html", "project_form.html", "integration.html",
-        "usage.html", "members.html", "api_keys.html", "audit.html", "outbox.html"
+        "usage.html", "members.html", "api_keys.html", "audit.html", "outbox.html", "second_factor.html",
+        "account.html"
     );
     env
 }
@@ -59,7 +60,14 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/", get(auth::home))
         .route("/sign-up", get(auth::sign_up_page).post(auth::sign_up))
         .route("/sign-in", get(auth::sign_in_page).post(auth::sign_in))
+        .route("/sign-in/second-factor", get(auth::second_factor_page).post(auth::second_factor))
         .route("/sign-out", post(auth::sign_out))
+        .route("/account", get(auth::account))
+        .route("/account/language", post(auth::set_language))
+        .route("/account/two-factor/setup", post(auth::begin_totp))
+        .route("/account/two-factor/confirm", post(auth::confirm_totp))
+        .route("/account/two-factor/disable", post(auth::disable_totp))
+        .route("/account/delete", post(auth::delete_account))
         .route("/verify-email", get(auth::verify_email))
         .route("/verify-email/resend", post(auth::resend_verification))
         .route("/forgot-password", get(auth::forgot_password_page).post(auth::forgot_password))
@@ -87,7 +95,7 @@ async fn static_file(content_type: &'static str, body: &'static str) -> Response
     ([(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, "public, max-age=300")], body).into_response()
 }
 
-fn cookie(headers: &axum::http::HeaderMap, name: &str) -> Option<String> {
+pub(crate) fn cookie(headers: &axum::http::HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
