@@ -131,6 +131,16 @@ fn throttle_subject(state: &AppState, kind: &str, value: &str) -> String {
     hex::encode(mac.finalize().into_bytes())
 }
 
+/// Refuses once `subject` has `limit` failures within the window, saying when to retry.
+async fn check_throttle(state: &AppState, subject: &str, limit: i64, now: i64) -> Result<(), AccountError> {
+    let (failures, oldest) = accounts::login_failures_since(&state.db, subject, now - THROTTLE_WINDOW_MS).await?;
+    if failures < limit {
+        return Ok(());
+    }
+    let retry_after_ms = oldest.unwrap_or(now) + THROTTLE_WINDOW_MS - now;
+    Err(AccountError::Throttled { retry_after_s: u64::try_from(retry_after_ms.max(1000) / 1000).unwrap_or(1) })
+}
+
 /// Creates an account and its first organisation, and sends the verification link.
 pub async fn sign_up(state: &AppState, email: &str, password: &str, organisation: &str) -> Result<User, AccountError> {
     let email = normalize_email(email)?;
@@ -189,16 +199,10 @@ pub enum SignIn {
 pub async fn sign_in(state: &AppState, email: &str, password: &str, client_ip: &str) -> Result<(User, SignIn), AccountError> {
     let email = normalize_email(email).map_err(|_| AccountError::WrongCredentials)?;
     let now = state.clock.now_ms();
-    let since = now - THROTTLE_WINDOW_MS;
     let by_email = throttle_subject(state, "email", &email);
     let by_ip = throttle_subject(state, "ip", client_ip);
-    for (subject, limit) in [(&by_email, MAX_FAILURES_PER_EMAIL), (&by_ip, MAX_FAILURES_PER_IP)] {
-        let (failures, oldest) = accounts::login_failures_since(&state.db, subject, since).await?;
-        if failures >= limit {
-            let retry_after_ms = oldest.unwrap_or(now) + THROTTLE_WINDOW_MS - now;
-            return Err(AccountError::Throttled { retry_after_s: u64::try_from(retry_after_ms.max(1000) / 1000).unwrap_or(1) });
-        }
-    }
+    check_throttle(state, &by_email, MAX_FAILURES_PER_EMAIL, now).await?;
+    check_throttle(state, &by_ip, MAX_FAILURES_PER_IP, now).await?;
     let found = accounts::find_user_by_email(&state.db, &email).await?;
     let Some((user, _)) = found.filter(|(_, stored)| verify_password(stored, password)) else {
         accounts::record_login_failure(&state.db, &by_email, now).await?;
@@ -237,11 +241,7 @@ pub async fn complete_second_factor(state: &AppState, token: &str, code: &str) -
     let now = state.clock.now_ms();
     let user = second_factor_user(state, token).await?.ok_or(AccountError::SignInAgain)?;
     let subject = throttle_subject(state, "second-factor", &user.id);
-    let (failures, oldest) = accounts::login_failures_since(&state.db, &subject, now - THROTTLE_WINDOW_MS).await?;
-    if failures >= MAX_SECOND_FACTOR_FAILURES {
-        let retry_after_ms = oldest.unwrap_or(now) + THROTTLE_WINDOW_MS - now;
-        return Err(AccountError::Throttled { retry_after_s: u64::try_from(retry_after_ms.max(1000) / 1000).unwrap_or(1) });
-    }
+    check_throttle(state, &subject, MAX_SECOND_FACTOR_FAILURES, now).await?;
     if !second_factor_matches(state, &user, code, now).await? {
         accounts::record_login_failure(&state.db, &subject, now).await?;
         return Err(AccountError::WrongCode);

@@ -235,41 +235,38 @@ impl KvClient {
         Self { http, namespace_url, api_token: api_token.to_owned() }
     }
 
-    /// `PUT …/bulk` with `[{"key", "value"}]`, retrying keys Cloudflare reports as not written.
+    /// `PUT …/bulk` with `[{"key", "value"}]`.
     pub async fn bulk_put(&self, pairs: &[KvPair]) -> Result<(), PublishError> {
-        for chunk in pairs.chunks(MAX_KEYS_PER_CALL) {
-            let mut pending: Vec<&KvPair> = chunk.iter().collect();
-            for attempt in 1..=ATTEMPTS {
-                let request = self.http.put(format!("{}/bulk", self.namespace_url)).json(&pending);
-                match self.send(request).await {
-                    Ok(unsuccessful) if unsuccessful.is_empty() => break,
-                    Ok(unsuccessful) => pending.retain(|pair| unsuccessful.contains(&pair.key)),
-                    Err(err) if attempt == ATTEMPTS => return Err(err),
-                    Err(err) => tracing::debug!(error = %err, attempt, "KV write failed; retrying"),
-                }
-                if attempt == ATTEMPTS {
-                    return Err(PublishError::Kv(format!("{} keys not written", pending.len())));
-                }
-                tokio::time::sleep(backoff(attempt)).await;
-            }
-        }
-        Ok(())
+        self.bulk(reqwest::Method::PUT, "bulk", pairs, |pair| &pair.key).await
     }
 
     /// `POST …/bulk/delete` with `["key", …]`; deleting a missing key succeeds.
     pub async fn bulk_delete(&self, keys: &[String]) -> Result<(), PublishError> {
-        for chunk in keys.chunks(MAX_KEYS_PER_CALL) {
-            let mut pending: Vec<&String> = chunk.iter().collect();
+        self.bulk(reqwest::Method::POST, "bulk/delete", keys, String::as_str).await
+    }
+
+    /// Sends `items` in calls of at most [`MAX_KEYS_PER_CALL`], each retried up to
+    /// [`ATTEMPTS`] times with backoff; a retry sends only the keys Cloudflare reported as
+    /// not processed.
+    async fn bulk<T: Serialize>(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        items: &[T],
+        key_of: impl Fn(&T) -> &str,
+    ) -> Result<(), PublishError> {
+        let url = format!("{}/{path}", self.namespace_url);
+        for chunk in items.chunks(MAX_KEYS_PER_CALL) {
+            let mut pending: Vec<&T> = chunk.iter().collect();
             for attempt in 1..=ATTEMPTS {
-                let request = self.http.post(format!("{}/bulk/delete", self.namespace_url)).json(&pending);
-                match self.send(request).await {
+                match self.send(self.http.request(method.clone(), &url).json(&pending)).await {
                     Ok(unsuccessful) if unsuccessful.is_empty() => break,
-                    Ok(unsuccessful) => pending.retain(|key| unsuccessful.contains(key)),
+                    Ok(unsuccessful) => pending.retain(|item| unsuccessful.iter().any(|key| key == key_of(item))),
                     Err(err) if attempt == ATTEMPTS => return Err(err),
-                    Err(err) => tracing::debug!(error = %err, attempt, "KV delete failed; retrying"),
+                    Err(err) => tracing::debug!(error = %err, attempt, path, "KV call failed; retrying"),
                 }
                 if attempt == ATTEMPTS {
-                    return Err(PublishError::Kv(format!("{} keys not deleted", pending.len())));
+                    return Err(PublishError::Kv(format!("{} keys not processed by {path}", pending.len())));
                 }
                 tokio::time::sleep(backoff(attempt)).await;
             }

@@ -48,7 +48,7 @@ pub fn templates() -> Environment<'static> {
     add!(
         "base.html", "sign_up.html", "sign_in.html", "message.html", "forgot_password.html",
         "reset_password.html", "projects.html", "project_form.html", "integration.html",
-        "usage.html", "members.html", "api_keys.html", "audit.html", "outbox.html", "second_factor.html",
+        "usage.html", "members.html", "api_keys.html", "audit.html", "outbox.html", "second_factor.html", "project_tabs.html",
         "account.html"
     );
     env
