@@ -15,7 +15,6 @@ use crate::config::{DatabaseArgs, KvArgs, SecretArgs, WebArgs};
 use crate::db::projects::{BillingStatus, ProjectSettings};
 use crate::app::WebConfig;
 use crate::db::{self, Db, month_of, projects, retention, telemetry};
-use crate::mail::Mailer;
 use crate::publish::Publisher;
 use crate::{accounts, local, secrets, snapshot};
 
@@ -191,7 +190,7 @@ impl Cli {
                     secret.require()?,
                     Clock::system(),
                     publisher,
-                    Mailer::Outbox(web.outbox_dir.clone()),
+                    web.mailer()?,
                     WebConfig::new(&web.public_url, &web.edge_url, false),
                 );
                 tokio::spawn(retention::apply_hourly(state.db.clone(), state.clock.clone()));

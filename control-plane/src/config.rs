@@ -75,9 +75,30 @@ pub struct WebArgs {
     /// The edge's public URL, for the widget snippet.
     #[arg(long, env = "HUMANPROOF_EDGE_URL", default_value = "http://127.0.0.1:8787")]
     pub edge_url: String,
-    /// Folder that receives outgoing email (SMTP delivery is not built yet).
+    /// SMTP server for outgoing email, e.g. `smtps://user:password@smtp.example.com`
+    /// (`smtp://host:25?tls=required` for STARTTLS). Without it, email goes to the outbox
+    /// folder.
+    #[arg(long, env = "HUMANPROOF_SMTP_URL", hide_env_values = true)]
+    pub smtp_url: Option<String>,
+    /// Sender of outgoing email.
+    #[arg(long, env = "HUMANPROOF_MAIL_FROM", default_value = "HumanProof <no-reply@humanproof.invalid>")]
+    pub mail_from: String,
+    /// Folder that receives outgoing email when no SMTP server is configured.
     #[arg(long, env = "HUMANPROOF_OUTBOX_DIR", default_value = "data/outbox")]
     pub outbox_dir: PathBuf,
+}
+
+impl WebArgs {
+    /// SMTP when configured, else the outbox folder.
+    pub fn mailer(&self) -> anyhow::Result<crate::mail::Mailer> {
+        match &self.smtp_url {
+            Some(url) => Ok(crate::mail::Mailer::smtp(url, &self.mail_from)?),
+            None => {
+                tracing::warn!(outbox = %self.outbox_dir.display(), "no SMTP server configured: email goes to the outbox folder");
+                Ok(crate::mail::Mailer::Outbox(self.outbox_dir.clone()))
+            }
+        }
+    }
 }
 
 /// Cloudflare Workers KV, where the edge reads the snapshot. All three or none.

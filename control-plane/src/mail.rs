@@ -1,8 +1,12 @@
-//! Outgoing email. Locally every message lands in an outbox folder that the dashboard
-//! lists at `/dev/outbox`, so sign-up and password-reset links can be followed without a
-//! mail server.
+//! Outgoing email: through an SMTP server (lettre) in production, or, locally, into an
+//! outbox folder that the dashboard lists at `/dev/outbox`, so sign-up and password-reset
+//! links can be followed without a mail server.
 
 use std::path::PathBuf;
+
+use lettre::message::Mailbox;
+use lettre::message::header::ContentType;
+use lettre::{AsyncSmtpTransport, AsyncTransport as _, Message, Tokio1Executor};
 
 /// One message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,15 +20,55 @@ pub struct Email {
 }
 
 /// Where email goes.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub enum Mailer {
     /// Each message becomes a file in this folder.
     Outbox(PathBuf),
+    /// An SMTP server.
+    Smtp {
+        /// The connection settings (`smtps://` or `smtp://…?tls=required` for TLS).
+        transport: AsyncSmtpTransport<Tokio1Executor>,
+        /// The sender.
+        from: Mailbox,
+    },
+}
+
+impl std::fmt::Debug for Mailer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Outbox(dir) => f.debug_tuple("Mailer::Outbox").field(dir).finish(),
+            Self::Smtp { from, .. } => f.debug_struct("Mailer::Smtp").field("from", &from.to_string()).finish_non_exhaustive(),
+        }
+    }
+}
+
+/// Why a message was not sent.
+#[derive(Debug, thiserror::Error)]
+pub enum MailError {
+    /// Writing the outbox file failed.
+    #[error(transparent)]
+    Outbox(#[from] std::io::Error),
+    /// The address or message could not be built.
+    #[error("invalid message: {0}")]
+    Message(String),
+    /// The SMTP server refused or could not be reached.
+    #[error(transparent)]
+    Smtp(#[from] lettre::transport::smtp::Error),
 }
 
 impl Mailer {
+    /// SMTP from a URL such as `smtps://user:password@smtp.example.com` (credentials and
+    /// TLS mode as lettre reads them) and a sender address.
+    pub fn smtp(url: &str, from: &str) -> Result<Self, MailError> {
+        // lettre's rustls needs a process-wide provider, as reqwest does.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)?.build();
+        let from = from.parse().map_err(|err| MailError::Message(format!("sender {from:?}: {err}")))?;
+        Ok(Self::Smtp { transport, from })
+    }
+
     /// Sends (or files) one message.
-    pub async fn send(&self, email: &Email) -> std::io::Result<()> {
+    pub async fn send(&self, email: &Email) -> Result<(), MailError> {
         match self {
             Self::Outbox(dir) => {
                 tokio::fs::create_dir_all(dir).await?;
@@ -35,14 +79,27 @@ impl Mailer {
                     "To: {}\r\nSubject: {}\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{}\r\n",
                     email.to, email.subject, email.body
                 );
-                tokio::fs::write(dir.join(name), text).await
+                tokio::fs::write(dir.join(name), text).await?;
+                Ok(())
+            }
+            Self::Smtp { transport, from } => {
+                let to: Mailbox = email.to.parse().map_err(|err| MailError::Message(format!("recipient: {err}")))?;
+                let message = Message::builder()
+                    .from(from.clone())
+                    .to(to)
+                    .subject(&email.subject)
+                    .header(ContentType::TEXT_PLAIN)
+                    .body(email.body.clone())
+                    .map_err(|err| MailError::Message(err.to_string()))?;
+                transport.send(message).await?;
+                Ok(())
             }
         }
     }
 
-    /// The outbox's messages, newest first, when this mailer has one.
+    /// The outbox's messages, newest first; empty for SMTP.
     pub async fn outbox(&self) -> std::io::Result<Vec<String>> {
-        let Self::Outbox(dir) = self;
+        let Self::Outbox(dir) = self else { return Ok(Vec::new()) };
         let mut names: Vec<PathBuf> = Vec::new();
         let Ok(mut entries) = tokio::fs::read_dir(dir).await else { return Ok(Vec::new()) };
         while let Some(entry) = entries.next_entry().await? {
