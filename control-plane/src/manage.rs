@@ -17,7 +17,7 @@ use crate::db::accounts::User;
 use crate::db::orgs::{self, ApiKey, AuditEntry, Member};
 use crate::db::projects::{self, BillingStatus, LANGUAGES, Project, ProjectSettings, SIZES, THEMES, WidgetOptions};
 use crate::db::telemetry::{self, Usage};
-use crate::db::{accounts, is_unique_violation, month_of};
+use crate::db::{is_unique_violation, month_of};
 use crate::error::ApiError;
 use crate::roles::{Permission, Role, Scope};
 use crate::secrets;
@@ -118,6 +118,8 @@ pub struct ProjectView {
     pub widget: WidgetOptions,
     /// Unix ms until which the previous secret still verifies, after a rotation.
     pub previous_secret_valid_until: Option<i64>,
+    /// The agency client it is filed under.
+    pub client_id: Option<String>,
 }
 
 impl From<&Project> for ProjectView {
@@ -140,6 +142,7 @@ impl From<&Project> for ProjectView {
             plan: settings.plan.clone(),
             widget: settings.widget.clone(),
             previous_secret_valid_until: project.previous_secret_expires_at,
+            client_id: project.client_id.clone(),
         }
     }
 }
@@ -174,6 +177,8 @@ pub struct ProjectInput {
     pub active: Option<bool>,
     /// Widget defaults.
     pub widget: Option<WidgetOptions>,
+    /// File under this client of the organisation; `""` files under none.
+    pub client_id: Option<String>,
 }
 
 fn invalid(field: &'static str, message: impl Into<String>) -> ApiError {
@@ -181,7 +186,8 @@ fn invalid(field: &'static str, message: impl Into<String>) -> ApiError {
 }
 
 impl ProjectInput {
-    /// Applies the input to `settings`, refusing anything out of range.
+    /// Applies the input to `settings`, refusing anything out of range. The client is
+    /// applied separately ([`file_under_client`]), as it is not an edge setting.
     pub fn apply(self, mut settings: ProjectSettings) -> Result<ProjectSettings, ApiError> {
         if let Some(name) = self.name {
             let name = name.trim().to_owned();
@@ -281,6 +287,51 @@ async fn find_project(state: &AppState, actor: &Actor, project_id: &str) -> Resu
     projects::find_in_organisation(&state.db, &actor.organisation_id, project_id).await?.ok_or(ApiError::NotFound)
 }
 
+/// The client a project should be filed under: `None` to leave it, `Some(None)` for no
+/// client, `Some(Some(id))` for one of the actor's organisation's clients (another
+/// organisation's client id is refused like an unknown one).
+async fn checked_client(state: &AppState, actor: &Actor, client_id: Option<String>) -> Result<Option<Option<String>>, ApiError> {
+    match client_id.as_deref() {
+        None => Ok(None),
+        Some("") => Ok(Some(None)),
+        Some(id) => {
+            let clients = orgs::clients(&state.db, &actor.organisation_id).await?;
+            if clients.iter().any(|client| client.id == id) {
+                Ok(Some(Some(id.to_owned())))
+            } else {
+                Err(invalid("client_id", "No such client in this organisation."))
+            }
+        }
+    }
+}
+
+/// The organisation's clients.
+pub async fn list_clients(state: &AppState, actor: &Actor) -> Result<Vec<orgs::Client>, ApiError> {
+    actor.require(Permission::ProjectsRead)?;
+    Ok(orgs::clients(&state.db, &actor.organisation_id).await?)
+}
+
+/// Adds a client to file projects under.
+pub async fn create_client(state: &AppState, actor: &Actor, name: &str) -> Result<orgs::Client, ApiError> {
+    actor.require(Permission::ProjectsWrite)?;
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 100 {
+        return Err(invalid("name", "Give the client a name of 1 to 100 characters."));
+    }
+    let client = orgs::insert_client(&state.db, &actor.organisation_id, name, state.clock.now_ms()).await?;
+    actor.audit(state, "client.created", Some(&client.id)).await?;
+    Ok(client)
+}
+
+/// Removes a client; its projects stay, unfiled.
+pub async fn delete_client(state: &AppState, actor: &Actor, client_id: &str) -> Result<(), ApiError> {
+    actor.require(Permission::ProjectsWrite)?;
+    if !orgs::delete_client(&state.db, &actor.organisation_id, client_id).await? {
+        return Err(ApiError::NotFound);
+    }
+    actor.audit(state, "client.deleted", Some(client_id)).await
+}
+
 /// The organisation's projects.
 pub async fn list_projects(state: &AppState, actor: &Actor) -> Result<Vec<ProjectView>, ApiError> {
     actor.require(Permission::ProjectsRead)?;
@@ -313,7 +364,9 @@ pub async fn create_project(state: &AppState, actor: &Actor, input: ProjectInput
         active: true,
         widget: WidgetOptions::default(),
     };
+    let client = input.client_id.clone();
     let settings = input.apply(defaults)?;
+    let client = checked_client(state, actor, client).await?;
     let secret = secrets::new_backend_secret();
     let project = projects::insert(
         &state.db,
@@ -324,6 +377,9 @@ pub async fn create_project(state: &AppState, actor: &Actor, input: ProjectInput
         state.clock.now_ms(),
     )
     .await?;
+    if let Some(client) = client {
+        projects::set_client(&state.db, &project.id, client.as_deref()).await?;
+    }
     actor.audit(state, "project.created", Some(&project.id)).await?;
     publish(state).await;
     Ok((ProjectView::from(&project), secret))
@@ -334,8 +390,13 @@ pub async fn update_project(state: &AppState, actor: &Actor, project_id: &str, i
     actor.require(Permission::ProjectsWrite)?;
     let project = find_project(state, actor, project_id).await?;
     let was_active = project.settings.active;
+    let client = input.client_id.clone();
     let settings = input.apply(project.settings.clone())?;
+    let client = checked_client(state, actor, client).await?;
     projects::update_settings(&state.db, &project.id, &settings, state.clock.now_ms()).await?;
+    if let Some(client) = client {
+        projects::set_client(&state.db, &project.id, client.as_deref()).await?;
+    }
     let action = match (was_active, settings.active) {
         (true, false) => "project.paused",
         (false, true) => "project.resumed",
@@ -392,22 +453,81 @@ pub async fn list_members(state: &AppState, actor: &Actor) -> Result<Vec<Member>
     Ok(orgs::members(&state.db, &actor.organisation_id).await?)
 }
 
-/// Adds an existing user by email with a role, or changes a member's role.
-pub async fn put_member(state: &AppState, actor: &Actor, email: &str, role: Role) -> Result<(), ApiError> {
+/// How long an invitation link works.
+pub const INVITATION_TTL_MS: i64 = 7 * 24 * 60 * 60 * 1000;
+
+/// Changes a member's role, or invites the address by email when it is not a member yet.
+/// Returns whether an invitation was sent.
+pub async fn put_member(state: &AppState, actor: &Actor, email: &str, role: Role) -> Result<bool, ApiError> {
     actor.require(Permission::MembersWrite)?;
     if role == Role::Owner && !matches!(actor.principal, Principal::Member { role: Role::Owner, .. }) {
         return Err(ApiError::Forbidden("only_owners_appoint_owners"));
     }
     let email = crate::accounts::normalize_email(email).map_err(|_| invalid("email", "Enter a valid email address."))?;
-    let Some((user, _)) = accounts::find_user_by_email(&state.db, &email).await? else {
-        return Err(invalid("email", "No account uses this address yet: ask them to sign up first."));
-    };
     let members = orgs::members(&state.db, &actor.organisation_id).await?;
-    if role != Role::Owner && is_last_owner(&members, &user.id) {
+    let Some(member) = members.iter().find(|m| m.email == email) else {
+        invite(state, actor, &email, role).await?;
+        return Ok(true);
+    };
+    if role != Role::Owner && is_last_owner(&members, &member.user_id) {
         return Err(ApiError::Conflict("last_owner"));
     }
-    orgs::put_member(&state.db, &actor.organisation_id, &user.id, role, state.clock.now_ms()).await?;
-    actor.audit(state, &format!("member.role_set.{}", role.as_str()), Some(&email)).await
+    if member.role == Role::Owner && !matches!(actor.principal, Principal::Member { role: Role::Owner, .. }) {
+        return Err(ApiError::Forbidden("only_owners_change_owners"));
+    }
+    orgs::put_member(&state.db, &actor.organisation_id, &member.user_id, role, state.clock.now_ms()).await?;
+    actor.audit(state, &format!("member.role_set.{}", role.as_str()), Some(&email)).await?;
+    Ok(false)
+}
+
+async fn invite(state: &AppState, actor: &Actor, email: &str, role: Role) -> Result<(), ApiError> {
+    let token = crate::accounts::new_token();
+    let now = state.clock.now_ms();
+    let inviter = actor.audit_name();
+    orgs::insert_invitation(&state.db, &secrets::hash_secret(&token), &actor.organisation_id, email, role, &inviter, now, now + INVITATION_TTL_MS).await?;
+    let organisation = actor.organisation_name.clone().unwrap_or_default();
+    let link = format!("{}/invitations/accept?token={token}", state.web.public_url);
+    let message = crate::mail::Email {
+        to: email.to_owned(),
+        subject: format!("You are invited to {organisation} on HumanProof"),
+        body: format!(
+            "You are invited to join {organisation} on HumanProof as {}.\n\nAccept within 7 days (sign up with this address first if you have no account):\n\n{link}\n",
+            role.as_str()
+        ),
+    };
+    if let Err(err) = state.mailer.send(&message).await {
+        tracing::error!(error = %err, "could not send an invitation");
+    }
+    actor.audit(state, &format!("member.invited.{}", role.as_str()), Some(email)).await
+}
+
+/// Pending invitations.
+pub async fn list_invitations(state: &AppState, actor: &Actor) -> Result<Vec<orgs::Invitation>, ApiError> {
+    actor.require(Permission::MembersRead)?;
+    Ok(orgs::pending_invitations(&state.db, &actor.organisation_id, state.clock.now_ms()).await?)
+}
+
+/// Withdraws a pending invitation.
+pub async fn revoke_invitation(state: &AppState, actor: &Actor, email: &str) -> Result<(), ApiError> {
+    actor.require(Permission::MembersWrite)?;
+    if !orgs::revoke_invitation(&state.db, &actor.organisation_id, email).await? {
+        return Err(ApiError::NotFound);
+    }
+    actor.audit(state, "member.invitation_revoked", Some(email)).await
+}
+
+/// Accepts an invitation as `user`, whose address must be the invited one. Returns the
+/// organisation joined.
+pub async fn accept_invitation(state: &AppState, user: &User, token: &str) -> Result<String, ApiError> {
+    let now = state.clock.now_ms();
+    let token_hash = secrets::hash_secret(token);
+    let (_, _, invitation) = orgs::find_invitation(&state.db, &token_hash, now).await?.ok_or(ApiError::NotFound)?;
+    if invitation.email != user.email {
+        return Err(ApiError::Forbidden("invitation_for_another_address"));
+    }
+    let organisation_id = orgs::accept_invitation(&state.db, &token_hash, &user.id, now).await?.ok_or(ApiError::NotFound)?;
+    orgs::audit(&state.db, Some(&organisation_id), &format!("user:{}", user.email), "member.joined", Some(&user.email), now).await?;
+    Ok(organisation_id)
 }
 
 /// Removes a member; the last owner stays.

@@ -75,6 +75,29 @@ CREATE TABLE memberships (
 );
 CREATE INDEX memberships_user ON memberships (user_id);
 
+-- Invitations by email: the link carries a random token, stored hashed; accepting needs an
+-- account with the invited address.
+CREATE TABLE invitations (
+    token_hash       TEXT PRIMARY KEY,
+    organisation_id  TEXT NOT NULL REFERENCES organisations (id) ON DELETE CASCADE,
+    email            TEXT NOT NULL,
+    role             TEXT NOT NULL,
+    invited_by       TEXT NOT NULL,
+    created_at       BIGINT NOT NULL,
+    expires_at       BIGINT NOT NULL,
+    accepted_at      BIGINT
+);
+CREATE INDEX invitations_organisation ON invitations (organisation_id);
+
+-- An agency groups its projects under named clients.
+CREATE TABLE clients (
+    id               TEXT PRIMARY KEY,
+    organisation_id  TEXT NOT NULL REFERENCES organisations (id) ON DELETE CASCADE,
+    name             TEXT NOT NULL,
+    created_at       BIGINT NOT NULL
+);
+CREATE INDEX clients_organisation ON clients (organisation_id);
+
 CREATE TABLE api_keys (
     id               TEXT PRIMARY KEY,
     organisation_id  TEXT NOT NULL REFERENCES organisations (id) ON DELETE CASCADE,
@@ -102,6 +125,7 @@ CREATE INDEX audit_log_organisation_at ON audit_log (organisation_id, at);
 -- the widget options the integration page shows. Every change bumps `revision`;
 -- `published_revision` < `revision` means the edge has not seen the latest change yet.
 ALTER TABLE projects ADD COLUMN organisation_id TEXT REFERENCES organisations (id) ON DELETE CASCADE;
+ALTER TABLE projects ADD COLUMN client_id TEXT REFERENCES clients (id) ON DELETE SET NULL;
 ALTER TABLE projects ADD COLUMN widget_variant TEXT NOT NULL DEFAULT 'checkbox';
 ALTER TABLE projects ADD COLUMN widget_theme TEXT NOT NULL DEFAULT 'auto';
 ALTER TABLE projects ADD COLUMN widget_language TEXT NOT NULL DEFAULT 'auto';

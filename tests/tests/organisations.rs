@@ -28,6 +28,12 @@ async fn tenant(world: &World, base: &str, email: &str) -> Tenant {
     Tenant { browser, org, user_id: user.id, project }
 }
 
+async fn insert_org(world: &World) -> String {
+    let email = format!("{}@example.com", secrets::new_id());
+    let user = accounts::insert_user(&world.db, &email, "x", false, 0).await.unwrap();
+    orgs::create_organisation(&world.db, "Elsewhere", &user.id, 0).await.unwrap()
+}
+
 async fn insert_project(world: &World, org: &str) -> String {
     let settings = quick_project("fixture");
     projects::insert(&world.db, Some(org), &settings, &secrets::new_site_key(), &secrets::new_backend_secret(), world.clock.now_ms())
@@ -56,13 +62,15 @@ const PROJECT_FORM: [(&str, &str); 10] = [
 #[derive(Debug, Clone, Copy)]
 enum Route {
     Projects, NewProjectPage, CreateProject, ProjectPage, UpdateProject, DeleteProject, RotateSecret,
-    Integration, Usage, Members, PutMember, RemoveMember, ApiKeys, CreateApiKey, DisableApiKey, Audit,
+    Integration, Usage, Members, PutMember, RemoveMember, RevokeInvitation, ApiKeys, CreateApiKey, DisableApiKey,
+    Audit, Clients, CreateClient, DeleteClient,
 }
 
-const ROUTES: [Route; 16] = [
+const ROUTES: [Route; 20] = [
     Route::Projects, Route::NewProjectPage, Route::CreateProject, Route::ProjectPage, Route::UpdateProject,
     Route::DeleteProject, Route::RotateSecret, Route::Integration, Route::Usage, Route::Members, Route::PutMember,
-    Route::RemoveMember, Route::ApiKeys, Route::CreateApiKey, Route::DisableApiKey, Route::Audit,
+    Route::RemoveMember, Route::RevokeInvitation, Route::ApiKeys, Route::CreateApiKey, Route::DisableApiKey,
+    Route::Audit, Route::Clients, Route::CreateClient, Route::DeleteClient,
 ];
 
 impl Route {
@@ -70,13 +78,11 @@ impl Route {
     fn allowed(self, role: Role) -> bool {
         use Role::*;
         match self {
-            Route::Projects | Route::ProjectPage | Route::Integration | Route::Usage | Route::Members => true,
-            Route::NewProjectPage | Route::CreateProject | Route::UpdateProject | Route::DeleteProject | Route::RotateSecret => {
-                matches!(role, Owner | Admin | Developer)
-            }
-            Route::PutMember | Route::RemoveMember | Route::ApiKeys | Route::CreateApiKey | Route::DisableApiKey | Route::Audit => {
-                matches!(role, Owner | Admin)
-            }
+            Route::Projects | Route::ProjectPage | Route::Integration | Route::Usage | Route::Members | Route::Clients => true,
+            Route::NewProjectPage | Route::CreateProject | Route::UpdateProject | Route::DeleteProject | Route::RotateSecret
+            | Route::CreateClient | Route::DeleteClient => matches!(role, Owner | Admin | Developer),
+            Route::PutMember | Route::RemoveMember | Route::RevokeInvitation | Route::ApiKeys | Route::CreateApiKey
+            | Route::DisableApiKey | Route::Audit => matches!(role, Owner | Admin),
         }
     }
 
@@ -107,6 +113,17 @@ impl Route {
                 let email = format!("{}@example.com", secrets::new_id());
                 let (_, user_id) = member(world, base, home, &email, Role::Viewer).await;
                 browser.post(&format!("/orgs/{org}/members/{user_id}/remove"), &[]).await
+            }
+            Route::RevokeInvitation => {
+                let email = format!("{}@example.com", secrets::new_id());
+                orgs::insert_invitation(&world.db, &secrets::new_id(), home, &email, Role::Viewer, "test", 0, i64::MAX).await.unwrap();
+                browser.post(&format!("/orgs/{org}/invitations/revoke"), &[("email", &email)]).await
+            }
+            Route::Clients => browser.get(&format!("/orgs/{org}/clients")).await,
+            Route::CreateClient => browser.post(&format!("/orgs/{org}/clients"), &[("name", "Bakery")]).await,
+            Route::DeleteClient => {
+                let client = orgs::insert_client(&world.db, home, "Victim", 0).await.unwrap();
+                browser.post(&format!("/orgs/{org}/clients/{}/delete", client.id), &[]).await
             }
             Route::ApiKeys => browser.get(&format!("/orgs/{org}/api-keys")).await,
             Route::CreateApiKey => browser.post(&format!("/orgs/{org}/api-keys"), &[("name", "ci"), ("scope", "projects:read")]).await,
@@ -156,8 +173,17 @@ on_both_databases! {
         ours.browser.post(&format!("/orgs/{}/members/{}/remove", ours.org, theirs.user_id), &[]).await.expect(404);
         ours.browser.post(&format!("/orgs/{}/api-keys/{}/disable", ours.org, their_key.id), &[]).await.expect(404);
 
-        // Their project, keys and members are untouched (the route fixtures added a victim
-        // project, key and member to their organisation; all still there).
+        // Their client cannot be used for our project.
+        let their_client = orgs::insert_client(&world.db, &theirs.org, "Theirs", 0).await.unwrap();
+        let mut form = PROJECT_FORM.to_vec();
+        form.push(("client_id", &their_client.id));
+        let refused = ours.browser.post(&format!("/orgs/{}/projects/{}", ours.org, ours.project), &form).await.expect(400);
+        assert!(refused.body.contains("No such client"));
+
+        // Their project, keys, members, invitations and clients are untouched (the route
+        // fixtures added a victim of each to their organisation; all still there).
+        assert_eq!(orgs::clients(&world.db, &theirs.org).await.unwrap().len(), 2);
+        assert_eq!(orgs::pending_invitations(&world.db, &theirs.org, 0).await.unwrap().len(), 1);
         assert!(projects::find(&world.db, &theirs.project).await.unwrap().is_some());
         assert_eq!(projects::list_for_organisation(&world.db, &theirs.org).await.unwrap().len(), 2);
         assert!(orgs::list_api_keys(&world.db, &theirs.org).await.unwrap().iter().all(|key| key.active));
@@ -178,6 +204,57 @@ on_both_databases! {
         let (_, listed) = api.call("GET", "/api/v1/projects", None).await;
         let ids: Vec<&str> = listed["projects"].as_array().unwrap().iter().map(|p| p["id"].as_str().unwrap()).collect();
         assert_eq!(ids, [ours.project.as_str()]);
+    }
+
+    async fn members_are_invited_by_email(world: World) {
+        let base = world.serve().await;
+        let owner = tenant(&world, &base, "boss@example.com").await;
+        owner.browser.post(&format!("/orgs/{}/members", owner.org), &[("email", "New.Hire@example.com"), ("role", "developer")]).await.expect(303);
+        let members_page = owner.browser.get(&format!("/orgs/{}/members", owner.org)).await.expect(200);
+        assert!(members_page.body.contains("new.hire@example.com"));
+        let link = world.email_links("new.hire@example.com").into_iter().find(|l| l.contains("/invitations/accept?token=")).unwrap();
+        let path = &link[link.find("/invitations").unwrap()..];
+        let token = path.split("token=").nth(1).unwrap().to_owned();
+
+        // Someone else signed in cannot take it.
+        let (stranger, _) = member(&world, &base, &insert_org(&world).await, "stranger@example.com", Role::Owner).await;
+        assert!(stranger.get(path).await.expect(200).body.contains("You are signed in as stranger@example.com"));
+        stranger.post("/invitations/accept", &[("token", &token)]).await.expect(403);
+
+        // The invited address signs up and accepts, once.
+        let hire = Browser::new(&base);
+        hire.sign_up("new.hire@example.com", PASSWORD).await;
+        hire.get(path).await.expect(200);
+        let joined = hire.post("/invitations/accept", &[("token", &token)]).await.expect(303);
+        assert_eq!(joined.location, Some(format!("/orgs/{}/projects", owner.org)));
+        let members = orgs::members(&world.db, &owner.org).await.unwrap();
+        assert_eq!(members.iter().find(|m| m.email == "new.hire@example.com").unwrap().role, Role::Developer);
+        hire.post("/invitations/accept", &[("token", &token)]).await.expect(404);
+
+        // Withdrawn and expired invitations do not work.
+        owner.browser.post(&format!("/orgs/{}/members", owner.org), &[("email", "late@example.com"), ("role", "viewer")]).await.expect(303);
+        owner.browser.post(&format!("/orgs/{}/invitations/revoke", owner.org), &[("email", "late@example.com")]).await.expect(303);
+        let late = world.email_links("late@example.com").into_iter().find(|l| l.contains("/invitations/accept")).unwrap();
+        hire.get(&late[late.find("/invitations").unwrap()..]).await.expect(404);
+        owner.browser.post(&format!("/orgs/{}/members", owner.org), &[("email", "later@example.com"), ("role", "viewer")]).await.expect(303);
+        world.clock.advance(humanproof_control_plane::manage::INVITATION_TTL_MS + 1);
+        let later = world.email_links("later@example.com").into_iter().find(|l| l.contains("/invitations/accept")).unwrap();
+        hire.get(&later[later.find("/invitations").unwrap()..]).await.expect(404);
+    }
+
+    async fn projects_are_filed_under_clients(world: World) {
+        let base = world.serve().await;
+        let agency = tenant(&world, &base, "agency@example.com").await;
+        agency.browser.post(&format!("/orgs/{}/clients", agency.org), &[("name", "Bakery")]).await.expect(303);
+        let bakery = orgs::clients(&world.db, &agency.org).await.unwrap().remove(0);
+        let mut form = PROJECT_FORM.to_vec();
+        form.push(("client_id", &bakery.id));
+        agency.browser.post(&format!("/orgs/{}/projects/{}", agency.org, agency.project), &form).await.expect(200);
+        let listed = agency.browser.get(&format!("/orgs/{}/projects", agency.org)).await.expect(200);
+        assert!(listed.body.contains("<td>Bakery</td>"));
+        // Removing the client keeps the project, unfiled.
+        agency.browser.post(&format!("/orgs/{}/clients/{}/delete", agency.org, bakery.id), &[]).await.expect(303);
+        assert_eq!(projects::find(&world.db, &agency.project).await.unwrap().unwrap().client_id, None);
     }
 
     async fn an_organisation_keeps_an_owner(world: World) {

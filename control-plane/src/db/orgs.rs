@@ -279,3 +279,173 @@ pub async fn audit_log(db: &Db, organisation_id: &str, limit: i64) -> Result<Vec
         })
         .collect()
 }
+
+/// A pending invitation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Invitation {
+    /// Invited address.
+    pub email: String,
+    /// Role on acceptance.
+    pub role: Role,
+    /// Unix ms after which the link no longer works.
+    pub expires_at: i64,
+}
+
+/// Stores an invitation; an earlier pending one to the same address is replaced.
+pub async fn insert_invitation(
+    db: &Db,
+    token_hash: &str,
+    organisation_id: &str,
+    email: &str,
+    role: Role,
+    invited_by: &str,
+    now_ms: i64,
+    expires_at: i64,
+) -> Result<(), sqlx::Error> {
+    let mut tx = db.begin_write().await?;
+    sqlx::query("DELETE FROM invitations WHERE organisation_id = $1 AND email = $2 AND accepted_at IS NULL")
+        .bind(organisation_id)
+        .bind(email)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(
+        "INSERT INTO invitations (token_hash, organisation_id, email, role, invited_by, created_at, expires_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(token_hash)
+    .bind(organisation_id)
+    .bind(email)
+    .bind(role.as_str())
+    .bind(invited_by)
+    .bind(now_ms)
+    .bind(expires_at)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await
+}
+
+/// Pending, unexpired invitations of an organisation.
+pub async fn pending_invitations(db: &Db, organisation_id: &str, now_ms: i64) -> Result<Vec<Invitation>, sqlx::Error> {
+    sqlx::query(
+        "SELECT email, role, expires_at FROM invitations \
+         WHERE organisation_id = $1 AND accepted_at IS NULL AND expires_at > $2 ORDER BY created_at, email",
+    )
+    .bind(organisation_id)
+    .bind(now_ms)
+    .fetch_all(db.pool())
+    .await?
+    .iter()
+    .map(|row| Ok(Invitation { email: row.try_get("email")?, role: role_column(row)?, expires_at: row.try_get("expires_at")? }))
+    .collect()
+}
+
+/// Withdraws a pending invitation; false if there was none.
+pub async fn revoke_invitation(db: &Db, organisation_id: &str, email: &str) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query("DELETE FROM invitations WHERE organisation_id = $1 AND email = $2 AND accepted_at IS NULL")
+        .bind(organisation_id)
+        .bind(email)
+        .execute(db.pool())
+        .await?;
+    Ok(done.rows_affected() > 0)
+}
+
+/// The invitation behind a link, if pending and unexpired: (organisation id and name, email, role).
+pub async fn find_invitation(db: &Db, token_hash: &str, now_ms: i64) -> Result<Option<(String, String, Invitation)>, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT i.organisation_id, o.name, i.email, i.role, i.expires_at FROM invitations i \
+         JOIN organisations o ON o.id = i.organisation_id \
+         WHERE i.token_hash = $1 AND i.accepted_at IS NULL AND i.expires_at > $2",
+    )
+    .bind(token_hash)
+    .bind(now_ms)
+    .fetch_optional(db.pool())
+    .await?;
+    row.map(|row| {
+        Ok((
+            row.try_get("organisation_id")?,
+            row.try_get("name")?,
+            Invitation { email: row.try_get("email")?, role: role_column(&row)?, expires_at: row.try_get("expires_at")? },
+        ))
+    })
+    .transpose()
+}
+
+/// Accepts an invitation once: marks it used and adds the member, in one transaction.
+pub async fn accept_invitation(db: &Db, token_hash: &str, user_id: &str, now_ms: i64) -> Result<Option<String>, sqlx::Error> {
+    let mut tx = db.begin_write().await?;
+    let Some(row) = sqlx::query(
+        "UPDATE invitations SET accepted_at = $1 WHERE token_hash = $2 AND accepted_at IS NULL AND expires_at > $1 \
+         RETURNING organisation_id, role",
+    )
+    .bind(now_ms)
+    .bind(token_hash)
+    .fetch_optional(&mut *tx)
+    .await?
+    else {
+        return Ok(None);
+    };
+    let organisation_id: String = row.try_get("organisation_id")?;
+    let role: String = row.try_get("role")?;
+    sqlx::query(
+        "INSERT INTO memberships (organisation_id, user_id, role, created_at) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (organisation_id, user_id) DO UPDATE SET role = excluded.role",
+    )
+    .bind(&organisation_id)
+    .bind(user_id)
+    .bind(role)
+    .bind(now_ms)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(Some(organisation_id))
+}
+
+/// A client of an agency.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Client {
+    /// Id.
+    pub id: String,
+    /// Name.
+    pub name: String,
+}
+
+/// Adds a client.
+pub async fn insert_client(db: &Db, organisation_id: &str, name: &str, now_ms: i64) -> Result<Client, sqlx::Error> {
+    let id = crate::secrets::new_id();
+    sqlx::query("INSERT INTO clients (id, organisation_id, name, created_at) VALUES ($1, $2, $3, $4)")
+        .bind(&id)
+        .bind(organisation_id)
+        .bind(name)
+        .bind(now_ms)
+        .execute(db.pool())
+        .await?;
+    Ok(Client { id, name: name.to_owned() })
+}
+
+/// An organisation's clients, by name.
+pub async fn clients(db: &Db, organisation_id: &str) -> Result<Vec<Client>, sqlx::Error> {
+    sqlx::query("SELECT id, name FROM clients WHERE organisation_id = $1 ORDER BY name, id")
+        .bind(organisation_id)
+        .fetch_all(db.pool())
+        .await?
+        .iter()
+        .map(|row| Ok(Client { id: row.try_get("id")?, name: row.try_get("name")? }))
+        .collect()
+}
+
+/// Removes a client; its projects stay, unassigned. False if the organisation has no such client.
+pub async fn delete_client(db: &Db, organisation_id: &str, client_id: &str) -> Result<bool, sqlx::Error> {
+    let mut tx = db.begin_write().await?;
+    sqlx::query("UPDATE projects SET client_id = NULL WHERE client_id = $1 AND organisation_id = $2")
+        .bind(client_id)
+        .bind(organisation_id)
+        .execute(&mut *tx)
+        .await?;
+    let done = sqlx::query("DELETE FROM clients WHERE id = $1 AND organisation_id = $2")
+        .bind(client_id)
+        .bind(organisation_id)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(done.rows_affected() > 0)
+}

@@ -20,6 +20,8 @@ pub struct Project {
     pub key_version: u32,
     /// Owning organisation; `None` for projects an operator created from the CLI.
     pub organisation_id: Option<String>,
+    /// The agency client it is filed under, if any.
+    pub client_id: Option<String>,
     /// Everything its owner configures.
     pub settings: ProjectSettings,
     /// Bumped by every change; the publisher records which revision the edge has.
@@ -164,7 +166,7 @@ fn risk_mode_str(mode: RiskMode) -> &'static str {
     }
 }
 
-const COLUMNS: &str = "id, organisation_id, name, site_key, active, production_domains, \
+const COLUMNS: &str = "id, organisation_id, client_id, name, site_key, active, production_domains, \
     testing_domains, allow_subdomains, key_version, preset, custom_difficulty, \
     custom_challenge_count, risk_mode, plan, billing_status, monthly_limit, widget_variant, \
     widget_theme, widget_language, widget_size, widget_branding, revision, \
@@ -208,6 +210,7 @@ fn from_row(row: &AnyRow) -> Result<Project, sqlx::Error> {
         site_key: row.try_get("site_key")?,
         key_version: u32::try_from(row.try_get::<i64, _>("key_version")?).unwrap_or(1),
         organisation_id: row.try_get("organisation_id")?,
+        client_id: row.try_get("client_id")?,
         settings,
         revision: row.try_get("revision")?,
         previous_secret_expires_at: row.try_get("previous_secret_expires_at")?,
@@ -291,6 +294,17 @@ pub async fn update_settings(db: &Db, project_id: &str, settings: &ProjectSettin
     .bind(project_id)
     .execute(db.pool())
     .await?;
+    Ok(())
+}
+
+/// Files a project under a client of its organisation, or under none. The caller checks the
+/// client belongs to the same organisation.
+pub async fn set_client(db: &Db, project_id: &str, client_id: Option<&str>) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE projects SET client_id = $1 WHERE id = $2")
+        .bind(client_id)
+        .bind(project_id)
+        .execute(db.pool())
+        .await?;
     Ok(())
 }
 

@@ -380,3 +380,28 @@ pub async fn delete_account(
         Err(err) => account_page(&state, &csrf, &user, account_error_status(&err), context! { error => error_text(&err) }).into_response(),
     }
 }
+
+/// `GET /invitations/accept?token=…`: says whose invitation it is and how to accept it.
+pub async fn invitation_page(
+    State(state): State<AppState>,
+    Extension(csrf): Extension<CsrfToken>,
+    signed_in: Option<SignedIn>,
+    Query(query): Query<TokenQuery>,
+) -> Result<Page, PageError> {
+    let found = crate::db::orgs::find_invitation(&state.db, &crate::secrets::hash_secret(&query.token), state.clock.now_ms()).await?;
+    let Some((_, organisation, invitation)) = found else {
+        return Ok(message(&state, &csrf, StatusCode::NOT_FOUND, "Invitation not valid", "This invitation was withdrawn, already accepted or has expired. Ask for a new one.", Some(("/", "Go to HumanProof"))));
+    };
+    let user = signed_in.map(|s| s.user);
+    let frame = Frame { csrf: &csrf, user: user.as_ref(), actor: None, section: "" };
+    Ok(render(&state, StatusCode::OK, "invitation.html", &frame, context! {
+        token => query.token, organisation => organisation, email => invitation.email, role => invitation.role.as_str(),
+        matches => user.as_ref().is_some_and(|u| u.email == invitation.email),
+    }))
+}
+
+/// `POST /invitations/accept`.
+pub async fn accept_invitation(State(state): State<AppState>, SignedIn { user, .. }: SignedIn, Form(form): Form<TokenQuery>) -> Result<Redirect, PageError> {
+    let organisation_id = crate::manage::accept_invitation(&state, &user, &form.token).await?;
+    Ok(Redirect::to(&format!("/orgs/{organisation_id}/projects")))
+}

@@ -49,6 +49,7 @@ pub fn templates() -> Environment<'static> {
         "base.html", "sign_up.html", "sign_in.html", "message.html", "forgot_password.html",
         "reset_password.html", "projects.html", "project_form.html", "integration.html",
         "usage.html", "members.html", "api_keys.html", "audit.html", "outbox.html", "second_factor.html", "project_tabs.html",
+        "invitation.html", "clients.html",
         "account.html"
     );
     env
@@ -82,6 +83,10 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/orgs/{org}/projects/{project}/usage", get(org::usage))
         .route("/orgs/{org}/members", get(org::members).post(org::put_member))
         .route("/orgs/{org}/members/{user}/remove", post(org::remove_member))
+        .route("/orgs/{org}/invitations/revoke", post(org::revoke_invitation))
+        .route("/invitations/accept", get(auth::invitation_page).post(auth::accept_invitation))
+        .route("/orgs/{org}/clients", get(org::clients).post(org::create_client))
+        .route("/orgs/{org}/clients/{client}/delete", post(org::delete_client))
         .route("/orgs/{org}/api-keys", get(org::api_keys).post(org::create_api_key))
         .route("/orgs/{org}/api-keys/{key}/{action}", post(org::set_api_key_active))
         .route("/orgs/{org}/audit", get(org::audit))

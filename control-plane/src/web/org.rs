@@ -34,6 +34,14 @@ fn can(actor: &Actor, permission: Permission) -> bool {
 /// `GET /orgs/{org}/projects`.
 pub async fn projects(State(state): State<AppState>, Extension(csrf): Extension<CsrfToken>, OrgActor(actor): OrgActor) -> Result<Page, PageError> {
     let projects = manage::list_projects(&state, &actor).await?;
+    let clients = manage::list_clients(&state, &actor).await?;
+    let projects: Vec<Value> = projects
+        .iter()
+        .map(|project| {
+            let client = project.client_id.as_ref().and_then(|id| clients.iter().find(|c| &c.id == id)).map(|c| c.name.clone());
+            context! { client => client, ..view(project) }
+        })
+        .collect();
     let can_write = can(&actor, Permission::ProjectsWrite);
     Ok(render(&state, StatusCode::OK, "projects.html", &frame(&csrf, &actor, "projects"), context! { projects => projects, can_write => can_write }))
 }
@@ -46,15 +54,18 @@ fn blank_project() -> Value {
     }
 }
 
-fn form_page(state: &AppState, csrf: &CsrfToken, actor: &Actor, status: StatusCode, project: Value, extra: Value) -> Page {
+async fn form_page(state: &AppState, csrf: &CsrfToken, actor: &Actor, status: StatusCode, project: Value, extra: Value) -> Page {
     let can_write = can(actor, Permission::ProjectsWrite);
-    render(state, status, "project_form.html", &frame(csrf, actor, "projects"), context! { project => project, can_write => can_write, languages => LANGUAGES, ..extra })
+    let clients = manage::list_clients(state, actor).await.unwrap_or_default();
+    render(state, status, "project_form.html", &frame(csrf, actor, "projects"), context! {
+        project => project, can_write => can_write, languages => LANGUAGES, clients => Value::from_serialize(clients), ..extra
+    })
 }
 
 /// `GET /orgs/{org}/projects/new`.
 pub async fn new_project_page(State(state): State<AppState>, Extension(csrf): Extension<CsrfToken>, OrgActor(actor): OrgActor) -> Result<Page, PageError> {
     actor.require(Permission::ProjectsWrite)?;
-    Ok(form_page(&state, &csrf, &actor, StatusCode::OK, blank_project(), context! {}))
+    Ok(form_page(&state, &csrf, &actor, StatusCode::OK, blank_project(), context! {}).await)
 }
 
 /// The project settings form, as browsers send it.
@@ -78,6 +89,8 @@ pub struct ProjectForm {
     widget_size: String,
     widget_branding: String,
     active: Option<String>,
+    #[serde(default)]
+    client_id: String,
 }
 
 fn invalid(field: &'static str, message: &str) -> ApiError {
@@ -123,15 +136,16 @@ impl ProjectForm {
             monthly_limit,
             active: Some(self.active.is_some()),
             widget: Some(widget),
+            client_id: Some(self.client_id),
         })
     }
 }
 
 /// Re-shows a refused form with what was typed and the reason.
-fn refused(state: &AppState, csrf: &CsrfToken, actor: &Actor, err: ApiError, typed: Value) -> Response {
+async fn refused(state: &AppState, csrf: &CsrfToken, actor: &Actor, err: ApiError, typed: Value) -> Response {
     match err {
         ApiError::Invalid { .. } => {
-            form_page(state, csrf, actor, StatusCode::BAD_REQUEST, typed, context! { error => err.to_string() }).into_response()
+            form_page(state, csrf, actor, StatusCode::BAD_REQUEST, typed, context! { error => err.to_string() }).await.into_response()
         }
         other => PageError::from(other).into_response(),
     }
@@ -144,7 +158,7 @@ fn typed_back(form: &ProjectForm) -> Value {
         allow_subdomains => form.allow_subdomains.is_some(), preset => form.preset, difficulty => form.difficulty,
         challenge_count => form.challenge_count, risk_mode => form.risk_mode, monthly_limit => form.monthly_limit,
         widget => context! { variant => form.widget_variant, theme => form.widget_theme, language => form.widget_language, size => form.widget_size, branding => form.widget_branding },
-        active => form.active.is_some(),
+        active => form.active.is_some(), client_id => form.client_id,
     }
 }
 
@@ -161,8 +175,9 @@ pub async fn create_project(
         Ok((project, secret)) => form_page(&state, &csrf, &actor, StatusCode::CREATED, view(&project), context! {
             secret => secret, notice => "Project created. Add the widget from the Integration tab.",
         })
+        .await
         .into_response(),
-        Err(err) => refused(&state, &csrf, &actor, err, typed),
+        Err(err) => refused(&state, &csrf, &actor, err, typed).await,
     }
 }
 
@@ -174,7 +189,7 @@ pub async fn project_page(
     Path((_, project_id)): Path<(String, String)>,
 ) -> Result<Page, PageError> {
     let project = manage::get_project(&state, &actor, &project_id).await?;
-    Ok(form_page(&state, &csrf, &actor, StatusCode::OK, view(&project), context! {}))
+    Ok(form_page(&state, &csrf, &actor, StatusCode::OK, view(&project), context! {}).await)
 }
 
 /// `POST /orgs/{org}/projects/{project}`.
@@ -188,10 +203,10 @@ pub async fn update_project(
     let mut typed = typed_back(&form);
     let result = async { manage::update_project(&state, &actor, &project_id, form.into_input()?).await }.await;
     match result {
-        Ok(project) => form_page(&state, &csrf, &actor, StatusCode::OK, view(&project), context! { notice => "Saved. The edge has the new settings." }).into_response(),
+        Ok(project) => form_page(&state, &csrf, &actor, StatusCode::OK, view(&project), context! { notice => "Saved. The edge has the new settings." }).await.into_response(),
         Err(err) => {
             typed = context! { id => project_id, ..typed };
-            refused(&state, &csrf, &actor, err, typed)
+            refused(&state, &csrf, &actor, err, typed).await
         }
     }
 }
@@ -213,7 +228,8 @@ pub async fn rotate_secret(
     let project = manage::get_project(&state, &actor, &project_id).await?;
     Ok(form_page(&state, &csrf, &actor, StatusCode::OK, view(&project), context! {
         secret => secret, notice => "New secret issued. The previous one keeps working for 24 hours.",
-    }))
+    })
+    .await)
 }
 
 /// The embed snippet for a project, with its widget options as data attributes.
@@ -280,9 +296,14 @@ pub async fn usage(
 /// `GET /orgs/{org}/members`.
 pub async fn members(State(state): State<AppState>, Extension(csrf): Extension<CsrfToken>, OrgActor(actor): OrgActor) -> Result<Page, PageError> {
     let members = manage::list_members(&state, &actor).await?;
+    let invitations: Vec<Value> = manage::list_invitations(&state, &actor)
+        .await?
+        .iter()
+        .map(|i| context! { email => i.email, role => i.role.as_str(), expires => format_time(i.expires_at) })
+        .collect();
     let roles: Vec<&str> = Role::ALL.iter().map(|role| role.as_str()).collect();
     Ok(render(&state, StatusCode::OK, "members.html", &frame(&csrf, &actor, "members"), context! {
-        members => Value::from_serialize(members), roles => roles, can_write => can(&actor, Permission::MembersWrite),
+        members => Value::from_serialize(members), invitations => invitations, roles => roles, can_write => can(&actor, Permission::MembersWrite),
     }))
 }
 
@@ -298,6 +319,44 @@ pub async fn put_member(State(state): State<AppState>, OrgActor(actor): OrgActor
     let role = Role::parse(&form.role).ok_or_else(|| invalid("role", "Pick a role from the list."))?;
     manage::put_member(&state, &actor, &form.email, role).await?;
     Ok(Redirect::to(&format!("/orgs/{org}/members")))
+}
+
+/// The revoke form.
+#[derive(Debug, Deserialize)]
+pub struct RevokeForm {
+    email: String,
+}
+
+/// `POST /orgs/{org}/invitations/revoke`.
+pub async fn revoke_invitation(State(state): State<AppState>, OrgActor(actor): OrgActor, Path(org): Path<String>, Form(form): Form<RevokeForm>) -> Result<Redirect, PageError> {
+    manage::revoke_invitation(&state, &actor, &form.email).await?;
+    Ok(Redirect::to(&format!("/orgs/{org}/members")))
+}
+
+/// `GET /orgs/{org}/clients`.
+pub async fn clients(State(state): State<AppState>, Extension(csrf): Extension<CsrfToken>, OrgActor(actor): OrgActor) -> Result<Page, PageError> {
+    let clients = manage::list_clients(&state, &actor).await?;
+    Ok(render(&state, StatusCode::OK, "clients.html", &frame(&csrf, &actor, "clients"), context! {
+        clients => Value::from_serialize(clients), can_write => can(&actor, Permission::ProjectsWrite),
+    }))
+}
+
+/// The new-client form.
+#[derive(Debug, Deserialize)]
+pub struct ClientForm {
+    name: String,
+}
+
+/// `POST /orgs/{org}/clients`.
+pub async fn create_client(State(state): State<AppState>, OrgActor(actor): OrgActor, Path(org): Path<String>, Form(form): Form<ClientForm>) -> Result<Redirect, PageError> {
+    manage::create_client(&state, &actor, &form.name).await?;
+    Ok(Redirect::to(&format!("/orgs/{org}/clients")))
+}
+
+/// `POST /orgs/{org}/clients/{client}/delete`.
+pub async fn delete_client(State(state): State<AppState>, OrgActor(actor): OrgActor, Path((org, client_id)): Path<(String, String)>) -> Result<Redirect, PageError> {
+    manage::delete_client(&state, &actor, &client_id).await?;
+    Ok(Redirect::to(&format!("/orgs/{org}/clients")))
 }
 
 /// `POST /orgs/{org}/members/{user}/remove`.
