@@ -189,8 +189,8 @@ pub async fn verify_email(state: &AppState, token: &str) -> Result<(), AccountEr
 pub enum SignIn {
     /// Signed in: the session token for the cookie.
     Done(String),
-    /// The account has two-factor authentication: this token's session only admits the
-    /// second-factor form, for [`SECOND_FACTOR_TTL_MS`].
+    /// The account has a second factor (TOTP or a passkey): this token's session only admits
+    /// the second-factor form, for [`SECOND_FACTOR_TTL_MS`].
     SecondFactorDue(String),
 }
 
@@ -213,7 +213,7 @@ pub async fn sign_in(state: &AppState, email: &str, password: &str, client_ip: &
         return Err(AccountError::AccountClosed);
     }
     accounts::clear_login_failures(&state.db, &by_email).await?;
-    if user.totp_enabled {
+    if user.totp_enabled || crate::db::passkeys::has_any(&state.db, &user.id).await? {
         let token = new_token();
         accounts::insert_session(&state.db, &hash_secret(&token), &user.id, true, now, now + SECOND_FACTOR_TTL_MS).await?;
         return Ok((user, SignIn::SecondFactorDue(token)));
@@ -233,6 +233,13 @@ pub async fn start_session(state: &AppState, user: &User) -> Result<String, sqlx
 /// The user whose sign-in waits for a second factor under this session token.
 pub async fn second_factor_user(state: &AppState, token: &str) -> Result<Option<User>, sqlx::Error> {
     accounts::session_user(&state.db, &hash_secret(token), true, state.clock.now_ms()).await
+}
+
+/// Completes a two-factor sign-in whose passkey [`crate::passkeys`] verified.
+pub async fn complete_second_factor_with_passkey(state: &AppState, token: &str) -> Result<(), AccountError> {
+    second_factor_user(state, token).await?.ok_or(AccountError::SignInAgain)?;
+    accounts::complete_second_factor(&state.db, &hash_secret(token), state.clock.now_ms() + SESSION_TTL_MS).await?;
+    Ok(())
 }
 
 /// Completes a two-factor sign-in with a TOTP code or a recovery code. Wrong codes count

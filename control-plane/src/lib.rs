@@ -23,6 +23,7 @@ pub mod db;
 pub mod error;
 pub mod http;
 pub mod local;
+pub mod passkeys;
 pub mod mail;
 pub mod manage;
 pub mod publish;

@@ -52,6 +52,28 @@ CREATE TABLE recovery_codes (
 );
 CREATE INDEX recovery_codes_user ON recovery_codes (user_id);
 
+-- Passkeys (WebAuthn credentials): the credential as webauthn-rs serialises it, public key
+-- and signature counter included; nothing secret.
+CREATE TABLE passkeys (
+    id            TEXT PRIMARY KEY,
+    user_id       TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    name          TEXT NOT NULL,
+    credential    TEXT NOT NULL,
+    created_at    BIGINT NOT NULL,
+    last_used_at  BIGINT
+);
+CREATE INDEX passkeys_user ON passkeys (user_id);
+
+-- The server half of a WebAuthn ceremony between its start and finish requests: single
+-- use, five minutes.
+CREATE TABLE webauthn_ceremonies (
+    id          TEXT PRIMARY KEY,
+    user_id     TEXT REFERENCES users (id) ON DELETE CASCADE,
+    kind        TEXT NOT NULL,
+    state       TEXT NOT NULL,
+    expires_at  BIGINT NOT NULL
+);
+
 -- Failed sign-ins, keyed by a salted hash of the email or of the client IP.
 CREATE TABLE login_failures (
     id            TEXT PRIMARY KEY,

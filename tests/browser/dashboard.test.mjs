@@ -1,7 +1,9 @@
 // The customer's main flow in real headless Chromium (Debian's, driven by playwright-core)
 // against `humanproof dev`: sign up → confirm the email from the dev outbox → create a
 // project → copy the snippet with the page's copy button → a form protected by that snippet,
-// on the customer's own origin, solves and its backend's siteverify succeeds.
+// on the customer's own origin, solves and its backend's siteverify succeeds. And passkeys,
+// with Chromium's virtual authenticator: register, sign in without a password, and serve as
+// the second factor after one.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { mkdtempSync } from "node:fs";
@@ -17,6 +19,7 @@ const CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
 let server;
 let browser;
 let dashboard;
+let siteverify;
 let customerSite;
 // The customer's site: the pasted snippet at /, and a backend at /signup that calls siteverify.
 const customer = { html: "", secret: "", verifications: [] };
@@ -27,12 +30,13 @@ before(async () => {
   const { child, output } = await spawnUntil(args, { ...process.env, RUST_LOG: "warn" }, /Press Ctrl-C/);
   server = child;
   dashboard = output.match(/dashboard\s+(\S+)/)[1];
+  siteverify = output.match(/siteverify\s+(\S+)/)[1];
   customerSite = createServer(async (req, res) => {
     if (req.method === "POST" && req.url === "/signup") {
       let body = "";
       for await (const chunk of req) body += chunk;
       const token = new URLSearchParams(body).get("humanproof-token") ?? "";
-      const answer = await fetch(`${dashboard}/siteverify`, {
+      const answer = await fetch(siteverify, {
         method: "POST",
         headers: { "content-type": "application/x-www-form-urlencoded" },
         body: new URLSearchParams({ secret: customer.secret, response: token }),
@@ -97,5 +101,49 @@ test("sign up, confirm, create a project, copy the snippet, and protect a real f
   assert.equal(await site.locator("#result").textContent(), "welcome");
   assert.equal(customer.verifications.length, 1);
   assert.equal(customer.verifications[0].success, true, JSON.stringify(customer.verifications[0]));
+  await context.close();
+});
+
+test("passkeys: register one, sign in with it alone, and use it as the second factor", async () => {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  const cdp = await context.newCDPSession(page);
+  await cdp.send("WebAuthn.enable");
+  await cdp.send("WebAuthn.addVirtualAuthenticator", {
+    options: { protocol: "ctap2", transport: "internal", hasResidentKey: true, hasUserVerification: true, isUserVerified: true, automaticPresenceSimulation: true },
+  });
+  const signOut = () => page.getByRole("button", { name: "Sign out" }).click();
+
+  await page.goto(`${dashboard}/sign-up`);
+  await page.getByLabel("Email").fill("keyholder@shop.example");
+  await page.getByLabel("Password").fill("a long enough passphrase");
+  await page.getByRole("button", { name: "Sign up" }).click();
+  await page.getByRole("link", { name: "keyholder@shop.example" }).click();
+  await page.getByLabel("Name for a new passkey").fill("Test laptop");
+  await page.getByRole("button", { name: "Add a passkey" }).click();
+  await page.getByText("Test laptop").waitFor();
+
+  // No password: the browser offers the passkey it holds for this site.
+  await signOut();
+  await page.getByRole("button", { name: "Sign in with a passkey" }).click();
+  await page.waitForURL(/\/orgs\/[0-9a-f]+\/projects$/);
+
+  // With the password, the passkey is the second factor.
+  await signOut();
+  await page.getByLabel("Email").fill("keyholder@shop.example");
+  await page.getByLabel("Password").fill("a long enough passphrase");
+  await page.getByRole("button", { name: "Sign in", exact: true }).click();
+  await page.waitForURL(/\/sign-in\/second-factor$/);
+  await page.getByRole("button", { name: "Use a passkey" }).click();
+  await page.waitForURL(/\/orgs\/[0-9a-f]+\/projects$/);
+
+  // Removed, it no longer signs in.
+  await page.goto(`${dashboard}/account`);
+  await page.getByRole("button", { name: "Remove" }).click();
+  await page.getByRole("button", { name: "Add a passkey" }).waitFor();
+  assert.equal(await page.getByText("Test laptop").count(), 0);
+  await signOut();
+  await page.getByRole("button", { name: "Sign in with a passkey" }).click();
+  await page.locator("#passkey-status").filter({ hasText: /could not be verified/ }).waitFor();
   await context.close();
 });

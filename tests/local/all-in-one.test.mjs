@@ -20,7 +20,7 @@ async function startDev(env = {}) {
   const args = ["dev", "--data-dir", dataDir, "--control-listen", "127.0.0.1:0", "--edge-listen", "127.0.0.1:0", "--demo-listen", "127.0.0.1:0"];
   const { child, output } = await spawnUntil(args, { ...process.env, RUST_LOG: "warn", ...env }, /Press Ctrl-C/);
   const field = (name) => output.match(new RegExp(`${name}\\s+(\\S+)`))[1];
-  return { child, demo: field("demo site"), edge: field("edge"), control: field("dashboard"), siteKey: field("demo site key"), secret: field("demo secret") };
+  return { child, demo: field("demo site"), edge: field("edge"), siteKey: field("demo site key"), secret: field("demo secret") };
 }
 
 async function getVerificationToken(siteKey, origin) {

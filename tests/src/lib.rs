@@ -183,7 +183,7 @@ impl World {
             clock.clone(),
             Publisher::Local(edge.clone()),
             Mailer::Outbox(outbox.clone()),
-            WebConfig::new("http://127.0.0.1:8080", "http://127.0.0.1:8787", true),
+            WebConfig::new("http://localhost:8080", "http://127.0.0.1:8787", true),
         );
         Self { db, clock, master, edge, outbox, state, events: events.into() }
     }
@@ -419,6 +419,20 @@ impl Browser {
         let mut fields: Vec<(&str, &str)> = fields.to_vec();
         fields.push(("csrf", &csrf));
         self.post_raw(path, &fields).await
+    }
+
+    /// Posts JSON with the CSRF token in its header, as the dashboard's passkey script does;
+    /// the status and the JSON answer.
+    pub async fn post_json(&self, path: &str, body: &Value, with_csrf: bool) -> (u16, Value) {
+        if self.cookie("hp_csrf").is_none() {
+            self.get("/sign-in").await;
+        }
+        let mut request = self.http.post(format!("{}{path}", self.base)).json(body);
+        if with_csrf {
+            request = request.header("x-csrf-token", self.cookie("hp_csrf").unwrap());
+        }
+        let page = self.send(request).await;
+        (page.status, serde_json::from_str(&page.body).unwrap_or(Value::Null))
     }
 
     /// Posts exactly these fields (no CSRF token added).

@@ -197,6 +197,47 @@ on_both_databases! {
         assert_eq!(browser.sign_in(email, PASSWORD).await.expect(303).location.as_deref(), Some("/"));
     }
 
+    async fn passkey_ceremonies_refuse_what_they_should(world: World) {
+        let browser = Browser::new(&world.serve().await);
+        let (status, answer) = browser.post_json("/account/passkeys/register/start", &serde_json::json!({}), true).await;
+        assert_eq!((status, answer["error"]["code"].as_str()), (401, Some("sign_in")));
+
+        browser.sign_up("keys@example.com", PASSWORD).await;
+        let (status, _) = browser.post_json("/account/passkeys/register/start", &serde_json::json!({}), false).await;
+        assert_eq!(status, 403, "JSON posts need the CSRF header too");
+        let (status, started) = browser.post_json("/account/passkeys/register/start", &serde_json::json!({}), true).await;
+        assert_eq!(status, 200, "{started}");
+        let public_key = &started["options"]["publicKey"];
+        assert_eq!(public_key["rp"]["id"], "localhost");
+        assert_eq!(public_key["authenticatorSelection"]["residentKey"], "required");
+        let ceremony = started["ceremony"].as_str().unwrap();
+
+        // A forged credential is refused, and the ceremony is spent either way.
+        let forged = serde_json::json!({ "ceremony": ceremony, "credential": { "id": "AAAA", "rawId": "AAAA", "type": "public-key", "response": { "attestationObject": "AAAA", "clientDataJSON": "AAAA" } } });
+        let (status, answer) = browser.post_json("/account/passkeys/register/finish", &forged, true).await;
+        assert_eq!((status, answer["error"]["field"].as_str()), (400, Some("credential")));
+        let (status, answer) = browser.post_json("/account/passkeys/register/finish", &forged, true).await;
+        assert_eq!((status, answer["error"]["field"].as_str()), (400, Some("ceremony")));
+        let (status, _) = browser.post_json("/account/passkeys/register/finish", &serde_json::json!("nonsense"), true).await;
+        assert_eq!(status, 400);
+
+        // Sign-in ceremonies: unknown ids and sessions without a pending second factor.
+        let (status, started) = browser.post_json("/sign-in/passkey/start", &serde_json::json!({}), true).await;
+        assert_eq!(status, 200);
+        assert!(started["options"]["publicKey"]["challenge"].is_string());
+        let unknown = serde_json::json!({ "ceremony": "nope", "credential": {} });
+        assert_eq!(browser.post_json("/sign-in/passkey/finish", &unknown, true).await.0, 400);
+        let (status, answer) = browser.post_json("/sign-in/second-factor/passkey/start", &serde_json::json!({}), true).await;
+        assert_eq!((status, answer["error"]["code"].as_str()), (401, Some("sign_in_again")));
+
+        // Passkeys need a domain name: on an IP address the dashboard says so.
+        let mut state = world.state();
+        state.web = humanproof_control_plane::app::WebConfig::new("http://127.0.0.1:8080", "http://127.0.0.1:8787", true);
+        let on_ip = Browser::new(&serve_app(humanproof_control_plane::app(state)).await);
+        let (status, answer) = on_ip.post_json("/sign-in/passkey/start", &serde_json::json!({}), true).await;
+        assert_eq!((status, answer["error"]["field"].as_str()), (400, Some("passkey")));
+    }
+
     async fn an_account_marked_for_deletion_cannot_sign_in(world: World) {
         let browser = Browser::new(&world.serve().await);
         browser.sign_up("leaving@example.com", PASSWORD).await;

@@ -7,6 +7,7 @@
 
 pub mod accounts;
 pub mod orgs;
+pub mod passkeys;
 pub mod projects;
 pub mod retention;
 pub mod siteverify;

@@ -6,7 +6,7 @@
 //!   which hold no per-visitor data, are kept for billing.
 //! - Siteverify claims are deleted once their token has expired: an expired token is refused
 //!   on its signature's expiry alone, so the claim has nothing left to guard.
-//! - Expired sessions and expired email links are deleted; failed sign-in records (keyed
+//! - Expired sessions, email links and unfinished passkey ceremonies are deleted; failed sign-in records (keyed
 //!   hashes) are deleted after 24 hours, long after the throttling window has used them.
 
 use serde::Serialize;
@@ -36,6 +36,8 @@ pub struct RetentionReport {
     pub email_links_deleted: u64,
     /// Old failed sign-in records deleted.
     pub login_failures_deleted: u64,
+    /// Abandoned passkey ceremonies deleted.
+    pub ceremonies_deleted: u64,
 }
 
 /// Applies every rule as of `now_ms`.
@@ -61,6 +63,7 @@ pub async fn apply(db: &Db, now_ms: i64) -> Result<RetentionReport, sqlx::Error>
         sessions_deleted: run("DELETE FROM sessions WHERE expires_at < $1", now_ms).await?,
         email_links_deleted: run("DELETE FROM email_tokens WHERE expires_at < $1", now_ms).await?,
         login_failures_deleted: run("DELETE FROM login_failures WHERE at < $1", now_ms - HASH_TTL_MS).await?,
+        ceremonies_deleted: run("DELETE FROM webauthn_ceremonies WHERE expires_at < $1", now_ms).await?,
     })
 }
 

@@ -93,6 +93,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let edge_listener = bind(args.edge_listen).await?;
     let demo_listener = bind(args.demo_listen).await?;
     let control_url = format!("http://{}", control.local_addr()?);
+    // The dashboard is reached by name: passkeys (WebAuthn) refuse IP addresses.
+    let dashboard_url = format!("http://localhost:{}", control.local_addr()?.port());
     let edge_url = format!("http://{}", edge_listener.local_addr()?);
     let demo_url = format!("http://{}", demo_listener.local_addr()?);
     let state = AppState::new(
@@ -101,13 +103,13 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         clock,
         Publisher::Local(edge.clone()),
         Mailer::Outbox(args.data_dir.join("outbox")),
-        WebConfig::new(&control_url, &edge_url, true),
+        WebConfig::new(&dashboard_url, &edge_url, true),
     );
 
     println!("HumanProof is running locally.");
     println!("  demo site      {demo_url}");
     println!("  edge           {edge_url}");
-    println!("  dashboard      {control_url}  (sign up there; email lands in {control_url}/dev/outbox)");
+    println!("  dashboard      {dashboard_url}  (sign up there; email lands in {dashboard_url}/dev/outbox)");
     println!("  siteverify     {control_url}/siteverify");
     println!("  demo site key  {}", demo.site_key);
     println!("  demo secret    {}", demo.secret);

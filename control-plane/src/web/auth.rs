@@ -289,15 +289,23 @@ pub async fn second_factor(
     }
 }
 
-fn account_page(state: &AppState, csrf: &CsrfToken, user: &crate::db::accounts::User, status: StatusCode, extra: minijinja::Value) -> Page {
+async fn account_page(state: &AppState, csrf: &CsrfToken, user: &crate::db::accounts::User, status: StatusCode, extra: minijinja::Value) -> Page {
     let frame = Frame { csrf, user: Some(user), actor: None, section: "account" };
     let languages = &crate::db::projects::LANGUAGES[1..];
-    render(state, status, "account.html", &frame, context! { totp_enabled => user.totp_enabled, language => user.language, languages => languages, ..extra })
+    let passkeys: Vec<minijinja::Value> = crate::db::passkeys::list(&state.db, &user.id)
+        .await
+        .unwrap_or_default()
+        .iter()
+        .map(|p| context! { id => p.id, name => p.name, added => super::format_time(p.created_at), last_used => p.last_used_at.map(super::format_time) })
+        .collect();
+    render(state, status, "account.html", &frame, context! {
+        totp_enabled => user.totp_enabled, language => user.language, languages => languages, passkeys => passkeys, ..extra
+    })
 }
 
 /// `GET /account`: language, two-factor authentication, deletion.
 pub async fn account(State(state): State<AppState>, Extension(csrf): Extension<CsrfToken>, SignedIn { user, .. }: SignedIn) -> Page {
-    account_page(&state, &csrf, &user, StatusCode::OK, context! {})
+    account_page(&state, &csrf, &user, StatusCode::OK, context! {}).await
 }
 
 /// Forms of the account page that take one field.
@@ -311,10 +319,10 @@ pub struct AccountForm {
     password: String,
 }
 
-fn account_result(state: &AppState, csrf: &CsrfToken, user: &crate::db::accounts::User, result: Result<minijinja::Value, AccountError>) -> Page {
+async fn account_result(state: &AppState, csrf: &CsrfToken, user: &crate::db::accounts::User, result: Result<minijinja::Value, AccountError>) -> Page {
     match result {
-        Ok(extra) => account_page(state, csrf, user, StatusCode::OK, extra),
-        Err(err) => account_page(state, csrf, user, account_error_status(&err), context! { error => error_text(&err) }),
+        Ok(extra) => account_page(state, csrf, user, StatusCode::OK, extra).await,
+        Err(err) => account_page(state, csrf, user, account_error_status(&err), context! { error => error_text(&err) }).await,
     }
 }
 
@@ -330,13 +338,13 @@ pub async fn set_language(
     }
     crate::db::accounts::set_language(&state.db, &user.id, &form.language, state.clock.now_ms()).await?;
     user.language = form.language;
-    Ok(account_page(&state, &csrf, &user, StatusCode::OK, context! { notice => "Language saved." }))
+    Ok(account_page(&state, &csrf, &user, StatusCode::OK, context! { notice => "Language saved." }).await)
 }
 
 /// `POST /account/two-factor/setup`: shows a new secret to scan, unconfirmed.
 pub async fn begin_totp(State(state): State<AppState>, Extension(csrf): Extension<CsrfToken>, SignedIn { user, .. }: SignedIn) -> Page {
     let result = accounts::begin_totp_setup(&state, &user).await.map(|(secret, uri)| context! { setup => context! { secret => secret, uri => uri } });
-    account_result(&state, &csrf, &user, result)
+    account_result(&state, &csrf, &user, result).await
 }
 
 /// `POST /account/two-factor/confirm`: turns TOTP on and shows the recovery codes once.
@@ -351,7 +359,7 @@ pub async fn confirm_totp(
         user.totp_enabled = true;
     }
     let result = result.map(|codes| context! { recovery_codes => codes, notice => "Two-factor authentication is on." });
-    account_result(&state, &csrf, &user, result)
+    account_result(&state, &csrf, &user, result).await
 }
 
 /// `POST /account/two-factor/disable`.
@@ -365,7 +373,7 @@ pub async fn disable_totp(
     if result.is_ok() {
         user.totp_enabled = false;
     }
-    account_result(&state, &csrf, &user, result.map(|()| context! { notice => "Two-factor authentication is off." }))
+    account_result(&state, &csrf, &user, result.map(|()| context! { notice => "Two-factor authentication is off." })).await
 }
 
 /// `POST /account/delete`: marks the account for deletion and signs out.
@@ -377,7 +385,7 @@ pub async fn delete_account(
 ) -> Response {
     match accounts::mark_for_deletion(&state, &user, &form.password).await {
         Ok(()) => ([(header::SET_COOKIE, clear_session_cookie())], Redirect::to("/sign-in")).into_response(),
-        Err(err) => account_page(&state, &csrf, &user, account_error_status(&err), context! { error => error_text(&err) }).into_response(),
+        Err(err) => account_page(&state, &csrf, &user, account_error_status(&err), context! { error => error_text(&err) }).await.into_response(),
     }
 }
 

@@ -13,6 +13,7 @@
 
 mod auth;
 mod org;
+mod passkeys;
 
 use axum::Router;
 use axum::body::Body;
@@ -29,6 +30,8 @@ use crate::app::AppState;
 use crate::db::accounts::User;
 use crate::error::ApiError;
 use crate::manage::{Actor, Principal};
+
+use org::format_time;
 
 pub(crate) const SESSION_COOKIE: &str = "hp_session";
 const CSRF_COOKIE: &str = "hp_csrf";
@@ -69,6 +72,13 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/account/two-factor/confirm", post(auth::confirm_totp))
         .route("/account/two-factor/disable", post(auth::disable_totp))
         .route("/account/delete", post(auth::delete_account))
+        .route("/account/passkeys/register/start", post(passkeys::start_registration))
+        .route("/account/passkeys/register/finish", post(passkeys::finish_registration))
+        .route("/account/passkeys/{id}/delete", post(passkeys::delete))
+        .route("/sign-in/passkey/start", post(passkeys::start_sign_in))
+        .route("/sign-in/passkey/finish", post(passkeys::finish_sign_in))
+        .route("/sign-in/second-factor/passkey/start", post(passkeys::start_second_factor))
+        .route("/sign-in/second-factor/passkey/finish", post(passkeys::finish_second_factor))
         .route("/verify-email", get(auth::verify_email))
         .route("/verify-email/resend", post(auth::resend_verification))
         .route("/forgot-password", get(auth::forgot_password_page).post(auth::forgot_password))
@@ -93,6 +103,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/static/favicon.svg", get(|| static_file("image/svg+xml", include_str!("../../static/favicon.svg"))))
         .route("/static/dashboard.css", get(|| static_file("text/css", include_str!("../../static/dashboard.css"))))
         .route("/static/dashboard.js", get(|| static_file("text/javascript", include_str!("../../static/dashboard.js"))))
+        .route("/static/passkeys.js", get(|| static_file("text/javascript", include_str!("../../static/passkeys.js"))))
         .layer(middleware::from_fn_with_state(state.clone(), check_csrf))
 }
 
@@ -125,7 +136,13 @@ async fn check_csrf(State(state): State<AppState>, mut request: Request, next: N
         let Ok(bytes) = axum::body::to_bytes(body, MAX_FORM).await else {
             return (StatusCode::PAYLOAD_TOO_LARGE, "The form is too large.").into_response();
         };
-        let sent = form_urlencoded_field(&bytes, "csrf");
+        // Forms send the token as a field; the passkey script, which posts JSON, as a header.
+        let sent = parts
+            .headers
+            .get("x-csrf-token")
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned)
+            .or_else(|| form_urlencoded_field(&bytes, "csrf"));
         let valid = match (&existing, &sent) {
             (Some(cookie), Some(sent)) => bool::from(cookie.as_bytes().ct_eq(sent.as_bytes())),
             _ => false,

@@ -427,7 +427,7 @@ pub async fn audit(State(state): State<AppState>, Extension(csrf): Extension<Csr
     Ok(render(&state, StatusCode::OK, "audit.html", &frame(&csrf, &actor, "audit"), context! { entries => entries }))
 }
 
-fn format_time(at_ms: i64) -> String {
+pub(super) fn format_time(at_ms: i64) -> String {
     let time = time::OffsetDateTime::from_unix_timestamp(at_ms.div_euclid(1000)).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
     format!("{:04}-{:02}-{:02} {:02}:{:02}", time.year(), u8::from(time.month()), time.day(), time.hour(), time.minute())
 }
