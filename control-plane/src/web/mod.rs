@@ -209,8 +209,8 @@ pub fn render(state: &AppState, status: StatusCode, template: &str, frame: &Fram
         context! { id => actor.organisation_id, name => actor.organisation_name, role => role }
     });
     let user = frame.user.map(|user| context! { email => user.email, email_verified => user.email_verified });
-    let lang = frame.user.map_or("en", |user| user.language.as_str());
-    let ctx = context! { csrf => frame.csrf.0, user => user, org => org, section => frame.section, lang => lang, ..page };
+    // The dashboard is written in English only, whatever language the user prefers.
+    let ctx = context! { csrf => frame.csrf.0, user => user, org => org, section => frame.section, lang => "en", ..page };
     let html = state
         .templates
         .get_template(template)
