@@ -17,7 +17,7 @@ use crate::db::accounts::{self, EmailTokenPurpose, User, UserStatus};
 use crate::totp;
 use crate::db::{is_unique_violation, orgs};
 use crate::mail::Email;
-use crate::secrets::hash_secret;
+use crate::secrets::{hash_secret, new_token};
 
 /// How long a session lasts.
 pub const SESSION_TTL_MS: i64 = 7 * 24 * 60 * 60 * 1000;
@@ -81,13 +81,6 @@ pub enum AccountError {
     /// Storage failed.
     #[error(transparent)]
     Database(#[from] sqlx::Error),
-}
-
-/// A new random token (256 bits, hex).
-pub fn new_token() -> String {
-    let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes).expect("the OS provides randomness");
-    hex::encode(bytes)
 }
 
 /// argon2id hash in PHC string format.

@@ -236,7 +236,7 @@ impl Cli {
             Command::Admin { command: AdminCommand::Create { database, email } } => {
                 let db = Db::connect(&database.database_url).await?;
                 let email = accounts::normalize_email(&email)?;
-                let password = accounts::new_token();
+                let password = secrets::new_token();
                 let now = Clock::system().now_ms();
                 let user = db::accounts::insert_user(&db, &email, &accounts::hash_password(&password), true, now).await?;
                 db::accounts::mark_email_verified(&db, &user.id, now).await?;

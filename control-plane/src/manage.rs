@@ -481,7 +481,7 @@ pub async fn put_member(state: &AppState, actor: &Actor, email: &str, role: Role
 }
 
 async fn invite(state: &AppState, actor: &Actor, email: &str, role: Role) -> Result<(), ApiError> {
-    let token = crate::accounts::new_token();
+    let token = secrets::new_token();
     let now = state.clock.now_ms();
     let inviter = actor.audit_name();
     orgs::insert_invitation(&state.db, &secrets::hash_secret(&token), &actor.organisation_id, email, role, &inviter, now, now + INVITATION_TTL_MS).await?;
@@ -560,7 +560,7 @@ pub async fn create_api_key(state: &AppState, actor: &Actor, name: &str, scopes:
     if scopes.is_empty() {
         return Err(invalid("scopes", "Pick at least one scope."));
     }
-    let key = format!("hp_key_{}", crate::accounts::new_token());
+    let key = format!("hp_key_{}", secrets::new_token());
     let prefix: String = key.chars().take(14).collect();
     let stored = loop {
         match orgs::insert_api_key(&state.db, &actor.organisation_id, name, &secrets::hash_secret(&key), &prefix, &scopes, state.clock.now_ms()).await {

@@ -21,6 +21,11 @@ pub fn new_backend_secret() -> String {
     format!("hp_secret_{}", random_token(32))
 }
 
+/// A new random token (256 bits, hex): session cookies, email links, CSRF tokens, API keys.
+pub fn new_token() -> String {
+    random_token(32)
+}
+
 /// A new internal id.
 pub fn new_id() -> String {
     random_token(16)

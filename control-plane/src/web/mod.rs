@@ -130,7 +130,7 @@ pub struct CsrfToken(pub String);
 /// token, and adds the security headers.
 async fn check_csrf(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     let existing = cookie(request.headers(), CSRF_COOKIE).filter(|token| token.len() == 64);
-    let token = existing.clone().unwrap_or_else(crate::accounts::new_token);
+    let token = existing.clone().unwrap_or_else(crate::secrets::new_token);
     if request.method() == Method::POST {
         let (parts, body) = request.into_parts();
         let Ok(bytes) = axum::body::to_bytes(body, MAX_FORM).await else {
