@@ -263,7 +263,7 @@ async fn second_factor_matches(state: &AppState, user: &User, code: &str, now: i
     let recovery = normalize_recovery_code(code);
     if recovery.len() == 10 {
         if accounts::use_recovery_code(&state.db, &user.id, &hash_secret(&recovery), now).await? {
-            audit_account(state, user, "account.recovery_code_used").await?;
+            audit_account(state, user, "account.recovery_code_used", None).await?;
             return Ok(true);
         }
     }
@@ -306,7 +306,7 @@ pub async fn confirm_totp(state: &AppState, user: &User, code: &str) -> Result<V
         .collect();
     let hashes: Vec<String> = codes.iter().map(|code| hash_secret(&normalize_recovery_code(code))).collect();
     accounts::enable_totp(&state.db, &user.id, step, &hashes, now).await?;
-    audit_account(state, user, "account.2fa_enabled").await?;
+    audit_account(state, user, "account.2fa_enabled", None).await?;
     Ok(codes)
 }
 
@@ -314,14 +314,14 @@ pub async fn confirm_totp(state: &AppState, user: &User, code: &str) -> Result<V
 pub async fn disable_totp(state: &AppState, user: &User, password: &str) -> Result<(), AccountError> {
     check_current_password(state, user, password).await?;
     accounts::disable_totp(&state.db, &user.id, state.clock.now_ms()).await?;
-    audit_account(state, user, "account.2fa_disabled").await?;
+    audit_account(state, user, "account.2fa_disabled", None).await?;
     Ok(())
 }
 
 /// Marks the account for deletion after checking the password; it can no longer sign in.
 pub async fn mark_for_deletion(state: &AppState, user: &User, password: &str) -> Result<(), AccountError> {
     check_current_password(state, user, password).await?;
-    audit_account(state, user, "account.marked_for_deletion").await?;
+    audit_account(state, user, "account.marked_for_deletion", None).await?;
     accounts::mark_for_deletion(&state.db, &user.id, state.clock.now_ms()).await?;
     Ok(())
 }
@@ -333,10 +333,10 @@ async fn check_current_password(state: &AppState, user: &User, password: &str) -
 
 /// Records an account-level security event in every organisation the user belongs to, so
 /// each organisation's owners see it.
-async fn audit_account(state: &AppState, user: &User, action: &str) -> Result<(), sqlx::Error> {
+pub(crate) async fn audit_account(state: &AppState, user: &User, action: &str, target: Option<&str>) -> Result<(), sqlx::Error> {
     let now = state.clock.now_ms();
     for membership in orgs::memberships(&state.db, &user.id).await? {
-        orgs::audit(&state.db, Some(&membership.organisation_id), &format!("user:{}", user.email), action, None, now).await?;
+        orgs::audit(&state.db, Some(&membership.organisation_id), &format!("user:{}", user.email), action, target, now).await?;
     }
     Ok(())
 }

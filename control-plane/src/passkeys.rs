@@ -18,7 +18,7 @@ use webauthn_rs::prelude::{
 use crate::accounts::{self, AccountError};
 use crate::app::AppState;
 use crate::db::accounts::User;
-use crate::db::{orgs, passkeys};
+use crate::db::passkeys;
 use crate::error::ApiError;
 
 /// How long a ceremony's second request may take.
@@ -130,11 +130,8 @@ pub async fn finish_registration(state: &AppState, user: &User, finish: Finish) 
     }
     let credential: RegisterPublicKeyCredential = serde_json::from_value(finish.credential).map_err(|_| refused())?;
     let passkey = webauthn(state)?.finish_passkey_registration(&credential, &server_half).map_err(|_| refused())?;
-    let now = state.clock.now_ms();
-    passkeys::insert(&state.db, &credential_id(&passkey), &user.id, name, &to_json(&passkey), now).await?;
-    for membership in orgs::memberships(&state.db, &user.id).await? {
-        orgs::audit(&state.db, Some(&membership.organisation_id), &format!("user:{}", user.email), "account.passkey_added", Some(name), now).await?;
-    }
+    passkeys::insert(&state.db, &credential_id(&passkey), &user.id, name, &to_json(&passkey), state.clock.now_ms()).await?;
+    accounts::audit_account(state, user, "account.passkey_added", Some(name)).await?;
     Ok(())
 }
 
@@ -207,9 +204,6 @@ pub async fn delete(state: &AppState, user: &User, id: &str) -> Result<(), ApiEr
     if !passkeys::delete(&state.db, &user.id, id).await? {
         return Err(ApiError::NotFound);
     }
-    let now = state.clock.now_ms();
-    for membership in orgs::memberships(&state.db, &user.id).await? {
-        orgs::audit(&state.db, Some(&membership.organisation_id), &format!("user:{}", user.email), "account.passkey_removed", None, now).await?;
-    }
+    accounts::audit_account(state, user, "account.passkey_removed", None).await?;
     Ok(())
 }
