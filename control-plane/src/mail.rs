@@ -60,8 +60,7 @@ impl Mailer {
     /// SMTP from a URL such as `smtps://user:password@smtp.example.com` (credentials and
     /// TLS mode as lettre reads them) and a sender address.
     pub fn smtp(url: &str, from: &str) -> Result<Self, MailError> {
-        // lettre's rustls needs a process-wide provider, as reqwest does.
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        crate::http::install_tls_provider();
         let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)?.build();
         let from = from.parse().map_err(|err| MailError::Message(format!("sender {from:?}: {err}")))?;
         Ok(Self::Smtp { transport, from })
