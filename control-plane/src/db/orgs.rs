@@ -181,7 +181,16 @@ pub async fn insert_api_key(
     .bind(now_ms)
     .execute(db.pool())
     .await?;
-    Ok(list_api_keys(db, organisation_id).await?.into_iter().find(|key| key.id == id).ok_or(sqlx::Error::RowNotFound)?)
+    Ok(ApiKey {
+        id,
+        organisation_id: organisation_id.to_owned(),
+        name: name.to_owned(),
+        prefix: prefix.to_owned(),
+        scopes: scopes.to_vec(),
+        active: true,
+        created_at: now_ms,
+        last_used_at: None,
+    })
 }
 
 /// An organisation's keys, newest first.
