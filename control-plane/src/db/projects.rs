@@ -130,7 +130,8 @@ pub const SIZES: [&str; 2] = ["normal", "compact"];
 /// Languages the widget ships, plus `auto`.
 pub const LANGUAGES: [&str; 11] = ["auto", "en", "de", "fr", "es", "it", "nl", "pl", "cs", "pt", "sv"];
 
-fn enum_name<T: Serialize>(value: &T) -> String {
+/// A unit enum's serde name (`Variant::Checkbox` → `checkbox`), as stored and shown.
+pub fn enum_name<T: Serialize>(value: &T) -> String {
     serde_json::to_value(value).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
 }
 

@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use super::{CsrfToken, Frame, OrgActor, Page, PageError, render};
 use crate::app::AppState;
-use crate::db::projects::{LANGUAGES, WidgetOptions};
+use crate::db::projects::{LANGUAGES, WidgetOptions, enum_name};
 use crate::error::ApiError;
 use crate::manage::{self, Actor, Principal, ProjectInput, ProjectView};
 use crate::roles::{Permission, Role, Scope};
@@ -236,8 +236,8 @@ pub async fn rotate_secret(
 pub fn snippet(edge_url: &str, project: &ProjectView) -> String {
     let widget = &project.widget;
     let mut attributes = format!("data-sitekey=\"{}\"", project.site_key);
-    let variant = serde_json::to_value(widget.variant).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
-    let branding = serde_json::to_value(widget.branding).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+    let variant = enum_name(&widget.variant);
+    let branding = enum_name(&widget.branding);
     for (name, value, default) in [
         ("variant", variant.as_str(), "checkbox"),
         ("theme", widget.theme.as_str(), "auto"),
