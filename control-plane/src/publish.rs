@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
 use crate::clock::Clock;
-use crate::db::{Db, month_of, projects, telemetry};
+use crate::db::{Db, projects};
 use crate::local::LocalEdge;
 use crate::snapshot::{self, KvPair, kv_pairs};
 
@@ -81,20 +81,15 @@ impl Publisher {
 
     /// Publishes every project and every pending deletion: the operator's full republish.
     pub async fn republish_all(&self, db: &Db, now_ms: i64) -> Result<PublishReport, PublishError> {
-        if let Self::Local(edge) = self {
-            // The local store can be replaced whole, which also drops deleted projects.
-            let entries = snapshot::build_all(db, now_ms).await?;
-            let written = entries.len();
-            edge.snapshots().replace_all(entries);
-            let deletions = projects::pending_deletions(db).await?;
-            projects::clear_deletions(db, &deletions).await?;
-            for project in projects::list_all(db).await? {
-                projects::mark_published(db, &project.id, project.revision).await?;
-            }
-            return Ok(PublishReport { written, deleted: deletions.len() });
-        }
         let all = projects::list_all(db).await?;
-        self.publish_projects(db, all, now_ms).await
+        let Self::Local(edge) = self else { return self.publish_projects(db, all, now_ms).await };
+        // The local store can be replaced whole, which also drops deleted projects.
+        let entries = snapshot::build_entries(db, &all, now_ms).await?;
+        edge.snapshots().replace_all(entries);
+        mark_published(db, &all).await?;
+        let deletions = projects::pending_deletions(db).await?;
+        projects::clear_deletions(db, &deletions).await?;
+        Ok(PublishReport { written: all.len(), deleted: deletions.len() })
     }
 
     async fn publish_projects(
@@ -103,17 +98,10 @@ impl Publisher {
         projects_to_publish: Vec<projects::Project>,
         now_ms: i64,
     ) -> Result<PublishReport, PublishError> {
-        let month = month_of(now_ms);
-        let mut entries = Vec::with_capacity(projects_to_publish.len());
-        for project in &projects_to_publish {
-            let usage = telemetry::usage(db, &project.id, &month).await?;
-            entries.push(snapshot::build(project, &usage, now_ms));
-        }
+        let entries = snapshot::build_entries(db, &projects_to_publish, now_ms).await?;
         if !entries.is_empty() {
             self.put(&entries).await?;
-            for project in &projects_to_publish {
-                projects::mark_published(db, &project.id, project.revision).await?;
-            }
+            mark_published(db, &projects_to_publish).await?;
         }
         let deletions = projects::pending_deletions(db).await?;
         if !deletions.is_empty() {
@@ -183,6 +171,14 @@ impl Publisher {
             }
         }
     }
+}
+
+/// Records that the edge has each project at the revision read.
+async fn mark_published(db: &Db, published: &[projects::Project]) -> Result<(), sqlx::Error> {
+    for project in published {
+        projects::mark_published(db, &project.id, project.revision).await?;
+    }
+    Ok(())
 }
 
 /// Cloudflare's REST API for one KV namespace. Debug output leaves the token out.

@@ -50,11 +50,16 @@ fn widget_policy(plan: &str) -> WidgetPolicy {
 
 /// Entries for every project, with this month's usage.
 pub async fn build_all(db: &Db, now_ms: i64) -> Result<Vec<SiteSnapshot>, sqlx::Error> {
+    build_entries(db, &projects::list_all(db).await?, now_ms).await
+}
+
+/// Entries for these projects, with this month's usage.
+pub async fn build_entries(db: &Db, projects: &[Project], now_ms: i64) -> Result<Vec<SiteSnapshot>, sqlx::Error> {
     let month = month_of(now_ms);
-    let mut entries = Vec::new();
-    for project in projects::list_all(db).await? {
+    let mut entries = Vec::with_capacity(projects.len());
+    for project in projects {
         let usage = telemetry::usage(db, &project.id, &month).await?;
-        entries.push(build(&project, &usage, now_ms));
+        entries.push(build(project, &usage, now_ms));
     }
     Ok(entries)
 }
