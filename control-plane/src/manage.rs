@@ -71,6 +71,12 @@ impl Actor {
         if allowed { Ok(()) } else { Err(ApiError::Forbidden("insufficient_permission")) }
     }
 
+    /// Whether this is one of the organisation's owners: only owners appoint, change or
+    /// remove owners.
+    pub fn is_owner(&self) -> bool {
+        matches!(self.principal, Principal::Member { role: Role::Owner, .. })
+    }
+
     /// How the audit log names this actor.
     pub fn audit_name(&self) -> String {
         match &self.principal {
@@ -460,7 +466,7 @@ pub const INVITATION_TTL_MS: i64 = 7 * 24 * 60 * 60 * 1000;
 /// Returns whether an invitation was sent.
 pub async fn put_member(state: &AppState, actor: &Actor, email: &str, role: Role) -> Result<bool, ApiError> {
     actor.require(Permission::MembersWrite)?;
-    if role == Role::Owner && !matches!(actor.principal, Principal::Member { role: Role::Owner, .. }) {
+    if role == Role::Owner && !actor.is_owner() {
         return Err(ApiError::Forbidden("only_owners_appoint_owners"));
     }
     let email = crate::accounts::normalize_email(email).map_err(|_| invalid("email", "Enter a valid email address."))?;
@@ -472,7 +478,7 @@ pub async fn put_member(state: &AppState, actor: &Actor, email: &str, role: Role
     if role != Role::Owner && is_last_owner(&members, &member.user_id) {
         return Err(ApiError::Conflict("last_owner"));
     }
-    if member.role == Role::Owner && !matches!(actor.principal, Principal::Member { role: Role::Owner, .. }) {
+    if member.role == Role::Owner && !actor.is_owner() {
         return Err(ApiError::Forbidden("only_owners_change_owners"));
     }
     orgs::put_member(&state.db, &actor.organisation_id, &member.user_id, role, state.clock.now_ms()).await?;
@@ -538,7 +544,7 @@ pub async fn remove_member(state: &AppState, actor: &Actor, user_id: &str) -> Re
     if is_last_owner(&members, user_id) {
         return Err(ApiError::Conflict("last_owner"));
     }
-    if member.role == Role::Owner && !matches!(actor.principal, Principal::Member { role: Role::Owner, .. }) {
+    if member.role == Role::Owner && !actor.is_owner() {
         return Err(ApiError::Forbidden("only_owners_remove_owners"));
     }
     orgs::remove_member(&state.db, &actor.organisation_id, user_id).await?;
