@@ -207,8 +207,7 @@ pub async fn sign_in(state: &AppState, email: &str, password: &str, client_ip: &
     }
     accounts::clear_login_failures(&state.db, &by_email).await?;
     if user.totp_enabled || crate::db::passkeys::has_any(&state.db, &user.id).await? {
-        let token = new_token();
-        accounts::insert_session(&state.db, &hash_secret(&token), &user.id, true, now, now + SECOND_FACTOR_TTL_MS).await?;
+        let token = insert_session(state, &user, true).await?;
         return Ok((user, SignIn::SecondFactorDue(token)));
     }
     let token = start_session(state, &user).await?;
@@ -217,9 +216,16 @@ pub async fn sign_in(state: &AppState, email: &str, password: &str, client_ip: &
 
 /// Starts a session for `user`: the token for the cookie.
 pub async fn start_session(state: &AppState, user: &User) -> Result<String, sqlx::Error> {
+    insert_session(state, user, false).await
+}
+
+/// A new session token: a full session, or one waiting [`SECOND_FACTOR_TTL_MS`] for its
+/// second factor.
+async fn insert_session(state: &AppState, user: &User, second_factor_due: bool) -> Result<String, sqlx::Error> {
     let token = new_token();
     let now = state.clock.now_ms();
-    accounts::insert_session(&state.db, &hash_secret(&token), &user.id, false, now, now + SESSION_TTL_MS).await?;
+    let ttl = if second_factor_due { SECOND_FACTOR_TTL_MS } else { SESSION_TTL_MS };
+    accounts::insert_session(&state.db, &hash_secret(&token), &user.id, second_factor_due, now, now + ttl).await?;
     Ok(token)
 }
 
