@@ -257,6 +257,29 @@ on_both_databases! {
         assert_eq!(projects::find(&world.db, &agency.project).await.unwrap().unwrap().client_id, None);
     }
 
+    async fn dashboard_forms_refuse_bad_input_with_a_reason(world: World) {
+        let base = world.serve().await;
+        let owner = tenant(&world, &base, "forms@example.com").await;
+        let org = &owner.org;
+        let bad = [
+            (format!("/orgs/{org}/clients"), vec![("name", "")], "1 to 100 characters"),
+            (format!("/orgs/{org}/members"), vec![("email", "someone@example.com"), ("role", "emperor")], "Pick a role"),
+            (format!("/orgs/{org}/members"), vec![("email", "not an address"), ("role", "viewer")], "valid email"),
+            (format!("/orgs/{org}/api-keys"), vec![("name", "ci"), ("scope", "everything")], "Unknown scope"),
+            (format!("/orgs/{org}/api-keys"), vec![("name", "ci")], "at least one scope"),
+            ("/account/language".to_owned(), vec![("language", "klingon")], "Pick a language"),
+        ];
+        for (path, fields, reason) in bad {
+            let page = owner.browser.post(&path, &fields).await.expect(400);
+            assert!(page.body.contains(reason), "{path}: {}", page.body);
+        }
+        let mut form = PROJECT_FORM.to_vec();
+        form.retain(|(name, _)| *name != "testing_domains");
+        form.push(("monthly_limit", "lots"));
+        let page = owner.browser.post(&format!("/orgs/{org}/projects/new"), &form).await.expect(400);
+        assert!(page.body.contains("whole number"));
+    }
+
     async fn an_organisation_keeps_an_owner(world: World) {
         let base = world.serve().await;
         let owner = tenant(&world, &base, "solo@example.com").await;
