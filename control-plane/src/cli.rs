@@ -9,7 +9,7 @@ use humanproof_protocol::snapshot::RiskMode;
 use serde_json::json;
 
 use crate::app::{AppState, app};
-use crate::manage::normalize_domains;
+use crate::manage::ProjectInput;
 use crate::clock::Clock;
 use crate::config::{DatabaseArgs, KvArgs, SecretArgs, WebArgs};
 use crate::db::projects::{BillingStatus, ProjectSettings};
@@ -134,6 +134,17 @@ enum PresetName {
     Custom,
 }
 
+impl PresetName {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Relaxed => "relaxed",
+            Self::Balanced => "balanced",
+            Self::Strict => "strict",
+            Self::Custom => "custom",
+        }
+    }
+}
+
 #[derive(Debug, clap::Args)]
 struct CreateProjectArgs {
     #[command(flatten)]
@@ -153,12 +164,21 @@ struct CreateProjectArgs {
     /// Protection preset.
     #[arg(long, value_enum, default_value = "balanced")]
     preset: PresetName,
-    /// Difficulty for the custom preset (1-8).
-    #[arg(long, default_value_t = 4)]
-    difficulty: u32,
+    /// Difficulty for the custom preset (1-8; Balanced's when omitted).
+    #[arg(long)]
+    difficulty: Option<u32>,
     /// Sub-challenge count for the custom preset (1-500).
-    #[arg(long, default_value_t = 80)]
-    challenge_count: u32,
+    #[arg(long)]
+    challenge_count: Option<u32>,
+    /// Obfuscation of the environment check for the custom preset (lighter, default, stronger).
+    #[arg(long)]
+    obfuscation: Option<String>,
+    /// Challenge starts per visitor in two minutes for the custom preset (1-1000).
+    #[arg(long)]
+    rate_limit: Option<u32>,
+    /// Risk score (1.0-10.0) from which enforce mode blocks, for the custom preset.
+    #[arg(long)]
+    block_threshold: Option<f64>,
     /// Monthly limit of protected attempts (omit for unlimited).
     #[arg(long)]
     monthly_limit: Option<u64>,
@@ -264,32 +284,36 @@ impl Cli {
 }
 
 async fn create_project(args: CreateProjectArgs) -> anyhow::Result<()> {
-    let preset = match args.preset {
-        PresetName::Relaxed => Preset::Relaxed,
-        PresetName::Balanced => Preset::Balanced,
-        PresetName::Strict => Preset::Strict,
-        PresetName::Custom => {
-            anyhow::ensure!(
-                humanproof_protocol::pow::DIFFICULTY_RANGE.contains(&args.difficulty)
-                    && humanproof_protocol::pow::COUNT_RANGE.contains(&args.challenge_count),
-                "custom presets take a difficulty of 1-8 and 1-500 challenges"
-            );
-            Preset::Custom { difficulty: args.difficulty, challenge_count: args.challenge_count }
-        }
-    };
-    let new = ProjectSettings {
-        name: args.name,
-        production_domains: normalize_domains(args.production_domains).map_err(anyhow::Error::msg)?,
-        testing_domains: normalize_domains(args.testing_domains).map_err(anyhow::Error::msg)?,
-        allow_subdomains: args.allow_subdomains,
-        preset,
+    // Operators get the same rules as customers: one ProjectInput, checked in one place.
+    let defaults = ProjectSettings {
+        name: String::new(),
+        production_domains: vec![],
+        testing_domains: vec![],
+        allow_subdomains: false,
+        preset: Preset::Balanced,
         risk_mode: RiskMode::Observe,
         plan: args.plan,
         billing_status: args.billing_status,
-        monthly_limit: args.monthly_limit,
-        active: !args.paused,
+        monthly_limit: None,
+        active: true,
         widget: Default::default(),
     };
+    let input = ProjectInput {
+        name: Some(args.name),
+        production_domains: Some(args.production_domains),
+        testing_domains: Some(args.testing_domains),
+        allow_subdomains: Some(args.allow_subdomains),
+        preset: Some(args.preset.as_str().to_owned()),
+        difficulty: args.difficulty,
+        challenge_count: args.challenge_count,
+        obfuscation: args.obfuscation,
+        rate_limit: args.rate_limit,
+        block_threshold: args.block_threshold,
+        monthly_limit: args.monthly_limit,
+        active: Some(!args.paused),
+        ..ProjectInput::default()
+    };
+    let new = input.apply(defaults).map_err(|err| anyhow::anyhow!("{err}"))?;
     let db = Db::connect(&args.database.database_url).await?;
     let site_key = secrets::new_site_key();
     let secret = secrets::new_backend_secret();

@@ -7,8 +7,8 @@
 //! leak). Changes that matter to the edge are published before the function returns; if
 //! publishing fails the change stays pending and the background publisher retries it.
 
-use humanproof_protocol::Preset;
-use humanproof_protocol::pow::{COUNT_RANGE, DIFFICULTY_RANGE};
+use humanproof_protocol::preset::{BLOCK_THRESHOLD_RANGE, COUNT_RANGE, DIFFICULTY_RANGE, RATE_LIMIT_RANGE};
+use humanproof_protocol::{Obfuscation, Preset, Protection, Score};
 use humanproof_protocol::snapshot::RiskMode;
 use serde::{Deserialize, Serialize};
 
@@ -114,6 +114,12 @@ pub struct ProjectView {
     pub difficulty: u32,
     /// The preset's sub-challenge count.
     pub challenge_count: u32,
+    /// The preset's obfuscation of the environment check: lighter, default or stronger.
+    pub obfuscation: Obfuscation,
+    /// The preset's challenge starts per visitor (hashed IP) in two minutes.
+    pub rate_limit: u32,
+    /// The preset's risk score (0–10) from which enforce mode blocks.
+    pub block_threshold: Score,
     /// observe or enforce.
     pub risk_mode: RiskMode,
     /// Protected attempts per month; `null` for unlimited.
@@ -131,7 +137,7 @@ pub struct ProjectView {
 impl From<&Project> for ProjectView {
     fn from(project: &Project) -> Self {
         let settings = &project.settings;
-        let params = settings.preset.params();
+        let protection = settings.preset.protection();
         Self {
             id: project.id.clone(),
             site_key: project.site_key.clone(),
@@ -141,8 +147,11 @@ impl From<&Project> for ProjectView {
             testing_domains: settings.testing_domains.clone(),
             allow_subdomains: settings.allow_subdomains,
             preset: settings.preset.name().to_owned(),
-            difficulty: params.d,
-            challenge_count: params.c,
+            difficulty: protection.difficulty,
+            challenge_count: protection.challenge_count,
+            obfuscation: protection.obfuscation,
+            rate_limit: protection.rate_limit,
+            block_threshold: protection.block_threshold,
             risk_mode: settings.risk_mode,
             monthly_limit: settings.monthly_limit,
             plan: settings.plan.clone(),
@@ -172,6 +181,12 @@ pub struct ProjectInput {
     pub difficulty: Option<u32>,
     /// Custom preset sub-challenge count, 1–500.
     pub challenge_count: Option<u32>,
+    /// Custom preset obfuscation: lighter, default or stronger.
+    pub obfuscation: Option<String>,
+    /// Custom preset challenge starts per visitor in two minutes, 1–1000.
+    pub rate_limit: Option<u32>,
+    /// Custom preset block threshold, a risk score from 1.0 to 10.0.
+    pub block_threshold: Option<f64>,
     /// observe or enforce.
     pub risk_mode: Option<RiskMode>,
     /// Protected attempts allowed per month.
@@ -192,9 +207,57 @@ fn invalid(field: &'static str, message: impl Into<String>) -> ApiError {
 }
 
 impl ProjectInput {
+    /// A Custom preset from the given numbers; the ones not given keep `current`'s, so
+    /// switching to custom starts from what the project had.
+    fn custom_protection(&self, current: Protection) -> Result<Protection, ApiError> {
+        let difficulty = self.difficulty.unwrap_or(current.difficulty);
+        if !DIFFICULTY_RANGE.contains(&difficulty) {
+            return Err(invalid("difficulty", "A custom difficulty is 1 to 8."));
+        }
+        let challenge_count = self.challenge_count.unwrap_or(current.challenge_count);
+        if !COUNT_RANGE.contains(&challenge_count) {
+            return Err(invalid("challenge_count", "A custom challenge count is 1 to 500."));
+        }
+        let obfuscation = match self.obfuscation.as_deref() {
+            None => current.obfuscation,
+            Some(name) => Obfuscation::from_name(name).ok_or_else(|| invalid("obfuscation", "Use lighter, default or stronger."))?,
+        };
+        let rate_limit = self.rate_limit.unwrap_or(current.rate_limit);
+        if !RATE_LIMIT_RANGE.contains(&rate_limit) {
+            return Err(invalid("rate_limit", "A custom rate limit is 1 to 1000 challenges per visitor in two minutes."));
+        }
+        let block_threshold = match self.block_threshold {
+            None => current.block_threshold,
+            Some(value) => Score::from_decimal(value)
+                .filter(|score| BLOCK_THRESHOLD_RANGE.contains(score))
+                .ok_or_else(|| invalid("block_threshold", "A custom block threshold is a risk score from 1.0 to 10.0."))?,
+        };
+        Ok(Protection { difficulty, challenge_count, obfuscation, rate_limit, block_threshold })
+    }
+
     /// Applies the input to `settings`, refusing anything out of range. The client is
     /// applied separately ([`file_under_client`]), as it is not an edge setting.
     pub fn apply(self, mut settings: ProjectSettings) -> Result<ProjectSettings, ApiError> {
+        let custom_fields_given = self.difficulty.is_some()
+            || self.challenge_count.is_some()
+            || self.obfuscation.is_some()
+            || self.rate_limit.is_some()
+            || self.block_threshold.is_some();
+        if self.preset.is_some() || custom_fields_given {
+            settings.preset = match self.preset.as_deref().unwrap_or(settings.preset.name()) {
+                "custom" => Preset::Custom(self.custom_protection(settings.preset.protection())?),
+                "relaxed" | "balanced" | "strict" if custom_fields_given => {
+                    return Err(invalid(
+                        "preset",
+                        "Only the custom preset takes its own difficulty, challenge count, obfuscation, rate limit and block threshold.",
+                    ));
+                }
+                "relaxed" => Preset::Relaxed,
+                "balanced" => Preset::Balanced,
+                "strict" => Preset::Strict,
+                _ => return Err(invalid("preset", "Use relaxed, balanced, strict or custom.")),
+            };
+        }
         if let Some(name) = self.name {
             let name = name.trim().to_owned();
             if name.is_empty() || name.chars().count() > 100 {
@@ -210,26 +273,6 @@ impl ProjectInput {
         }
         if let Some(allow) = self.allow_subdomains {
             settings.allow_subdomains = allow;
-        }
-        if self.preset.is_some() || self.difficulty.is_some() || self.challenge_count.is_some() {
-            let current = settings.preset.params();
-            settings.preset = match self.preset.as_deref().unwrap_or(settings.preset.name()) {
-                "relaxed" => Preset::Relaxed,
-                "balanced" => Preset::Balanced,
-                "strict" => Preset::Strict,
-                "custom" => {
-                    let difficulty = self.difficulty.unwrap_or(current.d);
-                    let challenge_count = self.challenge_count.unwrap_or(current.c);
-                    if !DIFFICULTY_RANGE.contains(&difficulty) {
-                        return Err(invalid("difficulty", "A custom difficulty is 1 to 8."));
-                    }
-                    if !COUNT_RANGE.contains(&challenge_count) {
-                        return Err(invalid("challenge_count", "A custom challenge count is 1 to 500."));
-                    }
-                    Preset::Custom { difficulty, challenge_count }
-                }
-                _ => return Err(invalid("preset", "Use relaxed, balanced, strict or custom.")),
-            };
         }
         if let Some(mode) = self.risk_mode {
             settings.risk_mode = mode;

@@ -7,6 +7,7 @@
 //! - [`prng`]: Cap's deterministic FNV-1a + xorshift32 generator that expands a challenge token
 //!   into per-sub-challenge salts and targets.
 //! - [`pow`]: the challenge parameters, the proof-of-work check and a reference solver.
+//! - [`preset`]: protection presets: work, rate limit, obfuscation and block threshold.
 //! - [`token`]: HMAC-signed, stateless challenge and verification tokens and the per-project
 //!   key derivation from the operator's master secret.
 //! - [`snapshot`]: the per-site-key record the control plane publishes to KV and the edge
@@ -19,6 +20,7 @@
 #![deny(missing_docs)]
 
 pub mod pow;
+pub mod preset;
 pub mod privacy;
 pub mod prng;
 pub mod snapshot;
@@ -26,7 +28,8 @@ pub mod telemetry;
 pub mod token;
 pub mod wire;
 
-pub use pow::{ChallengeParams, Preset};
+pub use pow::ChallengeParams;
+pub use preset::{Obfuscation, Preset, Protection, Score};
 pub use snapshot::SiteSnapshot;
 pub use telemetry::{TelemetryBatch, TelemetryEvent, TelemetryKind};
 pub use token::{ChallengeClaims, MasterSecret, ProjectKey, TokenError, VerificationClaims};

@@ -1,4 +1,4 @@
-//! Proof-of-work: challenge parameters, presets, the check the edge runs on redeem, and a
+//! Proof-of-work: challenge parameters, the check the edge runs on redeem, and a
 //! reference solver for tests, benchmarks and non-browser clients.
 
 use serde::{Deserialize, Serialize};
@@ -9,13 +9,6 @@ use crate::prng::prng;
 /// Salt length in hex digits; Cap's default, long enough that salts never repeat.
 pub const SALT_LEN: u32 = 32;
 
-/// Bounds a Custom preset must stay within: below 1 there is no work, above 8 hex digits a
-/// sub-challenge takes 4 billion hashes on average, and more than 500 sub-challenges only
-/// inflates the redeem body.
-pub const DIFFICULTY_RANGE: std::ops::RangeInclusive<u32> = 1..=8;
-/// See [`DIFFICULTY_RANGE`].
-pub const COUNT_RANGE: std::ops::RangeInclusive<u32> = 1..=500;
-
 /// The Cap challenge object: `c` sub-challenges, salts of `s` hex digits, targets of `d`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChallengeParams {
@@ -25,51 +18,6 @@ pub struct ChallengeParams {
     pub s: u32,
     /// Difficulty: target prefix length in hex digits.
     pub d: u32,
-}
-
-/// A project's protection preset.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", tag = "name")]
-pub enum Preset {
-    /// Difficulty 3, 60 sub-challenges.
-    Relaxed,
-    /// Difficulty 4, 80 sub-challenges.
-    Balanced,
-    /// Difficulty 5, 120 sub-challenges.
-    Strict,
-    /// The project's own numbers, clamped to [`DIFFICULTY_RANGE`] and [`COUNT_RANGE`].
-    Custom {
-        /// Target prefix length in hex digits.
-        difficulty: u32,
-        /// Number of sub-challenges.
-        challenge_count: u32,
-    },
-}
-
-impl Preset {
-    /// The challenge a client must solve under this preset.
-    pub fn params(self) -> ChallengeParams {
-        let (d, c) = match self {
-            Preset::Relaxed => (3, 60),
-            Preset::Balanced => (4, 80),
-            Preset::Strict => (5, 120),
-            Preset::Custom { difficulty, challenge_count } => (
-                difficulty.clamp(*DIFFICULTY_RANGE.start(), *DIFFICULTY_RANGE.end()),
-                challenge_count.clamp(*COUNT_RANGE.start(), *COUNT_RANGE.end()),
-            ),
-        };
-        ChallengeParams { c, s: SALT_LEN, d }
-    }
-
-    /// The lowercase preset name stored in the database and shown to users.
-    pub fn name(self) -> &'static str {
-        match self {
-            Preset::Relaxed => "relaxed",
-            Preset::Balanced => "balanced",
-            Preset::Strict => "strict",
-            Preset::Custom { .. } => "custom",
-        }
-    }
 }
 
 /// Salt and target of sub-challenge `i` (1-based) of the challenge whose token is `token`.
@@ -218,14 +166,5 @@ pub(crate) mod tests {
         assert!(!hex_prefix_matches(&digest, "abd"));
         assert!(!hex_prefix_matches(&digest, "ABC"));
         assert!(!hex_prefix_matches(&digest, "abcdef0"));
-    }
-
-    #[test]
-    fn presets_have_the_documented_parameters() {
-        assert_eq!(Preset::Relaxed.params(), ChallengeParams { c: 60, s: 32, d: 3 });
-        assert_eq!(Preset::Balanced.params(), ChallengeParams { c: 80, s: 32, d: 4 });
-        assert_eq!(Preset::Strict.params(), ChallengeParams { c: 120, s: 32, d: 5 });
-        let wild = Preset::Custom { difficulty: 40, challenge_count: 0 };
-        assert_eq!(wild.params(), ChallengeParams { c: 1, s: 32, d: 8 });
     }
 }

@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::pow::Preset;
+use crate::preset::Preset;
 use crate::wire::{Branding, Variant};
 
 /// KV key of a site key's snapshot entry.
@@ -30,7 +30,7 @@ pub struct SiteSnapshot {
     pub allow_subdomains: bool,
     /// Version of the project's challenge key; bump to invalidate outstanding tokens.
     pub key_version: u32,
-    /// Proof-of-work preset.
+    /// Protection preset: work, rate limit, obfuscation and block threshold.
     pub preset: Preset,
     /// Whether risk decisions are only recorded or also enforced.
     pub risk_mode: RiskMode,

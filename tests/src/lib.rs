@@ -26,7 +26,7 @@ use humanproof_edge::EdgeConfig;
 use humanproof_edge::memory::{MemoryClaims, MemorySnapshots};
 use humanproof_edge::{EdgeRequest, RequestBody};
 use humanproof_protocol::snapshot::RiskMode;
-use humanproof_protocol::{MasterSecret, Preset, TelemetryEvent};
+use humanproof_protocol::{MasterSecret, Preset, Protection, TelemetryEvent};
 use serde_json::Value;
 use tokio::sync::mpsc::UnboundedReceiver;
 use tower::ServiceExt as _;
@@ -146,7 +146,7 @@ pub fn quick_project(name: &str) -> ProjectSettings {
         production_domains: vec!["example.com".into()],
         testing_domains: vec!["localhost".into(), "127.0.0.1".into()],
         allow_subdomains: false,
-        preset: Preset::Custom { difficulty: 1, challenge_count: 3 },
+        preset: Preset::Custom(Protection { difficulty: 1, challenge_count: 3, ..Protection::BALANCED }),
         risk_mode: RiskMode::Observe,
         plan: "free".into(),
         billing_status: BillingStatus::Active,

@@ -6,6 +6,8 @@ use humanproof_control_plane::db::{accounts, orgs, projects};
 use humanproof_control_plane::manage::SECRET_OVERLAP_MS;
 use humanproof_control_plane::roles::{Role, Scope};
 use humanproof_control_plane::secrets;
+use humanproof_edge::stores::SnapshotStore as _;
+use humanproof_protocol::{Obfuscation, Preset, Protection, Score};
 use humanproof_tests::*;
 use serde_json::{Value, json};
 
@@ -382,6 +384,81 @@ on_both_databases! {
         assert_eq!(world.start_challenge(&site_key, &json!({})).await.reason(), "unknown_site_key");
         assert!(projects::pending_deletions(&world.db).await.unwrap().is_empty());
         assert!(projects::unpublished(&world.db).await.unwrap().is_empty());
+    }
+
+    async fn a_custom_preset_is_stored_checked_and_published_whole(world: World) {
+        let base = world.serve().await;
+        let owner = tenant(&world, &base, "custom@example.com").await;
+        let (api, _) = api_key(&world, &base, &owner, &["projects:read", "projects:write"]).await;
+        let (status, created) = api.call("POST", "/api/v1/projects", Some(json!({
+            "name": "Own rules", "testing_domains": ["localhost"], "preset": "custom", "difficulty": 2,
+            "challenge_count": 5, "obfuscation": "stronger", "rate_limit": 7, "block_threshold": 5.5,
+        }))).await;
+        assert_eq!(status, 201, "{created}");
+        let id = created["project"]["id"].as_str().unwrap().to_owned();
+        let site_key = created["project"]["site_key"].as_str().unwrap().to_owned();
+        let own = Protection {
+            difficulty: 2,
+            challenge_count: 5,
+            obfuscation: Obfuscation::Stronger,
+            rate_limit: 7,
+            block_threshold: Score::from_tenths(55),
+        };
+        let published = || async { world.edge.snapshots().site(&site_key).await.unwrap().unwrap().preset };
+        assert_eq!(published().await, Preset::Custom(own));
+        // Read back from the database, as the API shows it.
+        let (_, shown) = api.call("GET", &format!("/api/v1/projects/{id}"), None).await;
+        assert_eq!(
+            [&shown["obfuscation"], &shown["rate_limit"], &shown["block_threshold"]],
+            [&json!("stronger"), &json!(7), &json!(5.5)]
+        );
+
+        // A change to one number keeps the others.
+        api.call("PATCH", &format!("/api/v1/projects/{id}"), Some(json!({ "block_threshold": 9 }))).await;
+        assert_eq!(published().await, Preset::Custom(Protection { block_threshold: Score::from_tenths(90), ..own }));
+
+        for (body, field) in [
+            (json!({ "rate_limit": 0 }), "rate_limit"),
+            (json!({ "rate_limit": 1001 }), "rate_limit"),
+            (json!({ "block_threshold": 0.5 }), "block_threshold"),
+            (json!({ "block_threshold": 10.5 }), "block_threshold"),
+            (json!({ "obfuscation": "maximum" }), "obfuscation"),
+            // A named preset has fixed numbers: giving it some is refused, not ignored.
+            (json!({ "preset": "strict", "rate_limit": 5 }), "preset"),
+        ] {
+            let (status, answer) = api.call("PATCH", &format!("/api/v1/projects/{id}"), Some(body.clone())).await;
+            assert_eq!((status, answer["error"]["field"].as_str()), (400, Some(field)), "{body}: {answer}");
+        }
+
+        // Back to a named preset: its fixed bundle is what the edge gets.
+        let (_, strict) = api.call("PATCH", &format!("/api/v1/projects/{id}"), Some(json!({ "preset": "strict" }))).await;
+        assert_eq!((strict["rate_limit"].as_u64(), strict["block_threshold"].as_f64()), (Some(12), Some(4.0)), "{strict}");
+        assert_eq!(published().await, Preset::Strict);
+
+        // The dashboard form sets the same fields, and says what is wrong with a bad one.
+        let path = format!("/orgs/{}/projects/{id}", owner.org);
+        let mut form = PROJECT_FORM.to_vec();
+        form.retain(|(name, _)| *name != "preset");
+        form.extend([
+            ("preset", "custom"), ("difficulty", "3"), ("challenge_count", "10"), ("obfuscation", "lighter"),
+            ("rate_limit", "100"), ("block_threshold", "7.5"),
+        ]);
+        owner.browser.post(&path, &form).await.expect(200);
+        let own = Protection {
+            difficulty: 3,
+            challenge_count: 10,
+            obfuscation: Obfuscation::Lighter,
+            rate_limit: 100,
+            block_threshold: Score::from_tenths(75),
+        };
+        assert_eq!(published().await, Preset::Custom(own));
+        let page = owner.browser.get(&path).await.expect(200);
+        assert!(page.body.contains(r#"name="block_threshold" type="number" min="1" max="10" step="0.1" value="7.5""#), "{}", page.body);
+        form.retain(|(name, _)| *name != "block_threshold");
+        form.push(("block_threshold", "high"));
+        let page = owner.browser.post(&path, &form).await.expect(400);
+        assert!(page.body.contains("such as 6 or 6.5"), "{}", page.body);
+        assert_eq!(published().await, Preset::Custom(own));
     }
 
     async fn a_rotated_secret_keeps_working_for_the_overlap_window(world: World) {

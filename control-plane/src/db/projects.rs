@@ -1,6 +1,6 @@
 //! Projects: the rows behind site keys, and what the snapshot is built from.
 
-use humanproof_protocol::Preset;
+use humanproof_protocol::{Obfuscation, Preset, Protection, Score};
 use humanproof_protocol::snapshot::RiskMode;
 use humanproof_protocol::wire::{Branding, Variant};
 use serde::{Deserialize, Serialize};
@@ -139,24 +139,59 @@ fn enum_from_name<T: for<'de> Deserialize<'de>>(name: &str, fallback: T) -> T {
     serde_json::from_value(serde_json::Value::String(name.to_owned())).unwrap_or(fallback)
 }
 
-fn preset_columns(preset: Preset) -> (&'static str, Option<i64>, Option<i64>) {
-    match preset {
-        Preset::Custom { difficulty, challenge_count } => {
-            ("custom", Some(i64::from(difficulty)), Some(i64::from(challenge_count)))
-        }
-        other => (other.name(), None, None),
-    }
+/// How a preset is stored: its name, and a Custom preset's numbers (NULL for the named
+/// presets, whose numbers live in code).
+struct PresetColumns {
+    name: &'static str,
+    difficulty: Option<i64>,
+    challenge_count: Option<i64>,
+    obfuscation: Option<&'static str>,
+    rate_limit: Option<i64>,
+    block_threshold: Option<i64>,
 }
 
-fn preset_from_columns(name: &str, difficulty: Option<i64>, count: Option<i64>) -> Preset {
-    match name {
-        "relaxed" => Preset::Relaxed,
-        "strict" => Preset::Strict,
-        "custom" => Preset::Custom {
-            difficulty: difficulty.and_then(|d| u32::try_from(d).ok()).unwrap_or(4),
-            challenge_count: count.and_then(|c| u32::try_from(c).ok()).unwrap_or(80),
-        },
-        _ => Preset::Balanced,
+impl PresetColumns {
+    fn of(preset: Preset) -> Self {
+        let custom = match preset {
+            Preset::Custom(custom) => Some(custom),
+            _ => None,
+        };
+        Self {
+            name: preset.name(),
+            difficulty: custom.map(|c| i64::from(c.difficulty)),
+            challenge_count: custom.map(|c| i64::from(c.challenge_count)),
+            obfuscation: custom.map(|c| c.obfuscation.name()),
+            rate_limit: custom.map(|c| i64::from(c.rate_limit)),
+            block_threshold: custom.map(|c| i64::from(c.block_threshold.tenths())),
+        }
+    }
+
+    fn read(row: &AnyRow) -> Result<Preset, sqlx::Error> {
+        Ok(match row.try_get::<String, _>("preset")?.as_str() {
+            "relaxed" => Preset::Relaxed,
+            "strict" => Preset::Strict,
+            "custom" => {
+                // A column left NULL (a row from before the column existed) takes Balanced's value.
+                let fallback = Protection::BALANCED;
+                let number = |column: &str, fallback: u32| -> Result<u32, sqlx::Error> {
+                    Ok(row.try_get::<Option<i64>, _>(column)?.and_then(|n| u32::try_from(n).ok()).unwrap_or(fallback))
+                };
+                Preset::Custom(Protection {
+                    difficulty: number("custom_difficulty", fallback.difficulty)?,
+                    challenge_count: number("custom_challenge_count", fallback.challenge_count)?,
+                    obfuscation: row
+                        .try_get::<Option<String>, _>("custom_obfuscation")?
+                        .and_then(|name| Obfuscation::from_name(&name))
+                        .unwrap_or(fallback.obfuscation),
+                    rate_limit: number("custom_rate_limit", fallback.rate_limit)?,
+                    block_threshold: row
+                        .try_get::<Option<i64>, _>("custom_block_threshold")?
+                        .and_then(|tenths| u8::try_from(tenths).ok())
+                        .map_or(fallback.block_threshold, Score::from_tenths),
+                })
+            }
+            _ => Preset::Balanced,
+        })
     }
 }
 
@@ -169,7 +204,7 @@ fn risk_mode_str(mode: RiskMode) -> &'static str {
 
 const COLUMNS: &str = "id, organisation_id, client_id, name, site_key, active, production_domains, \
     testing_domains, allow_subdomains, key_version, preset, custom_difficulty, \
-    custom_challenge_count, risk_mode, plan, billing_status, monthly_limit, widget_variant, \
+    custom_challenge_count, custom_obfuscation, custom_rate_limit, custom_block_threshold, risk_mode, plan, billing_status, monthly_limit, widget_variant, \
     widget_theme, widget_language, widget_size, widget_branding, revision, \
     previous_secret_expires_at";
 
@@ -184,11 +219,7 @@ fn from_row(row: &AnyRow) -> Result<Project, sqlx::Error> {
         production_domains: domains("production_domains")?,
         testing_domains: domains("testing_domains")?,
         allow_subdomains: row.try_get::<i64, _>("allow_subdomains")? != 0,
-        preset: preset_from_columns(
-            &row.try_get::<String, _>("preset")?,
-            row.try_get("custom_difficulty")?,
-            row.try_get("custom_challenge_count")?,
-        ),
+        preset: PresetColumns::read(row)?,
         risk_mode: match row.try_get::<String, _>("risk_mode")?.as_str() {
             "enforce" => RiskMode::Enforce,
             _ => RiskMode::Observe,
@@ -228,15 +259,15 @@ pub async fn insert(
     now_ms: i64,
 ) -> Result<Project, sqlx::Error> {
     let id = crate::secrets::new_id();
-    let (preset, difficulty, count) = preset_columns(new.preset);
+    let preset = PresetColumns::of(new.preset);
     sqlx::query(
         "INSERT INTO projects (id, organisation_id, name, site_key, secret_hash, active, \
          production_domains, testing_domains, allow_subdomains, key_version, preset, \
-         custom_difficulty, custom_challenge_count, risk_mode, plan, billing_status, \
-         monthly_limit, widget_variant, widget_theme, widget_language, widget_size, \
-         widget_branding, created_at, updated_at) \
+         custom_difficulty, custom_challenge_count, custom_obfuscation, custom_rate_limit, \
+         custom_block_threshold, risk_mode, plan, billing_status, monthly_limit, widget_variant, \
+         widget_theme, widget_language, widget_size, widget_branding, created_at, updated_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1, $10, $11, $12, $13, $14, $15, $16, $17, \
-         $18, $19, $20, $21, $22, $22)",
+         $18, $19, $20, $21, $22, $23, $24, $25, $25)",
     )
     .bind(&id)
     .bind(organisation_id)
@@ -247,9 +278,12 @@ pub async fn insert(
     .bind(serde_json::to_string(&new.production_domains).expect("strings serialize"))
     .bind(serde_json::to_string(&new.testing_domains).expect("strings serialize"))
     .bind(i64::from(new.allow_subdomains))
-    .bind(preset)
-    .bind(difficulty)
-    .bind(count)
+    .bind(preset.name)
+    .bind(preset.difficulty)
+    .bind(preset.challenge_count)
+    .bind(preset.obfuscation)
+    .bind(preset.rate_limit)
+    .bind(preset.block_threshold)
     .bind(risk_mode_str(new.risk_mode))
     .bind(&new.plan)
     .bind(new.billing_status.as_str())
@@ -268,22 +302,26 @@ pub async fn insert(
 /// Saves what a customer may change: everything but the plan and billing state, which
 /// billing owns.
 pub async fn update_settings(db: &Db, project_id: &str, settings: &ProjectSettings, now_ms: i64) -> Result<(), sqlx::Error> {
-    let (preset, difficulty, count) = preset_columns(settings.preset);
+    let preset = PresetColumns::of(settings.preset);
     sqlx::query(
         "UPDATE projects SET name = $1, active = $2, production_domains = $3, \
          testing_domains = $4, allow_subdomains = $5, preset = $6, custom_difficulty = $7, \
-         custom_challenge_count = $8, risk_mode = $9, monthly_limit = $10, widget_variant = $11, \
-         widget_theme = $12, widget_language = $13, widget_size = $14, widget_branding = $15, \
-         updated_at = $16, revision = revision + 1 WHERE id = $17",
+         custom_challenge_count = $8, custom_obfuscation = $9, custom_rate_limit = $10, \
+         custom_block_threshold = $11, risk_mode = $12, monthly_limit = $13, widget_variant = $14, \
+         widget_theme = $15, widget_language = $16, widget_size = $17, widget_branding = $18, \
+         updated_at = $19, revision = revision + 1 WHERE id = $20",
     )
     .bind(&settings.name)
     .bind(i64::from(settings.active))
     .bind(serde_json::to_string(&settings.production_domains).expect("strings serialize"))
     .bind(serde_json::to_string(&settings.testing_domains).expect("strings serialize"))
     .bind(i64::from(settings.allow_subdomains))
-    .bind(preset)
-    .bind(difficulty)
-    .bind(count)
+    .bind(preset.name)
+    .bind(preset.difficulty)
+    .bind(preset.challenge_count)
+    .bind(preset.obfuscation)
+    .bind(preset.rate_limit)
+    .bind(preset.block_threshold)
     .bind(risk_mode_str(settings.risk_mode))
     .bind(settings.monthly_limit.map(|limit| i64::try_from(limit).unwrap_or(i64::MAX)))
     .bind(enum_name(&settings.widget.variant))

@@ -6,6 +6,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Extension;
 use minijinja::{Value, context};
+use humanproof_protocol::Protection;
 use serde::Deserialize;
 
 use super::{CsrfToken, Frame, OrgActor, Page, PageError, render};
@@ -47,9 +48,12 @@ pub async fn projects(State(state): State<AppState>, Extension(csrf): Extension<
 }
 
 fn blank_project() -> Value {
+    let balanced = Protection::BALANCED;
     context! {
         name => "", production_domains => Vec::<String>::new(), testing_domains => Vec::<String>::new(),
-        allow_subdomains => false, preset => "balanced", difficulty => 4, challenge_count => 80,
+        allow_subdomains => false, preset => "balanced",
+        difficulty => balanced.difficulty, challenge_count => balanced.challenge_count, obfuscation => balanced.obfuscation.name(),
+        rate_limit => balanced.rate_limit, block_threshold => balanced.block_threshold.to_string(),
         risk_mode => "observe", monthly_limit => (), widget => Value::from_serialize(WidgetOptions::default()), active => true,
     }
 }
@@ -80,6 +84,9 @@ pub struct ProjectForm {
     preset: String,
     difficulty: Option<String>,
     challenge_count: Option<String>,
+    obfuscation: Option<String>,
+    rate_limit: Option<String>,
+    block_threshold: Option<String>,
     risk_mode: String,
     #[serde(default)]
     monthly_limit: String,
@@ -101,12 +108,13 @@ impl ProjectForm {
     /// The same input the API takes, so both go through one set of rules.
     fn into_input(self) -> Result<ProjectInput, ApiError> {
         let lines = |text: &str| text.split(['\n', ',', ' ']).map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect::<Vec<_>>();
-        let number = |field: &'static str, text: Option<String>| -> Result<Option<u32>, ApiError> {
+        fn number<T: std::str::FromStr>(field: &'static str, text: Option<String>, refusal: &str) -> Result<Option<T>, ApiError> {
             match text.as_deref().map(str::trim) {
                 None | Some("") => Ok(None),
-                Some(text) => text.parse().map(Some).map_err(|_| invalid(field, "Enter a whole number.")),
+                Some(text) => text.parse().map(Some).map_err(|_| invalid(field, refusal)),
             }
-        };
+        }
+        let whole = |field, text| number::<u32>(field, text, "Enter a whole number.");
         let custom = self.preset == "custom";
         let monthly_limit = match self.monthly_limit.trim() {
             "" => None,
@@ -126,8 +134,15 @@ impl ProjectForm {
             testing_domains: Some(lines(&self.testing_domains)),
             allow_subdomains: Some(self.allow_subdomains.is_some()),
             preset: Some(self.preset),
-            difficulty: if custom { number("difficulty", self.difficulty)? } else { None },
-            challenge_count: if custom { number("challenge_count", self.challenge_count)? } else { None },
+            difficulty: if custom { whole("difficulty", self.difficulty)? } else { None },
+            challenge_count: if custom { whole("challenge_count", self.challenge_count)? } else { None },
+            obfuscation: if custom { self.obfuscation } else { None },
+            rate_limit: if custom { whole("rate_limit", self.rate_limit)? } else { None },
+            block_threshold: if custom {
+                number("block_threshold", self.block_threshold, "Enter a number such as 6 or 6.5.")?
+            } else {
+                None
+            },
             risk_mode: Some(match self.risk_mode.as_str() {
                 "enforce" => humanproof_protocol::snapshot::RiskMode::Enforce,
                 _ => humanproof_protocol::snapshot::RiskMode::Observe,
@@ -156,7 +171,8 @@ fn typed_back(form: &ProjectForm) -> Value {
     context! {
         name => form.name, production_domains => lines(&form.production_domains), testing_domains => lines(&form.testing_domains),
         allow_subdomains => form.allow_subdomains.is_some(), preset => form.preset, difficulty => form.difficulty,
-        challenge_count => form.challenge_count, risk_mode => form.risk_mode, monthly_limit => form.monthly_limit,
+        challenge_count => form.challenge_count, obfuscation => form.obfuscation, rate_limit => form.rate_limit,
+        block_threshold => form.block_threshold, risk_mode => form.risk_mode, monthly_limit => form.monthly_limit,
         widget => context! { variant => form.widget_variant, theme => form.widget_theme, language => form.widget_language, size => form.widget_size, branding => form.widget_branding },
         active => form.active.is_some(), client_id => form.client_id,
     }
