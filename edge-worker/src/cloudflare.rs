@@ -12,12 +12,16 @@ use worker::{
 };
 
 use crate::edge::{Edge, EdgeConfig, EdgeRequest, EdgeResponse, MAX_BODY, RequestBody};
-use crate::stores::{ClaimStore, SnapshotStore, StoreError, TelemetrySink};
+use crate::risk::ClientHeaders;
+use crate::stores::{ClaimStore, SnapshotStore, StoreError, TelemetrySink, VisitorStore};
+use crate::visitor::{VisitorEvent, VisitorHistory, VisitorState};
 
 /// KV namespace holding the snapshot the control plane publishes.
 const SNAPSHOT_BINDING: &str = "SNAPSHOT";
 /// Durable Object namespace of single-use challenge claims.
 const CLAIMS_BINDING: &str = "CHALLENGE_CLAIMS";
+/// Durable Object namespace of visitors' short-lived abuse state.
+const VISITORS_BINDING: &str = "VISITOR_STATE";
 /// Queue carrying telemetry to the consumer below.
 const TELEMETRY_BINDING: &str = "TELEMETRY";
 /// Worker secret: the operator's master secret.
@@ -37,6 +41,7 @@ async fn fetch(mut req: Request, env: Env, _ctx: Context) -> Result<Response> {
         EdgeConfig::new(master),
         KvSnapshots(env.kv(SNAPSHOT_BINDING)?),
         DurableClaims(env.durable_object(CLAIMS_BINDING)?),
+        DurableVisitors(env.durable_object(VISITORS_BINDING)?),
         QueueTelemetry(env.queue(TELEMETRY_BINDING)?),
     );
     let headers = req.headers().clone();
@@ -52,14 +57,21 @@ async fn fetch(mut req: Request, env: Env, _ctx: Context) -> Result<Response> {
     let path = req.path();
     let origin = headers.get("origin")?;
     let client_ip = headers.get("cf-connecting-ip")?;
-    let user_agent = headers.get("user-agent")?;
+    // The lookup needs borrowed values: read each scored header once into owned strings.
+    let scored: Vec<(&str, String)> = ["user-agent", "accept-language", "sec-fetch-site", "sec-fetch-mode", "sec-fetch-dest"]
+        .into_iter()
+        .filter_map(|name| headers.get(name).ok().flatten().map(|value| (name, value)))
+        .collect();
+    let client_headers = ClientHeaders::from_lookup(|name| {
+        scored.iter().find(|(scored_name, _)| *scored_name == name).map(|(_, value)| value.as_str())
+    });
     let response = edge
         .handle(EdgeRequest {
             method: &method,
             path: &path,
             origin: origin.as_deref(),
             client_ip: client_ip.as_deref(),
-            user_agent: user_agent.as_deref(),
+            headers: client_headers,
             body,
             now_ms: now_ms(),
         })
@@ -182,6 +194,81 @@ impl DurableObject for ChallengeClaim {
         storage.put("expires_at", query.exp).await?;
         storage.set_alarm((query.exp - query.now).max(1)).await?;
         Response::empty()
+    }
+
+    async fn alarm(&self) -> Result<Response> {
+        self.state.storage().delete_all().await?;
+        Response::empty()
+    }
+}
+
+/// One Durable Object per visitor (salted IP hash): its starts, failures and reputation are
+/// counted in one single-threaded place however many edge locations it reaches, and the
+/// object deletes its state by alarm when the last part of it expires.
+struct DurableVisitors(ObjectNamespace);
+
+impl DurableVisitors {
+    async fn call(&self, visitor: &str, url: &str) -> std::result::Result<Response, StoreError> {
+        let stub = self.0.get_by_name(visitor).map_err(|e| StoreError(e.to_string()))?;
+        let response = stub.fetch_with_str(url).await.map_err(|e| StoreError(e.to_string()))?;
+        match response.status_code() {
+            200 => Ok(response),
+            status => Err(StoreError(format!("visitor object answered {status}"))),
+        }
+    }
+}
+
+impl VisitorStore for DurableVisitors {
+    async fn start(&self, visitor: &str, project: &str, now_ms: i64) -> std::result::Result<VisitorHistory, StoreError> {
+        let url = format!("https://visitor/start?project={project}&now={now_ms}");
+        let mut response = self.call(visitor, &url).await?;
+        response.json().await.map_err(|e| StoreError(e.to_string()))
+    }
+
+    async fn record(&self, visitor: &str, project: &str, event: VisitorEvent, now_ms: i64) -> std::result::Result<(), StoreError> {
+        let event = match event {
+            VisitorEvent::FailedRedeem => "failed_redeem",
+            VisitorEvent::HighRiskStart => "high_risk_start",
+        };
+        self.call(visitor, &format!("https://visitor/record?project={project}&now={now_ms}&event={event}")).await?;
+        Ok(())
+    }
+}
+
+/// The Durable Object class behind [`DurableVisitors`]: a [`VisitorState`] in storage.
+#[durable_object]
+pub struct VisitorAbuseState {
+    state: State,
+}
+
+impl DurableObject for VisitorAbuseState {
+    fn new(state: State, _env: Env) -> Self {
+        Self { state }
+    }
+
+    async fn fetch(&self, req: Request) -> Result<Response> {
+        #[derive(serde::Deserialize)]
+        struct Query {
+            project: String,
+            now: i64,
+            event: Option<VisitorEvent>,
+        }
+        let query: Query = req.query()?;
+        let storage = self.state.storage();
+        let mut visitor: VisitorState = storage.get("state").await?.unwrap_or_default();
+        let response = match (req.path().as_str(), query.event) {
+            ("/start", None) => Response::from_json(&visitor.start(&query.project, query.now))?,
+            ("/record", Some(event)) => {
+                visitor.record(&query.project, event, query.now);
+                Response::empty()?
+            }
+            _ => return Response::error("unknown visitor operation", 400),
+        };
+        storage.put("state", &visitor).await?;
+        if let Some(expires_at) = visitor.expires_at() {
+            storage.set_alarm((expires_at - query.now).max(1)).await?;
+        }
+        Ok(response)
     }
 
     async fn alarm(&self) -> Result<Response> {

@@ -1,7 +1,9 @@
-//! Routing, gates, challenge issuing and redeeming.
+//! Routing, gates, risk, challenge issuing and redeeming.
 //!
-//! Every decision comes from the site's snapshot entry and the signed token; the only
-//! shared state touched per request is the single-use claim on redeem.
+//! Every decision comes from the site's snapshot entry, the signed token and the visitor's
+//! short-lived abuse state; nothing on the request path reaches the origin or a central
+//! database. A start passes the gates, then the rate limit, then the risk score, which
+//! either blocks it (enforce mode) or sets how much work its challenge costs.
 
 use humanproof_protocol::pow;
 use humanproof_protocol::privacy::salted_hash;
@@ -10,10 +12,12 @@ use humanproof_protocol::token::{ChallengeClaims, TokenError, VerificationClaims
 use humanproof_protocol::wire::{
     ChallengeRequest, ChallengeResponse, ErrorBody, RedeemRequest, RedeemResponse,
 };
-use humanproof_protocol::{MasterSecret, Reason, SiteSnapshot, TelemetryEvent, TelemetryKind};
+use humanproof_protocol::{MasterSecret, Reason, RiskAssessment, SiteSnapshot, TelemetryEvent, TelemetryKind};
 use serde::Serialize;
 
-use crate::stores::{ClaimStore, SnapshotStore, TelemetrySink};
+use crate::risk::{self, ClientHeaders, StartEvidence};
+use crate::stores::{ClaimStore, SnapshotStore, TelemetrySink, VisitorStore};
+use crate::visitor::VisitorEvent;
 
 /// Largest challenge-start body: widget context and signals fit in a few hundred bytes.
 pub const MAX_CHALLENGE_BODY: usize = 16 * 1024;
@@ -52,8 +56,8 @@ pub struct EdgeRequest<'a> {
     pub origin: Option<&'a str>,
     /// Client IP as the platform reports it; hashed before it goes anywhere.
     pub client_ip: Option<&'a str>,
-    /// The `User-Agent` header; hashed before it goes anywhere.
-    pub user_agent: Option<&'a str>,
+    /// The headers the risk score reads; the user agent is hashed before it goes anywhere.
+    pub headers: ClientHeaders<'a>,
     /// The request body, or the fact that it was too large to read.
     pub body: RequestBody<'a>,
     /// Current time, Unix ms.
@@ -125,26 +129,47 @@ impl Endpoint {
 struct Refusal {
     reason: Reason,
     challenge_id: Option<String>,
+    risk: Option<RiskAssessment>,
+    /// For `rate_limited`: when the visitor may start again, Unix ms.
+    retry_at_ms: Option<i64>,
 }
 
 impl From<Reason> for Refusal {
     fn from(reason: Reason) -> Self {
-        Self { reason, challenge_id: None }
+        Self { reason, challenge_id: None, risk: None, retry_at_ms: None }
     }
 }
 
-/// The edge logic over its three stores.
-pub struct Edge<S, C, T> {
+/// The hashed identity of the client behind a request, computed once per request.
+struct Visitor {
+    /// Salted hash of the IP: the key of the visitor's abuse state, and telemetry's `ip_hash`.
+    ip_hash: Option<String>,
+    ua_hash: Option<String>,
+}
+
+/// What an event says beyond its kind.
+#[derive(Default)]
+struct EventDetails {
+    hostname: Option<String>,
+    reason: Option<Reason>,
+    challenge_id: Option<String>,
+    difficulty: Option<u32>,
+    risk: Option<RiskAssessment>,
+}
+
+/// The edge logic over its four stores.
+pub struct Edge<S, C, V, T> {
     config: EdgeConfig,
     snapshots: S,
     claims: C,
+    visitors: V,
     telemetry: T,
 }
 
-impl<S: SnapshotStore, C: ClaimStore, T: TelemetrySink> Edge<S, C, T> {
+impl<S: SnapshotStore, C: ClaimStore, V: VisitorStore, T: TelemetrySink> Edge<S, C, V, T> {
     /// Wires the logic to its stores.
-    pub fn new(config: EdgeConfig, snapshots: S, claims: C, telemetry: T) -> Self {
-        Self { config, snapshots, claims, telemetry }
+    pub fn new(config: EdgeConfig, snapshots: S, claims: C, visitors: V, telemetry: T) -> Self {
+        Self { config, snapshots, claims, visitors, telemetry }
     }
 
     /// The snapshot store, e.g. for the local server to publish into.
@@ -170,13 +195,17 @@ impl<S: SnapshotStore, C: ClaimStore, T: TelemetrySink> Edge<S, C, T> {
             Err(_) => return EdgeResponse::refusal(Reason::Unavailable),
         };
         let host = req.origin.and_then(origin_host);
+        let visitor = self.visitor(&req);
         let allowed_origin = match (req.origin, &host) {
             (Some(origin), Some(host)) if site.match_host(host).is_some() => origin,
             _ => {
                 if !preflight {
-                    let kind = endpoint.refusal_kind();
-                    self.emit(&req, &site, kind, host.as_deref(), Some(Reason::OriginNotAllowed), None)
-                        .await;
+                    let details = EventDetails {
+                        hostname: host.clone(),
+                        reason: Some(Reason::OriginNotAllowed),
+                        ..EventDetails::default()
+                    };
+                    self.emit(&req, &site, &visitor, endpoint.refusal_kind(), details).await;
                 }
                 return EdgeResponse::refusal(Reason::OriginNotAllowed);
             }
@@ -188,16 +217,33 @@ impl<S: SnapshotStore, C: ClaimStore, T: TelemetrySink> Edge<S, C, T> {
         }
         let host = host.expect("an allowed origin has a host");
         let outcome = match endpoint {
-            Endpoint::Challenge => self.start_challenge(&req, &site, &host).await,
-            Endpoint::Redeem => self.redeem(&req, &site, &host).await,
+            Endpoint::Challenge => self.start_challenge(&req, &site, &visitor, &host).await,
+            Endpoint::Redeem => self.redeem(&req, &site, &visitor, &host).await,
         };
         let response = match outcome {
             Ok(response) => response,
             Err(refusal) => {
-                let kind = endpoint.refusal_kind();
-                self.emit(&req, &site, kind, Some(&host), Some(refusal.reason), refusal.challenge_id)
-                    .await;
-                EdgeResponse::refusal(refusal.reason)
+                let kind = match refusal.reason {
+                    Reason::RiskBlocked => TelemetryKind::ChallengeBlocked,
+                    _ => endpoint.refusal_kind(),
+                };
+                if kind == TelemetryKind::RedeemFailed && counts_against_visitor(refusal.reason) {
+                    self.remember(&site, &visitor, VisitorEvent::FailedRedeem, req.now_ms).await;
+                }
+                let mut response = EdgeResponse::refusal(refusal.reason);
+                if let Some(retry_at_ms) = refusal.retry_at_ms {
+                    let seconds = ((retry_at_ms - req.now_ms).max(1) + 999) / 1_000;
+                    response.headers.push(("retry-after", seconds.to_string()));
+                }
+                let details = EventDetails {
+                    hostname: Some(host),
+                    reason: Some(refusal.reason),
+                    challenge_id: refusal.challenge_id,
+                    risk: refusal.risk,
+                    ..EventDetails::default()
+                };
+                self.emit(&req, &site, &visitor, kind, details).await;
+                response
             }
         };
         response.with_cors(allowed_origin)
@@ -207,6 +253,7 @@ impl<S: SnapshotStore, C: ClaimStore, T: TelemetrySink> Edge<S, C, T> {
         &self,
         req: &EdgeRequest<'_>,
         site: &SiteSnapshot,
+        visitor: &Visitor,
         host: &str,
     ) -> Result<EdgeResponse, Refusal> {
         if !site.active {
@@ -234,7 +281,27 @@ impl<S: SnapshotStore, C: ClaimStore, T: TelemetrySink> Edge<S, C, T> {
             }
         }
 
-        let params = site.preset.params();
+        // A visitor store that does not answer must not take the site down: the start is
+        // then scored without history and not rate limited.
+        let history = match &visitor.ip_hash {
+            Some(ip_hash) => self.visitors.start(ip_hash, &site.project_id, req.now_ms).await.ok(),
+            None => None,
+        };
+        if let Some(history) = history {
+            if history.starts_in_window > site.preset.protection().rate_limit {
+                return Err(Refusal { retry_at_ms: Some(history.window_ends_at), ..Reason::RateLimited.into() });
+            }
+        }
+        let evidence = StartEvidence { body: &body, headers: req.headers, history };
+        let assessment = risk::assess(&evidence, site.preset, site.risk_mode);
+        if risk::is_high_risk(&assessment) {
+            self.remember(site, visitor, VisitorEvent::HighRiskStart, req.now_ms).await;
+        }
+        if assessment.blocks() {
+            return Err(Refusal { risk: Some(assessment), ..Reason::RiskBlocked.into() });
+        }
+
+        let params = risk::scaled_params(site.preset, &assessment);
         let claims = ChallengeClaims {
             sk: site.site_key.clone(),
             jti: random_id(),
@@ -246,10 +313,17 @@ impl<S: SnapshotStore, C: ClaimStore, T: TelemetrySink> Edge<S, C, T> {
             host: host.to_owned(),
             act: body.action,
             cd: body.cdata,
+            risk: Some(assessment),
         };
         let token = self.project_key(site).sign(&claims);
-        self.emit(req, site, TelemetryKind::ChallengeIssued, Some(host), None, Some(claims.jti))
-            .await;
+        let details = EventDetails {
+            hostname: Some(host.to_owned()),
+            challenge_id: Some(claims.jti),
+            difficulty: Some(params.d),
+            risk: claims.risk,
+            ..EventDetails::default()
+        };
+        self.emit(req, site, visitor, TelemetryKind::ChallengeIssued, details).await;
         Ok(EdgeResponse::json(
             200,
             &ChallengeResponse { challenge: params, token, expires: claims.exp },
@@ -260,6 +334,7 @@ impl<S: SnapshotStore, C: ClaimStore, T: TelemetrySink> Edge<S, C, T> {
         &self,
         req: &EdgeRequest<'_>,
         site: &SiteSnapshot,
+        visitor: &Visitor,
         host: &str,
     ) -> Result<EdgeResponse, Refusal> {
         if !site.active {
@@ -271,7 +346,11 @@ impl<S: SnapshotStore, C: ClaimStore, T: TelemetrySink> Edge<S, C, T> {
                 TokenError::Expired => Reason::Expired,
                 TokenError::Malformed | TokenError::BadSignature => Reason::InvalidToken,
             })?;
-        let refuse = |reason: Reason| Refusal { reason, challenge_id: Some(challenge.jti.clone()) };
+        let refuse = |reason: Reason| Refusal {
+            challenge_id: Some(challenge.jti.clone()),
+            risk: challenge.risk.clone(),
+            ..reason.into()
+        };
         if challenge.sk != site.site_key || challenge.host != host {
             return Err(refuse(Reason::ScopeMismatch));
         }
@@ -296,10 +375,17 @@ impl<S: SnapshotStore, C: ClaimStore, T: TelemetrySink> Edge<S, C, T> {
             c: challenge.c,
             act: challenge.act,
             cd: challenge.cd,
+            risk: challenge.risk,
         };
         let token = self.project_key(site).sign(&verification);
-        self.emit(req, site, TelemetryKind::RedeemSucceeded, Some(host), None, Some(challenge.jti))
-            .await;
+        let details = EventDetails {
+            hostname: Some(host.to_owned()),
+            challenge_id: Some(challenge.jti),
+            difficulty: Some(challenge.d),
+            risk: verification.risk,
+            ..EventDetails::default()
+        };
+        self.emit(req, site, visitor, TelemetryKind::RedeemSucceeded, details).await;
         Ok(EdgeResponse::json(
             200,
             &RedeemResponse { success: true, token, expires: verification.exp },
@@ -310,18 +396,22 @@ impl<S: SnapshotStore, C: ClaimStore, T: TelemetrySink> Edge<S, C, T> {
         self.config.master.project_key(&site.project_id, site.key_version)
     }
 
-    async fn emit(
-        &self,
-        req: &EdgeRequest<'_>,
-        site: &SiteSnapshot,
-        kind: TelemetryKind,
-        hostname: Option<&str>,
-        reason: Option<Reason>,
-        challenge_id: Option<String>,
-    ) {
+    fn visitor(&self, req: &EdgeRequest<'_>) -> Visitor {
         let hash = |label: &str, value: Option<&str>| {
             value.map(|value| salted_hash(&self.config.master, label, value, req.now_ms))
         };
+        Visitor { ip_hash: hash("ip", req.client_ip), ua_hash: hash("ua", req.headers.user_agent) }
+    }
+
+    /// Adds to the visitor's abuse state. A store that does not answer loses the event: it
+    /// only sharpens later scores, and the request must not fail for it.
+    async fn remember(&self, site: &SiteSnapshot, visitor: &Visitor, event: VisitorEvent, now_ms: i64) {
+        if let Some(ip_hash) = &visitor.ip_hash {
+            let _ = self.visitors.record(ip_hash, &site.project_id, event, now_ms).await;
+        }
+    }
+
+    async fn emit(&self, req: &EdgeRequest<'_>, site: &SiteSnapshot, visitor: &Visitor, kind: TelemetryKind, details: EventDetails) {
         self.telemetry
             .emit(TelemetryEvent {
                 id: random_id(),
@@ -329,15 +419,22 @@ impl<S: SnapshotStore, C: ClaimStore, T: TelemetrySink> Edge<S, C, T> {
                 at: req.now_ms,
                 project_id: site.project_id.clone(),
                 site_key: site.site_key.clone(),
-                reason,
-                challenge_id,
-                hostname: hostname.map(str::to_owned),
-                difficulty: Some(site.preset.params().d),
-                ip_hash: hash("ip", req.client_ip),
-                ua_hash: hash("ua", req.user_agent),
+                reason: details.reason,
+                challenge_id: details.challenge_id,
+                hostname: details.hostname,
+                difficulty: details.difficulty.or(Some(site.preset.params().d)),
+                ip_hash: visitor.ip_hash.clone(),
+                ua_hash: visitor.ua_hash.clone(),
+                risk: details.risk,
             })
             .await;
     }
+}
+
+/// Redeem failures that say something about the visitor: a wrong solution, a forged or
+/// replayed token. An expired challenge or a paused project does not.
+fn counts_against_visitor(reason: Reason) -> bool {
+    matches!(reason, Reason::InvalidSolution | Reason::InvalidToken | Reason::AlreadyRedeemed | Reason::ScopeMismatch)
 }
 
 fn route(path: &str) -> Option<(&str, Endpoint)> {

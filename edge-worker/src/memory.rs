@@ -8,7 +8,8 @@ use std::sync::{Mutex, RwLock};
 
 use humanproof_protocol::SiteSnapshot;
 
-use crate::stores::{ClaimStore, SnapshotStore, StoreError};
+use crate::stores::{ClaimStore, SnapshotStore, StoreError, VisitorStore};
+use crate::visitor::{VisitorEvent, VisitorHistory, VisitorState};
 
 /// The local stand-in for the KV namespace: the control plane publishes into it directly.
 #[derive(Debug, Default)]
@@ -63,5 +64,33 @@ impl ClaimStore for MemoryClaims {
         }
         expiries.insert(id.to_owned(), expires_at_ms);
         Ok(true)
+    }
+}
+
+/// Visitors' abuse state in a map; states whose every part has expired are swept as the map
+/// grows, so memory stays bounded by recently active visitors.
+#[derive(Debug, Default)]
+pub struct MemoryVisitors {
+    states: Mutex<HashMap<String, VisitorState>>,
+}
+
+impl MemoryVisitors {
+    fn with_state<R>(&self, visitor: &str, now_ms: i64, change: impl FnOnce(&mut VisitorState) -> R) -> R {
+        let mut states = self.states.lock().unwrap_or_else(|poison| poison.into_inner());
+        if states.len() >= SWEEP_THRESHOLD {
+            states.retain(|_, state| state.expires_at().is_some_and(|expiry| expiry > now_ms));
+        }
+        change(states.entry(visitor.to_owned()).or_default())
+    }
+}
+
+impl VisitorStore for MemoryVisitors {
+    async fn start(&self, visitor: &str, project: &str, now_ms: i64) -> Result<VisitorHistory, StoreError> {
+        Ok(self.with_state(visitor, now_ms, |state| state.start(project, now_ms)))
+    }
+
+    async fn record(&self, visitor: &str, project: &str, event: VisitorEvent, now_ms: i64) -> Result<(), StoreError> {
+        self.with_state(visitor, now_ms, |state| state.record(project, event, now_ms));
+        Ok(())
     }
 }

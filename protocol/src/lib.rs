@@ -10,6 +10,7 @@
 //! - [`preset`]: protection presets: work, rate limit, obfuscation and block threshold.
 //! - [`token`]: HMAC-signed, stateless challenge and verification tokens and the per-project
 //!   key derivation from the operator's master secret.
+//! - [`risk`]: reason codes, decisions and the assessment that rides in tokens and telemetry.
 //! - [`snapshot`]: the per-site-key record the control plane publishes to KV and the edge
 //!   decides from.
 //! - [`telemetry`]: events the edge emits, the batch format, and the signature that
@@ -23,6 +24,7 @@ pub mod pow;
 pub mod preset;
 pub mod privacy;
 pub mod prng;
+pub mod risk;
 pub mod snapshot;
 pub mod telemetry;
 pub mod token;
@@ -30,6 +32,7 @@ pub mod wire;
 
 pub use pow::ChallengeParams;
 pub use preset::{Obfuscation, Preset, Protection, Score};
+pub use risk::{Decision, RiskAssessment, RiskReason};
 pub use snapshot::SiteSnapshot;
 pub use telemetry::{TelemetryBatch, TelemetryEvent, TelemetryKind};
 pub use token::{ChallengeClaims, MasterSecret, ProjectKey, TokenError, VerificationClaims};

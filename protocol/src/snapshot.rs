@@ -53,6 +53,16 @@ pub enum RiskMode {
     Enforce,
 }
 
+impl RiskMode {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Observe => "observe",
+            Self::Enforce => "enforce",
+        }
+    }
+}
+
 /// Plan and billing state as of publishing.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BillingGate {

@@ -9,6 +9,7 @@ use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
+use crate::risk::RiskAssessment;
 use crate::token::MasterSecret;
 use crate::wire::Reason;
 
@@ -31,13 +32,16 @@ pub enum TelemetryKind {
     RedeemSucceeded,
     /// A redeem was refused.
     RedeemFailed,
+    /// A challenge start was blocked for its risk score (enforce mode).
+    ChallengeBlocked,
 }
 
 impl TelemetryKind {
     /// Whether the event counts towards the project's monthly usage. Only work the
-    /// platform did to protect the site counts: a solved challenge or a failed redeem.
+    /// platform did to protect the site counts: a solved challenge, a failed redeem, or a
+    /// start blocked for its risk.
     pub fn is_protected_attempt(self) -> bool {
-        matches!(self, Self::RedeemSucceeded | Self::RedeemFailed)
+        matches!(self, Self::RedeemSucceeded | Self::RedeemFailed | Self::ChallengeBlocked)
     }
 
     /// The stored name.
@@ -47,6 +51,7 @@ impl TelemetryKind {
             Self::ChallengeRefused => "challenge_refused",
             Self::RedeemSucceeded => "redeem_succeeded",
             Self::RedeemFailed => "redeem_failed",
+            Self::ChallengeBlocked => "challenge_blocked",
         }
     }
 }
@@ -82,6 +87,9 @@ pub struct TelemetryEvent {
     /// Salted SHA-256 of the user agent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ua_hash: Option<String>,
+    /// The risk assessment of the challenge start this event concerns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub risk: Option<RiskAssessment>,
 }
 
 /// The body the queue consumer posts to the control plane.

@@ -13,6 +13,8 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
+use crate::risk::RiskAssessment;
+
 type HmacSha256 = Hmac<Sha256>;
 
 /// Longest token we parse; anything longer is refused before any work is done.
@@ -99,6 +101,9 @@ pub struct ChallengeClaims {
     /// Customer data, echoed by siteverify.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cd: Option<String>,
+    /// The edge's risk assessment of the start, carried to the redeem and on to siteverify.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub risk: Option<RiskAssessment>,
 }
 
 impl Claims for ChallengeClaims {
@@ -133,6 +138,9 @@ pub struct VerificationClaims {
     /// Customer data.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cd: Option<String>,
+    /// The risk assessment of the challenge start, for siteverify's extras.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub risk: Option<RiskAssessment>,
 }
 
 impl Claims for VerificationClaims {
@@ -227,6 +235,7 @@ mod tests {
             host: "example.com".into(),
             act: Some("login".into()),
             cd: None,
+            risk: None,
         }
     }
 

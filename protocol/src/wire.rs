@@ -45,6 +45,48 @@ pub struct WidgetContext {
     /// Branding mode.
     #[serde(default)]
     pub branding: Option<Branding>,
+    /// What started the check: `click`, `submit`, `load` or `execute`.
+    #[serde(default)]
+    pub trigger: Option<String>,
+}
+
+/// The widget's interaction counters, taken from when it connected to when the check
+/// started. Counts and timings only: the edge scores them and keeps none of them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(default)]
+pub struct Signals {
+    /// Milliseconds from the widget connecting to the start.
+    pub elapsed_ms: u64,
+    /// Focus events inside the form.
+    pub focus_count: u32,
+    /// Blur events inside the form.
+    pub blur_count: u32,
+    /// Key presses inside the form.
+    pub key_count: u32,
+    /// Pointer moves inside the form.
+    pub pointer_moves: u32,
+    /// Pointer presses inside the form.
+    pub pointer_downs: u32,
+    /// Focus, key and pointer-press events together.
+    pub interactions: u32,
+    /// `visible` or `hidden` at the start.
+    pub visibility: String,
+    /// Whether the page was hidden at any time before the start.
+    pub was_hidden: bool,
+}
+
+/// What the widget says about the form it protects; never a field's value but the email's.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(default)]
+pub struct FormContext {
+    /// The page's path.
+    pub page_path: Option<String>,
+    /// The form's method, lower case.
+    pub method: Option<String>,
+    /// Where the form posts, when that is the page's own origin.
+    pub action_path: Option<String>,
+    /// The value of the form's email field, scored for disposable domains and then dropped.
+    pub email: Option<String>,
 }
 
 /// Optional body of `POST /{siteKey}/challenge`. Unknown fields are ignored so newer widgets
@@ -54,6 +96,12 @@ pub struct ChallengeRequest {
     /// The widget's variant and branding; absent from plain Cap clients.
     #[serde(default)]
     pub widget: Option<WidgetContext>,
+    /// Interaction counters; absent from plain Cap clients and scripts.
+    #[serde(default)]
+    pub signals: Option<Signals>,
+    /// The protected form.
+    #[serde(default)]
+    pub form: Option<FormContext>,
     /// Action name (`[A-Za-z0-9_-]`, at most 32 characters), echoed by siteverify.
     #[serde(default)]
     pub action: Option<String>,
@@ -169,11 +217,15 @@ pub enum Reason {
     ScopeMismatch,
     /// The edge could not reach one of its own stores; retrying may help.
     Unavailable,
+    /// The start's risk score reached the project's block threshold in enforce mode.
+    RiskBlocked,
+    /// The visitor started more challenges than the project's preset allows in two minutes.
+    RateLimited,
 }
 
 impl Reason {
     /// Every code, for documentation and tests.
-    pub const ALL: [Reason; 19] = [
+    pub const ALL: [Reason; 21] = [
         Self::BadRequest,
         Self::BodyTooLarge,
         Self::NotFound,
@@ -193,6 +245,8 @@ impl Reason {
         Self::InvalidSolution,
         Self::ScopeMismatch,
         Self::Unavailable,
+        Self::RiskBlocked,
+        Self::RateLimited,
     ];
 
     /// HTTP status the edge answers with.
@@ -209,12 +263,13 @@ impl Reason {
             | Self::OriginNotAllowed
             | Self::ScopeMismatch
             | Self::VariantNotAllowed
-            | Self::BrandingNotAllowed => 403,
+            | Self::BrandingNotAllowed
+            | Self::RiskBlocked => 403,
             Self::NotFound | Self::UnknownSiteKey => 404,
             Self::MethodNotAllowed => 405,
             Self::AlreadyRedeemed => 409,
             Self::BodyTooLarge => 413,
-            Self::UsageExhausted => 429,
+            Self::UsageExhausted | Self::RateLimited => 429,
             Self::Unavailable => 503,
         }
     }
@@ -241,6 +296,8 @@ impl Reason {
             Self::InvalidSolution => "The solution is invalid.",
             Self::ScopeMismatch => "The token does not belong to this site key or origin.",
             Self::Unavailable => "The service is temporarily unavailable.",
+            Self::RiskBlocked => "This request looks automated and was blocked.",
+            Self::RateLimited => "Too many checks from this network; try again in a few minutes.",
         }
     }
 
@@ -267,6 +324,8 @@ impl Reason {
             Self::InvalidSolution => "invalid_solution",
             Self::ScopeMismatch => "scope_mismatch",
             Self::Unavailable => "unavailable",
+            Self::RiskBlocked => "risk_blocked",
+            Self::RateLimited => "rate_limited",
         }
     }
 }
@@ -285,11 +344,11 @@ mod tests {
 
     #[test]
     fn action_and_cdata_follow_turnstile_rules() {
-        let ok = ChallengeRequest { widget: None, action: Some("login-form_2".into()), cdata: Some("x".repeat(255)) };
+        let ok = ChallengeRequest { action: Some("login-form_2".into()), cdata: Some("x".repeat(255)), ..Default::default() };
         assert_eq!(ok.validate(), Ok(()));
-        let long_action = ChallengeRequest { widget: None, action: Some("a".repeat(33)), cdata: None };
+        let long_action = ChallengeRequest { action: Some("a".repeat(33)), ..Default::default() };
         assert_eq!(long_action.validate(), Err(Reason::InvalidAction));
-        let odd_cdata = ChallengeRequest { widget: None, action: None, cdata: Some("a b".into()) };
+        let odd_cdata = ChallengeRequest { cdata: Some("a b".into()), ..Default::default() };
         assert_eq!(odd_cdata.validate(), Err(Reason::InvalidCdata));
     }
 }

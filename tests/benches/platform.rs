@@ -1,4 +1,4 @@
-//! Prints what the hot paths cost: redeem verification at the edge (per preset) and
+//! Prints what the hot paths cost: redeem verification and risk scoring at the edge and
 //! siteverify throughput at the control plane (SQLite, and PostgreSQL when
 //! `HUMANPROOF_TEST_POSTGRES_URL` is set). Figures only; nothing here asserts a speed.
 //!
@@ -10,8 +10,13 @@ use axum::body::Body;
 use axum::http::Request;
 use humanproof_control_plane::app;
 use humanproof_protocol::pow::{self, ChallengeParams};
+use humanproof_edge::risk::{self, StartEvidence};
+use humanproof_edge::visitor::VisitorHistory;
+use humanproof_protocol::preset::RATE_WINDOW_MS;
+use humanproof_protocol::snapshot::RiskMode;
+use humanproof_protocol::wire::ChallengeRequest;
 use humanproof_protocol::{ChallengeClaims, Preset, VerificationClaims};
-use humanproof_tests::{Backend, MASTER_SECRET, ORIGIN, World, fresh_db, quick_project};
+use humanproof_tests::{Backend, Client, MASTER_SECRET, ORIGIN, World, fresh_db, quick_project};
 use serde_json::json;
 use tower::ServiceExt as _;
 
@@ -19,6 +24,7 @@ fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     println!("HumanProof benchmarks ({} logical CPUs)", std::thread::available_parallelism().map_or(1, |n| n.get()));
     redeem_verification();
+    risk_scoring();
     runtime.block_on(edge_round_trip());
     runtime.block_on(siteverify_throughput(Backend::Sqlite));
     if std::env::var("HUMANPROOF_TEST_POSTGRES_URL").is_ok() {
@@ -55,6 +61,7 @@ fn redeem_verification() {
             host: "example.com".into(),
             act: None,
             cd: None,
+            risk: None,
         };
         let token = key.sign(&claims);
         let solve_started = Instant::now();
@@ -76,13 +83,35 @@ fn redeem_verification() {
     }
 }
 
+/// What the edge spends scoring one start (signals, headers, history) and sizing its work.
+fn risk_scoring() {
+    let body: ChallengeRequest = serde_json::from_value(json!({
+        "widget": {"variant": "checkbox", "trigger": "click"},
+        "signals": {"elapsed_ms": 5230, "focus_count": 3, "blur_count": 2, "key_count": 41, "pointer_moves": 88,
+                    "pointer_downs": 2, "interactions": 46, "visibility": "visible", "was_hidden": false},
+        "form": {"page_path": "/signup", "method": "post", "action_path": "/signup", "email": "ada@mail.example.com"},
+    }))
+    .unwrap();
+    let evidence = StartEvidence { body: &body, headers: Client::BROWSER.headers, history: Some(VisitorHistory::default()) };
+    let per_start = time_per_call(Duration::from_secs(1), || {
+        let assessment = risk::assess(&evidence, Preset::Balanced, RiskMode::Enforce);
+        std::hint::black_box(risk::scaled_params(Preset::Balanced, &assessment));
+    });
+    println!("risk score + work scaling per start (native): {:>7.2} µs", per_start.as_secs_f64() * 1e6);
+}
+
 /// A whole challenge → redeem through the edge logic with in-memory stores, minus solving.
 async fn edge_round_trip() {
     let world = World::new(Backend::Sqlite).await;
     let site = world.create_project(quick_project("bench-edge")).await;
     let started = Instant::now();
     let mut rounds = 0u32;
+    let rate_limit = site.project.settings.preset.protection().rate_limit;
     while started.elapsed() < Duration::from_secs(1) {
+        // One visitor sends them all: move the manual clock on before the rate limit bites.
+        if rounds % rate_limit == rate_limit - 1 {
+            world.clock.advance(RATE_WINDOW_MS);
+        }
         let challenge = world.start_challenge(site.site_key(), &json!({})).await;
         let token = challenge.json["token"].as_str().unwrap();
         let solutions = pow::solve(token, serde_json::from_value(challenge.json["challenge"].clone()).unwrap());
@@ -91,7 +120,7 @@ async fn edge_round_trip() {
     }
     let per_round = started.elapsed() / rounds;
     println!(
-        "edge start + solve (c=3, d=1) + redeem, in-memory stores: {:>7.1} µs per round trip (origin {ORIGIN})",
+        "edge start (gates, rate limit, risk score) + solve (c≈3, d=1) + redeem, in-memory stores: {:>7.1} µs per round trip (origin {ORIGIN})",
         per_round.as_secs_f64() * 1e6
     );
 }
@@ -115,6 +144,7 @@ async fn siteverify_throughput(backend: Backend) {
             c: 3,
             act: None,
             cd: None,
+            risk: None,
         })
     };
     let router = app(world.state());

@@ -23,7 +23,8 @@ use humanproof_control_plane::mail::Mailer;
 use humanproof_control_plane::publish::Publisher;
 use humanproof_control_plane::{AppState, app, secrets};
 use humanproof_edge::EdgeConfig;
-use humanproof_edge::memory::{MemoryClaims, MemorySnapshots};
+use humanproof_edge::memory::{MemoryClaims, MemorySnapshots, MemoryVisitors};
+use humanproof_edge::risk::ClientHeaders;
 use humanproof_edge::{EdgeRequest, RequestBody};
 use humanproof_protocol::snapshot::RiskMode;
 use humanproof_protocol::{MasterSecret, Preset, Protection, TelemetryEvent};
@@ -109,6 +110,58 @@ pub struct World {
     events: tokio::sync::Mutex<UnboundedReceiver<TelemetryEvent>>,
 }
 
+/// What the widget sends when a person filled in a sign-up form for nine seconds.
+pub fn human_start() -> Value {
+    serde_json::json!({
+        "widget": { "variant": "checkbox", "trigger": "click", "branding": "full", "signal_version": 1 },
+        "signals": { "elapsed_ms": 9000, "focus_count": 3, "blur_count": 2, "key_count": 41, "pointer_moves": 88,
+                     "pointer_downs": 2, "interactions": 46, "visibility": "visible", "was_hidden": false },
+        "form": { "page_path": "/signup", "method": "post", "action_path": "/signup", "email": "ada@example.com" },
+    })
+}
+
+/// The claims of the challenge token in a start's answer, read without checking them: what
+/// the edge decided about the start.
+pub fn peek_challenge(started: &Answer) -> Value {
+    let token = started.json["token"].as_str().unwrap_or_else(|| panic!("no challenge was issued: {:?}", started.json));
+    let claims: humanproof_protocol::ChallengeClaims = humanproof_protocol::token::peek_unverified(token).unwrap();
+    serde_json::to_value(claims).unwrap()
+}
+
+/// Who sends a request to the edge: an IP and the headers the risk score reads.
+#[derive(Debug, Clone, Copy)]
+pub struct Client {
+    /// The client IP the platform reports.
+    pub ip: &'static str,
+    /// Its headers.
+    pub headers: ClientHeaders<'static>,
+}
+
+impl Client {
+    /// A page's `fetch()` from a desktop browser.
+    pub const BROWSER: Client = Client {
+        ip: "203.0.113.9",
+        headers: ClientHeaders {
+            user_agent: Some("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/156.0.0.0 Safari/537.36"),
+            accept_language: Some("en-GB,en;q=0.9"),
+            sec_fetch_site: Some("cross-site"),
+            sec_fetch_mode: Some("cors"),
+            sec_fetch_dest: Some("empty"),
+        },
+    };
+    /// A command-line HTTP client from another network.
+    pub const SCRIPT: Client = Client {
+        ip: "198.51.100.66",
+        headers: ClientHeaders {
+            user_agent: Some("curl/8.5.0"),
+            accept_language: None,
+            sec_fetch_site: None,
+            sec_fetch_mode: None,
+            sec_fetch_dest: None,
+        },
+    };
+}
+
 /// A parsed JSON answer.
 #[derive(Debug)]
 pub struct Answer {
@@ -173,6 +226,7 @@ impl World {
             EdgeConfig::new(master.clone()),
             MemorySnapshots::default(),
             MemoryClaims::default(),
+            MemoryVisitors::default(),
             sink,
         ));
         let clock = Clock::manual(START_MS);
@@ -249,16 +303,21 @@ impl World {
         events
     }
 
-    /// Sends a request to the edge logic.
+    /// Sends a request to the edge logic from a browser ([`Client::BROWSER`]).
     pub async fn edge(&self, method: &str, path: &str, origin: Option<&str>, body: &[u8]) -> Answer {
+        self.edge_from(Client::BROWSER, method, path, origin, body).await
+    }
+
+    /// Sends a request to the edge logic from `client`.
+    pub async fn edge_from(&self, client: Client, method: &str, path: &str, origin: Option<&str>, body: &[u8]) -> Answer {
         let response = self
             .edge
             .handle(EdgeRequest {
                 method,
                 path,
                 origin,
-                client_ip: Some("203.0.113.9"),
-                user_agent: Some("Mozilla/5.0 (X11; Linux x86_64) HumanProofTest"),
+                client_ip: Some(client.ip),
+                headers: client.headers,
                 body: RequestBody::Read(body),
                 now_ms: self.clock.now_ms(),
             })

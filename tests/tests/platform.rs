@@ -14,7 +14,10 @@ use serde_json::json;
 on_both_databases! {
     async fn solve_redeem_and_verify_round_trip(world: World) {
         let site = world.create_project(quick_project("shop")).await;
-        let context = json!({ "action": "checkout", "cdata": "order-42", "signals": { "ignored": true } });
+        let mut context = human_start();
+        context["action"] = json!("checkout");
+        context["cdata"] = json!("order-42");
+        context["from_a_newer_widget"] = json!({ "ignored": true });
         let (_, redeemed) = world.solve(site.site_key(), &context).await;
         assert_status(&redeemed, StatusCode::OK);
         assert_eq!(redeemed.json["success"], true);
@@ -31,7 +34,12 @@ on_both_databases! {
         assert_eq!(verified.json["challenge_ts"], "2026-03-15T12:00:00Z");
         assert_eq!(verified.json["humanproof"]["site_key"], site.site_key());
         assert_eq!(verified.json["humanproof"]["difficulty"], 1);
-        assert_eq!(verified.json["humanproof"]["challenge_count"], 3);
+        // A clean start pays half the preset's work (3 sub-challenges, rounded down).
+        assert_eq!(verified.json["humanproof"]["challenge_count"], 1);
+        assert_eq!(
+            verified.json["humanproof"]["risk"],
+            json!({ "score": 0.0, "factors": [], "decision": "allow", "preset": "custom", "mode": "observe" })
+        );
     }
 
     async fn siteverify_accepts_json_bodies(world: World) {

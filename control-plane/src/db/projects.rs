@@ -195,13 +195,6 @@ impl PresetColumns {
     }
 }
 
-fn risk_mode_str(mode: RiskMode) -> &'static str {
-    match mode {
-        RiskMode::Observe => "observe",
-        RiskMode::Enforce => "enforce",
-    }
-}
-
 const COLUMNS: &str = "id, organisation_id, client_id, name, site_key, active, production_domains, \
     testing_domains, allow_subdomains, key_version, preset, custom_difficulty, \
     custom_challenge_count, custom_obfuscation, custom_rate_limit, custom_block_threshold, risk_mode, plan, billing_status, monthly_limit, widget_variant, \
@@ -284,7 +277,7 @@ pub async fn insert(
     .bind(preset.obfuscation)
     .bind(preset.rate_limit)
     .bind(preset.block_threshold)
-    .bind(risk_mode_str(new.risk_mode))
+    .bind(new.risk_mode.as_str())
     .bind(&new.plan)
     .bind(new.billing_status.as_str())
     .bind(new.monthly_limit.map(|limit| i64::try_from(limit).unwrap_or(i64::MAX)))
@@ -322,7 +315,7 @@ pub async fn update_settings(db: &Db, project_id: &str, settings: &ProjectSettin
     .bind(preset.obfuscation)
     .bind(preset.rate_limit)
     .bind(preset.block_threshold)
-    .bind(risk_mode_str(settings.risk_mode))
+    .bind(settings.risk_mode.as_str())
     .bind(settings.monthly_limit.map(|limit| i64::try_from(limit).unwrap_or(i64::MAX)))
     .bind(enum_name(&settings.widget.variant))
     .bind(&settings.widget.theme)

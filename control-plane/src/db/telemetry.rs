@@ -31,6 +31,8 @@ pub struct Usage {
     pub challenges_issued: u64,
     /// Challenge starts refused by a gate.
     pub refusals: u64,
+    /// Challenge starts blocked for their risk score (enforce mode); also protected attempts.
+    pub risk_blocked: u64,
     /// Siteverify calls (analytics only).
     pub verifications: u64,
 }
@@ -43,6 +45,7 @@ impl Usage {
         match kind {
             TelemetryKind::ChallengeIssued => self.challenges_issued += 1,
             TelemetryKind::ChallengeRefused => self.refusals += 1,
+            TelemetryKind::ChallengeBlocked => self.risk_blocked += 1,
             TelemetryKind::RedeemSucceeded | TelemetryKind::RedeemFailed => {}
         }
     }
@@ -78,10 +81,13 @@ pub async fn ingest(
             }
             known_projects.insert(event.project_id.clone());
         }
+        let risk = event.risk.as_ref();
         let inserted = sqlx::query(
             "INSERT INTO telemetry_events (id, project_id, kind, reason, at, challenge_id, \
-             hostname, difficulty, ip_hash, ua_hash, received_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (id) DO NOTHING",
+             hostname, difficulty, ip_hash, ua_hash, received_at, risk_score, risk_factors, \
+             risk_decision, preset, risk_mode) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) \
+             ON CONFLICT (id) DO NOTHING",
         )
         .bind(&event.id)
         .bind(&event.project_id)
@@ -94,6 +100,11 @@ pub async fn ingest(
         .bind(event.ip_hash.as_deref())
         .bind(event.ua_hash.as_deref())
         .bind(received_at)
+        .bind(risk.map(|risk| i64::from(risk.score.tenths())))
+        .bind(risk.map(|risk| serde_json::to_string(&risk.factors).expect("factors serialize")))
+        .bind(risk.map(|risk| risk.decision.as_str()))
+        .bind(risk.map(|risk| risk.preset.as_str()))
+        .bind(risk.map(|risk| risk.mode.as_str()))
         .execute(&mut *tx)
         .await?
         .rows_affected()
@@ -123,12 +134,13 @@ pub(crate) async fn add_usage(
     let as_i64 = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
     sqlx::query(
         "INSERT INTO usage_months (project_id, month, protected_attempts, challenges_issued, \
-         refusals, verifications) VALUES ($1, $2, $3, $4, $5, $6) \
+         refusals, verifications, risk_blocked) VALUES ($1, $2, $3, $4, $5, $6, $7) \
          ON CONFLICT (project_id, month) DO UPDATE SET \
          protected_attempts = usage_months.protected_attempts + excluded.protected_attempts, \
          challenges_issued = usage_months.challenges_issued + excluded.challenges_issued, \
          refusals = usage_months.refusals + excluded.refusals, \
-         verifications = usage_months.verifications + excluded.verifications",
+         verifications = usage_months.verifications + excluded.verifications, \
+         risk_blocked = usage_months.risk_blocked + excluded.risk_blocked",
     )
     .bind(project_id)
     .bind(month)
@@ -136,6 +148,7 @@ pub(crate) async fn add_usage(
     .bind(as_i64(counts.challenges_issued))
     .bind(as_i64(counts.refusals))
     .bind(as_i64(counts.verifications))
+    .bind(as_i64(counts.risk_blocked))
     .execute(conn)
     .await?;
     Ok(())
@@ -144,7 +157,7 @@ pub(crate) async fn add_usage(
 /// A project's counters for `month` (`YYYY-MM`); zero when nothing happened.
 pub async fn usage(db: &Db, project_id: &str, month: &str) -> Result<Usage, sqlx::Error> {
     let row = sqlx::query(
-        "SELECT protected_attempts, challenges_issued, refusals, verifications \
+        "SELECT protected_attempts, challenges_issued, refusals, verifications, risk_blocked \
          FROM usage_months WHERE project_id = $1 AND month = $2",
     )
     .bind(project_id)
@@ -160,5 +173,7 @@ pub async fn usage(db: &Db, project_id: &str, month: &str) -> Result<Usage, sqlx
         challenges_issued: count("challenges_issued")?,
         refusals: count("refusals")?,
         verifications: count("verifications")?,
+        risk_blocked: count("risk_blocked")?,
     })
 }
+

@@ -11,14 +11,15 @@ use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
 use axum::http::{HeaderMap, Method, Response, Uri};
 use axum::routing::get;
 use humanproof_edge::edge::MAX_BODY;
-use humanproof_edge::memory::{MemoryClaims, MemorySnapshots};
+use humanproof_edge::memory::{MemoryClaims, MemorySnapshots, MemoryVisitors};
+use humanproof_edge::risk::ClientHeaders;
 use humanproof_edge::{Edge, EdgeRequest, RequestBody};
 
 use super::telemetry_sink::ChannelSink;
 use crate::clock::Clock;
 
 /// The edge as the local server wires it.
-pub type LocalEdge = Edge<MemorySnapshots, MemoryClaims, ChannelSink>;
+pub type LocalEdge = Edge<MemorySnapshots, MemoryClaims, MemoryVisitors, ChannelSink>;
 
 /// The widget's files, served next to the edge as a CDN would serve them, and every other
 /// path to the edge logic, which does its own routing (as in the Worker).
@@ -66,7 +67,7 @@ async fn handle(
             path: uri.path(),
             origin: header("origin"),
             client_ip: Some(&client_ip),
-            user_agent: header("user-agent"),
+            headers: ClientHeaders::from_lookup(header),
             body: body.as_deref().map_or(RequestBody::TooLarge, RequestBody::Read),
             now_ms: Clock::system().now_ms(),
         })

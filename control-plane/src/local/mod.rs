@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use humanproof_edge::EdgeConfig;
-use humanproof_edge::memory::{MemoryClaims, MemorySnapshots};
+use humanproof_edge::memory::{MemoryClaims, MemorySnapshots, MemoryVisitors};
 use humanproof_protocol::Preset;
 use humanproof_protocol::snapshot::RiskMode;
 use tokio::net::TcpListener;
@@ -82,6 +82,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         EdgeConfig::new(master.clone()),
         MemorySnapshots::default(),
         MemoryClaims::default(),
+        MemoryVisitors::default(),
         sink,
     ));
     publish_snapshot(&db, &edge, &clock).await?;

@@ -12,7 +12,7 @@ use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, StatusCode, header};
 use humanproof_protocol::token::{MAX_TOKEN_LEN, TokenError, peek_unverified};
-use humanproof_protocol::{Reason, VerificationClaims};
+use humanproof_protocol::{Reason, RiskAssessment, VerificationClaims};
 use serde::{Deserialize, Serialize};
 
 use crate::app::AppState;
@@ -73,6 +73,10 @@ pub struct Extras {
     /// Sub-challenges solved.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub challenge_count: Option<u32>,
+    /// The edge's risk assessment of the challenge start: score, reasons with their points,
+    /// decision, preset and mode, for the site backend to act on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub risk: Option<RiskAssessment>,
 }
 
 fn failure(status: StatusCode, code: &'static str, reason: Option<&str>) -> (StatusCode, Json<VerifyResponse>) {
@@ -173,6 +177,7 @@ async fn check_token(
             challenge_id: Some(claims.cid.clone()),
             difficulty: Some(claims.d),
             challenge_count: Some(claims.c),
+            risk: claims.risk.clone(),
         }),
     };
     let stored = serde_json::to_string(&answer).expect("answers serialize");

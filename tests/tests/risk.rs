@@ -1,0 +1,201 @@
+//! Risk scoring and abuse defences end to end (edge logic + control plane + database), on
+//! SQLite and on PostgreSQL: scripts are blocked in enforce mode and only recorded in observe
+//! mode, people pass with less work, failures raise later scores, rate limits trigger and
+//! recover, the assessment reaches telemetry and siteverify, and no raw IP or user agent is
+//! ever stored.
+
+use humanproof_control_plane::db::{Backend as DbBackend, Db, month_of, telemetry};
+use humanproof_protocol::preset::RATE_WINDOW_MS;
+use humanproof_protocol::snapshot::RiskMode;
+use humanproof_protocol::{Decision, Preset, Protection, RiskReason, TelemetryKind};
+use humanproof_tests::*;
+use serde_json::{Value, json};
+use sqlx::Row;
+
+fn enforced(name: &str) -> humanproof_control_plane::db::projects::ProjectSettings {
+    humanproof_control_plane::db::projects::ProjectSettings { risk_mode: RiskMode::Enforce, ..quick_project(name) }
+}
+
+fn reasons(answer_risk: &Value) -> Vec<String> {
+    answer_risk["factors"].as_array().unwrap().iter().map(|f| f["reason"].as_str().unwrap().to_owned()).collect()
+}
+
+async fn start_from(world: &World, client: Client, site_key: &str, body: &Value) -> Answer {
+    world.edge_from(client, "POST", &format!("/{site_key}/challenge"), Some(ORIGIN), body.to_string().as_bytes()).await
+}
+
+on_both_databases! {
+    async fn a_script_is_blocked_in_enforce_mode_and_only_recorded_in_observe_mode(world: World) {
+        let enforcing = world.create_project(enforced("enforcing")).await;
+        let blocked = start_from(&world, Client::SCRIPT, enforcing.site_key(), &json!({})).await;
+        assert_eq!((blocked.status, blocked.reason()), (403, "risk_blocked"), "{:?}", blocked.json);
+        assert!(blocked.json.get("token").is_none(), "no challenge is issued");
+
+        let observing = world.create_project(quick_project("observing")).await;
+        let recorded = start_from(&world, Client::SCRIPT, observing.site_key(), &json!({})).await;
+        assert_eq!(recorded.status, 200, "observe mode still starts the challenge");
+        // ... but at twice the preset's work, as the score is at the block threshold.
+        assert_eq!(recorded.json["challenge"]["c"], 6);
+
+        let events = world.deliver_telemetry().await;
+        let want_reasons =
+            [RiskReason::NoSignals, RiskReason::AutomatedUserAgent, RiskReason::MissingAcceptLanguage, RiskReason::UnusualFetchContext];
+        for (kind, mode) in [(TelemetryKind::ChallengeBlocked, RiskMode::Enforce), (TelemetryKind::ChallengeIssued, RiskMode::Observe)] {
+            let event = events.iter().find(|e| e.kind == kind).unwrap_or_else(|| panic!("{kind:?} in {events:?}"));
+            let risk = event.risk.as_ref().unwrap();
+            assert_eq!((risk.score.to_string(), risk.decision, risk.mode), ("9.0".to_owned(), Decision::Block, mode));
+            assert_eq!(risk.reasons().collect::<Vec<_>>(), want_reasons);
+            assert_eq!(risk.preset, "custom");
+        }
+
+        // Stored with the event, and the blocked start counts as a protected attempt.
+        let row = sqlx::query("SELECT risk_score, risk_factors, risk_decision, preset, risk_mode FROM telemetry_events WHERE kind = 'challenge_blocked'")
+            .fetch_one(world.db.pool())
+            .await
+            .unwrap();
+        assert_eq!(row.get::<i64, _>("risk_score"), 90);
+        assert_eq!(row.get::<String, _>("risk_decision"), "block");
+        assert_eq!((row.get::<String, _>("preset"), row.get::<String, _>("risk_mode")), ("custom".into(), "enforce".into()));
+        let factors: Value = serde_json::from_str(&row.get::<String, _>("risk_factors")).unwrap();
+        assert_eq!(factors[1], json!({ "reason": "automated_user_agent", "points": 4.0 }));
+        let usage = telemetry::usage(&world.db, &enforcing.project.id, &month_of(world.clock.now_ms())).await.unwrap();
+        assert_eq!((usage.risk_blocked, usage.protected_attempts, usage.challenges_issued), (1, 1, 0));
+    }
+
+    async fn a_person_scores_low_pays_less_and_siteverify_says_why(world: World) {
+        let strict = Preset::Custom(Protection { difficulty: 1, challenge_count: 10, ..Protection::STRICT });
+        let site = world.create_project(humanproof_control_plane::db::projects::ProjectSettings { preset: strict, ..enforced("people") }).await;
+        let started = world.start_challenge(site.site_key(), &human_start()).await;
+        assert_eq!(started.status, 200, "{:?}", started.json);
+        assert_eq!(started.json["challenge"]["c"], 5, "a clean start pays half the preset's work");
+
+        let token = started.json["token"].as_str().unwrap();
+        let solutions = humanproof_protocol::pow::solve(token, serde_json::from_value(started.json["challenge"].clone()).unwrap());
+        let redeemed = world.redeem(site.site_key(), token, &solutions).await;
+        let verified = world.siteverify(&[("secret", &site.secret), ("response", redeemed.json["token"].as_str().unwrap())]).await;
+        assert_eq!(verified.json["success"], true);
+        let risk = &verified.json["humanproof"]["risk"];
+        assert_eq!((risk["score"].as_f64(), risk["decision"].as_str()), (Some(0.0), Some("allow")), "{risk}");
+        assert_eq!((risk["preset"].as_str(), risk["mode"].as_str()), (Some("custom"), Some("enforce")));
+
+        // The same person with a throwaway address is still let through, with the reason.
+        let mut throwaway = human_start();
+        throwaway["form"]["email"] = json!("ada@yopmail.com");
+        let started = world.start_challenge(site.site_key(), &throwaway).await;
+        let risk = &humanproof_tests::peek_challenge(&started)["risk"];
+        assert_eq!(reasons(risk), ["disposable_email"]);
+        assert_eq!(risk["decision"], "challenge", "2.0 is half of Strict's 4.0");
+    }
+
+    async fn repeated_failures_raise_later_scores(world: World) {
+        let site = world.create_project(quick_project("failures")).await;
+        let score_now = || async {
+            let started = world.start_challenge(site.site_key(), &human_start()).await;
+            humanproof_tests::peek_challenge(&started)["risk"].clone()
+        };
+        assert_eq!(score_now().await["score"], 0.0);
+        for _ in 0..2 {
+            let started = world.start_challenge(site.site_key(), &human_start()).await;
+            let token = started.json["token"].as_str().unwrap();
+            let wrong = world.redeem(site.site_key(), token, &[0, 0, 0]).await;
+            assert_eq!(wrong.reason(), "invalid_solution");
+        }
+        let after = score_now().await;
+        assert_eq!(reasons(&after), ["repeat_failures"]);
+        assert_eq!(after["score"], 2.0);
+
+        // The visitor's failures follow it to other sites (after three), not other visitors.
+        let other = world.create_project(quick_project("elsewhere")).await;
+        let started = world.start_challenge(site.site_key(), &human_start()).await;
+        world.redeem(site.site_key(), started.json["token"].as_str().unwrap(), &[0]).await;
+        let elsewhere = world.start_challenge(other.site_key(), &human_start()).await;
+        assert_eq!(reasons(&humanproof_tests::peek_challenge(&elsewhere)["risk"]), ["cross_site_failures"]);
+        let neighbour = Client { ip: "203.0.113.10", ..Client::BROWSER };
+        let clean = start_from(&world, neighbour, site.site_key(), &human_start()).await;
+        assert_eq!(humanproof_tests::peek_challenge(&clean)["risk"]["score"], 0.0);
+
+        // Ten minutes later the site forgives.
+        world.clock.advance(humanproof_edge::visitor::REPEAT_WINDOW_MS);
+        assert_eq!(score_now().await["score"], 0.0);
+    }
+
+    async fn rate_limits_trigger_and_recover_after_the_window(world: World) {
+        let tight = Preset::Custom(Protection { difficulty: 1, challenge_count: 2, rate_limit: 3, ..Protection::BALANCED });
+        let site = world.create_project(humanproof_control_plane::db::projects::ProjectSettings { preset: tight, ..quick_project("tight") }).await;
+        for _ in 0..3 {
+            assert_eq!(world.start_challenge(site.site_key(), &human_start()).await.status, 200);
+        }
+        world.clock.advance(30_000);
+        let limited = world.start_challenge(site.site_key(), &human_start()).await;
+        assert_eq!((limited.status, limited.reason()), (429, "rate_limited"));
+        assert_eq!(limited.header("retry-after"), Some("90"));
+        // Another visitor is not limited by this one.
+        let neighbour = Client { ip: "203.0.113.10", ..Client::BROWSER };
+        assert_eq!(start_from(&world, neighbour, site.site_key(), &human_start()).await.status, 200);
+
+        world.clock.advance(RATE_WINDOW_MS - 30_000);
+        assert_eq!(world.start_challenge(site.site_key(), &human_start()).await.status, 200, "recovered after the window");
+        let refusals: Vec<_> = world.deliver_telemetry().await.into_iter().filter(|e| e.kind == TelemetryKind::ChallengeRefused).collect();
+        assert_eq!(refusals.len(), 1);
+        assert_eq!(refusals[0].reason.map(|r| r.as_str()), Some("rate_limited"));
+    }
+
+    async fn no_raw_ip_or_user_agent_is_stored(world: World) {
+        let observing = world.create_project(quick_project("privacy-observe")).await;
+        let enforcing = world.create_project(enforced("privacy-enforce")).await;
+        for site in [&observing, &enforcing] {
+            for client in [Client::BROWSER, Client::SCRIPT] {
+                let started = start_from(&world, client, site.site_key(), &human_start()).await;
+                if let Some(token) = started.json["token"].as_str() {
+                    world.redeem(site.site_key(), token, &[0]).await;
+                }
+            }
+        }
+        let token = world.verification_token(observing.site_key()).await;
+        let remote_ip = Client::SCRIPT.ip;
+        world.siteverify(&[("secret", &observing.secret), ("response", &token), ("remoteip", remote_ip)]).await;
+        world.deliver_telemetry().await;
+
+        let stored = every_stored_value(&world.db).await;
+        assert!(stored.iter().any(|value| value == "privacy-observe"), "the scan reads what is stored");
+        for raw in [Client::BROWSER.ip, Client::SCRIPT.ip, Client::BROWSER.headers.user_agent.unwrap(), Client::SCRIPT.headers.user_agent.unwrap(), "curl/"] {
+            let found: Vec<_> = stored.iter().filter(|value| value.contains(raw)).collect();
+            assert!(found.is_empty(), "{raw:?} is stored: {found:?}");
+        }
+    }
+}
+
+/// Every value in every table, as text.
+async fn every_stored_value(db: &Db) -> Vec<String> {
+    let tables_sql = match db.backend() {
+        DbBackend::Sqlite => "SELECT name AS t FROM sqlite_master WHERE type = 'table'",
+        DbBackend::Postgres => "SELECT table_name::text AS t FROM information_schema.tables WHERE table_schema = 'public'",
+    };
+    let tables: Vec<String> = sqlx::query(tables_sql).fetch_all(db.pool()).await.unwrap().iter().map(|r| r.get("t")).collect();
+    let mut values = Vec::new();
+    for table in tables {
+        let columns_sql = match db.backend() {
+            DbBackend::Sqlite => format!("SELECT name AS c FROM pragma_table_info('{table}')"),
+            DbBackend::Postgres => format!(
+                "SELECT column_name::text AS c FROM information_schema.columns WHERE table_schema = 'public' AND table_name = '{table}'"
+            ),
+        };
+        let columns: Vec<String> =
+            sqlx::query(sqlx::AssertSqlSafe(columns_sql)).fetch_all(db.pool()).await.unwrap().iter().map(|r| r.get("c")).collect();
+        for column in columns {
+            // SQLite keeps some values as blobs that are not UTF-8 (migration checksums):
+            // read bytes there, text elsewhere.
+            let cast = match db.backend() {
+                DbBackend::Sqlite => "BLOB",
+                DbBackend::Postgres => "TEXT",
+            };
+            let sql = format!("SELECT CAST(\"{column}\" AS {cast}) AS v FROM \"{table}\"");
+            let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(db.pool()).await.unwrap();
+            values.extend(rows.iter().filter_map(|row| match db.backend() {
+                DbBackend::Sqlite => row.get::<Option<Vec<u8>>, _>("v").map(|bytes| String::from_utf8_lossy(&bytes).into_owned()),
+                DbBackend::Postgres => row.get::<Option<String>, _>("v"),
+            }));
+        }
+    }
+    values
+}
