@@ -134,6 +134,12 @@ enum PresetName {
     Custom,
 }
 
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum RiskModeName {
+    Observe,
+    Enforce,
+}
+
 impl PresetName {
     fn as_str(self) -> &'static str {
         match self {
@@ -179,6 +185,9 @@ struct CreateProjectArgs {
     /// Risk score (1.0-10.0) from which enforce mode blocks, for the custom preset.
     #[arg(long)]
     block_threshold: Option<f64>,
+    /// Whether risk decisions are only recorded (observe) or also block (enforce).
+    #[arg(long, value_enum, default_value = "observe")]
+    risk_mode: RiskModeName,
     /// Monthly limit of protected attempts (omit for unlimited).
     #[arg(long)]
     monthly_limit: Option<u64>,
@@ -304,6 +313,10 @@ async fn create_project(args: CreateProjectArgs) -> anyhow::Result<()> {
         testing_domains: Some(args.testing_domains),
         allow_subdomains: Some(args.allow_subdomains),
         preset: Some(args.preset.as_str().to_owned()),
+        risk_mode: Some(match args.risk_mode {
+            RiskModeName::Observe => RiskMode::Observe,
+            RiskModeName::Enforce => RiskMode::Enforce,
+        }),
         difficulty: args.difficulty,
         challenge_count: args.challenge_count,
         obfuscation: args.obfuscation,

@@ -169,7 +169,8 @@ fn score_headers(headers: &ClientHeaders<'_>, add: &mut impl FnMut(RiskReason)) 
         Some(agent) if agent.len() >= MIN_USER_AGENT_LEN => {}
         _ => add(RiskReason::MissingUserAgent),
     }
-    if headers.accept_language.is_none_or(|value| value.trim().is_empty()) {
+    // `*` (what HTTP libraries such as Node's fetch send) names no language either.
+    if headers.accept_language.is_none_or(|value| matches!(value.trim(), "" | "*")) {
         add(RiskReason::MissingAcceptLanguage);
     }
     // A page's `fetch()` to the edge is a CORS request for no document; browsers say so in
@@ -325,6 +326,7 @@ mod tests {
             (reasons_after(|_, h, _| h.user_agent = None), vec![RiskReason::MissingUserAgent]),
             (reasons_after(|_, h, _| h.user_agent = Some("Mozilla/5.0")), vec![RiskReason::MissingUserAgent]),
             (reasons_after(|_, h, _| h.accept_language = None), vec![RiskReason::MissingAcceptLanguage]),
+            (reasons_after(|_, h, _| h.accept_language = Some("*")), vec![RiskReason::MissingAcceptLanguage]),
             (reasons_after(|_, h, _| h.sec_fetch_mode = None), vec![RiskReason::UnusualFetchContext]),
             (reasons_after(|_, h, _| h.sec_fetch_site = Some("none")), vec![RiskReason::UnusualFetchContext]),
             (reasons_after(|_, h, _| h.sec_fetch_dest = Some("document")), vec![RiskReason::UnusualFetchContext]),

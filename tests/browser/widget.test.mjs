@@ -1,23 +1,29 @@
 // The widget in real headless Chromium (Debian's, driven by playwright-core) against the
 // local all-in-one server: the demo form end to end, the challenge payload, the invisible
 // variant (submit and execute()), reset and expiry, strict CSP (with and without constructable
-// stylesheets), reduced motion, the JavaScript fallback without WebAssembly, and the error
-// state when the edge refuses.
+// stylesheets), reduced motion, the JavaScript fallback without WebAssembly, the error
+// state when the edge refuses, a person's low risk score reaching the backend, and no raw
+// user agent left in the database.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createServer } from "node:http";
 import { chromium } from "playwright-core";
-import { spawnUntil, stopProcess } from "../support/control-plane.mjs";
+import { BINARY, spawnUntil, stopProcess } from "../support/control-plane.mjs";
 
 const SITE_KEY = "hp_site_browsertests01";
 const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 const CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"];
+// A desktop Chrome's user agent, for the person: headless Chromium names itself
+// HeadlessChrome, which the edge rightly scores as automation.
+const DESKTOP_CHROME = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/156.0.0.0 Safari/537.36";
 let server;
 let browser;
 let urls;
+let dataDir;
 // Customer pages under test, served from 127.0.0.1 (reached as localhost, which the demo
 // project lists) and from 127.0.0.2 (another loopback address it does not list).
 const pages = new Map();
@@ -37,7 +43,7 @@ async function startPageServer(host) {
 }
 
 before(async () => {
-  const dataDir = mkdtempSync(join(tmpdir(), "humanproof-browser-"));
+  dataDir = mkdtempSync(join(tmpdir(), "humanproof-browser-"));
   const args = ["dev", "--data-dir", dataDir, "--control-listen", "127.0.0.1:0", "--edge-listen", "127.0.0.1:0", "--demo-listen", "127.0.0.1:0"];
   const env = { ...process.env, RUST_LOG: "warn", HUMANPROOF_DEMO_SITE_KEY: SITE_KEY, HUMANPROOF_DEMO_SECRET: "hp_secret_browser-tests" };
   const { child, output } = await spawnUntil(args, env, /Press Ctrl-C/);
@@ -122,6 +128,32 @@ test("the demo form: tick, solve with wasm workers, submit, and the backend's si
   assert.doesNotMatch(challengeBodies[0], /private message/);
   assert.deepEqual(page.problems, []);
   await page.close();
+});
+
+test("a person filling in the demo form scores low, pays less work, and the backend sees why", async () => {
+  const context = await browser.newContext({ userAgent: DESKTOP_CHROME, locale: "en-GB" });
+  const page = await newPage(context);
+  await page.goto(urls.demo);
+  // Read the page, move towards the form, type like a person.
+  await page.mouse.move(120, 80, { steps: 8 });
+  await page.mouse.move(300, 260, { steps: 12 });
+  await page.click("#email");
+  await page.keyboard.type("lovelace@example.com", { delay: 40 });
+  await page.click("#message");
+  await page.keyboard.type("Hello, I would like to know more.", { delay: 35 });
+  await page.waitForTimeout(1500);
+  const detail = solved(page);
+  await page.locator("humanproof-widget .box").click();
+  await detail;
+  await page.click("button[type=submit]");
+  await page.waitForSelector("#result");
+  assert.equal(await page.getAttribute("#result", "data-accepted"), "true");
+  const verdict = JSON.parse(await page.textContent("#siteverify"));
+  const risk = verdict.humanproof.risk;
+  assert.deepEqual([risk.score, risk.decision, risk.factors], [0, "allow", []], JSON.stringify(risk));
+  // The demo project is Relaxed (60 sub-challenges); a clean start solves half.
+  assert.equal(verdict.humanproof.challenge_count, 30);
+  await context.close();
 });
 
 test("invisible variant: starts on submit, then submits the form itself", async () => {
@@ -359,4 +391,20 @@ test("without constructable stylesheets the widget inlines its style with the pa
   const withoutNonce = await styleOf("/no-nonce");
   assert.notEqual(withoutNonce.liveRegionWidth, "1px");
   assert.ok(withoutNonce.problems.some((problem) => problem.startsWith("CSP violation: style-src")), withoutNonce.problems.join("\n"));
+});
+
+test("after the browser sessions, the database holds their telemetry but no raw user agent", async () => {
+  // Last in the file, so every other test's requests have been made.
+  const database = join(dataDir, "humanproof.db");
+  const env = { ...process.env, HUMANPROOF_DATABASE_URL: `sqlite://${database}?mode=rwc` };
+  const entry = JSON.parse(execFileSync(BINARY, ["snapshot"], { env, encoding: "utf8" })).find((pair) => pair.key === `site:${SITE_KEY}`);
+  const projectId = JSON.parse(entry.value).project_id;
+  const usage = () => JSON.parse(execFileSync(BINARY, ["usage", "--project-id", projectId], { env, encoding: "utf8" })).usage;
+  const deadline = Date.now() + 10000;
+  while (usage().protected_attempts < 5 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 200));
+  assert.ok(usage().protected_attempts >= 5, JSON.stringify(usage()));
+  const stored = [database, `${database}-wal`].filter(existsSync).map((file) => readFileSync(file).toString("latin1")).join("");
+  for (const raw of ["HeadlessChrome/", DESKTOP_CHROME]) {
+    assert.ok(!stored.includes(raw), `${raw} is stored`);
+  }
 });

@@ -100,7 +100,7 @@ test("telemetry reaches the database and counts usage", async () => {
   } while (Date.now() < deadline);
   // One solved challenge; two siteverify calls that named a token (accepted, then reused),
   // counted as analytics and not as protected attempts; one refused origin.
-  assert.deepEqual(usage, { protected_attempts: 1, challenges_issued: 1, refusals: 1, verifications: 2 });
+  assert.deepEqual(usage, { protected_attempts: 1, challenges_issued: 1, refusals: 1, verifications: 2, risk_blocked: 0 });
 });
 
 test("keys persist across restarts and secrets stay private to their owner", async () => {

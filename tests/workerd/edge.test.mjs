@@ -1,7 +1,8 @@
 // The built wasm edge worker, run in workerd through Miniflare with the bindings declared
 // in the repository's wrangler.toml, against the real control plane binary:
-// challenge, redeem, gates, CORS, single redeem (Durable Object), queue telemetry delivery
-// (including redelivery after a lost acknowledgement) and usage accounting.
+// challenge, redeem, gates, CORS, single redeem (Durable Object), risk scoring with the
+// visitor-state Durable Object (blocks, repeat failures, rate limits), queue telemetry
+// delivery (including redelivery after a lost acknowledgement) and usage accounting.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { createServer, request as httpRequest } from "node:http";
@@ -16,6 +17,23 @@ import { peek, projectKey, sign } from "../support/tokens.mjs";
 const MASTER_SECRET = "workerd-test-master-secret-0123456789abcdef";
 const ORIGIN = "http://localhost:3000";
 const QUICK = ["--preset", "custom", "--difficulty", "1", "--challenge-count", "3", "--testing-domain", "localhost"];
+// What a page's fetch() from a desktop browser sends; requests override parts of it.
+const BROWSER_HEADERS = {
+  "cf-connecting-ip": "198.51.100.23",
+  "user-agent": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/156.0.0.0 Safari/537.36",
+  "accept-language": "en-GB,en;q=0.9",
+  "sec-fetch-site": "cross-site",
+  "sec-fetch-mode": "cors",
+  "sec-fetch-dest": "empty",
+};
+// A command-line client on another network: no browser headers at all.
+const SCRIPT_HEADERS = { "cf-connecting-ip": "203.0.113.77", "user-agent": "curl/8.5.0" };
+// What the widget sends after a person filled in a form for nine seconds.
+const HUMAN_START = JSON.stringify({
+  widget: { variant: "checkbox", trigger: "click", branding: "full", signal_version: 1 },
+  signals: { elapsed_ms: 9000, focus_count: 3, blur_count: 2, key_count: 41, pointer_moves: 88, pointer_downs: 2, interactions: 46, visibility: "visible", was_hidden: false },
+  form: { page_path: "/signup", method: "post", action_path: "/signup", email: "ada@example.com" },
+});
 
 let mf;
 let control;
@@ -50,14 +68,12 @@ function startFlakyProxy(target) {
   );
 }
 
-async function edge(path, { method = "POST", origin = ORIGIN, body, headers = {} } = {}) {
+async function edge(path, { method = "POST", origin = ORIGIN, body, headers = BROWSER_HEADERS } = {}) {
   const response = await mf.dispatchFetch(`http://edge.test${path}`, {
     method,
     headers: {
       ...(origin ? { origin } : {}),
       "content-type": "application/json",
-      "cf-connecting-ip": "198.51.100.23",
-      "user-agent": "Mozilla/5.0 workerd-test",
       ...headers,
     },
     body,
@@ -109,6 +125,8 @@ before(async () => {
   projects.paused = control.createProject("paused", ...QUICK, "--paused");
   projects.unpaid = control.createProject("unpaid", ...QUICK, "--billing-status", "past-due");
   projects.other = control.createProject("other", ...QUICK);
+  projects.enforcing = control.createProject("enforcing", ...QUICK, "--risk-mode", "enforce");
+  projects.tight = control.createProject("tight", ...QUICK, "--rate-limit", "3");
   await control.start();
   flakyProxy = await startFlakyProxy(control.url);
 
@@ -140,7 +158,9 @@ after(async () => {
 describe("challenge and redeem in workerd", () => {
   test("a Cap-style client solves, redeems, and the backend verifies", async () => {
     const { challenge, token, expires } = await startChallenge(projects.open.site_key, undefined);
+    // No widget signals (3.0 of Balanced's 6.0): 3 × (0.5 + 1.5 × 3/6) = 3.75 sub-challenges, rounded down.
     assert.deepEqual(challenge, { c: 3, s: 32, d: 1 });
+    assert.deepEqual(peek(token).risk.factors.map((f) => f.reason), ["no_signals"]);
     assert.ok(expires > Date.now());
     const redeemed = await redeem(projects.open.site_key, token, solve(token, challenge));
     assert.equal(redeemed.status, 200, JSON.stringify(redeemed.json));
@@ -239,6 +259,54 @@ describe("challenge and redeem in workerd", () => {
   });
 });
 
+describe("risk scoring in workerd", () => {
+  test("a script is blocked in enforce mode and only recorded in observe mode", async () => {
+    const blocked = await edge(`/${projects.enforcing.site_key}/challenge`, { headers: SCRIPT_HEADERS });
+    assert.deepEqual([blocked.status, blocked.json.reason], [403, "risk_blocked"]);
+    const observed = await edge(`/${projects.open.site_key}/challenge`, { headers: SCRIPT_HEADERS });
+    assert.equal(observed.status, 200);
+    const risk = peek(observed.json.token).risk;
+    assert.deepEqual(
+      [risk.score, risk.decision, risk.mode, risk.factors.map((f) => f.reason)],
+      [9, "block", "observe", ["no_signals", "automated_user_agent", "missing_accept_language", "unusual_fetch_context"]],
+    );
+    // A person passes the enforcing project with less work, and siteverify says why.
+    const { challenge, token } = await startChallenge(projects.enforcing.site_key, HUMAN_START);
+    assert.equal(challenge.c, 1, "half of 3, rounded down");
+    const redeemed = await redeem(projects.enforcing.site_key, token, solve(token, challenge));
+    const verified = await siteverify(projects.enforcing.secret, redeemed.json.token);
+    assert.deepEqual(verified.json.humanproof.risk, { score: 0, factors: [], decision: "allow", preset: "custom", mode: "enforce" });
+    // The blocked start reaches the control plane as a protected attempt.
+    await waitFor("the blocked start's telemetry", () => control.usage(projects.enforcing.project_id).risk_blocked === 1);
+  });
+
+  test("failed redeems raise the same visitor's later scores (visitor Durable Object)", async () => {
+    const visitor = { ...BROWSER_HEADERS, "cf-connecting-ip": "198.51.100.50" };
+    const start = () => edge(`/${projects.other.site_key}/challenge`, { body: HUMAN_START, headers: visitor });
+    assert.equal(peek((await start()).json.token).risk.score, 0);
+    for (let i = 0; i < 2; i++) {
+      const { token } = (await start()).json;
+      const wrong = await edge(`/${projects.other.site_key}/redeem`, { headers: visitor, body: JSON.stringify({ token, solutions: [0, 0, 0] }) });
+      assert.equal(wrong.json.reason, "invalid_solution");
+    }
+    const after = peek((await start()).json.token).risk;
+    assert.deepEqual([after.score, after.factors.map((f) => f.reason)], [2, ["repeat_failures"]]);
+  });
+
+  test("the rate limit refuses a visitor's fourth start in two minutes, with Retry-After", async () => {
+    const visitor = { ...BROWSER_HEADERS, "cf-connecting-ip": "198.51.100.51" };
+    const start = (headers) => edge(`/${projects.tight.site_key}/challenge`, { body: HUMAN_START, headers });
+    for (let i = 0; i < 3; i++) assert.equal((await start(visitor)).status, 200);
+    const limited = await start(visitor);
+    assert.deepEqual([limited.status, limited.json.reason], [429, "rate_limited"]);
+    const retryAfter = Number(limited.headers.get("retry-after"));
+    assert.ok(retryAfter > 0 && retryAfter <= 120, `retry-after ${retryAfter}`);
+    // Recovery after the window runs on the same rules natively (tests/tests/risk.rs), where
+    // the clock can be moved; here another visitor shows the limit is per visitor.
+    assert.equal((await start({ ...visitor, "cf-connecting-ip": "198.51.100.52" })).status, 200);
+  });
+});
+
 describe("telemetry and usage through the queue", () => {
   test("events reach the control plane once, even when a delivery is retried", async () => {
     const siteKey = projects.usage.site_key;
@@ -259,7 +327,7 @@ describe("telemetry and usage through the queue", () => {
     await waitFor("the retried delivery", () => flakyProxy.dropAcks === 0 && flakyProxy.forwarded >= 2);
     // Give any further redelivery time to land before checking it counted once.
     await new Promise((resolve) => setTimeout(resolve, 1500));
-    assert.deepEqual(control.usage(projects.usage.project_id), { ...usage, protected_attempts: 2, challenges_issued: 1 });
+    assert.deepEqual(control.usage(projects.usage.project_id), { ...usage, protected_attempts: 2, challenges_issued: 1, risk_blocked: 0 });
 
     // The limit (2) is spent: once the control plane republishes, the edge refuses.
     await seedSnapshot();
