@@ -4,7 +4,8 @@ use std::net::SocketAddr;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
-use humanproof_protocol::Preset;
+use humanproof_edge::instrumentation::Scene;
+use humanproof_protocol::{Obfuscation, Preset};
 use humanproof_protocol::snapshot::RiskMode;
 use serde_json::json;
 
@@ -53,6 +54,13 @@ enum Command {
     Project {
         #[command(subcommand)]
         command: ProjectCommand,
+    },
+    /// Print a sample environment check (the script the widget runs, and its answer), to
+    /// inspect what browsers are sent at each obfuscation level.
+    Instrumentation {
+        /// lighter, default or stronger.
+        #[arg(long, value_enum, default_value = "default")]
+        level: ObfuscationName,
     },
     /// Print the KV snapshot as `wrangler kv bulk put` input.
     Snapshot {
@@ -132,6 +140,13 @@ enum PresetName {
     Balanced,
     Strict,
     Custom,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum ObfuscationName {
+    Lighter,
+    Default,
+    Stronger,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -280,6 +295,18 @@ impl Cli {
                 let month = month.unwrap_or_else(|| month_of(Clock::system().now_ms()));
                 let usage = telemetry::usage(&db, &project_id, &month).await?;
                 println!("{}", json!({ "project_id": project_id, "month": month, "usage": usage }));
+                Ok(())
+            }
+            Command::Instrumentation { level } => {
+                let level = match level {
+                    ObfuscationName::Lighter => Obfuscation::Lighter,
+                    ObfuscationName::Default => Obfuscation::Default,
+                    ObfuscationName::Stronger => Obfuscation::Stronger,
+                };
+                let mut seed = [0u8; 32];
+                getrandom::fill(&mut seed).map_err(|err| anyhow::anyhow!("no randomness: {err}"))?;
+                let scene = Scene::new(seed, level);
+                println!("{}", json!({ "level": level, "script": scene.script(), "answer": scene.answer() }));
                 Ok(())
             }
             Command::Retention { database } => {

@@ -10,11 +10,12 @@ use humanproof_protocol::privacy::salted_hash;
 use humanproof_protocol::snapshot::origin_host;
 use humanproof_protocol::token::{ChallengeClaims, TokenError, VerificationClaims};
 use humanproof_protocol::wire::{
-    ChallengeRequest, ChallengeResponse, ErrorBody, RedeemRequest, RedeemResponse,
+    ChallengeRequest, ChallengeResponse, ErrorBody, Instrumentation, RedeemRequest, RedeemResponse,
 };
 use humanproof_protocol::{MasterSecret, Reason, RiskAssessment, SiteSnapshot, TelemetryEvent, TelemetryKind};
 use serde::Serialize;
 
+use crate::instrumentation::{self, Scene};
 use crate::risk::{self, ClientHeaders, StartEvidence};
 use crate::stores::{ClaimStore, SnapshotStore, TelemetrySink, VisitorStore};
 use crate::visitor::VisitorEvent;
@@ -302,9 +303,16 @@ impl<S: SnapshotStore, C: ClaimStore, V: VisitorStore, T: TelemetrySink> Edge<S,
         }
 
         let params = risk::scaled_params(site.preset, &assessment);
+        let jti = random_id();
+        // Our widget runs the environment check; a plain Cap client, which says nothing
+        // about itself, gets none (and was scored for its missing signals instead).
+        let check_level = body.widget.is_some().then(|| site.preset.protection().obfuscation);
+        let instrumentation = check_level.map(|level| Instrumentation {
+            script: Scene::new(instrumentation::seed(&self.config.master, &jti), level).script(),
+        });
         let claims = ChallengeClaims {
             sk: site.site_key.clone(),
-            jti: random_id(),
+            jti,
             c: params.c,
             s: params.s,
             d: params.d,
@@ -314,6 +322,7 @@ impl<S: SnapshotStore, C: ClaimStore, V: VisitorStore, T: TelemetrySink> Edge<S,
             act: body.action,
             cd: body.cdata,
             risk: Some(assessment),
+            ins: check_level,
         };
         let token = self.project_key(site).sign(&claims);
         let details = EventDetails {
@@ -326,7 +335,7 @@ impl<S: SnapshotStore, C: ClaimStore, V: VisitorStore, T: TelemetrySink> Edge<S,
         self.emit(req, site, visitor, TelemetryKind::ChallengeIssued, details).await;
         Ok(EdgeResponse::json(
             200,
-            &ChallengeResponse { challenge: params, token, expires: claims.exp },
+            &ChallengeResponse { challenge: params, token, expires: claims.exp, instrumentation },
         ))
     }
 
@@ -362,6 +371,13 @@ impl<S: SnapshotStore, C: ClaimStore, V: VisitorStore, T: TelemetrySink> Edge<S,
             Ok(true) => {}
             Ok(false) => return Err(refuse(Reason::AlreadyRedeemed)),
             Err(_) => return Err(refuse(Reason::Unavailable)),
+        }
+        // Checked after the claim, so each solved challenge buys one guess at the answer.
+        if let Some(level) = challenge.ins {
+            let expected = Scene::new(instrumentation::seed(&self.config.master, &challenge.jti), level).answer();
+            if body.instrumentation.as_deref() != Some(expected.as_str()) {
+                return Err(refuse(Reason::InstrumentationFailed));
+            }
         }
 
         let verification = VerificationClaims {
@@ -431,10 +447,17 @@ impl<S: SnapshotStore, C: ClaimStore, V: VisitorStore, T: TelemetrySink> Edge<S,
     }
 }
 
-/// Redeem failures that say something about the visitor: a wrong solution, a forged or
-/// replayed token. An expired challenge or a paused project does not.
+/// Redeem failures that say something about the visitor: a wrong solution or check answer,
+/// a forged or replayed token. An expired challenge or a paused project does not.
 fn counts_against_visitor(reason: Reason) -> bool {
-    matches!(reason, Reason::InvalidSolution | Reason::InvalidToken | Reason::AlreadyRedeemed | Reason::ScopeMismatch)
+    matches!(
+        reason,
+        Reason::InvalidSolution
+            | Reason::InvalidToken
+            | Reason::AlreadyRedeemed
+            | Reason::ScopeMismatch
+            | Reason::InstrumentationFailed
+    )
 }
 
 fn route(path: &str) -> Option<(&str, Endpoint)> {

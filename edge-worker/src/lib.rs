@@ -10,6 +10,7 @@
 //! - [`edge`]: routing, gates, challenge issuing and redeeming ([`Edge::handle`]).
 //! - [`risk`]: scores a challenge start from the widget's signals, the request's headers and
 //!   the visitor's history, and scales the work with the score.
+//! - [`instrumentation`]: the per-challenge environment check the widget runs in a worker.
 //! - [`visitor`]: the short-lived per-visitor state behind rate limits and repeat offences.
 //! - [`memory`]: in-process stores for the local server and tests (native only).
 //! - `cloudflare` (wasm32 only): the `#[event]` entry points and the KV, Durable Object and
@@ -18,6 +19,7 @@
 #![deny(missing_docs)]
 
 pub mod edge;
+pub mod instrumentation;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod memory;
 pub mod risk;

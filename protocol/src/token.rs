@@ -13,6 +13,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
+use crate::preset::Obfuscation;
 use crate::risk::RiskAssessment;
 
 type HmacSha256 = Hmac<Sha256>;
@@ -104,6 +105,10 @@ pub struct ChallengeClaims {
     /// The edge's risk assessment of the start, carried to the redeem and on to siteverify.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub risk: Option<RiskAssessment>,
+    /// The obfuscation level of the environment check sent with the challenge; the redeem
+    /// must answer it. `None` when no check was sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ins: Option<Obfuscation>,
 }
 
 impl Claims for ChallengeClaims {
@@ -236,6 +241,7 @@ mod tests {
             act: Some("login".into()),
             cd: None,
             risk: None,
+            ins: None,
         }
     }
 

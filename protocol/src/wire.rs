@@ -136,6 +136,16 @@ pub struct ChallengeResponse {
     pub token: String,
     /// When the challenge expires, Unix ms.
     pub expires: i64,
+    /// The environment check, for starts from our widget; plain Cap clients get none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instrumentation: Option<Instrumentation>,
+}
+
+/// The environment check that comes with a challenge.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Instrumentation {
+    /// A script for a dedicated worker; it posts `{"answer": "<8 hex digits>"}`.
+    pub script: String,
 }
 
 /// Body of `POST /{siteKey}/redeem`.
@@ -145,6 +155,9 @@ pub struct RedeemRequest {
     pub token: String,
     /// One nonce per sub-challenge, in order.
     pub solutions: Vec<u64>,
+    /// The environment check's answer, when the challenge carried one.
+    #[serde(default)]
+    pub instrumentation: Option<String>,
 }
 
 /// Answer to a successful redeem.
@@ -221,11 +234,13 @@ pub enum Reason {
     RiskBlocked,
     /// The visitor started more challenges than the project's preset allows in two minutes.
     RateLimited,
+    /// The environment check's answer is missing or wrong.
+    InstrumentationFailed,
 }
 
 impl Reason {
     /// Every code, for documentation and tests.
-    pub const ALL: [Reason; 21] = [
+    pub const ALL: [Reason; 22] = [
         Self::BadRequest,
         Self::BodyTooLarge,
         Self::NotFound,
@@ -247,6 +262,7 @@ impl Reason {
         Self::Unavailable,
         Self::RiskBlocked,
         Self::RateLimited,
+        Self::InstrumentationFailed,
     ];
 
     /// HTTP status the edge answers with.
@@ -257,7 +273,8 @@ impl Reason {
             | Self::InvalidCdata
             | Self::Expired
             | Self::InvalidToken
-            | Self::InvalidSolution => 400,
+            | Self::InvalidSolution
+            | Self::InstrumentationFailed => 400,
             Self::BillingInactive => 402,
             Self::ProjectPaused
             | Self::OriginNotAllowed
@@ -298,6 +315,7 @@ impl Reason {
             Self::Unavailable => "The service is temporarily unavailable.",
             Self::RiskBlocked => "This request looks automated and was blocked.",
             Self::RateLimited => "Too many checks from this network; try again in a few minutes.",
+            Self::InstrumentationFailed => "The browser check did not run or gave a wrong answer.",
         }
     }
 
@@ -326,6 +344,7 @@ impl Reason {
             Self::Unavailable => "unavailable",
             Self::RiskBlocked => "risk_blocked",
             Self::RateLimited => "rate_limited",
+            Self::InstrumentationFailed => "instrumentation_failed",
         }
     }
 }

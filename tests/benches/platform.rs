@@ -10,12 +10,13 @@ use axum::body::Body;
 use axum::http::Request;
 use humanproof_control_plane::app;
 use humanproof_protocol::pow::{self, ChallengeParams};
+use humanproof_edge::instrumentation::{self, Scene};
 use humanproof_edge::risk::{self, StartEvidence};
 use humanproof_edge::visitor::VisitorHistory;
 use humanproof_protocol::preset::RATE_WINDOW_MS;
 use humanproof_protocol::snapshot::RiskMode;
 use humanproof_protocol::wire::ChallengeRequest;
-use humanproof_protocol::{ChallengeClaims, Preset, VerificationClaims};
+use humanproof_protocol::{ChallengeClaims, Obfuscation, Preset, VerificationClaims};
 use humanproof_tests::{Backend, Client, MASTER_SECRET, ORIGIN, World, fresh_db, quick_project};
 use serde_json::json;
 use tower::ServiceExt as _;
@@ -62,6 +63,7 @@ fn redeem_verification() {
             act: None,
             cd: None,
             risk: None,
+            ins: None,
         };
         let token = key.sign(&claims);
         let solve_started = Instant::now();
@@ -98,6 +100,22 @@ fn risk_scoring() {
         std::hint::black_box(risk::scaled_params(Preset::Balanced, &assessment));
     });
     println!("risk score + work scaling per start (native): {:>7.2} µs", per_start.as_secs_f64() * 1e6);
+    let master = humanproof_protocol::MasterSecret::new(MASTER_SECRET).unwrap();
+    for level in Obfuscation::ALL {
+        let mut n = 0u64;
+        let mut size = 0;
+        let per_check = time_per_call(Duration::from_millis(500), || {
+            n += 1;
+            let scene = Scene::new(instrumentation::seed(&master, &format!("{n:032x}")), level);
+            size = std::hint::black_box(scene.script()).len();
+            std::hint::black_box(scene.answer());
+        });
+        println!(
+            "environment check, {:<8}: {:>7.2} µs to generate and answer (native), script {size} bytes",
+            level.name(),
+            per_check.as_secs_f64() * 1e6
+        );
+    }
 }
 
 /// A whole challenge → redeem through the edge logic with in-memory stores, minus solving.

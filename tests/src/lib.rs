@@ -24,6 +24,7 @@ use humanproof_control_plane::publish::Publisher;
 use humanproof_control_plane::{AppState, app, secrets};
 use humanproof_edge::EdgeConfig;
 use humanproof_edge::memory::{MemoryClaims, MemorySnapshots, MemoryVisitors};
+use humanproof_edge::instrumentation::{self, Scene};
 use humanproof_edge::risk::ClientHeaders;
 use humanproof_edge::{EdgeRequest, RequestBody};
 use humanproof_protocol::snapshot::RiskMode;
@@ -334,10 +335,26 @@ impl World {
             .await
     }
 
+    /// Redeems as our widget does: with the environment check's answer when the challenge
+    /// carried a check (computed here from the master secret, as a browser would by running
+    /// the script; the browser tests run the real scripts).
     pub async fn redeem(&self, site_key: &str, token: &str, solutions: &[u64]) -> Answer {
-        let body = serde_json::json!({ "token": token, "solutions": solutions });
+        let answer = self.instrumentation_answer(token);
+        self.redeem_with(site_key, token, solutions, answer.as_deref()).await
+    }
+
+    /// Redeems with the given environment-check answer, or none.
+    pub async fn redeem_with(&self, site_key: &str, token: &str, solutions: &[u64], instrumentation: Option<&str>) -> Answer {
+        let body = serde_json::json!({ "token": token, "solutions": solutions, "instrumentation": instrumentation });
         self.edge("POST", &format!("/{site_key}/redeem"), Some(ORIGIN), body.to_string().as_bytes())
             .await
+    }
+
+    /// The right answer to the environment check a challenge token carries, if any.
+    pub fn instrumentation_answer(&self, token: &str) -> Option<String> {
+        let claims: humanproof_protocol::ChallengeClaims = humanproof_protocol::token::peek_unverified(token).ok()?;
+        let level = claims.ins?;
+        Some(Scene::new(instrumentation::seed(&self.master, &claims.jti), level).answer())
     }
 
     /// Starts, solves and redeems a challenge; returns the challenge token and the answer.

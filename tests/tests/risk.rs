@@ -82,7 +82,7 @@ on_both_databases! {
         let mut throwaway = human_start();
         throwaway["form"]["email"] = json!("ada@yopmail.com");
         let started = world.start_challenge(site.site_key(), &throwaway).await;
-        let risk = &humanproof_tests::peek_challenge(&started)["risk"];
+        let risk = &peek_challenge(&started)["risk"];
         assert_eq!(reasons(risk), ["disposable_email"]);
         assert_eq!(risk["decision"], "challenge", "2.0 is half of Strict's 4.0");
     }
@@ -91,7 +91,7 @@ on_both_databases! {
         let site = world.create_project(quick_project("failures")).await;
         let score_now = || async {
             let started = world.start_challenge(site.site_key(), &human_start()).await;
-            humanproof_tests::peek_challenge(&started)["risk"].clone()
+            peek_challenge(&started)["risk"].clone()
         };
         assert_eq!(score_now().await["score"], 0.0);
         for _ in 0..2 {
@@ -109,10 +109,10 @@ on_both_databases! {
         let started = world.start_challenge(site.site_key(), &human_start()).await;
         world.redeem(site.site_key(), started.json["token"].as_str().unwrap(), &[0]).await;
         let elsewhere = world.start_challenge(other.site_key(), &human_start()).await;
-        assert_eq!(reasons(&humanproof_tests::peek_challenge(&elsewhere)["risk"]), ["cross_site_failures"]);
+        assert_eq!(reasons(&peek_challenge(&elsewhere)["risk"]), ["cross_site_failures"]);
         let neighbour = Client { ip: "203.0.113.10", ..Client::BROWSER };
         let clean = start_from(&world, neighbour, site.site_key(), &human_start()).await;
-        assert_eq!(humanproof_tests::peek_challenge(&clean)["risk"]["score"], 0.0);
+        assert_eq!(peek_challenge(&clean)["risk"]["score"], 0.0);
 
         // Ten minutes later the site forgives.
         world.clock.advance(humanproof_edge::visitor::REPEAT_WINDOW_MS);
@@ -138,6 +138,42 @@ on_both_databases! {
         let refusals: Vec<_> = world.deliver_telemetry().await.into_iter().filter(|e| e.kind == TelemetryKind::ChallengeRefused).collect();
         assert_eq!(refusals.len(), 1);
         assert_eq!(refusals[0].reason.map(|r| r.as_str()), Some("rate_limited"));
+    }
+
+    async fn the_widget_must_answer_its_environment_check(world: World) {
+        let strict = Preset::Custom(Protection { difficulty: 1, challenge_count: 2, ..Protection::STRICT });
+        let site = world.create_project(humanproof_control_plane::db::projects::ProjectSettings { preset: strict, ..quick_project("checked") }).await;
+        let start = || async {
+            let started = world.start_challenge(site.site_key(), &human_start()).await;
+            let token = started.json["token"].as_str().unwrap().to_owned();
+            let solutions = humanproof_protocol::pow::solve(&token, serde_json::from_value(started.json["challenge"].clone()).unwrap());
+            (started, token, solutions)
+        };
+        let (started, token, solutions) = start().await;
+        let script = started.json["instrumentation"]["script"].as_str().unwrap();
+        assert!(script.contains("switch(s)"), "Strict sends the stronger obfuscation");
+        assert_eq!(peek_challenge(&started)["ins"], "stronger");
+
+        // Missing, then wrong: refused, and the challenge is spent by the wrong guess.
+        let missing = world.redeem_with(site.site_key(), &token, &solutions, None).await;
+        assert_eq!((missing.status, missing.reason()), (400, "instrumentation_failed"));
+        let (_, token, solutions) = start().await;
+        let wrong = world.redeem_with(site.site_key(), &token, &solutions, Some("00000000")).await;
+        assert_eq!(wrong.reason(), "instrumentation_failed");
+        let retry = world.redeem(site.site_key(), &token, &solutions).await;
+        assert_eq!(retry.reason(), "already_redeemed");
+        // Each counted as a failure of this visitor.
+        let (later, _, _) = start().await;
+        assert_eq!(reasons(&peek_challenge(&later)["risk"]), ["repeat_failures"]);
+
+        // The right answer passes; a plain Cap client gets no check and needs none.
+        let (_, token, solutions) = start().await;
+        assert_eq!(world.redeem(site.site_key(), &token, &solutions).await.status, 200);
+        let cap = world.start_challenge(site.site_key(), &json!({})).await;
+        assert!(cap.json.get("instrumentation").is_none());
+        let token = cap.json["token"].as_str().unwrap();
+        let solutions = humanproof_protocol::pow::solve(token, serde_json::from_value(cap.json["challenge"].clone()).unwrap());
+        assert_eq!(world.redeem_with(site.site_key(), token, &solutions, None).await.status, 200);
     }
 
     async fn no_raw_ip_or_user_agent_is_stored(world: World) {

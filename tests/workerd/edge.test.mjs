@@ -28,9 +28,9 @@ const BROWSER_HEADERS = {
 };
 // A command-line client on another network: no browser headers at all.
 const SCRIPT_HEADERS = { "cf-connecting-ip": "203.0.113.77", "user-agent": "curl/8.5.0" };
-// What the widget sends after a person filled in a form for nine seconds.
+// A person's signals after filling in a form for nine seconds. Without the widget's own
+// context, so the edge sends no environment check: Node cannot run one (the browser tests do).
 const HUMAN_START = JSON.stringify({
-  widget: { variant: "checkbox", trigger: "click", branding: "full", signal_version: 1 },
   signals: { elapsed_ms: 9000, focus_count: 3, blur_count: 2, key_count: 41, pointer_moves: 88, pointer_downs: 2, interactions: 46, visibility: "visible", was_hidden: false },
   form: { page_path: "/signup", method: "post", action_path: "/signup", email: "ada@example.com" },
 });
@@ -271,9 +271,11 @@ describe("risk scoring in workerd", () => {
       [9, "block", "observe", ["no_signals", "automated_user_agent", "missing_accept_language", "unusual_fetch_context"]],
     );
     // A person passes the enforcing project with less work, and siteverify says why.
-    const { challenge, token } = await startChallenge(projects.enforcing.site_key, HUMAN_START);
+    const person = { ...BROWSER_HEADERS, "cf-connecting-ip": "198.51.100.49" };
+    const started = await edge(`/${projects.enforcing.site_key}/challenge`, { body: HUMAN_START, headers: person });
+    const { challenge, token } = started.json;
     assert.equal(challenge.c, 1, "half of 3, rounded down");
-    const redeemed = await redeem(projects.enforcing.site_key, token, solve(token, challenge));
+    const redeemed = await edge(`/${projects.enforcing.site_key}/redeem`, { headers: person, body: JSON.stringify({ token, solutions: solve(token, challenge) }) });
     const verified = await siteverify(projects.enforcing.secret, redeemed.json.token);
     assert.deepEqual(verified.json.humanproof.risk, { score: 0, factors: [], decision: "allow", preset: "custom", mode: "enforce" });
     // The blocked start reaches the control plane as a protected attempt.
@@ -291,6 +293,17 @@ describe("risk scoring in workerd", () => {
     }
     const after = peek((await start()).json.token).risk;
     assert.deepEqual([after.score, after.factors.map((f) => f.reason)], [2, ["repeat_failures"]]);
+  });
+
+  test("a widget's start carries an environment check the redeem must answer", async () => {
+    const visitor = { ...BROWSER_HEADERS, "cf-connecting-ip": "198.51.100.53" };
+    const body = JSON.stringify({ ...JSON.parse(HUMAN_START), widget: { variant: "checkbox", trigger: "click" } });
+    const started = await edge(`/${projects.open.site_key}/challenge`, { body, headers: visitor });
+    assert.match(started.json.instrumentation.script, /postMessage|t\[/);
+    assert.equal(peek(started.json.token).ins, "default");
+    const { challenge, token } = started.json;
+    const unanswered = await edge(`/${projects.open.site_key}/redeem`, { headers: visitor, body: JSON.stringify({ token, solutions: solve(token, challenge) }) });
+    assert.deepEqual([unanswered.status, unanswered.json.reason], [400, "instrumentation_failed"]);
   });
 
   test("the rate limit refuses a visitor's fourth start in two minutes, with Retry-After", async () => {

@@ -2,6 +2,7 @@
 // Workers (wasm SIMD, JavaScript fallback), redeems it, and puts the verification token
 // into a hidden field of the form. Also exposes window.humanproof for explicit rendering.
 import { pickLanguage, translate } from "./i18n.js";
+import { runInstrumentation } from "./instrumentation.js";
 import { SIGNAL_VERSION, SignalCollector, formContext } from "./signals.js";
 import { solveChallenge } from "./solver-pool.js";
 import STYLES from "./styles.css";
@@ -135,6 +136,8 @@ class HumanProofWidget extends HTMLElement {
       const siteKey = this.#option("sitekey", "sitekey");
       if (!siteKey) throw Object.assign(new Error("missing site key"), { reason: "missing_site_key" });
       const started = await this.#post(`${edge}/${encodeURIComponent(siteKey)}/challenge`, this.#challengeBody(), run.signal);
+      // The environment check runs beside the solver; the redeem carries its answer.
+      const check = started.instrumentation ? runInstrumentation(started.instrumentation.script, run.signal) : null;
       const { solutions, engine } = await solveChallenge({
         token: started.token,
         challenge: started.challenge,
@@ -149,7 +152,7 @@ class HumanProofWidget extends HTMLElement {
       });
       const redeemed = await this.#post(
         `${edge}/${encodeURIComponent(siteKey)}/redeem`,
-        { token: started.token, solutions },
+        { token: started.token, solutions, instrumentation: (await check) ?? undefined },
         run.signal,
       );
       this.#setToken(redeemed.token);

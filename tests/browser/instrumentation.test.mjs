@@ -1,0 +1,70 @@
+// The environment check in real Chromium: for each obfuscation level, sample scripts from
+// `humanproof instrumentation` run in a dedicated worker from a blob: URL, under a strict CSP
+// with no eval, and must post the answer the edge expects. Outside a browser (Node's worker
+// threads, which lack FileReaderSync and OffscreenCanvas) the same scripts give no answer.
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { createServer } from "node:http";
+import { Worker } from "node:worker_threads";
+import { chromium } from "playwright-core";
+import { BINARY } from "../support/control-plane.mjs";
+
+const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
+const CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"];
+const SAMPLES_PER_LEVEL = 3;
+let browser;
+let server;
+let origin;
+
+before(async () => {
+  // A blank page under the policy the README documents for embedding the widget.
+  server = createServer((req, res) => {
+    res.writeHead(200, { "content-type": "text/html", "content-security-policy": "default-src 'self'; script-src 'self'; worker-src blob:" });
+    res.end("<!doctype html><title>check</title>");
+  });
+  await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
+  origin = `http://127.0.0.1:${server.address().port}`;
+  browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
+});
+
+after(async () => {
+  await browser?.close();
+  server?.close();
+});
+
+function sample(level) {
+  return JSON.parse(execFileSync(BINARY, ["instrumentation", "--level", level], { encoding: "utf8" }));
+}
+
+for (const level of ["lighter", "default", "stronger"]) {
+  test(`${level}: Chromium computes the edge's answer, Node cannot`, async () => {
+    const page = await browser.newPage();
+    const violations = [];
+    page.on("console", (message) => violations.push(message.text()));
+    await page.goto(origin);
+    for (let i = 0; i < SAMPLES_PER_LEVEL; i++) {
+      const { script, answer } = sample(level);
+      assert.doesNotMatch(script, /\beval\b|Function\(/);
+      const posted = await page.evaluate(
+        (source) =>
+          new Promise((resolve) => {
+            const worker = new Worker(URL.createObjectURL(new Blob([source], { type: "text/javascript" })));
+            worker.onmessage = (event) => resolve(event.data);
+            worker.onerror = (event) => resolve({ error: event.message });
+          }),
+        script,
+      );
+      assert.deepEqual(posted, { answer }, `sample ${i}`);
+
+      const inNode = await new Promise((resolve) => {
+        const worker = new Worker(script, { eval: true });
+        worker.once("message", resolve);
+        worker.once("error", (error) => resolve({ error: error.message }));
+      });
+      assert.ok(!("answer" in inNode), `Node answered ${JSON.stringify(inNode)}`);
+    }
+    assert.deepEqual(violations.filter((text) => /Content Security Policy/i.test(text)), []);
+    await page.close();
+  });
+}
