@@ -16,7 +16,7 @@ use crate::app::AppState;
 use crate::db::accounts::User;
 use crate::db::orgs::{self, ApiKey, AuditEntry, Member};
 use crate::db::projects::{self, BillingStatus, LANGUAGES, Project, ProjectSettings, SIZES, THEMES, WidgetOptions};
-use crate::db::telemetry::{self, Usage};
+use crate::db::telemetry::{self, RiskOverview, Usage};
 use crate::db::month_of;
 use crate::error::ApiError;
 use crate::roles::{Permission, Role, Scope};
@@ -489,6 +489,17 @@ pub async fn project_usage(state: &AppState, actor: &Actor, project_id: &str, mo
     };
     let usage = telemetry::usage(&state.db, &project.id, &month).await?;
     Ok((month, usage))
+}
+
+/// How far back the risk view looks.
+pub const RISK_VIEW_WINDOW_MS: i64 = 7 * 24 * 60 * 60 * 1000;
+
+/// A project's recent risk decisions, for reviewing before switching observe to enforce.
+pub async fn project_risk(state: &AppState, actor: &Actor, project_id: &str) -> Result<(ProjectView, RiskOverview), ApiError> {
+    actor.require(Permission::UsageRead)?;
+    let project = find_project(state, actor, project_id).await?;
+    let overview = telemetry::risk_overview(&state.db, &project.id, state.clock.now_ms() - RISK_VIEW_WINDOW_MS).await?;
+    Ok((ProjectView::from(&project), overview))
 }
 
 fn is_month(text: &str) -> bool {

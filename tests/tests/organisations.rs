@@ -64,13 +64,14 @@ const PROJECT_FORM: [(&str, &str); 10] = [
 #[derive(Debug, Clone, Copy)]
 enum Route {
     Projects, NewProjectPage, CreateProject, ProjectPage, UpdateProject, DeleteProject, RotateSecret,
-    Integration, Usage, Members, PutMember, RemoveMember, RevokeInvitation, ApiKeys, CreateApiKey, DisableApiKey,
-    Audit, Clients, CreateClient, DeleteClient,
+    Integration, Usage, Risk, SetRiskMode, Members, PutMember, RemoveMember, RevokeInvitation, ApiKeys, CreateApiKey,
+    DisableApiKey, Audit, Clients, CreateClient, DeleteClient,
 }
 
-const ROUTES: [Route; 20] = [
+const ROUTES: [Route; 22] = [
     Route::Projects, Route::NewProjectPage, Route::CreateProject, Route::ProjectPage, Route::UpdateProject,
-    Route::DeleteProject, Route::RotateSecret, Route::Integration, Route::Usage, Route::Members, Route::PutMember,
+    Route::DeleteProject, Route::RotateSecret, Route::Integration, Route::Usage, Route::Risk, Route::SetRiskMode,
+    Route::Members, Route::PutMember,
     Route::RemoveMember, Route::RevokeInvitation, Route::ApiKeys, Route::CreateApiKey, Route::DisableApiKey,
     Route::Audit, Route::Clients, Route::CreateClient, Route::DeleteClient,
 ];
@@ -80,9 +81,10 @@ impl Route {
     fn allowed(self, role: Role) -> bool {
         use Role::*;
         match self {
-            Route::Projects | Route::ProjectPage | Route::Integration | Route::Usage | Route::Members | Route::Clients => true,
+            Route::Projects | Route::ProjectPage | Route::Integration | Route::Usage | Route::Risk | Route::Members
+            | Route::Clients => true,
             Route::NewProjectPage | Route::CreateProject | Route::UpdateProject | Route::DeleteProject | Route::RotateSecret
-            | Route::CreateClient | Route::DeleteClient => matches!(role, Owner | Admin | Developer),
+            | Route::SetRiskMode | Route::CreateClient | Route::DeleteClient => matches!(role, Owner | Admin | Developer),
             Route::PutMember | Route::RemoveMember | Route::RevokeInvitation | Route::ApiKeys | Route::CreateApiKey
             | Route::DisableApiKey | Route::Audit => matches!(role, Owner | Admin),
         }
@@ -105,6 +107,8 @@ impl Route {
             Route::RotateSecret => browser.post(&p("/rotate-secret"), &[]).await,
             Route::Integration => browser.get(&p("/integration")).await,
             Route::Usage => browser.get(&p("/usage")).await,
+            Route::Risk => browser.get(&p("/risk")).await,
+            Route::SetRiskMode => browser.post(&p("/risk-mode"), &[("mode", "enforce")]).await,
             Route::Members => browser.get(&format!("/orgs/{org}/members")).await,
             Route::PutMember => {
                 let email = format!("{}@example.com", secrets::new_id());
@@ -166,7 +170,11 @@ on_both_databases! {
             let page = route.call(&world, &base, &ours.browser, &theirs.org, &theirs.project, &theirs.org).await;
             assert_eq!(page.status, 404, "{route:?} in their organisation: {}", page.body);
             // Our organisation in the path, their project id.
-            if matches!(route, Route::ProjectPage | Route::UpdateProject | Route::DeleteProject | Route::RotateSecret | Route::Integration | Route::Usage) {
+            if matches!(
+                route,
+                Route::ProjectPage | Route::UpdateProject | Route::DeleteProject | Route::RotateSecret | Route::Integration
+                    | Route::Usage | Route::Risk | Route::SetRiskMode
+            ) {
                 let page = route.call(&world, &base, &ours.browser, &ours.org, &theirs.project, &theirs.org).await;
                 assert_eq!(page.status, 404, "{route:?} with their project: {}", page.body);
             }

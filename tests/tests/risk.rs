@@ -4,7 +4,8 @@
 //! recover, the assessment reaches telemetry and siteverify, and no raw IP or user agent is
 //! ever stored.
 
-use humanproof_control_plane::db::{Backend as DbBackend, Db, month_of, telemetry};
+use humanproof_control_plane::db::{Backend as DbBackend, Db, accounts, month_of, projects, telemetry};
+use humanproof_control_plane::secrets;
 use humanproof_protocol::preset::RATE_WINDOW_MS;
 use humanproof_protocol::snapshot::RiskMode;
 use humanproof_protocol::{Decision, Preset, Protection, RiskReason, TelemetryKind};
@@ -174,6 +175,42 @@ on_both_databases! {
         let token = cap.json["token"].as_str().unwrap();
         let solutions = humanproof_protocol::pow::solve(token, serde_json::from_value(cap.json["challenge"].clone()).unwrap());
         assert_eq!(world.redeem_with(site.site_key(), token, &solutions, None).await.status, 200);
+    }
+
+    async fn the_dashboard_explains_decisions_and_switches_to_enforce(world: World) {
+        let base = world.serve().await;
+        let browser = Browser::new(&base);
+        let org = browser.sign_up("reviewer@example.com", "correct horse battery").await;
+        let (user, _) = accounts::find_user_by_email(&world.db, "reviewer@example.com").await.unwrap().unwrap();
+        accounts::mark_email_verified(&world.db, &user.id, world.clock.now_ms()).await.unwrap();
+        let site = projects::insert(&world.db, Some(&org), &quick_project("Reviewed"), &secrets::new_site_key(), &secrets::new_backend_secret(), world.clock.now_ms())
+            .await
+            .unwrap();
+        world.publish().await;
+        world.start_challenge(&site.site_key, &human_start()).await;
+        world.start_challenge(&site.site_key, &human_start()).await;
+        start_from(&world, Client::SCRIPT, &site.site_key, &json!({})).await;
+        world.deliver_telemetry().await;
+
+        let risk_page = format!("/orgs/{org}/projects/{}/risk", site.id);
+        let page = browser.get(&risk_page).await.expect(200);
+        assert!(page.body.contains(r#"id="would-block">1</strong> of 3 starts"#), "{}", page.body);
+        assert!(page.body.contains("<code>automated_user_agent</code>"));
+        assert!(page.body.contains(RiskReason::AutomatedUserAgent.explanation()));
+        assert!(page.body.contains("enforce mode would have refused it; observe mode only recorded it"));
+        assert!(page.body.contains("Nothing unusual was seen."), "the people's starts are explained too");
+        assert!(page.body.contains("2026-03-15</td><td>2</td><td>0</td><td>1</td>"), "decisions per day");
+
+        browser.post(&format!("/orgs/{org}/projects/{}/risk-mode", site.id), &[("mode", "sideways")]).await.expect(400);
+        browser.post(&format!("/orgs/{org}/projects/{}/risk-mode", site.id), &[("mode", "enforce")]).await.expect(303);
+        assert_eq!(projects::find(&world.db, &site.id).await.unwrap().unwrap().settings.risk_mode, RiskMode::Enforce);
+        let refused = start_from(&world, Client::SCRIPT, &site.site_key, &json!({})).await;
+        assert_eq!(refused.reason(), "risk_blocked", "the edge has the new mode");
+        world.deliver_telemetry().await;
+        let page = browser.get(&risk_page).await.expect(200);
+        assert!(page.body.contains(r#"id="blocked">1</strong> of 4 starts"#), "{}", page.body);
+        assert!(page.body.contains("Switch back to observe"));
+        assert!(page.body.contains("High risk: enforce mode refused the check."));
     }
 
     async fn no_raw_ip_or_user_agent_is_stored(world: World) {

@@ -5,7 +5,8 @@
 
 use std::collections::{HashMap, HashSet};
 
-use humanproof_protocol::{TelemetryEvent, TelemetryKind};
+use humanproof_protocol::risk::RiskFactor;
+use humanproof_protocol::{Decision, RiskReason, Score, TelemetryEvent, TelemetryKind};
 use serde::Serialize;
 use sqlx::Row;
 
@@ -177,3 +178,119 @@ pub async fn usage(db: &Db, project_id: &str, month: &str) -> Result<Usage, sqlx
     })
 }
 
+
+/// Most assessed starts the risk view reads; a busier project's view covers its latest ones.
+pub const RISK_VIEW_MAX_STARTS: i64 = 10_000;
+
+/// What the dashboard's risk view shows about a project's recent challenge starts.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RiskOverview {
+    /// Assessed starts read (issued or blocked).
+    pub starts: u64,
+    /// Whether [`RISK_VIEW_MAX_STARTS`] cut the window short.
+    pub truncated: bool,
+    /// Starts whose decision was block, in either mode: what enforce mode blocks.
+    pub block_decisions: u64,
+    /// Starts actually refused (enforce mode).
+    pub blocked: u64,
+    /// Starts per score band: `[0, 1)`, `[1, 2)`, … `[9, 10]`.
+    pub score_bands: [u64; 10],
+    /// Decisions per UTC day, oldest first.
+    pub days: Vec<DayDecisions>,
+    /// Reason codes by how many starts they raised, most first.
+    pub top_reasons: Vec<(RiskReason, u64)>,
+    /// The latest starts, newest first.
+    pub recent: Vec<AssessedStart>,
+}
+
+/// One day's decisions.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct DayDecisions {
+    /// `YYYY-MM-DD`, UTC.
+    pub day: String,
+    /// Allowed starts.
+    pub allow: u64,
+    /// Starts that got more work.
+    pub challenge: u64,
+    /// Starts decided block (refused in enforce mode).
+    pub block: u64,
+}
+
+/// One assessed start.
+#[derive(Debug, Clone, Serialize)]
+pub struct AssessedStart {
+    /// When, Unix ms.
+    pub at: i64,
+    /// Whether it was refused.
+    pub blocked: bool,
+    /// The score.
+    pub score: Score,
+    /// The decision.
+    pub decision: Decision,
+    /// The reasons with their points.
+    pub factors: Vec<RiskFactor>,
+}
+
+/// How many recent starts the view lists one by one.
+const RECENT_STARTS: usize = 50;
+
+/// The risk overview of a project's starts since `since_ms`.
+pub async fn risk_overview(db: &Db, project_id: &str, since_ms: i64) -> Result<RiskOverview, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT at, kind, risk_score, risk_factors, risk_decision FROM telemetry_events \
+         WHERE project_id = $1 AND at >= $2 AND risk_score IS NOT NULL \
+         AND kind IN ('challenge_issued', 'challenge_blocked') ORDER BY at DESC LIMIT $3",
+    )
+    .bind(project_id)
+    .bind(since_ms)
+    .bind(RISK_VIEW_MAX_STARTS)
+    .fetch_all(db.pool())
+    .await?;
+    let mut overview = RiskOverview { truncated: rows.len() as i64 == RISK_VIEW_MAX_STARTS, ..RiskOverview::default() };
+    let mut days: std::collections::BTreeMap<String, DayDecisions> = std::collections::BTreeMap::new();
+    let mut reasons: HashMap<RiskReason, u64> = HashMap::new();
+    for row in &rows {
+        let at: i64 = row.try_get("at")?;
+        let blocked = row.try_get::<String, _>("kind")? == TelemetryKind::ChallengeBlocked.as_str();
+        let score = Score::from_tenths(u8::try_from(row.try_get::<i64, _>("risk_score")?).unwrap_or(u8::MAX));
+        let decision = match row.try_get::<Option<String>, _>("risk_decision")?.as_deref() {
+            Some("block") => Decision::Block,
+            Some("challenge") => Decision::Challenge,
+            _ => Decision::Allow,
+        };
+        let factors: Vec<RiskFactor> = row
+            .try_get::<Option<String>, _>("risk_factors")?
+            .and_then(|json| serde_json::from_str(&json).ok())
+            .unwrap_or_default();
+
+        overview.starts += 1;
+        overview.blocked += u64::from(blocked);
+        overview.block_decisions += u64::from(decision == Decision::Block);
+        overview.score_bands[usize::from(score.tenths() / 10).min(9)] += 1;
+        let day = days.entry(day_of(at)).or_default();
+        match decision {
+            Decision::Allow => day.allow += 1,
+            Decision::Challenge => day.challenge += 1,
+            Decision::Block => day.block += 1,
+        }
+        // A reason counts once per start, however many points it brought.
+        let mut seen = HashSet::new();
+        for factor in &factors {
+            if seen.insert(factor.reason) {
+                *reasons.entry(factor.reason).or_default() += 1;
+            }
+        }
+        if overview.recent.len() < RECENT_STARTS {
+            overview.recent.push(AssessedStart { at, blocked, score, decision, factors });
+        }
+    }
+    overview.days = days.into_iter().map(|(day, counts)| DayDecisions { day, ..counts }).collect();
+    overview.top_reasons = reasons.into_iter().collect();
+    overview.top_reasons.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.as_str().cmp(b.0.as_str())));
+    Ok(overview)
+}
+
+fn day_of(at_ms: i64) -> String {
+    let time = time::OffsetDateTime::from_unix_timestamp(at_ms.div_euclid(1000)).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    format!("{:04}-{:02}-{:02}", time.year(), u8::from(time.month()), time.day())
+}

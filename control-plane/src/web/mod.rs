@@ -52,7 +52,7 @@ pub fn templates() -> Environment<'static> {
         "base.html", "sign_up.html", "sign_in.html", "message.html", "forgot_password.html",
         "reset_password.html", "projects.html", "project_form.html", "integration.html",
         "usage.html", "members.html", "api_keys.html", "audit.html", "outbox.html", "second_factor.html", "project_tabs.html",
-        "invitation.html", "clients.html",
+        "invitation.html", "clients.html", "risk.html",
         "account.html"
     );
     env
@@ -91,6 +91,8 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/orgs/{org}/projects/{project}/rotate-secret", post(org::rotate_secret))
         .route("/orgs/{org}/projects/{project}/integration", get(org::integration))
         .route("/orgs/{org}/projects/{project}/usage", get(org::usage))
+        .route("/orgs/{org}/projects/{project}/risk", get(org::risk))
+        .route("/orgs/{org}/projects/{project}/risk-mode", post(org::set_risk_mode))
         .route("/orgs/{org}/members", get(org::members).post(org::put_member))
         .route("/orgs/{org}/members/{user}/remove", post(org::remove_member))
         .route("/orgs/{org}/invitations/revoke", post(org::revoke_invitation))
