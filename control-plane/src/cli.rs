@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use humanproof_edge::instrumentation::Scene;
-use humanproof_protocol::{Obfuscation, Preset};
+use humanproof_protocol::Obfuscation;
 use humanproof_protocol::snapshot::RiskMode;
 use serde_json::json;
 
@@ -15,6 +15,7 @@ use crate::clock::Clock;
 use crate::config::{DatabaseArgs, KvArgs, SecretArgs, WebArgs};
 use crate::db::projects::{BillingStatus, ProjectSettings};
 use crate::app::WebConfig;
+use crate::db::telemetry::Dimension;
 use crate::db::{self, Db, month_of, projects, retention, telemetry};
 use crate::publish::Publisher;
 use crate::{accounts, local, secrets, snapshot};
@@ -294,7 +295,13 @@ impl Cli {
                 let db = Db::connect(&database.database_url).await?;
                 let month = month.unwrap_or_else(|| month_of(Clock::system().now_ms()));
                 let usage = telemetry::usage(&db, &project_id, &month).await?;
-                println!("{}", json!({ "project_id": project_id, "month": month, "usage": usage }));
+                let countries = telemetry::top_networks(&db, &project_id, &month, Dimension::Country, 20).await?;
+                let networks = telemetry::top_networks(&db, &project_id, &month, Dimension::Asn, 20).await?;
+                let output = json!({
+                    "project_id": project_id, "month": month, "usage": usage,
+                    "countries": countries, "networks": networks,
+                });
+                println!("{output}");
                 Ok(())
             }
             Command::Instrumentation { level } => {
@@ -321,19 +328,7 @@ impl Cli {
 
 async fn create_project(args: CreateProjectArgs) -> anyhow::Result<()> {
     // Operators get the same rules as customers: one ProjectInput, checked in one place.
-    let defaults = ProjectSettings {
-        name: String::new(),
-        production_domains: vec![],
-        testing_domains: vec![],
-        allow_subdomains: false,
-        preset: Preset::Balanced,
-        risk_mode: RiskMode::Observe,
-        plan: args.plan,
-        billing_status: args.billing_status,
-        monthly_limit: None,
-        active: true,
-        widget: Default::default(),
-    };
+    let defaults = ProjectSettings::new_project(&args.plan, args.billing_status);
     let input = ProjectInput {
         name: Some(args.name),
         production_domains: Some(args.production_domains),

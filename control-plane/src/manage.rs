@@ -16,7 +16,7 @@ use crate::app::AppState;
 use crate::db::accounts::User;
 use crate::db::orgs::{self, ApiKey, AuditEntry, Member};
 use crate::db::projects::{self, BillingStatus, LANGUAGES, Project, ProjectSettings, SIZES, THEMES, WidgetOptions};
-use crate::db::telemetry::{self, RiskOverview, Usage};
+use crate::db::telemetry::{self, Dimension, NetworkStarts, RiskOverview, Usage};
 use crate::db::month_of;
 use crate::error::ApiError;
 use crate::roles::{Permission, Role, Scope};
@@ -400,19 +400,7 @@ pub async fn create_project(state: &AppState, actor: &Actor, input: ProjectInput
     if input.name.is_none() {
         return Err(invalid("name", "Give the project a name."));
     }
-    let defaults = ProjectSettings {
-        name: String::new(),
-        production_domains: vec![],
-        testing_domains: vec![],
-        allow_subdomains: false,
-        preset: Preset::Balanced,
-        risk_mode: RiskMode::Observe,
-        plan: "free".into(),
-        billing_status: BillingStatus::Active,
-        monthly_limit: None,
-        active: true,
-        widget: WidgetOptions::default(),
-    };
+    let defaults = ProjectSettings::new_project("free", BillingStatus::Active);
     let client = input.client_id.clone();
     let settings = input.apply(defaults)?;
     let client = checked_client(state, actor, client).await?;
@@ -494,12 +482,37 @@ pub async fn project_usage(state: &AppState, actor: &Actor, project_id: &str, mo
 /// How far back the risk view looks.
 pub const RISK_VIEW_WINDOW_MS: i64 = 7 * 24 * 60 * 60 * 1000;
 
+/// Countries and networks the risk view lists.
+const TOP_NETWORKS: i64 = 10;
+
+/// What the risk view shows about a project.
+#[derive(Debug, Clone)]
+pub struct ProjectRisk {
+    /// The project.
+    pub project: ProjectView,
+    /// Its recent starts.
+    pub overview: RiskOverview,
+    /// The month the country and network counts are for.
+    pub month: String,
+    /// This month's busiest countries.
+    pub countries: Vec<NetworkStarts>,
+    /// This month's busiest networks (AS numbers).
+    pub networks: Vec<NetworkStarts>,
+}
+
 /// A project's recent risk decisions, for reviewing before switching observe to enforce.
-pub async fn project_risk(state: &AppState, actor: &Actor, project_id: &str) -> Result<(ProjectView, RiskOverview), ApiError> {
+pub async fn project_risk(state: &AppState, actor: &Actor, project_id: &str) -> Result<ProjectRisk, ApiError> {
     actor.require(Permission::UsageRead)?;
     let project = find_project(state, actor, project_id).await?;
-    let overview = telemetry::risk_overview(&state.db, &project.id, state.clock.now_ms() - RISK_VIEW_WINDOW_MS).await?;
-    Ok((ProjectView::from(&project), overview))
+    let now = state.clock.now_ms();
+    let month = month_of(now);
+    Ok(ProjectRisk {
+        overview: telemetry::risk_overview(&state.db, &project.id, now - RISK_VIEW_WINDOW_MS).await?,
+        countries: telemetry::top_networks(&state.db, &project.id, &month, Dimension::Country, TOP_NETWORKS).await?,
+        networks: telemetry::top_networks(&state.db, &project.id, &month, Dimension::Asn, TOP_NETWORKS).await?,
+        project: ProjectView::from(&project),
+        month,
+    })
 }
 
 fn is_month(text: &str) -> bool {

@@ -5,7 +5,7 @@
 
 use humanproof_protocol::snapshot::kv_key;
 use humanproof_protocol::telemetry::{SIGNATURE_HEADER, sign_batch};
-use humanproof_protocol::{MasterSecret, SiteSnapshot, TelemetryBatch, TelemetryEvent};
+use humanproof_protocol::{MasterSecret, Network, SiteSnapshot, TelemetryBatch, TelemetryEvent};
 use worker::{
     Context, Date, DurableObject, Env, Fetch, Headers, Method, MessageBatch, ObjectNamespace,
     Queue, Request, RequestInit, Response, Result, State, durable_object, event, kv::KvStore,
@@ -57,6 +57,7 @@ async fn fetch(mut req: Request, env: Env, _ctx: Context) -> Result<Response> {
     let path = req.path();
     let origin = headers.get("origin")?;
     let client_ip = headers.get("cf-connecting-ip")?;
+    let network = Network { country: req.cf().and_then(|cf| cf.country()), asn: req.cf().and_then(|cf| cf.asn()) };
     // The lookup needs borrowed values: read each scored header once into owned strings.
     let scored: Vec<(&str, String)> = ["user-agent", "accept-language", "sec-fetch-site", "sec-fetch-mode", "sec-fetch-dest"]
         .into_iter()
@@ -72,6 +73,7 @@ async fn fetch(mut req: Request, env: Env, _ctx: Context) -> Result<Response> {
             origin: origin.as_deref(),
             client_ip: client_ip.as_deref(),
             headers: client_headers,
+            network: &network,
             body,
             now_ms: now_ms(),
         })

@@ -12,7 +12,7 @@ use humanproof_protocol::token::{ChallengeClaims, TokenError, VerificationClaims
 use humanproof_protocol::wire::{
     ChallengeRequest, ChallengeResponse, ErrorBody, Instrumentation, RedeemRequest, RedeemResponse,
 };
-use humanproof_protocol::{MasterSecret, Reason, RiskAssessment, SiteSnapshot, TelemetryEvent, TelemetryKind};
+use humanproof_protocol::{MasterSecret, Network, Reason, RiskAssessment, SiteSnapshot, TelemetryEvent, TelemetryKind};
 use serde::Serialize;
 
 use crate::instrumentation::{self, Scene};
@@ -59,6 +59,8 @@ pub struct EdgeRequest<'a> {
     pub client_ip: Option<&'a str>,
     /// The headers the risk score reads; the user agent is hashed before it goes anywhere.
     pub headers: ClientHeaders<'a>,
+    /// The client's country and network, when the platform knows them.
+    pub network: &'a Network,
     /// The request body, or the fact that it was too large to read.
     pub body: RequestBody<'a>,
     /// Current time, Unix ms.
@@ -105,6 +107,8 @@ impl EdgeResponse {
             ("access-control-allow-methods", "POST, OPTIONS".into()),
             ("access-control-allow-headers", "content-type".into()),
             ("access-control-max-age", "600".into()),
+            // A rate-limited widget may read when to try again.
+            ("access-control-expose-headers", "retry-after".into()),
             ("vary", "Origin".into()),
         ]);
         self
@@ -196,7 +200,6 @@ impl<S: SnapshotStore, C: ClaimStore, V: VisitorStore, T: TelemetrySink> Edge<S,
             Err(_) => return EdgeResponse::refusal(Reason::Unavailable),
         };
         let host = req.origin.and_then(origin_host);
-        let visitor = self.visitor(&req);
         let allowed_origin = match (req.origin, &host) {
             (Some(origin), Some(host)) if site.match_host(host).is_some() => origin,
             _ => {
@@ -206,7 +209,7 @@ impl<S: SnapshotStore, C: ClaimStore, V: VisitorStore, T: TelemetrySink> Edge<S,
                         reason: Some(Reason::OriginNotAllowed),
                         ..EventDetails::default()
                     };
-                    self.emit(&req, &site, &visitor, endpoint.refusal_kind(), details).await;
+                    self.emit(&req, &site, &self.visitor(&req), endpoint.refusal_kind(), details).await;
                 }
                 return EdgeResponse::refusal(Reason::OriginNotAllowed);
             }
@@ -217,6 +220,8 @@ impl<S: SnapshotStore, C: ClaimStore, V: VisitorStore, T: TelemetrySink> Edge<S,
                 .with_cors(allowed_origin);
         }
         let host = host.expect("an allowed origin has a host");
+        // Hashed only here: preflights, the most common request, need no visitor.
+        let visitor = self.visitor(&req);
         let outcome = match endpoint {
             Endpoint::Challenge => self.start_challenge(&req, &site, &visitor, &host).await,
             Endpoint::Redeem => self.redeem(&req, &site, &visitor, &host).await,
@@ -288,10 +293,10 @@ impl<S: SnapshotStore, C: ClaimStore, V: VisitorStore, T: TelemetrySink> Edge<S,
             Some(ip_hash) => self.visitors.start(ip_hash, &site.project_id, req.now_ms).await.ok(),
             None => None,
         };
-        if let Some(history) = history {
-            if history.starts_in_window > site.preset.protection().rate_limit {
-                return Err(Refusal { retry_at_ms: Some(history.window_ends_at), ..Reason::RateLimited.into() });
-            }
+        if let Some(history) = history
+            && history.starts_in_window > site.preset.protection().rate_limit
+        {
+            return Err(Refusal { retry_at_ms: Some(history.window_ends_at), ..Reason::RateLimited.into() });
         }
         let evidence = StartEvidence { body: &body, headers: req.headers, history };
         let assessment = risk::assess(&evidence, site.preset, site.risk_mode);
@@ -442,6 +447,7 @@ impl<S: SnapshotStore, C: ClaimStore, V: VisitorStore, T: TelemetrySink> Edge<S,
                 ip_hash: visitor.ip_hash.clone(),
                 ua_hash: visitor.ua_hash.clone(),
                 risk: details.risk,
+                network: req.network.clone(),
             })
             .await;
     }

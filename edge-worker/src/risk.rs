@@ -102,10 +102,8 @@ pub fn assess(evidence: &StartEvidence<'_>, preset: Preset, mode: RiskMode) -> R
         Some(_) if load_triggered => {}
         Some(signals) => score_signals(signals, body.form.as_ref(), &mut add),
     }
-    if let Some(signals) = &body.signals {
-        if signals.visibility == "hidden" {
-            add(RiskReason::BackgroundOrHiddenPage);
-        }
+    if body.signals.as_ref().is_some_and(|signals| signals.visibility == "hidden") {
+        add(RiskReason::BackgroundOrHiddenPage);
     }
     score_headers(&evidence.headers, &mut add);
     if let Some(form) = &body.form {

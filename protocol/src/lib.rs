@@ -34,6 +34,6 @@ pub use pow::ChallengeParams;
 pub use preset::{Obfuscation, Preset, Protection, Score};
 pub use risk::{Decision, RiskAssessment, RiskReason};
 pub use snapshot::SiteSnapshot;
-pub use telemetry::{TelemetryBatch, TelemetryEvent, TelemetryKind};
+pub use telemetry::{Network, TelemetryBatch, TelemetryEvent, TelemetryKind};
 pub use token::{ChallengeClaims, MasterSecret, ProjectKey, TokenError, VerificationClaims};
 pub use wire::Reason;

@@ -236,9 +236,9 @@ mod tests {
             [Preset::Relaxed, Preset::Balanced, Preset::Strict].map(|p| p.protection().block_threshold.to_string()).into();
         assert_eq!(thresholds, ["8.0", "6.0", "4.0"]);
         // Stricter presets allow fewer starts and obfuscate more.
-        assert!(Protection::RELAXED.rate_limit > Protection::BALANCED.rate_limit);
-        assert!(Protection::BALANCED.rate_limit > Protection::STRICT.rate_limit);
-        assert_eq!(Protection::STRICT.obfuscation, Obfuscation::Stronger);
+        let bundles = [Protection::RELAXED, Protection::BALANCED, Protection::STRICT];
+        assert_eq!(bundles.map(|p| p.rate_limit), [60, 30, 12]);
+        assert_eq!(bundles.map(|p| p.obfuscation), Obfuscation::ALL);
     }
 
     #[test]

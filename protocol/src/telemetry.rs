@@ -90,6 +90,30 @@ pub struct TelemetryEvent {
     /// The risk assessment of the challenge start this event concerns.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub risk: Option<RiskAssessment>,
+    /// The client's country (ISO 3166-1 alpha-2) and network, when the platform knows them.
+    /// In transit only: the control plane folds them into per-project counters and never
+    /// stores them with the event. (Nested, not flattened: a flattened struct serializes as
+    /// a map, which the Workers queue binding turns into a JavaScript `Map` that JSON drops.)
+    #[serde(default, skip_serializing_if = "Network::is_unknown")]
+    pub network: Network,
+}
+
+/// Where a request came from, as coarse as the platform reports it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Network {
+    /// ISO 3166-1 alpha-2 country code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub country: Option<String>,
+    /// Autonomous system number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub asn: Option<u32>,
+}
+
+impl Network {
+    /// Whether neither is known.
+    pub fn is_unknown(&self) -> bool {
+        self.country.is_none() && self.asn.is_none()
+    }
 }
 
 /// The body the queue consumer posts to the control plane.

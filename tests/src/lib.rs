@@ -8,6 +8,8 @@
 
 #![allow(missing_docs)]
 
+pub mod mmdb;
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -28,7 +30,7 @@ use humanproof_edge::instrumentation::{self, Scene};
 use humanproof_edge::risk::ClientHeaders;
 use humanproof_edge::{EdgeRequest, RequestBody};
 use humanproof_protocol::snapshot::RiskMode;
-use humanproof_protocol::{MasterSecret, Preset, Protection, TelemetryEvent};
+use humanproof_protocol::{MasterSecret, Network, Preset, Protection, TelemetryEvent};
 use serde_json::Value;
 use tokio::sync::mpsc::UnboundedReceiver;
 use tower::ServiceExt as _;
@@ -319,6 +321,7 @@ impl World {
                 origin,
                 client_ip: Some(client.ip),
                 headers: client.headers,
+                network: &Network::default(),
                 body: RequestBody::Read(body),
                 now_ms: self.clock.now_ms(),
             })

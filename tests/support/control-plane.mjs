@@ -59,6 +59,12 @@ export class ControlPlane {
     return JSON.parse(this.cli("usage", "--project-id", projectId)).usage;
   }
 
+  /** This month's starts per country and per network (AS number). */
+  networks(projectId) {
+    const { countries, networks } = JSON.parse(this.cli("usage", "--project-id", projectId));
+    return { countries, networks };
+  }
+
   /** Starts `humanproof serve` on `listen` (default: any free port) and waits until it listens. */
   async start(listen = "127.0.0.1:0") {
     const ready = /listening on (http:\/\/\S+)\n/;

@@ -4,11 +4,13 @@
 //! recover, the assessment reaches telemetry and siteverify, and no raw IP or user agent is
 //! ever stored.
 
+use humanproof_control_plane::db::telemetry::{Dimension, NetworkStarts};
 use humanproof_control_plane::db::{Backend as DbBackend, Db, accounts, month_of, projects, telemetry};
+use humanproof_control_plane::local::{GeoLookup, edge_router};
 use humanproof_control_plane::secrets;
 use humanproof_protocol::preset::RATE_WINDOW_MS;
 use humanproof_protocol::snapshot::RiskMode;
-use humanproof_protocol::{Decision, Preset, Protection, RiskReason, TelemetryKind};
+use humanproof_protocol::{Decision, Network, Preset, Protection, RiskReason, TelemetryKind};
 use humanproof_tests::*;
 use serde_json::{Value, json};
 use sqlx::Row;
@@ -130,6 +132,7 @@ on_both_databases! {
         let limited = world.start_challenge(site.site_key(), &human_start()).await;
         assert_eq!((limited.status, limited.reason()), (429, "rate_limited"));
         assert_eq!(limited.header("retry-after"), Some("90"));
+        assert_eq!(limited.header("access-control-expose-headers"), Some("retry-after"), "the widget may read it");
         // Another visitor is not limited by this one.
         let neighbour = Client { ip: "203.0.113.10", ..Client::BROWSER };
         assert_eq!(start_from(&world, neighbour, site.site_key(), &human_start()).await.status, 200);
@@ -211,6 +214,53 @@ on_both_databases! {
         assert!(page.body.contains(r#"id="blocked">1</strong> of 4 starts"#), "{}", page.body);
         assert!(page.body.contains("Switch back to observe"));
         assert!(page.body.contains("High risk: enforce mode refused the check."));
+    }
+
+    async fn countries_and_networks_are_counted_per_project_only(world: World) {
+        // The local server's path: real MaxMind-format databases, a real HTTP request to the
+        // local edge from 127.0.0.1.
+        let dir = std::env::temp_dir().join("humanproof-tests").join(format!("geo-{}", secrets::new_id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let loopback = std::net::Ipv4Addr::new(127, 0, 0, 0);
+        let country = mmdb::write("GeoLite2-Country", &[(loopback, 8, mmdb::Value::map([("country", mmdb::Value::map([("iso_code", mmdb::Value::Text("NL".into()))]))]))]);
+        let asn = mmdb::write("GeoLite2-ASN", &[(loopback, 8, mmdb::Value::map([("autonomous_system_number", mmdb::Value::U32(64500))]))]);
+        std::fs::write(dir.join("country.mmdb"), country).unwrap();
+        std::fs::write(dir.join("asn.mmdb"), asn).unwrap();
+        let geo = GeoLookup::open(Some(&dir.join("country.mmdb")), Some(&dir.join("asn.mmdb"))).unwrap();
+        assert_eq!(geo.lookup("127.0.0.1".parse().unwrap()), Network { country: Some("NL".into()), asn: Some(64500) });
+        assert_eq!(geo.lookup("192.0.2.1".parse().unwrap()), Network::default());
+        assert!(GeoLookup::open(Some(&dir.join("missing.mmdb")), None).is_err());
+
+        let site = world.create_project(enforced("networks")).await;
+        let edge = serve_app(edge_router(world.edge.clone(), dir.clone(), std::sync::Arc::new(geo))).await;
+        let http = humanproof_control_plane::http::client();
+        for (client, body) in [(Client::BROWSER, human_start().to_string()), (Client::SCRIPT, "{}".to_owned())] {
+            let mut request = http.post(format!("{edge}/{}/challenge", site.site_key())).header("origin", ORIGIN).body(body);
+            let headers = client.headers;
+            for (name, value) in [
+                ("user-agent", headers.user_agent),
+                ("accept-language", headers.accept_language),
+                ("sec-fetch-site", headers.sec_fetch_site),
+                ("sec-fetch-mode", headers.sec_fetch_mode),
+                ("sec-fetch-dest", headers.sec_fetch_dest),
+            ] {
+                if let Some(value) = value {
+                    request = request.header(name, value);
+                }
+            }
+            request.send().await.unwrap();
+        }
+        let events = world.deliver_telemetry().await;
+        assert_eq!(events.len(), 2);
+        // The local edge runs on the system clock, not the test's manual one.
+        let month = month_of(events[0].at);
+        let countries = telemetry::top_networks(&world.db, &site.project.id, &month, Dimension::Country, 10).await.unwrap();
+        let networks = telemetry::top_networks(&world.db, &site.project.id, &month, Dimension::Asn, 10).await.unwrap();
+        let counted = |value: &str, starts, blocked| vec![NetworkStarts { value: value.into(), starts, blocked }];
+        assert_eq!((countries, networks), (counted("NL", 2, 1), counted("64500", 2, 1)));
+        // Never stored with the events themselves.
+        let columns = every_stored_value(&world.db).await;
+        assert!(!columns.iter().any(|value| value.contains("\"country\"") || value.contains("64500") && value.contains('{')));
     }
 
     async fn no_raw_ip_or_user_agent_is_stored(world: World) {

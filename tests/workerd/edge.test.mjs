@@ -68,9 +68,10 @@ function startFlakyProxy(target) {
   );
 }
 
-async function edge(path, { method = "POST", origin = ORIGIN, body, headers = BROWSER_HEADERS } = {}) {
+async function edge(path, { method = "POST", origin = ORIGIN, body, headers = BROWSER_HEADERS, cf } = {}) {
   const response = await mf.dispatchFetch(`http://edge.test${path}`, {
     method,
+    ...(cf ? { cf } : {}),
     headers: {
       ...(origin ? { origin } : {}),
       "content-type": "application/json",
@@ -261,7 +262,8 @@ describe("challenge and redeem in workerd", () => {
 
 describe("risk scoring in workerd", () => {
   test("a script is blocked in enforce mode and only recorded in observe mode", async () => {
-    const blocked = await edge(`/${projects.enforcing.site_key}/challenge`, { headers: SCRIPT_HEADERS });
+    const cf = { country: "NL", asn: 64500 };
+    const blocked = await edge(`/${projects.enforcing.site_key}/challenge`, { headers: SCRIPT_HEADERS, cf });
     assert.deepEqual([blocked.status, blocked.json.reason], [403, "risk_blocked"]);
     const observed = await edge(`/${projects.open.site_key}/challenge`, { headers: SCRIPT_HEADERS });
     assert.equal(observed.status, 200);
@@ -278,8 +280,13 @@ describe("risk scoring in workerd", () => {
     const redeemed = await edge(`/${projects.enforcing.site_key}/redeem`, { headers: person, body: JSON.stringify({ token, solutions: solve(token, challenge) }) });
     const verified = await siteverify(projects.enforcing.secret, redeemed.json.token);
     assert.deepEqual(verified.json.humanproof.risk, { score: 0, factors: [], decision: "allow", preset: "custom", mode: "enforce" });
-    // The blocked start reaches the control plane as a protected attempt.
+    // The blocked start reaches the control plane as a protected attempt, and its country
+    // and network (from request.cf) only as per-project counters.
     await waitFor("the blocked start's telemetry", () => control.usage(projects.enforcing.project_id).risk_blocked === 1);
+    // (Miniflare gives requests without a `cf` of their own a default one from elsewhere.)
+    const { countries, networks } = control.networks(projects.enforcing.project_id);
+    assert.deepEqual(countries.find((c) => c.value === "NL"), { value: "NL", starts: 1, blocked: 1 });
+    assert.deepEqual(networks.find((n) => n.value === "64500"), { value: "64500", starts: 1, blocked: 1 });
   });
 
   test("failed redeems raise the same visitor's later scores (visitor Durable Object)", async () => {

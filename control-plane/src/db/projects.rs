@@ -5,7 +5,9 @@ use humanproof_protocol::snapshot::RiskMode;
 use humanproof_protocol::wire::{Branding, Variant};
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
-use sqlx::any::AnyRow;
+use sqlx::any::{AnyArguments, AnyRow};
+use sqlx::query::Query;
+use sqlx::Any;
 
 use super::Db;
 
@@ -96,6 +98,26 @@ pub struct ProjectSettings {
     pub widget: WidgetOptions,
 }
 
+impl ProjectSettings {
+    /// What a new project starts with, before its creator's input applies: Balanced, observe
+    /// mode, no domains, unlimited, active.
+    pub fn new_project(plan: &str, billing_status: BillingStatus) -> ProjectSettings {
+        ProjectSettings {
+            name: String::new(),
+            production_domains: vec![],
+            testing_domains: vec![],
+            allow_subdomains: false,
+            preset: Preset::Balanced,
+            risk_mode: RiskMode::Observe,
+            plan: plan.to_owned(),
+            billing_status,
+            monthly_limit: None,
+            active: true,
+            widget: WidgetOptions::default(),
+        }
+    }
+}
+
 /// Widget defaults the integration page writes into the snippet.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WidgetOptions {
@@ -164,6 +186,17 @@ impl PresetColumns {
             rate_limit: custom.map(|c| i64::from(c.rate_limit)),
             block_threshold: custom.map(|c| i64::from(c.block_threshold.tenths())),
         }
+    }
+
+    /// Binds the six preset columns, in the order the queries list them.
+    fn bind_to<'q>(self, query: Query<'q, Any, AnyArguments>) -> Query<'q, Any, AnyArguments> {
+        query
+            .bind(self.name)
+            .bind(self.difficulty)
+            .bind(self.challenge_count)
+            .bind(self.obfuscation)
+            .bind(self.rate_limit)
+            .bind(self.block_threshold)
     }
 
     fn read(row: &AnyRow) -> Result<Preset, sqlx::Error> {
@@ -253,7 +286,7 @@ pub async fn insert(
 ) -> Result<Project, sqlx::Error> {
     let id = crate::secrets::new_id();
     let preset = PresetColumns::of(new.preset);
-    sqlx::query(
+    let query = sqlx::query(
         "INSERT INTO projects (id, organisation_id, name, site_key, secret_hash, active, \
          production_domains, testing_domains, allow_subdomains, key_version, preset, \
          custom_difficulty, custom_challenge_count, custom_obfuscation, custom_rate_limit, \
@@ -270,25 +303,21 @@ pub async fn insert(
     .bind(i64::from(new.active))
     .bind(serde_json::to_string(&new.production_domains).expect("strings serialize"))
     .bind(serde_json::to_string(&new.testing_domains).expect("strings serialize"))
-    .bind(i64::from(new.allow_subdomains))
-    .bind(preset.name)
-    .bind(preset.difficulty)
-    .bind(preset.challenge_count)
-    .bind(preset.obfuscation)
-    .bind(preset.rate_limit)
-    .bind(preset.block_threshold)
-    .bind(new.risk_mode.as_str())
-    .bind(&new.plan)
-    .bind(new.billing_status.as_str())
-    .bind(new.monthly_limit.map(|limit| i64::try_from(limit).unwrap_or(i64::MAX)))
-    .bind(enum_name(&new.widget.variant))
-    .bind(&new.widget.theme)
-    .bind(&new.widget.language)
-    .bind(&new.widget.size)
-    .bind(enum_name(&new.widget.branding))
-    .bind(now_ms)
-    .execute(db.pool())
-    .await?;
+    .bind(i64::from(new.allow_subdomains));
+    preset
+        .bind_to(query)
+        .bind(new.risk_mode.as_str())
+        .bind(&new.plan)
+        .bind(new.billing_status.as_str())
+        .bind(new.monthly_limit.map(|limit| i64::try_from(limit).unwrap_or(i64::MAX)))
+        .bind(enum_name(&new.widget.variant))
+        .bind(&new.widget.theme)
+        .bind(&new.widget.language)
+        .bind(&new.widget.size)
+        .bind(enum_name(&new.widget.branding))
+        .bind(now_ms)
+        .execute(db.pool())
+        .await?;
     find(db, &id).await?.ok_or(sqlx::Error::RowNotFound)
 }
 
@@ -296,7 +325,7 @@ pub async fn insert(
 /// billing owns.
 pub async fn update_settings(db: &Db, project_id: &str, settings: &ProjectSettings, now_ms: i64) -> Result<(), sqlx::Error> {
     let preset = PresetColumns::of(settings.preset);
-    sqlx::query(
+    let query = sqlx::query(
         "UPDATE projects SET name = $1, active = $2, production_domains = $3, \
          testing_domains = $4, allow_subdomains = $5, preset = $6, custom_difficulty = $7, \
          custom_challenge_count = $8, custom_obfuscation = $9, custom_rate_limit = $10, \
@@ -308,24 +337,20 @@ pub async fn update_settings(db: &Db, project_id: &str, settings: &ProjectSettin
     .bind(i64::from(settings.active))
     .bind(serde_json::to_string(&settings.production_domains).expect("strings serialize"))
     .bind(serde_json::to_string(&settings.testing_domains).expect("strings serialize"))
-    .bind(i64::from(settings.allow_subdomains))
-    .bind(preset.name)
-    .bind(preset.difficulty)
-    .bind(preset.challenge_count)
-    .bind(preset.obfuscation)
-    .bind(preset.rate_limit)
-    .bind(preset.block_threshold)
-    .bind(settings.risk_mode.as_str())
-    .bind(settings.monthly_limit.map(|limit| i64::try_from(limit).unwrap_or(i64::MAX)))
-    .bind(enum_name(&settings.widget.variant))
-    .bind(&settings.widget.theme)
-    .bind(&settings.widget.language)
-    .bind(&settings.widget.size)
-    .bind(enum_name(&settings.widget.branding))
-    .bind(now_ms)
-    .bind(project_id)
-    .execute(db.pool())
-    .await?;
+    .bind(i64::from(settings.allow_subdomains));
+    preset
+        .bind_to(query)
+        .bind(settings.risk_mode.as_str())
+        .bind(settings.monthly_limit.map(|limit| i64::try_from(limit).unwrap_or(i64::MAX)))
+        .bind(enum_name(&settings.widget.variant))
+        .bind(&settings.widget.theme)
+        .bind(&settings.widget.language)
+        .bind(&settings.widget.size)
+        .bind(enum_name(&settings.widget.branding))
+        .bind(now_ms)
+        .bind(project_id)
+        .execute(db.pool())
+        .await?;
     Ok(())
 }
 

@@ -9,6 +9,7 @@ use humanproof_protocol::risk::RiskFactor;
 use humanproof_protocol::{Decision, RiskReason, Score, TelemetryEvent, TelemetryKind};
 use serde::Serialize;
 use sqlx::Row;
+use sqlx::any::AnyRow;
 
 use super::{Db, month_of};
 
@@ -63,6 +64,7 @@ pub async fn ingest(
     let mut known_projects = HashSet::new();
     let mut unknown_projects = HashSet::new();
     let mut usage: HashMap<(String, String), Usage> = HashMap::new();
+    let mut networks: HashMap<NetworkKey, NetworkCount> = HashMap::new();
 
     for event in events {
         if unknown_projects.contains(&event.project_id) {
@@ -113,6 +115,7 @@ pub async fn ingest(
         if inserted {
             outcome.stored += 1;
             usage.entry((event.project_id.clone(), month_of(event.at))).or_default().record(event.kind);
+            count_network(&mut networks, event);
         } else {
             outcome.duplicates += 1;
         }
@@ -121,8 +124,98 @@ pub async fn ingest(
     for ((project_id, month), counts) in usage {
         add_usage(&mut tx, &project_id, &month, counts).await?;
     }
+    for ((project_id, month, dimension, value), count) in networks {
+        sqlx::query(
+            "INSERT INTO network_usage (project_id, month, dimension, value, starts, blocked) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (project_id, month, dimension, value) DO UPDATE SET \
+             starts = network_usage.starts + excluded.starts, blocked = network_usage.blocked + excluded.blocked",
+        )
+        .bind(project_id)
+        .bind(month)
+        .bind(dimension.as_str())
+        .bind(value)
+        .bind(i64::try_from(count.starts).unwrap_or(i64::MAX))
+        .bind(i64::try_from(count.blocked).unwrap_or(i64::MAX))
+        .execute(&mut *tx)
+        .await?;
+    }
     tx.commit().await?;
     Ok(outcome)
+}
+
+/// Which counter a start's country or network goes to: project, month, dimension, value.
+type NetworkKey = (String, String, Dimension, String);
+
+/// A country or a network (autonomous system).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Dimension {
+    /// ISO 3166-1 alpha-2 code.
+    Country,
+    /// Autonomous system number.
+    Asn,
+}
+
+impl Dimension {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Country => "country",
+            Self::Asn => "asn",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct NetworkCount {
+    starts: u64,
+    blocked: u64,
+}
+
+/// Counts an assessed start under its country and network, the only place they are kept.
+fn count_network(networks: &mut HashMap<NetworkKey, NetworkCount>, event: &TelemetryEvent) {
+    let blocked = match event.kind {
+        TelemetryKind::ChallengeIssued => false,
+        TelemetryKind::ChallengeBlocked => true,
+        _ => return,
+    };
+    let values = [
+        (Dimension::Country, event.network.country.clone()),
+        (Dimension::Asn, event.network.asn.map(|asn| asn.to_string())),
+    ];
+    for (dimension, value) in values {
+        let Some(value) = value else { continue };
+        let count = networks.entry((event.project_id.clone(), month_of(event.at), dimension, value)).or_default();
+        count.starts += 1;
+        count.blocked += u64::from(blocked);
+    }
+}
+
+/// Starts from one country or network in a month.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NetworkStarts {
+    /// Country code or AS number.
+    pub value: String,
+    /// Assessed starts.
+    pub starts: u64,
+    /// Of which blocked for their risk.
+    pub blocked: u64,
+}
+
+/// A project's busiest countries or networks in `month`, at most `limit`.
+pub async fn top_networks(db: &Db, project_id: &str, month: &str, dimension: Dimension, limit: i64) -> Result<Vec<NetworkStarts>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT value, starts, blocked FROM network_usage WHERE project_id = $1 AND month = $2 \
+         AND dimension = $3 ORDER BY starts DESC, value LIMIT $4",
+    )
+    .bind(project_id)
+    .bind(month)
+    .bind(dimension.as_str())
+    .bind(limit)
+    .fetch_all(db.pool())
+    .await?;
+    let count = |row: &AnyRow, column: &str| -> Result<u64, sqlx::Error> { Ok(u64::try_from(row.try_get::<i64, _>(column)?).unwrap_or(0)) };
+    rows.iter()
+        .map(|row| Ok(NetworkStarts { value: row.try_get("value")?, starts: count(row, "starts")?, blocked: count(row, "blocked")? }))
+        .collect()
 }
 
 /// Adds `counts` to a project's month, creating the row on first use.

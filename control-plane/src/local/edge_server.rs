@@ -15,15 +15,24 @@ use humanproof_edge::memory::{MemoryClaims, MemorySnapshots, MemoryVisitors};
 use humanproof_edge::risk::ClientHeaders;
 use humanproof_edge::{Edge, EdgeRequest, RequestBody};
 
+use super::geo::GeoLookup;
 use super::telemetry_sink::ChannelSink;
 use crate::clock::Clock;
 
 /// The edge as the local server wires it.
 pub type LocalEdge = Edge<MemorySnapshots, MemoryClaims, MemoryVisitors, ChannelSink>;
 
+/// What the local edge's handler needs.
+#[derive(Clone)]
+struct EdgeState {
+    edge: Arc<LocalEdge>,
+    geo: Arc<GeoLookup>,
+}
+
 /// The widget's files, served next to the edge as a CDN would serve them, and every other
-/// path to the edge logic, which does its own routing (as in the Worker).
-pub fn edge_router(edge: Arc<LocalEdge>, widget_dir: PathBuf) -> Router {
+/// path to the edge logic, which does its own routing (as in the Worker). `geo` gives each
+/// request's country and network, as Cloudflare's `request.cf` does.
+pub fn edge_router(edge: Arc<LocalEdge>, widget_dir: PathBuf, geo: Arc<GeoLookup>) -> Router {
     let widget_file = |name: &'static str, content_type: &'static str| {
         let path = widget_dir.join(name);
         get(move || serve_widget_file(path.clone(), content_type))
@@ -33,7 +42,7 @@ pub fn edge_router(edge: Arc<LocalEdge>, widget_dir: PathBuf) -> Router {
         .route("/solver.wasm", widget_file("solver.wasm", "application/wasm"))
         .fallback(handle)
         .layer(DefaultBodyLimit::max(MAX_BODY))
-        .with_state(edge)
+        .with_state(EdgeState { edge, geo })
 }
 
 async fn serve_widget_file(path: PathBuf, content_type: &'static str) -> Response<Body> {
@@ -52,7 +61,7 @@ async fn serve_widget_file(path: PathBuf, content_type: &'static str) -> Respons
 }
 
 async fn handle(
-    State(edge): State<Arc<LocalEdge>>,
+    State(EdgeState { edge, geo }): State<EdgeState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     method: Method,
     uri: Uri,
@@ -61,6 +70,7 @@ async fn handle(
 ) -> Response<Body> {
     let header = |name: &str| headers.get(name).and_then(|value| value.to_str().ok());
     let client_ip = peer.ip().to_string();
+    let network = geo.lookup(peer.ip());
     let response = edge
         .handle(EdgeRequest {
             method: method.as_str(),
@@ -68,6 +78,7 @@ async fn handle(
             origin: header("origin"),
             client_ip: Some(&client_ip),
             headers: ClientHeaders::from_lookup(header),
+            network: &network,
             body: body.as_deref().map_or(RequestBody::TooLarge, RequestBody::Read),
             now_ms: Clock::system().now_ms(),
         })

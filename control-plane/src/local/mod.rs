@@ -4,12 +4,15 @@
 //!
 //! What differs from production, and why:
 //! - Snapshot publishing writes straight into the in-process edge's store instead of KV.
-//! - Single-use claims live in memory instead of Durable Objects.
+//! - Single-use claims and visitors' abuse state live in memory instead of Durable Objects.
+//! - Country and network come from optional offline MaxMind-format databases
+//!   (`--geoip-country-db`, `--geoip-asn-db`) instead of Cloudflare's `request.cf`.
 //! - Telemetry goes through an in-process channel to the database with retries, instead of a
 //!   Cloudflare Queue and a signed HTTP batch.
 
 mod demo;
 mod edge_server;
+mod geo;
 mod telemetry_sink;
 
 use std::net::SocketAddr;
@@ -35,6 +38,7 @@ use crate::db::{Db, retention};
 use crate::secrets;
 
 pub use edge_server::{LocalEdge, edge_router};
+pub use geo::GeoLookup;
 pub use telemetry_sink::{ChannelSink, deliver_telemetry};
 
 /// Options of `humanproof dev`.
@@ -63,6 +67,13 @@ pub struct DevArgs {
     /// Fixes the demo project's backend secret.
     #[arg(long, env = "HUMANPROOF_DEMO_SECRET", hide_env_values = true)]
     pub demo_secret: Option<String>,
+    /// A MaxMind-format country database (e.g. GeoLite2-Country.mmdb), for per-project
+    /// country counters.
+    #[arg(long, env = "HUMANPROOF_GEOIP_COUNTRY_DB")]
+    pub geoip_country_db: Option<PathBuf>,
+    /// A MaxMind-format ASN database (e.g. GeoLite2-ASN.mmdb), for per-project network counters.
+    #[arg(long, env = "HUMANPROOF_GEOIP_ASN_DB")]
+    pub geoip_asn_db: Option<PathBuf>,
 }
 
 /// How often the local edge's snapshot is rebuilt even when nothing signalled a change.
@@ -75,6 +86,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let db = Db::connect(&database_url).await?;
     let clock = Clock::system();
     let demo = ensure_demo_project(&db, &args, clock.now_ms()).await?;
+    let geo = GeoLookup::open(args.geoip_country_db.as_deref(), args.geoip_asn_db.as_deref())
+        .context("opening the GeoIP databases")?;
 
     let snapshot_changed = Arc::new(Notify::new());
     let (sink, events) = ChannelSink::new();
@@ -131,7 +144,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     };
     tokio::try_join!(
         serve(control, app(state)),
-        serve(edge_listener, edge_router(edge, args.widget_dir.clone())),
+        serve(edge_listener, edge_router(edge, args.widget_dir.clone(), Arc::new(geo))),
         serve(demo_listener, demo_site),
     )?;
     Ok(())

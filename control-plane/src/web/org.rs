@@ -318,7 +318,7 @@ pub async fn risk(
     OrgActor(actor): OrgActor,
     Path((_, project_id)): Path<(String, String)>,
 ) -> Result<Page, PageError> {
-    let (project, overview) = manage::project_risk(&state, &actor, &project_id).await?;
+    let manage::ProjectRisk { project, overview, month, countries, networks } = manage::project_risk(&state, &actor, &project_id).await?;
     let busiest_band = overview.score_bands.iter().copied().max().unwrap_or(0).max(1);
     let bands: Vec<Value> = (0..10)
         .map(|band| context! { label => format!("{band}–{}", band + 1), count => overview.score_bands[band], max => busiest_band })
@@ -348,7 +348,8 @@ pub async fn risk(
         starts => overview.starts, truncated => overview.truncated, block_decisions => overview.block_decisions,
         blocked => overview.blocked, bands => bands, days => Value::from_serialize(&overview.days), reasons => reasons,
         recent => recent, window_days => manage::RISK_VIEW_WINDOW_MS / (24 * 60 * 60 * 1000),
-        can_write => can(&actor, Permission::ProjectsWrite),
+        can_write => can(&actor, Permission::ProjectsWrite), month => month,
+        countries => Value::from_serialize(&countries), networks => Value::from_serialize(&networks),
     }))
 }
 
