@@ -16,6 +16,7 @@ use crate::app::AppState;
 use crate::db::accounts::{self, EmailTokenPurpose, User, UserStatus};
 use crate::totp;
 use crate::db::{is_unique_violation, orgs};
+use crate::i18n;
 use crate::mail::Email;
 use crate::secrets::{hash_secret, new_token};
 
@@ -135,15 +136,21 @@ async fn check_throttle(state: &AppState, subject: &str, limit: i64, now: i64) -
 }
 
 /// Creates an account and its first organisation, and sends the verification link.
-pub async fn sign_up(state: &AppState, email: &str, password: &str, organisation: &str) -> Result<User, AccountError> {
+/// `language` (a dashboard language, e.g. negotiated from the sign-up request) becomes the
+/// account's preference, so the email and the dashboard speak it from the start.
+pub async fn sign_up(state: &AppState, email: &str, password: &str, organisation: &str, language: &str) -> Result<User, AccountError> {
     let email = normalize_email(email)?;
     check_password(password)?;
     let now = state.clock.now_ms();
-    let user = match accounts::insert_user(&state.db, &email, &hash_password(password), false, now).await {
+    let mut user = match accounts::insert_user(&state.db, &email, &hash_password(password), false, now).await {
         Ok(user) => user,
         Err(err) if is_unique_violation(&err) => return Err(AccountError::EmailTaken),
         Err(err) => return Err(err.into()),
     };
+    if let Some(language) = i18n::supported(language).filter(|language| *language != user.language) {
+        accounts::set_language(&state.db, &user.id, language, now).await?;
+        user.language = language.to_owned();
+    }
     let organisation = organisation.trim();
     let organisation = if organisation.is_empty() { email.as_str() } else { organisation };
     let organisation_id = orgs::create_organisation(&state.db, organisation, &user.id, now).await?;
@@ -152,16 +159,18 @@ pub async fn sign_up(state: &AppState, email: &str, password: &str, organisation
     Ok(user)
 }
 
-/// Sends a fresh verification link; earlier links stop working.
+/// Sends a fresh verification link, in the user's language; earlier links stop working.
 pub async fn send_verification(state: &AppState, user: &User) -> Result<(), AccountError> {
     let token = new_token();
     let now = state.clock.now_ms();
     accounts::insert_email_token(&state.db, &hash_secret(&token), &user.id, EmailTokenPurpose::VerifyEmail, now, now + VERIFY_LINK_TTL_MS).await?;
     let link = format!("{}/verify-email?token={token}", state.web.public_url);
+    let lang = &user.language;
+    let body = "Confirm your email address by opening this link within 24 hours:\n\n{link}\n\nIf you did not sign up, ignore this message.";
     let email = Email {
         to: user.email.clone(),
-        subject: "Confirm your HumanProof account".into(),
-        body: format!("Confirm your email address by opening this link within 24 hours:\n\n{link}\n\nIf you did not sign up, ignore this message."),
+        subject: i18n::translate(lang, "Confirm your HumanProof account").to_owned(),
+        body: i18n::fill(i18n::translate(lang, body), &[("link", &link)]),
     };
     deliver(state, &email).await;
     Ok(())
@@ -357,8 +366,8 @@ pub async fn sign_out(state: &AppState, token: &str) -> Result<(), sqlx::Error> 
     accounts::delete_session(&state.db, &hash_secret(token)).await
 }
 
-/// Sends a reset link if the address has an account; says nothing either way, so the form
-/// cannot be used to find out who has one.
+/// Sends a reset link, in the account's language, if the address has an account; says
+/// nothing either way, so the form cannot be used to find out who has one.
 pub async fn request_password_reset(state: &AppState, email: &str) -> Result<(), AccountError> {
     let Ok(email) = normalize_email(email) else { return Ok(()) };
     let Some((user, _)) = accounts::find_user_by_email(&state.db, &email).await? else { return Ok(()) };
@@ -366,10 +375,12 @@ pub async fn request_password_reset(state: &AppState, email: &str) -> Result<(),
     let now = state.clock.now_ms();
     accounts::insert_email_token(&state.db, &hash_secret(&token), &user.id, EmailTokenPurpose::ResetPassword, now, now + RESET_LINK_TTL_MS).await?;
     let link = format!("{}/reset-password?token={token}", state.web.public_url);
+    let lang = &user.language;
+    let body = "Set a new password by opening this link within one hour. It works once:\n\n{link}\n\nIf you did not ask for this, ignore this message.";
     let message = Email {
         to: user.email.clone(),
-        subject: "Reset your HumanProof password".into(),
-        body: format!("Set a new password by opening this link within one hour. It works once:\n\n{link}\n\nIf you did not ask for this, ignore this message."),
+        subject: i18n::translate(lang, "Reset your HumanProof password").to_owned(),
+        body: i18n::fill(i18n::translate(lang, body), &[("link", &link)]),
     };
     deliver(state, &message).await;
     Ok(())

@@ -11,6 +11,7 @@
 //! - [`local`]: the all-in-one development server (control plane, edge, demo site).
 //! - [`clock`]: the time source, swappable in tests.
 //! - [`secrets`]: site keys, backend secrets and how secrets are stored (hashed).
+//! - [`i18n`]: the dashboard's and emails' translations, keyed by their English text.
 
 #![deny(missing_docs)]
 
@@ -22,6 +23,7 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod http;
+pub mod i18n;
 pub mod local;
 pub mod passkeys;
 pub mod mail;

@@ -66,13 +66,14 @@ pub struct SignUpForm {
     organisation: String,
 }
 
-/// `POST /sign-up`: creates the account, sends the verification link and signs in.
+/// `POST /sign-up`: creates the account in the language the browser asked for, sends the
+/// verification link and signs in.
 pub async fn sign_up(
     State(state): State<AppState>,
     Extension(csrf): Extension<CsrfToken>,
     Form(form): Form<SignUpForm>,
 ) -> Response {
-    match accounts::sign_up(&state, &form.email, &form.password, &form.organisation).await {
+    match accounts::sign_up(&state, &form.email, &form.password, &form.organisation, super::request_language()).await {
         Ok(user) => match accounts::start_session(&state, &user).await {
             Ok(token) => (
                 [(header::SET_COOKIE, session_cookie(&state, &token))],

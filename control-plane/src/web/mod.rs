@@ -7,6 +7,8 @@
 //!   must equal the `hp_csrf` cookie (a random double-submit token, SameSite=Strict), which
 //!   another site can neither read nor set.
 //! - Every page is sent with a strict CSP, `X-Frame-Options: DENY` and no-referrer.
+//! - Language: a signed-in user's preference, otherwise the request's `Accept-Language`
+//!   (see [`crate::i18n`]); templates translate with `t("English text")`.
 //! - Organisation pages live under `/orgs/{org}/…`; [`OrgActor`] resolves the signed-in
 //!   member's role there and answers 404 to non-members, and the handlers go through
 //!   [`crate::manage`] for every rule.
@@ -14,6 +16,8 @@
 mod auth;
 mod org;
 mod passkeys;
+
+use std::cell::Cell;
 
 use axum::Router;
 use axum::body::Body;
@@ -29,6 +33,7 @@ use subtle::ConstantTimeEq as _;
 use crate::app::AppState;
 use crate::db::accounts::User;
 use crate::error::ApiError;
+use crate::i18n;
 use crate::manage::{Actor, Principal};
 
 use org::format_time;
@@ -55,6 +60,7 @@ pub fn templates() -> Environment<'static> {
         "invitation.html", "clients.html", "risk.html",
         "account.html"
     );
+    i18n::register(&mut env);
     env
 }
 
@@ -124,19 +130,34 @@ pub(crate) fn cookie(headers: &axum::http::HeaderMap, name: &str) -> Option<Stri
         .map(|(_, value)| value.to_owned())
 }
 
+tokio::task_local! {
+    /// The language of the request being answered: negotiated from `Accept-Language` by
+    /// [`check_csrf`], then the signed-in user's preference once [`SignedIn`] has found them.
+    /// A task-local rather than an extension because [`render`] and [`PageError`] serve
+    /// every handler, and error pages have no request at hand; passing it down would change
+    /// every handler's signature.
+    static REQUEST_LANGUAGE: Cell<&'static str>;
+}
+
+/// The current request's language; English outside a request.
+pub(crate) fn request_language() -> &'static str {
+    REQUEST_LANGUAGE.try_with(Cell::get).unwrap_or(i18n::DEFAULT)
+}
+
 /// The page's CSRF token, from the cookie or minted for this response.
 #[derive(Debug, Clone)]
 pub struct CsrfToken(pub String);
 
 /// Rejects POSTs whose `csrf` field does not match the cookie, gives every request a CSRF
-/// token, and adds the security headers.
+/// token and its negotiated language, and adds the security headers.
 async fn check_csrf(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+    let lang = i18n::negotiate(request.headers().get(header::ACCEPT_LANGUAGE).and_then(|value| value.to_str().ok()));
     let existing = cookie(request.headers(), CSRF_COOKIE).filter(|token| token.len() == 64);
     let token = existing.clone().unwrap_or_else(crate::secrets::new_token);
     if request.method() == Method::POST {
         let (parts, body) = request.into_parts();
         let Ok(bytes) = axum::body::to_bytes(body, MAX_FORM).await else {
-            return (StatusCode::PAYLOAD_TOO_LARGE, "The form is too large.").into_response();
+            return (StatusCode::PAYLOAD_TOO_LARGE, i18n::translate(lang, "The form is too large.")).into_response();
         };
         // Forms send the token as a field; the passkey script, which posts JSON, as a header.
         let sent = parts
@@ -150,13 +171,18 @@ async fn check_csrf(State(state): State<AppState>, mut request: Request, next: N
             _ => false,
         };
         if !valid {
-            return (StatusCode::FORBIDDEN, Html("<!doctype html><title>Forbidden</title><p>This form expired or came from another site. Go back, reload the page and try again.</p>")).into_response();
+            let html = format!(
+                "<!doctype html><html lang=\"{lang}\"><meta charset=\"utf-8\"><title>{}</title><p>{}</p>",
+                minijinja::HtmlEscape(i18n::translate(lang, "Forbidden")),
+                minijinja::HtmlEscape(i18n::translate(lang, "This form expired or came from another site. Go back, reload the page and try again.")),
+            );
+            return (StatusCode::FORBIDDEN, Html(html)).into_response();
         }
         request = Request::from_parts(parts, Body::from(bytes));
     }
     request.extensions_mut().insert(CsrfToken(token.clone()));
     let secure = state.web.secure_cookies;
-    let mut response = next.run(request).await;
+    let mut response = REQUEST_LANGUAGE.scope(Cell::new(lang), next.run(request)).await;
     let headers = response.headers_mut();
     if existing.is_none() {
         let value = format!("{CSRF_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict{}", if secure { "; Secure" } else { "" });
@@ -211,15 +237,16 @@ pub fn render(state: &AppState, status: StatusCode, template: &str, frame: &Fram
         context! { id => actor.organisation_id, name => actor.organisation_name, role => role }
     });
     let user = frame.user.map(|user| context! { email => user.email, email_verified => user.email_verified });
-    // The dashboard is written in English only, whatever language the user prefers.
-    let ctx = context! { csrf => frame.csrf.0, user => user, org => org, section => frame.section, lang => "en", ..page };
+    // The frame's user first: it carries a preference saved by this very request.
+    let lang = frame.user.and_then(|user| i18n::supported(&user.language)).unwrap_or_else(request_language);
+    let ctx = context! { csrf => frame.csrf.0, user => user, org => org, section => frame.section, lang => lang, ..page };
     let html = state
         .templates
         .get_template(template)
         .and_then(|t| t.render(ctx))
         .unwrap_or_else(|err| {
             tracing::error!(error = %err, template, "template failed");
-            "<!doctype html><title>Error</title><p>Something went wrong.</p>".to_owned()
+            format!("<!doctype html><title>Error</title><p>{}</p>", minijinja::HtmlEscape(i18n::translate(lang, "Something went wrong.")))
         });
     Page { status, html }
 }
@@ -259,19 +286,21 @@ impl IntoResponse for PageError {
             Self::SignIn => Redirect::to("/sign-in").into_response(),
             Self::Api(err) => {
                 let status = err.status_code();
+                let lang = request_language();
                 let text = match &err {
-                    ApiError::NotFound => "There is nothing here, or it belongs to another organisation.".to_owned(),
-                    ApiError::Forbidden(code) => format!("Your role does not allow this ({code})."),
-                    ApiError::Conflict("last_owner") => "An organisation keeps at least one owner.".to_owned(),
-                    ApiError::Database(_) => "Something went wrong on our side. Try again.".to_owned(),
-                    other => other.to_string(),
+                    ApiError::NotFound => i18n::translate(lang, "There is nothing here, or it belongs to another organisation.").to_owned(),
+                    ApiError::Forbidden(code) => i18n::fill(i18n::translate(lang, "Your role does not allow this ({code})."), &[("code", code)]),
+                    ApiError::Conflict("last_owner") => i18n::translate(lang, "An organisation keeps at least one owner.").to_owned(),
+                    ApiError::Database(_) => i18n::translate(lang, "Something went wrong on our side. Try again.").to_owned(),
+                    other => i18n::translate(lang, &other.to_string()).to_owned(),
                 };
                 if let ApiError::Database(db) = &err {
                     tracing::error!(error = %db, "database error");
                 }
                 let html = format!(
-                    "<!doctype html><html lang=\"en\"><meta charset=\"utf-8\"><title>{status}</title><link rel=\"stylesheet\" href=\"/static/dashboard.css\"><main><h1>{status}</h1><p class=\"error\" role=\"alert\">{}</p><p><a href=\"/\">Back to the dashboard</a></p></main>",
-                    minijinja::HtmlEscape(&text)
+                    "<!doctype html><html lang=\"{lang}\"><meta charset=\"utf-8\"><title>{status}</title><link rel=\"stylesheet\" href=\"/static/dashboard.css\"><main><h1>{status}</h1><p class=\"error\" role=\"alert\">{}</p><p><a href=\"/\">{}</a></p></main>",
+                    minijinja::HtmlEscape(&text),
+                    minijinja::HtmlEscape(i18n::translate(lang, "Back to the dashboard")),
                 );
                 (status, Html(html)).into_response()
             }
@@ -293,6 +322,10 @@ impl FromRequestParts<AppState> for SignedIn {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, PageError> {
         let token = cookie(&parts.headers, SESSION_COOKIE).ok_or(PageError::SignIn)?;
         let user = crate::accounts::session_user(state, &token).await?.ok_or(PageError::SignIn)?;
+        if let Some(lang) = i18n::supported(&user.language) {
+            // Outside check_csrf's scope there is no request language to replace.
+            let _ = REQUEST_LANGUAGE.try_with(|current| current.set(lang));
+        }
         Ok(Self { user, token })
     }
 }
