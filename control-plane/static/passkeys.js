@@ -1,6 +1,6 @@
 // Passkeys in the dashboard: buttons with data-passkey="register|sign-in|second-factor"
 // run a WebAuthn ceremony against the control plane. Binary fields travel as base64url,
-// as webauthn-rs reads and writes them.
+// as webauthn-rs reads and writes them. `pageText` is dashboard.js's (loaded first).
 const toBytes = (text) => Uint8Array.from(atob(text.replace(/-/g, "+").replace(/_/g, "/")), (c) => c.charCodeAt(0));
 const toText = (buffer) =>
   btoa(String.fromCharCode(...new Uint8Array(buffer))).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
@@ -13,7 +13,7 @@ async function post(path, body) {
     body: JSON.stringify(body ?? {}),
   });
   const answer = await response.json().catch(() => ({}));
-  if (!response.ok) throw new Error(answer.error?.message ?? "The passkey could not be used.");
+  if (!response.ok) throw new Error(answer.error?.message ?? pageText("passkey-failed"));
   return answer;
 }
 
@@ -63,7 +63,7 @@ document.addEventListener("click", async (event) => {
         : await authenticate(action === "sign-in" ? "/sign-in/passkey" : "/sign-in/second-factor/passkey");
     location.assign(done.redirect);
   } catch (error) {
-    status.textContent = error.name === "NotAllowedError" ? "The passkey prompt was cancelled." : error.message;
+    status.textContent = error.name === "NotAllowedError" ? pageText("passkey-cancelled") : error.message;
     button.disabled = false;
   }
 });

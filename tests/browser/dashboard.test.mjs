@@ -147,3 +147,34 @@ test("passkeys: register one, sign in with it alone, and use it as the second fa
   await page.locator("#passkey-status").filter({ hasText: /could not be verified/ }).waitFor();
   await context.close();
 });
+
+test("a German browser gets the dashboard, and the texts its scripts show, in German", async () => {
+  const context = await browser.newContext({ locale: "de-DE" });
+  const page = await context.newPage();
+  // An authenticator that cannot verify its user: the passkey prompt ends in NotAllowedError,
+  // as when a person cancels it.
+  const cdp = await context.newCDPSession(page);
+  await cdp.send("WebAuthn.enable");
+  await cdp.send("WebAuthn.addVirtualAuthenticator", {
+    options: { protocol: "ctap2", transport: "internal", hasResidentKey: true, hasUserVerification: true, isUserVerified: false, automaticPresenceSimulation: true },
+  });
+
+  await page.goto(`${dashboard}/sign-up`);
+  assert.equal(await page.locator("html").getAttribute("lang"), "de");
+  await page.getByLabel("E-Mail").fill("lena@shop.example");
+  await page.getByLabel("Passwort").fill("ein langes Kennwort");
+  await page.getByRole("button", { name: "Registrieren" }).click();
+  await page.getByRole("heading", { name: "Projekte" }).waitFor();
+
+  await page.getByRole("link", { name: "API-Schlüssel" }).click();
+  await page.getByLabel("Name").fill("Deploys");
+  await page.getByLabel("projects:read").check();
+  await page.getByRole("button", { name: "Schlüssel erstellen" }).click();
+  await page.getByRole("button", { name: "Kopieren" }).click();
+  await page.getByRole("button", { name: "Kopiert" }).waitFor();
+
+  await page.getByRole("link", { name: "lena@shop.example" }).click();
+  await page.getByRole("button", { name: "Passkey hinzufügen" }).click();
+  await page.locator("#passkey-status").filter({ hasText: "Die Passkey-Abfrage wurde abgebrochen." }).waitFor();
+  await context.close();
+});
