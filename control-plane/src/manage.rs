@@ -13,12 +13,13 @@ use humanproof_protocol::snapshot::RiskMode;
 use serde::{Deserialize, Serialize};
 
 use crate::app::AppState;
-use crate::db::accounts::User;
+use crate::db::accounts::{self, User};
 use crate::db::orgs::{self, ApiKey, AuditEntry, Member};
 use crate::db::projects::{self, BillingStatus, LANGUAGES, Project, ProjectSettings, SIZES, THEMES, WidgetOptions};
 use crate::db::telemetry::{self, Dimension, NetworkStarts, RiskOverview, Usage};
 use crate::db::month_of;
 use crate::error::ApiError;
+use crate::i18n;
 use crate::roles::{Permission, Role, Scope};
 use crate::secrets;
 
@@ -560,18 +561,30 @@ async fn invite(state: &AppState, actor: &Actor, email: &str, role: Role) -> Res
     orgs::insert_invitation(&state.db, &secrets::hash_secret(&token), &actor.organisation_id, email, role, &inviter, now, now + INVITATION_TTL_MS).await?;
     let organisation = actor.organisation_name.clone().unwrap_or_default();
     let link = format!("{}/invitations/accept?token={token}", state.web.public_url);
+    let lang = invitation_language(state, actor, email).await?;
+    let body = "You are invited to join {organisation} on HumanProof as {role}.\n\nAccept within 7 days (sign up with this address first if you have no account):\n\n{link}\n";
+    let values = [("organisation", organisation.as_str()), ("role", i18n::translate(&lang, role.as_str())), ("link", &link)];
     let message = crate::mail::Email {
         to: email.to_owned(),
-        subject: format!("You are invited to {organisation} on HumanProof"),
-        body: format!(
-            "You are invited to join {organisation} on HumanProof as {}.\n\nAccept within 7 days (sign up with this address first if you have no account):\n\n{link}\n",
-            role.as_str()
-        ),
+        subject: i18n::fill(i18n::translate(&lang, "You are invited to {organisation} on HumanProof"), &values),
+        body: i18n::fill(i18n::translate(&lang, body), &values),
     };
     if let Err(err) = state.mailer.send(&message).await {
         tracing::error!(error = %err, "could not send an invitation");
     }
     actor.audit(state, &format!("member.invited.{}", role.as_str()), Some(email)).await
+}
+
+/// The language an invitation is written in: the invitee's, when they have an account;
+/// otherwise the inviting member's, who likely shares it; English for API keys.
+async fn invitation_language(state: &AppState, actor: &Actor, email: &str) -> Result<String, ApiError> {
+    if let Some((invitee, _)) = accounts::find_user_by_email(&state.db, email).await? {
+        return Ok(invitee.language);
+    }
+    Ok(match &actor.principal {
+        Principal::Member { user, .. } => user.language.clone(),
+        Principal::ApiKey(_) => i18n::DEFAULT.to_owned(),
+    })
 }
 
 /// Pending invitations.

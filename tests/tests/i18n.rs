@@ -101,4 +101,23 @@ on_both_databases! {
         assert!(email.contains("innerhalb von 24 Stunden diesen Link"), "{email}");
         assert!(email.contains("/verify-email?token="), "the link survives translation: {email}");
     }
+
+    async fn invitations_speak_the_invitee_s_language_else_the_inviter_s(world: World) {
+        let base = world.serve().await;
+        let owner = Browser::new(&base);
+        let org = owner.sign_up("ada@example.com", PASSWORD).await;
+        owner.post("/account/language", &[("language", "de")]).await.expect(200);
+        let french = Browser::new(&base);
+        french.sign_up("marie@example.com", PASSWORD).await;
+        french.post("/account/language", &[("language", "fr")]).await.expect(200);
+
+        owner.post(&format!("/orgs/{org}/members"), &[("email", "marie@example.com"), ("role", "viewer")]).await.expect(303);
+        let to_marie = last_email(&world, "marie@example.com");
+        assert!(to_marie.contains("Vous êtes invité à rejoindre") && to_marie.contains("en tant que lecteur"), "the invitee's own language: {to_marie}");
+
+        owner.post(&format!("/orgs/{org}/members"), &[("email", "new@example.com"), ("role", "developer")]).await.expect(303);
+        let to_new = last_email(&world, "new@example.com");
+        assert!(to_new.contains("Sie sind eingeladen") && to_new.contains("als Entwickler beizutreten"), "no account: the inviter's language: {to_new}");
+        assert!(to_new.contains("/invitations/accept?token="), "{to_new}");
+    }
 }
