@@ -24,6 +24,7 @@ let server;
 let browser;
 let urls;
 let dataDir;
+let rateLimitedSiteKey;
 // Customer pages under test, served from 127.0.0.1 (reached as localhost, which the demo
 // project lists) and from 127.0.0.2 (another loopback address it does not list).
 const pages = new Map();
@@ -44,6 +45,11 @@ async function startPageServer(host) {
 
 before(async () => {
   dataDir = mkdtempSync(join(tmpdir(), "humanproof-browser-"));
+  // A second project whose visitors may start one challenge in two minutes; `dev` publishes
+  // every stored project to its edge when it starts.
+  const databaseUrl = `sqlite://${join(dataDir, "humanproof.db")}?mode=rwc`;
+  const create = ["project", "create", "--database-url", databaseUrl, "--name", "One start", "--testing-domain", "localhost", "--preset", "custom", "--rate-limit", "1"];
+  rateLimitedSiteKey = JSON.parse(execFileSync(BINARY, create, { encoding: "utf8" })).site_key;
   const args = ["dev", "--data-dir", dataDir, "--control-listen", "127.0.0.1:0", "--edge-listen", "127.0.0.1:0", "--demo-listen", "127.0.0.1:0"];
   const env = { ...process.env, RUST_LOG: "warn", HUMANPROOF_DEMO_SITE_KEY: SITE_KEY, HUMANPROOF_DEMO_SECRET: "hp_secret_browser-tests" };
   const { child, output } = await spawnUntil(args, env, /Press Ctrl-C/);
@@ -84,10 +90,10 @@ function servePage(path, html, csp) {
   pages.set(path, { html, csp });
 }
 
-const formPage = (widgetAttributes) => `<!doctype html><html lang="en"><body>
+const formPage = (widgetAttributes, siteKey = SITE_KEY) => `<!doctype html><html lang="en"><body>
 <form method="post" action="${urls.demo}/submit">
 <input id="email" name="email" type="email" value="grace@example.com">
-<humanproof-widget data-sitekey="${SITE_KEY}" data-edge="${urls.edge}" ${widgetAttributes}></humanproof-widget>
+<humanproof-widget data-sitekey="${siteKey}" data-edge="${urls.edge}" ${widgetAttributes}></humanproof-widget>
 <button id="send" type="submit">Send</button>
 </form>
 <script src="${urls.edge}/widget.js" async defer></script>
@@ -285,6 +291,31 @@ test("an edge refusal shows the error state with a retry", async () => {
   assert.equal((await failed).reason, "network_error");
   assert.equal(await foreign.locator("humanproof-widget .retry").isVisible(), true);
   await foreign.close();
+});
+
+test("a rate-limited visitor is told how long to wait, in the widget's language", async () => {
+  servePage("/one-start", formPage('data-language="de"', rateLimitedSiteKey));
+  const page = await newPage();
+  await page.goto(`${TEST_ORIGIN}/one-start`);
+  const errorOf = () =>
+    page.evaluate(() => new Promise((resolve) => document.addEventListener("error", (event) => resolve(event.detail), { once: true })));
+  await page.locator("humanproof-widget .box").click();
+  await page.waitForFunction(() => document.querySelector('input[name="humanproof-token"]')?.value);
+
+  // The project allows one start per visitor in two minutes: a second verification is refused.
+  await page.evaluate(() => document.querySelector("humanproof-widget").reset());
+  const failed = errorOf();
+  await page.locator("humanproof-widget .box").click();
+  const detail = await failed;
+  assert.equal(detail.reason, "rate_limited");
+  assert.ok(detail.retryAfter > 0 && detail.retryAfter <= 120, `retryAfter ${detail.retryAfter}`);
+  assert.equal(
+    await page.locator("humanproof-widget .live").textContent(),
+    `Zu viele Versuche. Bitte in ${detail.retryAfter}\u00a0s erneut versuchen.`,
+  );
+  assert.equal(await page.locator("humanproof-widget .retry").isVisible(), true);
+  assert.deepEqual(page.problems, []);
+  await page.close();
 });
 
 test("floating variant: hidden until form interaction starts the work, then shows progress and result", async () => {

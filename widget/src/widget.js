@@ -163,8 +163,8 @@ class HumanProofWidget extends HTMLElement {
       return redeemed.token;
     } catch (error) {
       if (error.name === "AbortError") throw error;
-      this.#setState("error", { reason: error.reason || "network_error" });
-      this.#emit("error", { reason: error.reason || "network_error", message: error.message });
+      this.#setState("error", { reason: error.reason || "network_error", retryAfter: error.retryAfter });
+      this.#emit("error", { reason: error.reason || "network_error", message: error.message, retryAfter: error.retryAfter });
       this.#options.errorCallback?.(error.reason || "network_error");
       throw error;
     } finally {
@@ -205,7 +205,10 @@ class HumanProofWidget extends HTMLElement {
       // A body that is not JSON is reported by status below.
     }
     if (!response.ok || !json) {
-      throw Object.assign(new Error(json?.error || `HTTP ${response.status}`), { reason: json?.reason || `http_${response.status}` });
+      throw Object.assign(new Error(json?.error || `HTTP ${response.status}`), {
+        reason: json?.reason || `http_${response.status}`,
+        retryAfter: Number(response.headers.get("retry-after")) || undefined,
+      });
     }
     return json;
   }
@@ -270,6 +273,14 @@ class HumanProofWidget extends HTMLElement {
     return translate(this.#language, key, params);
   }
 
+  // The edge's refusals a visitor can act on get their own words; the rest stay generic.
+  #errorText() {
+    const { reason, retryAfter } = this.#details;
+    if (reason === "rate_limited" && retryAfter) return this.#t("rate_limited", { seconds: retryAfter });
+    if (reason === "risk_blocked" || reason === "instrumentation_failed") return this.#t("refused");
+    return this.#t("error");
+  }
+
   #setState(state, details = {}) {
     this.#state = state;
     this.#details = details;
@@ -317,7 +328,7 @@ class HumanProofWidget extends HTMLElement {
       idle: this.#t("label"),
       verifying: this.#details.progress ? this.#t("progress", { percent: this.#details.progress }) : this.#t("verifying"),
       verified: this.#t("verified"),
-      error: this.#t("error"),
+      error: this.#errorText(),
       expired: this.#t("expired"),
     };
     label.textContent = texts[this.#state];
