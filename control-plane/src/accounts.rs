@@ -276,11 +276,9 @@ async fn second_factor_matches(state: &AppState, user: &User, code: &str, now: i
         return Ok(accounts::accept_totp_step(&state.db, &user.id, step).await?);
     }
     let recovery = normalize_recovery_code(code);
-    if recovery.len() == 10 {
-        if accounts::use_recovery_code(&state.db, &user.id, &hash_secret(&recovery), now).await? {
-            audit_account(state, user, "account.recovery_code_used", None).await?;
-            return Ok(true);
-        }
+    if recovery.len() == 10 && accounts::use_recovery_code(&state.db, &user.id, &hash_secret(&recovery), now).await? {
+        audit_account(state, user, "account.recovery_code_used", None).await?;
+        return Ok(true);
     }
     Ok(false)
 }

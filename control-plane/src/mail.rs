@@ -20,6 +20,8 @@ pub struct Email {
 }
 
 /// Where email goes.
+// One per process, so the SMTP variant's size costs nothing worth a Box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone)]
 pub enum Mailer {
     /// Each message becomes a file in this folder.

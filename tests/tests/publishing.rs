@@ -155,7 +155,7 @@ on_both_databases! {
         projects::delete(&world.db, &b, now).await.unwrap();
         let wrong_token = kv_publisher(&api_url, "wrong-token");
         assert!(wrong_token.publish_pending(&world.db, now).await.is_err());
-        assert_eq!(projects::pending_deletions(&world.db).await.unwrap(), [b.site_key.clone()]);
+        assert_eq!(projects::pending_deletions(&world.db).await.unwrap(), std::slice::from_ref(&b.site_key));
         assert_eq!(publisher.publish_pending(&world.db, now).await.unwrap().deleted, 1);
         assert!(!kv.lock().unwrap().entries.contains_key(&format!("site:{}", b.site_key)));
 
