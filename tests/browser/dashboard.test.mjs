@@ -3,14 +3,16 @@
 // project → copy the snippet with the page's copy button → a form protected by that snippet,
 // on the customer's own origin, solves and its backend's siteverify succeeds. And passkeys,
 // with Chromium's virtual authenticator: register, sign in without a password, and serve as
-// the second factor after one.
+// the second factor after one. And two-factor setup, from scanning the QR code on screen.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createServer } from "node:http";
+import { createHmac } from "node:crypto";
 import { chromium } from "playwright-core";
+import jsQR from "jsqr";
 import { spawnUntil, stopProcess } from "../support/control-plane.mjs";
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
@@ -176,5 +178,53 @@ test("a German browser gets the dashboard, and the texts its scripts show, in Ge
   await page.getByRole("link", { name: "lena@shop.example" }).click();
   await page.getByRole("button", { name: "Passkey hinzufügen" }).click();
   await page.locator("#passkey-status").filter({ hasText: "Die Passkey-Abfrage wurde abgebrochen." }).waitFor();
+  await context.close();
+});
+
+/** RFC 6238's code for a base32 secret at this moment (SHA-1, 30-second steps, 6 digits). */
+function totpCode(base32Secret) {
+  const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+  let bits = "";
+  for (const char of base32Secret.replace(/=+$/, "")) bits += alphabet.indexOf(char).toString(2).padStart(5, "0");
+  const key = Buffer.from(bits.match(/.{8}/g).map((byte) => parseInt(byte, 2)));
+  const counter = Buffer.alloc(8);
+  counter.writeBigUInt64BE(BigInt(Math.floor(Date.now() / 30_000)));
+  const mac = createHmac("sha1", key).update(counter).digest();
+  const offset = mac[mac.length - 1] & 0xf;
+  return String((mac.readUInt32BE(offset) & 0x7fffffff) % 1_000_000).padStart(6, "0");
+}
+
+test("two-factor setup: the QR code on screen scans to the key, and a code from it turns TOTP on", async () => {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  await page.goto(`${dashboard}/sign-up`);
+  await page.getByLabel("Email").fill("scanner@shop.example");
+  await page.getByLabel("Password").fill("a long enough passphrase");
+  await page.getByRole("button", { name: "Sign up" }).click();
+  await page.getByRole("link", { name: "scanner@shop.example" }).click();
+  await page.getByRole("button", { name: "Set up" }).click();
+
+  // What a phone would see: the rendered pixels of the code, read by a QR decoder.
+  const qr = page.getByRole("img", { name: "QR code for your authenticator app" });
+  const png = (await qr.screenshot()).toString("base64");
+  const blank = await context.newPage();
+  const { width, height, pixels } = await blank.evaluate(async (base64) => {
+    const bitmap = await createImageBitmap(await (await fetch(`data:image/png;base64,${base64}`)).blob());
+    const canvas = new OffscreenCanvas(bitmap.width, bitmap.height);
+    const context2d = canvas.getContext("2d");
+    context2d.drawImage(bitmap, 0, 0);
+    return { width: bitmap.width, height: bitmap.height, pixels: Array.from(context2d.getImageData(0, 0, bitmap.width, bitmap.height).data) };
+  }, png);
+  const scanned = jsQR(Uint8ClampedArray.from(pixels), width, height);
+  assert.ok(scanned, "the QR code decodes");
+  const uri = new URL(scanned.data);
+  assert.equal(scanned.data, await page.getByRole("link", { name: "Open in an authenticator app" }).getAttribute("href"));
+  assert.equal(uri.protocol, "otpauth:");
+  const secret = uri.searchParams.get("secret");
+  assert.equal(secret, (await page.locator("#totp-secret").textContent()).trim());
+
+  await page.getByRole("textbox", { name: "Code" }).fill(totpCode(secret));
+  await page.getByRole("button", { name: "Turn on" }).click();
+  await page.getByText("On: signing in asks for a code from your authenticator app.").waitFor();
   await context.close();
 });

@@ -344,7 +344,11 @@ pub async fn set_language(
 
 /// `POST /account/two-factor/setup`: shows a new secret to scan, unconfirmed.
 pub async fn begin_totp(State(state): State<AppState>, Extension(csrf): Extension<CsrfToken>, SignedIn { user, .. }: SignedIn) -> Page {
-    let result = accounts::begin_totp_setup(&state, &user).await.map(|(secret, uri)| context! { setup => context! { secret => secret, uri => uri } });
+    let result = accounts::begin_totp_setup(&state, &user).await.map(|(secret, uri)| {
+        // The SVG is built here from the URI alone, so it needs no escaping.
+        let qr = minijinja::Value::from_safe_string(crate::totp::qr_code_svg(&uri));
+        context! { setup => context! { secret => secret, uri => uri, qr => qr } }
+    });
     account_result(&state, &csrf, &user, result).await
 }
 
