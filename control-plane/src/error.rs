@@ -66,6 +66,17 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// The error's JSON response, with `message` in place of the default one.
+    pub fn response_with_message(&self, message: &str) -> Response {
+        let mut body = json!({ "error": { "code": self.code(), "message": message } });
+        if let Self::Invalid { field, .. } = self {
+            body["error"]["field"] = json!(field);
+        }
+        (self.status_code(), Json(body)).into_response()
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let message = match &self {
@@ -75,11 +86,7 @@ impl IntoResponse for ApiError {
             }
             other => other.to_string(),
         };
-        let mut body = json!({ "error": { "code": self.code(), "message": message } });
-        if let Self::Invalid { field, .. } = &self {
-            body["error"]["field"] = json!(field);
-        }
-        (self.status_code(), Json(body)).into_response()
+        self.response_with_message(&message)
     }
 }
 

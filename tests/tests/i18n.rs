@@ -50,6 +50,11 @@ on_both_databases! {
         assert!(projects.body.contains("Bestätigen Sie Ihre E-Mail-Adresse"), "{}", projects.body);
         assert!(projects.body.contains("(Inhaber)"), "role names are translated: {}", projects.body);
 
+        // The passkey script shows its refusals as they come: in German too.
+        let (status, answer) = browser.post_json("/account/passkeys/register/finish", &serde_json::json!({ "ceremony": "spent", "credential": {} }), true).await;
+        assert_eq!((status, answer["error"]["field"].as_str()), (400, Some("ceremony")), "{answer}");
+        assert_eq!(answer["error"]["message"], "Diese Passkey-Abfrage ist abgelaufen. Versuchen Sie es erneut.");
+
         // A refusal that Rust hands to the template arrives in German as well.
         let refused = browser.post(&format!("/orgs/{org}/clients"), &[("name", "")]).await.expect(400);
         assert!(refused.body.contains("mit 1 bis 100 Zeichen"), "{}", refused.body);
