@@ -2,8 +2,9 @@
 //! and each other language has one flat JSON catalogue (`control-plane/locales/<lang>.json`,
 //! English → translation). A text with no entry shows in English rather than failing.
 //! Placeholders (`{name}`) are filled after translation, so a translation may move them.
-//! Which language a page gets is decided in [`crate::web`].
+//! Which language a page gets is decided in [`crate::web`]; it is held for the request here.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::sync::LazyLock;
 
@@ -56,6 +57,33 @@ static CATALOGUES: LazyLock<HashMap<&'static str, HashMap<String, String>>> = La
 /// The dashboard language named `code` (as stored in `users.language`), if it is one.
 pub fn supported(code: &str) -> Option<&'static str> {
     LANGUAGES[1..].iter().copied().find(|lang| lang.eq_ignore_ascii_case(code))
+}
+
+tokio::task_local! {
+    /// The language of the dashboard request being answered: negotiated from
+    /// `Accept-Language` when the request comes in, then the signed-in user's preference once
+    /// they are known. A task-local rather than a request extension because error pages and
+    /// the validation messages of [`crate::manage`] have no request at hand, and passing the
+    /// language down would change every signature on the way.
+    static REQUEST_LANGUAGE: Cell<&'static str>;
+}
+
+/// Runs `answer` (a dashboard request's handling) with `lang` as its language.
+pub async fn with_request_language<F: Future>(lang: &'static str, answer: F) -> F::Output {
+    REQUEST_LANGUAGE.scope(Cell::new(lang), answer).await
+}
+
+/// Makes the signed-in user's preferred language, when it is a dashboard language, the
+/// current request's. Nothing happens outside a dashboard request.
+pub fn prefer_for_request(preference: &str) {
+    if let Some(lang) = supported(preference) {
+        let _ = REQUEST_LANGUAGE.try_with(|current| current.set(lang));
+    }
+}
+
+/// The current dashboard request's language; English elsewhere (the JSON API, the CLI).
+pub fn request_language() -> &'static str {
+    REQUEST_LANGUAGE.try_with(Cell::get).unwrap_or(DEFAULT)
 }
 
 /// `english` in `lang`, or `english` itself when the language or the entry is missing.

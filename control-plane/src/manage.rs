@@ -317,7 +317,8 @@ pub fn normalize_domains(domains: Vec<String>) -> Result<Vec<String>, String> {
             && domain.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
             && !domain.starts_with(['.', '-']);
         if !valid {
-            return Err(format!("Not a hostname: {domain:?}. Give e.g. example.com, without scheme, path or port."));
+            let message = "Not a hostname: {domain}. Give e.g. example.com, without scheme, path or port.";
+            return Err(i18n::fill(i18n::translate(i18n::request_language(), message), &[("domain", format!("{domain:?}"))]));
         }
         if !normalized.contains(&domain) {
             normalized.push(domain);

@@ -55,9 +55,16 @@ on_both_databases! {
         assert_eq!((status, answer["error"]["field"].as_str()), (400, Some("ceremony")), "{answer}");
         assert_eq!(answer["error"]["message"], "Diese Passkey-Abfrage ist abgelaufen. Versuchen Sie es erneut.");
 
-        // A refusal that Rust hands to the template arrives in German as well.
+        // A refusal that Rust hands to the template arrives in German as well, values and all.
         let refused = browser.post(&format!("/orgs/{org}/clients"), &[("name", "")]).await.expect(400);
         assert!(refused.body.contains("mit 1 bis 100 Zeichen"), "{}", refused.body);
+        let verify = world.email_links("ada@example.com").into_iter().find(|link| link.contains("/verify-email?token=")).unwrap();
+        browser.get(&verify[verify.find("/verify-email").unwrap()..]).await.expect(200);
+        let bad_domain = [("name", "Shop"), ("production_domains", "https://shop.example/"), ("preset", "balanced"), ("risk_mode", "observe"),
+            ("widget_variant", "checkbox"), ("widget_theme", "auto"), ("widget_language", "auto"), ("widget_size", "normal"),
+            ("widget_branding", "full"), ("active", "on")];
+        let refused = browser.post(&format!("/orgs/{org}/projects/new"), &bad_domain).await.expect(400);
+        assert!(refused.body.contains("Kein Hostname: &quot;https:&#x2f;&#x2f;shop.example&#x2f;&quot;"), "{}", refused.body);
     }
 
     async fn signed_out_visitors_get_their_browser_language(world: World) {

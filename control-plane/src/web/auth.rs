@@ -73,7 +73,7 @@ pub async fn sign_up(
     Extension(csrf): Extension<CsrfToken>,
     Form(form): Form<SignUpForm>,
 ) -> Response {
-    match accounts::sign_up(&state, &form.email, &form.password, &form.organisation, super::request_language()).await {
+    match accounts::sign_up(&state, &form.email, &form.password, &form.organisation, crate::i18n::request_language()).await {
         Ok(user) => match accounts::start_session(&state, &user).await {
             Ok(token) => (
                 [(header::SET_COOKIE, session_cookie(&state, &token))],

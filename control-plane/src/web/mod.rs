@@ -8,7 +8,8 @@
 //!   another site can neither read nor set.
 //! - Every page is sent with a strict CSP, `X-Frame-Options: DENY` and no-referrer.
 //! - Language: a signed-in user's preference, otherwise the request's `Accept-Language`
-//!   (see [`crate::i18n`]); templates translate with `t("English text")`.
+//!   (see [`crate::i18n`]), held for the request by [`check_csrf`]; templates translate
+//!   with `t("English text")`.
 //! - Organisation pages live under `/orgs/{org}/…`; [`OrgActor`] resolves the signed-in
 //!   member's role there and answers 404 to non-members, and the handlers go through
 //!   [`crate::manage`] for every rule.
@@ -16,8 +17,6 @@
 mod auth;
 mod org;
 mod passkeys;
-
-use std::cell::Cell;
 
 use axum::Router;
 use axum::body::Body;
@@ -130,20 +129,6 @@ pub(crate) fn cookie(headers: &axum::http::HeaderMap, name: &str) -> Option<Stri
         .map(|(_, value)| value.to_owned())
 }
 
-tokio::task_local! {
-    /// The language of the request being answered: negotiated from `Accept-Language` by
-    /// [`check_csrf`], then the signed-in user's preference once [`SignedIn`] has found them.
-    /// A task-local rather than an extension because [`render`] and [`PageError`] serve
-    /// every handler, and error pages have no request at hand; passing it down would change
-    /// every handler's signature.
-    static REQUEST_LANGUAGE: Cell<&'static str>;
-}
-
-/// The current request's language; English outside a request.
-pub(crate) fn request_language() -> &'static str {
-    REQUEST_LANGUAGE.try_with(Cell::get).unwrap_or(i18n::DEFAULT)
-}
-
 /// The page's CSRF token, from the cookie or minted for this response.
 #[derive(Debug, Clone)]
 pub struct CsrfToken(pub String);
@@ -182,7 +167,7 @@ async fn check_csrf(State(state): State<AppState>, mut request: Request, next: N
     }
     request.extensions_mut().insert(CsrfToken(token.clone()));
     let secure = state.web.secure_cookies;
-    let mut response = REQUEST_LANGUAGE.scope(Cell::new(lang), next.run(request)).await;
+    let mut response = i18n::with_request_language(lang, next.run(request)).await;
     let headers = response.headers_mut();
     if existing.is_none() {
         let value = format!("{CSRF_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict{}", if secure { "; Secure" } else { "" });
@@ -238,7 +223,7 @@ pub fn render(state: &AppState, status: StatusCode, template: &str, frame: &Fram
     });
     let user = frame.user.map(|user| context! { email => user.email, email_verified => user.email_verified });
     // The frame's user first: it carries a preference saved by this very request.
-    let lang = frame.user.and_then(|user| i18n::supported(&user.language)).unwrap_or_else(request_language);
+    let lang = frame.user.and_then(|user| i18n::supported(&user.language)).unwrap_or_else(i18n::request_language);
     let ctx = context! { csrf => frame.csrf.0, user => user, org => org, section => frame.section, lang => lang, ..page };
     let html = state
         .templates
@@ -286,7 +271,7 @@ impl IntoResponse for PageError {
             Self::SignIn => Redirect::to("/sign-in").into_response(),
             Self::Api(err) => {
                 let status = err.status_code();
-                let lang = request_language();
+                let lang = i18n::request_language();
                 let text = match &err {
                     ApiError::NotFound => i18n::translate(lang, "There is nothing here, or it belongs to another organisation.").to_owned(),
                     ApiError::Forbidden(code) => i18n::fill(i18n::translate(lang, "Your role does not allow this ({code})."), &[("code", code)]),
@@ -322,10 +307,7 @@ impl FromRequestParts<AppState> for SignedIn {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, PageError> {
         let token = cookie(&parts.headers, SESSION_COOKIE).ok_or(PageError::SignIn)?;
         let user = crate::accounts::session_user(state, &token).await?.ok_or(PageError::SignIn)?;
-        if let Some(lang) = i18n::supported(&user.language) {
-            // Outside check_csrf's scope there is no request language to replace.
-            let _ = REQUEST_LANGUAGE.try_with(|current| current.set(lang));
-        }
+        i18n::prefer_for_request(&user.language);
         Ok(Self { user, token })
     }
 }

@@ -33,7 +33,7 @@ impl IntoResponse for PasskeyRefusal {
             ApiError::Forbidden("account_closed") => "Your account is marked for deletion and can no longer sign in.",
             _ => return self.0.into_response(),
         };
-        self.0.response_with_message(i18n::translate(super::request_language(), message))
+        self.0.response_with_message(i18n::translate(i18n::request_language(), message))
     }
 }
 
