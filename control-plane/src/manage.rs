@@ -559,7 +559,8 @@ async fn invite(state: &AppState, actor: &Actor, email: &str, role: Role) -> Res
     let token = secrets::new_token();
     let now = state.clock.now_ms();
     let inviter = actor.audit_name();
-    orgs::insert_invitation(&state.db, &secrets::hash_secret(&token), &actor.organisation_id, email, role, &inviter, now, now + INVITATION_TTL_MS).await?;
+    let invitation = orgs::Invitation { email: email.to_owned(), role, expires_at: now + INVITATION_TTL_MS };
+    orgs::insert_invitation(&state.db, &secrets::hash_secret(&token), &actor.organisation_id, &invitation, &inviter, now).await?;
     let organisation = actor.organisation_name.clone().unwrap_or_default();
     let link = format!("{}/invitations/accept?token={token}", state.web.public_url);
     let lang = invitation_language(state, actor, email).await?;

@@ -122,7 +122,8 @@ impl Route {
             }
             Route::RevokeInvitation => {
                 let email = format!("{}@example.com", secrets::new_id());
-                orgs::insert_invitation(&world.db, &secrets::new_id(), home, &email, Role::Viewer, "test", 0, i64::MAX).await.unwrap();
+                let invitation = orgs::Invitation { email: email.clone(), role: Role::Viewer, expires_at: i64::MAX };
+                orgs::insert_invitation(&world.db, &secrets::new_id(), home, &invitation, "test", 0).await.unwrap();
                 browser.post(&format!("/orgs/{org}/invitations/revoke"), &[("email", &email)]).await
             }
             Route::Clients => browser.get(&format!("/orgs/{org}/clients")).await,

@@ -305,12 +305,11 @@ pub async fn insert_invitation(
     db: &Db,
     token_hash: &str,
     organisation_id: &str,
-    email: &str,
-    role: Role,
+    invitation: &Invitation,
     invited_by: &str,
     now_ms: i64,
-    expires_at: i64,
 ) -> Result<(), sqlx::Error> {
+    let Invitation { email, role, expires_at } = invitation;
     let mut tx = db.begin_write().await?;
     sqlx::query("DELETE FROM invitations WHERE organisation_id = $1 AND email = $2 AND accepted_at IS NULL")
         .bind(organisation_id)
