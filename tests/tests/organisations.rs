@@ -279,6 +279,9 @@ on_both_databases! {
             (format!("/orgs/{org}/api-keys"), vec![("name", "ci"), ("scope", "everything")], "Unknown scope"),
             (format!("/orgs/{org}/api-keys"), vec![("name", "ci")], "at least one scope"),
             ("/account/language".to_owned(), vec![("language", "klingon")], "Pick a language"),
+            // Hand-made posts that lack a field get a page too, not a plain-text 422.
+            (format!("/orgs/{org}/members"), vec![("email", "someone@example.com")], "missing a field"),
+            ("/sign-in".to_owned(), vec![("email", "forms@example.com")], "missing a field"),
         ];
         for (path, fields, reason) in bad {
             let page = owner.browser.post(&path, &fields).await.expect(400);

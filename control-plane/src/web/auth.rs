@@ -2,7 +2,6 @@
 
 use std::net::SocketAddr;
 
-use axum::Form;
 use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -10,7 +9,7 @@ use axum::Extension;
 use minijinja::context;
 use serde::Deserialize;
 
-use super::{CsrfToken, Frame, Page, PageError, SignedIn, clear_session_cookie, render, session_cookie};
+use super::{CsrfToken, Form, Frame, Page, PageError, SignedIn, clear_session_cookie, render, session_cookie};
 use crate::accounts::{self, AccountError, SignIn};
 use crate::app::AppState;
 use crate::db::orgs;

@@ -20,13 +20,14 @@ mod passkeys;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{FromRequestParts, Path, Request, State};
+use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use minijinja::{Environment, Value, context};
+use serde::de::DeserializeOwned;
 use subtle::ConstantTimeEq as _;
 
 use crate::app::AppState;
@@ -288,6 +289,26 @@ impl IntoResponse for PageError {
                     minijinja::HtmlEscape(i18n::translate(lang, "Back to the dashboard")),
                 );
                 (status, Html(html)).into_response()
+            }
+        }
+    }
+}
+
+/// axum's `Form`, but a body that lacks a field or has one that does not parse is refused
+/// with a dashboard page in the visitor's language, not axum's plain-text 422.
+pub struct Form<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Form<T> {
+    type Rejection = PageError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, PageError> {
+        match axum::Form::<T>::from_request(request, state).await {
+            Ok(axum::Form(value)) => Ok(Self(value)),
+            Err(rejection) => {
+                tracing::debug!(%rejection, "form refused");
+                Err(PageError::Api(ApiError::BadRequest(
+                    "This form is missing a field, or one of its fields cannot be read. Reload the page and try again.",
+                )))
             }
         }
     }

@@ -1,6 +1,5 @@
 //! Organisation pages: projects (settings, integration, usage), members, API keys, audit.
 
-use axum::Form;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
@@ -10,7 +9,7 @@ use humanproof_protocol::snapshot::RiskMode;
 use humanproof_protocol::{Decision, Protection};
 use serde::Deserialize;
 
-use super::{CsrfToken, Frame, OrgActor, Page, PageError, render};
+use super::{CsrfToken, Form, Frame, OrgActor, Page, PageError, render};
 use crate::app::AppState;
 use crate::db::projects::{LANGUAGES, WidgetOptions, enum_name};
 use crate::error::ApiError;
