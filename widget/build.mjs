@@ -1,7 +1,9 @@
 // Builds widget/dist: widget.js (one classic script with the worker, translations and
 // styles inlined) and solver.wasm. Expects widget/pkg from wasm-bindgen (./dev builds it).
+// On Cloudflare, widget/dist is the edge Worker's static assets (wrangler.toml), so it also
+// gets the `_headers` those are served with.
 import { build } from "esbuild";
-import { copyFileSync, mkdirSync } from "node:fs";
+import { copyFileSync, mkdirSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -46,4 +48,12 @@ await build({
   logLevel: "warning",
 });
 copyFileSync(join(here, "pkg/solver_bg.wasm"), join(dist, "solver.wasm"));
-console.log("widget/dist: widget.js, solver.wasm");
+// Any site may load the widget, and its blob worker fetches solver.wasm cross-origin. Short
+// freshness so a release reaches visitors within minutes; revalidation keeps it cheap.
+writeFileSync(
+  join(dist, "_headers"),
+  ["/widget.js", "/solver.wasm"]
+    .map((path) => `${path}\n  Access-Control-Allow-Origin: *\n  Cache-Control: public, max-age=300, stale-while-revalidate=86400\n`)
+    .join(""),
+);
+console.log("widget/dist: widget.js, solver.wasm, _headers");

@@ -2,7 +2,8 @@
 // in the repository's wrangler.toml, against the real control plane binary:
 // challenge, redeem, gates, CORS, single redeem (Durable Object), risk scoring with the
 // visitor-state Durable Object (blocks, repeat failures, rate limits), queue telemetry
-// delivery (including redelivery after a lost acknowledgement) and usage accounting.
+// delivery (including redelivery after a lost acknowledgement) and usage accounting, and
+// the widget's files served as the Worker's static assets.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { createServer, request as httpRequest } from "node:http";
@@ -257,6 +258,27 @@ describe("challenge and redeem in workerd", () => {
       const answer = await edge(target, { body });
       assert.deepEqual([answer.status, answer.json.reason], [status, reason], `${target} ${body.slice(0, 20)}`);
     }
+  });
+});
+
+describe("the widget's files as the Worker's static assets", () => {
+  test("widget.js and solver.wasm are served with CORS and caching; the edge's routes still reach the code", async () => {
+    const script = await mf.dispatchFetch("http://edge.test/widget.js");
+    assert.equal(script.status, 200);
+    assert.match(script.headers.get("content-type"), /javascript/);
+    assert.equal(script.headers.get("access-control-allow-origin"), "*");
+    assert.match(script.headers.get("cache-control"), /max-age=300/);
+    assert.ok((await script.text()).includes("humanproof-widget"));
+
+    const solver = await mf.dispatchFetch("http://edge.test/solver.wasm");
+    assert.equal(solver.status, 200);
+    assert.equal(solver.headers.get("content-type"), "application/wasm");
+    assert.equal(solver.headers.get("access-control-allow-origin"), "*");
+    assert.ok(WebAssembly.validate(new Uint8Array(await solver.arrayBuffer())));
+
+    const rules = await mf.dispatchFetch("http://edge.test/_headers");
+    assert.ok(!(await rules.text()).includes("Access-Control-Allow-Origin"), "the rules file itself is not served");
+    await startChallenge(projects.open.site_key);
   });
 });
 
