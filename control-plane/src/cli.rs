@@ -62,6 +62,9 @@ enum Command {
         /// lighter, default or stronger.
         #[arg(long, value_enum, default_value = "default")]
         level: ObfuscationName,
+        /// The check sent to browsers without `OffscreenCanvas`: no canvas half.
+        #[arg(long)]
+        without_canvas: bool,
     },
     /// Print the KV snapshot as `wrangler kv bulk put` input.
     Snapshot {
@@ -304,7 +307,7 @@ impl Cli {
                 println!("{output}");
                 Ok(())
             }
-            Command::Instrumentation { level } => {
+            Command::Instrumentation { level, without_canvas } => {
                 let level = match level {
                     ObfuscationName::Lighter => Obfuscation::Lighter,
                     ObfuscationName::Default => Obfuscation::Default,
@@ -313,6 +316,7 @@ impl Cli {
                 let mut seed = [0u8; 32];
                 getrandom::fill(&mut seed).map_err(|err| anyhow::anyhow!("no randomness: {err}"))?;
                 let scene = Scene::new(seed, level);
+                let scene = if without_canvas { scene.without_canvas() } else { scene };
                 println!("{}", json!({ "level": level, "script": scene.script(), "answer": scene.answer() }));
                 Ok(())
             }

@@ -15,7 +15,7 @@ use humanproof_protocol::wire::{
 use humanproof_protocol::{MasterSecret, Network, Reason, RiskAssessment, SiteSnapshot, TelemetryEvent, TelemetryKind};
 use serde::Serialize;
 
-use crate::instrumentation::{self, Scene};
+use crate::instrumentation;
 use crate::risk::{self, ClientHeaders, StartEvidence};
 use crate::stores::{ClaimStore, SnapshotStore, TelemetrySink, VisitorStore};
 use crate::visitor::VisitorEvent;
@@ -312,9 +312,7 @@ impl<S: SnapshotStore, C: ClaimStore, V: VisitorStore, T: TelemetrySink> Edge<S,
         // Our widget runs the environment check; a plain Cap client, which says nothing
         // about itself, gets none (and was scored for its missing signals instead).
         let check_level = body.widget.is_some().then(|| site.preset.protection().obfuscation);
-        let instrumentation = check_level.map(|level| Instrumentation {
-            script: Scene::new(instrumentation::seed(&self.config.master, &jti), level).script(),
-        });
+        let without_canvas = body.widget.as_ref().is_some_and(|widget| widget.offscreen_canvas == Some(false));
         let claims = ChallengeClaims {
             sk: site.site_key.clone(),
             jti,
@@ -328,7 +326,10 @@ impl<S: SnapshotStore, C: ClaimStore, V: VisitorStore, T: TelemetrySink> Edge<S,
             cd: body.cdata,
             risk: Some(assessment),
             ins: check_level,
+            ins_without_canvas: check_level.is_some() && without_canvas,
         };
+        let instrumentation = instrumentation::scene_for(&self.config.master, &claims)
+            .map(|scene| Instrumentation { script: scene.script() });
         let token = self.project_key(site).sign(&claims);
         let details = EventDetails {
             hostname: Some(host.to_owned()),
@@ -378,11 +379,10 @@ impl<S: SnapshotStore, C: ClaimStore, V: VisitorStore, T: TelemetrySink> Edge<S,
             Err(_) => return Err(refuse(Reason::Unavailable)),
         }
         // Checked after the claim, so each solved challenge buys one guess at the answer.
-        if let Some(level) = challenge.ins {
-            let expected = Scene::new(instrumentation::seed(&self.config.master, &challenge.jti), level).answer();
-            if body.instrumentation.as_deref() != Some(expected.as_str()) {
-                return Err(refuse(Reason::InstrumentationFailed));
-            }
+        if let Some(scene) = instrumentation::scene_for(&self.config.master, &challenge)
+            && body.instrumentation.as_deref() != Some(scene.answer().as_str())
+        {
+            return Err(refuse(Reason::InstrumentationFailed));
         }
 
         let verification = VerificationClaims {

@@ -17,7 +17,7 @@
 
 use std::fmt::Write as _;
 
-use humanproof_protocol::{MasterSecret, Obfuscation};
+use humanproof_protocol::{ChallengeClaims, MasterSecret, Obfuscation};
 
 /// Channel levels of the palette: far enough apart that anti-fingerprinting noise of a
 /// few units never moves a pixel to another level.
@@ -28,6 +28,13 @@ const FOLD: u32 = 0x9e37_79b1;
 /// The per-challenge secret the scene grows from.
 pub fn seed(master: &MasterSecret, challenge_id: &str) -> [u8; 32] {
     master.derive(&format!("humanproof/instrumentation/v1/{challenge_id}"))
+}
+
+/// The check a challenge token calls for, if any: the script sent with the challenge and
+/// the answer expected at its redeem both come from here.
+pub fn scene_for(master: &MasterSecret, challenge: &ChallengeClaims) -> Option<Scene> {
+    let scene = Scene::new(seed(master, &challenge.jti), challenge.ins?);
+    Some(if challenge.ins_without_canvas { scene.without_canvas() } else { scene })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,6 +83,8 @@ pub struct Scene {
     background: Colour,
     rects: Vec<Rect>,
     probes: Vec<Probe>,
+    /// Whether the script paints and probes a canvas; see [`Scene::without_canvas`].
+    canvas: bool,
 }
 
 /// splitmix64: small, fast, and the same on every platform.
@@ -122,7 +131,14 @@ impl Scene {
             })
             .collect();
         let probes = (0..probes).map(|_| Probe { x: rng.below(size), y: rng.below(size), salt: rng.below(1 << 16) }).collect();
-        Scene { seed, level, start, bytes, size, background, rects, probes }
+        Scene { seed, level, start, bytes, size, background, rects, probes, canvas: true }
+    }
+
+    /// The same scene for browsers whose workers have no `OffscreenCanvas` (Safari before
+    /// 16.4): only the `FileReaderSync` half runs, so it proves less, and the start that
+    /// asked for it is scored for that.
+    pub fn without_canvas(self) -> Scene {
+        Scene { canvas: false, ..self }
     }
 
     /// The answer a browser computes, as the script reports it (8 hex digits).
@@ -131,7 +147,7 @@ impl Scene {
         for &byte in &self.bytes {
             acc = (acc ^ u32::from(byte)).wrapping_mul(FOLD);
         }
-        for probe in &self.probes {
+        for probe in self.probes.iter().filter(|_| self.canvas) {
             acc = (acc ^ (self.colour_at(probe.x, probe.y).code() + probe.salt)).wrapping_mul(FOLD);
         }
         format!("{acc:08x}")
@@ -170,10 +186,12 @@ impl Scene {
             .join(",");
         let (size, start, fold) = (obfuscator.number(self.size), obfuscator.number(self.start), obfuscator.number(FOLD));
         let background = obfuscator.string(&self.background.css());
-        let steps = [
+        let mut steps = vec![
             format!("a={start}>>>0;m={fold}|0;"),
             format!("d=new Uint8Array(new self[{reader}]()[{read}](new self[{blob}]([new Uint8Array([{bytes}])])));"),
             "for(const b of d)a=Math.imul(a^b,m)>>>0;".to_owned(),
+        ];
+        let canvas_steps = [
             format!("c=new self[{canvas}]({size},{size})[{context}]({two_d});c[{fill_style}]={background};c[{fill_rect}](0,0,{size},{size});"),
             format!("for(const r of [{rects}]){{c[{fill_style}]=r[4];c[{fill_rect}](r[0],r[1],r[2],r[3]);}}"),
             format!(
@@ -181,6 +199,9 @@ impl Scene {
                  a=Math.imul(a^(((Math.round(v[0]/85)<<4)|(Math.round(v[1]/85)<<2)|Math.round(v[2]/85))+p[2]),m)>>>0;}}"
             ),
         ];
+        if self.canvas {
+            steps.extend(canvas_steps);
+        }
         let body = obfuscator.control_flow(&steps);
         format!(
             "\"use strict\";(()=>{{{table}let a,m,d,c;try{{{body}self[{post}]({{answer:a.toString(16).padStart(8,\"0\")}});}}\
@@ -295,6 +316,7 @@ mod tests {
                 Rect { x: 2, y: 2, width: 5, height: 5, colour: colour(0, 3, 1) },
             ],
             probes: vec![Probe { x: 1, y: 1, salt: 0 }, Probe { x: 3, y: 3, salt: 5 }, Probe { x: 9, y: 9, salt: 9 }],
+            canvas: true,
         };
         assert_eq!([(1, 1), (3, 3), (9, 9)].map(|(x, y)| scene.colour_at(x, y).code()), [48, 13, 0]);
         let mut acc = (1u32 ^ 7).wrapping_mul(FOLD);
@@ -303,6 +325,35 @@ mod tests {
         }
         assert_eq!(scene.answer(), format!("{acc:08x}"));
         assert_eq!(scene.colour_at(0, 0).css(), "rgb(255,0,0)");
+    }
+
+    #[test]
+    fn without_a_canvas_only_the_reader_half_runs_and_counts() {
+        let full = Scene::new(seed(&master(), "challenge-d"), Obfuscation::Lighter);
+        let partial = full.clone().without_canvas();
+        let mut acc = full.start;
+        for &byte in &full.bytes {
+            acc = (acc ^ u32::from(byte)).wrapping_mul(FOLD);
+        }
+        assert_eq!(partial.answer(), format!("{acc:08x}"));
+        assert_ne!(partial.answer(), full.answer());
+        let script = partial.script();
+        assert!(script.contains("FileReaderSync") && !script.contains("OffscreenCanvas"), "{script}");
+    }
+
+    #[test]
+    fn a_token_names_its_scene() {
+        let master = master();
+        let mut claims: ChallengeClaims = serde_json::from_value(serde_json::json!({
+            "sk": "hp_site_a", "jti": "challenge-e", "c": 1, "s": 32, "d": 1, "iat": 0, "exp": 1, "host": "example.com",
+        }))
+        .unwrap();
+        assert!(scene_for(&master, &claims).is_none(), "no check was sent");
+        claims.ins = Some(Obfuscation::Default);
+        let full = Scene::new(seed(&master, "challenge-e"), Obfuscation::Default);
+        assert_eq!(scene_for(&master, &claims).unwrap().answer(), full.answer());
+        claims.ins_without_canvas = true;
+        assert_eq!(scene_for(&master, &claims).unwrap().answer(), full.without_canvas().answer());
     }
 
     #[test]

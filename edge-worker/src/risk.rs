@@ -105,6 +105,9 @@ pub fn assess(evidence: &StartEvidence<'_>, preset: Preset, mode: RiskMode) -> R
     if body.signals.as_ref().is_some_and(|signals| signals.visibility == "hidden") {
         add(RiskReason::BackgroundOrHiddenPage);
     }
+    if body.widget.as_ref().is_some_and(|widget| widget.offscreen_canvas == Some(false)) {
+        add(RiskReason::PartialEnvironmentCheck);
+    }
     score_headers(&evidence.headers, &mut add);
     if let Some(form) = &body.form {
         if form.email.as_deref().is_some_and(is_disposable_email) {
@@ -142,7 +145,8 @@ pub fn points(reason: RiskReason) -> Score {
         RiskReason::FastStart
         | RiskReason::NoFormInteraction
         | RiskReason::MissingAcceptLanguage
-        | RiskReason::UnusualFetchContext => 10,
+        | RiskReason::UnusualFetchContext
+        | RiskReason::PartialEnvironmentCheck => 10,
     })
 }
 
@@ -339,6 +343,11 @@ mod tests {
             (reasons_after(|_, _, h| h.recent_failures = 2), vec![RiskReason::RepeatFailures]),
             (reasons_after(|_, _, h| h.recent_high_risk = 2), vec![RiskReason::RepeatHighRiskPattern]),
             (reasons_after(|_, _, h| h.failures_elsewhere = 3), vec![RiskReason::CrossSiteFailures]),
+            (
+                reasons_after(|b, _, _| b.widget.as_mut().unwrap().offscreen_canvas = Some(false)),
+                vec![RiskReason::PartialEnvironmentCheck],
+            ),
+            (reasons_after(|b, _, _| b.widget.as_mut().unwrap().offscreen_canvas = Some(true)), vec![]),
             // Below their thresholds, history and timing add nothing.
             (reasons_after(|_, _, h| (h.recent_failures, h.recent_high_risk, h.failures_elsewhere) = (1, 1, 2)), vec![]),
         ];

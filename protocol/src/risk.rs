@@ -41,11 +41,14 @@ pub enum RiskReason {
     RepeatHighRiskPattern,
     /// The same visitor failed redeems on other sites within the last day.
     CrossSiteFailures,
+    /// The widget's browser has no `OffscreenCanvas`, so its environment check leaves out
+    /// the canvas half.
+    PartialEnvironmentCheck,
 }
 
 impl RiskReason {
     /// Every code, for documentation and tests.
-    pub const ALL: [RiskReason; 15] = [
+    pub const ALL: [RiskReason; 16] = [
         Self::VeryFastStart,
         Self::FastStart,
         Self::NoObservedInteraction,
@@ -61,6 +64,7 @@ impl RiskReason {
         Self::RepeatFailures,
         Self::RepeatHighRiskPattern,
         Self::CrossSiteFailures,
+        Self::PartialEnvironmentCheck,
     ];
 
     /// The stable code.
@@ -81,6 +85,7 @@ impl RiskReason {
             Self::RepeatFailures => "repeat_failures",
             Self::RepeatHighRiskPattern => "repeat_high_risk_pattern",
             Self::CrossSiteFailures => "cross_site_failures",
+            Self::PartialEnvironmentCheck => "partial_environment_check",
         }
     }
 
@@ -107,6 +112,7 @@ impl RiskReason {
             Self::RepeatFailures => "The same visitor failed checks on this site in the last few minutes.",
             Self::RepeatHighRiskPattern => "The same visitor started several high-risk checks on this site in the last few minutes.",
             Self::CrossSiteFailures => "The same visitor failed checks on other HumanProof sites in the last day.",
+            Self::PartialEnvironmentCheck => "The browser could only run part of the environment check (it has no OffscreenCanvas).",
         }
     }
 }

@@ -109,6 +109,10 @@ pub struct ChallengeClaims {
     /// must answer it. `None` when no check was sent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ins: Option<Obfuscation>,
+    /// The check leaves out its canvas half, because the widget said its browser's workers
+    /// have no `OffscreenCanvas` (Safari before 16.4).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ins_without_canvas: bool,
 }
 
 impl Claims for ChallengeClaims {
@@ -242,6 +246,7 @@ mod tests {
             cd: None,
             risk: None,
             ins: None,
+            ins_without_canvas: false,
         }
     }
 

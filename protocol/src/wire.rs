@@ -48,6 +48,11 @@ pub struct WidgetContext {
     /// What started the check: `click`, `submit`, `load` or `execute`.
     #[serde(default)]
     pub trigger: Option<String>,
+    /// Whether the browser has `OffscreenCanvas`, which the environment check paints on.
+    /// `Some(false)` (Safari before 16.4) gets the check without its canvas half, and the
+    /// `partial_environment_check` reason.
+    #[serde(default)]
+    pub offscreen_canvas: Option<bool>,
 }
 
 /// The widget's interaction counters, taken from when it connected to when the check

@@ -64,6 +64,7 @@ fn redeem_verification() {
             cd: None,
             risk: None,
             ins: None,
+            ins_without_canvas: false,
         };
         let token = key.sign(&claims);
         let solve_started = Instant::now();

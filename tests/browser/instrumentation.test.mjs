@@ -2,6 +2,7 @@
 // `humanproof instrumentation` run in a dedicated worker from a blob: URL, under a strict CSP
 // with no eval, and must post the answer the edge expects. Outside a browser (Node's worker
 // threads, which lack FileReaderSync and OffscreenCanvas) the same scripts give no answer.
+// A worker without OffscreenCanvas (older Safari) answers only the check without a canvas.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
@@ -33,8 +34,21 @@ after(async () => {
   server?.close();
 });
 
-function sample(level) {
-  return JSON.parse(execFileSync(BINARY, ["instrumentation", "--level", level], { encoding: "utf8" }));
+function sample(level, ...flags) {
+  return JSON.parse(execFileSync(BINARY, ["instrumentation", "--level", level, ...flags], { encoding: "utf8" }));
+}
+
+/** Runs `source` in a dedicated worker from a blob: URL in `page`, and returns what it posts. */
+function runInWorker(page, source) {
+  return page.evaluate(
+    (code) =>
+      new Promise((resolve) => {
+        const worker = new Worker(URL.createObjectURL(new Blob([code], { type: "text/javascript" })));
+        worker.onmessage = (event) => resolve(event.data);
+        worker.onerror = (event) => resolve({ error: event.message });
+      }),
+    source,
+  );
 }
 
 for (const level of ["lighter", "default", "stronger"]) {
@@ -46,16 +60,7 @@ for (const level of ["lighter", "default", "stronger"]) {
     for (let i = 0; i < SAMPLES_PER_LEVEL; i++) {
       const { script, answer } = sample(level);
       assert.doesNotMatch(script, /\beval\b|Function\(/);
-      const posted = await page.evaluate(
-        (source) =>
-          new Promise((resolve) => {
-            const worker = new Worker(URL.createObjectURL(new Blob([source], { type: "text/javascript" })));
-            worker.onmessage = (event) => resolve(event.data);
-            worker.onerror = (event) => resolve({ error: event.message });
-          }),
-        script,
-      );
-      assert.deepEqual(posted, { answer }, `sample ${i}`);
+      assert.deepEqual(await runInWorker(page, script), { answer }, `sample ${i}`);
 
       const inNode = await new Promise((resolve) => {
         const worker = new Worker(script, { eval: true });
@@ -68,3 +73,18 @@ for (const level of ["lighter", "default", "stronger"]) {
     await page.close();
   });
 }
+
+test("a browser without OffscreenCanvas fails the full check and passes the one without a canvas", async () => {
+  const page = await browser.newPage();
+  await page.goto(origin);
+  // Safari before 16.4, as far as the check can tell: its workers have no OffscreenCanvas.
+  const olderBrowser = (script) => `delete self.OffscreenCanvas;${script}`;
+  for (const level of ["lighter", "stronger"]) {
+    const full = sample(level);
+    assert.ok("error" in (await runInWorker(page, olderBrowser(full.script))), `${level}: the full check needs a canvas`);
+    const partial = sample(level, "--without-canvas");
+    assert.doesNotMatch(partial.script, /OffscreenCanvas/);
+    assert.deepEqual(await runInWorker(page, olderBrowser(partial.script)), { answer: partial.answer }, level);
+  }
+  await page.close();
+});

@@ -126,7 +126,7 @@ test("the demo form: tick, solve with wasm workers, submit, and the backend's si
   // The challenge start carried the signals and context, and nothing it must not.
   assert.equal(challengeBodies.length, 1);
   const body = JSON.parse(challengeBodies[0]);
-  assert.deepEqual(body.widget, { variant: "checkbox", trigger: "click", branding: "full", signal_version: 1 });
+  assert.deepEqual(body.widget, { variant: "checkbox", trigger: "click", branding: "full", signal_version: 1, offscreen_canvas: true });
   assert.deepEqual(body.form, { page_path: "/", method: "post", action_path: "/submit", email: "ada@example.com" });
   assert.ok(body.signals.elapsed_ms > 0);
   assert.ok(body.signals.key_count > 0 && body.signals.pointer_downs > 0 && body.signals.focus_count > 0, JSON.stringify(body.signals));

@@ -26,7 +26,7 @@ use humanproof_control_plane::publish::Publisher;
 use humanproof_control_plane::{AppState, app, secrets};
 use humanproof_edge::EdgeConfig;
 use humanproof_edge::memory::{MemoryClaims, MemorySnapshots, MemoryVisitors};
-use humanproof_edge::instrumentation::{self, Scene};
+use humanproof_edge::instrumentation;
 use humanproof_edge::risk::ClientHeaders;
 use humanproof_edge::{EdgeRequest, RequestBody};
 use humanproof_protocol::snapshot::RiskMode;
@@ -356,8 +356,7 @@ impl World {
     /// The right answer to the environment check a challenge token carries, if any.
     pub fn instrumentation_answer(&self, token: &str) -> Option<String> {
         let claims: humanproof_protocol::ChallengeClaims = humanproof_protocol::token::peek_unverified(token).ok()?;
-        let level = claims.ins?;
-        Some(Scene::new(instrumentation::seed(&self.master, &claims.jti), level).answer())
+        Some(instrumentation::scene_for(&self.master, &claims)?.answer())
     }
 
     /// Starts, solves and redeems a challenge; returns the challenge token and the answer.

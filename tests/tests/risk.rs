@@ -10,7 +10,7 @@ use humanproof_control_plane::local::{GeoLookup, edge_router};
 use humanproof_control_plane::secrets;
 use humanproof_protocol::preset::RATE_WINDOW_MS;
 use humanproof_protocol::snapshot::RiskMode;
-use humanproof_protocol::{Decision, Network, Preset, Protection, RiskReason, TelemetryKind};
+use humanproof_protocol::{Decision, Network, Obfuscation, Preset, Protection, RiskReason, TelemetryKind};
 use humanproof_tests::*;
 use serde_json::{Value, json};
 use sqlx::Row;
@@ -178,6 +178,42 @@ on_both_databases! {
         let token = cap.json["token"].as_str().unwrap();
         let solutions = humanproof_protocol::pow::solve(token, serde_json::from_value(cap.json["challenge"].clone()).unwrap());
         assert_eq!(world.redeem_with(site.site_key(), token, &solutions, None).await.status, 200);
+    }
+
+    async fn a_browser_without_offscreen_canvas_gets_the_check_without_a_canvas_and_a_reason(world: World) {
+        let lighter = Preset::Custom(Protection { difficulty: 1, challenge_count: 2, obfuscation: Obfuscation::Lighter, ..Protection::BALANCED });
+        let site = world.create_project(humanproof_control_plane::db::projects::ProjectSettings { preset: lighter, ..quick_project("older-safari") }).await;
+        let mut older_safari = human_start();
+        older_safari["widget"]["offscreen_canvas"] = json!(false);
+        let started = world.start_challenge(site.site_key(), &older_safari).await;
+        let claims = peek_challenge(&started);
+        assert_eq!(claims["ins_without_canvas"], true);
+        assert_eq!(reasons(&claims["risk"]), ["partial_environment_check"]);
+        let script = started.json["instrumentation"]["script"].as_str().unwrap();
+        assert!(!script.contains("OffscreenCanvas") && script.contains("FileReaderSync"), "the lighter level names what it uses: {script}");
+
+        // The redeem carries the answer of the check without the canvas half, and passes.
+        let token = started.json["token"].as_str().unwrap();
+        let solutions = humanproof_protocol::pow::solve(token, serde_json::from_value(started.json["challenge"].clone()).unwrap());
+        let redeemed = world.redeem(site.site_key(), token, &solutions).await;
+        assert_eq!(redeemed.status, 200, "{:?}", redeemed.json);
+        let verified = world.siteverify(&[("secret", &site.secret), ("response", redeemed.json["token"].as_str().unwrap())]).await;
+        assert_eq!(reasons(&verified.json["humanproof"]["risk"]), ["partial_environment_check"], "{:?}", verified.json);
+        // The full check's answer does not fit a challenge that sent the partial one.
+        let again = world.start_challenge(site.site_key(), &older_safari).await;
+        let token = again.json["token"].as_str().unwrap();
+        let solutions = humanproof_protocol::pow::solve(token, serde_json::from_value(again.json["challenge"].clone()).unwrap());
+        let mut claims: humanproof_protocol::ChallengeClaims = humanproof_protocol::token::peek_unverified(token).unwrap();
+        claims.ins_without_canvas = false;
+        let full_answer = humanproof_edge::instrumentation::scene_for(&world.master, &claims).unwrap().answer();
+        assert_eq!(world.redeem_with(site.site_key(), token, &solutions, Some(&full_answer)).await.reason(), "instrumentation_failed");
+
+        // A current browser says it has a canvas and gets the full check, unscored.
+        let mut current = human_start();
+        current["widget"]["offscreen_canvas"] = json!(true);
+        let started = world.start_challenge(site.site_key(), &current).await;
+        assert_eq!(peek_challenge(&started).get("ins_without_canvas"), None);
+        assert!(reasons(&peek_challenge(&started)["risk"]).is_empty());
     }
 
     async fn the_dashboard_explains_decisions_and_switches_to_enforce(world: World) {

@@ -179,7 +179,14 @@ class HumanProofWidget extends HTMLElement {
 
   #challengeBody() {
     const body = {
-      widget: { variant: this.variant, trigger: this.trigger, branding: this.branding, signal_version: SIGNAL_VERSION },
+      widget: {
+        variant: this.variant,
+        trigger: this.trigger,
+        branding: this.branding,
+        signal_version: SIGNAL_VERSION,
+        // Older browsers (Safari before 16.4) get the environment check without its canvas half.
+        offscreen_canvas: typeof OffscreenCanvas === "function",
+      },
       signals: this.#signals.snapshot(),
       form: formContext(this.form),
     };
