@@ -10,7 +10,7 @@ use humanproof_protocol::privacy::salted_hash;
 use humanproof_protocol::snapshot::origin_host;
 use humanproof_protocol::token::{ChallengeClaims, TokenError, VerificationClaims};
 use humanproof_protocol::wire::{
-    ChallengeRequest, ChallengeResponse, ErrorBody, Instrumentation, RedeemRequest, RedeemResponse,
+    ChallengeRequest, ChallengeResponse, ErrorBody, Instrumentation, RedeemRequest, RedeemResponse, WidgetContext,
 };
 use humanproof_protocol::{MasterSecret, Network, Reason, RiskAssessment, SiteSnapshot, TelemetryEvent, TelemetryKind};
 use serde::Serialize;
@@ -312,7 +312,6 @@ impl<S: SnapshotStore, C: ClaimStore, V: VisitorStore, T: TelemetrySink> Edge<S,
         // Our widget runs the environment check; a plain Cap client, which says nothing
         // about itself, gets none (and was scored for its missing signals instead).
         let check_level = body.widget.is_some().then(|| site.preset.protection().obfuscation);
-        let without_canvas = body.widget.as_ref().is_some_and(|widget| widget.offscreen_canvas == Some(false));
         let claims = ChallengeClaims {
             sk: site.site_key.clone(),
             jti,
@@ -326,7 +325,7 @@ impl<S: SnapshotStore, C: ClaimStore, V: VisitorStore, T: TelemetrySink> Edge<S,
             cd: body.cdata,
             risk: Some(assessment),
             ins: check_level,
-            ins_without_canvas: check_level.is_some() && without_canvas,
+            ins_without_canvas: body.widget.as_ref().is_some_and(WidgetContext::lacks_offscreen_canvas),
         };
         let instrumentation = instrumentation::scene_for(&self.config.master, &claims)
             .map(|scene| Instrumentation { script: scene.script() });

@@ -12,7 +12,7 @@ use std::sync::LazyLock;
 use humanproof_protocol::preset::COUNT_RANGE;
 use humanproof_protocol::risk::RiskFactor;
 use humanproof_protocol::snapshot::RiskMode;
-use humanproof_protocol::wire::{ChallengeRequest, FormContext, Signals};
+use humanproof_protocol::wire::{ChallengeRequest, FormContext, Signals, WidgetContext};
 use humanproof_protocol::{ChallengeParams, Decision, Preset, RiskAssessment, RiskReason, Score};
 
 use crate::visitor::VisitorHistory;
@@ -105,7 +105,7 @@ pub fn assess(evidence: &StartEvidence<'_>, preset: Preset, mode: RiskMode) -> R
     if body.signals.as_ref().is_some_and(|signals| signals.visibility == "hidden") {
         add(RiskReason::BackgroundOrHiddenPage);
     }
-    if body.widget.as_ref().is_some_and(|widget| widget.offscreen_canvas == Some(false)) {
+    if body.widget.as_ref().is_some_and(WidgetContext::lacks_offscreen_canvas) {
         add(RiskReason::PartialEnvironmentCheck);
     }
     score_headers(&evidence.headers, &mut add);
@@ -237,7 +237,6 @@ pub fn is_high_risk(assessment: &RiskAssessment) -> bool {
 #[cfg(test)]
 mod tests {
     use humanproof_protocol::Protection;
-    use humanproof_protocol::wire::WidgetContext;
 
     use super::*;
 

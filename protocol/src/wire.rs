@@ -55,6 +55,14 @@ pub struct WidgetContext {
     pub offscreen_canvas: Option<bool>,
 }
 
+impl WidgetContext {
+    /// Whether the widget said its browser has no `OffscreenCanvas` (saying nothing is not
+    /// saying that).
+    pub fn lacks_offscreen_canvas(&self) -> bool {
+        self.offscreen_canvas == Some(false)
+    }
+}
+
 /// The widget's interaction counters, taken from when it connected to when the check
 /// started. Counts and timings only: the edge scores them and keeps none of them.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]

@@ -163,9 +163,10 @@ class HumanProofWidget extends HTMLElement {
       return redeemed.token;
     } catch (error) {
       if (error.name === "AbortError") throw error;
-      this.#setState("error", { reason: error.reason || "network_error", retryAfter: error.retryAfter });
-      this.#emit("error", { reason: error.reason || "network_error", message: error.message, retryAfter: error.retryAfter });
-      this.#options.errorCallback?.(error.reason || "network_error");
+      const failure = { reason: error.reason || "network_error", retryAfter: error.retryAfter };
+      this.#setState("error", failure);
+      this.#emit("error", { ...failure, message: error.message });
+      this.#options.errorCallback?.(failure.reason);
       throw error;
     } finally {
       if (this.#run === run) this.#run = null;
