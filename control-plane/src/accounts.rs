@@ -4,13 +4,25 @@
 //! - Passwords are hashed with argon2id (the crate's default cost, OWASP's minimum).
 //! - Session cookies, email links and reset links carry 256 random bits; only their SHA-256
 //!   is stored, so a database leak does not hand out live sessions or links.
-//! - Sign-in failures are counted per email and per client IP under keyed hashes, never the
-//!   raw values, and the counts expire with the retention rules.
+//! - Attempts are throttled under keyed hashes, never the raw values: sign-in per email and
+//!   per client network (an IPv6 client's /64), the second factor per account, sign-up and
+//!   reset requests per network (and reset requests per email too). Each attempt is counted
+//!   before it is checked, in one atomic statement, so parallel guesses cannot slip past.
+//! - argon2 runs on the blocking pool, at most one hash per core at a time, so a burst of
+//!   sign-ins queues behind itself instead of stalling siteverify on the async workers.
+//! - Neither sign-in nor sign-up nor a reset request tells whether an email has an account:
+//!   unknown emails cost the same argon2 work, and a sign-up for a taken address answers as
+//!   any sign-up does, while its owner gets an email about it.
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use std::net::IpAddr;
+use std::sync::LazyLock;
+
 use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use hmac::{Hmac, Mac};
+use humanproof_protocol::privacy::client_network;
 use sha2::Sha256;
+use tokio::sync::Semaphore;
 
 use crate::app::AppState;
 use crate::db::accounts::{self, EmailTokenPurpose, User, UserStatus};
@@ -26,12 +38,18 @@ pub const SESSION_TTL_MS: i64 = 7 * 24 * 60 * 60 * 1000;
 pub const VERIFY_LINK_TTL_MS: i64 = 24 * 60 * 60 * 1000;
 /// How long a password reset link works.
 pub const RESET_LINK_TTL_MS: i64 = 60 * 60 * 1000;
-/// The window failed sign-ins are counted over.
+/// The window attempts are counted over.
 pub const THROTTLE_WINDOW_MS: i64 = 15 * 60 * 1000;
 /// Failed sign-ins for one email within the window before sign-in is refused.
 pub const MAX_FAILURES_PER_EMAIL: i64 = 5;
-/// Failed sign-ins from one IP within the window before sign-in is refused.
+/// Failed sign-ins from one client network within the window before sign-in is refused.
 pub const MAX_FAILURES_PER_IP: i64 = 20;
+/// Sign-ups from one client network within the window.
+pub const MAX_SIGN_UPS_PER_IP: i64 = 10;
+/// Password reset requests from one client network within the window.
+pub const MAX_RESET_REQUESTS_PER_IP: i64 = 5;
+/// Password reset requests for one email within the window, so nobody floods a mailbox.
+pub const MAX_RESET_REQUESTS_PER_EMAIL: i64 = 3;
 /// Shortest password accepted.
 pub const MIN_PASSWORD_LEN: usize = 10;
 /// Longest password accepted (argon2 would take more, but nobody types this much).
@@ -52,14 +70,11 @@ pub enum AccountError {
     /// Too short or too long.
     #[error("Use a password of {MIN_PASSWORD_LEN} to {MAX_PASSWORD_LEN} characters.")]
     WeakPassword,
-    /// Someone already signed up with this address.
-    #[error("An account with this email already exists. Sign in or reset your password.")]
-    EmailTaken,
     /// Unknown email or wrong password (deliberately indistinguishable).
     #[error("Wrong email or password.")]
     WrongCredentials,
-    /// Too many failed attempts.
-    #[error("Too many failed sign-ins. Try again in {} minutes.", .retry_after_s.div_ceil(60))]
+    /// Too many attempts.
+    #[error("Too many attempts. Try again in {} minutes.", .retry_after_s.div_ceil(60))]
     Throttled {
         /// Seconds until the oldest counted failure leaves the window.
         retry_after_s: u64,
@@ -84,18 +99,53 @@ pub enum AccountError {
     Database(#[from] sqlx::Error),
 }
 
-/// argon2id hash in PHC string format.
-pub fn hash_password(password: &str) -> String {
+/// At most one argon2 computation per core at a time: each takes ~19 MiB and tens of
+/// milliseconds of CPU, and more in parallel would only queue inside the OS instead.
+static HASHING: LazyLock<Semaphore> = LazyLock::new(|| {
+    Semaphore::new(std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get))
+});
+
+/// Runs argon2 work on the blocking pool, within [`HASHING`]'s bound.
+async fn argon2_work<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
+    let _permit = HASHING.acquire().await.expect("the semaphore is never closed");
+    tokio::task::spawn_blocking(work).await.expect("argon2 does not panic")
+}
+
+fn hash_now(password: &str) -> String {
     let mut salt = [0u8; 16];
     getrandom::fill(&mut salt).expect("the OS provides randomness");
     let salt = SaltString::encode_b64(&salt).expect("16 bytes is a valid salt");
     Argon2::default().hash_password(password.as_bytes(), &salt).expect("argon2 accepts any password").to_string()
 }
 
+/// argon2id hash in PHC string format.
+pub async fn hash_password(password: &str) -> String {
+    let password = password.to_owned();
+    argon2_work(move || hash_now(&password)).await
+}
+
 /// Whether `password` matches a stored hash.
-pub fn verify_password(stored: &str, password: &str) -> bool {
-    PasswordHash::new(stored)
-        .is_ok_and(|hash| Argon2::default().verify_password(password.as_bytes(), &hash).is_ok())
+pub async fn verify_password(stored: &str, password: &str) -> bool {
+    let (stored, password) = (stored.to_owned(), password.to_owned());
+    argon2_work(move || {
+        PasswordHash::new(&stored).is_ok_and(|hash| Argon2::default().verify_password(password.as_bytes(), &hash).is_ok())
+    })
+    .await
+}
+
+/// A hash of nothing anyone knows, checked against when an email has no account, so that
+/// answering "wrong email or password" costs the same argon2 work either way.
+static DUMMY_HASH: LazyLock<String> = LazyLock::new(|| hash_now(&crate::secrets::new_token()));
+
+async fn verify_or_waste_time(stored: Option<&str>, password: &str) -> bool {
+    match stored {
+        Some(stored) => verify_password(stored, password).await,
+        None => {
+            let dummy = LazyLock::force(&DUMMY_HASH).clone();
+            verify_password(&dummy, password).await;
+            false
+        }
+    }
 }
 
 /// A normalised email address: trimmed and lowercased, one `@`, a dot in the domain.
@@ -125,26 +175,49 @@ fn throttle_subject(state: &AppState, kind: &str, value: &str) -> String {
     hex::encode(mac.finalize().into_bytes())
 }
 
-/// Refuses once `subject` has `limit` failures within the window, saying when to retry.
-async fn check_throttle(state: &AppState, subject: &str, limit: i64, now: i64) -> Result<(), AccountError> {
-    let (failures, oldest) = accounts::login_failures_since(&state.db, subject, now - THROTTLE_WINDOW_MS).await?;
-    if failures < limit {
+/// The throttle subject of a client: its network (an IPv6 client's /64), keyed.
+fn network_subject(state: &AppState, kind: &str, client_ip: IpAddr) -> String {
+    throttle_subject(state, kind, &client_network(&client_ip.to_string()))
+}
+
+/// Counts an attempt against `subject` and refuses it when it is over `limit` within the
+/// window, saying when to retry. Counting first is what makes the limit hold under
+/// parallel requests: each one gets its own place in the count.
+async fn take_attempt(state: &AppState, subject: &str, limit: i64, now: i64) -> Result<(), AccountError> {
+    let (attempts, window_start) = accounts::count_attempt(&state.db, subject, now, THROTTLE_WINDOW_MS).await?;
+    if attempts <= limit {
         return Ok(());
     }
-    let retry_after_ms = oldest.unwrap_or(now) + THROTTLE_WINDOW_MS - now;
+    let retry_after_ms = window_start.saturating_add(THROTTLE_WINDOW_MS).saturating_sub(now);
     Err(AccountError::Throttled { retry_after_s: u64::try_from(retry_after_ms.max(1000) / 1000).unwrap_or(1) })
 }
 
-/// Creates an account and its first organisation, and sends the verification link.
-/// `language` (a dashboard language, e.g. negotiated from the sign-up request) becomes the
-/// account's preference, so the email and the dashboard speak it from the start.
-pub async fn sign_up(state: &AppState, email: &str, password: &str, organisation: &str, language: &str) -> Result<User, AccountError> {
+/// Creates an account and its first organisation, and sends the link that confirms the
+/// address and signs in. `language` (a dashboard language, e.g. negotiated from the sign-up
+/// request) becomes the account's preference, so the email and the dashboard speak it from
+/// the start. A taken address gets the same answer, and its owner an email saying someone
+/// tried: the form must not tell anyone who has an account.
+pub async fn sign_up(
+    state: &AppState,
+    email: &str,
+    password: &str,
+    organisation: &str,
+    language: &str,
+    client_ip: IpAddr,
+) -> Result<(), AccountError> {
     let email = normalize_email(email)?;
     check_password(password)?;
     let now = state.clock.now_ms();
-    let mut user = match accounts::insert_user(&state.db, &email, &hash_password(password), false, now).await {
+    take_attempt(state, &network_subject(state, "sign-up", client_ip), MAX_SIGN_UPS_PER_IP, now).await?;
+    let password_hash = hash_password(password).await;
+    let mut user = match accounts::insert_user(&state.db, &email, &password_hash, false, now).await {
         Ok(user) => user,
-        Err(err) if is_unique_violation(&err) => return Err(AccountError::EmailTaken),
+        Err(err) if is_unique_violation(&err) => {
+            if let Some((owner, _)) = accounts::find_user_by_email(&state.db, &email).await? {
+                warn_of_sign_up_attempt(state, &owner).await;
+            }
+            return Ok(());
+        }
         Err(err) => return Err(err.into()),
     };
     if let Some(language) = i18n::supported(language).filter(|language| *language != user.language) {
@@ -156,7 +229,20 @@ pub async fn sign_up(state: &AppState, email: &str, password: &str, organisation
     let organisation_id = orgs::create_organisation(&state.db, organisation, &user.id, now).await?;
     orgs::audit(&state.db, Some(&organisation_id), &format!("user:{email}"), "account.signed_up", None, now).await?;
     send_verification(state, &user).await?;
-    Ok(user)
+    Ok(())
+}
+
+/// Tells an account's owner that someone tried to sign up with their address.
+async fn warn_of_sign_up_attempt(state: &AppState, owner: &User) {
+    let lang = &owner.language;
+    let body = "Someone tried to create a HumanProof account with this email address, which already has one. If it was you, sign in or reset your password:\n\n{link}\n\nIf it was not you, you can ignore this message: nothing was changed.";
+    let link = format!("{}/sign-in", state.web.public_url);
+    let email = Email {
+        to: owner.email.clone(),
+        subject: i18n::translate(lang, "Someone tried to sign up with your email").to_owned(),
+        body: i18n::fill(i18n::translate(lang, body), &[("link", &link)]),
+    };
+    deliver(state, &email).await;
 }
 
 /// Sends a fresh verification link, in the user's language; earlier links stop working.
@@ -176,14 +262,19 @@ pub async fn send_verification(state: &AppState, user: &User) -> Result<(), Acco
     Ok(())
 }
 
-/// Follows a verification link.
-pub async fn verify_email(state: &AppState, token: &str) -> Result<(), AccountError> {
+/// Follows a verification link; returns the account it confirmed, which the link also
+/// signs in (the link is the proof a sign-up has to give).
+pub async fn verify_email(state: &AppState, token: &str) -> Result<User, AccountError> {
     let now = state.clock.now_ms();
     let user_id = accounts::use_email_token(&state.db, &hash_secret(token), EmailTokenPurpose::VerifyEmail, now)
         .await?
         .ok_or(AccountError::InvalidLink)?;
     accounts::mark_email_verified(&state.db, &user_id, now).await?;
-    Ok(())
+    let user = accounts::find_user(&state.db, &user_id).await?.ok_or(AccountError::InvalidLink)?;
+    if user.status == UserStatus::MarkedForDeletion {
+        return Err(AccountError::AccountClosed);
+    }
+    Ok(user)
 }
 
 /// What a correct password leads to.
@@ -198,29 +289,36 @@ pub enum SignIn {
 
 /// Checks the password under the throttling rules and starts a session (or its first half,
 /// when a second factor is due).
-pub async fn sign_in(state: &AppState, email: &str, password: &str, client_ip: &str) -> Result<(User, SignIn), AccountError> {
+pub async fn sign_in(state: &AppState, email: &str, password: &str, client_ip: IpAddr) -> Result<(User, SignIn), AccountError> {
     let email = normalize_email(email).map_err(|_| AccountError::WrongCredentials)?;
     let now = state.clock.now_ms();
     let by_email = throttle_subject(state, "email", &email);
-    let by_ip = throttle_subject(state, "ip", client_ip);
-    check_throttle(state, &by_email, MAX_FAILURES_PER_EMAIL, now).await?;
-    check_throttle(state, &by_ip, MAX_FAILURES_PER_IP, now).await?;
+    let by_ip = network_subject(state, "ip", client_ip);
+    take_attempt(state, &by_email, MAX_FAILURES_PER_EMAIL, now).await?;
+    take_attempt(state, &by_ip, MAX_FAILURES_PER_IP, now).await?;
     let found = accounts::find_user_by_email(&state.db, &email).await?;
-    let Some((user, _)) = found.filter(|(_, stored)| verify_password(stored, password)) else {
-        accounts::record_login_failure(&state.db, &by_email, now).await?;
-        accounts::record_login_failure(&state.db, &by_ip, now).await?;
+    let stored = found.as_ref().map(|(_, stored)| stored.as_str());
+    if !verify_or_waste_time(stored, password).await {
         return Err(AccountError::WrongCredentials);
-    };
+    }
+    let (user, _) = found.expect("a verified password has an account");
     if user.status == UserStatus::MarkedForDeletion {
         return Err(AccountError::AccountClosed);
     }
-    accounts::clear_login_failures(&state.db, &by_email).await?;
+    // A right password clears the account's count and gives the network its attempt back.
+    accounts::clear_attempts(&state.db, &by_email).await?;
+    accounts::refund_attempt(&state.db, &by_ip).await?;
+    let signed_in = after_first_factor(state, &user).await?;
+    Ok((user, signed_in))
+}
+
+/// Signs in an account that passed its first factor (its password, or an emailed link that
+/// proves its address): a full session, or the first half of one when a second factor is due.
+pub async fn after_first_factor(state: &AppState, user: &User) -> Result<SignIn, AccountError> {
     if user.totp_enabled || crate::db::passkeys::has_any(&state.db, &user.id).await? {
-        let token = insert_session(state, &user, true).await?;
-        return Ok((user, SignIn::SecondFactorDue(token)));
+        return Ok(SignIn::SecondFactorDue(insert_session(state, user, true).await?));
     }
-    let token = start_session(state, &user).await?;
-    Ok((user, SignIn::Done(token)))
+    Ok(SignIn::Done(start_session(state, user).await?))
 }
 
 /// Starts a session for `user`: the token for the cookie.
@@ -256,12 +354,11 @@ pub async fn complete_second_factor(state: &AppState, token: &str, code: &str) -
     let now = state.clock.now_ms();
     let user = second_factor_user(state, token).await?.ok_or(AccountError::SignInAgain)?;
     let subject = throttle_subject(state, "second-factor", &user.id);
-    check_throttle(state, &subject, MAX_SECOND_FACTOR_FAILURES, now).await?;
+    take_attempt(state, &subject, MAX_SECOND_FACTOR_FAILURES, now).await?;
     if !second_factor_matches(state, &user, code, now).await? {
-        accounts::record_login_failure(&state.db, &subject, now).await?;
         return Err(AccountError::WrongCode);
     }
-    accounts::clear_login_failures(&state.db, &subject).await?;
+    accounts::clear_attempts(&state.db, &subject).await?;
     accounts::complete_second_factor(&state.db, &hash_secret(token), now + SESSION_TTL_MS).await?;
     Ok(user)
 }
@@ -340,8 +437,8 @@ pub async fn mark_for_deletion(state: &AppState, user: &User, password: &str) ->
 }
 
 async fn check_current_password(state: &AppState, user: &User, password: &str) -> Result<(), AccountError> {
-    let stored = accounts::password_hash(&state.db, &user.id).await?.unwrap_or_default();
-    if verify_password(&stored, password) { Ok(()) } else { Err(AccountError::WrongCredentials) }
+    let stored = accounts::password_hash(&state.db, &user.id).await?;
+    if verify_or_waste_time(stored.as_deref(), password).await { Ok(()) } else { Err(AccountError::WrongCredentials) }
 }
 
 /// Records an account-level security event in every organisation the user belongs to, so
@@ -366,11 +463,13 @@ pub async fn sign_out(state: &AppState, token: &str) -> Result<(), sqlx::Error> 
 
 /// Sends a reset link, in the account's language, if the address has an account; says
 /// nothing either way, so the form cannot be used to find out who has one.
-pub async fn request_password_reset(state: &AppState, email: &str) -> Result<(), AccountError> {
+pub async fn request_password_reset(state: &AppState, email: &str, client_ip: IpAddr) -> Result<(), AccountError> {
+    let now = state.clock.now_ms();
+    take_attempt(state, &network_subject(state, "reset", client_ip), MAX_RESET_REQUESTS_PER_IP, now).await?;
     let Ok(email) = normalize_email(email) else { return Ok(()) };
+    take_attempt(state, &throttle_subject(state, "reset-email", &email), MAX_RESET_REQUESTS_PER_EMAIL, now).await?;
     let Some((user, _)) = accounts::find_user_by_email(&state.db, &email).await? else { return Ok(()) };
     let token = new_token();
-    let now = state.clock.now_ms();
     accounts::insert_email_token(&state.db, &hash_secret(&token), &user.id, EmailTokenPurpose::ResetPassword, now, now + RESET_LINK_TTL_MS).await?;
     let link = format!("{}/reset-password?token={token}", state.web.public_url);
     let lang = &user.language;
@@ -396,7 +495,7 @@ pub async fn reset_password(state: &AppState, token: &str, new_password: &str) -
     let user_id = accounts::use_email_token(&state.db, &hash_secret(token), EmailTokenPurpose::ResetPassword, now)
         .await?
         .ok_or(AccountError::InvalidLink)?;
-    accounts::set_password(&state.db, &user_id, &hash_password(new_password), now).await?;
+    accounts::set_password(&state.db, &user_id, &hash_password(new_password).await, now).await?;
     // Following the link proves the address too.
     accounts::mark_email_verified(&state.db, &user_id, now).await?;
     Ok(())

@@ -8,6 +8,7 @@ use axum::routing::{get, post};
 use humanproof_protocol::MasterSecret;
 use tokio::sync::Notify;
 
+use crate::client_ip::TrustedProxies;
 use crate::clock::Clock;
 use crate::db::Db;
 use crate::error::ApiError;
@@ -29,6 +30,8 @@ pub struct WebConfig {
     pub secure_cookies: bool,
     /// Serve `/dev/outbox` (local mode only).
     pub show_outbox: bool,
+    /// Reverse proxies whose `X-Forwarded-For` names the client (none by default).
+    pub trusted_proxies: TrustedProxies,
 }
 
 impl WebConfig {
@@ -40,7 +43,13 @@ impl WebConfig {
             public_url,
             edge_url: edge_url.trim_end_matches('/').to_owned(),
             show_outbox,
+            trusted_proxies: TrustedProxies::none(),
         }
+    }
+
+    /// The same, behind these reverse proxies.
+    pub fn behind(self, trusted_proxies: TrustedProxies) -> Self {
+        Self { trusted_proxies, ..self }
     }
 }
 
@@ -98,6 +107,7 @@ pub fn app(state: AppState) -> Router {
             get(api::get_project).patch(api::update_project).delete(api::delete_project),
         )
         .route("/api/v1/projects/{id}/rotate-secret", post(api::rotate_secret))
+        .route("/api/v1/projects/{id}/revoke-tokens", post(api::revoke_tokens))
         .route("/api/v1/projects/{id}/usage", get(api::project_usage))
         // Customers, in a browser.
         .merge(crate::web::router(&state))

@@ -9,7 +9,7 @@ use humanproof_protocol::Obfuscation;
 use humanproof_protocol::snapshot::RiskMode;
 use serde_json::json;
 
-use crate::app::{AppState, app};
+use crate::app::AppState;
 use crate::manage::ProjectInput;
 use crate::clock::Clock;
 use crate::config::{DatabaseArgs, KvArgs, SecretArgs, WebArgs};
@@ -18,7 +18,7 @@ use crate::app::WebConfig;
 use crate::db::telemetry::Dimension;
 use crate::db::{self, Db, month_of, projects, retention, telemetry};
 use crate::publish::Publisher;
-use crate::{accounts, local, secrets, snapshot};
+use crate::{accounts, local, secrets, server, snapshot};
 
 /// HumanProof control plane.
 #[derive(Debug, Parser)]
@@ -136,6 +136,17 @@ enum ProjectCommand {
         #[arg(long)]
         monthly_limit: Option<u64>,
     },
+    /// Invalidate every outstanding challenge and verification token of a project (its token
+    /// key moves to the next version). Siteverify refuses them at once; the edge once the
+    /// change is published (`humanproof serve` publishes it within seconds, or run
+    /// `humanproof publish`).
+    RevokeTokens {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        /// Project id.
+        #[arg(long)]
+        project_id: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -239,16 +250,12 @@ impl Cli {
                     Clock::system(),
                     publisher,
                     web.mailer()?,
-                    WebConfig::new(&web.public_url, &web.edge_url, false),
+                    WebConfig::new(&web.public_url, &web.edge_url, false).behind(web.trusted_proxies.clone()),
                 );
-                tokio::spawn(retention::apply_hourly(state.db.clone(), state.clock.clone()));
-                tokio::spawn(state.publisher.clone().run(state.db.clone(), state.clock.clone(), state.publish_wake.clone()));
-                let listener = tokio::net::TcpListener::bind(listen)
-                    .await
-                    .with_context(|| format!("cannot listen on {listen}"))?;
+                let listener = server::bind(listen).await?;
                 // Printed, not logged: scripts and tests read the real port from it.
                 println!("listening on http://{}", listener.local_addr()?);
-                axum::serve(listener, app(state)).with_graceful_shutdown(local::shutdown_signal()).await?;
+                server::serve(listener, state, server::shutdown_signal()).await?;
                 Ok(())
             }
             Command::Dev(args) => local::run(args).await,
@@ -265,6 +272,16 @@ impl Cli {
                 let now = Clock::system().now_ms();
                 projects::set_gates(&db, &project_id, !paused, billing_status, monthly_limit, now).await?;
                 println!("{}", json!({ "project_id": project_id, "updated": true }));
+                Ok(())
+            }
+            Command::Project { command: ProjectCommand::RevokeTokens { database, project_id } } => {
+                let db = Db::connect(&database.database_url).await?;
+                let now = Clock::system().now_ms();
+                let project = projects::find(&db, &project_id).await?.with_context(|| format!("no project {project_id}"))?;
+                let key_version = projects::bump_key_version(&db, &project.id, now).await?;
+                // In the project's organisation's log too, so its owners see who revoked.
+                db::orgs::audit(&db, project.organisation_id.as_deref(), "operator", "project.tokens_revoked", Some(&project.id), now).await?;
+                println!("{}", json!({ "project_id": project_id, "key_version": key_version }));
                 Ok(())
             }
             Command::Snapshot { database } => {
@@ -286,7 +303,7 @@ impl Cli {
                 let email = accounts::normalize_email(&email)?;
                 let password = secrets::new_token();
                 let now = Clock::system().now_ms();
-                let user = db::accounts::insert_user(&db, &email, &accounts::hash_password(&password), true, now).await?;
+                let user = db::accounts::insert_user(&db, &email, &accounts::hash_password(&password).await, true, now).await?;
                 db::accounts::mark_email_verified(&db, &user.id, now).await?;
                 let organisation_id = db::orgs::create_organisation(&db, "Operators", &user.id, now).await?;
                 db::orgs::audit(&db, Some(&organisation_id), "operator", "admin.created", Some(&email), now).await?;

@@ -86,6 +86,12 @@ pub struct WebArgs {
     /// Folder that receives outgoing email when no SMTP server is configured.
     #[arg(long, env = "HUMANPROOF_OUTBOX_DIR", default_value = "data/outbox")]
     pub outbox_dir: PathBuf,
+    /// Reverse proxies in front of the control plane, as a comma-separated list of addresses
+    /// or CIDR ranges (e.g. `127.0.0.1,10.0.0.0/8`). Only requests from these peers have their
+    /// `X-Forwarded-For` read for the client IP; by default none are trusted and the header
+    /// is ignored.
+    #[arg(long = "trusted-proxy", env = "HUMANPROOF_TRUSTED_PROXIES", default_value = "")]
+    pub trusted_proxies: crate::client_ip::TrustedProxies,
 }
 
 impl WebArgs {

@@ -4,7 +4,9 @@
 //! Layout, from the outside in:
 //! - [`cli`]: the `humanproof` command (serve, dev, migrate, project, snapshot, usage).
 //! - [`config`]: settings from the environment.
+//! - [`server`]: the one function that serves the control plane (production, dev, tests).
 //! - [`app`]: the route table; [`routes`] holds one file per resource.
+//! - [`client_ip`]: who sent a request, believing `X-Forwarded-For` only from trusted proxies.
 //! - [`error`]: the one error type of the JSON API and its response shape.
 //! - [`db`]: the pool (SQLite or PostgreSQL through one code path) and the queries.
 //! - [`snapshot`]: builds the per-site-key entries the edge reads from KV.
@@ -18,6 +20,7 @@
 pub mod accounts;
 pub mod app;
 pub mod cli;
+pub mod client_ip;
 pub mod clock;
 pub mod config;
 pub mod db;
@@ -32,6 +35,7 @@ pub mod publish;
 pub mod roles;
 pub mod routes;
 pub mod secrets;
+pub mod server;
 pub mod snapshot;
 pub mod totp;
 pub mod web;

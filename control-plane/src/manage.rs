@@ -456,16 +456,39 @@ pub async fn delete_project(state: &AppState, actor: &Actor, project_id: &str) -
     Ok(())
 }
 
-/// Issues a new backend secret, returned this once; the old one works for
-/// [`SECRET_OVERLAP_MS`] more.
-pub async fn rotate_secret(state: &AppState, actor: &Actor, project_id: &str) -> Result<String, ApiError> {
+/// A new backend secret, shown this once, and until when the one it replaced still works.
+#[derive(Debug, Clone)]
+pub struct RotatedSecret {
+    /// The new secret.
+    pub secret: String,
+    /// Until when the previous secret is still accepted, Unix ms.
+    pub previous_secret_valid_until: i64,
+}
+
+/// Replaces a project's backend secret; the old one keeps working for an overlap so
+/// backends can switch without downtime. Needs only `projects:write`: the answer is built
+/// from what this call wrote, not from a second read a write-only key could not make.
+pub async fn rotate_secret(state: &AppState, actor: &Actor, project_id: &str) -> Result<RotatedSecret, ApiError> {
     actor.require(Permission::ProjectsWrite)?;
     let project = find_project(state, actor, project_id).await?;
     let secret = secrets::new_backend_secret();
     let now = state.clock.now_ms();
-    projects::rotate_secret(&state.db, &project.id, &secret, now + SECRET_OVERLAP_MS, now).await?;
+    let previous_secret_valid_until = now + SECRET_OVERLAP_MS;
+    projects::rotate_secret(&state.db, &project.id, &secret, previous_secret_valid_until, now).await?;
     actor.audit(state, "project.secret_rotated", Some(&project.id)).await?;
-    Ok(secret)
+    Ok(RotatedSecret { secret, previous_secret_valid_until })
+}
+
+/// Invalidates every outstanding challenge and verification token of a project: its token
+/// key moves to the next version, at once for siteverify and, once published, at the edge.
+/// Returns the new key version.
+pub async fn revoke_tokens(state: &AppState, actor: &Actor, project_id: &str) -> Result<u32, ApiError> {
+    actor.require(Permission::ProjectsWrite)?;
+    let project = find_project(state, actor, project_id).await?;
+    let key_version = projects::bump_key_version(&state.db, &project.id, state.clock.now_ms()).await?;
+    actor.audit(state, "project.tokens_revoked", Some(&project.id)).await?;
+    publish(state).await;
+    Ok(key_version)
 }
 
 /// A project's usage for a month (`YYYY-MM`, default the current one).
@@ -544,13 +567,10 @@ pub async fn put_member(state: &AppState, actor: &Actor, email: &str, role: Role
         invite(state, actor, &email, role).await?;
         return Ok(true);
     };
-    if role != Role::Owner && is_last_owner(&members, &member.user_id) {
-        return Err(ApiError::Conflict("last_owner"));
-    }
     if member.role == Role::Owner && !actor.is_owner() {
         return Err(ApiError::Forbidden("only_owners_change_owners"));
     }
-    orgs::put_member(&state.db, &actor.organisation_id, &member.user_id, role, state.clock.now_ms()).await?;
+    change_membership(state, actor, &member.user_id, orgs::MembershipChange::SetRole(role)).await?;
     actor.audit(state, &format!("member.role_set.{}", role.as_str()), Some(&email)).await?;
     Ok(false)
 }
@@ -623,19 +643,21 @@ pub async fn remove_member(state: &AppState, actor: &Actor, user_id: &str) -> Re
     actor.require(Permission::MembersWrite)?;
     let members = orgs::members(&state.db, &actor.organisation_id).await?;
     let member = members.iter().find(|m| m.user_id == user_id).ok_or(ApiError::NotFound)?;
-    if is_last_owner(&members, user_id) {
-        return Err(ApiError::Conflict("last_owner"));
-    }
     if member.role == Role::Owner && !actor.is_owner() {
         return Err(ApiError::Forbidden("only_owners_remove_owners"));
     }
-    orgs::remove_member(&state.db, &actor.organisation_id, user_id).await?;
+    change_membership(state, actor, user_id, orgs::MembershipChange::Remove).await?;
     actor.audit(state, "member.removed", Some(&member.email)).await
 }
 
-fn is_last_owner(members: &[Member], user_id: &str) -> bool {
-    let owners: Vec<&Member> = members.iter().filter(|m| m.role == Role::Owner).collect();
-    owners.len() == 1 && owners[0].user_id == user_id
+/// Applies a membership change; the last owner rule is checked by the database layer in the
+/// same transaction as the change, so parallel requests cannot both pass it.
+async fn change_membership(state: &AppState, actor: &Actor, user_id: &str, change: orgs::MembershipChange) -> Result<(), ApiError> {
+    orgs::change_membership(&state.db, &actor.organisation_id, user_id, change).await.map_err(|err| match err {
+        orgs::MembershipError::LastOwner => ApiError::Conflict("last_owner"),
+        orgs::MembershipError::NotMember => ApiError::NotFound,
+        orgs::MembershipError::Database(err) => err.into(),
+    })
 }
 
 /// Creates an API key; the key is returned this once.

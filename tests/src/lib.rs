@@ -254,9 +254,10 @@ impl World {
         AppState { publisher, ..self.state.clone() }
     }
 
-    /// Serves the control plane on 127.0.0.1; its base URL. Stops with the test's runtime.
+    /// Serves the control plane on 127.0.0.1 the way `humanproof serve` does; its base URL.
+    /// Stops with the test's runtime.
     pub async fn serve(&self) -> String {
-        serve_app(app(self.state())).await
+        serve_control_plane(self.state()).await
     }
 
     /// Links in the email sent last to `to`.
@@ -422,7 +423,16 @@ pub fn assert_status(answer: &Answer, status: StatusCode) {
     assert_eq!(answer.status, status.as_u16(), "unexpected answer: {:#?}", answer.json);
 }
 
-/// Serves a router on 127.0.0.1 with peer addresses, as `humanproof serve` does.
+/// Serves the control plane with this state on 127.0.0.1 through the production serve
+/// function (peer addresses, middleware, background jobs); its base URL.
+pub async fn serve_control_plane(state: AppState) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(humanproof_control_plane::server::serve(listener, state, std::future::pending()));
+    format!("http://{address}")
+}
+
+/// Serves another router (the local edge, a stand-in) on 127.0.0.1 with peer addresses.
 pub async fn serve_app(router: axum::Router) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
@@ -518,11 +528,38 @@ impl Browser {
         self.send(self.http.post(format!("{}{path}", self.base)).form(fields)).await
     }
 
-    /// Signs up and returns the new organisation's id.
+    /// Posts exactly these fields with one extra header (e.g. a proxy's `X-Forwarded-For`).
+    pub async fn post_with_header(&self, path: &str, fields: &[(&str, &str)], (name, value): (&str, &str)) -> Page {
+        self.send(self.http.post(format!("{}{path}", self.base)).header(name, value).form(fields)).await
+    }
+
+    /// Signs up, follows the emailed link (from the dev outbox) that confirms the address and
+    /// signs in, and returns the new organisation's id.
     pub async fn sign_up(&self, email: &str, password: &str) -> String {
-        self.post("/sign-up", &[("email", email), ("password", password), ("organisation", "Acme")]).await.expect(303);
+        self.post("/sign-up", &[("email", email), ("password", password), ("organisation", "Acme")]).await.expect(200);
+        let link = self.outbox_link(email, "/verify-email?token=").await.expect("a confirmation link was sent");
+        self.get(&link).await.expect(200);
         let home = self.get("/").await.expect(303);
         home.location.unwrap().trim_start_matches("/orgs/").trim_end_matches("/projects").to_owned()
+    }
+
+    /// The path and query of the newest link containing `marker` in an email to `to`, read
+    /// from the dev outbox page (emails name the public URL, not this test server).
+    pub async fn outbox_link(&self, to: &str, marker: &str) -> Option<String> {
+        let page = self.get("/dev/outbox").await.expect(200);
+        let to_line = format!("To: {}", to.trim().to_lowercase());
+        let addressed = |message: &&str| {
+            message.find(&to_line).is_some_and(|at| message[at + to_line.len()..].starts_with(['\r', '\n']))
+        };
+        // Newest first; each message is one <article>, its text starting with the To: line.
+        page.body.split("<article").filter(addressed).find_map(|message| {
+            // minijinja escapes `/` and `&` in attributes.
+            let hrefs = message.split("href=\"").skip(1).filter_map(|rest| rest.split('"').next());
+            hrefs.map(|href| href.replace("&#x2f;", "/").replace("&amp;", "&")).find(|href| href.contains(marker)).map(|href| {
+                let after_scheme = href.split_once("://").map_or(href.as_str(), |(_, rest)| rest);
+                after_scheme[after_scheme.find('/').unwrap_or(0)..].to_owned()
+            })
+        })
     }
 
     pub async fn sign_in(&self, email: &str, password: &str) -> Page {

@@ -2,7 +2,10 @@
 //! sign-up and email verification, wrong passwords and throttling, password reset links
 //! (single use, superseded, expiring), CSRF, and sessions.
 
-use humanproof_control_plane::accounts::{RESET_LINK_TTL_MS, SECOND_FACTOR_TTL_MS, THROTTLE_WINDOW_MS};
+use humanproof_control_plane::accounts::{
+    MAX_FAILURES_PER_EMAIL, MAX_RESET_REQUESTS_PER_EMAIL, MAX_SECOND_FACTOR_FAILURES, MAX_SIGN_UPS_PER_IP, RESET_LINK_TTL_MS,
+    SECOND_FACTOR_TTL_MS, THROTTLE_WINDOW_MS,
+};
 use humanproof_control_plane::db::accounts;
 use humanproof_control_plane::totp;
 use humanproof_tests::*;
@@ -22,11 +25,18 @@ fn local(link: &str) -> String {
 on_both_databases! {
     async fn sign_up_verify_email_then_create_a_project(world: World) {
         let browser = Browser::new(&world.serve().await);
-        let org = browser.sign_up("Ada@Example.com ", PASSWORD).await;
+        // Sign-up answers "check your email" and signs nobody in: the emailed link does.
+        let fields = [("email", "Ada@Example.com "), ("password", PASSWORD), ("organisation", "Acme")];
+        let sent = browser.post("/sign-up", &fields).await.expect(200);
+        assert!(sent.body.contains("We sent a link to ada@example.com"), "{}", sent.body);
+        assert!(browser.cookie("hp_session").is_none());
+
+        // With the password alone, an unverified account signs in but cannot create projects.
+        browser.sign_in("ada@example.com", PASSWORD).await.expect(303);
+        let home = browser.get("/").await.expect(303);
+        let org = home.location.unwrap().trim_start_matches("/orgs/").trim_end_matches("/projects").to_owned();
         let projects = browser.get(&format!("/orgs/{org}/projects")).await.expect(200);
         assert!(projects.body.contains("Confirm your email address"));
-
-        // Unverified accounts cannot create projects.
         let fields = [("name", "Shop"), ("testing_domains", "localhost"), ("preset", "balanced"), ("risk_mode", "observe"),
             ("widget_variant", "checkbox"), ("widget_theme", "auto"), ("widget_language", "auto"), ("widget_size", "normal"),
             ("widget_branding", "full"), ("active", "on")];
@@ -37,15 +47,29 @@ on_both_databases! {
         // A verification link works once.
         assert!(browser.get(&local(&link)).await.expect(400).body.contains("invalid, already used or expired"));
 
+        // In another browser, the link alone signs the new account in.
+        let elsewhere = Browser::new(&browser_base(&browser));
+        elsewhere.post("/sign-up", &[("email", "lin@example.com"), ("password", PASSWORD)]).await.expect(200);
+        let link = link_with(&world.email_links("lin@example.com"), "/verify-email?token=");
+        elsewhere.get(&local(&link)).await.expect(200);
+        assert!(elsewhere.get("/").await.expect(303).location.unwrap().starts_with("/orgs/"));
+
         let created = browser.post(&format!("/orgs/{org}/projects/new"), &fields).await.expect(201);
         assert!(created.body.contains("hp_secret_"), "the secret is shown once");
         let listed = browser.get(&format!("/orgs/{org}/projects")).await.expect(200);
         assert!(listed.body.contains("Shop") && !listed.body.contains("hp_secret_"));
 
-        // Signing up twice with one address is refused.
+        // Signing up again with a taken address answers exactly as a new sign-up does (the
+        // form does not tell who has an account); the owner is told by email instead.
         let again = Browser::new(&browser_base(&browser));
-        let taken = again.post("/sign-up", &[("email", "ada@example.com"), ("password", PASSWORD)]).await.expect(409);
-        assert!(taken.body.contains("already exists"));
+        let taken = again.post("/sign-up", &[("email", "ada@example.com"), ("password", "another password")]).await.expect(200);
+        let fresh = again.post("/sign-up", &[("email", "new@example.com"), ("password", PASSWORD)]).await.expect(200);
+        let strip = |body: &str, email: &str| body.replace(email, "EMAIL").replace(&again.cookie("hp_csrf").unwrap(), "CSRF");
+        assert_eq!(strip(&taken.body, "ada@example.com"), strip(&fresh.body, "new@example.com"));
+        assert!(again.cookie("hp_session").is_none());
+        let warning = world.email_links("ada@example.com");
+        assert!(warning.iter().any(|link| link.ends_with("/sign-in")), "the owner is told: {warning:?}");
+        browser.sign_in("ada@example.com", "another password").await.expect(401);
 
         // Sign out ends the session.
         browser.post("/sign-out", &[]).await.expect(303);
@@ -79,7 +103,7 @@ on_both_databases! {
         }
         // Five failures: even the right password is refused for a while.
         let throttled = browser.sign_in("grace@example.com", PASSWORD).await.expect(429);
-        assert!(throttled.body.contains("Too many failed sign-ins"));
+        assert!(throttled.body.contains("Too many attempts"));
 
         world.clock.advance(THROTTLE_WINDOW_MS + 1);
         browser.sign_in("grace@example.com", PASSWORD).await.expect(303);
@@ -233,7 +257,7 @@ on_both_databases! {
         // Passkeys need a domain name: on an IP address the dashboard says so.
         let mut state = world.state();
         state.web = humanproof_control_plane::app::WebConfig::new("http://127.0.0.1:8080", "http://127.0.0.1:8787", true);
-        let on_ip = Browser::new(&serve_app(humanproof_control_plane::app(state)).await);
+        let on_ip = Browser::new(&serve_control_plane(state).await);
         let (status, answer) = on_ip.post_json("/sign-in/passkey/start", &serde_json::json!({}), true).await;
         assert_eq!((status, answer["error"]["field"].as_str()), (400, Some("passkey")));
     }
@@ -245,6 +269,118 @@ on_both_databases! {
         browser.post("/account/delete", &[("password", PASSWORD)]).await.expect(303);
         let refused = browser.sign_in("leaving@example.com", PASSWORD).await.expect(401);
         assert!(refused.body.contains("marked for deletion"));
+    }
+
+    async fn fifty_parallel_wrong_passwords_get_no_more_than_the_limit_past_the_throttle(world: World) {
+        let base = world.serve().await;
+        Browser::new(&base).sign_up("target@example.com", PASSWORD).await;
+        let attacker = std::sync::Arc::new(Browser::new(&base));
+        attacker.get("/sign-in").await.expect(200);
+        let mut guesses = tokio::task::JoinSet::new();
+        for attempt in 0..50 {
+            let attacker = attacker.clone();
+            guesses.spawn(async move { attacker.sign_in("target@example.com", &format!("guess number {attempt}")).await.status });
+        }
+        let statuses = guesses.join_all().await;
+        let checked = statuses.iter().filter(|status| **status == 401).count();
+        let throttled = statuses.iter().filter(|status| **status == 429).count();
+        assert_eq!(checked + throttled, 50, "{statuses:?}");
+        assert!(checked <= MAX_FAILURES_PER_EMAIL as usize, "{checked} guesses were checked: {statuses:?}");
+    }
+
+    async fn fifty_parallel_wrong_codes_get_no_more_than_the_limit_past_the_throttle(world: World) {
+        let browser = std::sync::Arc::new(Browser::new(&world.serve().await));
+        let email = "codes@example.com";
+        browser.sign_up(email, PASSWORD).await;
+        browser.post("/account/two-factor/setup", &[]).await.expect(200);
+        let code = current_code(&world, email).await;
+        browser.post("/account/two-factor/confirm", &[("code", &code)]).await.expect(200);
+        browser.post("/sign-out", &[]).await.expect(303);
+        browser.sign_in(email, PASSWORD).await.expect(303);
+        let mut guesses = tokio::task::JoinSet::new();
+        for attempt in 0..50 {
+            let browser = browser.clone();
+            guesses.spawn(async move { browser.post("/sign-in/second-factor", &[("code", &format!("{attempt:06}"))]).await.status });
+        }
+        let statuses = guesses.join_all().await;
+        // A guess may be right by chance (one in 20,000 for 50): then it signs in (303).
+        let checked = statuses.iter().filter(|status| matches!(**status, 401 | 303)).count();
+        assert_eq!(checked + statuses.iter().filter(|status| **status == 429).count(), 50, "{statuses:?}");
+        assert!(checked <= MAX_SECOND_FACTOR_FAILURES as usize, "{checked} codes were checked: {statuses:?}");
+    }
+
+    async fn sign_ups_and_reset_requests_are_throttled_per_client_network(world: World) {
+        let browser = Browser::new(&world.serve().await);
+        for n in 0..MAX_SIGN_UPS_PER_IP {
+            browser.post("/sign-up", &[("email", &format!("bulk{n}@example.com")), ("password", PASSWORD)]).await.expect(200);
+        }
+        let refused = browser.post("/sign-up", &[("email", "one-more@example.com"), ("password", PASSWORD)]).await.expect(429);
+        assert!(refused.body.contains("Too many attempts"));
+        assert!(accounts::find_user_by_email(&world.db, "one-more@example.com").await.unwrap().is_none());
+
+        // Reset requests: three per address, whoever asks, so nobody floods a mailbox…
+        for _ in 0..MAX_RESET_REQUESTS_PER_EMAIL {
+            browser.post("/forgot-password", &[("email", "bulk0@example.com")]).await.expect(200);
+        }
+        browser.post("/forgot-password", &[("email", "bulk0@example.com")]).await.expect(429);
+        // …and five per network, known address or not.
+        browser.post("/forgot-password", &[("email", "unknown@example.com")]).await.expect(200);
+        browser.post("/forgot-password", &[("email", "unknown2@example.com")]).await.expect(429);
+        world.clock.advance(THROTTLE_WINDOW_MS + 1);
+        browser.post("/forgot-password", &[("email", "unknown@example.com")]).await.expect(200);
+    }
+
+    async fn password_hashing_does_not_stall_siteverify(world: World) {
+        let base = world.serve().await;
+        let site = world.create_project(quick_project("busy")).await;
+        let token = world.verification_token(site.site_key()).await;
+        let browser = std::sync::Arc::new(Browser::new(&base));
+        browser.get("/sign-in").await.expect(200);
+        // Sixteen sign-ins at once (unknown addresses: each still costs an argon2 hash), on a
+        // runtime of two worker threads. Were hashing on those threads, siteverify would wait
+        // for all of them; on the bounded blocking pool it answers while they queue.
+        let mut sign_ins = tokio::task::JoinSet::new();
+        for n in 0..16 {
+            let browser = browser.clone();
+            sign_ins.spawn(async move { browser.sign_in(&format!("nobody{n}@example.com"), PASSWORD).await.status });
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let verified = reqwest_post_form(&format!("{base}/siteverify"), &[("secret", &site.secret), ("response", &token)]).await;
+        assert_eq!(verified["success"], true, "{verified}");
+        let mut finished = Vec::new();
+        while let Some(status) = sign_ins.try_join_next() {
+            finished.push(status.unwrap());
+        }
+        assert!(finished.len() < 16, "siteverify answered while sign-ins were still being hashed");
+        finished.extend(sign_ins.join_all().await);
+        assert!(finished.iter().all(|status| *status == 401), "{finished:?}");
+    }
+
+    async fn the_client_ip_comes_from_x_forwarded_for_only_behind_a_trusted_proxy(world: World) {
+        // Without a trusted proxy, a forged X-Forwarded-For changes nothing: one client.
+        let direct = world.serve().await;
+        let forged = |n: i64| format!("198.51.100.{n}");
+        for n in 0..MAX_SIGN_UPS_PER_IP {
+            post_form_from(&direct, &forged(n), "/sign-up", &[("email", &format!("d{n}@example.com")), ("password", PASSWORD)]).await.expect(200);
+        }
+        post_form_from(&direct, &forged(99), "/sign-up", &[("email", "d99@example.com"), ("password", PASSWORD)]).await.expect(429);
+
+        // Behind a trusted proxy (here the test itself, on 127.0.0.1), each forwarded client
+        // is counted on its own.
+        let mut state = world.state();
+        state.web = state.web.clone().behind("127.0.0.1".parse().unwrap());
+        let proxied = serve_control_plane(state).await;
+        for n in 0..=MAX_SIGN_UPS_PER_IP {
+            post_form_from(&proxied, &forged(n), "/sign-up", &[("email", &format!("p{n}@example.com")), ("password", PASSWORD)]).await.expect(200);
+        }
+        // An IPv6 client is one client for its whole /64.
+        for n in 0..MAX_SIGN_UPS_PER_IP {
+            post_form_from(&proxied, &format!("2001:db8:7:7::{n:x}"), "/sign-up", &[("email", &format!("v{n}@example.com")), ("password", PASSWORD)])
+                .await
+                .expect(200);
+        }
+        post_form_from(&proxied, "2001:db8:7:7:ffff::1", "/sign-up", &[("email", "v-last@example.com"), ("password", PASSWORD)]).await.expect(429);
+        post_form_from(&proxied, "2001:db8:7:8::1", "/sign-up", &[("email", "v-next@example.com"), ("password", PASSWORD)]).await.expect(200);
     }
 
     async fn pages_carry_security_headers_and_cookies_are_httponly(world: World) {
@@ -269,6 +405,20 @@ async fn current_code(world: &World, email: &str) -> String {
 
 fn browser_base(browser: &Browser) -> String {
     browser.base().to_owned()
+}
+
+async fn reqwest_post_form(url: &str, fields: &[(&str, &str)]) -> serde_json::Value {
+    humanproof_control_plane::http::client().post(url).form(fields).send().await.unwrap().json().await.unwrap()
+}
+
+/// Posts a dashboard form as a client behind `X-Forwarded-For: forwarded_for`.
+async fn post_form_from(base: &str, forwarded_for: &str, path: &str, fields: &[(&str, &str)]) -> Page {
+    let browser = Browser::new(base);
+    browser.get("/sign-in").await.expect(200);
+    let mut fields = fields.to_vec();
+    let csrf = browser.cookie("hp_csrf").unwrap();
+    fields.push(("csrf", &csrf));
+    browser.post_with_header(path, &fields, ("x-forwarded-for", forwarded_for)).await
 }
 
 async fn reqwest_get(url: &str) -> reqwest::Response {

@@ -3,7 +3,6 @@
 
 use std::sync::{Arc, Mutex};
 
-use humanproof_control_plane::app;
 use humanproof_control_plane::mail::{Email, Mailer};
 use humanproof_tests::*;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -92,8 +91,9 @@ on_both_databases! {
         let (url, inbox) = fake_smtp().await;
         let mut state = world.state();
         state.mailer = Mailer::smtp(&url, "no-reply@humanproof.example").unwrap();
-        let browser = Browser::new(&serve_app(app(state)).await);
-        browser.sign_up("grace@example.com", "correct horse battery").await;
+        let browser = Browser::new(&serve_control_plane(state).await);
+        let fields = [("email", "grace@example.com"), ("password", "correct horse battery")];
+        browser.post("/sign-up", &fields).await.expect(200);
         let received = inbox.lock().unwrap().clone();
         assert_eq!(received.len(), 1);
         assert_eq!(received[0].to, ["<grace@example.com>"]);

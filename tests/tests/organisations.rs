@@ -44,13 +44,17 @@ async fn insert_project(world: &World, org: &str) -> String {
         .id
 }
 
-/// Adds a new user to `org` with `role`; returns a browser signed in as them.
+/// Adds a new, verified user to `org` with `role`; returns a browser signed in as them.
+/// (Created in the database: sign-ups from one address are throttled, and these tests make
+/// many members.)
 async fn member(world: &World, base: &str, org: &str, email: &str, role: Role) -> (Browser, String) {
+    let now = world.clock.now_ms();
+    let password_hash = humanproof_control_plane::accounts::hash_password(PASSWORD).await;
+    let user = accounts::insert_user(&world.db, email, &password_hash, false, now).await.unwrap();
+    accounts::mark_email_verified(&world.db, &user.id, now).await.unwrap();
+    orgs::put_member(&world.db, org, &user.id, role, now).await.unwrap();
     let browser = Browser::new(base);
-    browser.sign_up(email, PASSWORD).await;
-    let (user, _) = accounts::find_user_by_email(&world.db, email).await.unwrap().unwrap();
-    accounts::mark_email_verified(&world.db, &user.id, world.clock.now_ms()).await.unwrap();
-    orgs::put_member(&world.db, org, &user.id, role, world.clock.now_ms()).await.unwrap();
+    browser.sign_in(email, PASSWORD).await.expect(303);
     (browser, user.id)
 }
 
@@ -495,6 +499,94 @@ on_both_databases! {
         let token = world.verification_token(&site_key).await;
         assert_eq!(world.siteverify(&[("secret", &old), ("response", &token)]).await.status, 401);
         assert_eq!(world.siteverify(&[("secret", &new), ("response", &token)]).await.json["success"], true);
+    }
+
+    async fn a_write_only_key_rotates_and_receives_the_new_secret(world: World) {
+        let base = world.serve().await;
+        let owner = tenant(&world, &base, "writer@example.com").await;
+        let (writer, _) = api_key(&world, &base, &owner, &["projects:write"]).await;
+        let (status, rotated) = writer.call("POST", &format!("/api/v1/projects/{}/rotate-secret", owner.project), None).await;
+        assert_eq!(status, 200, "{rotated}");
+        let secret = rotated["secret"].as_str().expect("the new secret is in the answer").to_owned();
+        assert!(rotated["previous_secret_valid_until"].as_i64().unwrap() > world.clock.now_ms());
+        // The secret it was given is the one that works.
+        let project = projects::find(&world.db, &owner.project).await.unwrap().unwrap();
+        world.publish().await;
+        let token = world.verification_token(&project.site_key).await;
+        assert_eq!(world.siteverify(&[("secret", &secret), ("response", &token)]).await.json["success"], true);
+    }
+
+    async fn two_owners_demoting_each_other_at_once_leave_one(world: World) {
+        let base = world.serve().await;
+        let first = tenant(&world, &base, "first@example.com").await;
+        let (second, second_id) = member(&world, &base, &first.org, "second@example.com", Role::Owner).await;
+        let members_url = format!("/orgs/{}/members", first.org);
+        for round in 0..8 {
+            // Each demotes the other in the same instant; the database must serialise them.
+            let (a, b) = tokio::join!(
+                first.browser.post(&members_url, &[("email", "second@example.com"), ("role", "viewer")]),
+                second.post(&members_url, &[("email", "first@example.com"), ("role", "viewer")]),
+            );
+            let members = orgs::members(&world.db, &first.org).await.unwrap();
+            let owners = members.iter().filter(|m| m.role == Role::Owner).count();
+            assert_eq!(owners, 1, "round {round}: answers {} and {}", a.status, b.status);
+            let statuses = [a.status, b.status];
+            assert!(statuses.contains(&409), "round {round}: the loser is told why: {statuses:?}");
+            // Both owners again for the next round.
+            for user in [&first.user_id, &second_id] {
+                orgs::put_member(&world.db, &first.org, user, Role::Owner, world.clock.now_ms()).await.unwrap();
+            }
+        }
+        // Removal races the same way.
+        let (remove_second, remove_first) =
+            (format!("{members_url}/{second_id}/remove"), format!("{members_url}/{}/remove", first.user_id));
+        let (a, b) = tokio::join!(first.browser.post(&remove_second, &[]), second.post(&remove_first, &[]));
+        let owners = orgs::members(&world.db, &first.org).await.unwrap().iter().filter(|m| m.role == Role::Owner).count();
+        assert_eq!(owners, 1, "answers {} and {}", a.status, b.status);
+    }
+
+    async fn revoking_tokens_refuses_every_token_issued_before(world: World) {
+        let base = world.serve().await;
+        let owner = tenant(&world, &base, "revoker@example.com").await;
+        let (api, _) = api_key(&world, &base, &owner, &["projects:read", "projects:write"]).await;
+        let (_, created) = api.call("POST", "/api/v1/projects", Some(json!({
+            "name": "Leaky", "testing_domains": ["localhost"], "preset": "custom", "difficulty": 1, "challenge_count": 2,
+        }))).await;
+        let id = created["project"]["id"].as_str().unwrap().to_owned();
+        let site_key = created["project"]["site_key"].as_str().unwrap().to_owned();
+        let secret = created["secret"].as_str().unwrap().to_owned();
+        world.publish().await;
+
+        // A verification token not yet verified, and a challenge not yet redeemed.
+        let verification = world.verification_token(&site_key).await;
+        let started = world.start_challenge(&site_key, &json!({})).await;
+        let challenge = started.json["token"].as_str().unwrap().to_owned();
+        let params = serde_json::from_value(started.json["challenge"].clone()).unwrap();
+        let solutions = humanproof_protocol::pow::solve(&challenge, params);
+
+        let (status, revoked) = api.call("POST", &format!("/api/v1/projects/{id}/revoke-tokens"), None).await;
+        assert_eq!((status, revoked["key_version"].as_u64()), (200, Some(2)), "{revoked}");
+        // Siteverify reads the key version from the database: refused at once.
+        let verified = world.siteverify(&[("secret", &secret), ("response", &verification)]).await;
+        assert_eq!((verified.json["success"].as_bool(), verified.json["humanproof"]["reason"].as_str()), (Some(false), Some("invalid_token")));
+        // The edge, once published.
+        world.publish().await;
+        let redeemed = world.redeem(&site_key, &challenge, &solutions).await;
+        assert_eq!((redeemed.status, redeemed.reason()), (400, "invalid_token"));
+        // New tokens work under the new key.
+        let fresh = world.verification_token(&site_key).await;
+        assert_eq!(world.siteverify(&[("secret", &secret), ("response", &fresh)]).await.json["success"], true);
+
+        // The dashboard button does the same, and the audit log names who did it.
+        let page = owner.browser.post(&format!("/orgs/{}/projects/{id}/revoke-tokens", owner.org), &[]).await.expect(200);
+        assert!(page.body.contains("Every token issued until now is revoked"), "{}", page.body);
+        assert_eq!(projects::find(&world.db, &id).await.unwrap().unwrap().key_version, 3);
+        let audit = orgs::audit_log(&world.db, &owner.org, 50).await.unwrap();
+        assert_eq!(audit.iter().filter(|entry| entry.action == "project.tokens_revoked").count(), 2);
+        // Write permission is needed.
+        let (reader, _) = api_key(&world, &base, &owner, &["projects:read"]).await;
+        let (status, _) = reader.call("POST", &format!("/api/v1/projects/{id}/revoke-tokens"), None).await;
+        assert_eq!(status, 403);
     }
 }
 

@@ -96,8 +96,12 @@ on_both_databases! {
         let token = world.verification_token(site.site_key()).await;
         let first = world.siteverify(&[("secret", &site.secret), ("response", &token), ("idempotency_key", "k-1")]).await;
         assert_eq!(first.json["success"], true);
+        assert!(first.json["humanproof"].get("replayed").is_none(), "a first answer is not marked");
         let retry = world.siteverify(&[("secret", &site.secret), ("response", &token), ("idempotency_key", "k-1")]).await;
-        assert_eq!(retry.json, first.json, "same key, same answer");
+        // Same key, same answer, marked as a repeat so the backend can tell it from a first success.
+        let mut expected = first.json.clone();
+        expected["humanproof"]["replayed"] = json!(true);
+        assert_eq!(retry.json, expected);
         let other_key = world.siteverify(&[("secret", &site.secret), ("response", &token), ("idempotency_key", "k-2")]).await;
         assert_eq!(other_key.json["success"], false);
         assert_eq!(other_key.json["error-codes"], json!(["timeout-or-duplicate"]));

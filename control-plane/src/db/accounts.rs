@@ -393,37 +393,42 @@ pub async fn email_token_usable(
     Ok(row.is_some())
 }
 
-/// Records a failed sign-in against a subject (a salted hash of an email or an IP).
-pub async fn record_login_failure(db: &Db, subject_hash: &str, now_ms: i64) -> Result<(), sqlx::Error> {
-    sqlx::query("INSERT INTO login_failures (id, subject_hash, at) VALUES ($1, $2, $3)")
-        .bind(crate::secrets::new_id())
+/// Counts one attempt against a subject (a keyed hash of an email, an IP network or an
+/// account) in its current window, starting a new window when the last one began more than
+/// `window_ms` ago. One statement reads and writes the row, so of any number of parallel
+/// attempts each sees a different count. Returns the attempts in the window, this one
+/// included, and when the window began.
+pub async fn count_attempt(db: &Db, subject_hash: &str, now_ms: i64, window_ms: i64) -> Result<(i64, i64), sqlx::Error> {
+    let row = sqlx::query(
+        "INSERT INTO throttles (subject_hash, window_start, attempts) VALUES ($1, $2, 1) \
+         ON CONFLICT (subject_hash) DO UPDATE SET \
+           attempts = CASE WHEN throttles.window_start <= $3 THEN 1 ELSE throttles.attempts + 1 END, \
+           window_start = CASE WHEN throttles.window_start <= $4 THEN $5 ELSE throttles.window_start END \
+         RETURNING attempts, window_start",
+    )
+    .bind(subject_hash)
+    .bind(now_ms)
+    .bind(now_ms - window_ms)
+    .bind(now_ms - window_ms)
+    .bind(now_ms)
+    .fetch_one(db.pool())
+    .await?;
+    Ok((row.try_get("attempts")?, row.try_get("window_start")?))
+}
+
+/// Takes back one attempt that turned out to be legitimate (a correct password from an IP
+/// network that others share).
+pub async fn refund_attempt(db: &Db, subject_hash: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE throttles SET attempts = attempts - 1 WHERE subject_hash = $1 AND attempts > 0")
         .bind(subject_hash)
-        .bind(now_ms)
         .execute(db.pool())
         .await?;
     Ok(())
 }
 
-/// Failed sign-ins against a subject since `since_ms`, and the oldest of them.
-pub async fn login_failures_since(
-    db: &Db,
-    subject_hash: &str,
-    since_ms: i64,
-) -> Result<(i64, Option<i64>), sqlx::Error> {
-    let row = sqlx::query(
-        "SELECT COUNT(*) AS failures, MIN(at) AS oldest FROM login_failures \
-         WHERE subject_hash = $1 AND at > $2",
-    )
-    .bind(subject_hash)
-    .bind(since_ms)
-    .fetch_one(db.pool())
-    .await?;
-    Ok((row.try_get("failures")?, row.try_get("oldest")?))
-}
-
-/// Forgets a subject's failures after a successful sign-in.
-pub async fn clear_login_failures(db: &Db, subject_hash: &str) -> Result<(), sqlx::Error> {
-    sqlx::query("DELETE FROM login_failures WHERE subject_hash = $1")
+/// Forgets a subject's attempts, after it proved itself (the right password or code).
+pub async fn clear_attempts(db: &Db, subject_hash: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM throttles WHERE subject_hash = $1")
         .bind(subject_hash)
         .execute(db.pool())
         .await?;

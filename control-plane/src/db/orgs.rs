@@ -110,14 +110,76 @@ pub async fn put_member(db: &Db, organisation_id: &str, user_id: &str, role: Rol
     Ok(())
 }
 
-/// Removes a member.
-pub async fn remove_member(db: &Db, organisation_id: &str, user_id: &str) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query("DELETE FROM memberships WHERE organisation_id = $1 AND user_id = $2")
-        .bind(organisation_id)
-        .bind(user_id)
-        .execute(db.pool())
-        .await?;
-    Ok(done.rows_affected() > 0)
+/// A change to an existing membership: a new role, or removal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MembershipChange {
+    /// Give the member this role.
+    SetRole(Role),
+    /// Remove the member.
+    Remove,
+}
+
+/// Why a membership change was not made.
+#[derive(Debug, thiserror::Error)]
+pub enum MembershipError {
+    /// The change would leave the organisation without an owner.
+    #[error("an organisation keeps at least one owner")]
+    LastOwner,
+    /// The user is not a member.
+    #[error("not a member")]
+    NotMember,
+    /// Storage failed.
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+/// Changes an existing membership unless that would leave the organisation without an
+/// owner. The organisation's row is locked first (a no-op update, which both databases
+/// treat as a write lock), so two owners demoting or removing each other at the same moment
+/// take turns, and the second sees the first's change instead of the old owner count.
+pub async fn change_membership(
+    db: &Db,
+    organisation_id: &str,
+    user_id: &str,
+    change: MembershipChange,
+) -> Result<(), MembershipError> {
+    let mut tx = db.begin_write().await?;
+    sqlx::query("UPDATE organisations SET name = name WHERE id = $1").bind(organisation_id).execute(&mut *tx).await?;
+    let row = sqlx::query(
+        "SELECT m.role, (SELECT COUNT(*) FROM memberships o \
+                         WHERE o.organisation_id = m.organisation_id AND o.role = 'owner' AND o.user_id <> m.user_id) AS other_owners \
+         FROM memberships m WHERE m.organisation_id = $1 AND m.user_id = $2",
+    )
+    .bind(organisation_id)
+    .bind(user_id)
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or(MembershipError::NotMember)?;
+    let is_owner = role_column(&row)? == Role::Owner;
+    let other_owners: i64 = row.try_get("other_owners")?;
+    let stays_owner = change == MembershipChange::SetRole(Role::Owner);
+    if is_owner && !stays_owner && other_owners == 0 {
+        return Err(MembershipError::LastOwner);
+    }
+    match change {
+        MembershipChange::SetRole(role) => {
+            sqlx::query("UPDATE memberships SET role = $1 WHERE organisation_id = $2 AND user_id = $3")
+                .bind(role.as_str())
+                .bind(organisation_id)
+                .bind(user_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        MembershipChange::Remove => {
+            sqlx::query("DELETE FROM memberships WHERE organisation_id = $1 AND user_id = $2")
+                .bind(organisation_id)
+                .bind(user_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+    }
+    tx.commit().await?;
+    Ok(())
 }
 
 /// An API key as listed: never the key itself, which only its creator saw once.

@@ -474,6 +474,20 @@ pub async fn rotate_secret(
     Ok(())
 }
 
+/// Moves a project to its next token key version, so every challenge and verification
+/// token signed under the old key stops verifying; returns the new version.
+pub async fn bump_key_version(db: &Db, project_id: &str, now_ms: i64) -> Result<u32, sqlx::Error> {
+    let row = sqlx::query(
+        "UPDATE projects SET key_version = key_version + 1, updated_at = $1, revision = revision + 1 \
+         WHERE id = $2 RETURNING key_version",
+    )
+    .bind(now_ms)
+    .bind(project_id)
+    .fetch_one(db.pool())
+    .await?;
+    u32::try_from(row.try_get::<i64, _>("key_version")?).map_err(|err| sqlx::Error::Decode(Box::new(err)))
+}
+
 /// Projects changed since they were last published.
 pub async fn unpublished(db: &Db) -> Result<Vec<Project>, sqlx::Error> {
     let sql = format!("SELECT {COLUMNS} FROM projects WHERE published_revision < revision ORDER BY updated_at, id");

@@ -6,8 +6,8 @@
 //!   which hold no per-visitor data, are kept for billing.
 //! - Siteverify claims are deleted once their token has expired: an expired token is refused
 //!   on its signature's expiry alone, so the claim has nothing left to guard.
-//! - Expired sessions, email links and unfinished passkey ceremonies are deleted; failed sign-in records (keyed
-//!   hashes) are deleted after 24 hours, long after the throttling window has used them.
+//! - Expired sessions, email links and unfinished passkey ceremonies are deleted; attempt counters (keyed
+//!   hashes) are deleted 24 hours after their window began, long after it was used.
 
 use serde::Serialize;
 
@@ -34,8 +34,8 @@ pub struct RetentionReport {
     pub sessions_deleted: u64,
     /// Expired email links deleted.
     pub email_links_deleted: u64,
-    /// Old failed sign-in records deleted.
-    pub login_failures_deleted: u64,
+    /// Attempt counters (keyed hashes) whose window ended over a day ago, deleted.
+    pub throttles_deleted: u64,
     /// Abandoned passkey ceremonies deleted.
     pub ceremonies_deleted: u64,
 }
@@ -62,7 +62,7 @@ pub async fn apply(db: &Db, now_ms: i64) -> Result<RetentionReport, sqlx::Error>
         claims_deleted: run("DELETE FROM siteverify_claims WHERE expires_at < $1", now_ms).await?,
         sessions_deleted: run("DELETE FROM sessions WHERE expires_at < $1", now_ms).await?,
         email_links_deleted: run("DELETE FROM email_tokens WHERE expires_at < $1", now_ms).await?,
-        login_failures_deleted: run("DELETE FROM login_failures WHERE at < $1", now_ms - HASH_TTL_MS).await?,
+        throttles_deleted: run("DELETE FROM throttles WHERE window_start < $1", now_ms - HASH_TTL_MS).await?,
         ceremonies_deleted: run("DELETE FROM webauthn_ceremonies WHERE expires_at < $1", now_ms).await?,
     })
 }

@@ -28,13 +28,14 @@ use humanproof_protocol::snapshot::RiskMode;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
-use crate::app::{AppState, WebConfig, app};
+use crate::app::{AppState, WebConfig};
+use crate::server::{self, bind, shutdown_signal};
 use crate::mail::Mailer;
 use crate::publish::{PublishError, Publisher};
 use crate::clock::Clock;
 use crate::config::{SecretArgs, write_private};
 use crate::db::projects::{self, BillingStatus, ProjectSettings};
-use crate::db::{Db, retention};
+use crate::db::Db;
 use crate::secrets;
 
 pub use edge_server::{LocalEdge, edge_router};
@@ -101,7 +102,6 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     publish_snapshot(&db, &edge, &clock).await?;
     tokio::spawn(deliver_telemetry(events, db.clone(), clock.clone(), snapshot_changed.clone()));
     tokio::spawn(refresh_snapshot(db.clone(), edge.clone(), clock.clone(), snapshot_changed));
-    tokio::spawn(retention::apply_hourly(db.clone(), clock.clone()));
 
     let control = bind(args.control_listen).await?;
     let edge_listener = bind(args.edge_listen).await?;
@@ -137,21 +137,19 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         siteverify_url: format!("{control_url}/siteverify"),
         http: crate::http::client(),
     });
-    let serve = |listener: TcpListener, router: axum::Router| async move {
+    // The control plane is served exactly as in production; the edge and the demo site are
+    // development stand-ins with no middleware of their own.
+    let serve_plain = |listener: TcpListener, router: axum::Router| async move {
         axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(shutdown_signal())
             .await
     };
     tokio::try_join!(
-        serve(control, app(state)),
-        serve(edge_listener, edge_router(edge, args.widget_dir.clone(), Arc::new(geo))),
-        serve(demo_listener, demo_site),
+        server::serve(control, state, shutdown_signal()),
+        serve_plain(edge_listener, edge_router(edge, args.widget_dir.clone(), Arc::new(geo))),
+        serve_plain(demo_listener, demo_site),
     )?;
     Ok(())
-}
-
-async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr} (is another instance running?)"))
 }
 
 /// The demo customer's keys, as the customer's own backend would keep them.
@@ -217,27 +215,5 @@ async fn refresh_snapshot(db: Db, edge: Arc<LocalEdge>, clock: Clock, changed: A
         if let Err(err) = publish_snapshot(&db, &edge, &clock).await {
             tracing::warn!(error = %err, "snapshot refresh failed; the edge keeps the previous one");
         }
-    }
-}
-
-/// Resolves on Ctrl-C or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = terminate => {}
     }
 }

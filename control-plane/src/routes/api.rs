@@ -100,9 +100,18 @@ pub async fn rotate_secret(
     ApiActor(actor): ApiActor,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let secret = manage::rotate_secret(&state, &actor, &id).await?;
-    let project = manage::get_project(&state, &actor, &id).await?;
-    Ok(Json(json!({ "secret": secret, "previous_secret_valid_until": project.previous_secret_valid_until })))
+    let rotated = manage::rotate_secret(&state, &actor, &id).await?;
+    Ok(Json(json!({ "secret": rotated.secret, "previous_secret_valid_until": rotated.previous_secret_valid_until })))
+}
+
+/// `POST /api/v1/projects/{id}/revoke-tokens`: invalidates every outstanding token.
+pub async fn revoke_tokens(
+    State(state): State<AppState>,
+    ApiActor(actor): ApiActor,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let key_version = manage::revoke_tokens(&state, &actor, &id).await?;
+    Ok(Json(json!({ "project_id": id, "key_version": key_version })))
 }
 
 /// Query of the usage route.

@@ -2,7 +2,8 @@
 //!
 //! Accepts form-encoded or JSON bodies with `secret`, `response`, optional `remoteip` and
 //! `idempotency_key`. A token is accepted once; a retry that repeats the first call's
-//! `idempotency_key` gets the first answer again. Malformed requests and unknown secrets
+//! `idempotency_key` gets the first answer again, marked `"humanproof": {"replayed": true}`
+//! so a backend can tell a retry from a first success. Malformed requests and unknown secrets
 //! get a 4xx; a well-formed request about a bad or used token gets 200 with
 //! `success: false`, as Turnstile does, so existing Turnstile client code keeps working.
 
@@ -77,6 +78,10 @@ pub struct Extras {
     /// decision, preset and mode, for the site backend to act on.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub risk: Option<RiskAssessment>,
+    /// `true` on an answer repeated for a retry with the first call's `idempotency_key`: the
+    /// token was verified before, by that call. Absent on a first answer.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub replayed: bool,
 }
 
 fn failure(status: StatusCode, code: &'static str, reason: Option<&str>) -> (StatusCode, Json<VerifyResponse>) {
@@ -178,6 +183,7 @@ async fn check_token(
             difficulty: Some(claims.d),
             challenge_count: Some(claims.c),
             risk: claims.risk.clone(),
+            replayed: false,
         }),
     };
     let stored = serde_json::to_string(&answer).expect("answers serialize");
@@ -186,7 +192,9 @@ async fn check_token(
         siteverify::Claim::Used { idempotency_key: Some(first), response }
             if Some(first.as_str()) == idempotency_key =>
         {
-            let first_answer = serde_json::from_str(&response).map_err(|err| sqlx::Error::Decode(Box::new(err)))?;
+            let mut first_answer: VerifyResponse =
+                serde_json::from_str(&response).map_err(|err| sqlx::Error::Decode(Box::new(err)))?;
+            first_answer.humanproof.get_or_insert_with(Extras::default).replayed = true;
             Ok((StatusCode::OK, Json(first_answer)))
         }
         siteverify::Claim::Used { .. } => {

@@ -1,8 +1,6 @@
 //! Sign-up, sign-in, sign-out, email verification, password reset and the dev outbox.
 
-use std::net::SocketAddr;
-
-use axum::extract::{ConnectInfo, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Extension;
@@ -12,6 +10,7 @@ use serde::Deserialize;
 use super::{CsrfToken, Form, Frame, Page, PageError, SignedIn, clear_session_cookie, render, session_cookie};
 use crate::accounts::{self, AccountError, SignIn};
 use crate::app::AppState;
+use crate::client_ip::ClientIp;
 use crate::db::orgs;
 use crate::error::ApiError;
 
@@ -29,7 +28,6 @@ fn account_error_status(err: &AccountError) -> StatusCode {
         AccountError::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
         AccountError::WrongCredentials | AccountError::AccountClosed | AccountError::WrongCode => StatusCode::UNAUTHORIZED,
         AccountError::AlreadyEnabled => StatusCode::CONFLICT,
-        AccountError::EmailTaken => StatusCode::CONFLICT,
         AccountError::Database(_) => StatusCode::INTERNAL_SERVER_ERROR,
         _ => StatusCode::BAD_REQUEST,
     }
@@ -65,31 +63,42 @@ pub struct SignUpForm {
     organisation: String,
 }
 
-/// `POST /sign-up`: creates the account in the language the browser asked for, sends the
-/// verification link and signs in.
+/// `POST /sign-up`: creates the account in the language the browser asked for and sends the
+/// link that confirms the address and signs in. The answer is the same whether or not the
+/// address already had an account.
 pub async fn sign_up(
     State(state): State<AppState>,
     Extension(csrf): Extension<CsrfToken>,
+    ClientIp(client_ip): ClientIp,
     Form(form): Form<SignUpForm>,
 ) -> Response {
-    match accounts::sign_up(&state, &form.email, &form.password, &form.organisation, crate::i18n::request_language()).await {
-        Ok(user) => match accounts::start_session(&state, &user).await {
-            Ok(token) => (
-                [(header::SET_COOKIE, session_cookie(&state, &token))],
-                Redirect::to("/"),
-            )
-                .into_response(),
-            Err(err) => PageError::from(err).into_response(),
-        },
-        Err(err) => render(
+    let language = crate::i18n::request_language();
+    match accounts::sign_up(&state, &form.email, &form.password, &form.organisation, language, client_ip).await {
+        Ok(()) => {
+            let email = accounts::normalize_email(&form.email).unwrap_or_default();
+            let text = crate::i18n::fill(
+                crate::i18n::translate(language, "We sent a link to {email}. Open it within 24 hours to confirm your address and sign in."),
+                &[("email", &email)],
+            );
+            message(&state, &csrf, StatusCode::OK, "Check your email", &text, None).into_response()
+        }
+        Err(err) => with_retry_after(render(
             &state,
             account_error_status(&err),
             "sign_up.html",
             &anonymous(&csrf),
             context! { error => error_text(&err), email => form.email, organisation => form.organisation },
-        )
-        .into_response(),
+        ), &err),
     }
+}
+
+/// A refusal page, with `Retry-After` when the refusal was a throttle.
+fn with_retry_after(page: Page, err: &AccountError) -> Response {
+    let mut response = page.into_response();
+    if let AccountError::Throttled { retry_after_s } = err {
+        response.headers_mut().insert(header::RETRY_AFTER, (*retry_after_s).into());
+    }
+    response
 }
 
 /// `GET /sign-in`.
@@ -108,28 +117,24 @@ pub struct SignInForm {
 pub async fn sign_in(
     State(state): State<AppState>,
     Extension(csrf): Extension<CsrfToken>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientIp(client_ip): ClientIp,
     Form(form): Form<SignInForm>,
 ) -> Response {
-    match accounts::sign_in(&state, &form.email, &form.password, &peer.ip().to_string()).await {
+    match accounts::sign_in(&state, &form.email, &form.password, client_ip).await {
         Ok((_, SignIn::Done(token))) => ([(header::SET_COOKIE, session_cookie(&state, &token))], Redirect::to("/")).into_response(),
         Ok((_, SignIn::SecondFactorDue(token))) => {
             ([(header::SET_COOKIE, session_cookie(&state, &token))], Redirect::to("/sign-in/second-factor")).into_response()
         }
-        Err(err) => {
-            let mut response = render(
+        Err(err) => with_retry_after(
+            render(
                 &state,
                 account_error_status(&err),
                 "sign_in.html",
                 &anonymous(&csrf),
                 context! { error => error_text(&err), email => form.email },
-            )
-            .into_response();
-            if let AccountError::Throttled { retry_after_s } = err {
-                response.headers_mut().insert(header::RETRY_AFTER, retry_after_s.into());
-            }
-            response
-        }
+            ),
+            &err,
+        ),
     }
 }
 
@@ -148,15 +153,32 @@ pub struct TokenQuery {
     token: String,
 }
 
-/// `GET /verify-email?token=…`.
+/// `GET /verify-email?token=…`: confirms the address and, unless this browser is already
+/// signed in, signs the account in: the link is what a new account signs in with.
 pub async fn verify_email(
     State(state): State<AppState>,
     Extension(csrf): Extension<CsrfToken>,
+    signed_in: Option<SignedIn>,
     Query(query): Query<TokenQuery>,
-) -> Page {
-    match accounts::verify_email(&state, &query.token).await {
-        Ok(()) => message(&state, &csrf, StatusCode::OK, "Email confirmed", "Your email address is confirmed. You can create projects now.", Some(("/", "Go to your dashboard"))),
-        Err(err) => message(&state, &csrf, account_error_status(&err), "Link not valid", &error_text(&err), Some(("/", "Go to your dashboard"))),
+) -> Response {
+    let user = match accounts::verify_email(&state, &query.token).await {
+        Ok(user) => user,
+        Err(err) => {
+            let page = message(&state, &csrf, account_error_status(&err), "Link not valid", &error_text(&err), Some(("/", "Go to your dashboard")));
+            return page.into_response();
+        }
+    };
+    let confirmed = message(&state, &csrf, StatusCode::OK, "Email confirmed", "Your email address is confirmed. You can create projects now.", Some(("/", "Go to your dashboard")));
+    if signed_in.is_some() {
+        return confirmed.into_response();
+    }
+    // An account with a second factor still owes it: the link stands in for the password only.
+    match accounts::after_first_factor(&state, &user).await {
+        Ok(SignIn::Done(token)) => ([(header::SET_COOKIE, session_cookie(&state, &token))], confirmed).into_response(),
+        Ok(SignIn::SecondFactorDue(token)) => {
+            ([(header::SET_COOKIE, session_cookie(&state, &token))], Redirect::to("/sign-in/second-factor")).into_response()
+        }
+        Err(err) => PageError::from(err).into_response(),
     }
 }
 
@@ -183,11 +205,12 @@ pub struct ForgotForm {
 pub async fn forgot_password(
     State(state): State<AppState>,
     Extension(csrf): Extension<CsrfToken>,
+    ClientIp(client_ip): ClientIp,
     Form(form): Form<ForgotForm>,
-) -> Page {
-    match accounts::request_password_reset(&state, &form.email).await {
-        Ok(()) => message(&state, &csrf, StatusCode::OK, "Check your email", "If an account uses this address, we sent it a link to set a new password. The link works once, for one hour.", None),
-        Err(err) => message(&state, &csrf, account_error_status(&err), "Try again", &error_text(&err), None),
+) -> Response {
+    match accounts::request_password_reset(&state, &form.email, client_ip).await {
+        Ok(()) => message(&state, &csrf, StatusCode::OK, "Check your email", "If an account uses this address, we sent it a link to set a new password. The link works once, for one hour.", None).into_response(),
+        Err(err) => with_retry_after(message(&state, &csrf, account_error_status(&err), "Try again", &error_text(&err), None), &err),
     }
 }
 
@@ -279,13 +302,10 @@ pub async fn second_factor(
     match accounts::complete_second_factor(&state, &token, &form.code).await {
         Ok(_) => Redirect::to("/").into_response(),
         Err(AccountError::SignInAgain) => Redirect::to("/sign-in").into_response(),
-        Err(err) => {
-            let mut response = render(&state, account_error_status(&err), "second_factor.html", &anonymous(&csrf), context! { error => error_text(&err) }).into_response();
-            if let AccountError::Throttled { retry_after_s } = err {
-                response.headers_mut().insert(header::RETRY_AFTER, retry_after_s.into());
-            }
-            response
-        }
+        Err(err) => with_retry_after(
+            render(&state, account_error_status(&err), "second_factor.html", &anonymous(&csrf), context! { error => error_text(&err) }),
+            &err,
+        ),
     }
 }
 

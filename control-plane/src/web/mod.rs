@@ -95,6 +95,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/orgs/{org}/projects/{project}", get(org::project_page).post(org::update_project))
         .route("/orgs/{org}/projects/{project}/delete", post(org::delete_project))
         .route("/orgs/{org}/projects/{project}/rotate-secret", post(org::rotate_secret))
+        .route("/orgs/{org}/projects/{project}/revoke-tokens", post(org::revoke_tokens))
         .route("/orgs/{org}/projects/{project}/integration", get(org::integration))
         .route("/orgs/{org}/projects/{project}/usage", get(org::usage))
         .route("/orgs/{org}/projects/{project}/risk", get(org::risk))

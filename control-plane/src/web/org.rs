@@ -240,10 +240,25 @@ pub async fn rotate_secret(
     OrgActor(actor): OrgActor,
     Path((_, project_id)): Path<(String, String)>,
 ) -> Result<Page, PageError> {
-    let secret = manage::rotate_secret(&state, &actor, &project_id).await?;
+    let rotated = manage::rotate_secret(&state, &actor, &project_id).await?;
     let project = manage::get_project(&state, &actor, &project_id).await?;
     Ok(form_page(&state, &csrf, &actor, StatusCode::OK, view(&project), context! {
-        secret => secret, notice => "New secret issued. The previous one keeps working for 24 hours.",
+        secret => rotated.secret, notice => "New secret issued. The previous one keeps working for 24 hours.",
+    })
+    .await)
+}
+
+/// `POST /orgs/{org}/projects/{project}/revoke-tokens`: every token issued so far stops working.
+pub async fn revoke_tokens(
+    State(state): State<AppState>,
+    Extension(csrf): Extension<CsrfToken>,
+    OrgActor(actor): OrgActor,
+    Path((_, project_id)): Path<(String, String)>,
+) -> Result<Page, PageError> {
+    manage::revoke_tokens(&state, &actor, &project_id).await?;
+    let project = manage::get_project(&state, &actor, &project_id).await?;
+    Ok(form_page(&state, &csrf, &actor, StatusCode::OK, view(&project), context! {
+        notice => "Every token issued until now is revoked: unfinished challenges and unverified tokens are refused.",
     })
     .await)
 }

@@ -1,0 +1,102 @@
+//! Serving the control plane. `humanproof serve`, the all-in-one `humanproof dev` server and
+//! the test harness all go through [`serve`], so what the tests run is the production wiring:
+//! peer addresses for per-client limits, the middleware stack, graceful shutdown and the
+//! background jobs (retention, snapshot publishing).
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::MatchedPath;
+use axum::http::{HeaderName, Request, StatusCode};
+use tokio::net::TcpListener;
+use tower_http::compression::CompressionLayer;
+use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::app::{AppState, app};
+use crate::db::retention;
+
+/// How long one request may take, body included: a client that trickles its body in is cut
+/// off here instead of holding a connection and a task forever.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Serves the control plane on `listener` until `shutdown` resolves, then finishes the
+/// requests in flight. The background jobs run for as long as the server does.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let jobs = [
+        tokio::spawn(retention::apply_hourly(state.db.clone(), state.clock.clone())),
+        tokio::spawn(state.publisher.clone().run(state.db.clone(), state.clock.clone(), state.publish_wake.clone())),
+    ];
+    let service = with_middleware(app(state)).into_make_service_with_connect_info::<SocketAddr>();
+    let served = axum::serve(listener, service).with_graceful_shutdown(shutdown).await;
+    for job in jobs {
+        job.abort();
+    }
+    served
+}
+
+/// The layers every request passes: a request id (kept from a proxy, else minted) echoed in
+/// the response, a trace span per request, the timeout, and gzip for clients that ask.
+fn with_middleware(router: Router) -> Router {
+    // Spans name the route template (`/orgs/{org}/projects`), never the raw URI: query
+    // strings carry email and reset tokens. No IPs, user agents, cookies or bodies are
+    // recorded anywhere in the span.
+    let trace = TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
+        let route = request.extensions().get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str);
+        let id = request.headers().get(REQUEST_ID).and_then(|value| value.to_str().ok()).unwrap_or_default();
+        tracing::info_span!("request", method = %request.method(), route, request_id = id)
+    });
+    router
+        .layer(CompressionLayer::new())
+        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT))
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(trace)
+        .layer(SetRequestIdLayer::new(REQUEST_ID, RandomRequestId))
+}
+
+/// 128 random bits, as for every other id here.
+#[derive(Debug, Clone, Copy)]
+struct RandomRequestId;
+
+impl MakeRequestId for RandomRequestId {
+    fn make_request_id<B>(&mut self, _request: &Request<B>) -> Option<RequestId> {
+        crate::secrets::new_id().parse().ok().map(RequestId::new)
+    }
+}
+
+/// Binds `address`, naming it in the error.
+pub async fn bind(address: SocketAddr) -> anyhow::Result<TcpListener> {
+    use anyhow::Context as _;
+    TcpListener::bind(address).await.with_context(|| format!("cannot listen on {address} (is another instance running?)"))
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+}
