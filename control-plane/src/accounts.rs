@@ -54,6 +54,9 @@ pub const MAX_RESET_REQUESTS_PER_EMAIL: i64 = 3;
 pub const MIN_PASSWORD_LEN: usize = 10;
 /// Longest password accepted (argon2 would take more, but nobody types this much).
 pub const MAX_PASSWORD_LEN: usize = 128;
+/// How long a password, passkey or second factor counts as recent enough to add a sign-in
+/// factor.
+pub const RECENT_AUTHENTICATION_MS: i64 = 10 * 60 * 1000;
 /// How long a sign-in whose password step passed waits for the second factor.
 pub const SECOND_FACTOR_TTL_MS: i64 = 10 * 60 * 1000;
 /// Wrong second-factor codes for one account within the window before they are refused.
@@ -308,32 +311,88 @@ pub async fn sign_in(state: &AppState, email: &str, password: &str, client_ip: I
     // A right password clears the account's count and gives the network its attempt back.
     accounts::clear_attempts(&state.db, &by_email).await?;
     accounts::refund_attempt(&state.db, &by_ip).await?;
-    let signed_in = after_first_factor(state, &user).await?;
+    let signed_in = after_first_factor(state, &user, FirstFactor::Password).await?;
     Ok((user, signed_in))
 }
 
-/// Signs in an account that passed its first factor (its password, or an emailed link that
-/// proves its address): a full session, or the first half of one when a second factor is due.
-pub async fn after_first_factor(state: &AppState, user: &User) -> Result<SignIn, AccountError> {
-    if user.totp_enabled || crate::db::passkeys::has_any(&state.db, &user.id).await? {
-        return Ok(SignIn::SecondFactorDue(insert_session(state, user, true).await?));
-    }
-    Ok(SignIn::Done(start_session(state, user).await?))
+/// How a sign-in's first step was passed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FirstFactor {
+    /// The password: the session counts as freshly authenticated.
+    Password,
+    /// An emailed link, which proves the address but not the password: enough to use the
+    /// dashboard, not to add a sign-in factor without confirming the password first.
+    EmailLink,
 }
 
-/// Starts a session for `user`: the token for the cookie.
+/// Signs in an account that passed its first factor: a full session, or the first half of
+/// one when a second factor is due.
+pub async fn after_first_factor(state: &AppState, user: &User, first: FirstFactor) -> Result<SignIn, AccountError> {
+    if user.totp_enabled || crate::db::passkeys::has_any(&state.db, &user.id).await? {
+        return Ok(SignIn::SecondFactorDue(insert_session(state, user, true, false).await?));
+    }
+    Ok(SignIn::Done(insert_session(state, user, false, first == FirstFactor::Password).await?))
+}
+
+/// Starts a full session for `user` who just proved themselves (e.g. with a passkey): the
+/// token for the cookie.
 pub async fn start_session(state: &AppState, user: &User) -> Result<String, sqlx::Error> {
-    insert_session(state, user, false).await
+    insert_session(state, user, false, true).await
 }
 
 /// A new session token: a full session, or one waiting [`SECOND_FACTOR_TTL_MS`] for its
-/// second factor.
-async fn insert_session(state: &AppState, user: &User, second_factor_due: bool) -> Result<String, sqlx::Error> {
+/// second factor; `authenticated` when its owner just gave a password or a passkey.
+async fn insert_session(state: &AppState, user: &User, second_factor_due: bool, authenticated: bool) -> Result<String, sqlx::Error> {
     let token = new_token();
     let now = state.clock.now_ms();
     let ttl = if second_factor_due { SECOND_FACTOR_TTL_MS } else { SESSION_TTL_MS };
-    accounts::insert_session(&state.db, &hash_secret(&token), &user.id, second_factor_due, now, now + ttl).await?;
+    let authenticated_at = authenticated.then_some(now);
+    accounts::insert_session(&state.db, &hash_secret(&token), &user.id, second_factor_due, authenticated_at, now, now + ttl).await?;
     Ok(token)
+}
+
+/// Whether the session's owner gave their password, a passkey or a second factor within
+/// [`RECENT_AUTHENTICATION_MS`]: what adding a sign-in factor requires.
+pub async fn recently_authenticated(state: &AppState, session_token: &str) -> Result<bool, sqlx::Error> {
+    let at = accounts::session_authenticated_at(&state.db, &hash_secret(session_token)).await?;
+    Ok(at.is_some_and(|at| state.clock.now_ms() - at <= RECENT_AUTHENTICATION_MS))
+}
+
+/// Confirms it is really the session's owner, with the password or (when two-factor is on)
+/// a current authenticator code. Throttled per account like sign-in, so a stolen session
+/// cannot be used to guess the password.
+pub async fn confirm_identity(state: &AppState, user: &User, session_token: &str, password_or_code: &str) -> Result<(), AccountError> {
+    let now = state.clock.now_ms();
+    let subject = throttle_subject(state, "confirm-identity", &user.id);
+    take_attempt(state, &subject, MAX_FAILURES_PER_EMAIL, now).await?;
+    let typed = password_or_code.trim();
+    let is_code = typed.len() == 6 && typed.bytes().all(|b| b.is_ascii_digit());
+    let proven = if is_code && user.totp_enabled {
+        second_factor_matches(state, user, typed, now).await?
+    } else {
+        let stored = accounts::password_hash(&state.db, &user.id).await?;
+        verify_or_waste_time(stored.as_deref(), password_or_code).await
+    };
+    if !proven {
+        return Err(AccountError::WrongCredentials);
+    }
+    accounts::clear_attempts(&state.db, &subject).await?;
+    accounts::mark_authenticated(&state.db, &hash_secret(session_token), now).await?;
+    Ok(())
+}
+
+/// Tells an account's owner that a way to sign in was added, so an intruder who added one
+/// does not go unnoticed. `factor` is already in the owner's language.
+pub async fn notify_factor_added(state: &AppState, user: &User, factor: &str) {
+    let lang = &user.language;
+    let body = "A new way to sign in was added to your account: {factor}.\n\nIf this was you, there is nothing to do. If it was not, reset your password now: that signs out every session and pauses the passkeys added since your last password change.\n\n{link}";
+    let link = format!("{}/forgot-password", state.web.public_url);
+    let email = Email {
+        to: user.email.clone(),
+        subject: i18n::translate(lang, "A new way to sign in was added to your HumanProof account").to_owned(),
+        body: i18n::fill(i18n::translate(lang, body), &[("factor", factor), ("link", &link)]),
+    };
+    deliver(state, &email).await;
 }
 
 /// The user whose sign-in waits for a second factor under this session token.
@@ -344,7 +403,8 @@ pub async fn second_factor_user(state: &AppState, token: &str) -> Result<Option<
 /// Completes a two-factor sign-in whose passkey [`crate::passkeys`] verified.
 pub async fn complete_second_factor_with_passkey(state: &AppState, token: &str) -> Result<(), AccountError> {
     second_factor_user(state, token).await?.ok_or(AccountError::SignInAgain)?;
-    accounts::complete_second_factor(&state.db, &hash_secret(token), state.clock.now_ms() + SESSION_TTL_MS).await?;
+    let now = state.clock.now_ms();
+    accounts::complete_second_factor(&state.db, &hash_secret(token), now, now + SESSION_TTL_MS).await?;
     Ok(())
 }
 
@@ -359,7 +419,7 @@ pub async fn complete_second_factor(state: &AppState, token: &str, code: &str) -
         return Err(AccountError::WrongCode);
     }
     accounts::clear_attempts(&state.db, &subject).await?;
-    accounts::complete_second_factor(&state.db, &hash_secret(token), now + SESSION_TTL_MS).await?;
+    accounts::complete_second_factor(&state.db, &hash_secret(token), now, now + SESSION_TTL_MS).await?;
     Ok(user)
 }
 
@@ -417,6 +477,8 @@ pub async fn confirm_totp(state: &AppState, user: &User, code: &str) -> Result<V
     let hashes: Vec<String> = codes.iter().map(|code| hash_secret(&normalize_recovery_code(code))).collect();
     accounts::enable_totp(&state.db, &user.id, step, &hashes, now).await?;
     audit_account(state, user, "account.2fa_enabled", None).await?;
+    let factor = i18n::translate(&user.language, "two-factor authentication with an authenticator app");
+    notify_factor_added(state, user, factor).await;
     Ok(codes)
 }
 
@@ -488,17 +550,18 @@ pub async fn reset_link_usable(state: &AppState, token: &str) -> Result<bool, sq
     accounts::email_token_usable(&state.db, &hash_secret(token), EmailTokenPurpose::ResetPassword, state.clock.now_ms()).await
 }
 
-/// Uses a reset link: sets the new password and ends every session of the account.
-pub async fn reset_password(state: &AppState, token: &str, new_password: &str) -> Result<(), AccountError> {
+/// Uses a reset link: sets the new password, ends every session of the account and pauses
+/// the passkeys added since the password was last set. Returns how many were paused.
+pub async fn reset_password(state: &AppState, token: &str, new_password: &str) -> Result<u64, AccountError> {
     check_password(new_password)?;
     let now = state.clock.now_ms();
     let user_id = accounts::use_email_token(&state.db, &hash_secret(token), EmailTokenPurpose::ResetPassword, now)
         .await?
         .ok_or(AccountError::InvalidLink)?;
-    accounts::set_password(&state.db, &user_id, &hash_password(new_password).await, now).await?;
+    let paused = accounts::reset_password(&state.db, &user_id, &hash_password(new_password).await, now).await?;
     // Following the link proves the address too.
     accounts::mark_email_verified(&state.db, &user_id, now).await?;
-    Ok(())
+    Ok(paused)
 }
 
 /// Email failures must not fail the action that sent it: the user can ask again.

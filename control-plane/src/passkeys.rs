@@ -17,6 +17,7 @@ use webauthn_rs::prelude::{
 
 use crate::accounts::{self, AccountError};
 use crate::app::AppState;
+use crate::i18n;
 use crate::db::accounts::User;
 use crate::db::passkeys;
 use crate::error::ApiError;
@@ -102,9 +103,23 @@ async fn take<T: for<'de> Deserialize<'de>>(state: &AppState, id: &str, kind: &s
     Ok((user, serde_json::from_str(&json).map_err(|_| refused())?))
 }
 
+/// A passkey is a way in: only an owner with a confirmed address who gave their password
+/// (or a second factor) within the last minutes may add or confirm one, so a stolen session
+/// alone cannot plant a lasting way back into the account.
+async fn may_add_sign_in_factor(state: &AppState, user: &User, session_token: &str) -> Result<(), ApiError> {
+    if !user.email_verified {
+        return Err(ApiError::Invalid { field: "passkey", message: "Confirm your email address before adding a passkey.".into() });
+    }
+    if !accounts::recently_authenticated(state, session_token).await? {
+        return Err(ApiError::Invalid { field: "password", message: "Confirm it is you with your password first, then add the passkey.".into() });
+    }
+    Ok(())
+}
+
 /// Starts registering a passkey for the signed-in user. The credential is made
 /// discoverable, so it can later sign in without a password.
-pub async fn start_registration(state: &AppState, user: &User) -> Result<Started, ApiError> {
+pub async fn start_registration(state: &AppState, user: &User, session_token: &str) -> Result<Started, ApiError> {
+    may_add_sign_in_factor(state, user, session_token).await?;
     let webauthn = webauthn(state)?;
     let existing: Vec<_> = stored_passkeys(state, &user.id).await?.iter().map(|p| p.cred_id().clone()).collect();
     let (options, server_half) = webauthn
@@ -117,8 +132,9 @@ pub async fn start_registration(state: &AppState, user: &User) -> Result<Started
     park::<PasskeyRegistration>(state, Some(&user.id), REGISTER, &server_half, options).await
 }
 
-/// Verifies the new credential and stores it.
-pub async fn finish_registration(state: &AppState, user: &User, finish: Finish) -> Result<(), ApiError> {
+/// Verifies the new credential and stores it; the owner is told by email.
+pub async fn finish_registration(state: &AppState, user: &User, session_token: &str, finish: Finish) -> Result<(), ApiError> {
+    may_add_sign_in_factor(state, user, session_token).await?;
     let (owner, server_half): (_, PasskeyRegistration) = take(state, &finish.ceremony, REGISTER).await?;
     if owner.as_deref() != Some(user.id.as_str()) {
         return Err(refused());
@@ -132,6 +148,25 @@ pub async fn finish_registration(state: &AppState, user: &User, finish: Finish) 
     let passkey = webauthn(state)?.finish_passkey_registration(&credential, &server_half).map_err(|_| refused())?;
     passkeys::insert(&state.db, &credential_id(&passkey), &user.id, name, &to_json(&passkey), state.clock.now_ms()).await?;
     accounts::audit_account(state, user, "account.passkey_added", Some(name)).await?;
+    notify_passkey(state, user, name).await;
+    Ok(())
+}
+
+async fn notify_passkey(state: &AppState, user: &User, name: &str) {
+    let factor = i18n::fill(i18n::translate(&user.language, "a passkey named “{name}”"), &[("name", name)]);
+    accounts::notify_factor_added(state, user, &factor).await;
+}
+
+/// Lets a passkey that a password reset paused sign in again, once its owner confirmed it
+/// is theirs (with the same recent proof that adding one needs).
+pub async fn confirm(state: &AppState, user: &User, session_token: &str, id: &str) -> Result<(), ApiError> {
+    may_add_sign_in_factor(state, user, session_token).await?;
+    let name = passkeys::list(&state.db, &user.id).await?.into_iter().find(|p| p.id == id).map(|p| p.name);
+    if !passkeys::unpause(&state.db, &user.id, id).await? {
+        return Err(ApiError::NotFound);
+    }
+    accounts::audit_account(state, user, "account.passkey_confirmed", name.as_deref()).await?;
+    notify_passkey(state, user, name.as_deref().unwrap_or_default()).await;
     Ok(())
 }
 

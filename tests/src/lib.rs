@@ -68,6 +68,11 @@ macro_rules! on_both_databases {
 
 /// Opens a fresh, migrated database of the given kind.
 pub async fn fresh_db(backend: Backend) -> Option<Db> {
+    Some(fresh_db_url(backend).await?.0)
+}
+
+/// A fresh, migrated database of the given kind, and the URL another process reaches it at.
+pub async fn fresh_db_url(backend: Backend) -> Option<(Db, String)> {
     let url = match backend {
         Backend::Sqlite => {
             let dir = std::env::temp_dir().join("humanproof-tests");
@@ -98,7 +103,7 @@ pub async fn fresh_db(backend: Backend) -> Option<Db> {
             format!("{base}/{name}")
         }
     };
-    Some(Db::connect(&url).await.expect("the test database opens and migrates"))
+    Some((Db::connect(&url).await.expect("the test database opens and migrates"), url))
 }
 
 /// Everything wired together on one manual clock.

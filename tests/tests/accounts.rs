@@ -6,7 +6,7 @@ use humanproof_control_plane::accounts::{
     MAX_FAILURES_PER_EMAIL, MAX_RESET_REQUESTS_PER_EMAIL, MAX_SECOND_FACTOR_FAILURES, MAX_SIGN_UPS_PER_IP, RESET_LINK_TTL_MS,
     SECOND_FACTOR_TTL_MS, THROTTLE_WINDOW_MS,
 };
-use humanproof_control_plane::db::accounts;
+use humanproof_control_plane::db::{accounts, passkeys};
 use humanproof_control_plane::totp;
 use humanproof_tests::*;
 
@@ -229,6 +229,7 @@ on_both_databases! {
         browser.sign_up("keys@example.com", PASSWORD).await;
         let (status, _) = browser.post_json("/account/passkeys/register/start", &serde_json::json!({}), false).await;
         assert_eq!(status, 403, "JSON posts need the CSRF header too");
+        browser.post("/account/confirm-identity", &[("password_or_code", PASSWORD)]).await.expect(200);
         let (status, started) = browser.post_json("/account/passkeys/register/start", &serde_json::json!({}), true).await;
         assert_eq!(status, 200, "{started}");
         let public_key = &started["options"]["publicKey"];
@@ -383,6 +384,89 @@ on_both_databases! {
         post_form_from(&proxied, "2001:db8:7:8::1", "/sign-up", &[("email", "v-next@example.com"), ("password", PASSWORD)]).await.expect(200);
     }
 
+    async fn adding_a_passkey_needs_a_confirmed_address_and_a_recent_password(world: World) {
+        let browser = Browser::new(&world.serve().await);
+        let empty = serde_json::json!({});
+        let start = || browser.post_json("/account/passkeys/register/start", &empty, true);
+
+        // Signed in with the password but the address not confirmed: no passkey yet.
+        browser.post("/sign-up", &[("email", "pk@example.com"), ("password", PASSWORD)]).await.expect(200);
+        browser.sign_in("pk@example.com", PASSWORD).await.expect(303);
+        let (status, answer) = start().await;
+        assert_eq!((status, answer["error"]["field"].as_str()), (400, Some("passkey")), "{answer}");
+        assert!(browser.get("/account").await.expect(200).body.contains("Confirm your email address before adding a passkey."));
+
+        // The emailed link confirms the address and signs in, but proves no password: a
+        // stolen inbox alone does not plant a passkey.
+        let link = link_with(&world.email_links("pk@example.com"), "/verify-email?token=");
+        let elsewhere = Browser::new(&browser_base(&browser));
+        elsewhere.get(&local(&link)).await.expect(200);
+        let (status, answer) = elsewhere.post_json("/account/passkeys/register/start", &serde_json::json!({}), true).await;
+        assert_eq!((status, answer["error"]["field"].as_str()), (400, Some("password")), "{answer}");
+        let account = elsewhere.get("/account").await.expect(200);
+        assert!(account.body.contains("/account/confirm-identity") && !account.body.contains("data-passkey=\"register\""));
+        elsewhere.post("/account/confirm-identity", &[("password_or_code", "not the password")]).await.expect(401);
+        elsewhere.post("/account/confirm-identity", &[("password_or_code", PASSWORD)]).await.expect(200);
+        assert_eq!(elsewhere.post_json("/account/passkeys/register/start", &serde_json::json!({}), true).await.0, 200);
+
+        // The password sign-in counts as recent, for ten minutes.
+        assert_eq!(start().await.0, 200);
+        world.clock.advance(humanproof_control_plane::accounts::RECENT_AUTHENTICATION_MS + 1);
+        assert_eq!(start().await.1["error"]["field"], "password");
+
+        // Confirming is throttled like signing in: a stolen session cannot guess the password.
+        for _ in 0..MAX_FAILURES_PER_EMAIL {
+            browser.post("/account/confirm-identity", &[("password_or_code", "a wrong guess!")]).await.expect(401);
+        }
+        browser.post("/account/confirm-identity", &[("password_or_code", PASSWORD)]).await.expect(429);
+    }
+
+    async fn a_password_reset_pauses_passkeys_added_since_and_new_factors_are_announced(world: World) {
+        let browser = Browser::new(&world.serve().await);
+        let email = "owner@example.com";
+        browser.sign_up(email, PASSWORD).await;
+        let (user, _) = accounts::find_user_by_email(&world.db, email).await.unwrap().unwrap();
+
+        // Turning on TOTP is announced by email.
+        browser.post("/account/two-factor/setup", &[]).await.expect(200);
+        let code = current_code(&world, email).await;
+        browser.post("/account/two-factor/confirm", &[("code", &code)]).await.expect(200);
+        assert!(last_email_text(&world, email).contains("two-factor authentication with an authenticator app"));
+        browser.post("/account/two-factor/disable", &[("password", PASSWORD)]).await.expect(200);
+
+        // An intruder's passkey, added after the password was set (stored as registration does).
+        world.clock.advance(60_000);
+        passkeys::insert(&world.db, "intruder-key", &user.id, "Intruder", "{}", world.clock.now_ms()).await.unwrap();
+        assert!(passkeys::has_any(&world.db, &user.id).await.unwrap());
+        world.clock.advance(1_000);
+
+        // The owner resets the password: sessions end, the passkey is paused.
+        Browser::new(&browser_base(&browser)).post("/forgot-password", &[("email", email)]).await.expect(200);
+        let reset = link_with(&world.email_links(email), "/reset-password?token=");
+        let token = reset.split("token=").nth(1).unwrap();
+        let done = browser.post("/reset-password", &[("token", token), ("password", "a brand new password")]).await.expect(200);
+        assert!(done.body.contains("Passkeys added since your previous password are paused"), "{}", done.body);
+        assert!(!passkeys::has_any(&world.db, &user.id).await.unwrap(), "a paused passkey signs in to nothing");
+        assert_eq!(browser.get("/account").await.expect(303).location.as_deref(), Some("/sign-in"));
+
+        // Signed in again (the password alone: the paused passkey is no second factor), the
+        // owner sees it and decides.
+        browser.sign_in(email, "a brand new password").await.expect(303);
+        let account = browser.get("/account").await.expect(200);
+        assert!(account.body.contains("Paused after a password reset"), "{}", account.body);
+        browser.post("/account/passkeys/intruder-key/confirm", &[]).await.expect(303);
+        assert!(passkeys::has_any(&world.db, &user.id).await.unwrap());
+        assert!(last_email_text(&world, email).contains("Intruder"), "confirming is announced like adding");
+        // A passkey older than the password is left alone by the next reset.
+        world.clock.advance(60_000);
+        Browser::new(&browser_base(&browser)).post("/forgot-password", &[("email", email)]).await.expect(200);
+        let reset = link_with(&world.email_links(email), "/reset-password?token=");
+        let token = reset.split("token=").nth(1).unwrap();
+        let done = browser.post("/reset-password", &[("token", token), ("password", "yet another password")]).await.expect(200);
+        assert!(!done.body.contains("paused"), "{}", done.body);
+        assert!(passkeys::has_any(&world.db, &user.id).await.unwrap());
+    }
+
     async fn pages_carry_security_headers_and_cookies_are_httponly(world: World) {
         let base = world.serve().await;
         let response = reqwest_get(&format!("{base}/sign-in")).await;
@@ -391,6 +475,25 @@ on_both_databases! {
         assert_eq!(header("x-frame-options"), "DENY");
         let cookie = header("set-cookie");
         assert!(cookie.starts_with("hp_csrf=") && cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
+
+        // Over https the CSRF cookie is `__Host-` prefixed, Secure, and still what forms check.
+        let mut state = world.state();
+        state.web = humanproof_control_plane::app::WebConfig::new("https://dashboard.example", "https://edge.example", true);
+        let https = serve_control_plane(state).await;
+        let response = reqwest_get(&format!("{https}/sign-in")).await;
+        let cookie = response.headers().get("set-cookie").unwrap().to_str().unwrap().to_owned();
+        assert!(cookie.starts_with("__Host-hp_csrf=") && cookie.contains("; Secure") && cookie.contains("Path=/"), "{cookie}");
+        assert!(!cookie.contains("Domain="), "{cookie}");
+        let token = cookie.split(';').next().unwrap().split_once('=').unwrap().1.to_owned();
+        let http = humanproof_control_plane::http::client_builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        let form = |cookie_name: &str| {
+            http.post(format!("{https}/sign-in"))
+                .header("cookie", format!("{cookie_name}={token}"))
+                .form(&[("email", "x@example.com"), ("password", PASSWORD), ("csrf", token.as_str())])
+                .send()
+        };
+        assert_eq!(form("__Host-hp_csrf").await.unwrap().status(), 401, "the prefixed cookie passes the CSRF check");
+        assert_eq!(form("hp_csrf").await.unwrap().status(), 403, "an unprefixed one does not, over https");
     }
 }
 
@@ -405,6 +508,13 @@ async fn current_code(world: &World, email: &str) -> String {
 
 fn browser_base(browser: &Browser) -> String {
     browser.base().to_owned()
+}
+
+/// The whole newest email to `to`.
+fn last_email_text(world: &World, to: &str) -> String {
+    let mut files: Vec<_> = std::fs::read_dir(&world.outbox).unwrap().flatten().map(|e| e.path()).collect();
+    files.sort();
+    files.iter().rev().map(|path| std::fs::read_to_string(path).unwrap()).find(|text| text.starts_with(&format!("To: {to}\r\n"))).unwrap()
 }
 
 async fn reqwest_post_form(url: &str, fields: &[(&str, &str)]) -> serde_json::Value {

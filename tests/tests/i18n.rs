@@ -49,6 +49,7 @@ on_both_databases! {
         assert!(projects.body.contains("<h1>Projekte</h1>"), "{}", projects.body);
         assert!(projects.body.contains("(Inhaber)"), "role names are translated: {}", projects.body);
 
+        browser.post("/account/confirm-identity", &[("password_or_code", PASSWORD)]).await.expect(200);
         // The passkey script shows its refusals as they come: in German too.
         let (status, answer) = browser.post_json("/account/passkeys/register/finish", &serde_json::json!({ "ceremony": "spent", "credential": {} }), true).await;
         assert_eq!((status, answer["error"]["field"].as_str()), (400, Some("ceremony")), "{answer}");

@@ -530,8 +530,11 @@ on_both_databases! {
             let members = orgs::members(&world.db, &first.org).await.unwrap();
             let owners = members.iter().filter(|m| m.role == Role::Owner).count();
             assert_eq!(owners, 1, "round {round}: answers {} and {}", a.status, b.status);
-            let statuses = [a.status, b.status];
-            assert!(statuses.contains(&409), "round {round}: the loser is told why: {statuses:?}");
+            // One demotion goes through; the other is refused as the last owner's (409) or,
+            // when its sender was demoted first, for lack of the owner role (403).
+            let mut statuses = [a.status, b.status];
+            statuses.sort_unstable();
+            assert!(matches!(statuses, [303, 403 | 409] | [403 | 409, 303]), "round {round}: {statuses:?}");
             // Both owners again for the next round.
             for user in [&first.user_id, &second_id] {
                 orgs::put_member(&world.db, &first.org, user, Role::Owner, world.clock.now_ms()).await.unwrap();

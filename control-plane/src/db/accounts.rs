@@ -78,8 +78,8 @@ pub async fn insert_user(
 ) -> Result<User, sqlx::Error> {
     let id = crate::secrets::new_id();
     sqlx::query(
-        "INSERT INTO users (id, email, password_hash, is_operator, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $5)",
+        "INSERT INTO users (id, email, password_hash, is_operator, created_at, updated_at, password_set_at) \
+         VALUES ($1, $2, $3, $4, $5, $5, $5)",
     )
     .bind(&id)
     .bind(email)
@@ -112,17 +112,31 @@ pub async fn find_user_by_email(db: &Db, email: &str) -> Result<Option<(User, St
     Ok(Some((user_from_row(&row)?, row.try_get("password_hash")?)))
 }
 
-/// Replaces the password and signs the user out everywhere.
-pub async fn set_password(db: &Db, user_id: &str, password_hash: &str, now_ms: i64) -> Result<(), sqlx::Error> {
+/// Replaces the password after a reset, signs the user out everywhere, and pauses the
+/// passkeys added since the password was last set (whoever reset it may be evicting an
+/// intruder who added one). Returns how many passkeys were paused.
+pub async fn reset_password(db: &Db, user_id: &str, password_hash: &str, now_ms: i64) -> Result<u64, sqlx::Error> {
     let mut tx = db.begin_write().await?;
-    sqlx::query("UPDATE users SET password_hash = $1, updated_at = $2 WHERE id = $3")
+    let paused = sqlx::query(
+        "UPDATE passkeys SET paused_at = $1 WHERE user_id = $2 AND paused_at IS NULL \
+         AND created_at >= (SELECT password_set_at FROM users WHERE id = $3)",
+    )
+    .bind(now_ms)
+    .bind(user_id)
+    .bind(user_id)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    sqlx::query("UPDATE users SET password_hash = $1, updated_at = $2, password_set_at = $3 WHERE id = $4")
         .bind(password_hash)
+        .bind(now_ms)
         .bind(now_ms)
         .bind(user_id)
         .execute(&mut *tx)
         .await?;
     sqlx::query("DELETE FROM sessions WHERE user_id = $1").bind(user_id).execute(&mut *tx).await?;
-    tx.commit().await
+    tx.commit().await?;
+    Ok(paused)
 }
 
 /// Records that the user confirmed their address.
@@ -153,16 +167,18 @@ pub async fn insert_session(
     token_hash: &str,
     user_id: &str,
     second_factor_due: bool,
+    authenticated_at: Option<i64>,
     now_ms: i64,
     expires_at: i64,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO sessions (token_hash, user_id, second_factor_due, created_at, expires_at) \
-         VALUES ($1, $2, $3, $4, $5)",
+        "INSERT INTO sessions (token_hash, user_id, second_factor_due, authenticated_at, created_at, expires_at) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
     )
     .bind(token_hash)
     .bind(user_id)
     .bind(i64::from(second_factor_due))
+    .bind(authenticated_at)
     .bind(now_ms)
     .bind(expires_at)
     .execute(db.pool())
@@ -193,9 +209,31 @@ pub async fn session_user(
         .transpose()
 }
 
-/// Turns a session waiting for its second factor into a full one.
-pub async fn complete_second_factor(db: &Db, token_hash: &str, expires_at: i64) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE sessions SET second_factor_due = 0, expires_at = $1 WHERE token_hash = $2")
+/// When the session last proved its owner (password, passkey or second factor), if ever.
+pub async fn session_authenticated_at(db: &Db, token_hash: &str) -> Result<Option<i64>, sqlx::Error> {
+    Ok(sqlx::query("SELECT authenticated_at FROM sessions WHERE token_hash = $1")
+        .bind(token_hash)
+        .fetch_optional(db.pool())
+        .await?
+        .map(|row| row.try_get::<Option<i64>, _>("authenticated_at"))
+        .transpose()?
+        .flatten())
+}
+
+/// Records that the session's owner just proved themselves again.
+pub async fn mark_authenticated(db: &Db, token_hash: &str, now_ms: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE sessions SET authenticated_at = $1 WHERE token_hash = $2")
+        .bind(now_ms)
+        .bind(token_hash)
+        .execute(db.pool())
+        .await?;
+    Ok(())
+}
+
+/// Turns a session waiting for its second factor into a full one, proven now.
+pub async fn complete_second_factor(db: &Db, token_hash: &str, now_ms: i64, expires_at: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE sessions SET second_factor_due = 0, authenticated_at = $1, expires_at = $2 WHERE token_hash = $3")
+        .bind(now_ms)
         .bind(expires_at)
         .bind(token_hash)
         .execute(db.pool())

@@ -16,6 +16,8 @@ pub struct PasskeySummary {
     pub created_at: i64,
     /// Unix ms of the last sign-in with it.
     pub last_used_at: Option<i64>,
+    /// Set while it is paused after a password reset, until its owner confirms it.
+    pub paused_at: Option<i64>,
 }
 
 /// Stores a passkey.
@@ -33,7 +35,7 @@ pub async fn insert(db: &Db, id: &str, user_id: &str, name: &str, credential: &s
 
 /// A user's passkeys, oldest first.
 pub async fn list(db: &Db, user_id: &str) -> Result<Vec<PasskeySummary>, sqlx::Error> {
-    sqlx::query("SELECT id, name, created_at, last_used_at FROM passkeys WHERE user_id = $1 ORDER BY created_at, id")
+    sqlx::query("SELECT id, name, created_at, last_used_at, paused_at FROM passkeys WHERE user_id = $1 ORDER BY created_at, id")
         .bind(user_id)
         .fetch_all(db.pool())
         .await?
@@ -44,14 +46,15 @@ pub async fn list(db: &Db, user_id: &str) -> Result<Vec<PasskeySummary>, sqlx::E
                 name: row.try_get("name")?,
                 created_at: row.try_get("created_at")?,
                 last_used_at: row.try_get("last_used_at")?,
+                paused_at: row.try_get("paused_at")?,
             })
         })
         .collect()
 }
 
-/// A user's serialised credentials.
+/// A user's serialised credentials that may sign in (paused ones may not).
 pub async fn credentials(db: &Db, user_id: &str) -> Result<Vec<String>, sqlx::Error> {
-    sqlx::query("SELECT credential FROM passkeys WHERE user_id = $1 ORDER BY created_at, id")
+    sqlx::query("SELECT credential FROM passkeys WHERE user_id = $1 AND paused_at IS NULL ORDER BY created_at, id")
         .bind(user_id)
         .fetch_all(db.pool())
         .await?
@@ -60,9 +63,9 @@ pub async fn credentials(db: &Db, user_id: &str) -> Result<Vec<String>, sqlx::Er
         .collect()
 }
 
-/// Whether the user has any passkey.
+/// Whether the user has a passkey that may sign in.
 pub async fn has_any(db: &Db, user_id: &str) -> Result<bool, sqlx::Error> {
-    Ok(sqlx::query("SELECT 1 AS one FROM passkeys WHERE user_id = $1 LIMIT 1")
+    Ok(sqlx::query("SELECT 1 AS one FROM passkeys WHERE user_id = $1 AND paused_at IS NULL LIMIT 1")
         .bind(user_id)
         .fetch_optional(db.pool())
         .await?
@@ -78,6 +81,16 @@ pub async fn record_use(db: &Db, id: &str, credential: &str, now_ms: i64) -> Res
         .execute(db.pool())
         .await?;
     Ok(())
+}
+
+/// Lets a paused passkey sign in again; false if the user has no such paused passkey.
+pub async fn unpause(db: &Db, user_id: &str, id: &str) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query("UPDATE passkeys SET paused_at = NULL WHERE id = $1 AND user_id = $2 AND paused_at IS NOT NULL")
+        .bind(id)
+        .bind(user_id)
+        .execute(db.pool())
+        .await?;
+    Ok(done.rows_affected() > 0)
 }
 
 /// Removes one of the user's passkeys; false if they have no such passkey.

@@ -4,8 +4,8 @@
 //! - Sessions: an HttpOnly, SameSite=Lax cookie holding a random token (Secure when the
 //!   public URL is https); the database keeps only its hash.
 //! - CSRF: every POST passes [`check_csrf`] before any handler runs: the form's `csrf` field
-//!   must equal the `hp_csrf` cookie (a random double-submit token, SameSite=Strict), which
-//!   another site can neither read nor set.
+//!   must equal the `hp_csrf` cookie (a random double-submit token, SameSite=Strict; named
+//!   `__Host-hp_csrf` over https), which another site can neither read nor set.
 //! - Every page is sent with a strict CSP, `X-Frame-Options: DENY` and no-referrer.
 //! - Language: a signed-in user's preference, otherwise the request's `Accept-Language`
 //!   (see [`crate::i18n`]), held for the request by [`check_csrf`]; templates translate
@@ -39,7 +39,11 @@ use crate::manage::{Actor, Principal};
 use org::format_time;
 
 pub(crate) const SESSION_COOKIE: &str = "hp_session";
-const CSRF_COOKIE: &str = "hp_csrf";
+/// Over https the CSRF cookie takes the `__Host-` prefix: browsers then refuse it unless it
+/// is Secure, host-only and for `/`, so a sibling subdomain cannot plant one.
+fn csrf_cookie(secure: bool) -> &'static str {
+    if secure { "__Host-hp_csrf" } else { "hp_csrf" }
+}
 /// Largest dashboard form read.
 const MAX_FORM: usize = 64 * 1024;
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
@@ -81,6 +85,8 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/account/passkeys/register/start", post(passkeys::start_registration))
         .route("/account/passkeys/register/finish", post(passkeys::finish_registration))
         .route("/account/passkeys/{id}/delete", post(passkeys::delete))
+        .route("/account/passkeys/{id}/confirm", post(passkeys::confirm))
+        .route("/account/confirm-identity", post(auth::confirm_identity))
         .route("/sign-in/passkey/start", post(passkeys::start_sign_in))
         .route("/sign-in/passkey/finish", post(passkeys::finish_sign_in))
         .route("/sign-in/second-factor/passkey/start", post(passkeys::start_second_factor))
@@ -139,7 +145,8 @@ pub struct CsrfToken(pub String);
 /// token and its negotiated language, and adds the security headers.
 async fn check_csrf(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     let lang = i18n::negotiate(request.headers().get(header::ACCEPT_LANGUAGE).and_then(|value| value.to_str().ok()));
-    let existing = cookie(request.headers(), CSRF_COOKIE).filter(|token| token.len() == 64);
+    let secure = state.web.secure_cookies;
+    let existing = cookie(request.headers(), csrf_cookie(secure)).filter(|token| token.len() == 64);
     let token = existing.clone().unwrap_or_else(crate::secrets::new_token);
     if request.method() == Method::POST {
         let (parts, body) = request.into_parts();
@@ -168,11 +175,10 @@ async fn check_csrf(State(state): State<AppState>, mut request: Request, next: N
         request = Request::from_parts(parts, Body::from(bytes));
     }
     request.extensions_mut().insert(CsrfToken(token.clone()));
-    let secure = state.web.secure_cookies;
     let mut response = i18n::with_request_language(lang, next.run(request)).await;
     let headers = response.headers_mut();
     if existing.is_none() {
-        let value = format!("{CSRF_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict{}", if secure { "; Secure" } else { "" });
+        let value = format!("{}={token}; Path=/; HttpOnly; SameSite=Strict{}", csrf_cookie(secure), if secure { "; Secure" } else { "" });
         headers.append(header::SET_COOKIE, HeaderValue::from_str(&value).expect("hex is a valid header"));
     }
     headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));

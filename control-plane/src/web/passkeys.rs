@@ -43,8 +43,8 @@ fn finish_body(body: Result<Bytes, BytesRejection>) -> Result<Finish, ApiError> 
 
 /// `POST /account/passkeys/register/start`.
 pub async fn start_registration(State(state): State<AppState>, signed_in: Option<SignedIn>) -> Result<Json<Started>, PasskeyRefusal> {
-    let user = signed_in.ok_or(ApiError::Unauthorized("sign_in"))?.user;
-    Ok(Json(passkeys::start_registration(&state, &user).await?))
+    let SignedIn { user, token } = signed_in.ok_or(ApiError::Unauthorized("sign_in"))?;
+    Ok(Json(passkeys::start_registration(&state, &user, &token).await?))
 }
 
 /// `POST /account/passkeys/register/finish`.
@@ -53,14 +53,20 @@ pub async fn finish_registration(
     signed_in: Option<SignedIn>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<serde_json::Value>, PasskeyRefusal> {
-    let user = signed_in.ok_or(ApiError::Unauthorized("sign_in"))?.user;
-    passkeys::finish_registration(&state, &user, finish_body(body)?).await?;
+    let SignedIn { user, token } = signed_in.ok_or(ApiError::Unauthorized("sign_in"))?;
+    passkeys::finish_registration(&state, &user, &token, finish_body(body)?).await?;
     Ok(Json(json!({ "redirect": "/account" })))
 }
 
 /// `POST /account/passkeys/{id}/delete` (a form).
 pub async fn delete(State(state): State<AppState>, SignedIn { user, .. }: SignedIn, Path(id): Path<String>) -> Result<Redirect, PageError> {
     passkeys::delete(&state, &user, &id).await?;
+    Ok(Redirect::to("/account"))
+}
+
+/// `POST /account/passkeys/{id}/confirm` (a form): a paused passkey may sign in again.
+pub async fn confirm(State(state): State<AppState>, SignedIn { user, token }: SignedIn, Path(id): Path<String>) -> Result<Redirect, PageError> {
+    passkeys::confirm(&state, &user, &token, &id).await?;
     Ok(Redirect::to("/account"))
 }
 

@@ -1,0 +1,232 @@
+//! The production binary, as an operator runs it: `humanproof serve` is spawned as its own
+//! process on SQLite and on PostgreSQL, and driven over HTTP the way a customer and their
+//! backend would: sign up, confirm the address, sign in with a password and then a TOTP
+//! code, make an API key and a project, verify a token, revoke outstanding tokens with the
+//! CLI, and shut down on SIGTERM. Nothing here goes through an in-process router.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::OnceLock;
+
+use humanproof_control_plane::{secrets, totp};
+use humanproof_protocol::{MasterSecret, VerificationClaims};
+use humanproof_tests::*;
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt as _, BufReader};
+use tokio::process::{Child, Command};
+
+const PASSWORD: &str = "correct horse battery";
+
+/// `target/debug/humanproof`, built once per test run by the same cargo that runs the tests.
+fn humanproof_binary() -> &'static Path {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let built = std::process::Command::new(cargo)
+            .args(["build", "--quiet", "-p", "humanproof-control-plane", "--bin", "humanproof"])
+            .status()
+            .expect("cargo runs");
+        assert!(built.success(), "building humanproof failed");
+        let target = std::env::var("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+        target.join("debug/humanproof")
+    })
+}
+
+/// A running `humanproof serve`.
+struct Server {
+    child: Child,
+    base: String,
+    database_url: String,
+    outbox: PathBuf,
+    log: tokio::task::JoinHandle<String>,
+}
+
+impl Server {
+    async fn start(database_url: String) -> Self {
+        let outbox = std::env::temp_dir().join("humanproof-tests").join(format!("serve-outbox-{}", secrets::new_id()));
+        let mut child = Command::new(humanproof_binary())
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .env("HUMANPROOF_DATABASE_URL", &database_url)
+            .env("HUMANPROOF_MASTER_SECRET", MASTER_SECRET)
+            .env("HUMANPROOF_OUTBOX_DIR", &outbox)
+            .env("HUMANPROOF_PUBLIC_URL", "http://localhost:8080")
+            // Request spans and responses, to check what a trace would reveal.
+            .env("RUST_LOG", "info,tower_http=debug,sqlx=warn")
+            .env_remove("HUMANPROOF_TRUSTED_PROXIES")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("humanproof serve starts");
+        let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+        let base = loop {
+            let line = stdout.next_line().await.unwrap().expect("serve prints where it listens");
+            if let Some(base) = line.strip_prefix("listening on ") {
+                break base.to_owned();
+            }
+        };
+        let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+        let log = tokio::spawn(async move {
+            let mut log = String::new();
+            while let Ok(Some(line)) = stderr.next_line().await {
+                log.push_str(&line);
+                log.push('\n');
+            }
+            log
+        });
+        Self { child, base, database_url, outbox, log }
+    }
+
+    /// Links in the newest email to `to`, as paths on this server.
+    fn email_links(&self, to: &str) -> Vec<String> {
+        let mut files: Vec<_> = std::fs::read_dir(&self.outbox).unwrap().flatten().map(|e| e.path()).collect();
+        files.sort();
+        let text = files.iter().rev().map(|path| std::fs::read_to_string(path).unwrap())
+            .find(|text| text.starts_with(&format!("To: {to}\r\n")))
+            .unwrap_or_else(|| panic!("no email to {to}"));
+        text.split_whitespace()
+            .filter_map(|word| word.strip_prefix("http://localhost:8080"))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// The `humanproof` CLI against the same database.
+    async fn cli(&self, args: &[&str]) -> Value {
+        let output = Command::new(humanproof_binary())
+            .args(args)
+            .env("HUMANPROOF_DATABASE_URL", &self.database_url)
+            .output()
+            .await
+            .unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        serde_json::from_slice(&output.stdout).unwrap()
+    }
+
+    /// SIGTERM, then the exit status and everything it logged.
+    async fn stop(mut self) -> (std::process::ExitStatus, String) {
+        let pid = self.child.id().unwrap().to_string();
+        let signalled = Command::new("kill").args(["-TERM", &pid]).status().await.unwrap();
+        assert!(signalled.success());
+        let status = tokio::time::timeout(std::time::Duration::from_secs(20), self.child.wait()).await.unwrap().unwrap();
+        (status, self.log.await.unwrap())
+    }
+}
+
+/// The database URL a fresh test database of this kind is reached at.
+async fn fresh_database_url(backend: Backend) -> Option<String> {
+    Some(fresh_db_url(backend).await?.1)
+}
+
+/// RFC 4648 base32 (no padding), as an authenticator app reads the key it is shown.
+fn base32_decode(text: &str) -> Vec<u8> {
+    let (mut bits, mut buffer, mut out) = (0u32, 0u32, Vec::new());
+    for c in text.trim().chars() {
+        let value = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567".find(c).expect("base32") as u32;
+        buffer = (buffer << 5) | value;
+        bits += 5;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((buffer >> bits) as u8);
+        }
+    }
+    out
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
+}
+
+async fn the_production_binary_serves_customers_and_backends(backend: Backend) {
+    let Some(database_url) = fresh_database_url(backend).await else { return };
+    let server = Server::start(database_url).await;
+    let browser = Browser::new(&server.base);
+
+    // Sign up; the emailed link confirms the address and signs in.
+    let email = "operator-test@example.com";
+    browser.post("/sign-up", &[("email", email), ("password", PASSWORD), ("organisation", "Prod")]).await.expect(200);
+    let verify = server.email_links(email).into_iter().find(|link| link.starts_with("/verify-email")).unwrap();
+    browser.get(&verify).await.expect(200);
+    let org = browser.get("/").await.expect(303).location.unwrap().trim_start_matches("/orgs/").trim_end_matches("/projects").to_owned();
+
+    // Two-factor on, with the key the page shows.
+    let setup = browser.post("/account/two-factor/setup", &[]).await.expect(200);
+    let shown = setup.body.split("<code id=\"totp-secret\">").nth(1).unwrap().split('<').next().unwrap();
+    let secret = base32_decode(shown);
+    let step = totp::step_at(now_ms());
+    browser.post("/account/two-factor/confirm", &[("code", &totp::code(&secret, step - 1))]).await.expect(200);
+    browser.post("/sign-out", &[]).await.expect(303);
+
+    // Password, then the code: the production wiring of sign-in (peer address and all).
+    let first = browser.sign_in(email, PASSWORD).await.expect(303);
+    assert_eq!(first.location.as_deref(), Some("/sign-in/second-factor"));
+    browser.post("/sign-in/second-factor", &[("code", &totp::code(&secret, step + 1))]).await.expect(303);
+    browser.get("/account").await.expect(200);
+
+    // An API key from the dashboard, then a project through the API.
+    let page = browser.post(&format!("/orgs/{org}/api-keys"), &[("name", "deploy"), ("scope", "projects:read"), ("scope", "projects:write")]).await.expect(200);
+    let start = page.body.find("hp_key_").unwrap();
+    let key: String = page.body[start..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+    let http = humanproof_control_plane::http::client();
+    let created: Value = http
+        .post(format!("{}/api/v1/projects", server.base))
+        .bearer_auth(&key)
+        .json(&json!({ "name": "Shop", "production_domains": ["shop.example"] }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let project_id = created["project"]["id"].as_str().unwrap().to_owned();
+    let site_key = created["project"]["site_key"].as_str().unwrap().to_owned();
+    let backend_secret = created["secret"].as_str().unwrap().to_owned();
+
+    // A verification token as the edge signs it, verified once by the backend.
+    let mint = |key_version: u32| {
+        let now = now_ms();
+        let claims = VerificationClaims {
+            sk: site_key.clone(), jti: secrets::new_id(), cid: secrets::new_id(), iat: now, exp: now + 300_000,
+            host: "shop.example".into(), d: 4, c: 80, act: None, cd: None, risk: None,
+        };
+        MasterSecret::new(MASTER_SECRET).unwrap().project_key(&project_id, key_version).sign(&claims)
+    };
+    let siteverify = |token: String| {
+        let (http, url, secret) = (http.clone(), format!("{}/siteverify", server.base), backend_secret.clone());
+        async move {
+            let answer = http.post(url).form(&[("secret", secret.as_str()), ("response", token.as_str())]).send().await.unwrap();
+            let request_id = answer.headers().get("x-request-id").map(|v| v.to_str().unwrap().to_owned());
+            assert!(request_id.is_some_and(|id| id.len() == 32), "every answer carries a request id");
+            answer.json::<Value>().await.unwrap()
+        }
+    };
+    let token = mint(1);
+    assert_eq!(siteverify(token.clone()).await["success"], true);
+    assert_eq!(siteverify(token.clone()).await["humanproof"]["reason"], "already_verified");
+
+    // The operator revokes outstanding tokens with the CLI: old ones are refused at once.
+    let outstanding = mint(1);
+    let revoked = server.cli(&["project", "revoke-tokens", "--project-id", &project_id]).await;
+    assert_eq!(revoked["key_version"], 2);
+    assert_eq!(siteverify(outstanding).await["humanproof"]["reason"], "invalid_token");
+    assert_eq!(siteverify(mint(2)).await["success"], true);
+
+    // SIGTERM ends it cleanly; what it logged names no address, secret, token or person.
+    let (status, log) = server.stop().await;
+    assert!(status.success(), "{status:?}\n{log}");
+    assert!(log.contains("request"), "request spans are logged at debug: {log}");
+    for secret in [PASSWORD, email, &backend_secret, &key, &token, "127.0.0.1", shown] {
+        assert!(!log.contains(secret), "the log reveals {secret:?}:\n{log}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_production_binary_on_sqlite() {
+    the_production_binary_serves_customers_and_backends(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_production_binary_on_postgres() {
+    the_production_binary_serves_customers_and_backends(Backend::Postgres).await;
+}
