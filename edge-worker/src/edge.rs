@@ -238,7 +238,9 @@ impl<S: SnapshotStore, C: ClaimStore, V: VisitorStore, T: TelemetrySink> Edge<S,
                 }
                 let mut response = EdgeResponse::refusal(refusal.reason);
                 if let Some(retry_at_ms) = refusal.retry_at_ms {
-                    let seconds = ((retry_at_ms - req.now_ms).max(1) + 999) / 1_000;
+                    // Saturating: the window's end comes back from a store, not from this clock.
+                    let seconds =
+                        retry_at_ms.saturating_sub(req.now_ms).max(1).saturating_add(999) / 1_000;
                     response.headers.push(("retry-after", seconds.to_string()));
                 }
                 let details = EventDetails {
