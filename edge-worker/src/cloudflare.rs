@@ -204,9 +204,9 @@ impl DurableObject for ChallengeClaim {
     }
 }
 
-/// One Durable Object per visitor (salted IP hash): its starts, failures and reputation are
-/// counted in one single-threaded place however many edge locations it reaches, and the
-/// object deletes its state by alarm when the last part of it expires.
+/// One Durable Object per visitor (the salted hash of its network): its starts, failures and
+/// reputation are counted in one single-threaded place however many edge locations it
+/// reaches, and the object deletes its state by alarm when the last part of it expires.
 struct DurableVisitors(ObjectNamespace);
 
 impl DurableVisitors {

@@ -6,7 +6,7 @@
 //! either blocks it (enforce mode) or sets how much work its challenge costs.
 
 use humanproof_protocol::pow;
-use humanproof_protocol::privacy::salted_hash;
+use humanproof_protocol::privacy::{client_network, salted_hash};
 use humanproof_protocol::snapshot::origin_host;
 use humanproof_protocol::token::{ChallengeClaims, TokenError, VerificationClaims};
 use humanproof_protocol::wire::{
@@ -147,7 +147,8 @@ impl From<Reason> for Refusal {
 
 /// The hashed identity of the client behind a request, computed once per request.
 struct Visitor {
-    /// Salted hash of the IP: the key of the visitor's abuse state, and telemetry's `ip_hash`.
+    /// Salted hash of the client's network ([`client_network`]: the IPv4 address, or the
+    /// IPv6 /64): the key of the visitor's abuse state, and telemetry's `ip_hash`.
     ip_hash: Option<String>,
     ua_hash: Option<String>,
 }
@@ -419,10 +420,14 @@ impl<S: SnapshotStore, C: ClaimStore, V: VisitorStore, T: TelemetrySink> Edge<S,
     }
 
     fn visitor(&self, req: &EdgeRequest<'_>) -> Visitor {
-        let hash = |label: &str, value: Option<&str>| {
-            value.map(|value| salted_hash(&self.config.master, label, value, req.now_ms))
-        };
-        Visitor { ip_hash: hash("ip", req.client_ip), ua_hash: hash("ua", req.headers.user_agent) }
+        let hash =
+            |label: &str, value: &str| salted_hash(&self.config.master, label, value, req.now_ms);
+        Visitor {
+            // The network, not the address: an IPv6 subscriber holds a whole /64 and could
+            // otherwise start every request as a new visitor.
+            ip_hash: req.client_ip.map(|ip| hash("ip", &client_network(ip))),
+            ua_hash: req.headers.user_agent.map(|agent| hash("ua", agent)),
+        }
     }
 
     /// Adds to the visitor's abuse state. A store that does not answer loses the event: it

@@ -34,8 +34,8 @@ pub trait ClaimStore {
     async fn claim(&self, id: &str, now_ms: i64, expires_at_ms: i64) -> Result<bool, StoreError>;
 }
 
-/// Strongly consistent, expiring abuse state per visitor (a salted IP hash): the rules are
-/// [`crate::visitor::VisitorState`]'s, the store only keeps one state per visitor.
+/// Strongly consistent, expiring abuse state per visitor (the salted hash of its network): the
+/// rules are [`crate::visitor::VisitorState`]'s, the store only keeps one state per visitor.
 pub trait VisitorStore {
     /// Counts a challenge start on `project` and returns the visitor's history.
     async fn start(&self, visitor: &str, project: &str, now_ms: i64) -> Result<VisitorHistory, StoreError>;
