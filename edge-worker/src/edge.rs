@@ -312,9 +312,9 @@ impl<S: SnapshotStore, C: ClaimStore, V: VisitorStore, T: TelemetrySink> Edge<S,
 
         let params = risk::scaled_params(site.preset, &assessment);
         let jti = random_id();
-        // Our widget runs the environment check; a plain Cap client, which says nothing
-        // about itself, gets none (and was scored for its missing signals instead).
-        let check_level = body.widget.is_some().then(|| site.preset.protection().obfuscation);
+        // Whatever claims to be our widget runs the environment check; a plain Cap client,
+        // which says nothing about itself, gets none (and was scored `no_signals` instead).
+        let check_level = body.claims_widget().then(|| site.preset.protection().obfuscation);
         let claims = ChallengeClaims {
             sk: site.site_key.clone(),
             jti,

@@ -180,6 +180,25 @@ on_both_databases! {
         assert_eq!(world.redeem_with(site.site_key(), token, &solutions, None).await.status, 200);
     }
 
+    async fn a_start_that_claims_only_part_of_the_widget_is_scored_as_no_widget_and_still_checked(world: World) {
+        let site = world.create_project(quick_project("made-up")).await;
+        let mut made_up_signals = human_start();
+        made_up_signals.as_object_mut().unwrap().remove("widget");
+        let mut bare_context = human_start();
+        bare_context.as_object_mut().unwrap().remove("signals");
+        for body in [made_up_signals, bare_context] {
+            let started = world.start_challenge(site.site_key(), &body).await;
+            let claims = peek_challenge(&started);
+            assert_eq!(reasons(&claims["risk"]), ["no_signals"], "{body}");
+            assert_eq!(claims["ins"], "default", "{body}");
+            assert!(started.json["instrumentation"]["script"].is_string());
+            let token = started.json["token"].as_str().unwrap();
+            let solutions = humanproof_protocol::pow::solve(token, serde_json::from_value(started.json["challenge"].clone()).unwrap());
+            let unanswered = world.redeem_with(site.site_key(), token, &solutions, None).await;
+            assert_eq!((unanswered.status, unanswered.reason()), (400, "instrumentation_failed"), "{body}");
+        }
+    }
+
     async fn ipv6_visitors_are_one_visitor_per_64(world: World) {
         let tight = Preset::Custom(Protection { difficulty: 1, challenge_count: 2, rate_limit: 2, ..Protection::BALANCED });
         let site = world.create_project(humanproof_control_plane::db::projects::ProjectSettings { preset: tight, ..quick_project("ipv6") }).await;
