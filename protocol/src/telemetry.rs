@@ -30,7 +30,9 @@ pub enum TelemetryKind {
     ChallengeRefused,
     /// A solved challenge was redeemed for a verification token.
     RedeemSucceeded,
-    /// A redeem was refused.
+    /// A redeem of a genuine challenge token failed after claiming the challenge: wrong
+    /// solutions or a wrong environment-check answer. Redeems refused before the claim (bad
+    /// bodies, forged, expired or foreign tokens, replays) are no event at all.
     RedeemFailed,
     /// A challenge start was blocked for its risk score (enforce mode).
     ChallengeBlocked,
@@ -38,8 +40,10 @@ pub enum TelemetryKind {
 
 impl TelemetryKind {
     /// Whether the event counts towards the project's monthly usage. Only work the
-    /// platform did to protect the site counts: a solved challenge, a failed redeem, or a
-    /// start blocked for its risk.
+    /// platform did to protect the site counts: a redeemed challenge, solved or failed, or a
+    /// start blocked for its risk. The edge records a redeem only once it has claimed the
+    /// challenge of a genuine token for the site, so each issued challenge counts at most
+    /// once, and requests anyone can send with the public site key alone never count.
     pub fn is_protected_attempt(self) -> bool {
         matches!(self, Self::RedeemSucceeded | Self::RedeemFailed | Self::ChallengeBlocked)
     }
