@@ -3,6 +3,7 @@
 //! Everything here is glue; decisions live in [`crate::edge`]. Binding names are the ones
 //! `wrangler.toml` declares.
 
+use futures_util::StreamExt as _;
 use humanproof_protocol::snapshot::kv_key;
 use humanproof_protocol::telemetry::{SIGNATURE_HEADER, sign_batch};
 use humanproof_protocol::{MasterSecret, Network, SiteSnapshot, TelemetryBatch, TelemetryEvent};
@@ -13,7 +14,9 @@ use worker::{
 
 use crate::edge::{Edge, EdgeConfig, EdgeRequest, EdgeResponse, MAX_BODY, RequestBody};
 use crate::risk::ClientHeaders;
-use crate::stores::{ClaimStore, SnapshotStore, StoreError, TelemetrySink, VisitorStore};
+use crate::stores::{
+    ClaimStore, SnapshotStore, StoreError, TelemetrySink, VisitorStore, claim_retention_ms,
+};
 use crate::visitor::{VisitorEvent, VisitorHistory, VisitorState};
 
 /// KV namespace holding the snapshot the control plane publishes.
@@ -46,12 +49,7 @@ async fn fetch(mut req: Request, env: Env, _ctx: Context) -> Result<Response> {
     );
     let headers = req.headers().clone();
     let declared_len = headers.get("content-length")?.and_then(|len| len.parse::<usize>().ok());
-    // Refuse oversized bodies before reading them into wasm memory when the length is
-    // declared; the real length is checked too, for bodies sent without one.
-    let bytes = match declared_len {
-        Some(len) if len > MAX_BODY => None,
-        _ => Some(req.bytes().await.unwrap_or_default()).filter(|bytes| bytes.len() <= MAX_BODY),
-    };
+    let bytes = read_capped_body(&mut req, declared_len).await;
     let body = bytes.as_deref().map_or(RequestBody::TooLarge, RequestBody::Read);
     let method = req.method().to_string();
     let path = req.path();
@@ -79,6 +77,28 @@ async fn fetch(mut req: Request, env: Env, _ctx: Context) -> Result<Response> {
         })
         .await;
     into_worker_response(response)
+}
+
+/// The body, or `None` when it is larger than [`MAX_BODY`]. Never holds more than that in wasm
+/// memory (plus one chunk): a declared length over the cap is refused unread, and a body sent
+/// without one (chunked) is read chunk by chunk and refused as soon as it passes the cap,
+/// instead of being buffered whole first.
+async fn read_capped_body(req: &mut Request, declared_len: Option<usize>) -> Option<Vec<u8>> {
+    if declared_len.is_some_and(|len| len > MAX_BODY) {
+        return None;
+    }
+    // A request without a body has no stream.
+    let Ok(mut chunks) = req.stream() else { return Some(Vec::new()) };
+    let mut body = Vec::new();
+    while let Some(chunk) = chunks.next().await {
+        // A body that breaks off is no body, as a failed read always was here.
+        let Ok(chunk) = chunk else { return Some(Vec::new()) };
+        if body.len() + chunk.len() > MAX_BODY {
+            return None;
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Some(body)
 }
 
 /// Queue consumer: posts each batch to the control plane, signed; retries the whole batch
@@ -153,7 +173,8 @@ impl SnapshotStore for KvSnapshots {
 }
 
 /// One Durable Object per challenge id: the claim is strongly consistent wherever the
-/// redeem lands, and each object deletes itself by alarm when its challenge expires.
+/// redeem lands, and each object deletes itself by alarm an hour after its challenge expires
+/// ([`crate::stores::CLAIM_RETENTION_AFTER_EXPIRY_MS`]).
 struct DurableClaims(ObjectNamespace);
 
 impl ClaimStore for DurableClaims {
@@ -194,7 +215,7 @@ impl DurableObject for ChallengeClaim {
             return Response::empty().map(|r| r.with_status(409));
         }
         storage.put("expires_at", query.exp).await?;
-        storage.set_alarm((query.exp - query.now).max(1)).await?;
+        storage.set_alarm(claim_retention_ms(query.now, query.exp)).await?;
         Response::empty()
     }
 
@@ -204,9 +225,9 @@ impl DurableObject for ChallengeClaim {
     }
 }
 
-/// One Durable Object per visitor (salted IP hash): its starts, failures and reputation are
-/// counted in one single-threaded place however many edge locations it reaches, and the
-/// object deletes its state by alarm when the last part of it expires.
+/// One Durable Object per visitor (the salted hash of its network): its starts, failures and
+/// reputation are counted in one single-threaded place however many edge locations it
+/// reaches, and the object deletes its state by alarm when the last part of it expires.
 struct DurableVisitors(ObjectNamespace);
 
 impl DurableVisitors {

@@ -6,7 +6,7 @@
 //! either blocks it (enforce mode) or sets how much work its challenge costs.
 
 use humanproof_protocol::pow;
-use humanproof_protocol::privacy::salted_hash;
+use humanproof_protocol::privacy::{client_network, salted_hash};
 use humanproof_protocol::snapshot::origin_host;
 use humanproof_protocol::token::{ChallengeClaims, TokenError, VerificationClaims};
 use humanproof_protocol::wire::{
@@ -121,11 +121,17 @@ enum Endpoint {
 }
 
 impl Endpoint {
-    /// The telemetry kind of a refusal at this endpoint.
-    fn refusal_kind(&self) -> TelemetryKind {
+    /// The telemetry event a refusal at this endpoint is recorded as, if any. Every refused
+    /// start is. A refused redeem is only when it had claimed its challenge: the site key is
+    /// public, so anyone can post junk to the redeem endpoint, and junk must neither spend
+    /// the project's plan (failed redeems are protected attempts) nor store a row per request.
+    fn refusal_event(&self, refusal: &Refusal) -> Option<TelemetryKind> {
         match self {
-            Endpoint::Challenge => TelemetryKind::ChallengeRefused,
-            Endpoint::Redeem => TelemetryKind::RedeemFailed,
+            Endpoint::Challenge if refusal.reason == Reason::RiskBlocked => {
+                Some(TelemetryKind::ChallengeBlocked)
+            }
+            Endpoint::Challenge => Some(TelemetryKind::ChallengeRefused),
+            Endpoint::Redeem => refusal.claimed_challenge.then_some(TelemetryKind::RedeemFailed),
         }
     }
 }
@@ -137,17 +143,21 @@ struct Refusal {
     risk: Option<RiskAssessment>,
     /// For `rate_limited`: when the visitor may start again, Unix ms.
     retry_at_ms: Option<i64>,
+    /// For a redeem: it claimed the challenge before it was refused, so this refusal is the
+    /// one outcome of that challenge, and the one that is recorded.
+    claimed_challenge: bool,
 }
 
 impl From<Reason> for Refusal {
     fn from(reason: Reason) -> Self {
-        Self { reason, challenge_id: None, risk: None, retry_at_ms: None }
+        Self { reason, challenge_id: None, risk: None, retry_at_ms: None, claimed_challenge: false }
     }
 }
 
 /// The hashed identity of the client behind a request, computed once per request.
 struct Visitor {
-    /// Salted hash of the IP: the key of the visitor's abuse state, and telemetry's `ip_hash`.
+    /// Salted hash of the client's network ([`client_network`]: the IPv4 address, or the
+    /// IPv6 /64): the key of the visitor's abuse state, and telemetry's `ip_hash`.
     ip_hash: Option<String>,
     ua_hash: Option<String>,
 }
@@ -203,13 +213,15 @@ impl<S: SnapshotStore, C: ClaimStore, V: VisitorStore, T: TelemetrySink> Edge<S,
         let allowed_origin = match (req.origin, &host) {
             (Some(origin), Some(host)) if site.match_host(host).is_some() => origin,
             _ => {
-                if !preflight {
+                if !preflight
+                    && let Some(kind) = endpoint.refusal_event(&Reason::OriginNotAllowed.into())
+                {
                     let details = EventDetails {
                         hostname: host.clone(),
                         reason: Some(Reason::OriginNotAllowed),
                         ..EventDetails::default()
                     };
-                    self.emit(&req, &site, &self.visitor(&req), endpoint.refusal_kind(), details).await;
+                    self.emit(&req, &site, &self.visitor(&req), kind, details).await;
                 }
                 return EdgeResponse::refusal(Reason::OriginNotAllowed);
             }
@@ -229,26 +241,28 @@ impl<S: SnapshotStore, C: ClaimStore, V: VisitorStore, T: TelemetrySink> Edge<S,
         let response = match outcome {
             Ok(response) => response,
             Err(refusal) => {
-                let kind = match refusal.reason {
-                    Reason::RiskBlocked => TelemetryKind::ChallengeBlocked,
-                    _ => endpoint.refusal_kind(),
-                };
-                if kind == TelemetryKind::RedeemFailed && counts_against_visitor(refusal.reason) {
+                // The visitor's short-lived state remembers every failure that says something
+                // about it, recorded or not: that is what raises its later scores.
+                if matches!(endpoint, Endpoint::Redeem) && counts_against_visitor(refusal.reason) {
                     self.remember(&site, &visitor, VisitorEvent::FailedRedeem, req.now_ms).await;
                 }
                 let mut response = EdgeResponse::refusal(refusal.reason);
                 if let Some(retry_at_ms) = refusal.retry_at_ms {
-                    let seconds = ((retry_at_ms - req.now_ms).max(1) + 999) / 1_000;
+                    // Saturating: the window's end comes back from a store, not from this clock.
+                    let seconds =
+                        retry_at_ms.saturating_sub(req.now_ms).max(1).saturating_add(999) / 1_000;
                     response.headers.push(("retry-after", seconds.to_string()));
                 }
-                let details = EventDetails {
-                    hostname: Some(host),
-                    reason: Some(refusal.reason),
-                    challenge_id: refusal.challenge_id,
-                    risk: refusal.risk,
-                    ..EventDetails::default()
-                };
-                self.emit(&req, &site, &visitor, kind, details).await;
+                if let Some(kind) = endpoint.refusal_event(&refusal) {
+                    let details = EventDetails {
+                        hostname: Some(host),
+                        reason: Some(refusal.reason),
+                        challenge_id: refusal.challenge_id,
+                        risk: refusal.risk,
+                        ..EventDetails::default()
+                    };
+                    self.emit(&req, &site, &visitor, kind, details).await;
+                }
                 response
             }
         };
@@ -309,9 +323,9 @@ impl<S: SnapshotStore, C: ClaimStore, V: VisitorStore, T: TelemetrySink> Edge<S,
 
         let params = risk::scaled_params(site.preset, &assessment);
         let jti = random_id();
-        // Our widget runs the environment check; a plain Cap client, which says nothing
-        // about itself, gets none (and was scored for its missing signals instead).
-        let check_level = body.widget.is_some().then(|| site.preset.protection().obfuscation);
+        // Whatever claims to be our widget runs the environment check; a plain Cap client,
+        // which says nothing about itself, gets none (and was scored `no_signals` instead).
+        let check_level = body.claims_widget().then(|| site.preset.protection().obfuscation);
         let claims = ChallengeClaims {
             sk: site.site_key.clone(),
             jti,
@@ -360,24 +374,28 @@ impl<S: SnapshotStore, C: ClaimStore, V: VisitorStore, T: TelemetrySink> Edge<S,
                 TokenError::Expired => Reason::Expired,
                 TokenError::Malformed | TokenError::BadSignature => Reason::InvalidToken,
             })?;
+        if challenge.sk != site.site_key || challenge.host != host {
+            return Err(Reason::ScopeMismatch.into());
+        }
+        // A genuine token for this site and page: claim its challenge before checking what the
+        // client made of it, so the challenge has one outcome, recorded once, whatever happens
+        // to it. Replaying the token with wrong solutions gets `already_redeemed`, not another
+        // failed redeem on the plan; junk without the token cannot reach this point.
+        match self.claims.claim(&challenge.jti, req.now_ms, challenge.exp).await {
+            Ok(true) => {}
+            Ok(false) => return Err(Reason::AlreadyRedeemed.into()),
+            Err(_) => return Err(Reason::Unavailable.into()),
+        }
         let refuse = |reason: Reason| Refusal {
             challenge_id: Some(challenge.jti.clone()),
             risk: challenge.risk.clone(),
+            claimed_challenge: true,
             ..reason.into()
         };
-        if challenge.sk != site.site_key || challenge.host != host {
-            return Err(refuse(Reason::ScopeMismatch));
-        }
         let params = pow::ChallengeParams { c: challenge.c, s: challenge.s, d: challenge.d };
         pow::verify_solutions(&body.token, params, &body.solutions)
             .map_err(|_| refuse(Reason::InvalidSolution))?;
-        // Claim only after the proof checks out, so junk redeems cannot burn a challenge.
-        match self.claims.claim(&challenge.jti, req.now_ms, challenge.exp).await {
-            Ok(true) => {}
-            Ok(false) => return Err(refuse(Reason::AlreadyRedeemed)),
-            Err(_) => return Err(refuse(Reason::Unavailable)),
-        }
-        // Checked after the claim, so each solved challenge buys one guess at the answer.
+        // Checked after the claim too, so each challenge buys one guess at the answer.
         if let Some(scene) = instrumentation::scene_for(&self.config.master, &challenge)
             && body.instrumentation.as_deref() != Some(scene.answer().as_str())
         {
@@ -417,10 +435,14 @@ impl<S: SnapshotStore, C: ClaimStore, V: VisitorStore, T: TelemetrySink> Edge<S,
     }
 
     fn visitor(&self, req: &EdgeRequest<'_>) -> Visitor {
-        let hash = |label: &str, value: Option<&str>| {
-            value.map(|value| salted_hash(&self.config.master, label, value, req.now_ms))
-        };
-        Visitor { ip_hash: hash("ip", req.client_ip), ua_hash: hash("ua", req.headers.user_agent) }
+        let hash =
+            |label: &str, value: &str| salted_hash(&self.config.master, label, value, req.now_ms);
+        Visitor {
+            // The network, not the address: an IPv6 subscriber holds a whole /64 and could
+            // otherwise start every request as a new visitor.
+            ip_hash: req.client_ip.map(|ip| hash("ip", &client_network(ip))),
+            ua_hash: req.headers.user_agent.map(|agent| hash("ua", agent)),
+        }
     }
 
     /// Adds to the visitor's abuse state. A store that does not answer loses the event: it

@@ -6,11 +6,12 @@
 //! folds everything into a 32-bit answer. The edge never stores the answer: it derives the
 //! scene again from the master secret and the challenge id at redeem time.
 //!
-//! What a right answer proves: the client ran JavaScript with a working `FileReaderSync` and
-//! 2D `OffscreenCanvas` in a dedicated worker during the challenge's lifetime, so a plain
-//! HTTP script cannot redeem without a browser engine or a re-implementation of this
-//! generator. What it does not prove: that a person is there (headless browsers pass), or
-//! that nobody reversed the generator (obfuscation only raises the price, per challenge).
+//! What a right answer proves: the client ran this challenge's JavaScript, with something
+//! that answers like a worker's `FileReaderSync` and 2D `OffscreenCanvas`, during the
+//! challenge's lifetime; a client that only speaks HTTP cannot redeem. What it does not
+//! prove: that a browser ran it (a JavaScript runtime with stand-ins for those two APIs
+//! answers too), that a person is there (headless browsers pass), or that nobody reversed
+//! the generator (obfuscation only raises the price, per challenge).
 //! Colours come from a four-level palette and are read back rounded, so the small canvas
 //! noise some browsers add against fingerprinting (Brave, Safari, Firefox's protections)
 //! does not change the answer.

@@ -8,7 +8,7 @@ use std::sync::{Mutex, RwLock};
 
 use humanproof_protocol::SiteSnapshot;
 
-use crate::stores::{ClaimStore, SnapshotStore, StoreError, VisitorStore};
+use crate::stores::{ClaimStore, SnapshotStore, StoreError, VisitorStore, claim_retention_ms};
 use crate::visitor::{VisitorEvent, VisitorHistory, VisitorState};
 
 /// The local stand-in for the KV namespace: the control plane publishes into it directly.
@@ -44,25 +44,27 @@ impl SnapshotStore for MemorySnapshots {
     }
 }
 
-/// Single-use claims in a map; expired claims are swept as new ones arrive.
+/// Single-use claims in a map; claims past their retention are swept as new ones arrive.
 #[derive(Debug, Default)]
 pub struct MemoryClaims {
-    expiries: Mutex<HashMap<String, i64>>,
+    /// Until when each claim is kept, Unix ms.
+    claims: Mutex<HashMap<String, i64>>,
 }
 
-/// Sweep once the map holds this many claims, so memory stays bounded by live challenges.
+/// Sweep once the map holds this many claims, so memory stays bounded by the claims still kept.
 const SWEEP_THRESHOLD: usize = 10_000;
 
 impl ClaimStore for MemoryClaims {
     async fn claim(&self, id: &str, now_ms: i64, expires_at_ms: i64) -> Result<bool, StoreError> {
-        let mut expiries = self.expiries.lock().unwrap_or_else(|poison| poison.into_inner());
-        if expiries.len() >= SWEEP_THRESHOLD {
-            expiries.retain(|_, expiry| *expiry > now_ms);
+        let mut claims = self.claims.lock().unwrap_or_else(|poison| poison.into_inner());
+        if claims.len() >= SWEEP_THRESHOLD {
+            claims.retain(|_, kept_until| *kept_until > now_ms);
         }
-        if expiries.get(id).is_some_and(|expiry| *expiry > now_ms) {
+        if claims.get(id).is_some_and(|kept_until| *kept_until > now_ms) {
             return Ok(false);
         }
-        expiries.insert(id.to_owned(), expires_at_ms);
+        let kept_until = now_ms.saturating_add(claim_retention_ms(now_ms, expires_at_ms));
+        claims.insert(id.to_owned(), kept_until);
         Ok(true)
     }
 }

@@ -95,14 +95,15 @@ pub fn assess(evidence: &StartEvidence<'_>, preset: Preset, mode: RiskMode) -> R
     let mut add = |reason: RiskReason| factors.push(RiskFactor { reason, points: points(reason) });
     let body = evidence.body;
     let load_triggered = body.widget.as_ref().and_then(|w| w.trigger.as_deref()) == Some("load");
-    match &body.signals {
+    let signals = body.scored_signals();
+    match signals {
         None => add(RiskReason::NoSignals),
         // A widget that starts itself on page load measures no reading time and expects no
         // interaction, so only its headers and history are scored.
         Some(_) if load_triggered => {}
         Some(signals) => score_signals(signals, body.form.as_ref(), &mut add),
     }
-    if body.signals.as_ref().is_some_and(|signals| signals.visibility == "hidden") {
+    if signals.is_some_and(|signals| signals.visibility == "hidden") {
         add(RiskReason::BackgroundOrHiddenPage);
     }
     if body.widget.as_ref().is_some_and(WidgetContext::lacks_offscreen_canvas) {
@@ -319,6 +320,7 @@ mod tests {
             ),
             (reasons_after(|b, _, _| signals(b).visibility = "hidden".into()), vec![RiskReason::BackgroundOrHiddenPage]),
             (reasons_after(|b, _, _| b.signals = None), vec![RiskReason::NoSignals]),
+            (reasons_after(|b, _, _| b.widget = None), vec![RiskReason::NoSignals]),
             (reasons_after(|_, h, _| h.user_agent = Some("curl/8.5.0")), vec![RiskReason::AutomatedUserAgent]),
             (
                 reasons_after(|_, h, _| h.user_agent = Some("Mozilla/5.0 (X11; Linux x86_64) HeadlessChrome/156.0.0.0")),
@@ -375,6 +377,25 @@ mod tests {
         assert_eq!((enforced.score.to_string(), enforced.decision, enforced.blocks()), ("9.0".into(), Decision::Block, true));
         let observed = assess(&evidence, Preset::Balanced, RiskMode::Observe);
         assert_eq!((observed.decision, observed.blocks()), (Decision::Block, false));
+    }
+
+    #[test]
+    fn signals_without_the_widgets_context_are_not_scored() {
+        // A script's made-up counters, clean or not, weigh nothing without the widget's
+        // context: the start scores as one without signals either way.
+        let mut made_up = person();
+        made_up.widget = None;
+        let mut careless = made_up.clone();
+        let signals = careless.signals.as_mut().unwrap();
+        (signals.elapsed_ms, signals.interactions, signals.pointer_moves) = (10, 0, 0);
+        signals.visibility = "hidden".into();
+        for body in [&made_up, &careless] {
+            assert_eq!(reasons_of(body, browser_headers(), None), [RiskReason::NoSignals]);
+        }
+        let evidence = StartEvidence { body: &made_up, headers: browser_headers(), history: None };
+        let assessment = assess(&evidence, Preset::Balanced, RiskMode::Enforce);
+        let decided = (assessment.score.to_string(), assessment.decision);
+        assert_eq!(decided, ("3.0".into(), Decision::Challenge));
     }
 
     #[test]

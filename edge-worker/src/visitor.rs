@@ -1,6 +1,6 @@
-//! Short-lived abuse state of one visitor (one salted IP hash): its challenge starts per
-//! project in the rate-limit window, its recent failed redeems and high-risk starts, and a
-//! cross-site reputation of failures that lives a day from the last one.
+//! Short-lived abuse state of one visitor (the salted hash of its network): its challenge
+//! starts per project in the rate-limit window, its recent failed redeems and high-risk
+//! starts, and a cross-site reputation of failures that lives a day from the last one.
 //!
 //! One plain value, so the same rules run in the local server's memory map and inside the
 //! Cloudflare Durable Object that holds one visitor's state. Nothing here is ever written to

@@ -29,7 +29,8 @@ pub enum RiskReason {
     MissingAcceptLanguage,
     /// No `Sec-Fetch-*` headers, or ones that do not fit a script's `fetch()` from a page.
     UnusualFetchContext,
-    /// The start carried none of the widget's signals: not our widget in a browser.
+    /// The start carried no signals, or signals without the widget's context (which are not
+    /// scored, see [`crate::wire::ChallengeRequest::scored_signals`]): not our widget.
     NoSignals,
     /// The form's email address is at a disposable-mail domain.
     DisposableEmail,

@@ -30,7 +30,9 @@ pub enum TelemetryKind {
     ChallengeRefused,
     /// A solved challenge was redeemed for a verification token.
     RedeemSucceeded,
-    /// A redeem was refused.
+    /// A redeem of a genuine challenge token failed after claiming the challenge: wrong
+    /// solutions or a wrong environment-check answer. Redeems refused before the claim (bad
+    /// bodies, forged, expired or foreign tokens, replays) are no event at all.
     RedeemFailed,
     /// A challenge start was blocked for its risk score (enforce mode).
     ChallengeBlocked,
@@ -38,8 +40,10 @@ pub enum TelemetryKind {
 
 impl TelemetryKind {
     /// Whether the event counts towards the project's monthly usage. Only work the
-    /// platform did to protect the site counts: a solved challenge, a failed redeem, or a
-    /// start blocked for its risk.
+    /// platform did to protect the site counts: a redeemed challenge, solved or failed, or a
+    /// start blocked for its risk. The edge records a redeem only once it has claimed the
+    /// challenge of a genuine token for the site, so each issued challenge counts at most
+    /// once, and requests anyone can send with the public site key alone never count.
     pub fn is_protected_attempt(self) -> bool {
         matches!(self, Self::RedeemSucceeded | Self::RedeemFailed | Self::ChallengeBlocked)
     }
@@ -171,7 +175,9 @@ pub fn verify_batch(
     let (Some(timestamp), Some(tag)) = (timestamp, tag) else {
         return Err(BatchSignatureError::Malformed);
     };
-    if (now_ms - timestamp).abs() > SIGNATURE_TOLERANCE_MS {
+    // The timestamp is the sender's: `now_ms - timestamp` overflows for one near i64::MIN or
+    // i64::MAX, while the distance between the two fits a u64 whatever they are.
+    if now_ms.abs_diff(timestamp) > SIGNATURE_TOLERANCE_MS.unsigned_abs() {
         return Err(BatchSignatureError::Stale);
     }
     batch_mac(master, timestamp, body)
@@ -194,5 +200,22 @@ mod tests {
         let other = MasterSecret::new("another-master-secret-also-long-enough").unwrap();
         assert_eq!(verify_batch(&other, &header, b"{}", 1_000_000), Err(BatchSignatureError::Mismatch));
         assert_eq!(verify_batch(&master, "v1=zz", b"{}", 0), Err(BatchSignatureError::Malformed));
+    }
+
+    #[test]
+    fn extreme_timestamps_are_stale_not_an_overflow() {
+        let master = MasterSecret::new("test-master-secret-that-is-long-enough").unwrap();
+        let far_apart = [(i64::MIN, 0), (i64::MAX, 0), (i64::MIN, i64::MAX), (i64::MAX, i64::MIN)];
+        for (sent, now) in far_apart {
+            let header = sign_batch(&master, sent, b"{}");
+            let verified = verify_batch(&master, &header, b"{}", now);
+            assert_eq!(verified, Err(BatchSignatureError::Stale), "t={sent} at {now}");
+        }
+        let forged = format!("t={},v1={}", i64::MIN, "00".repeat(32));
+        assert_eq!(verify_batch(&master, &forged, b"{}", 0), Err(BatchSignatureError::Stale));
+        // At the extremes themselves a signature still checks out.
+        let header = sign_batch(&master, i64::MIN, b"{}");
+        let now = i64::MIN + SIGNATURE_TOLERANCE_MS;
+        assert_eq!(verify_batch(&master, &header, b"{}", now), Ok(()));
     }
 }

@@ -124,6 +124,21 @@ pub struct ChallengeRequest {
 }
 
 impl ChallengeRequest {
+    /// Whether the start claims to come from our widget: it sent the widget's context or its
+    /// signals. Such a start gets the environment check and must answer it to redeem, so
+    /// sending part of what the widget sends skips nothing. Only a start that claims nothing
+    /// (a plain Cap client) goes without the check, and scores `no_signals` for it.
+    pub fn claims_widget(&self) -> bool {
+        self.widget.is_some() || self.signals.is_some()
+    }
+
+    /// The signals the risk score reads: only those sent with the widget's context, as our
+    /// widget always sends them. Counters without it come from something else and cost
+    /// nothing to make up, so they are not scored: the start scores `no_signals`.
+    pub fn scored_signals(&self) -> Option<&Signals> {
+        self.widget.as_ref().and(self.signals.as_ref())
+    }
+
     /// Checks `action` and `cdata` against Turnstile's rules.
     pub fn validate(&self) -> Result<(), Reason> {
         let well_formed = |value: &str, max: usize| {
@@ -382,5 +397,19 @@ mod tests {
         assert_eq!(long_action.validate(), Err(Reason::InvalidAction));
         let odd_cdata = ChallengeRequest { cdata: Some("a b".into()), ..Default::default() };
         assert_eq!(odd_cdata.validate(), Err(Reason::InvalidCdata));
+    }
+
+    #[test]
+    fn only_signals_with_the_widgets_context_are_scored_and_any_claim_gets_the_check() {
+        let parse = |body: &str| serde_json::from_str::<ChallengeRequest>(body).unwrap();
+        let cap = parse("{}");
+        assert_eq!((cap.claims_widget(), cap.scored_signals()), (false, None));
+        let bare_signals = parse(r#"{"signals": {"elapsed_ms": 9000, "interactions": 40}}"#);
+        assert_eq!((bare_signals.claims_widget(), bare_signals.scored_signals()), (true, None));
+        let bare_context = parse(r#"{"widget": {"trigger": "click"}}"#);
+        assert_eq!((bare_context.claims_widget(), bare_context.scored_signals()), (true, None));
+        let widget = parse(r#"{"widget": {}, "signals": {"elapsed_ms": 9000}}"#);
+        assert!(widget.claims_widget());
+        assert_eq!(widget.scored_signals().map(|signals| signals.elapsed_ms), Some(9000));
     }
 }

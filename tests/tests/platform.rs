@@ -69,6 +69,78 @@ on_both_databases! {
         assert_eq!(replay.json["success"], false);
     }
 
+    async fn junk_at_the_redeem_endpoint_counts_nothing_and_stores_nothing(world: World) {
+        let site = world.create_project(quick_project("junk")).await;
+        let elsewhere = world.create_project(quick_project("junk-elsewhere")).await;
+        let token_of = |started: Answer| started.json["token"].as_str().unwrap().to_owned();
+        // Tokens that are genuine but no good here: expired, another project's, another page's.
+        let expired = token_of(world.start_challenge(site.site_key(), &json!({})).await);
+        world.clock.advance(10 * 60 * 1000);
+        let foreign = token_of(world.start_challenge(elsewhere.site_key(), &json!({})).await);
+        let challenge_path = format!("/{}/challenge", site.site_key());
+        let other_page = token_of(world.edge("POST", &challenge_path, Some("https://example.com"), b"").await);
+        let guessed_key = humanproof_protocol::MasterSecret::new("attacker-guess-attacker-guess-attacker")
+            .unwrap()
+            .project_key(&site.project.id, 1);
+        let forged = guessed_key.sign(&humanproof_protocol::token::peek_unverified::<humanproof_protocol::ChallengeClaims>(&other_page).unwrap());
+        // And a visitor's good token, which junk must not spend.
+        let started = world.start_challenge(site.site_key(), &json!({})).await;
+        let visitors = started.json["token"].as_str().unwrap().to_owned();
+        let solutions = humanproof_protocol::pow::solve(&visitors, serde_json::from_value(started.json["challenge"].clone()).unwrap());
+        world.deliver_telemetry().await;
+        let stored_before = stored_events(&world, &site.project.id).await;
+
+        let redeem_body = |token: &str| json!({ "token": token, "solutions": [0, 0, 0] }).to_string();
+        let junk = [
+            (None, redeem_body(&visitors), "origin_not_allowed"),
+            (Some("https://evil.example"), redeem_body(&visitors), "origin_not_allowed"),
+            (Some(ORIGIN), "not json".to_owned(), "bad_request"),
+            (Some(ORIGIN), json!({ "token": 1 }).to_string(), "bad_request"),
+            (Some(ORIGIN), redeem_body(&forged), "invalid_token"),
+            (Some(ORIGIN), redeem_body(&foreign), "invalid_token"),
+            (Some(ORIGIN), redeem_body(&expired), "expired"),
+            (Some(ORIGIN), redeem_body(&other_page), "scope_mismatch"),
+        ];
+        let redeem_path = format!("/{}/redeem", site.site_key());
+        for _ in 0..10 {
+            for (origin, body, reason) in &junk {
+                let answer = world.edge("POST", &redeem_path, *origin, body.as_bytes()).await;
+                assert_eq!(answer.reason(), *reason, "{origin:?} {body:.40}");
+            }
+        }
+        let events = world.deliver_telemetry().await;
+        assert!(events.is_empty(), "80 junk redeems emit no event: {events:?}");
+        assert_eq!(stored_events(&world, &site.project.id).await, stored_before);
+        let month = month_of(world.clock.now_ms());
+        assert_eq!(telemetry::usage(&world.db, &site.project.id, &month).await.unwrap().protected_attempts, 0);
+
+        // The visitor's challenge was not spent by any of it.
+        assert_status(&world.redeem(site.site_key(), &visitors, &solutions).await, StatusCode::OK);
+        world.deliver_telemetry().await;
+        assert_eq!(telemetry::usage(&world.db, &site.project.id, &month).await.unwrap().protected_attempts, 1);
+    }
+
+    async fn a_challenge_counts_once_however_often_its_token_is_replayed(world: World) {
+        let site = world.create_project(quick_project("replayed")).await;
+        let started = world.start_challenge(site.site_key(), &json!({})).await;
+        let token = started.json["token"].as_str().unwrap();
+        let solutions = humanproof_protocol::pow::solve(token, serde_json::from_value(started.json["challenge"].clone()).unwrap());
+        let first = world.redeem(site.site_key(), token, &[]).await;
+        assert_eq!((first.status, first.reason()), (400, "invalid_solution"));
+        for _ in 0..9 {
+            let replay = world.redeem(site.site_key(), token, &[0]).await;
+            assert_eq!((replay.status, replay.reason()), (409, "already_redeemed"));
+        }
+        let right = world.redeem(site.site_key(), token, &solutions).await;
+        assert_eq!((right.status, right.reason()), (409, "already_redeemed"), "the failed redeem spent the challenge");
+
+        let events = world.deliver_telemetry().await;
+        assert_eq!(events.iter().map(|e| e.kind).collect::<Vec<_>>(), [TelemetryKind::ChallengeIssued, TelemetryKind::RedeemFailed]);
+        let usage = telemetry::usage(&world.db, &site.project.id, &month_of(world.clock.now_ms())).await.unwrap();
+        assert_eq!(usage.protected_attempts, 1, "{usage:?}");
+        assert_eq!(stored_events(&world, &site.project.id).await, 2);
+    }
+
     async fn concurrent_redeems_of_one_challenge_yield_one_token(world: World) {
         let world = std::sync::Arc::new(world);
         let site = world.create_project(quick_project("race")).await;
@@ -156,16 +228,26 @@ on_both_databases! {
         let answer = world.redeem(site.site_key(), &tampered, &solutions).await;
         assert_eq!((answer.status, answer.reason()), (400, "invalid_token"));
 
-        // Wrong solutions for a genuine token.
+        // Refused before the genuine token's challenge was claimed: it still redeems.
+        assert_status(&world.redeem(site.site_key(), token, &solutions).await, StatusCode::OK);
+
+        // Wrong or too few solutions for a genuine token: refused, and that spends the challenge.
+        let started = world.start_challenge(site.site_key(), &json!({})).await;
+        let token = started.json["token"].as_str().unwrap();
+        let params = serde_json::from_value(started.json["challenge"].clone()).unwrap();
+        let solutions = humanproof_protocol::pow::solve(token, params);
         let (salt, target) = humanproof_protocol::pow::sub_challenge(token, 1, params);
         let mut wrong = solutions.clone();
         wrong[0] = (0..).find(|&n| !humanproof_protocol::pow::is_solution(&salt, &target, n)).unwrap();
         let answer = world.redeem(site.site_key(), token, &wrong).await;
         assert_eq!((answer.status, answer.reason()), (400, "invalid_solution"));
-        let answer = world.redeem(site.site_key(), token, &solutions[..1]).await;
+        let answer = world.redeem(site.site_key(), token, &solutions).await;
+        assert_eq!((answer.status, answer.reason()), (409, "already_redeemed"));
+        let started = world.start_challenge(site.site_key(), &json!({})).await;
+        let token = started.json["token"].as_str().unwrap();
+        let solutions = humanproof_protocol::pow::solve(token, serde_json::from_value(started.json["challenge"].clone()).unwrap());
+        let answer = world.redeem(site.site_key(), token, &solutions[..solutions.len() - 1]).await;
         assert_eq!((answer.status, answer.reason()), (400, "invalid_solution"));
-        // The genuine redeem still works: failed attempts do not burn the challenge.
-        assert_status(&world.redeem(site.site_key(), token, &solutions).await, StatusCode::OK);
 
         // Verification tokens: tampered, or not a token at all.
         let verification = world.verification_token(site.site_key()).await;
@@ -365,9 +447,13 @@ on_both_databases! {
             .await;
         let token = world.verification_token(site.site_key()).await;
         world.verification_token(site.site_key()).await;
-        // A failed redeem counts; a refused start and a siteverify call do not.
-        let failed = world.redeem(site.site_key(), "garbage", &[1]).await;
-        assert_eq!(failed.status, 400);
+        // A failed redeem of a genuine challenge counts; junk sent to the redeem endpoint, a
+        // refused start and a siteverify call do not.
+        let started = world.start_challenge(site.site_key(), &json!({})).await;
+        let failed = world.redeem(site.site_key(), started.json["token"].as_str().unwrap(), &[]).await;
+        assert_eq!(failed.reason(), "invalid_solution");
+        let junk = world.redeem(site.site_key(), "garbage", &[1]).await;
+        assert_eq!(junk.reason(), "invalid_token");
         let refused = world.edge("POST", &format!("/{}/challenge", site.site_key()), Some("https://evil.example"), b"").await;
         assert_eq!(refused.status, 403);
         world.siteverify(&[("secret", &site.secret), ("response", &token)]).await;
@@ -375,7 +461,7 @@ on_both_databases! {
 
         let usage = telemetry::usage(&world.db, &site.project.id, &month_of(world.clock.now_ms())).await.unwrap();
         assert_eq!(usage.protected_attempts, 3, "{usage:?}");
-        assert_eq!(usage.challenges_issued, 2);
+        assert_eq!(usage.challenges_issued, 3);
         assert_eq!(usage.refusals, 1);
         assert_eq!(usage.verifications, 1);
 
@@ -422,3 +508,11 @@ on_both_databases! {
     }
 }
 
+/// How many telemetry events the control plane stored for a project.
+async fn stored_events(world: &World, project_id: &str) -> i64 {
+    sqlx::query_scalar("SELECT COUNT(*) FROM telemetry_events WHERE project_id = $1")
+        .bind(project_id)
+        .fetch_one(world.db.pool())
+        .await
+        .unwrap()
+}

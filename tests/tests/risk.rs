@@ -180,6 +180,44 @@ on_both_databases! {
         assert_eq!(world.redeem_with(site.site_key(), token, &solutions, None).await.status, 200);
     }
 
+    async fn a_start_that_claims_only_part_of_the_widget_is_scored_as_no_widget_and_still_checked(world: World) {
+        let site = world.create_project(quick_project("made-up")).await;
+        let mut made_up_signals = human_start();
+        made_up_signals.as_object_mut().unwrap().remove("widget");
+        let mut bare_context = human_start();
+        bare_context.as_object_mut().unwrap().remove("signals");
+        for body in [made_up_signals, bare_context] {
+            let started = world.start_challenge(site.site_key(), &body).await;
+            let claims = peek_challenge(&started);
+            assert_eq!(reasons(&claims["risk"]), ["no_signals"], "{body}");
+            assert_eq!(claims["ins"], "default", "{body}");
+            assert!(started.json["instrumentation"]["script"].is_string());
+            let token = started.json["token"].as_str().unwrap();
+            let solutions = humanproof_protocol::pow::solve(token, serde_json::from_value(started.json["challenge"].clone()).unwrap());
+            let unanswered = world.redeem_with(site.site_key(), token, &solutions, None).await;
+            assert_eq!((unanswered.status, unanswered.reason()), (400, "instrumentation_failed"), "{body}");
+        }
+    }
+
+    async fn ipv6_visitors_are_one_visitor_per_64(world: World) {
+        let tight = Preset::Custom(Protection { difficulty: 1, challenge_count: 2, rate_limit: 2, ..Protection::BALANCED });
+        let site = world.create_project(humanproof_control_plane::db::projects::ProjectSettings { preset: tight, ..quick_project("ipv6") }).await;
+        let from = |ip: &'static str| Client { ip, ..Client::BROWSER };
+        // One subscriber's /64: a fresh address per request is still the same visitor.
+        for ip in ["2001:db8:1:2::1", "2001:db8:1:2:ffff:ffff:ffff:9"] {
+            assert_eq!(start_from(&world, from(ip), site.site_key(), &human_start()).await.status, 200, "{ip}");
+        }
+        let third = start_from(&world, from("2001:db8:1:2:abcd::7"), site.site_key(), &human_start()).await;
+        assert_eq!((third.status, third.reason()), (429, "rate_limited"));
+        // The next /64 is someone else.
+        assert_eq!(start_from(&world, from("2001:db8:1:3::1"), site.site_key(), &human_start()).await.status, 200);
+
+        let hashes: Vec<_> = world.take_events().await.into_iter().map(|event| event.ip_hash.unwrap()).collect();
+        assert_eq!(hashes.len(), 4);
+        assert!(hashes[..3].iter().all(|hash| *hash == hashes[0]), "telemetry's ip_hash is the /64's too");
+        assert_ne!(hashes[3], hashes[0]);
+    }
+
     async fn a_browser_without_offscreen_canvas_gets_the_check_without_a_canvas_and_a_reason(world: World) {
         let lighter = Preset::Custom(Protection { difficulty: 1, challenge_count: 2, obfuscation: Obfuscation::Lighter, ..Protection::BALANCED });
         let site = world.create_project(humanproof_control_plane::db::projects::ProjectSettings { preset: lighter, ..quick_project("older-safari") }).await;

@@ -1,9 +1,10 @@
 // The built wasm edge worker, run in workerd through Miniflare with the bindings declared
 // in the repository's wrangler.toml, against the real control plane binary:
-// challenge, redeem, gates, CORS, single redeem (Durable Object), risk scoring with the
-// visitor-state Durable Object (blocks, repeat failures, rate limits), queue telemetry
-// delivery (including redelivery after a lost acknowledgement) and usage accounting, and
-// the widget's files served as the Worker's static assets.
+// challenge, redeem, gates, CORS, single redeem (Durable Object), body size caps (declared or
+// streamed), risk scoring with the visitor-state Durable Object (blocks, repeat failures,
+// rate limits), queue telemetry delivery (including redelivery after a lost acknowledgement)
+// and usage accounting (junk redeems count nothing), and the widget's files served as the
+// Worker's static assets.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { createServer, request as httpRequest } from "node:http";
@@ -13,6 +14,7 @@ import { Miniflare } from "miniflare";
 import { unstable_getMiniflareWorkerOptions } from "wrangler";
 import { solve } from "../support/cap.mjs";
 import { ControlPlane, ROOT } from "../support/control-plane.mjs";
+import { answerEnvironmentCheck } from "../support/environment-check.mjs";
 import { peek, projectKey, sign } from "../support/tokens.mjs";
 
 const MASTER_SECRET = "workerd-test-master-secret-0123456789abcdef";
@@ -29,9 +31,11 @@ const BROWSER_HEADERS = {
 };
 // A command-line client on another network: no browser headers at all.
 const SCRIPT_HEADERS = { "cf-connecting-ip": "203.0.113.77", "user-agent": "curl/8.5.0" };
-// A person's signals after filling in a form for nine seconds. Without the widget's own
-// context, so the edge sends no environment check: Node cannot run one (the browser tests do).
+// Our widget's start after a person filled in a form for nine seconds. The edge sends it the
+// environment check, which the tests answer through stand-ins for the browser APIs it uses
+// (the browser tests run it in Chromium).
 const HUMAN_START = JSON.stringify({
+  widget: { variant: "checkbox", trigger: "click" },
   signals: { elapsed_ms: 9000, focus_count: 3, blur_count: 2, key_count: 41, pointer_moves: 88, pointer_downs: 2, interactions: 46, visibility: "visible", was_hidden: false },
   form: { page_path: "/signup", method: "post", action_path: "/signup", email: "ada@example.com" },
 });
@@ -41,15 +45,19 @@ let control;
 let flakyProxy;
 const projects = {};
 
-/** Forwards to the control plane, but answers 503 after forwarding while `dropAcks` > 0. */
+/** Forwards to the control plane, but answers 503 after forwarding while `dropAcks` > 0.
+ *  Keeps every telemetry event it forwarded, by id, in `events`. */
 function startFlakyProxy(target) {
-  const proxy = { dropAcks: 0, forwarded: 0 };
+  const proxy = { dropAcks: 0, forwarded: 0, events: new Map() };
   proxy.server = createServer((req, res) => {
     const upstream = new URL(req.url, target);
+    const sent = [];
+    req.on("data", (c) => sent.push(c));
     const forward = httpRequest(upstream, { method: req.method, headers: req.headers }, (up) => {
       const chunks = [];
       up.on("data", (c) => chunks.push(c));
       up.on("end", () => {
+        for (const event of JSON.parse(Buffer.concat(sent)).events ?? []) proxy.events.set(event.id, event);
         proxy.forwarded++;
         if (proxy.dropAcks > 0) {
           proxy.dropAcks--;
@@ -73,6 +81,8 @@ async function edge(path, { method = "POST", origin = ORIGIN, body, headers = BR
   const response = await mf.dispatchFetch(`http://edge.test${path}`, {
     method,
     ...(cf ? { cf } : {}),
+    // A stream is sent as it is read, without a Content-Length (chunked).
+    ...(body instanceof ReadableStream ? { duplex: "half" } : {}),
     headers: {
       ...(origin ? { origin } : {}),
       "content-type": "application/json",
@@ -92,6 +102,12 @@ async function startChallenge(siteKey, body = "{}") {
 
 async function redeem(siteKey, token, solutions, origin = ORIGIN) {
   return edge(`/${siteKey}/redeem`, { origin, body: JSON.stringify({ token, solutions }) });
+}
+
+/** Redeems a start's answer as our widget does: solved, with its environment check answered. */
+async function redeemAsWidget(siteKey, { challenge, token, instrumentation }, headers = BROWSER_HEADERS) {
+  const answer = instrumentation && answerEnvironmentCheck(instrumentation.script);
+  return edge(`/${siteKey}/redeem`, { headers, body: JSON.stringify({ token, solutions: solve(token, challenge), instrumentation: answer }) });
 }
 
 async function siteverify(secret, response) {
@@ -129,6 +145,7 @@ before(async () => {
   projects.other = control.createProject("other", ...QUICK);
   projects.enforcing = control.createProject("enforcing", ...QUICK, "--risk-mode", "enforce");
   projects.tight = control.createProject("tight", ...QUICK, "--rate-limit", "3");
+  projects.junk = control.createProject("junk", ...QUICK);
   await control.start();
   flakyProxy = await startFlakyProxy(control.url);
 
@@ -261,6 +278,58 @@ describe("challenge and redeem in workerd", () => {
   });
 });
 
+describe("the challenge claim's Durable Object", () => {
+  test("keeps a claim for an hour after its challenge expired, then forgets it", async () => {
+    const namespace = await mf.getDurableObjectNamespace("CHALLENGE_CLAIMS");
+    const claim = async (id, expiresAt) => {
+      const stub = namespace.get(namespace.idFromName(id));
+      return (await stub.fetch(`https://claim/?now=${Date.now()}&exp=${expiresAt}`)).status;
+    };
+    // Claimed by an edge whose clock read these expiries as past: another edge, whose clock
+    // runs behind, may still accept the token, so the claim must outlive the expiry.
+    const minute = 60 * 1000;
+    assert.equal(await claim("expired-59-minutes-ago", Date.now() - 59 * minute), 200);
+    assert.equal(await claim("expired-61-minutes-ago", Date.now() - 61 * minute), 200);
+    const deadline = Date.now() + 10000;
+    while ((await claim("expired-61-minutes-ago", Date.now())) === 409) {
+      assert.ok(Date.now() < deadline, "the claim past the hour was never forgotten");
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+    assert.equal(await claim("expired-59-minutes-ago", Date.now()), 409, "the claim within the hour is kept");
+  });
+});
+
+describe("bodies sent without a length", () => {
+  const chunked = (chunks) =>
+    new ReadableStream({
+      pull(controller) {
+        const chunk = chunks.next();
+        if (chunk.done) controller.close();
+        else controller.enqueue(chunk.value);
+      },
+    });
+
+  test("over the cap are refused with body_too_large", async () => {
+    // 80 KiB in 16 KiB chunks: the fifth passes the 64 KiB cap. (The edge stops reading there;
+    // a much longer body would have the connection closed under the client still sending it.)
+    const chunks = function* () {
+      for (let i = 0; i < 5; i++) yield new Uint8Array(16 * 1024).fill(0x5b);
+    };
+    for (const endpoint of ["challenge", "redeem"]) {
+      const answer = await edge(`/${projects.open.site_key}/${endpoint}`, { body: chunked(chunks()) });
+      assert.deepEqual([answer.status, answer.json.reason], [413, "body_too_large"], endpoint);
+    }
+  });
+
+  test("under the cap are read whole, however they are cut", async () => {
+    const encoder = new TextEncoder();
+    const body = chunked(['{"act', 'ion": "lo', 'gin"}'].map((part) => encoder.encode(part)).values());
+    const started = await edge(`/${projects.open.site_key}/challenge`, { body });
+    assert.equal(started.status, 200, JSON.stringify(started.json));
+    assert.equal(peek(started.json.token).act, "login");
+  });
+});
+
 describe("the widget's files as the Worker's static assets", () => {
   test("widget.js and solver.wasm are served with CORS and caching; the edge's routes still reach the code", async () => {
     const script = await mf.dispatchFetch("http://edge.test/widget.js");
@@ -297,9 +366,8 @@ describe("risk scoring in workerd", () => {
     // A person passes the enforcing project with less work, and siteverify says why.
     const person = { ...BROWSER_HEADERS, "cf-connecting-ip": "198.51.100.49" };
     const started = await edge(`/${projects.enforcing.site_key}/challenge`, { body: HUMAN_START, headers: person });
-    const { challenge, token } = started.json;
-    assert.equal(challenge.c, 1, "half of 3, rounded down");
-    const redeemed = await edge(`/${projects.enforcing.site_key}/redeem`, { headers: person, body: JSON.stringify({ token, solutions: solve(token, challenge) }) });
+    assert.equal(started.json.challenge.c, 1, "half of 3, rounded down");
+    const redeemed = await redeemAsWidget(projects.enforcing.site_key, started.json, person);
     const verified = await siteverify(projects.enforcing.secret, redeemed.json.token);
     assert.deepEqual(verified.json.humanproof.risk, { score: 0, factors: [], decision: "allow", preset: "custom", mode: "enforce" });
     // The blocked start reaches the control plane as a protected attempt, and its country
@@ -326,13 +394,27 @@ describe("risk scoring in workerd", () => {
 
   test("a widget's start carries an environment check the redeem must answer", async () => {
     const visitor = { ...BROWSER_HEADERS, "cf-connecting-ip": "198.51.100.53" };
-    const body = JSON.stringify({ ...JSON.parse(HUMAN_START), widget: { variant: "checkbox", trigger: "click" } });
-    const started = await edge(`/${projects.open.site_key}/challenge`, { body, headers: visitor });
+    const start = (body) => edge(`/${projects.open.site_key}/challenge`, { body, headers: visitor });
+    const started = await start(HUMAN_START);
     assert.match(started.json.instrumentation.script, /postMessage|t\[/);
     assert.equal(peek(started.json.token).ins, "default");
     const { challenge, token } = started.json;
     const unanswered = await edge(`/${projects.open.site_key}/redeem`, { headers: visitor, body: JSON.stringify({ token, solutions: solve(token, challenge) }) });
     assert.deepEqual([unanswered.status, unanswered.json.reason], [400, "instrumentation_failed"]);
+    // Answered, it passes: here by Node, through stand-ins for the browser APIs the check uses.
+    assert.equal((await redeemAsWidget(projects.open.site_key, (await start(HUMAN_START)).json, visitor)).status, 200);
+
+    // Made-up signals without the widget's context are not scored, and still get the check.
+    const madeUp = JSON.parse(HUMAN_START);
+    delete madeUp.widget;
+    const scripted = await start(JSON.stringify(madeUp));
+    assert.deepEqual(peek(scripted.json.token).risk.factors.map((f) => f.reason), ["no_signals"]);
+    assert.equal(peek(scripted.json.token).ins, "default");
+    const skipped = await edge(`/${projects.open.site_key}/redeem`, {
+      headers: visitor,
+      body: JSON.stringify({ token: scripted.json.token, solutions: solve(scripted.json.token, scripted.json.challenge) }),
+    });
+    assert.deepEqual([skipped.status, skipped.json.reason], [400, "instrumentation_failed"]);
   });
 
   test("the rate limit refuses a visitor's fourth start in two minutes, with Retry-After", async () => {
@@ -359,8 +441,9 @@ describe("telemetry and usage through the queue", () => {
     const { challenge, token } = await startChallenge(siteKey);
     const redeemed = await redeem(siteKey, token, solve(token, challenge));
     assert.equal(redeemed.status, 200);
-    const failed = await redeem(siteKey, "garbage", [1]);
-    assert.equal(failed.status, 400);
+    const spent = await startChallenge(siteKey);
+    const failed = await redeem(siteKey, spent.token, []);
+    assert.deepEqual([failed.status, failed.json.reason], [400, "invalid_solution"]);
 
     const usage = await waitFor("usage to arrive", () => {
       const current = control.usage(projects.usage.project_id);
@@ -369,11 +452,47 @@ describe("telemetry and usage through the queue", () => {
     await waitFor("the retried delivery", () => flakyProxy.dropAcks === 0 && flakyProxy.forwarded >= 2);
     // Give any further redelivery time to land before checking it counted once.
     await new Promise((resolve) => setTimeout(resolve, 1500));
-    assert.deepEqual(control.usage(projects.usage.project_id), { ...usage, protected_attempts: 2, challenges_issued: 1, risk_blocked: 0 });
+    assert.deepEqual(control.usage(projects.usage.project_id), { ...usage, protected_attempts: 2, challenges_issued: 2, risk_blocked: 0 });
 
     // The limit (2) is spent: once the control plane republishes, the edge refuses.
     await seedSnapshot();
     const refused = await edge(`/${siteKey}/challenge`);
     assert.deepEqual([refused.status, refused.json.reason], [429, "usage_exhausted"]);
+  });
+
+  test("junk at the redeem endpoint reaches neither the queue nor the plan", async () => {
+    const siteKey = projects.junk.site_key;
+    const started = await startChallenge(siteKey);
+    const { challenge, token } = started;
+    const claims = peek(token);
+    const key = projectKey(MASTER_SECRET, projects.junk.project_id, 1);
+    const expired = sign(key, "hpc1", { ...claims, exp: Date.now() - 1 });
+    const otherPage = sign(key, "hpc1", { ...claims, host: "example.com" });
+    const forged = sign(projectKey("not-the-master-secret-not-the-master", projects.junk.project_id, 1), "hpc1", claims);
+    const foreign = (await startChallenge(projects.other.site_key)).token;
+    const junkBody = (junkToken) => JSON.stringify({ token: junkToken, solutions: [0, 0, 0] });
+    const junk = [
+      [null, junkBody(token), "origin_not_allowed"],
+      ["https://evil.example", junkBody(token), "origin_not_allowed"],
+      [ORIGIN, "not json", "bad_request"],
+      [ORIGIN, junkBody(forged), "invalid_token"],
+      [ORIGIN, junkBody(foreign), "invalid_token"],
+      [ORIGIN, junkBody(expired), "expired"],
+      [ORIGIN, junkBody(otherPage), "scope_mismatch"],
+      [ORIGIN, junkBody("garbage"), "invalid_token"],
+    ];
+    for (let round = 0; round < 10; round++) {
+      for (const [origin, body, reason] of junk) {
+        const answer = await edge(`/${siteKey}/redeem`, { origin, body });
+        assert.equal(answer.json.reason, reason, `${origin} ${body.slice(0, 30)}`);
+      }
+    }
+    // The visitor's challenge survived the 80 requests; its redeem is the one event after them.
+    assert.equal((await redeem(siteKey, token, solve(token, challenge))).status, 200);
+    await waitFor("the redeem's telemetry", () => control.usage(projects.junk.project_id).protected_attempts === 1);
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    assert.equal(control.usage(projects.junk.project_id).protected_attempts, 1);
+    const received = [...flakyProxy.events.values()].filter((event) => event.project_id === projects.junk.project_id);
+    assert.deepEqual(received.map((event) => event.kind).sort(), ["challenge_issued", "redeem_succeeded"]);
   });
 });
