@@ -237,13 +237,19 @@ pub async fn sign_up(
 
 /// Tells an account's owner that someone tried to sign up with their address.
 async fn warn_of_sign_up_attempt(state: &AppState, owner: &User) {
-    let lang = &owner.language;
     let body = "Someone tried to create a HumanProof account with this email address, which already has one. If it was you, sign in or reset your password:\n\n{link}\n\nIf it was not you, you can ignore this message: nothing was changed.";
     let link = format!("{}/sign-in", state.web.public_url);
+    email_user(state, owner, "Someone tried to sign up with your email", body, &[("link", &link)]).await;
+}
+
+/// Emails `user` in their language: `subject` and `body` are catalogue keys (English), and
+/// `values` fill the body's placeholders after translation.
+async fn email_user(state: &AppState, user: &User, subject: &str, body: &str, values: &[(&str, &str)]) {
+    let lang = &user.language;
     let email = Email {
-        to: owner.email.clone(),
-        subject: i18n::translate(lang, "Someone tried to sign up with your email").to_owned(),
-        body: i18n::fill(i18n::translate(lang, body), &[("link", &link)]),
+        to: user.email.clone(),
+        subject: i18n::translate(lang, subject).to_owned(),
+        body: i18n::fill(i18n::translate(lang, body), values),
     };
     deliver(state, &email).await;
 }
@@ -254,14 +260,8 @@ pub async fn send_verification(state: &AppState, user: &User) -> Result<(), Acco
     let now = state.clock.now_ms();
     accounts::insert_email_token(&state.db, &hash_secret(&token), &user.id, EmailTokenPurpose::VerifyEmail, now, now + VERIFY_LINK_TTL_MS).await?;
     let link = format!("{}/verify-email?token={token}", state.web.public_url);
-    let lang = &user.language;
     let body = "Confirm your email address by opening this link within 24 hours:\n\n{link}\n\nIf you did not sign up, ignore this message.";
-    let email = Email {
-        to: user.email.clone(),
-        subject: i18n::translate(lang, "Confirm your HumanProof account").to_owned(),
-        body: i18n::fill(i18n::translate(lang, body), &[("link", &link)]),
-    };
-    deliver(state, &email).await;
+    email_user(state, user, "Confirm your HumanProof account", body, &[("link", &link)]).await;
     Ok(())
 }
 
@@ -384,15 +384,10 @@ pub async fn confirm_identity(state: &AppState, user: &User, session_token: &str
 /// Tells an account's owner that a way to sign in was added, so an intruder who added one
 /// does not go unnoticed. `factor` is already in the owner's language.
 pub async fn notify_factor_added(state: &AppState, user: &User, factor: &str) {
-    let lang = &user.language;
+    let subject = "A new way to sign in was added to your HumanProof account";
     let body = "A new way to sign in was added to your account: {factor}.\n\nIf this was you, there is nothing to do. If it was not, reset your password now: that signs out every session and pauses the passkeys added since your last password change.\n\n{link}";
     let link = format!("{}/forgot-password", state.web.public_url);
-    let email = Email {
-        to: user.email.clone(),
-        subject: i18n::translate(lang, "A new way to sign in was added to your HumanProof account").to_owned(),
-        body: i18n::fill(i18n::translate(lang, body), &[("factor", factor), ("link", &link)]),
-    };
-    deliver(state, &email).await;
+    email_user(state, user, subject, body, &[("factor", factor), ("link", &link)]).await;
 }
 
 /// The user whose sign-in waits for a second factor under this session token.
@@ -534,14 +529,8 @@ pub async fn request_password_reset(state: &AppState, email: &str, client_ip: Ip
     let token = new_token();
     accounts::insert_email_token(&state.db, &hash_secret(&token), &user.id, EmailTokenPurpose::ResetPassword, now, now + RESET_LINK_TTL_MS).await?;
     let link = format!("{}/reset-password?token={token}", state.web.public_url);
-    let lang = &user.language;
     let body = "Set a new password by opening this link within one hour. It works once:\n\n{link}\n\nIf you did not ask for this, ignore this message.";
-    let message = Email {
-        to: user.email.clone(),
-        subject: i18n::translate(lang, "Reset your HumanProof password").to_owned(),
-        body: i18n::fill(i18n::translate(lang, body), &[("link", &link)]),
-    };
-    deliver(state, &message).await;
+    email_user(state, &user, "Reset your HumanProof password", body, &[("link", &link)]).await;
     Ok(())
 }
 

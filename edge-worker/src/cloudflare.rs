@@ -8,7 +8,7 @@ use humanproof_protocol::snapshot::kv_key;
 use humanproof_protocol::telemetry::{SIGNATURE_HEADER, sign_batch};
 use humanproof_protocol::{MasterSecret, Network, SiteSnapshot, TelemetryBatch, TelemetryEvent};
 use worker::{
-    Context, Date, DurableObject, Env, Fetch, Headers, Method, MessageBatch, ObjectNamespace,
+    ByteStream, Context, Date, DurableObject, Env, Fetch, Headers, Method, MessageBatch, ObjectNamespace,
     Queue, Request, RequestInit, Response, Result, State, durable_object, event, kv::KvStore,
 };
 
@@ -80,25 +80,46 @@ async fn fetch(mut req: Request, env: Env, _ctx: Context) -> Result<Response> {
 }
 
 /// The body, or `None` when it is larger than [`MAX_BODY`]. Never holds more than that in wasm
-/// memory (plus one chunk): a declared length over the cap is refused unread, and a body sent
-/// without one (chunked) is read chunk by chunk and refused as soon as it passes the cap,
-/// instead of being buffered whole first.
+/// memory (plus one chunk): a body sent without a declared length (chunked) is read chunk by
+/// chunk and refused as soon as it passes the cap, instead of being buffered whole first.
 async fn read_capped_body(req: &mut Request, declared_len: Option<usize>) -> Option<Vec<u8>> {
-    if declared_len.is_some_and(|len| len > MAX_BODY) {
+    // Refused unread: reading what no answer will use is only cost.
+    if declared_len.is_some_and(|len| len > DRAIN_LIMIT) {
         return None;
     }
     // A request without a body has no stream.
     let Ok(mut chunks) = req.stream() else { return Some(Vec::new()) };
+    if declared_len.is_some_and(|len| len > MAX_BODY) {
+        drain(&mut chunks, 0).await;
+        return None;
+    }
     let mut body = Vec::new();
     while let Some(chunk) = chunks.next().await {
         // A body that breaks off is no body, as a failed read always was here.
         let Ok(chunk) = chunk else { return Some(Vec::new()) };
         if body.len() + chunk.len() > MAX_BODY {
+            drain(&mut chunks, body.len() + chunk.len()).await;
             return None;
         }
         body.extend_from_slice(&chunk);
     }
     Some(body)
+}
+
+/// How much of an oversized body is read and thrown away before the 413 goes out. A server
+/// that answers while the client is still sending makes most clients see a connection reset
+/// instead of the answer; reading on (and keeping nothing) lets one that sent a little too
+/// much read why, while nobody can make the edge read more than this.
+const DRAIN_LIMIT: usize = 1024 * 1024;
+
+/// Reads and discards the rest of a body, up to [`DRAIN_LIMIT`] in all.
+async fn drain(chunks: &mut ByteStream, mut seen: usize) {
+    while seen <= DRAIN_LIMIT {
+        match chunks.next().await {
+            Some(Ok(chunk)) => seen += chunk.len(),
+            _ => return,
+        }
+    }
 }
 
 /// Queue consumer: posts each batch to the control plane, signed; retries the whole batch

@@ -52,6 +52,27 @@ before(async () => {
   browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
 });
 
+/**
+ * Follows the newest emailed confirmation link to `email` from the dev outbox: it confirms
+ * the address and signs the new account in.
+ */
+async function confirmFromOutbox(page, email) {
+  await page.goto(`${dashboard}/dev/outbox`);
+  const message = page.locator("article").filter({ hasText: `To: ${email}` }).first();
+  await message.locator('a[href*="/verify-email?token="]').click();
+}
+
+/** Signs up through the form in English, then confirms the address from the outbox. */
+async function signUp(page, email) {
+  await page.goto(`${dashboard}/sign-up`);
+  await page.getByLabel("Email").fill(email);
+  await page.getByLabel("Password").fill("a long enough passphrase");
+  await page.getByRole("button", { name: "Sign up" }).click();
+  await page.getByRole("heading", { name: "Check your email" }).waitFor();
+  await confirmFromOutbox(page, email);
+  await page.getByRole("heading", { name: "Email confirmed" }).waitFor();
+}
+
 after(async () => {
   await browser?.close();
   await stopProcess(server);
@@ -72,7 +93,8 @@ test("sign up, confirm, create a project, copy the snippet, and protect a real f
   await page.getByLabel("Password").fill("a long enough passphrase");
   await page.getByLabel("Organisation").fill("Shop Ltd");
   await page.getByRole("button", { name: "Sign up" }).click();
-  await page.getByText("Confirm your email address to create projects").waitFor();
+  // Nobody is signed in yet: the emailed link confirms the address and signs in.
+  await page.getByText("We sent a link to founder@shop.example").waitFor();
 
   await page.goto(`${dashboard}/dev/outbox`);
   await page.getByRole("link", { name: "Open this link" }).first().click();
@@ -116,11 +138,12 @@ test("passkeys: register one, sign in with it alone, and use it as the second fa
   });
   const signOut = () => page.getByRole("button", { name: "Sign out" }).click();
 
-  await page.goto(`${dashboard}/sign-up`);
-  await page.getByLabel("Email").fill("keyholder@shop.example");
-  await page.getByLabel("Password").fill("a long enough passphrase");
-  await page.getByRole("button", { name: "Sign up" }).click();
+  await signUp(page, "keyholder@shop.example");
+  await page.goto(dashboard);
   await page.getByRole("link", { name: "keyholder@shop.example" }).click();
+  // The link signed in without the password: adding a way in needs it again.
+  await page.getByLabel("Password or authenticator code").fill("a long enough passphrase");
+  await page.getByRole("button", { name: "Confirm it is you" }).click();
   await page.getByLabel("Name for a new passkey").fill("Test laptop");
   await page.getByRole("button", { name: "Add a passkey" }).click();
   await page.getByText("Test laptop").waitFor();
@@ -166,6 +189,9 @@ test("a German browser gets the dashboard, and the texts its scripts show, in Ge
   await page.getByLabel("E-Mail").fill("lena@shop.example");
   await page.getByLabel("Passwort").fill("ein langes Kennwort");
   await page.getByRole("button", { name: "Registrieren" }).click();
+  await page.getByText("Wir haben einen Link an lena@shop.example gesendet").waitFor();
+  await confirmFromOutbox(page, "lena@shop.example");
+  await page.goto(dashboard);
   await page.getByRole("heading", { name: "Projekte" }).waitFor();
 
   await page.getByRole("link", { name: "API-Schlüssel" }).click();
@@ -176,6 +202,8 @@ test("a German browser gets the dashboard, and the texts its scripts show, in Ge
   await page.getByRole("button", { name: "Kopiert" }).waitFor();
 
   await page.getByRole("link", { name: "lena@shop.example" }).click();
+  await page.getByLabel("Passwort oder Authenticator-Code").fill("ein langes Kennwort");
+  await page.getByRole("button", { name: "Bestätigen, dass Sie es sind" }).click();
   await page.getByRole("button", { name: "Passkey hinzufügen" }).click();
   await page.locator("#passkey-status").filter({ hasText: "Die Passkey-Abfrage wurde abgebrochen." }).waitFor();
   await context.close();
@@ -197,10 +225,8 @@ function totpCode(base32Secret) {
 test("two-factor setup: the QR code on screen scans to the key, and a code from it turns TOTP on", async () => {
   const context = await browser.newContext();
   const page = await context.newPage();
-  await page.goto(`${dashboard}/sign-up`);
-  await page.getByLabel("Email").fill("scanner@shop.example");
-  await page.getByLabel("Password").fill("a long enough passphrase");
-  await page.getByRole("button", { name: "Sign up" }).click();
+  await signUp(page, "scanner@shop.example");
+  await page.goto(dashboard);
   await page.getByRole("link", { name: "scanner@shop.example" }).click();
   await page.getByRole("button", { name: "Set up" }).click();
 
@@ -223,7 +249,7 @@ test("two-factor setup: the QR code on screen scans to the key, and a code from 
   const secret = uri.searchParams.get("secret");
   assert.equal(secret, (await page.locator("#totp-secret").textContent()).trim());
 
-  await page.getByRole("textbox", { name: "Code" }).fill(totpCode(secret));
+  await page.getByRole("textbox", { name: "Code", exact: true }).fill(totpCode(secret));
   await page.getByRole("button", { name: "Turn on" }).click();
   await page.getByText("On: signing in asks for a code from your authenticator app.").waitFor();
   await context.close();

@@ -337,7 +337,8 @@ on_both_databases! {
         let token = world.verification_token(site.site_key()).await;
         let browser = std::sync::Arc::new(Browser::new(&base));
         browser.get("/sign-in").await.expect(200);
-        // Sixteen sign-ins at once (unknown addresses: each still costs an argon2 hash), on a
+        // Sixteen sign-ins at once (unknown addresses: each still costs an argon2 hash against
+        // a dummy, or they would all be answered at once and this test would fail), on a
         // runtime of two worker threads. Were hashing on those threads, siteverify would wait
         // for all of them; on the bounded blocking pool it answers while they queue.
         let mut sign_ins = tokio::task::JoinSet::new();

@@ -212,6 +212,10 @@ async fn the_production_binary_serves_customers_and_backends(backend: Backend) {
     assert_eq!(siteverify(outstanding).await["humanproof"]["reason"], "invalid_token");
     assert_eq!(siteverify(mint(2)).await["success"], true);
 
+    // Dashboard pages are compressed for clients that ask.
+    let page = http.get(format!("{}/sign-in", server.base)).header("accept-encoding", "gzip").send().await.unwrap();
+    assert_eq!(page.headers().get("content-encoding").map(|v| v.to_str().unwrap()), Some("gzip"));
+
     // SIGTERM ends it cleanly; what it logged names no address, secret, token or person.
     let (status, log) = server.stop().await;
     assert!(status.success(), "{status:?}\n{log}");

@@ -27,7 +27,9 @@ pub struct IngestOutcome {
 /// One project's counters for one month.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct Usage {
-    /// Solved challenges plus failed redeems: what the plan limit counts.
+    /// What the plan limit counts: redeemed challenges (the edge records at most one redeem
+    /// per challenge, solved or failed, and none before its token verified) plus starts
+    /// blocked for their risk score.
     pub protected_attempts: u64,
     /// Challenges issued.
     pub challenges_issued: u64,
