@@ -177,7 +177,7 @@ fn the_openapi_document_describes_every_api_route() {
         .collect();
     let routed = [
         "GET /projects", "POST /projects", "GET /projects/{id}", "PATCH /projects/{id}", "DELETE /projects/{id}",
-        "POST /projects/{id}/rotate-secret", "GET /projects/{id}/usage",
+        "POST /projects/{id}/rotate-secret", "POST /projects/{id}/revoke-tokens", "GET /projects/{id}/usage",
     ];
     let mut documented_sorted = documented.clone();
     documented_sorted.sort();
