@@ -16,6 +16,7 @@
 //! - [`telemetry`]: events the edge emits, the batch format, and the signature that
 //!   authenticates a batch to the control plane.
 //! - [`privacy`]: salted hashing of IPs and user agents.
+//! - [`siteverify`]: the form or JSON body of a site backend's siteverify call.
 //! - [`wire`]: request/response bodies and the stable machine-readable refusal codes.
 
 #![deny(missing_docs)]
@@ -25,6 +26,7 @@ pub mod preset;
 pub mod privacy;
 pub mod prng;
 pub mod risk;
+pub mod siteverify;
 pub mod snapshot;
 pub mod telemetry;
 pub mod token;

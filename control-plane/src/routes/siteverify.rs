@@ -22,15 +22,6 @@ use crate::db::{projects, siteverify};
 /// Longest idempotency key accepted (Turnstile uses UUIDs).
 const MAX_IDEMPOTENCY_KEY_LEN: usize = 128;
 
-/// The request fields, from either encoding. `remoteip` is accepted for Turnstile
-/// compatibility and ignored: tokens carry no IP, and none is ever stored.
-#[derive(Debug, Default, Deserialize)]
-struct VerifyRequest {
-    secret: Option<String>,
-    response: Option<String>,
-    idempotency_key: Option<String>,
-}
-
 /// Turnstile's answer shape plus our extras under `humanproof`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct VerifyResponse {
@@ -108,7 +99,8 @@ pub async fn verify_token(
     let Ok(body) = body else {
         return failure(StatusCode::BAD_REQUEST, "bad-request", Some("body_unreadable"));
     };
-    let Some(request) = parse_request(&headers, &body) else {
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|value| value.to_str().ok());
+    let Some(request) = humanproof_protocol::siteverify::parse(content_type, &body) else {
         return failure(StatusCode::BAD_REQUEST, "bad-request", None);
     };
     let Some(secret) = request.secret.filter(|secret| !secret.is_empty()) else {
@@ -206,22 +198,6 @@ async fn check_token(
 fn internal_error(err: &sqlx::Error) -> (StatusCode, Json<VerifyResponse>) {
     tracing::error!(error = %err, "siteverify failed");
     failure(StatusCode::INTERNAL_SERVER_ERROR, "internal-error", None)
-}
-
-/// Reads the fields from JSON or form encoding; `None` when the body is neither.
-fn parse_request(headers: &HeaderMap, body: &[u8]) -> Option<VerifyRequest> {
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|value| value.to_str().ok())
-        .unwrap_or_default()
-        .to_ascii_lowercase();
-    if content_type.starts_with("application/json") {
-        serde_json::from_slice(body).ok()
-    } else if body.is_empty() {
-        Some(VerifyRequest::default())
-    } else {
-        serde_urlencoded::from_bytes(body).ok()
-    }
 }
 
 fn iso8601(at_ms: i64) -> String {
