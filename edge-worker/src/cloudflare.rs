@@ -81,16 +81,14 @@ async fn fetch(mut req: Request, env: Env, _ctx: Context) -> Result<Response> {
 
 /// The body, or `None` when it is larger than [`MAX_BODY`]. Never holds more than that in wasm
 /// memory (plus one chunk): a body sent without a declared length (chunked) is read chunk by
-/// chunk and refused as soon as it passes the cap, instead of being buffered whole first.
+/// chunk and refused as soon as it passes the cap, without waiting for the rest.
 async fn read_capped_body(req: &mut Request, declared_len: Option<usize>) -> Option<Vec<u8>> {
-    // Refused unread: reading what no answer will use is only cost.
-    if declared_len.is_some_and(|len| len > DRAIN_LIMIT) {
-        return None;
-    }
     // A request without a body has no stream.
     let Ok(mut chunks) = req.stream() else { return Some(Vec::new()) };
-    if declared_len.is_some_and(|len| len > MAX_BODY) {
-        drain(&mut chunks, 0).await;
+    if let Some(len) = declared_len.filter(|len| *len > MAX_BODY) {
+        if len <= DRAIN_LIMIT {
+            drain(&mut chunks).await;
+        }
         return None;
     }
     let mut body = Vec::new();
@@ -98,7 +96,6 @@ async fn read_capped_body(req: &mut Request, declared_len: Option<usize>) -> Opt
         // A body that breaks off is no body, as a failed read always was here.
         let Ok(chunk) = chunk else { return Some(Vec::new()) };
         if body.len() + chunk.len() > MAX_BODY {
-            drain(&mut chunks, body.len() + chunk.len()).await;
             return None;
         }
         body.extend_from_slice(&chunk);
@@ -106,20 +103,16 @@ async fn read_capped_body(req: &mut Request, declared_len: Option<usize>) -> Opt
     Some(body)
 }
 
-/// How much of an oversized body is read and thrown away before the 413 goes out. A server
-/// that answers while the client is still sending makes most clients see a connection reset
-/// instead of the answer; reading on (and keeping nothing) lets one that sent a little too
-/// much read why, while nobody can make the edge read more than this.
+/// Up to this declared length, an oversized body is read and thrown away before the 413 goes
+/// out: a server that answers while the client is still sending makes most clients see a
+/// connection reset instead of the answer. The declared length bounds the read, and nothing
+/// of it is kept; a larger one is refused unread. (A chunked body has no length to bound
+/// the wait, so it is refused the moment it passes the cap.)
 const DRAIN_LIMIT: usize = 1024 * 1024;
 
-/// Reads and discards the rest of a body, up to [`DRAIN_LIMIT`] in all.
-async fn drain(chunks: &mut ByteStream, mut seen: usize) {
-    while seen <= DRAIN_LIMIT {
-        match chunks.next().await {
-            Some(Ok(chunk)) => seen += chunk.len(),
-            _ => return,
-        }
-    }
+/// Reads and discards the rest of a body whose declared length bounds it.
+async fn drain(chunks: &mut ByteStream) {
+    while let Some(Ok(_)) = chunks.next().await {}
 }
 
 /// Queue consumer: posts each batch to the control plane, signed; retries the whole batch
