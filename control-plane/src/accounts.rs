@@ -26,11 +26,11 @@ use tokio::sync::Semaphore;
 
 use crate::app::AppState;
 use crate::db::accounts::{self, EmailTokenPurpose, User, UserStatus};
-use crate::totp;
 use crate::db::{is_unique_violation, orgs};
 use crate::i18n;
 use crate::mail::Email;
 use crate::secrets::{hash_secret, new_token};
+use crate::totp;
 
 /// How long a session lasts.
 pub const SESSION_TTL_MS: i64 = 7 * 24 * 60 * 60 * 1000;
@@ -89,7 +89,9 @@ pub enum AccountError {
     #[error("This link is invalid, already used or expired. Ask for a new one.")]
     InvalidLink,
     /// A TOTP or recovery code that does not match (or was already used).
-    #[error("That code is not valid. Enter the current code from your app, or an unused recovery code.")]
+    #[error(
+        "That code is not valid. Enter the current code from your app, or an unused recovery code."
+    )]
     WrongCode,
     /// The password step of a two-factor sign-in expired or never happened.
     #[error("Your sign-in expired. Sign in again.")]
@@ -110,15 +112,23 @@ static HASHING: LazyLock<Semaphore> = LazyLock::new(|| {
 
 /// Runs argon2 work on the blocking pool, within [`HASHING`]'s bound.
 async fn argon2_work<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
-    let _permit = HASHING.acquire().await.expect("the semaphore is never closed");
-    tokio::task::spawn_blocking(work).await.expect("argon2 does not panic")
+    let _permit = HASHING
+        .acquire()
+        .await
+        .expect("the semaphore is never closed");
+    tokio::task::spawn_blocking(work)
+        .await
+        .expect("argon2 does not panic")
 }
 
 fn hash_now(password: &str) -> String {
     let mut salt = [0u8; 16];
     getrandom::fill(&mut salt).expect("the OS provides randomness");
     let salt = SaltString::encode_b64(&salt).expect("16 bytes is a valid salt");
-    Argon2::default().hash_password(password.as_bytes(), &salt).expect("argon2 accepts any password").to_string()
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .expect("argon2 accepts any password")
+        .to_string()
 }
 
 /// argon2id hash in PHC string format.
@@ -131,7 +141,11 @@ pub async fn hash_password(password: &str) -> String {
 pub async fn verify_password(stored: &str, password: &str) -> bool {
     let (stored, password) = (stored.to_owned(), password.to_owned());
     argon2_work(move || {
-        PasswordHash::new(&stored).is_ok_and(|hash| Argon2::default().verify_password(password.as_bytes(), &hash).is_ok())
+        PasswordHash::new(&stored).is_ok_and(|hash| {
+            Argon2::default()
+                .verify_password(password.as_bytes(), &hash)
+                .is_ok()
+        })
     })
     .await
 }
@@ -157,14 +171,26 @@ pub fn normalize_email(raw: &str) -> Result<String, AccountError> {
     let valid = email.len() <= 254
         && !email.chars().any(|c| c.is_whitespace() || c.is_control())
         && email.split_once('@').is_some_and(|(local, domain)| {
-            !local.is_empty() && !domain.contains('@') && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.')
+            !local.is_empty()
+                && !domain.contains('@')
+                && domain.contains('.')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
         });
-    if valid { Ok(email) } else { Err(AccountError::InvalidEmail) }
+    if valid {
+        Ok(email)
+    } else {
+        Err(AccountError::InvalidEmail)
+    }
 }
 
 fn check_password(password: &str) -> Result<(), AccountError> {
     let len = password.chars().count();
-    if (MIN_PASSWORD_LEN..=MAX_PASSWORD_LEN).contains(&len) { Ok(()) } else { Err(AccountError::WeakPassword) }
+    if (MIN_PASSWORD_LEN..=MAX_PASSWORD_LEN).contains(&len) {
+        Ok(())
+    } else {
+        Err(AccountError::WeakPassword)
+    }
 }
 
 /// A keyed hash naming what failed sign-ins are counted against, so neither emails nor IPs
@@ -186,13 +212,23 @@ fn network_subject(state: &AppState, kind: &str, client_ip: IpAddr) -> String {
 /// Counts an attempt against `subject` and refuses it when it is over `limit` within the
 /// window, saying when to retry. Counting first is what makes the limit hold under
 /// parallel requests: each one gets its own place in the count.
-async fn take_attempt(state: &AppState, subject: &str, limit: i64, now: i64) -> Result<(), AccountError> {
-    let (attempts, window_start) = accounts::count_attempt(&state.db, subject, now, THROTTLE_WINDOW_MS).await?;
+async fn take_attempt(
+    state: &AppState,
+    subject: &str,
+    limit: i64,
+    now: i64,
+) -> Result<(), AccountError> {
+    let (attempts, window_start) =
+        accounts::count_attempt(&state.db, subject, now, THROTTLE_WINDOW_MS).await?;
     if attempts <= limit {
         return Ok(());
     }
-    let retry_after_ms = window_start.saturating_add(THROTTLE_WINDOW_MS).saturating_sub(now);
-    Err(AccountError::Throttled { retry_after_s: u64::try_from(retry_after_ms.max(1000) / 1000).unwrap_or(1) })
+    let retry_after_ms = window_start
+        .saturating_add(THROTTLE_WINDOW_MS)
+        .saturating_sub(now);
+    Err(AccountError::Throttled {
+        retry_after_s: u64::try_from(retry_after_ms.max(1000) / 1000).unwrap_or(1),
+    })
 }
 
 /// Creates an account and its first organisation, and sends the link that confirms the
@@ -211,9 +247,16 @@ pub async fn sign_up(
     let email = normalize_email(email)?;
     check_password(password)?;
     let now = state.clock.now_ms();
-    take_attempt(state, &network_subject(state, "sign-up", client_ip), MAX_SIGN_UPS_PER_IP, now).await?;
+    take_attempt(
+        state,
+        &network_subject(state, "sign-up", client_ip),
+        MAX_SIGN_UPS_PER_IP,
+        now,
+    )
+    .await?;
     let password_hash = hash_password(password).await;
-    let mut user = match accounts::insert_user(&state.db, &email, &password_hash, false, now).await {
+    let mut user = match accounts::insert_user(&state.db, &email, &password_hash, false, now).await
+    {
         Ok(user) => user,
         Err(err) if is_unique_violation(&err) => {
             if let Some((owner, _)) = accounts::find_user_by_email(&state.db, &email).await? {
@@ -223,14 +266,27 @@ pub async fn sign_up(
         }
         Err(err) => return Err(err.into()),
     };
-    if let Some(language) = i18n::supported(language).filter(|language| *language != user.language) {
+    if let Some(language) = i18n::supported(language).filter(|language| *language != user.language)
+    {
         accounts::set_language(&state.db, &user.id, language, now).await?;
         user.language = language.to_owned();
     }
     let organisation = organisation.trim();
-    let organisation = if organisation.is_empty() { email.as_str() } else { organisation };
+    let organisation = if organisation.is_empty() {
+        email.as_str()
+    } else {
+        organisation
+    };
     let organisation_id = orgs::create_organisation(&state.db, organisation, &user.id, now).await?;
-    orgs::audit(&state.db, Some(&organisation_id), &format!("user:{email}"), "account.signed_up", None, now).await?;
+    orgs::audit(
+        &state.db,
+        Some(&organisation_id),
+        &format!("user:{email}"),
+        "account.signed_up",
+        None,
+        now,
+    )
+    .await?;
     send_verification(state, &user).await?;
     Ok(())
 }
@@ -239,12 +295,25 @@ pub async fn sign_up(
 async fn warn_of_sign_up_attempt(state: &AppState, owner: &User) {
     let body = "Someone tried to create a HumanProof account with this email address, which already has one. If it was you, sign in or reset your password:\n\n{link}\n\nIf it was not you, you can ignore this message: nothing was changed.";
     let link = format!("{}/sign-in", state.web.public_url);
-    email_user(state, owner, "Someone tried to sign up with your email", body, &[("link", &link)]).await;
+    email_user(
+        state,
+        owner,
+        "Someone tried to sign up with your email",
+        body,
+        &[("link", &link)],
+    )
+    .await;
 }
 
 /// Emails `user` in their language: `subject` and `body` are catalogue keys (English), and
 /// `values` fill the body's placeholders after translation.
-async fn email_user(state: &AppState, user: &User, subject: &str, body: &str, values: &[(&str, &str)]) {
+async fn email_user(
+    state: &AppState,
+    user: &User,
+    subject: &str,
+    body: &str,
+    values: &[(&str, &str)],
+) {
     let lang = &user.language;
     let email = Email {
         to: user.email.clone(),
@@ -258,10 +327,25 @@ async fn email_user(state: &AppState, user: &User, subject: &str, body: &str, va
 pub async fn send_verification(state: &AppState, user: &User) -> Result<(), AccountError> {
     let token = new_token();
     let now = state.clock.now_ms();
-    accounts::insert_email_token(&state.db, &hash_secret(&token), &user.id, EmailTokenPurpose::VerifyEmail, now, now + VERIFY_LINK_TTL_MS).await?;
+    accounts::insert_email_token(
+        &state.db,
+        &hash_secret(&token),
+        &user.id,
+        EmailTokenPurpose::VerifyEmail,
+        now,
+        now + VERIFY_LINK_TTL_MS,
+    )
+    .await?;
     let link = format!("{}/verify-email?token={token}", state.web.public_url);
     let body = "Confirm your email address by opening this link within 24 hours:\n\n{link}\n\nIf you did not sign up, ignore this message.";
-    email_user(state, user, "Confirm your HumanProof account", body, &[("link", &link)]).await;
+    email_user(
+        state,
+        user,
+        "Confirm your HumanProof account",
+        body,
+        &[("link", &link)],
+    )
+    .await;
     Ok(())
 }
 
@@ -269,11 +353,18 @@ pub async fn send_verification(state: &AppState, user: &User) -> Result<(), Acco
 /// signs in (the link is the proof a sign-up has to give).
 pub async fn verify_email(state: &AppState, token: &str) -> Result<User, AccountError> {
     let now = state.clock.now_ms();
-    let user_id = accounts::use_email_token(&state.db, &hash_secret(token), EmailTokenPurpose::VerifyEmail, now)
+    let user_id = accounts::use_email_token(
+        &state.db,
+        &hash_secret(token),
+        EmailTokenPurpose::VerifyEmail,
+        now,
+    )
+    .await?
+    .ok_or(AccountError::InvalidLink)?;
+    accounts::mark_email_verified(&state.db, &user_id, now).await?;
+    let user = accounts::find_user(&state.db, &user_id)
         .await?
         .ok_or(AccountError::InvalidLink)?;
-    accounts::mark_email_verified(&state.db, &user_id, now).await?;
-    let user = accounts::find_user(&state.db, &user_id).await?.ok_or(AccountError::InvalidLink)?;
     if user.status == UserStatus::MarkedForDeletion {
         return Err(AccountError::AccountClosed);
     }
@@ -292,7 +383,12 @@ pub enum SignIn {
 
 /// Checks the password under the throttling rules and starts a session (or its first half,
 /// when a second factor is due).
-pub async fn sign_in(state: &AppState, email: &str, password: &str, client_ip: IpAddr) -> Result<(User, SignIn), AccountError> {
+pub async fn sign_in(
+    state: &AppState,
+    email: &str,
+    password: &str,
+    client_ip: IpAddr,
+) -> Result<(User, SignIn), AccountError> {
     let email = normalize_email(email).map_err(|_| AccountError::WrongCredentials)?;
     let now = state.clock.now_ms();
     let by_email = throttle_subject(state, "email", &email);
@@ -327,11 +423,19 @@ pub enum FirstFactor {
 
 /// Signs in an account that passed its first factor: a full session, or the first half of
 /// one when a second factor is due.
-pub async fn after_first_factor(state: &AppState, user: &User, first: FirstFactor) -> Result<SignIn, AccountError> {
+pub async fn after_first_factor(
+    state: &AppState,
+    user: &User,
+    first: FirstFactor,
+) -> Result<SignIn, AccountError> {
     if user.totp_enabled || crate::db::passkeys::has_any(&state.db, &user.id).await? {
-        return Ok(SignIn::SecondFactorDue(insert_session(state, user, true, false).await?));
+        return Ok(SignIn::SecondFactorDue(
+            insert_session(state, user, true, false).await?,
+        ));
     }
-    Ok(SignIn::Done(insert_session(state, user, false, first == FirstFactor::Password).await?))
+    Ok(SignIn::Done(
+        insert_session(state, user, false, first == FirstFactor::Password).await?,
+    ))
 }
 
 /// Starts a full session for `user` who just proved themselves (e.g. with a passkey): the
@@ -342,18 +446,39 @@ pub async fn start_session(state: &AppState, user: &User) -> Result<String, sqlx
 
 /// A new session token: a full session, or one waiting [`SECOND_FACTOR_TTL_MS`] for its
 /// second factor; `authenticated` when its owner just gave a password or a passkey.
-async fn insert_session(state: &AppState, user: &User, second_factor_due: bool, authenticated: bool) -> Result<String, sqlx::Error> {
+async fn insert_session(
+    state: &AppState,
+    user: &User,
+    second_factor_due: bool,
+    authenticated: bool,
+) -> Result<String, sqlx::Error> {
     let token = new_token();
     let now = state.clock.now_ms();
-    let ttl = if second_factor_due { SECOND_FACTOR_TTL_MS } else { SESSION_TTL_MS };
+    let ttl = if second_factor_due {
+        SECOND_FACTOR_TTL_MS
+    } else {
+        SESSION_TTL_MS
+    };
     let authenticated_at = authenticated.then_some(now);
-    accounts::insert_session(&state.db, &hash_secret(&token), &user.id, second_factor_due, authenticated_at, now, now + ttl).await?;
+    accounts::insert_session(
+        &state.db,
+        &hash_secret(&token),
+        &user.id,
+        second_factor_due,
+        authenticated_at,
+        now,
+        now + ttl,
+    )
+    .await?;
     Ok(token)
 }
 
 /// Whether the session's owner gave their password, a passkey or a second factor within
 /// [`RECENT_AUTHENTICATION_MS`]: what adding a sign-in factor requires.
-pub async fn recently_authenticated(state: &AppState, session_token: &str) -> Result<bool, sqlx::Error> {
+pub async fn recently_authenticated(
+    state: &AppState,
+    session_token: &str,
+) -> Result<bool, sqlx::Error> {
     let at = accounts::session_authenticated_at(&state.db, &hash_secret(session_token)).await?;
     Ok(at.is_some_and(|at| state.clock.now_ms() - at <= RECENT_AUTHENTICATION_MS))
 }
@@ -361,7 +486,12 @@ pub async fn recently_authenticated(state: &AppState, session_token: &str) -> Re
 /// Confirms it is really the session's owner, with the password or (when two-factor is on)
 /// a current authenticator code. Throttled per account like sign-in, so a stolen session
 /// cannot be used to guess the password.
-pub async fn confirm_identity(state: &AppState, user: &User, session_token: &str, password_or_code: &str) -> Result<(), AccountError> {
+pub async fn confirm_identity(
+    state: &AppState,
+    user: &User,
+    session_token: &str,
+    password_or_code: &str,
+) -> Result<(), AccountError> {
     let now = state.clock.now_ms();
     let subject = throttle_subject(state, "confirm-identity", &user.id);
     take_attempt(state, &subject, MAX_FAILURES_PER_EMAIL, now).await?;
@@ -387,39 +517,69 @@ pub async fn notify_factor_added(state: &AppState, user: &User, factor: &str) {
     let subject = "A new way to sign in was added to your HumanProof account";
     let body = "A new way to sign in was added to your account: {factor}.\n\nIf this was you, there is nothing to do. If it was not, reset your password now: that signs out every session and pauses the passkeys added since your last password change.\n\n{link}";
     let link = format!("{}/forgot-password", state.web.public_url);
-    email_user(state, user, subject, body, &[("factor", factor), ("link", &link)]).await;
+    email_user(
+        state,
+        user,
+        subject,
+        body,
+        &[("factor", factor), ("link", &link)],
+    )
+    .await;
 }
 
 /// The user whose sign-in waits for a second factor under this session token.
-pub async fn second_factor_user(state: &AppState, token: &str) -> Result<Option<User>, sqlx::Error> {
+pub async fn second_factor_user(
+    state: &AppState,
+    token: &str,
+) -> Result<Option<User>, sqlx::Error> {
     accounts::session_user(&state.db, &hash_secret(token), true, state.clock.now_ms()).await
 }
 
 /// Completes a two-factor sign-in whose passkey [`crate::passkeys`] verified.
-pub async fn complete_second_factor_with_passkey(state: &AppState, token: &str) -> Result<(), AccountError> {
-    second_factor_user(state, token).await?.ok_or(AccountError::SignInAgain)?;
+pub async fn complete_second_factor_with_passkey(
+    state: &AppState,
+    token: &str,
+) -> Result<(), AccountError> {
+    second_factor_user(state, token)
+        .await?
+        .ok_or(AccountError::SignInAgain)?;
     let now = state.clock.now_ms();
-    accounts::complete_second_factor(&state.db, &hash_secret(token), now, now + SESSION_TTL_MS).await?;
+    accounts::complete_second_factor(&state.db, &hash_secret(token), now, now + SESSION_TTL_MS)
+        .await?;
     Ok(())
 }
 
 /// Completes a two-factor sign-in with a TOTP code or a recovery code. Wrong codes count
 /// against the account like wrong passwords.
-pub async fn complete_second_factor(state: &AppState, token: &str, code: &str) -> Result<User, AccountError> {
+pub async fn complete_second_factor(
+    state: &AppState,
+    token: &str,
+    code: &str,
+) -> Result<User, AccountError> {
     let now = state.clock.now_ms();
-    let user = second_factor_user(state, token).await?.ok_or(AccountError::SignInAgain)?;
+    let user = second_factor_user(state, token)
+        .await?
+        .ok_or(AccountError::SignInAgain)?;
     let subject = throttle_subject(state, "second-factor", &user.id);
     take_attempt(state, &subject, MAX_SECOND_FACTOR_FAILURES, now).await?;
     if !second_factor_matches(state, &user, code, now).await? {
         return Err(AccountError::WrongCode);
     }
     accounts::clear_attempts(&state.db, &subject).await?;
-    accounts::complete_second_factor(&state.db, &hash_secret(token), now, now + SESSION_TTL_MS).await?;
+    accounts::complete_second_factor(&state.db, &hash_secret(token), now, now + SESSION_TTL_MS)
+        .await?;
     Ok(user)
 }
 
-async fn second_factor_matches(state: &AppState, user: &User, code: &str, now: i64) -> Result<bool, AccountError> {
-    let Some((sealed, last_step)) = accounts::totp_secret(&state.db, &user.id).await? else { return Ok(false) };
+async fn second_factor_matches(
+    state: &AppState,
+    user: &User,
+    code: &str,
+    now: i64,
+) -> Result<bool, AccountError> {
+    let Some((sealed, last_step)) = accounts::totp_secret(&state.db, &user.id).await? else {
+        return Ok(false);
+    };
     let Some(secret) = totp::open(&state.master, &sealed) else {
         tracing::error!(user = %user.id, "a TOTP secret does not decrypt: was the master secret changed?");
         return Ok(false);
@@ -428,7 +588,9 @@ async fn second_factor_matches(state: &AppState, user: &User, code: &str, now: i
         return Ok(accounts::accept_totp_step(&state.db, &user.id, step).await?);
     }
     let recovery = normalize_recovery_code(code);
-    if recovery.len() == 10 && accounts::use_recovery_code(&state.db, &user.id, &hash_secret(&recovery), now).await? {
+    if recovery.len() == 10
+        && accounts::use_recovery_code(&state.db, &user.id, &hash_secret(&recovery), now).await?
+    {
         audit_account(state, user, "account.recovery_code_used", None).await?;
         return Ok(true);
     }
@@ -436,28 +598,49 @@ async fn second_factor_matches(state: &AppState, user: &User, code: &str, now: i
 }
 
 fn normalize_recovery_code(code: &str) -> String {
-    code.chars().filter(char::is_ascii_alphanumeric).map(|c| c.to_ascii_lowercase()).collect()
+    code.chars()
+        .filter(char::is_ascii_alphanumeric)
+        .map(|c| c.to_ascii_lowercase())
+        .collect()
 }
 
 /// Starts setting up TOTP: a new secret, kept unconfirmed until [`confirm_totp`]. Returns
 /// the secret in base32 and the `otpauth://` URI for authenticator apps.
-pub async fn begin_totp_setup(state: &AppState, user: &User) -> Result<(String, String), AccountError> {
+pub async fn begin_totp_setup(
+    state: &AppState,
+    user: &User,
+) -> Result<(String, String), AccountError> {
     if user.totp_enabled {
         return Err(AccountError::AlreadyEnabled);
     }
     let secret = totp::new_secret();
-    accounts::set_pending_totp(&state.db, &user.id, &totp::seal(&state.master, &secret), state.clock.now_ms()).await?;
-    Ok((totp::base32(&secret), totp::otpauth_uri(&user.email, &secret)))
+    accounts::set_pending_totp(
+        &state.db,
+        &user.id,
+        &totp::seal(&state.master, &secret),
+        state.clock.now_ms(),
+    )
+    .await?;
+    Ok((
+        totp::base32(&secret),
+        totp::otpauth_uri(&user.email, &secret),
+    ))
 }
 
 /// Turns TOTP on once the user proves their app has the secret; returns the recovery codes,
 /// shown this once.
-pub async fn confirm_totp(state: &AppState, user: &User, code: &str) -> Result<Vec<String>, AccountError> {
+pub async fn confirm_totp(
+    state: &AppState,
+    user: &User,
+    code: &str,
+) -> Result<Vec<String>, AccountError> {
     if user.totp_enabled {
         return Err(AccountError::AlreadyEnabled);
     }
     let now = state.clock.now_ms();
-    let (sealed, _) = accounts::totp_secret(&state.db, &user.id).await?.ok_or(AccountError::WrongCode)?;
+    let (sealed, _) = accounts::totp_secret(&state.db, &user.id)
+        .await?
+        .ok_or(AccountError::WrongCode)?;
     let secret = totp::open(&state.master, &sealed).ok_or(AccountError::WrongCode)?;
     let step = totp::verify(&secret, code, now, None).ok_or(AccountError::WrongCode)?;
     let codes: Vec<String> = (0..RECOVERY_CODES)
@@ -469,16 +652,26 @@ pub async fn confirm_totp(state: &AppState, user: &User, code: &str) -> Result<V
             format!("{}-{}", &raw[..5], &raw[5..10])
         })
         .collect();
-    let hashes: Vec<String> = codes.iter().map(|code| hash_secret(&normalize_recovery_code(code))).collect();
+    let hashes: Vec<String> = codes
+        .iter()
+        .map(|code| hash_secret(&normalize_recovery_code(code)))
+        .collect();
     accounts::enable_totp(&state.db, &user.id, step, &hashes, now).await?;
     audit_account(state, user, "account.2fa_enabled", None).await?;
-    let factor = i18n::translate(&user.language, "two-factor authentication with an authenticator app");
+    let factor = i18n::translate(
+        &user.language,
+        "two-factor authentication with an authenticator app",
+    );
     notify_factor_added(state, user, factor).await;
     Ok(codes)
 }
 
 /// Turns TOTP off after checking the password.
-pub async fn disable_totp(state: &AppState, user: &User, password: &str) -> Result<(), AccountError> {
+pub async fn disable_totp(
+    state: &AppState,
+    user: &User,
+    password: &str,
+) -> Result<(), AccountError> {
     check_current_password(state, user, password).await?;
     accounts::disable_totp(&state.db, &user.id, state.clock.now_ms()).await?;
     audit_account(state, user, "account.2fa_disabled", None).await?;
@@ -486,24 +679,49 @@ pub async fn disable_totp(state: &AppState, user: &User, password: &str) -> Resu
 }
 
 /// Marks the account for deletion after checking the password; it can no longer sign in.
-pub async fn mark_for_deletion(state: &AppState, user: &User, password: &str) -> Result<(), AccountError> {
+pub async fn mark_for_deletion(
+    state: &AppState,
+    user: &User,
+    password: &str,
+) -> Result<(), AccountError> {
     check_current_password(state, user, password).await?;
     audit_account(state, user, "account.marked_for_deletion", None).await?;
     accounts::mark_for_deletion(&state.db, &user.id, state.clock.now_ms()).await?;
     Ok(())
 }
 
-async fn check_current_password(state: &AppState, user: &User, password: &str) -> Result<(), AccountError> {
+async fn check_current_password(
+    state: &AppState,
+    user: &User,
+    password: &str,
+) -> Result<(), AccountError> {
     let stored = accounts::password_hash(&state.db, &user.id).await?;
-    if verify_or_waste_time(stored.as_deref(), password).await { Ok(()) } else { Err(AccountError::WrongCredentials) }
+    if verify_or_waste_time(stored.as_deref(), password).await {
+        Ok(())
+    } else {
+        Err(AccountError::WrongCredentials)
+    }
 }
 
 /// Records an account-level security event in every organisation the user belongs to, so
 /// each organisation's owners see it.
-pub(crate) async fn audit_account(state: &AppState, user: &User, action: &str, target: Option<&str>) -> Result<(), sqlx::Error> {
+pub(crate) async fn audit_account(
+    state: &AppState,
+    user: &User,
+    action: &str,
+    target: Option<&str>,
+) -> Result<(), sqlx::Error> {
     let now = state.clock.now_ms();
     for membership in orgs::memberships(&state.db, &user.id).await? {
-        orgs::audit(&state.db, Some(&membership.organisation_id), &format!("user:{}", user.email), action, target, now).await?;
+        orgs::audit(
+            &state.db,
+            Some(&membership.organisation_id),
+            &format!("user:{}", user.email),
+            action,
+            target,
+            now,
+        )
+        .await?;
     }
     Ok(())
 }
@@ -520,34 +738,86 @@ pub async fn sign_out(state: &AppState, token: &str) -> Result<(), sqlx::Error> 
 
 /// Sends a reset link, in the account's language, if the address has an account; says
 /// nothing either way, so the form cannot be used to find out who has one.
-pub async fn request_password_reset(state: &AppState, email: &str, client_ip: IpAddr) -> Result<(), AccountError> {
+pub async fn request_password_reset(
+    state: &AppState,
+    email: &str,
+    client_ip: IpAddr,
+) -> Result<(), AccountError> {
     let now = state.clock.now_ms();
-    take_attempt(state, &network_subject(state, "reset", client_ip), MAX_RESET_REQUESTS_PER_IP, now).await?;
-    let Ok(email) = normalize_email(email) else { return Ok(()) };
-    take_attempt(state, &throttle_subject(state, "reset-email", &email), MAX_RESET_REQUESTS_PER_EMAIL, now).await?;
-    let Some((user, _)) = accounts::find_user_by_email(&state.db, &email).await? else { return Ok(()) };
+    take_attempt(
+        state,
+        &network_subject(state, "reset", client_ip),
+        MAX_RESET_REQUESTS_PER_IP,
+        now,
+    )
+    .await?;
+    let Ok(email) = normalize_email(email) else {
+        return Ok(());
+    };
+    take_attempt(
+        state,
+        &throttle_subject(state, "reset-email", &email),
+        MAX_RESET_REQUESTS_PER_EMAIL,
+        now,
+    )
+    .await?;
+    let Some((user, _)) = accounts::find_user_by_email(&state.db, &email).await? else {
+        return Ok(());
+    };
     let token = new_token();
-    accounts::insert_email_token(&state.db, &hash_secret(&token), &user.id, EmailTokenPurpose::ResetPassword, now, now + RESET_LINK_TTL_MS).await?;
+    accounts::insert_email_token(
+        &state.db,
+        &hash_secret(&token),
+        &user.id,
+        EmailTokenPurpose::ResetPassword,
+        now,
+        now + RESET_LINK_TTL_MS,
+    )
+    .await?;
     let link = format!("{}/reset-password?token={token}", state.web.public_url);
     let body = "Set a new password by opening this link within one hour. It works once:\n\n{link}\n\nIf you did not ask for this, ignore this message.";
-    email_user(state, &user, "Reset your HumanProof password", body, &[("link", &link)]).await;
+    email_user(
+        state,
+        &user,
+        "Reset your HumanProof password",
+        body,
+        &[("link", &link)],
+    )
+    .await;
     Ok(())
 }
 
 /// Whether a reset link would still work (to show the form, or say it is spent).
 pub async fn reset_link_usable(state: &AppState, token: &str) -> Result<bool, sqlx::Error> {
-    accounts::email_token_usable(&state.db, &hash_secret(token), EmailTokenPurpose::ResetPassword, state.clock.now_ms()).await
+    accounts::email_token_usable(
+        &state.db,
+        &hash_secret(token),
+        EmailTokenPurpose::ResetPassword,
+        state.clock.now_ms(),
+    )
+    .await
 }
 
 /// Uses a reset link: sets the new password, ends every session of the account and pauses
 /// the passkeys added since the password was last set. Returns how many were paused.
-pub async fn reset_password(state: &AppState, token: &str, new_password: &str) -> Result<u64, AccountError> {
+pub async fn reset_password(
+    state: &AppState,
+    token: &str,
+    new_password: &str,
+) -> Result<u64, AccountError> {
     check_password(new_password)?;
     let now = state.clock.now_ms();
-    let user_id = accounts::use_email_token(&state.db, &hash_secret(token), EmailTokenPurpose::ResetPassword, now)
-        .await?
-        .ok_or(AccountError::InvalidLink)?;
-    let paused = accounts::reset_password(&state.db, &user_id, &hash_password(new_password).await, now).await?;
+    let user_id = accounts::use_email_token(
+        &state.db,
+        &hash_secret(token),
+        EmailTokenPurpose::ResetPassword,
+        now,
+    )
+    .await?
+    .ok_or(AccountError::InvalidLink)?;
+    let paused =
+        accounts::reset_password(&state.db, &user_id, &hash_password(new_password).await, now)
+            .await?;
     // Following the link proves the address too.
     accounts::mark_email_verified(&state.db, &user_id, now).await?;
     Ok(paused)

@@ -49,7 +49,10 @@ impl WebConfig {
 
     /// The same, behind these reverse proxies.
     pub fn behind(self, trusted_proxies: TrustedProxies) -> Self {
-        Self { trusted_proxies, ..self }
+        Self {
+            trusted_proxies,
+            ..self
+        }
     }
 }
 
@@ -76,7 +79,14 @@ pub struct AppState {
 
 impl AppState {
     /// Wires the state; the templates are parsed here, once.
-    pub fn new(db: Db, master: MasterSecret, clock: Clock, publisher: Publisher, mailer: Mailer, web: WebConfig) -> Self {
+    pub fn new(
+        db: Db,
+        master: MasterSecret,
+        clock: Clock,
+        publisher: Publisher,
+        mailer: Mailer,
+        web: WebConfig,
+    ) -> Self {
         Self {
             db,
             master,
@@ -101,13 +111,24 @@ pub fn app(state: AppState) -> Router {
         .route("/internal/telemetry", post(telemetry::ingest_batch))
         // Customers' automation.
         .route("/api/v1/openapi.json", get(api::openapi))
-        .route("/api/v1/projects", get(api::list_projects).post(api::create_project))
+        .route(
+            "/api/v1/projects",
+            get(api::list_projects).post(api::create_project),
+        )
         .route(
             "/api/v1/projects/{id}",
-            get(api::get_project).patch(api::update_project).delete(api::delete_project),
+            get(api::get_project)
+                .patch(api::update_project)
+                .delete(api::delete_project),
         )
-        .route("/api/v1/projects/{id}/rotate-secret", post(api::rotate_secret))
-        .route("/api/v1/projects/{id}/revoke-tokens", post(api::revoke_tokens))
+        .route(
+            "/api/v1/projects/{id}/rotate-secret",
+            post(api::rotate_secret),
+        )
+        .route(
+            "/api/v1/projects/{id}/revoke-tokens",
+            post(api::revoke_tokens),
+        )
         .route("/api/v1/projects/{id}/usage", get(api::project_usage))
         // Customers, in a browser.
         .merge(crate::web::router(&state))

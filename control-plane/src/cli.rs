@@ -10,13 +10,13 @@ use humanproof_protocol::snapshot::RiskMode;
 use serde_json::json;
 
 use crate::app::AppState;
-use crate::manage::ProjectInput;
+use crate::app::WebConfig;
 use crate::clock::Clock;
 use crate::config::{DatabaseArgs, KvArgs, SecretArgs, WebArgs};
 use crate::db::projects::{BillingStatus, ProjectSettings};
-use crate::app::WebConfig;
 use crate::db::telemetry::Dimension;
 use crate::db::{self, Db, month_of, projects, retention, telemetry};
+use crate::manage::ProjectInput;
 use crate::publish::Publisher;
 use crate::{accounts, local, secrets, server, snapshot};
 
@@ -239,10 +239,18 @@ impl Cli {
     /// Runs the chosen command.
     pub async fn run(self) -> anyhow::Result<()> {
         match self.command {
-            Command::Serve { database, secret, web, kv, listen } => {
+            Command::Serve {
+                database,
+                secret,
+                web,
+                kv,
+                listen,
+            } => {
                 let publisher = kv.publisher()?;
                 if matches!(publisher, Publisher::Disabled) {
-                    tracing::warn!("no Cloudflare KV configured: export changes with `humanproof snapshot`");
+                    tracing::warn!(
+                        "no Cloudflare KV configured: export changes with `humanproof snapshot`"
+                    );
                 }
                 let state = AppState::new(
                     Db::connect(&database.database_url).await?,
@@ -250,7 +258,8 @@ impl Cli {
                     Clock::system(),
                     publisher,
                     web.mailer()?,
-                    WebConfig::new(&web.public_url, &web.edge_url, false).behind(web.trusted_proxies.clone()),
+                    WebConfig::new(&web.public_url, &web.edge_url, false)
+                        .behind(web.trusted_proxies.clone()),
                 );
                 let listener = server::bind(listen).await?;
                 // Printed, not logged: scripts and tests read the real port from it.
@@ -264,59 +273,128 @@ impl Cli {
                 println!("migrations applied");
                 Ok(())
             }
-            Command::Project { command: ProjectCommand::Create(args) } => create_project(args).await,
             Command::Project {
-                command: ProjectCommand::SetGates { database, project_id, paused, billing_status, monthly_limit },
+                command: ProjectCommand::Create(args),
+            } => create_project(args).await,
+            Command::Project {
+                command:
+                    ProjectCommand::SetGates {
+                        database,
+                        project_id,
+                        paused,
+                        billing_status,
+                        monthly_limit,
+                    },
             } => {
                 let db = Db::connect(&database.database_url).await?;
                 let now = Clock::system().now_ms();
-                projects::set_gates(&db, &project_id, !paused, billing_status, monthly_limit, now).await?;
+                projects::set_gates(
+                    &db,
+                    &project_id,
+                    !paused,
+                    billing_status,
+                    monthly_limit,
+                    now,
+                )
+                .await?;
                 println!("{}", json!({ "project_id": project_id, "updated": true }));
                 Ok(())
             }
-            Command::Project { command: ProjectCommand::RevokeTokens { database, project_id } } => {
+            Command::Project {
+                command:
+                    ProjectCommand::RevokeTokens {
+                        database,
+                        project_id,
+                    },
+            } => {
                 let db = Db::connect(&database.database_url).await?;
                 let now = Clock::system().now_ms();
-                let project = projects::find(&db, &project_id).await?.with_context(|| format!("no project {project_id}"))?;
+                let project = projects::find(&db, &project_id)
+                    .await?
+                    .with_context(|| format!("no project {project_id}"))?;
                 let key_version = projects::bump_key_version(&db, &project.id, now).await?;
                 // In the project's organisation's log too, so its owners see who revoked.
-                db::orgs::audit(&db, project.organisation_id.as_deref(), "operator", "project.tokens_revoked", Some(&project.id), now).await?;
-                println!("{}", json!({ "project_id": project_id, "key_version": key_version }));
+                db::orgs::audit(
+                    &db,
+                    project.organisation_id.as_deref(),
+                    "operator",
+                    "project.tokens_revoked",
+                    Some(&project.id),
+                    now,
+                )
+                .await?;
+                println!(
+                    "{}",
+                    json!({ "project_id": project_id, "key_version": key_version })
+                );
                 Ok(())
             }
             Command::Snapshot { database } => {
                 let db = Db::connect(&database.database_url).await?;
                 let entries = snapshot::build_all(&db, Clock::system().now_ms()).await?;
-                println!("{}", serde_json::to_string_pretty(&snapshot::kv_pairs(&entries))?);
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&snapshot::kv_pairs(&entries))?
+                );
                 Ok(())
             }
             Command::Publish { database, kv } => {
                 let publisher = kv.publisher()?;
-                anyhow::ensure!(!matches!(publisher, Publisher::Disabled), "configure Cloudflare KV (see --help)");
+                anyhow::ensure!(
+                    !matches!(publisher, Publisher::Disabled),
+                    "configure Cloudflare KV (see --help)"
+                );
                 let db = Db::connect(&database.database_url).await?;
-                let report = publisher.republish_all(&db, Clock::system().now_ms()).await?;
+                let report = publisher
+                    .republish_all(&db, Clock::system().now_ms())
+                    .await?;
                 println!("{}", serde_json::to_string(&report)?);
                 Ok(())
             }
-            Command::Admin { command: AdminCommand::Create { database, email } } => {
+            Command::Admin {
+                command: AdminCommand::Create { database, email },
+            } => {
                 let db = Db::connect(&database.database_url).await?;
                 let email = accounts::normalize_email(&email)?;
                 let password = secrets::new_token();
                 let now = Clock::system().now_ms();
-                let user = db::accounts::insert_user(&db, &email, &accounts::hash_password(&password).await, true, now).await?;
+                let user = db::accounts::insert_user(
+                    &db,
+                    &email,
+                    &accounts::hash_password(&password).await,
+                    true,
+                    now,
+                )
+                .await?;
                 db::accounts::mark_email_verified(&db, &user.id, now).await?;
-                let organisation_id = db::orgs::create_organisation(&db, "Operators", &user.id, now).await?;
-                db::orgs::audit(&db, Some(&organisation_id), "operator", "admin.created", Some(&email), now).await?;
+                let organisation_id =
+                    db::orgs::create_organisation(&db, "Operators", &user.id, now).await?;
+                db::orgs::audit(
+                    &db,
+                    Some(&organisation_id),
+                    "operator",
+                    "admin.created",
+                    Some(&email),
+                    now,
+                )
+                .await?;
                 let output = json!({ "user_id": user.id, "email": email, "password": password, "organisation_id": organisation_id });
                 println!("{}", serde_json::to_string_pretty(&output)?);
                 Ok(())
             }
-            Command::Usage { database, project_id, month } => {
+            Command::Usage {
+                database,
+                project_id,
+                month,
+            } => {
                 let db = Db::connect(&database.database_url).await?;
                 let month = month.unwrap_or_else(|| month_of(Clock::system().now_ms()));
                 let usage = telemetry::usage(&db, &project_id, &month).await?;
-                let countries = telemetry::top_networks(&db, &project_id, &month, Dimension::Country, 20).await?;
-                let networks = telemetry::top_networks(&db, &project_id, &month, Dimension::Asn, 20).await?;
+                let countries =
+                    telemetry::top_networks(&db, &project_id, &month, Dimension::Country, 20)
+                        .await?;
+                let networks =
+                    telemetry::top_networks(&db, &project_id, &month, Dimension::Asn, 20).await?;
                 let output = json!({
                     "project_id": project_id, "month": month, "usage": usage,
                     "countries": countries, "networks": networks,
@@ -324,17 +402,28 @@ impl Cli {
                 println!("{output}");
                 Ok(())
             }
-            Command::Instrumentation { level, without_canvas } => {
+            Command::Instrumentation {
+                level,
+                without_canvas,
+            } => {
                 let level = match level {
                     ObfuscationName::Lighter => Obfuscation::Lighter,
                     ObfuscationName::Default => Obfuscation::Default,
                     ObfuscationName::Stronger => Obfuscation::Stronger,
                 };
                 let mut seed = [0u8; 32];
-                getrandom::fill(&mut seed).map_err(|err| anyhow::anyhow!("no randomness: {err}"))?;
+                getrandom::fill(&mut seed)
+                    .map_err(|err| anyhow::anyhow!("no randomness: {err}"))?;
                 let scene = Scene::new(seed, level);
-                let scene = if without_canvas { scene.without_canvas() } else { scene };
-                println!("{}", json!({ "level": level, "script": scene.script(), "answer": scene.answer() }));
+                let scene = if without_canvas {
+                    scene.without_canvas()
+                } else {
+                    scene
+                };
+                println!(
+                    "{}",
+                    json!({ "level": level, "script": scene.script(), "answer": scene.answer() })
+                );
                 Ok(())
             }
             Command::Retention { database } => {
@@ -369,12 +458,23 @@ async fn create_project(args: CreateProjectArgs) -> anyhow::Result<()> {
         active: Some(!args.paused),
         ..ProjectInput::default()
     };
-    let new = input.apply(defaults).map_err(|err| anyhow::anyhow!("{err}"))?;
+    let new = input
+        .apply(defaults)
+        .map_err(|err| anyhow::anyhow!("{err}"))?;
     let db = Db::connect(&args.database.database_url).await?;
     let site_key = secrets::new_site_key();
     let secret = secrets::new_backend_secret();
-    let project = projects::insert(&db, args.organisation_id.as_deref(), &new, &site_key, &secret, Clock::system().now_ms()).await?;
-    let output = json!({ "project_id": project.id, "site_key": project.site_key, "secret": secret });
+    let project = projects::insert(
+        &db,
+        args.organisation_id.as_deref(),
+        &new,
+        &site_key,
+        &secret,
+        Clock::system().now_ms(),
+    )
+    .await?;
+    let output =
+        json!({ "project_id": project.id, "site_key": project.site_key, "secret": secret });
     println!("{}", serde_json::to_string_pretty(&output)?);
     Ok(())
 }

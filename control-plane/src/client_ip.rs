@@ -99,9 +99,17 @@ pub struct ClientIp(pub IpAddr);
 impl FromRequestParts<crate::AppState> for ClientIp {
     type Rejection = <ConnectInfo<SocketAddr> as FromRequestParts<crate::AppState>>::Rejection;
 
-    async fn from_request_parts(parts: &mut Parts, state: &crate::AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &crate::AppState,
+    ) -> Result<Self, Self::Rejection> {
         let ConnectInfo(peer) = ConnectInfo::<SocketAddr>::from_request_parts(parts, state).await?;
-        Ok(Self(state.web.trusted_proxies.client_ip(peer.ip(), &parts.headers)))
+        Ok(Self(
+            state
+                .web
+                .trusted_proxies
+                .client_ip(peer.ip(), &parts.headers),
+        ))
     }
 }
 
@@ -124,10 +132,19 @@ mod tests {
     #[test]
     fn the_header_is_ignored_unless_the_peer_is_a_trusted_proxy() {
         let forged = headers(&["198.51.100.1"]);
-        assert_eq!(TrustedProxies::none().client_ip(ip("203.0.113.5"), &forged), ip("203.0.113.5"));
+        assert_eq!(
+            TrustedProxies::none().client_ip(ip("203.0.113.5"), &forged),
+            ip("203.0.113.5")
+        );
         let proxies: TrustedProxies = "10.0.0.0/8".parse().unwrap();
-        assert_eq!(proxies.client_ip(ip("203.0.113.5"), &forged), ip("203.0.113.5"));
-        assert_eq!(proxies.client_ip(ip("10.1.2.3"), &forged), ip("198.51.100.1"));
+        assert_eq!(
+            proxies.client_ip(ip("203.0.113.5"), &forged),
+            ip("203.0.113.5")
+        );
+        assert_eq!(
+            proxies.client_ip(ip("10.1.2.3"), &forged),
+            ip("198.51.100.1")
+        );
     }
 
     #[test]
@@ -135,19 +152,41 @@ mod tests {
         let proxies: TrustedProxies = "10.0.0.0/8, 127.0.0.1".parse().unwrap();
         // The client forged the first entry; our two proxies appended the rest.
         let chain = headers(&["192.0.2.66, 198.51.100.7", "10.0.0.2"]);
-        assert_eq!(proxies.client_ip(ip("127.0.0.1"), &chain), ip("198.51.100.7"));
-        assert_eq!(proxies.client_ip(ip("::ffff:127.0.0.1"), &chain), ip("198.51.100.7"));
+        assert_eq!(
+            proxies.client_ip(ip("127.0.0.1"), &chain),
+            ip("198.51.100.7")
+        );
+        assert_eq!(
+            proxies.client_ip(ip("::ffff:127.0.0.1"), &chain),
+            ip("198.51.100.7")
+        );
         // Only trusted hops: the leftmost is as far as anyone vouches.
-        assert_eq!(proxies.client_ip(ip("127.0.0.1"), &headers(&["10.0.0.9"])), ip("10.0.0.9"));
+        assert_eq!(
+            proxies.client_ip(ip("127.0.0.1"), &headers(&["10.0.0.9"])),
+            ip("10.0.0.9")
+        );
         // Garbage ends the walk at the proxy that passed it on.
-        assert_eq!(proxies.client_ip(ip("127.0.0.1"), &headers(&["junk, 10.0.0.3"])), ip("10.0.0.3"));
-        assert_eq!(proxies.client_ip(ip("127.0.0.1"), &headers(&["[2001:db8::7]:443"])), ip("2001:db8::7"));
+        assert_eq!(
+            proxies.client_ip(ip("127.0.0.1"), &headers(&["junk, 10.0.0.3"])),
+            ip("10.0.0.3")
+        );
+        assert_eq!(
+            proxies.client_ip(ip("127.0.0.1"), &headers(&["[2001:db8::7]:443"])),
+            ip("2001:db8::7")
+        );
     }
 
     #[test]
     fn lists_parse_addresses_and_ranges() {
         assert!("".parse::<TrustedProxies>().unwrap().0.is_empty());
-        assert_eq!("127.0.0.1, ::1/128, 10.0.0.0/8".parse::<TrustedProxies>().unwrap().0.len(), 3);
+        assert_eq!(
+            "127.0.0.1, ::1/128, 10.0.0.0/8"
+                .parse::<TrustedProxies>()
+                .unwrap()
+                .0
+                .len(),
+            3
+        );
         assert!("10.0.0.0/33".parse::<TrustedProxies>().is_err());
         assert!("proxy.example".parse::<TrustedProxies>().is_err());
     }

@@ -10,7 +10,11 @@ use humanproof_protocol::MasterSecret;
 #[derive(Debug, Clone, Args)]
 pub struct DatabaseArgs {
     /// `sqlite://path?mode=rwc` (embedded) or `postgres://user:pass@host/db` (production).
-    #[arg(long, env = "HUMANPROOF_DATABASE_URL", default_value = "sqlite://data/humanproof.db?mode=rwc")]
+    #[arg(
+        long,
+        env = "HUMANPROOF_DATABASE_URL",
+        default_value = "sqlite://data/humanproof.db?mode=rwc"
+    )]
     pub database_url: String,
 }
 
@@ -25,10 +29,9 @@ pub struct SecretArgs {
 impl SecretArgs {
     /// The configured secret; required outside development.
     pub fn require(&self) -> anyhow::Result<MasterSecret> {
-        let secret = self
-            .master_secret
-            .as_deref()
-            .context("HUMANPROOF_MASTER_SECRET is not set (generate one with `openssl rand -hex 32`)")?;
+        let secret = self.master_secret.as_deref().context(
+            "HUMANPROOF_MASTER_SECRET is not set (generate one with `openssl rand -hex 32`)",
+        )?;
         Ok(MasterSecret::new(secret)?)
     }
 
@@ -60,7 +63,9 @@ pub fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
     options.write(true).create(true).truncate(true);
     #[cfg(unix)]
     options.mode(0o600);
-    let mut file = options.open(path).with_context(|| format!("cannot write {}", path.display()))?;
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
     file.write_all(contents.as_bytes())?;
     Ok(())
 }
@@ -70,10 +75,18 @@ pub fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
 pub struct WebArgs {
     /// The control plane's public URL, for links in emails and code samples. https turns on
     /// Secure cookies.
-    #[arg(long, env = "HUMANPROOF_PUBLIC_URL", default_value = "http://127.0.0.1:8080")]
+    #[arg(
+        long,
+        env = "HUMANPROOF_PUBLIC_URL",
+        default_value = "http://127.0.0.1:8080"
+    )]
     pub public_url: String,
     /// The edge's public URL, for the widget snippet.
-    #[arg(long, env = "HUMANPROOF_EDGE_URL", default_value = "http://127.0.0.1:8787")]
+    #[arg(
+        long,
+        env = "HUMANPROOF_EDGE_URL",
+        default_value = "http://127.0.0.1:8787"
+    )]
     pub edge_url: String,
     /// SMTP server for outgoing email, e.g. `smtps://user:password@smtp.example.com`
     /// (`smtp://host:25?tls=required` for STARTTLS). Without it, email goes to the outbox
@@ -81,7 +94,11 @@ pub struct WebArgs {
     #[arg(long, env = "HUMANPROOF_SMTP_URL", hide_env_values = true)]
     pub smtp_url: Option<String>,
     /// Sender of outgoing email.
-    #[arg(long, env = "HUMANPROOF_MAIL_FROM", default_value = "HumanProof <no-reply@humanproof.invalid>")]
+    #[arg(
+        long,
+        env = "HUMANPROOF_MAIL_FROM",
+        default_value = "HumanProof <no-reply@humanproof.invalid>"
+    )]
     pub mail_from: String,
     /// Folder that receives outgoing email when no SMTP server is configured.
     #[arg(long, env = "HUMANPROOF_OUTBOX_DIR", default_value = "data/outbox")]
@@ -90,7 +107,11 @@ pub struct WebArgs {
     /// or CIDR ranges (e.g. `127.0.0.1,10.0.0.0/8`). Only requests from these peers have their
     /// `X-Forwarded-For` read for the client IP; by default none are trusted and the header
     /// is ignored.
-    #[arg(long = "trusted-proxy", env = "HUMANPROOF_TRUSTED_PROXIES", default_value = "")]
+    #[arg(
+        long = "trusted-proxy",
+        env = "HUMANPROOF_TRUSTED_PROXIES",
+        default_value = ""
+    )]
     pub trusted_proxies: crate::client_ip::TrustedProxies,
 }
 
@@ -120,7 +141,11 @@ pub struct KvArgs {
     #[arg(long, env = "HUMANPROOF_CF_API_TOKEN", hide_env_values = true)]
     pub cf_api_token: Option<String>,
     /// Cloudflare's API base URL.
-    #[arg(long, env = "HUMANPROOF_CF_API_URL", default_value = "https://api.cloudflare.com/client/v4")]
+    #[arg(
+        long,
+        env = "HUMANPROOF_CF_API_URL",
+        default_value = "https://api.cloudflare.com/client/v4"
+    )]
     pub cf_api_url: String,
 }
 
@@ -128,14 +153,20 @@ impl KvArgs {
     /// The KV publisher, or `Disabled` when nothing is configured.
     pub fn publisher(&self) -> anyhow::Result<crate::publish::Publisher> {
         use crate::publish::{KvClient, Publisher};
-        match (&self.cf_account_id, &self.cf_kv_namespace_id, &self.cf_api_token) {
-            (Some(account), Some(namespace), Some(token)) => Ok(Publisher::CloudflareKv(KvClient::new(
-                crate::http::client(),
-                &self.cf_api_url,
-                account,
-                namespace,
-                token,
-            ))),
+        match (
+            &self.cf_account_id,
+            &self.cf_kv_namespace_id,
+            &self.cf_api_token,
+        ) {
+            (Some(account), Some(namespace), Some(token)) => {
+                Ok(Publisher::CloudflareKv(KvClient::new(
+                    crate::http::client(),
+                    &self.cf_api_url,
+                    account,
+                    namespace,
+                    token,
+                )))
+            }
             (None, None, None) => Ok(Publisher::Disabled),
             _ => anyhow::bail!(
                 "set all of HUMANPROOF_CF_ACCOUNT_ID, HUMANPROOF_CF_KV_NAMESPACE_ID and HUMANPROOF_CF_API_TOKEN, or none"

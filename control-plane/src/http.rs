@@ -5,7 +5,9 @@
 /// through rustls with the ring provider, installed here on first use so no caller can
 /// forget it; certificates are checked against the system's roots.
 pub fn client() -> reqwest::Client {
-    client_builder().build().expect("a TLS provider is installed and the system roots load")
+    client_builder()
+        .build()
+        .expect("a TLS provider is installed and the system roots load")
 }
 
 /// A client builder with TLS ready, for callers that need other settings.

@@ -48,7 +48,9 @@ static CATALOGUES: LazyLock<HashMap<&'static str, HashMap<String, String>>> = La
     CATALOGUE_FILES
         .iter()
         .map(|(lang, json)| {
-            let catalogue = serde_json::from_str(json).unwrap_or_else(|err| panic!("locales/{lang}.json is not a flat JSON object: {err}"));
+            let catalogue = serde_json::from_str(json).unwrap_or_else(|err| {
+                panic!("locales/{lang}.json is not a flat JSON object: {err}")
+            });
             (*lang, catalogue)
         })
         .collect()
@@ -56,7 +58,10 @@ static CATALOGUES: LazyLock<HashMap<&'static str, HashMap<String, String>>> = La
 
 /// The dashboard language named `code` (as stored in `users.language`), if it is one.
 pub fn supported(code: &str) -> Option<&'static str> {
-    LANGUAGES[1..].iter().copied().find(|lang| lang.eq_ignore_ascii_case(code))
+    LANGUAGES[1..]
+        .iter()
+        .copied()
+        .find(|lang| lang.eq_ignore_ascii_case(code))
 }
 
 tokio::task_local! {
@@ -88,7 +93,10 @@ pub fn request_language() -> &'static str {
 
 /// `english` in `lang`, or `english` itself when the language or the entry is missing.
 pub fn translate<'a>(lang: &str, english: &'a str) -> &'a str {
-    CATALOGUES.get(lang).and_then(|catalogue| catalogue.get(english)).map_or(english, String::as_str)
+    CATALOGUES
+        .get(lang)
+        .and_then(|catalogue| catalogue.get(english))
+        .map_or(english, String::as_str)
 }
 
 /// Replaces each `{name}` in `text` with its value. Placeholders without a value stay as
@@ -100,9 +108,12 @@ pub fn fill(text: &str, values: &[(&str, impl AsRef<str>)]) -> String {
     while let Some(open) = rest.find('{') {
         filled.push_str(&rest[..open]);
         let after = &rest[open + 1..];
-        let value = after
-            .find('}')
-            .and_then(|close| values.iter().find(|(name, _)| *name == &after[..close]).map(|(_, value)| (close, value)));
+        let value = after.find('}').and_then(|close| {
+            values
+                .iter()
+                .find(|(name, _)| *name == &after[..close])
+                .map(|(_, value)| (close, value))
+        });
         match value {
             Some((close, value)) => {
                 filled.push_str(value.as_ref());
@@ -125,11 +136,17 @@ pub fn negotiate(accept_language: Option<&str>) -> &'static str {
     for range in accept_language.unwrap_or_default().split(',') {
         let mut parts = range.split(';').map(str::trim);
         let tag = parts.next().unwrap_or_default();
-        let quality = match parts.find_map(|param| param.strip_prefix("q=").or_else(|| param.strip_prefix("Q="))) {
+        let quality = match parts.find_map(|param| {
+            param
+                .strip_prefix("q=")
+                .or_else(|| param.strip_prefix("Q="))
+        }) {
             Some(q) => q.parse::<f32>().unwrap_or(0.0),
             None => 1.0,
         };
-        let Some(lang) = supported(tag.split('-').next().unwrap_or_default()) else { continue };
+        let Some(lang) = supported(tag.split('-').next().unwrap_or_default()) else {
+            continue;
+        };
         if quality > 0.0 && best.is_none_or(|(_, best_quality)| quality > best_quality) {
             best = Some((lang, quality));
         }
@@ -145,7 +162,11 @@ pub fn register(env: &mut Environment<'_>) {
 }
 
 /// Returns a plain string, so auto-escaping still applies to the text and its values alike.
-fn template_translate(state: &State<'_, '_>, english: &str, values: Kwargs) -> Result<String, minijinja::Error> {
+fn template_translate(
+    state: &State<'_, '_>,
+    english: &str,
+    values: Kwargs,
+) -> Result<String, minijinja::Error> {
     let lang = state.lookup("lang");
     let lang = lang.as_ref().and_then(Value::as_str).unwrap_or(DEFAULT);
     let values: Vec<(&str, String)> = values
@@ -168,18 +189,37 @@ mod tests {
         assert_eq!(negotiate(Some("")), "en");
         assert_eq!(negotiate(Some("de-CH")), "de");
         assert_eq!(negotiate(Some("fr-CA,fr;q=0.9,en;q=0.8")), "fr");
-        assert_eq!(negotiate(Some("ja,sv;q=0.5,de;q=0.7")), "de", "unsupported languages are skipped");
-        assert_eq!(negotiate(Some("en;q=0.2, PT-br;q=0.9")), "pt", "tags are case-insensitive");
+        assert_eq!(
+            negotiate(Some("ja,sv;q=0.5,de;q=0.7")),
+            "de",
+            "unsupported languages are skipped"
+        );
+        assert_eq!(
+            negotiate(Some("en;q=0.2, PT-br;q=0.9")),
+            "pt",
+            "tags are case-insensitive"
+        );
         assert_eq!(negotiate(Some("it, nl")), "it", "the first of equals wins");
-        assert_eq!(negotiate(Some("cs;q=0, pl;q=0.1")), "pl", "q=0 means not acceptable");
+        assert_eq!(
+            negotiate(Some("cs;q=0, pl;q=0.1")),
+            "pl",
+            "q=0 means not acceptable"
+        );
         assert_eq!(negotiate(Some("*")), "en");
-        assert_eq!(negotiate(Some("es;q=oops, zz")), "en", "a malformed q counts as not acceptable");
+        assert_eq!(
+            negotiate(Some("es;q=oops, zz")),
+            "en",
+            "a malformed q counts as not acceptable"
+        );
     }
 
     #[test]
     fn translation_falls_back_to_english() {
         assert_eq!(translate("de", "Projects"), "Projekte");
-        assert_eq!(translate("de", "A text no catalogue has"), "A text no catalogue has");
+        assert_eq!(
+            translate("de", "A text no catalogue has"),
+            "A text no catalogue has"
+        );
         assert_eq!(translate("en", "Projects"), "Projects");
         assert_eq!(translate("xx", "Projects"), "Projects");
     }
@@ -187,10 +227,21 @@ mod tests {
     #[test]
     fn placeholders_are_filled_once_after_translation() {
         assert_eq!(fill("Delete {name}", &[("name", "Shop")]), "Delete Shop");
-        assert_eq!(fill("{a} and {b}", &[("b", "{a}"), ("a", "x")]), "x and {a}", "values are not expanded again");
-        assert_eq!(fill("{count} of {starts}", &[("starts", "3")]), "{count} of 3", "unfilled placeholders stay");
+        assert_eq!(
+            fill("{a} and {b}", &[("b", "{a}"), ("a", "x")]),
+            "x and {a}",
+            "values are not expanded again"
+        );
+        assert_eq!(
+            fill("{count} of {starts}", &[("starts", "3")]),
+            "{count} of 3",
+            "unfilled placeholders stay"
+        );
         assert_eq!(fill("{ unbalanced", &[("unbalanced", "x")]), "{ unbalanced");
-        assert_eq!(fill(translate("fr", "Delete {name}"), &[("name", "Boutique")]), "Supprimer Boutique");
+        assert_eq!(
+            fill(translate("fr", "Delete {name}"), &[("name", "Boutique")]),
+            "Supprimer Boutique"
+        );
     }
 
     #[test]
@@ -199,15 +250,28 @@ mod tests {
         register(&mut env);
         env.add_template("page.html", r#"{{ t("Delete {name}", name=name) }} · {{ t("Projects") }} · {{ language_names[lang] }}"#).unwrap();
         let page = env.get_template("page.html").unwrap();
-        let render = |lang: &str| page.render(minijinja::context! { lang => lang, name => "<b>Shop</b>" }).unwrap();
-        assert_eq!(render("de"), "&lt;b&gt;Shop&lt;&#x2f;b&gt; löschen · Projekte · Deutsch");
-        assert_eq!(render("en"), "Delete &lt;b&gt;Shop&lt;&#x2f;b&gt; · Projects · English");
+        let render = |lang: &str| {
+            page.render(minijinja::context! { lang => lang, name => "<b>Shop</b>" })
+                .unwrap()
+        };
+        assert_eq!(
+            render("de"),
+            "&lt;b&gt;Shop&lt;&#x2f;b&gt; löschen · Projekte · Deutsch"
+        );
+        assert_eq!(
+            render("en"),
+            "Delete &lt;b&gt;Shop&lt;&#x2f;b&gt; · Projects · English"
+        );
     }
 
     #[test]
     fn every_dashboard_language_has_a_catalogue_and_a_name() {
         let with_catalogue: Vec<&str> = CATALOGUE_FILES.iter().map(|(lang, _)| *lang).collect();
-        assert_eq!(with_catalogue, LANGUAGES[2..], "English needs no catalogue; every other language does");
+        assert_eq!(
+            with_catalogue,
+            LANGUAGES[2..],
+            "English needs no catalogue; every other language does"
+        );
         let named: Vec<&str> = NATIVE_NAMES.iter().map(|(lang, _)| *lang).collect();
         assert_eq!(named, LANGUAGES[1..]);
     }
@@ -219,15 +283,24 @@ mod tests {
             let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
             for (start, _) in text.match_indices("t(") {
                 // `t(` ends other names too (`split(`), and `t(variable)` has no literal.
-                let part_of_a_name = text[..start].chars().next_back().is_some_and(|c| c.is_alphanumeric() || c == '_');
+                let part_of_a_name = text[..start]
+                    .chars()
+                    .next_back()
+                    .is_some_and(|c| c.is_alphanumeric() || c == '_');
                 let rest = &text[start + 2..];
-                let Some(quote) = rest.chars().next().filter(|c| *c == '"' || *c == '\'') else { continue };
+                let Some(quote) = rest.chars().next().filter(|c| *c == '"' || *c == '\'') else {
+                    continue;
+                };
                 if part_of_a_name {
                     continue;
                 }
                 let literal = &rest[1..];
                 let end = literal.find(quote).expect("a t() literal is closed");
-                assert!(!literal[..end].contains('\\'), "keep t() literals free of escapes: {}", &literal[..end]);
+                assert!(
+                    !literal[..end].contains('\\'),
+                    "keep t() literals free of escapes: {}",
+                    &literal[..end]
+                );
                 keys.insert(literal[..end].to_owned());
             }
         }
@@ -241,7 +314,8 @@ mod tests {
             let path = entry.unwrap().path();
             if path.is_dir() {
                 rust_sources(&path, sources);
-            } else if path.extension().is_some_and(|ext| ext == "rs") && !path.ends_with("i18n.rs") {
+            } else if path.extension().is_some_and(|ext| ext == "rs") && !path.ends_with("i18n.rs")
+            {
                 sources.push_str(&std::fs::read_to_string(&path).unwrap());
             }
         }
@@ -249,11 +323,20 @@ mod tests {
 
     /// `text` as a Rust string literal writes it.
     fn rust_literal(text: &str) -> String {
-        format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n"))
+        format!(
+            "\"{}\"",
+            text.replace('\\', "\\\\")
+                .replace('"', "\\\"")
+                .replace('\n', "\\n")
+        )
     }
 
     fn placeholders(text: &str) -> BTreeSet<&str> {
-        text.split('{').skip(1).filter_map(|part| part.split_once('}')).map(|(name, _)| name).collect()
+        text.split('{')
+            .skip(1)
+            .filter_map(|part| part.split_once('}'))
+            .map(|(name, _)| name)
+            .collect()
     }
 
     #[test]
@@ -273,15 +356,28 @@ mod tests {
         }
         for (lang, catalogue) in CATALOGUES.iter() {
             for key in &template_keys {
-                assert!(catalogue.contains_key(key), "locales/{lang}.json lacks the template text {key:?}");
+                assert!(
+                    catalogue.contains_key(key),
+                    "locales/{lang}.json lacks the template text {key:?}"
+                );
             }
             // Rust messages are found only through the catalogues, so each must be in all nine.
             for key in &all_keys {
-                assert!(catalogue.contains_key(*key), "locales/{lang}.json lacks {key:?}, which another catalogue has");
+                assert!(
+                    catalogue.contains_key(*key),
+                    "locales/{lang}.json lacks {key:?}, which another catalogue has"
+                );
             }
             for (english, translated) in catalogue {
-                assert!(!translated.trim().is_empty(), "locales/{lang}.json: {english:?} is empty");
-                assert_eq!(placeholders(english), placeholders(translated), "locales/{lang}.json: placeholders of {english:?}");
+                assert!(
+                    !translated.trim().is_empty(),
+                    "locales/{lang}.json: {english:?} is empty"
+                );
+                assert_eq!(
+                    placeholders(english),
+                    placeholders(translated),
+                    "locales/{lang}.json: placeholders of {english:?}"
+                );
             }
         }
     }

@@ -39,7 +39,10 @@ impl std::fmt::Debug for Mailer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Outbox(dir) => f.debug_tuple("Mailer::Outbox").field(dir).finish(),
-            Self::Smtp { from, .. } => f.debug_struct("Mailer::Smtp").field("from", &from.to_string()).finish_non_exhaustive(),
+            Self::Smtp { from, .. } => f
+                .debug_struct("Mailer::Smtp")
+                .field("from", &from.to_string())
+                .finish_non_exhaustive(),
         }
     }
 }
@@ -64,7 +67,9 @@ impl Mailer {
     pub fn smtp(url: &str, from: &str) -> Result<Self, MailError> {
         crate::http::install_tls_provider();
         let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)?.build();
-        let from = from.parse().map_err(|err| MailError::Message(format!("sender {from:?}: {err}")))?;
+        let from = from
+            .parse()
+            .map_err(|err| MailError::Message(format!("sender {from:?}: {err}")))?;
         Ok(Self::Smtp { transport, from })
     }
 
@@ -74,7 +79,9 @@ impl Mailer {
             Self::Outbox(dir) => {
                 tokio::fs::create_dir_all(dir).await?;
                 // Named by the wall clock in nanoseconds, so names sort in sending order.
-                let sent = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+                let sent = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default();
                 let name = format!("{:020}-{}.eml", sent.as_nanos(), crate::secrets::new_id());
                 let text = format!(
                     "To: {}\r\nSubject: {}\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{}\r\n",
@@ -84,7 +91,10 @@ impl Mailer {
                 Ok(())
             }
             Self::Smtp { transport, from } => {
-                let to: Mailbox = email.to.parse().map_err(|err| MailError::Message(format!("recipient: {err}")))?;
+                let to: Mailbox = email
+                    .to
+                    .parse()
+                    .map_err(|err| MailError::Message(format!("recipient: {err}")))?;
                 let message = Message::builder()
                     .from(from.clone())
                     .to(to)
@@ -100,9 +110,13 @@ impl Mailer {
 
     /// The outbox's messages, newest first; empty for SMTP.
     pub async fn outbox(&self) -> std::io::Result<Vec<String>> {
-        let Self::Outbox(dir) = self else { return Ok(Vec::new()) };
+        let Self::Outbox(dir) = self else {
+            return Ok(Vec::new());
+        };
         let mut names: Vec<PathBuf> = Vec::new();
-        let Ok(mut entries) = tokio::fs::read_dir(dir).await else { return Ok(Vec::new()) };
+        let Ok(mut entries) = tokio::fs::read_dir(dir).await else {
+            return Ok(Vec::new());
+        };
         while let Some(entry) = entries.next_entry().await? {
             names.push(entry.path());
         }

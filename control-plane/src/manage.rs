@@ -7,17 +7,21 @@
 //! leak). Changes that matter to the edge are published before the function returns; if
 //! publishing fails the change stays pending and the background publisher retries it.
 
-use humanproof_protocol::preset::{BLOCK_THRESHOLD_RANGE, COUNT_RANGE, DIFFICULTY_RANGE, RATE_LIMIT_RANGE};
-use humanproof_protocol::{Obfuscation, Preset, Protection, Score};
+use humanproof_protocol::preset::{
+    BLOCK_THRESHOLD_RANGE, COUNT_RANGE, DIFFICULTY_RANGE, RATE_LIMIT_RANGE,
+};
 use humanproof_protocol::snapshot::RiskMode;
+use humanproof_protocol::{Obfuscation, Preset, Protection, Score};
 use serde::{Deserialize, Serialize};
 
 use crate::app::AppState;
 use crate::db::accounts::{self, User};
-use crate::db::orgs::{self, ApiKey, AuditEntry, Member};
-use crate::db::projects::{self, BillingStatus, LANGUAGES, Project, ProjectSettings, SIZES, THEMES, WidgetOptions};
-use crate::db::telemetry::{self, Dimension, NetworkStarts, RiskOverview, Usage};
 use crate::db::month_of;
+use crate::db::orgs::{self, ApiKey, AuditEntry, Member};
+use crate::db::projects::{
+    self, BillingStatus, LANGUAGES, Project, ProjectSettings, SIZES, THEMES, WidgetOptions,
+};
+use crate::db::telemetry::{self, Dimension, NetworkStarts, RiskOverview, Usage};
 use crate::error::ApiError;
 use crate::i18n;
 use crate::roles::{Permission, Role, Scope};
@@ -54,7 +58,11 @@ pub enum Principal {
 
 impl Actor {
     /// The member's actor for one of their organisations; `None` if not a member.
-    pub async fn member(state: &AppState, user: User, organisation_id: &str) -> Result<Option<Actor>, ApiError> {
+    pub async fn member(
+        state: &AppState,
+        user: User,
+        organisation_id: &str,
+    ) -> Result<Option<Actor>, ApiError> {
         let membership = orgs::membership(&state.db, organisation_id, &user.id).await?;
         Ok(membership.map(|m| Actor {
             organisation_id: m.organisation_id,
@@ -67,15 +75,28 @@ impl Actor {
     pub fn require(&self, permission: Permission) -> Result<(), ApiError> {
         let allowed = match &self.principal {
             Principal::Member { role, .. } => role.allows(permission),
-            Principal::ApiKey(key) => key.scopes.iter().any(|scope| scope.permission() == permission),
+            Principal::ApiKey(key) => key
+                .scopes
+                .iter()
+                .any(|scope| scope.permission() == permission),
         };
-        if allowed { Ok(()) } else { Err(ApiError::Forbidden("insufficient_permission")) }
+        if allowed {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden("insufficient_permission"))
+        }
     }
 
     /// Whether this is one of the organisation's owners: only owners appoint, change or
     /// remove owners.
     pub fn is_owner(&self) -> bool {
-        matches!(self.principal, Principal::Member { role: Role::Owner, .. })
+        matches!(
+            self.principal,
+            Principal::Member {
+                role: Role::Owner,
+                ..
+            }
+        )
     }
 
     /// How the audit log names this actor.
@@ -86,8 +107,21 @@ impl Actor {
         }
     }
 
-    async fn audit(&self, state: &AppState, action: &str, target: Option<&str>) -> Result<(), ApiError> {
-        orgs::audit(&state.db, Some(&self.organisation_id), &self.audit_name(), action, target, state.clock.now_ms()).await?;
+    async fn audit(
+        &self,
+        state: &AppState,
+        action: &str,
+        target: Option<&str>,
+    ) -> Result<(), ApiError> {
+        orgs::audit(
+            &state.db,
+            Some(&self.organisation_id),
+            &self.audit_name(),
+            action,
+            target,
+            state.clock.now_ms(),
+        )
+        .await?;
         Ok(())
     }
 }
@@ -204,7 +238,10 @@ pub struct ProjectInput {
 }
 
 fn invalid(field: &'static str, message: impl Into<String>) -> ApiError {
-    ApiError::Invalid { field, message: message.into() }
+    ApiError::Invalid {
+        field,
+        message: message.into(),
+    }
 }
 
 impl ProjectInput {
@@ -217,23 +254,41 @@ impl ProjectInput {
         }
         let challenge_count = self.challenge_count.unwrap_or(current.challenge_count);
         if !COUNT_RANGE.contains(&challenge_count) {
-            return Err(invalid("challenge_count", "A custom challenge count is 1 to 500."));
+            return Err(invalid(
+                "challenge_count",
+                "A custom challenge count is 1 to 500.",
+            ));
         }
         let obfuscation = match self.obfuscation.as_deref() {
             None => current.obfuscation,
-            Some(name) => Obfuscation::from_name(name).ok_or_else(|| invalid("obfuscation", "Use lighter, default or stronger."))?,
+            Some(name) => Obfuscation::from_name(name)
+                .ok_or_else(|| invalid("obfuscation", "Use lighter, default or stronger."))?,
         };
         let rate_limit = self.rate_limit.unwrap_or(current.rate_limit);
         if !RATE_LIMIT_RANGE.contains(&rate_limit) {
-            return Err(invalid("rate_limit", "A custom rate limit is 1 to 1000 challenges per visitor in two minutes."));
+            return Err(invalid(
+                "rate_limit",
+                "A custom rate limit is 1 to 1000 challenges per visitor in two minutes.",
+            ));
         }
         let block_threshold = match self.block_threshold {
             None => current.block_threshold,
             Some(value) => Score::from_decimal(value)
                 .filter(|score| BLOCK_THRESHOLD_RANGE.contains(score))
-                .ok_or_else(|| invalid("block_threshold", "A custom block threshold is a risk score from 1.0 to 10.0."))?,
+                .ok_or_else(|| {
+                    invalid(
+                        "block_threshold",
+                        "A custom block threshold is a risk score from 1.0 to 10.0.",
+                    )
+                })?,
         };
-        Ok(Protection { difficulty, challenge_count, obfuscation, rate_limit, block_threshold })
+        Ok(Protection {
+            difficulty,
+            challenge_count,
+            obfuscation,
+            rate_limit,
+            block_threshold,
+        })
     }
 
     /// Applies the input to `settings`, refusing anything out of range. The client is
@@ -256,21 +311,31 @@ impl ProjectInput {
                 "relaxed" => Preset::Relaxed,
                 "balanced" => Preset::Balanced,
                 "strict" => Preset::Strict,
-                _ => return Err(invalid("preset", "Use relaxed, balanced, strict or custom.")),
+                _ => {
+                    return Err(invalid(
+                        "preset",
+                        "Use relaxed, balanced, strict or custom.",
+                    ));
+                }
             };
         }
         if let Some(name) = self.name {
             let name = name.trim().to_owned();
             if name.is_empty() || name.chars().count() > 100 {
-                return Err(invalid("name", "Give the project a name of 1 to 100 characters."));
+                return Err(invalid(
+                    "name",
+                    "Give the project a name of 1 to 100 characters.",
+                ));
             }
             settings.name = name;
         }
         if let Some(domains) = self.production_domains {
-            settings.production_domains = normalize_domains(domains).map_err(|m| invalid("production_domains", m))?;
+            settings.production_domains =
+                normalize_domains(domains).map_err(|m| invalid("production_domains", m))?;
         }
         if let Some(domains) = self.testing_domains {
-            settings.testing_domains = normalize_domains(domains).map_err(|m| invalid("testing_domains", m))?;
+            settings.testing_domains =
+                normalize_domains(domains).map_err(|m| invalid("testing_domains", m))?;
         }
         if let Some(allow) = self.allow_subdomains {
             settings.allow_subdomains = allow;
@@ -294,12 +359,18 @@ impl ProjectInput {
                 return Err(invalid("widget.size", "Use normal or compact."));
             }
             if !LANGUAGES.contains(&widget.language.as_str()) {
-                return Err(invalid("widget.language", format!("Use one of {}.", LANGUAGES.join(", "))));
+                return Err(invalid(
+                    "widget.language",
+                    format!("Use one of {}.", LANGUAGES.join(", ")),
+                ));
             }
             settings.widget = widget;
         }
         if settings.production_domains.is_empty() && settings.testing_domains.is_empty() {
-            return Err(invalid("production_domains", "List at least one domain the widget will run on."));
+            return Err(invalid(
+                "production_domains",
+                "List at least one domain the widget will run on.",
+            ));
         }
         Ok(settings)
     }
@@ -314,11 +385,17 @@ pub fn normalize_domains(domains: Vec<String>) -> Result<Vec<String>, String> {
             continue;
         }
         let valid = domain.len() <= 253
-            && domain.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+            && domain
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
             && !domain.starts_with(['.', '-']);
         if !valid {
-            let message = "Not a hostname: {domain}. Give e.g. example.com, without scheme, path or port.";
-            return Err(i18n::fill(i18n::translate(i18n::request_language(), message), &[("domain", format!("{domain:?}"))]));
+            let message =
+                "Not a hostname: {domain}. Give e.g. example.com, without scheme, path or port.";
+            return Err(i18n::fill(
+                i18n::translate(i18n::request_language(), message),
+                &[("domain", format!("{domain:?}"))],
+            ));
         }
         if !normalized.contains(&domain) {
             normalized.push(domain);
@@ -328,20 +405,34 @@ pub fn normalize_domains(domains: Vec<String>) -> Result<Vec<String>, String> {
 }
 
 async fn publish(state: &AppState) {
-    if let Err(err) = state.publisher.publish_pending(&state.db, state.clock.now_ms()).await {
+    if let Err(err) = state
+        .publisher
+        .publish_pending(&state.db, state.clock.now_ms())
+        .await
+    {
         tracing::warn!(error = %err, "publishing the snapshot failed; the background publisher will retry");
         state.publish_wake.notify_one();
     }
 }
 
-async fn find_project(state: &AppState, actor: &Actor, project_id: &str) -> Result<Project, ApiError> {
-    projects::find_in_organisation(&state.db, &actor.organisation_id, project_id).await?.ok_or(ApiError::NotFound)
+async fn find_project(
+    state: &AppState,
+    actor: &Actor,
+    project_id: &str,
+) -> Result<Project, ApiError> {
+    projects::find_in_organisation(&state.db, &actor.organisation_id, project_id)
+        .await?
+        .ok_or(ApiError::NotFound)
 }
 
 /// The client a project should be filed under: `None` to leave it, `Some(None)` for no
 /// client, `Some(Some(id))` for one of the actor's organisation's clients (another
 /// organisation's client id is refused like an unknown one).
-async fn checked_client(state: &AppState, actor: &Actor, client_id: Option<String>) -> Result<Option<Option<String>>, ApiError> {
+async fn checked_client(
+    state: &AppState,
+    actor: &Actor,
+    client_id: Option<String>,
+) -> Result<Option<Option<String>>, ApiError> {
     match client_id.as_deref() {
         None => Ok(None),
         Some("") => Ok(Some(None)),
@@ -363,19 +454,38 @@ pub async fn list_clients(state: &AppState, actor: &Actor) -> Result<Vec<orgs::C
 }
 
 /// Adds a client to file projects under.
-pub async fn create_client(state: &AppState, actor: &Actor, name: &str) -> Result<orgs::Client, ApiError> {
+pub async fn create_client(
+    state: &AppState,
+    actor: &Actor,
+    name: &str,
+) -> Result<orgs::Client, ApiError> {
     actor.require(Permission::ProjectsWrite)?;
     let name = name.trim();
     if name.is_empty() || name.chars().count() > 100 {
-        return Err(invalid("name", "Give the client a name of 1 to 100 characters."));
+        return Err(invalid(
+            "name",
+            "Give the client a name of 1 to 100 characters.",
+        ));
     }
-    let client = orgs::insert_client(&state.db, &actor.organisation_id, name, state.clock.now_ms()).await?;
-    actor.audit(state, "client.created", Some(&client.id)).await?;
+    let client = orgs::insert_client(
+        &state.db,
+        &actor.organisation_id,
+        name,
+        state.clock.now_ms(),
+    )
+    .await?;
+    actor
+        .audit(state, "client.created", Some(&client.id))
+        .await?;
     Ok(client)
 }
 
 /// Removes a client; its projects stay, unfiled.
-pub async fn delete_client(state: &AppState, actor: &Actor, client_id: &str) -> Result<(), ApiError> {
+pub async fn delete_client(
+    state: &AppState,
+    actor: &Actor,
+    client_id: &str,
+) -> Result<(), ApiError> {
     actor.require(Permission::ProjectsWrite)?;
     if !orgs::delete_client(&state.db, &actor.organisation_id, client_id).await? {
         return Err(ApiError::NotFound);
@@ -386,17 +496,33 @@ pub async fn delete_client(state: &AppState, actor: &Actor, client_id: &str) -> 
 /// The organisation's projects.
 pub async fn list_projects(state: &AppState, actor: &Actor) -> Result<Vec<ProjectView>, ApiError> {
     actor.require(Permission::ProjectsRead)?;
-    Ok(projects::list_for_organisation(&state.db, &actor.organisation_id).await?.iter().map(ProjectView::from).collect())
+    Ok(
+        projects::list_for_organisation(&state.db, &actor.organisation_id)
+            .await?
+            .iter()
+            .map(ProjectView::from)
+            .collect(),
+    )
 }
 
 /// One project.
-pub async fn get_project(state: &AppState, actor: &Actor, project_id: &str) -> Result<ProjectView, ApiError> {
+pub async fn get_project(
+    state: &AppState,
+    actor: &Actor,
+    project_id: &str,
+) -> Result<ProjectView, ApiError> {
     actor.require(Permission::ProjectsRead)?;
-    Ok(ProjectView::from(&find_project(state, actor, project_id).await?))
+    Ok(ProjectView::from(
+        &find_project(state, actor, project_id).await?,
+    ))
 }
 
 /// Creates a project on the free plan; the backend secret is returned this once.
-pub async fn create_project(state: &AppState, actor: &Actor, input: ProjectInput) -> Result<(ProjectView, String), ApiError> {
+pub async fn create_project(
+    state: &AppState,
+    actor: &Actor,
+    input: ProjectInput,
+) -> Result<(ProjectView, String), ApiError> {
     actor.require(Permission::ProjectsWrite)?;
     require_verified(actor)?;
     if input.name.is_none() {
@@ -419,13 +545,20 @@ pub async fn create_project(state: &AppState, actor: &Actor, input: ProjectInput
     if let Some(client) = client {
         projects::set_client(&state.db, &project.id, client.as_deref()).await?;
     }
-    actor.audit(state, "project.created", Some(&project.id)).await?;
+    actor
+        .audit(state, "project.created", Some(&project.id))
+        .await?;
     publish(state).await;
     Ok((ProjectView::from(&project), secret))
 }
 
 /// Changes a project.
-pub async fn update_project(state: &AppState, actor: &Actor, project_id: &str, input: ProjectInput) -> Result<ProjectView, ApiError> {
+pub async fn update_project(
+    state: &AppState,
+    actor: &Actor,
+    project_id: &str,
+    input: ProjectInput,
+) -> Result<ProjectView, ApiError> {
     actor.require(Permission::ProjectsWrite)?;
     let project = find_project(state, actor, project_id).await?;
     let was_active = project.settings.active;
@@ -447,11 +580,17 @@ pub async fn update_project(state: &AppState, actor: &Actor, project_id: &str, i
 }
 
 /// Deletes a project; the edge stops serving its site key.
-pub async fn delete_project(state: &AppState, actor: &Actor, project_id: &str) -> Result<(), ApiError> {
+pub async fn delete_project(
+    state: &AppState,
+    actor: &Actor,
+    project_id: &str,
+) -> Result<(), ApiError> {
     actor.require(Permission::ProjectsWrite)?;
     let project = find_project(state, actor, project_id).await?;
     projects::delete(&state.db, &project, state.clock.now_ms()).await?;
-    actor.audit(state, "project.deleted", Some(&project.id)).await?;
+    actor
+        .audit(state, "project.deleted", Some(&project.id))
+        .await?;
     publish(state).await;
     Ok(())
 }
@@ -468,31 +607,59 @@ pub struct RotatedSecret {
 /// Replaces a project's backend secret; the old one keeps working for an overlap so
 /// backends can switch without downtime. Needs only `projects:write`: the answer is built
 /// from what this call wrote, not from a second read a write-only key could not make.
-pub async fn rotate_secret(state: &AppState, actor: &Actor, project_id: &str) -> Result<RotatedSecret, ApiError> {
+pub async fn rotate_secret(
+    state: &AppState,
+    actor: &Actor,
+    project_id: &str,
+) -> Result<RotatedSecret, ApiError> {
     actor.require(Permission::ProjectsWrite)?;
     let project = find_project(state, actor, project_id).await?;
     let secret = secrets::new_backend_secret();
     let now = state.clock.now_ms();
     let previous_secret_valid_until = now + SECRET_OVERLAP_MS;
-    projects::rotate_secret(&state.db, &project.id, &secret, previous_secret_valid_until, now).await?;
-    actor.audit(state, "project.secret_rotated", Some(&project.id)).await?;
-    Ok(RotatedSecret { secret, previous_secret_valid_until })
+    projects::rotate_secret(
+        &state.db,
+        &project.id,
+        &secret,
+        previous_secret_valid_until,
+        now,
+    )
+    .await?;
+    actor
+        .audit(state, "project.secret_rotated", Some(&project.id))
+        .await?;
+    Ok(RotatedSecret {
+        secret,
+        previous_secret_valid_until,
+    })
 }
 
 /// Invalidates every outstanding challenge and verification token of a project: its token
 /// key moves to the next version, at once for siteverify and, once published, at the edge.
 /// Returns the new key version.
-pub async fn revoke_tokens(state: &AppState, actor: &Actor, project_id: &str) -> Result<u32, ApiError> {
+pub async fn revoke_tokens(
+    state: &AppState,
+    actor: &Actor,
+    project_id: &str,
+) -> Result<u32, ApiError> {
     actor.require(Permission::ProjectsWrite)?;
     let project = find_project(state, actor, project_id).await?;
-    let key_version = projects::bump_key_version(&state.db, &project.id, state.clock.now_ms()).await?;
-    actor.audit(state, "project.tokens_revoked", Some(&project.id)).await?;
+    let key_version =
+        projects::bump_key_version(&state.db, &project.id, state.clock.now_ms()).await?;
+    actor
+        .audit(state, "project.tokens_revoked", Some(&project.id))
+        .await?;
     publish(state).await;
     Ok(key_version)
 }
 
 /// A project's usage for a month (`YYYY-MM`, default the current one).
-pub async fn project_usage(state: &AppState, actor: &Actor, project_id: &str, month: Option<&str>) -> Result<(String, Usage), ApiError> {
+pub async fn project_usage(
+    state: &AppState,
+    actor: &Actor,
+    project_id: &str,
+    month: Option<&str>,
+) -> Result<(String, Usage), ApiError> {
     actor.require(Permission::UsageRead)?;
     let project = find_project(state, actor, project_id).await?;
     let month = match month {
@@ -526,15 +693,34 @@ pub struct ProjectRisk {
 }
 
 /// A project's recent risk decisions, for reviewing before switching observe to enforce.
-pub async fn project_risk(state: &AppState, actor: &Actor, project_id: &str) -> Result<ProjectRisk, ApiError> {
+pub async fn project_risk(
+    state: &AppState,
+    actor: &Actor,
+    project_id: &str,
+) -> Result<ProjectRisk, ApiError> {
     actor.require(Permission::UsageRead)?;
     let project = find_project(state, actor, project_id).await?;
     let now = state.clock.now_ms();
     let month = month_of(now);
     Ok(ProjectRisk {
-        overview: telemetry::risk_overview(&state.db, &project.id, now - RISK_VIEW_WINDOW_MS).await?,
-        countries: telemetry::top_networks(&state.db, &project.id, &month, Dimension::Country, TOP_NETWORKS).await?,
-        networks: telemetry::top_networks(&state.db, &project.id, &month, Dimension::Asn, TOP_NETWORKS).await?,
+        overview: telemetry::risk_overview(&state.db, &project.id, now - RISK_VIEW_WINDOW_MS)
+            .await?,
+        countries: telemetry::top_networks(
+            &state.db,
+            &project.id,
+            &month,
+            Dimension::Country,
+            TOP_NETWORKS,
+        )
+        .await?,
+        networks: telemetry::top_networks(
+            &state.db,
+            &project.id,
+            &month,
+            Dimension::Asn,
+            TOP_NETWORKS,
+        )
+        .await?,
         project: ProjectView::from(&project),
         month,
     })
@@ -542,7 +728,12 @@ pub async fn project_risk(state: &AppState, actor: &Actor, project_id: &str) -> 
 
 fn is_month(text: &str) -> bool {
     let bytes = text.as_bytes();
-    bytes.len() == 7 && bytes[4] == b'-' && bytes.iter().enumerate().all(|(i, b)| i == 4 || b.is_ascii_digit())
+    bytes.len() == 7
+        && bytes[4] == b'-'
+        && bytes
+            .iter()
+            .enumerate()
+            .all(|(i, b)| i == 4 || b.is_ascii_digit())
 }
 
 /// The organisation's members.
@@ -556,12 +747,18 @@ pub const INVITATION_TTL_MS: i64 = 7 * 24 * 60 * 60 * 1000;
 
 /// Changes a member's role, or invites the address by email when it is not a member yet.
 /// Returns whether an invitation was sent.
-pub async fn put_member(state: &AppState, actor: &Actor, email: &str, role: Role) -> Result<bool, ApiError> {
+pub async fn put_member(
+    state: &AppState,
+    actor: &Actor,
+    email: &str,
+    role: Role,
+) -> Result<bool, ApiError> {
     actor.require(Permission::MembersWrite)?;
     if role == Role::Owner && !actor.is_owner() {
         return Err(ApiError::Forbidden("only_owners_appoint_owners"));
     }
-    let email = crate::accounts::normalize_email(email).map_err(|_| invalid("email", "Enter a valid email address."))?;
+    let email = crate::accounts::normalize_email(email)
+        .map_err(|_| invalid("email", "Enter a valid email address."))?;
     let members = orgs::members(&state.db, &actor.organisation_id).await?;
     let Some(member) = members.iter().find(|m| m.email == email) else {
         invite(state, actor, &email, role).await?;
@@ -570,8 +767,20 @@ pub async fn put_member(state: &AppState, actor: &Actor, email: &str, role: Role
     if member.role == Role::Owner && !actor.is_owner() {
         return Err(ApiError::Forbidden("only_owners_change_owners"));
     }
-    change_membership(state, actor, &member.user_id, orgs::MembershipChange::SetRole(role)).await?;
-    actor.audit(state, &format!("member.role_set.{}", role.as_str()), Some(&email)).await?;
+    change_membership(
+        state,
+        actor,
+        &member.user_id,
+        orgs::MembershipChange::SetRole(role),
+    )
+    .await?;
+    actor
+        .audit(
+            state,
+            &format!("member.role_set.{}", role.as_str()),
+            Some(&email),
+        )
+        .await?;
     Ok(false)
 }
 
@@ -579,27 +788,56 @@ async fn invite(state: &AppState, actor: &Actor, email: &str, role: Role) -> Res
     let token = secrets::new_token();
     let now = state.clock.now_ms();
     let inviter = actor.audit_name();
-    let invitation = orgs::Invitation { email: email.to_owned(), role, expires_at: now + INVITATION_TTL_MS };
-    orgs::insert_invitation(&state.db, &secrets::hash_secret(&token), &actor.organisation_id, &invitation, &inviter, now).await?;
+    let invitation = orgs::Invitation {
+        email: email.to_owned(),
+        role,
+        expires_at: now + INVITATION_TTL_MS,
+    };
+    orgs::insert_invitation(
+        &state.db,
+        &secrets::hash_secret(&token),
+        &actor.organisation_id,
+        &invitation,
+        &inviter,
+        now,
+    )
+    .await?;
     let organisation = actor.organisation_name.clone().unwrap_or_default();
     let link = format!("{}/invitations/accept?token={token}", state.web.public_url);
     let lang = invitation_language(state, actor, email).await?;
     let body = "You are invited to join {organisation} on HumanProof as {role}.\n\nAccept within 7 days (sign up with this address first if you have no account):\n\n{link}\n";
-    let values = [("organisation", organisation.as_str()), ("role", i18n::translate(&lang, role.as_str())), ("link", &link)];
+    let values = [
+        ("organisation", organisation.as_str()),
+        ("role", i18n::translate(&lang, role.as_str())),
+        ("link", &link),
+    ];
     let message = crate::mail::Email {
         to: email.to_owned(),
-        subject: i18n::fill(i18n::translate(&lang, "You are invited to {organisation} on HumanProof"), &values),
+        subject: i18n::fill(
+            i18n::translate(&lang, "You are invited to {organisation} on HumanProof"),
+            &values,
+        ),
         body: i18n::fill(i18n::translate(&lang, body), &values),
     };
     if let Err(err) = state.mailer.send(&message).await {
         tracing::error!(error = %err, "could not send an invitation");
     }
-    actor.audit(state, &format!("member.invited.{}", role.as_str()), Some(email)).await
+    actor
+        .audit(
+            state,
+            &format!("member.invited.{}", role.as_str()),
+            Some(email),
+        )
+        .await
 }
 
 /// The language an invitation is written in: the invitee's, when they have an account;
 /// otherwise the inviting member's, who likely shares it; English for API keys.
-async fn invitation_language(state: &AppState, actor: &Actor, email: &str) -> Result<String, ApiError> {
+async fn invitation_language(
+    state: &AppState,
+    actor: &Actor,
+    email: &str,
+) -> Result<String, ApiError> {
     if let Some((invitee, _)) = accounts::find_user_by_email(&state.db, email).await? {
         return Ok(invitee.language);
     }
@@ -610,31 +848,56 @@ async fn invitation_language(state: &AppState, actor: &Actor, email: &str) -> Re
 }
 
 /// Pending invitations.
-pub async fn list_invitations(state: &AppState, actor: &Actor) -> Result<Vec<orgs::Invitation>, ApiError> {
+pub async fn list_invitations(
+    state: &AppState,
+    actor: &Actor,
+) -> Result<Vec<orgs::Invitation>, ApiError> {
     actor.require(Permission::MembersRead)?;
     Ok(orgs::pending_invitations(&state.db, &actor.organisation_id, state.clock.now_ms()).await?)
 }
 
 /// Withdraws a pending invitation.
-pub async fn revoke_invitation(state: &AppState, actor: &Actor, email: &str) -> Result<(), ApiError> {
+pub async fn revoke_invitation(
+    state: &AppState,
+    actor: &Actor,
+    email: &str,
+) -> Result<(), ApiError> {
     actor.require(Permission::MembersWrite)?;
     if !orgs::revoke_invitation(&state.db, &actor.organisation_id, email).await? {
         return Err(ApiError::NotFound);
     }
-    actor.audit(state, "member.invitation_revoked", Some(email)).await
+    actor
+        .audit(state, "member.invitation_revoked", Some(email))
+        .await
 }
 
 /// Accepts an invitation as `user`, whose address must be the invited one. Returns the
 /// organisation joined.
-pub async fn accept_invitation(state: &AppState, user: &User, token: &str) -> Result<String, ApiError> {
+pub async fn accept_invitation(
+    state: &AppState,
+    user: &User,
+    token: &str,
+) -> Result<String, ApiError> {
     let now = state.clock.now_ms();
     let token_hash = secrets::hash_secret(token);
-    let (_, _, invitation) = orgs::find_invitation(&state.db, &token_hash, now).await?.ok_or(ApiError::NotFound)?;
+    let (_, _, invitation) = orgs::find_invitation(&state.db, &token_hash, now)
+        .await?
+        .ok_or(ApiError::NotFound)?;
     if invitation.email != user.email {
         return Err(ApiError::Forbidden("invitation_for_another_address"));
     }
-    let organisation_id = orgs::accept_invitation(&state.db, &token_hash, &user.id, now).await?.ok_or(ApiError::NotFound)?;
-    orgs::audit(&state.db, Some(&organisation_id), &format!("user:{}", user.email), "member.joined", Some(&user.email), now).await?;
+    let organisation_id = orgs::accept_invitation(&state.db, &token_hash, &user.id, now)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    orgs::audit(
+        &state.db,
+        Some(&organisation_id),
+        &format!("user:{}", user.email),
+        "member.joined",
+        Some(&user.email),
+        now,
+    )
+    .await?;
     Ok(organisation_id)
 }
 
@@ -642,30 +905,50 @@ pub async fn accept_invitation(state: &AppState, user: &User, token: &str) -> Re
 pub async fn remove_member(state: &AppState, actor: &Actor, user_id: &str) -> Result<(), ApiError> {
     actor.require(Permission::MembersWrite)?;
     let members = orgs::members(&state.db, &actor.organisation_id).await?;
-    let member = members.iter().find(|m| m.user_id == user_id).ok_or(ApiError::NotFound)?;
+    let member = members
+        .iter()
+        .find(|m| m.user_id == user_id)
+        .ok_or(ApiError::NotFound)?;
     if member.role == Role::Owner && !actor.is_owner() {
         return Err(ApiError::Forbidden("only_owners_remove_owners"));
     }
     change_membership(state, actor, user_id, orgs::MembershipChange::Remove).await?;
-    actor.audit(state, "member.removed", Some(&member.email)).await
+    actor
+        .audit(state, "member.removed", Some(&member.email))
+        .await
 }
 
 /// Applies a membership change; the last owner rule is checked by the database layer in the
 /// same transaction as the change, so parallel requests cannot both pass it.
-async fn change_membership(state: &AppState, actor: &Actor, user_id: &str, change: orgs::MembershipChange) -> Result<(), ApiError> {
-    orgs::change_membership(&state.db, &actor.organisation_id, user_id, change).await.map_err(|err| match err {
-        orgs::MembershipError::LastOwner => ApiError::Conflict("last_owner"),
-        orgs::MembershipError::NotMember => ApiError::NotFound,
-        orgs::MembershipError::Database(err) => err.into(),
-    })
+async fn change_membership(
+    state: &AppState,
+    actor: &Actor,
+    user_id: &str,
+    change: orgs::MembershipChange,
+) -> Result<(), ApiError> {
+    orgs::change_membership(&state.db, &actor.organisation_id, user_id, change)
+        .await
+        .map_err(|err| match err {
+            orgs::MembershipError::LastOwner => ApiError::Conflict("last_owner"),
+            orgs::MembershipError::NotMember => ApiError::NotFound,
+            orgs::MembershipError::Database(err) => err.into(),
+        })
 }
 
 /// Creates an API key; the key is returned this once.
-pub async fn create_api_key(state: &AppState, actor: &Actor, name: &str, scopes: Vec<Scope>) -> Result<(ApiKey, String), ApiError> {
+pub async fn create_api_key(
+    state: &AppState,
+    actor: &Actor,
+    name: &str,
+    scopes: Vec<Scope>,
+) -> Result<(ApiKey, String), ApiError> {
     actor.require(Permission::ApiKeysWrite)?;
     let name = name.trim();
     if name.is_empty() || name.chars().count() > 100 {
-        return Err(invalid("name", "Give the key a name of 1 to 100 characters."));
+        return Err(invalid(
+            "name",
+            "Give the key a name of 1 to 100 characters.",
+        ));
     }
     if scopes.is_empty() {
         return Err(invalid("scopes", "Pick at least one scope."));
@@ -673,10 +956,19 @@ pub async fn create_api_key(state: &AppState, actor: &Actor, name: &str, scopes:
     let key = format!("hp_key_{}", secrets::new_token());
     let prefix: String = key.chars().take(14).collect();
     // 256 random bits: a clash with an existing key's hash is not a case to handle.
-    let stored =
-        orgs::insert_api_key(&state.db, &actor.organisation_id, name, &secrets::hash_secret(&key), &prefix, &scopes, state.clock.now_ms())
-            .await?;
-    actor.audit(state, "api_key.created", Some(&stored.id)).await?;
+    let stored = orgs::insert_api_key(
+        &state.db,
+        &actor.organisation_id,
+        name,
+        &secrets::hash_secret(&key),
+        &prefix,
+        &scopes,
+        state.clock.now_ms(),
+    )
+    .await?;
+    actor
+        .audit(state, "api_key.created", Some(&stored.id))
+        .await?;
     Ok((stored, key))
 }
 
@@ -687,12 +979,27 @@ pub async fn list_api_keys(state: &AppState, actor: &Actor) -> Result<Vec<ApiKey
 }
 
 /// Disables or re-enables a key.
-pub async fn set_api_key_active(state: &AppState, actor: &Actor, key_id: &str, active: bool) -> Result<(), ApiError> {
+pub async fn set_api_key_active(
+    state: &AppState,
+    actor: &Actor,
+    key_id: &str,
+    active: bool,
+) -> Result<(), ApiError> {
     actor.require(Permission::ApiKeysWrite)?;
     if !orgs::set_api_key_active(&state.db, &actor.organisation_id, key_id, active).await? {
         return Err(ApiError::NotFound);
     }
-    actor.audit(state, if active { "api_key.enabled" } else { "api_key.disabled" }, Some(key_id)).await
+    actor
+        .audit(
+            state,
+            if active {
+                "api_key.enabled"
+            } else {
+                "api_key.disabled"
+            },
+            Some(key_id),
+        )
+        .await
 }
 
 /// The newest audit entries.
@@ -704,7 +1011,9 @@ pub async fn audit_log(state: &AppState, actor: &Actor) -> Result<Vec<AuditEntry
 /// Creating projects needs a confirmed address, so sign-ups cannot mass-produce site keys.
 fn require_verified(actor: &Actor) -> Result<(), ApiError> {
     match &actor.principal {
-        Principal::Member { user, .. } if !user.email_verified => Err(ApiError::Forbidden("email_not_verified")),
+        Principal::Member { user, .. } if !user.email_verified => {
+            Err(ApiError::Forbidden("email_not_verified"))
+        }
         _ => Ok(()),
     }
 }

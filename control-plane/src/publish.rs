@@ -38,7 +38,10 @@ impl std::fmt::Debug for Publisher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Local(_) => f.write_str("Publisher::Local"),
-            Self::CloudflareKv(kv) => f.debug_tuple("Publisher::CloudflareKv").field(&kv.namespace_url).finish(),
+            Self::CloudflareKv(kv) => f
+                .debug_tuple("Publisher::CloudflareKv")
+                .field(&kv.namespace_url)
+                .finish(),
             Self::Disabled => f.write_str("Publisher::Disabled"),
         }
     }
@@ -71,7 +74,11 @@ const REPUBLISH_EVERY: Duration = Duration::from_secs(300);
 
 impl Publisher {
     /// Publishes what changed since the last publish: changed projects and deletions.
-    pub async fn publish_pending(&self, db: &Db, now_ms: i64) -> Result<PublishReport, PublishError> {
+    pub async fn publish_pending(
+        &self,
+        db: &Db,
+        now_ms: i64,
+    ) -> Result<PublishReport, PublishError> {
         if matches!(self, Self::Disabled) {
             return Ok(PublishReport::default());
         }
@@ -82,14 +89,19 @@ impl Publisher {
     /// Publishes every project and every pending deletion: the operator's full republish.
     pub async fn republish_all(&self, db: &Db, now_ms: i64) -> Result<PublishReport, PublishError> {
         let all = projects::list_all(db).await?;
-        let Self::Local(edge) = self else { return self.publish_projects(db, all, now_ms).await };
+        let Self::Local(edge) = self else {
+            return self.publish_projects(db, all, now_ms).await;
+        };
         // The local store can be replaced whole, which also drops deleted projects.
         let entries = snapshot::build_entries(db, &all, now_ms).await?;
         edge.snapshots().replace_all(entries);
         mark_published(db, &all).await?;
         let deletions = projects::pending_deletions(db).await?;
         projects::clear_deletions(db, &deletions).await?;
-        Ok(PublishReport { written: all.len(), deleted: deletions.len() })
+        Ok(PublishReport {
+            written: all.len(),
+            deleted: deletions.len(),
+        })
     }
 
     async fn publish_projects(
@@ -108,7 +120,10 @@ impl Publisher {
             self.delete(&deletions).await?;
             projects::clear_deletions(db, &deletions).await?;
         }
-        Ok(PublishReport { written: entries.len(), deleted: deletions.len() })
+        Ok(PublishReport {
+            written: entries.len(),
+            deleted: deletions.len(),
+        })
     }
 
     async fn put(&self, entries: &[SiteSnapshot]) -> Result<(), PublishError> {
@@ -191,7 +206,9 @@ pub struct KvClient {
 
 impl std::fmt::Debug for KvClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KvClient").field("namespace_url", &self.namespace_url).finish_non_exhaustive()
+        f.debug_struct("KvClient")
+            .field("namespace_url", &self.namespace_url)
+            .finish_non_exhaustive()
     }
 }
 
@@ -223,22 +240,34 @@ const ATTEMPTS: u32 = 3;
 
 impl KvClient {
     /// `api_url` is `https://api.cloudflare.com/client/v4` in production.
-    pub fn new(http: reqwest::Client, api_url: &str, account_id: &str, namespace_id: &str, api_token: &str) -> Self {
+    pub fn new(
+        http: reqwest::Client,
+        api_url: &str,
+        account_id: &str,
+        namespace_id: &str,
+        api_token: &str,
+    ) -> Self {
         let namespace_url = format!(
             "{}/accounts/{account_id}/storage/kv/namespaces/{namespace_id}",
             api_url.trim_end_matches('/')
         );
-        Self { http, namespace_url, api_token: api_token.to_owned() }
+        Self {
+            http,
+            namespace_url,
+            api_token: api_token.to_owned(),
+        }
     }
 
     /// `PUT …/bulk` with `[{"key", "value"}]`.
     pub async fn bulk_put(&self, pairs: &[KvPair]) -> Result<(), PublishError> {
-        self.bulk(reqwest::Method::PUT, "bulk", pairs, |pair| &pair.key).await
+        self.bulk(reqwest::Method::PUT, "bulk", pairs, |pair| &pair.key)
+            .await
     }
 
     /// `POST …/bulk/delete` with `["key", …]`; deleting a missing key succeeds.
     pub async fn bulk_delete(&self, keys: &[String]) -> Result<(), PublishError> {
-        self.bulk(reqwest::Method::POST, "bulk/delete", keys, String::as_str).await
+        self.bulk(reqwest::Method::POST, "bulk/delete", keys, String::as_str)
+            .await
     }
 
     /// Sends `items` in calls of at most [`MAX_KEYS_PER_CALL`], each retried up to
@@ -255,14 +284,24 @@ impl KvClient {
         for chunk in items.chunks(MAX_KEYS_PER_CALL) {
             let mut pending: Vec<&T> = chunk.iter().collect();
             for attempt in 1..=ATTEMPTS {
-                match self.send(self.http.request(method.clone(), &url).json(&pending)).await {
+                match self
+                    .send(self.http.request(method.clone(), &url).json(&pending))
+                    .await
+                {
                     Ok(unsuccessful) if unsuccessful.is_empty() => break,
-                    Ok(unsuccessful) => pending.retain(|item| unsuccessful.iter().any(|key| key == key_of(item))),
+                    Ok(unsuccessful) => {
+                        pending.retain(|item| unsuccessful.iter().any(|key| key == key_of(item)))
+                    }
                     Err(err) if attempt == ATTEMPTS => return Err(err),
-                    Err(err) => tracing::debug!(error = %err, attempt, path, "KV call failed; retrying"),
+                    Err(err) => {
+                        tracing::debug!(error = %err, attempt, path, "KV call failed; retrying")
+                    }
                 }
                 if attempt == ATTEMPTS {
-                    return Err(PublishError::Kv(format!("{} keys not processed by {path}", pending.len())));
+                    return Err(PublishError::Kv(format!(
+                        "{} keys not processed by {path}",
+                        pending.len()
+                    )));
                 }
                 tokio::time::sleep(backoff(attempt)).await;
             }
@@ -283,11 +322,20 @@ impl KvClient {
             .await
             .map_err(|err| PublishError::Kv(format!("HTTP {status}, unreadable answer: {err}")))?;
         if !status.is_success() || !envelope.success {
-            let errors: Vec<String> =
-                envelope.errors.iter().map(|e| format!("{} {}", e.code, e.message)).collect();
-            return Err(PublishError::Kv(format!("HTTP {status}: {}", errors.join("; "))));
+            let errors: Vec<String> = envelope
+                .errors
+                .iter()
+                .map(|e| format!("{} {}", e.code, e.message))
+                .collect();
+            return Err(PublishError::Kv(format!(
+                "HTTP {status}: {}",
+                errors.join("; ")
+            )));
         }
-        Ok(envelope.result.map(|result| result.unsuccessful_keys).unwrap_or_default())
+        Ok(envelope
+            .result
+            .map(|result| result.unsuccessful_keys)
+            .unwrap_or_default())
     }
 }
 

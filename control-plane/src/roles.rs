@@ -43,7 +43,13 @@ pub enum Permission {
 
 impl Role {
     /// Every role, most powerful first.
-    pub const ALL: [Role; 5] = [Role::Owner, Role::Admin, Role::Developer, Role::Billing, Role::Viewer];
+    pub const ALL: [Role; 5] = [
+        Role::Owner,
+        Role::Admin,
+        Role::Developer,
+        Role::Billing,
+        Role::Viewer,
+    ];
 
     /// Whether this role grants `permission`.
     pub fn allows(self, permission: Permission) -> bool {
@@ -51,8 +57,14 @@ impl Role {
         match self {
             Role::Owner => true,
             Role::Admin => permission != BillingWrite,
-            Role::Developer => matches!(permission, ProjectsRead | ProjectsWrite | UsageRead | MembersRead),
-            Role::Billing => matches!(permission, ProjectsRead | UsageRead | MembersRead | BillingWrite),
+            Role::Developer => matches!(
+                permission,
+                ProjectsRead | ProjectsWrite | UsageRead | MembersRead
+            ),
+            Role::Billing => matches!(
+                permission,
+                ProjectsRead | UsageRead | MembersRead | BillingWrite
+            ),
             Role::Viewer => matches!(permission, ProjectsRead | UsageRead | MembersRead),
         }
     }
@@ -123,7 +135,10 @@ mod tests {
     #[test]
     fn owners_and_billing_manage_billing_owners_and_admins_manage_people_and_keys() {
         for role in Role::ALL {
-            assert_eq!(role.allows(Permission::BillingWrite), matches!(role, Role::Owner | Role::Billing));
+            assert_eq!(
+                role.allows(Permission::BillingWrite),
+                matches!(role, Role::Owner | Role::Billing)
+            );
             let manages = matches!(role, Role::Owner | Role::Admin);
             assert_eq!(role.allows(Permission::MembersWrite), manages, "{role:?}");
             assert_eq!(role.allows(Permission::ApiKeysWrite), manages, "{role:?}");

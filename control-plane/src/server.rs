@@ -12,7 +12,9 @@ use axum::extract::MatchedPath;
 use axum::http::{HeaderName, Request, StatusCode};
 use tokio::net::TcpListener;
 use tower_http::compression::CompressionLayer;
-use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
+use tower_http::request_id::{
+    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
@@ -33,11 +35,20 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let jobs = [
-        tokio::spawn(retention::apply_hourly(state.db.clone(), state.clock.clone())),
-        tokio::spawn(state.publisher.clone().run(state.db.clone(), state.clock.clone(), state.publish_wake.clone())),
+        tokio::spawn(retention::apply_hourly(
+            state.db.clone(),
+            state.clock.clone(),
+        )),
+        tokio::spawn(state.publisher.clone().run(
+            state.db.clone(),
+            state.clock.clone(),
+            state.publish_wake.clone(),
+        )),
     ];
     let service = with_middleware(app(state)).into_make_service_with_connect_info::<SocketAddr>();
-    let served = axum::serve(listener, service).with_graceful_shutdown(shutdown).await;
+    let served = axum::serve(listener, service)
+        .with_graceful_shutdown(shutdown)
+        .await;
     for job in jobs {
         job.abort();
     }
@@ -51,13 +62,23 @@ fn with_middleware(router: Router) -> Router {
     // strings carry email and reset tokens. No IPs, user agents, cookies or bodies are
     // recorded anywhere in the span.
     let trace = TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
-        let route = request.extensions().get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str);
-        let id = request.headers().get(REQUEST_ID).and_then(|value| value.to_str().ok()).unwrap_or_default();
+        let route = request
+            .extensions()
+            .get::<MatchedPath>()
+            .map_or("unmatched", MatchedPath::as_str);
+        let id = request
+            .headers()
+            .get(REQUEST_ID)
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or_default();
         tracing::info_span!("request", method = %request.method(), route, request_id = id)
     });
     router
         .layer(CompressionLayer::new())
-        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            REQUEST_TIMEOUT,
+        ))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(trace)
         .layer(SetRequestIdLayer::new(REQUEST_ID, RandomRequestId))
@@ -76,7 +97,9 @@ impl MakeRequestId for RandomRequestId {
 /// Binds `address`, naming it in the error.
 pub async fn bind(address: SocketAddr) -> anyhow::Result<TcpListener> {
     use anyhow::Context as _;
-    TcpListener::bind(address).await.with_context(|| format!("cannot listen on {address} (is another instance running?)"))
+    TcpListener::bind(address)
+        .await
+        .with_context(|| format!("cannot listen on {address} (is another instance running?)"))
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -54,7 +54,11 @@ pub async fn build_all(db: &Db, now_ms: i64) -> Result<Vec<SiteSnapshot>, sqlx::
 }
 
 /// Entries for these projects, with this month's usage.
-pub async fn build_entries(db: &Db, projects: &[Project], now_ms: i64) -> Result<Vec<SiteSnapshot>, sqlx::Error> {
+pub async fn build_entries(
+    db: &Db,
+    projects: &[Project],
+    now_ms: i64,
+) -> Result<Vec<SiteSnapshot>, sqlx::Error> {
     let month = month_of(now_ms);
     let mut entries = Vec::with_capacity(projects.len());
     for project in projects {

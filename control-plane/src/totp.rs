@@ -10,9 +10,9 @@ use base64::engine::general_purpose::STANDARD_NO_PAD;
 use chacha20poly1305::aead::{Aead, KeyInit};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use hmac::{Hmac, Mac};
+use humanproof_protocol::MasterSecret;
 use qrcode::QrCode;
 use qrcode::render::svg;
-use humanproof_protocol::MasterSecret;
 use sha1::Sha1;
 
 /// Seconds per code.
@@ -34,11 +34,17 @@ pub fn step_at(now_ms: i64) -> i64 {
 
 /// The 6-digit code for a step.
 pub fn code(secret: &[u8], step: i64) -> String {
-    let mut mac = <Hmac<Sha1> as Mac>::new_from_slice(secret).expect("HMAC takes keys of any length");
+    let mut mac =
+        <Hmac<Sha1> as Mac>::new_from_slice(secret).expect("HMAC takes keys of any length");
     mac.update(&step.to_be_bytes());
     let digest = mac.finalize().into_bytes();
     let offset = usize::from(digest[19] & 0x0f);
-    let value = u32::from_be_bytes([digest[offset] & 0x7f, digest[offset + 1], digest[offset + 2], digest[offset + 3]]);
+    let value = u32::from_be_bytes([
+        digest[offset] & 0x7f,
+        digest[offset + 1],
+        digest[offset + 2],
+        digest[offset + 3],
+    ]);
     format!("{:06}", value % 1_000_000)
 }
 
@@ -51,7 +57,9 @@ pub fn verify(secret: &[u8], typed: &str, now_ms: i64, last_step: Option<i64>) -
     let now = step_at(now_ms);
     (now - DRIFT_STEPS..=now + DRIFT_STEPS)
         .filter(|step| last_step.is_none_or(|last| *step > last))
-        .find(|step| subtle::ConstantTimeEq::ct_eq(code(secret, *step).as_bytes(), typed.as_bytes()).into())
+        .find(|step| {
+            subtle::ConstantTimeEq::ct_eq(code(secret, *step).as_bytes(), typed.as_bytes()).into()
+        })
 }
 
 /// RFC 4648 base32 without padding: how authenticator apps take a secret.
@@ -75,11 +83,19 @@ pub fn base32(bytes: &[u8]) -> String {
 
 /// The `otpauth://` URI an authenticator app imports.
 pub fn otpauth_uri(email: &str, secret: &[u8]) -> String {
-    let label: String = format!("HumanProof:{email}").bytes().map(|b| match b {
-        b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b':' => char::from(b).to_string(),
-        _ => format!("%{b:02X}"),
-    }).collect();
-    format!("otpauth://totp/{label}?secret={}&issuer=HumanProof&algorithm=SHA1&digits=6&period=30", base32(secret))
+    let label: String = format!("HumanProof:{email}")
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b':' => {
+                char::from(b).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    format!(
+        "otpauth://totp/{label}?secret={}&issuer=HumanProof&algorithm=SHA1&digits=6&period=30",
+        base32(secret)
+    )
 }
 
 /// The `otpauth://` URI as a QR code for an authenticator app to scan off the screen: an
@@ -87,9 +103,13 @@ pub fn otpauth_uri(email: &str, secret: &[u8]) -> String {
 pub fn qr_code_svg(uri: &str) -> String {
     // Emails are at most 254 bytes, so the URI stays far below a QR code's ~2,900.
     let code = QrCode::new(uri).expect("an otpauth URI fits in a QR code");
-    let svg = code.render::<svg::Color<'_>>().min_dimensions(200, 200).build();
+    let svg = code
+        .render::<svg::Color<'_>>()
+        .min_dimensions(200, 200)
+        .build();
     // Inline in HTML, the XML declaration would only be noise.
-    svg.find("<svg").map_or(svg.clone(), |start| svg[start..].to_owned())
+    svg.find("<svg")
+        .map_or(svg.clone(), |start| svg[start..].to_owned())
 }
 
 fn cipher(master: &MasterSecret) -> XChaCha20Poly1305 {
@@ -100,7 +120,9 @@ fn cipher(master: &MasterSecret) -> XChaCha20Poly1305 {
 pub fn seal(master: &MasterSecret, secret: &[u8]) -> String {
     let mut nonce = [0u8; 24];
     getrandom::fill(&mut nonce).expect("the OS provides randomness");
-    let sealed = cipher(master).encrypt(XNonce::from_slice(&nonce), secret).expect("encryption of a short secret cannot fail");
+    let sealed = cipher(master)
+        .encrypt(XNonce::from_slice(&nonce), secret)
+        .expect("encryption of a short secret cannot fail");
     STANDARD_NO_PAD.encode([nonce.as_slice(), &sealed].concat())
 }
 
@@ -111,7 +133,9 @@ pub fn open(master: &MasterSecret, stored: &str) -> Option<Vec<u8>> {
         return None;
     }
     let (nonce, sealed) = bytes.split_at(24);
-    cipher(master).decrypt(XNonce::from_slice(nonce), sealed).ok()
+    cipher(master)
+        .decrypt(XNonce::from_slice(nonce), sealed)
+        .ok()
 }
 
 #[cfg(test)]
@@ -122,8 +146,17 @@ mod tests {
     #[test]
     fn matches_the_rfc_test_vectors() {
         let secret = b"12345678901234567890";
-        for (unix_seconds, expected) in [(59, "287082"), (1_111_111_109, "081804"), (1_234_567_890, "005924"), (2_000_000_000, "279037")] {
-            assert_eq!(code(secret, step_at(unix_seconds * 1000)), expected, "T = {unix_seconds}");
+        for (unix_seconds, expected) in [
+            (59, "287082"),
+            (1_111_111_109, "081804"),
+            (1_234_567_890, "005924"),
+            (2_000_000_000, "279037"),
+        ] {
+            assert_eq!(
+                code(secret, step_at(unix_seconds * 1000)),
+                expected,
+                "T = {unix_seconds}"
+            );
         }
     }
 
@@ -133,9 +166,21 @@ mod tests {
         let now = 1_773_576_000_000;
         let current = code(&secret, step_at(now));
         assert_eq!(verify(&secret, &current, now, None), Some(step_at(now)));
-        assert_eq!(verify(&secret, &current, now + 30_000, None), Some(step_at(now)), "one step of drift");
-        assert_eq!(verify(&secret, &current, now + 61_000, None), None, "two steps is too late");
-        assert_eq!(verify(&secret, &current, now, Some(step_at(now))), None, "each step works once");
+        assert_eq!(
+            verify(&secret, &current, now + 30_000, None),
+            Some(step_at(now)),
+            "one step of drift"
+        );
+        assert_eq!(
+            verify(&secret, &current, now + 61_000, None),
+            None,
+            "two steps is too late"
+        );
+        assert_eq!(
+            verify(&secret, &current, now, Some(step_at(now))),
+            None,
+            "each step works once"
+        );
         assert_eq!(verify(&secret, "12345", now, None), None);
     }
 
@@ -155,6 +200,9 @@ mod tests {
         let longest_email = format!("{}@{}.example", "a".repeat(64), "b".repeat(180));
         let svg = qr_code_svg(&otpauth_uri(&longest_email, &new_secret()));
         assert!(svg.starts_with("<svg") && svg.ends_with("</svg>"), "{svg}");
-        assert!(!svg.contains("style"), "style-src 'self' would block inline styles: {svg}");
+        assert!(
+            !svg.contains("style"),
+            "style-src 'self' would block inline styles: {svg}"
+        );
     }
 }

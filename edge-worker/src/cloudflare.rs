@@ -8,8 +8,9 @@ use humanproof_protocol::snapshot::kv_key;
 use humanproof_protocol::telemetry::{SIGNATURE_HEADER, sign_batch};
 use humanproof_protocol::{MasterSecret, Network, SiteSnapshot, TelemetryBatch, TelemetryEvent};
 use worker::{
-    ByteStream, Context, Date, DurableObject, Env, Fetch, Headers, Method, MessageBatch, ObjectNamespace,
-    Queue, Request, RequestInit, Response, Result, State, durable_object, event, kv::KvStore,
+    ByteStream, Context, Date, DurableObject, Env, Fetch, Headers, MessageBatch, Method,
+    ObjectNamespace, Queue, Request, RequestInit, Response, Result, State, durable_object, event,
+    kv::KvStore,
 };
 
 use crate::edge::{Edge, EdgeConfig, EdgeRequest, EdgeResponse, MAX_BODY, RequestBody};
@@ -48,21 +49,37 @@ async fn fetch(mut req: Request, env: Env, _ctx: Context) -> Result<Response> {
         QueueTelemetry(env.queue(TELEMETRY_BINDING)?),
     );
     let headers = req.headers().clone();
-    let declared_len = headers.get("content-length")?.and_then(|len| len.parse::<usize>().ok());
+    let declared_len = headers
+        .get("content-length")?
+        .and_then(|len| len.parse::<usize>().ok());
     let bytes = read_capped_body(&mut req, declared_len).await;
-    let body = bytes.as_deref().map_or(RequestBody::TooLarge, RequestBody::Read);
+    let body = bytes
+        .as_deref()
+        .map_or(RequestBody::TooLarge, RequestBody::Read);
     let method = req.method().to_string();
     let path = req.path();
     let origin = headers.get("origin")?;
     let client_ip = headers.get("cf-connecting-ip")?;
-    let network = Network { country: req.cf().and_then(|cf| cf.country()), asn: req.cf().and_then(|cf| cf.asn()) };
+    let network = Network {
+        country: req.cf().and_then(|cf| cf.country()),
+        asn: req.cf().and_then(|cf| cf.asn()),
+    };
     // The lookup needs borrowed values: read each scored header once into owned strings.
-    let scored: Vec<(&str, String)> = ["user-agent", "accept-language", "sec-fetch-site", "sec-fetch-mode", "sec-fetch-dest"]
-        .into_iter()
-        .filter_map(|name| headers.get(name).ok().flatten().map(|value| (name, value)))
-        .collect();
+    let scored: Vec<(&str, String)> = [
+        "user-agent",
+        "accept-language",
+        "sec-fetch-site",
+        "sec-fetch-mode",
+        "sec-fetch-dest",
+    ]
+    .into_iter()
+    .filter_map(|name| headers.get(name).ok().flatten().map(|value| (name, value)))
+    .collect();
     let client_headers = ClientHeaders::from_lookup(|name| {
-        scored.iter().find(|(scored_name, _)| *scored_name == name).map(|(_, value)| value.as_str())
+        scored
+            .iter()
+            .find(|(scored_name, _)| *scored_name == name)
+            .map(|(_, value)| value.as_str())
     });
     let response = edge
         .handle(EdgeRequest {
@@ -84,7 +101,9 @@ async fn fetch(mut req: Request, env: Env, _ctx: Context) -> Result<Response> {
 /// chunk and refused as soon as it passes the cap, without waiting for the rest.
 async fn read_capped_body(req: &mut Request, declared_len: Option<usize>) -> Option<Vec<u8>> {
     // A request without a body has no stream.
-    let Ok(mut chunks) = req.stream() else { return Some(Vec::new()) };
+    let Ok(mut chunks) = req.stream() else {
+        return Some(Vec::new());
+    };
     if let Some(len) = declared_len.filter(|len| *len > MAX_BODY) {
         if len <= DRAIN_LIMIT {
             drain(&mut chunks).await;
@@ -94,7 +113,9 @@ async fn read_capped_body(req: &mut Request, declared_len: Option<usize>) -> Opt
     let mut body = Vec::new();
     while let Some(chunk) = chunks.next().await {
         // A body that breaks off is no body, as a failed read always was here.
-        let Ok(chunk) = chunk else { return Some(Vec::new()) };
+        let Ok(chunk) = chunk else {
+            return Some(Vec::new());
+        };
         if body.len() + chunk.len() > MAX_BODY {
             return None;
         }
@@ -118,7 +139,11 @@ async fn drain(chunks: &mut ByteStream) {
 /// Queue consumer: posts each batch to the control plane, signed; retries the whole batch
 /// on any failure (the control plane stores events idempotently, so retries are safe).
 #[event(queue)]
-async fn deliver_telemetry(batch: MessageBatch<TelemetryEvent>, env: Env, _ctx: Context) -> Result<()> {
+async fn deliver_telemetry(
+    batch: MessageBatch<TelemetryEvent>,
+    env: Env,
+    _ctx: Context,
+) -> Result<()> {
     let events: Vec<TelemetryEvent> = batch
         .raw_iter()
         .filter_map(|message| event_from_message(message.body()))
@@ -129,15 +154,25 @@ async fn deliver_telemetry(batch: MessageBatch<TelemetryEvent>, env: Env, _ctx: 
     }
     let body = serde_json::to_vec(&TelemetryBatch { events })?;
     let signature = sign_batch(&master_secret(&env)?, now_ms(), &body);
-    let url = format!("{}/internal/telemetry", env.var(CONTROL_PLANE_URL)?.to_string().trim_end_matches('/'));
+    let url = format!(
+        "{}/internal/telemetry",
+        env.var(CONTROL_PLANE_URL)?
+            .to_string()
+            .trim_end_matches('/')
+    );
     let headers = Headers::new();
     headers.set("content-type", "application/json")?;
     headers.set(SIGNATURE_HEADER, &signature)?;
     let mut init = RequestInit::new();
     init.with_method(Method::Post)
         .with_headers(headers)
-        .with_body(Some(worker::js_sys::Uint8Array::from(body.as_slice()).into()));
-    match Fetch::Request(Request::new_with_init(&url, &init)?).send().await {
+        .with_body(Some(
+            worker::js_sys::Uint8Array::from(body.as_slice()).into(),
+        ));
+    match Fetch::Request(Request::new_with_init(&url, &init)?)
+        .send()
+        .await
+    {
         Ok(response) if (200..300).contains(&response.status_code()) => batch.ack_all(),
         Ok(response) => {
             worker::console_error!("telemetry delivery refused: {}", response.status_code());
@@ -171,17 +206,26 @@ fn into_worker_response(response: EdgeResponse) -> Result<Response> {
     for (name, value) in &response.headers {
         headers.set(name, value)?;
     }
-    Ok(Response::from_bytes(response.body)?.with_status(response.status).with_headers(headers))
+    Ok(Response::from_bytes(response.body)?
+        .with_status(response.status)
+        .with_headers(headers))
 }
 
 struct KvSnapshots(KvStore);
 
 impl SnapshotStore for KvSnapshots {
     async fn site(&self, site_key: &str) -> std::result::Result<Option<SiteSnapshot>, StoreError> {
-        let text = self.0.get(&kv_key(site_key)).text().await.map_err(|e| StoreError(e.to_string()))?;
+        let text = self
+            .0
+            .get(&kv_key(site_key))
+            .text()
+            .await
+            .map_err(|e| StoreError(e.to_string()))?;
         match text {
             None => Ok(None),
-            Some(text) => serde_json::from_str(&text).map(Some).map_err(|e| StoreError(e.to_string())),
+            Some(text) => serde_json::from_str(&text)
+                .map(Some)
+                .map_err(|e| StoreError(e.to_string())),
         }
     }
 }
@@ -192,10 +236,21 @@ impl SnapshotStore for KvSnapshots {
 struct DurableClaims(ObjectNamespace);
 
 impl ClaimStore for DurableClaims {
-    async fn claim(&self, id: &str, now_ms: i64, expires_at_ms: i64) -> std::result::Result<bool, StoreError> {
-        let stub = self.0.get_by_name(id).map_err(|e| StoreError(e.to_string()))?;
+    async fn claim(
+        &self,
+        id: &str,
+        now_ms: i64,
+        expires_at_ms: i64,
+    ) -> std::result::Result<bool, StoreError> {
+        let stub = self
+            .0
+            .get_by_name(id)
+            .map_err(|e| StoreError(e.to_string()))?;
         let url = format!("https://claim/?now={now_ms}&exp={expires_at_ms}");
-        let response = stub.fetch_with_str(&url).await.map_err(|e| StoreError(e.to_string()))?;
+        let response = stub
+            .fetch_with_str(&url)
+            .await
+            .map_err(|e| StoreError(e.to_string()))?;
         match response.status_code() {
             200 => Ok(true),
             409 => Ok(false),
@@ -229,7 +284,9 @@ impl DurableObject for ChallengeClaim {
             return Response::empty().map(|r| r.with_status(409));
         }
         storage.put("expires_at", query.exp).await?;
-        storage.set_alarm(claim_retention_ms(query.now, query.exp)).await?;
+        storage
+            .set_alarm(claim_retention_ms(query.now, query.exp))
+            .await?;
         Response::empty()
     }
 
@@ -246,8 +303,14 @@ struct DurableVisitors(ObjectNamespace);
 
 impl DurableVisitors {
     async fn call(&self, visitor: &str, url: &str) -> std::result::Result<Response, StoreError> {
-        let stub = self.0.get_by_name(visitor).map_err(|e| StoreError(e.to_string()))?;
-        let response = stub.fetch_with_str(url).await.map_err(|e| StoreError(e.to_string()))?;
+        let stub = self
+            .0
+            .get_by_name(visitor)
+            .map_err(|e| StoreError(e.to_string()))?;
+        let response = stub
+            .fetch_with_str(url)
+            .await
+            .map_err(|e| StoreError(e.to_string()))?;
         match response.status_code() {
             200 => Ok(response),
             status => Err(StoreError(format!("visitor object answered {status}"))),
@@ -256,18 +319,33 @@ impl DurableVisitors {
 }
 
 impl VisitorStore for DurableVisitors {
-    async fn start(&self, visitor: &str, project: &str, now_ms: i64) -> std::result::Result<VisitorHistory, StoreError> {
+    async fn start(
+        &self,
+        visitor: &str,
+        project: &str,
+        now_ms: i64,
+    ) -> std::result::Result<VisitorHistory, StoreError> {
         let url = format!("https://visitor/start?project={project}&now={now_ms}");
         let mut response = self.call(visitor, &url).await?;
         response.json().await.map_err(|e| StoreError(e.to_string()))
     }
 
-    async fn record(&self, visitor: &str, project: &str, event: VisitorEvent, now_ms: i64) -> std::result::Result<(), StoreError> {
+    async fn record(
+        &self,
+        visitor: &str,
+        project: &str,
+        event: VisitorEvent,
+        now_ms: i64,
+    ) -> std::result::Result<(), StoreError> {
         let event = match event {
             VisitorEvent::FailedRedeem => "failed_redeem",
             VisitorEvent::HighRiskStart => "high_risk_start",
         };
-        self.call(visitor, &format!("https://visitor/record?project={project}&now={now_ms}&event={event}")).await?;
+        self.call(
+            visitor,
+            &format!("https://visitor/record?project={project}&now={now_ms}&event={event}"),
+        )
+        .await?;
         Ok(())
     }
 }

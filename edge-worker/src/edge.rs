@@ -10,9 +10,12 @@ use humanproof_protocol::privacy::{client_network, salted_hash};
 use humanproof_protocol::snapshot::origin_host;
 use humanproof_protocol::token::{ChallengeClaims, TokenError, VerificationClaims};
 use humanproof_protocol::wire::{
-    ChallengeRequest, ChallengeResponse, ErrorBody, Instrumentation, RedeemRequest, RedeemResponse, WidgetContext,
+    ChallengeRequest, ChallengeResponse, ErrorBody, Instrumentation, RedeemRequest, RedeemResponse,
+    WidgetContext,
 };
-use humanproof_protocol::{MasterSecret, Network, Reason, RiskAssessment, SiteSnapshot, TelemetryEvent, TelemetryKind};
+use humanproof_protocol::{
+    MasterSecret, Network, Reason, RiskAssessment, SiteSnapshot, TelemetryEvent, TelemetryKind,
+};
 use serde::Serialize;
 
 use crate::instrumentation;
@@ -42,7 +45,11 @@ impl EdgeConfig {
     /// Ten minutes to solve (Strict on a slow phone takes well under one), and the 300 s
     /// verification window siteverify promises.
     pub fn new(master: MasterSecret) -> Self {
-        Self { master, challenge_ttl_ms: 10 * 60 * 1000, verification_ttl_ms: 300 * 1000 }
+        Self {
+            master,
+            challenge_ttl_ms: 10 * 60 * 1000,
+            verification_ttl_ms: 300 * 1000,
+        }
     }
 }
 
@@ -131,7 +138,9 @@ impl Endpoint {
                 Some(TelemetryKind::ChallengeBlocked)
             }
             Endpoint::Challenge => Some(TelemetryKind::ChallengeRefused),
-            Endpoint::Redeem => refusal.claimed_challenge.then_some(TelemetryKind::RedeemFailed),
+            Endpoint::Redeem => refusal
+                .claimed_challenge
+                .then_some(TelemetryKind::RedeemFailed),
         }
     }
 }
@@ -150,7 +159,13 @@ struct Refusal {
 
 impl From<Reason> for Refusal {
     fn from(reason: Reason) -> Self {
-        Self { reason, challenge_id: None, risk: None, retry_at_ms: None, claimed_challenge: false }
+        Self {
+            reason,
+            challenge_id: None,
+            risk: None,
+            retry_at_ms: None,
+            claimed_challenge: false,
+        }
     }
 }
 
@@ -184,7 +199,13 @@ pub struct Edge<S, C, V, T> {
 impl<S: SnapshotStore, C: ClaimStore, V: VisitorStore, T: TelemetrySink> Edge<S, C, V, T> {
     /// Wires the logic to its stores.
     pub fn new(config: EdgeConfig, snapshots: S, claims: C, visitors: V, telemetry: T) -> Self {
-        Self { config, snapshots, claims, visitors, telemetry }
+        Self {
+            config,
+            snapshots,
+            claims,
+            visitors,
+            telemetry,
+        }
     }
 
     /// The snapshot store, e.g. for the local server to publish into.
@@ -221,15 +242,20 @@ impl<S: SnapshotStore, C: ClaimStore, V: VisitorStore, T: TelemetrySink> Edge<S,
                         reason: Some(Reason::OriginNotAllowed),
                         ..EventDetails::default()
                     };
-                    self.emit(&req, &site, &self.visitor(&req), kind, details).await;
+                    self.emit(&req, &site, &self.visitor(&req), kind, details)
+                        .await;
                 }
                 return EdgeResponse::refusal(Reason::OriginNotAllowed);
             }
         };
         // From here on the origin is one of the site's, so it may read our answers.
         if preflight {
-            return EdgeResponse { status: 204, headers: vec![], body: vec![] }
-                .with_cors(allowed_origin);
+            return EdgeResponse {
+                status: 204,
+                headers: vec![],
+                body: vec![],
+            }
+            .with_cors(allowed_origin);
         }
         let host = host.expect("an allowed origin has a host");
         // Hashed only here: preflights, the most common request, need no visitor.
@@ -244,13 +270,17 @@ impl<S: SnapshotStore, C: ClaimStore, V: VisitorStore, T: TelemetrySink> Edge<S,
                 // The visitor's short-lived state remembers every failure that says something
                 // about it, recorded or not: that is what raises its later scores.
                 if matches!(endpoint, Endpoint::Redeem) && counts_against_visitor(refusal.reason) {
-                    self.remember(&site, &visitor, VisitorEvent::FailedRedeem, req.now_ms).await;
+                    self.remember(&site, &visitor, VisitorEvent::FailedRedeem, req.now_ms)
+                        .await;
                 }
                 let mut response = EdgeResponse::refusal(refusal.reason);
                 if let Some(retry_at_ms) = refusal.retry_at_ms {
                     // Saturating: the window's end comes back from a store, not from this clock.
-                    let seconds =
-                        retry_at_ms.saturating_sub(req.now_ms).max(1).saturating_add(999) / 1_000;
+                    let seconds = retry_at_ms
+                        .saturating_sub(req.now_ms)
+                        .max(1)
+                        .saturating_add(999)
+                        / 1_000;
                     response.headers.push(("retry-after", seconds.to_string()));
                 }
                 if let Some(kind) = endpoint.refusal_event(&refusal) {
@@ -287,16 +317,24 @@ impl<S: SnapshotStore, C: ClaimStore, V: VisitorStore, T: TelemetrySink> Edge<S,
         }
         // Cap clients send no body; our widget sends its context.
         let body: ChallengeRequest = match req.body {
-            RequestBody::Read(bytes) if bytes.trim_ascii().is_empty() => ChallengeRequest::default(),
+            RequestBody::Read(bytes) if bytes.trim_ascii().is_empty() => {
+                ChallengeRequest::default()
+            }
             body => parse_body(body, MAX_CHALLENGE_BODY)?,
         };
         body.validate()?;
         // The widget states its looks; a plain Cap client states nothing and is not checked.
         if let Some(widget) = &body.widget {
-            if widget.variant.is_some_and(|variant| !site.widget.variants.contains(&variant)) {
+            if widget
+                .variant
+                .is_some_and(|variant| !site.widget.variants.contains(&variant))
+            {
                 return Err(Reason::VariantNotAllowed.into());
             }
-            if widget.branding.is_some_and(|branding| !site.widget.branding.contains(&branding)) {
+            if widget
+                .branding
+                .is_some_and(|branding| !site.widget.branding.contains(&branding))
+            {
                 return Err(Reason::BrandingNotAllowed.into());
             }
         }
@@ -304,28 +342,45 @@ impl<S: SnapshotStore, C: ClaimStore, V: VisitorStore, T: TelemetrySink> Edge<S,
         // A visitor store that does not answer must not take the site down: the start is
         // then scored without history and not rate limited.
         let history = match &visitor.ip_hash {
-            Some(ip_hash) => self.visitors.start(ip_hash, &site.project_id, req.now_ms).await.ok(),
+            Some(ip_hash) => self
+                .visitors
+                .start(ip_hash, &site.project_id, req.now_ms)
+                .await
+                .ok(),
             None => None,
         };
         if let Some(history) = history
             && history.starts_in_window > site.preset.protection().rate_limit
         {
-            return Err(Refusal { retry_at_ms: Some(history.window_ends_at), ..Reason::RateLimited.into() });
+            return Err(Refusal {
+                retry_at_ms: Some(history.window_ends_at),
+                ..Reason::RateLimited.into()
+            });
         }
-        let evidence = StartEvidence { body: &body, headers: req.headers, history };
+        let evidence = StartEvidence {
+            body: &body,
+            headers: req.headers,
+            history,
+        };
         let assessment = risk::assess(&evidence, site.preset, site.risk_mode);
         if risk::is_high_risk(&assessment) {
-            self.remember(site, visitor, VisitorEvent::HighRiskStart, req.now_ms).await;
+            self.remember(site, visitor, VisitorEvent::HighRiskStart, req.now_ms)
+                .await;
         }
         if assessment.blocks() {
-            return Err(Refusal { risk: Some(assessment), ..Reason::RiskBlocked.into() });
+            return Err(Refusal {
+                risk: Some(assessment),
+                ..Reason::RiskBlocked.into()
+            });
         }
 
         let params = risk::scaled_params(site.preset, &assessment);
         let jti = random_id();
         // Whatever claims to be our widget runs the environment check; a plain Cap client,
         // which says nothing about itself, gets none (and was scored `no_signals` instead).
-        let check_level = body.claims_widget().then(|| site.preset.protection().obfuscation);
+        let check_level = body
+            .claims_widget()
+            .then(|| site.preset.protection().obfuscation);
         let claims = ChallengeClaims {
             sk: site.site_key.clone(),
             jti,
@@ -339,10 +394,15 @@ impl<S: SnapshotStore, C: ClaimStore, V: VisitorStore, T: TelemetrySink> Edge<S,
             cd: body.cdata,
             risk: Some(assessment),
             ins: check_level,
-            ins_without_canvas: body.widget.as_ref().is_some_and(WidgetContext::lacks_offscreen_canvas),
+            ins_without_canvas: body
+                .widget
+                .as_ref()
+                .is_some_and(WidgetContext::lacks_offscreen_canvas),
         };
-        let instrumentation = instrumentation::scene_for(&self.config.master, &claims)
-            .map(|scene| Instrumentation { script: scene.script() });
+        let instrumentation =
+            instrumentation::scene_for(&self.config.master, &claims).map(|scene| Instrumentation {
+                script: scene.script(),
+            });
         let token = self.project_key(site).sign(&claims);
         let details = EventDetails {
             hostname: Some(host.to_owned()),
@@ -351,10 +411,16 @@ impl<S: SnapshotStore, C: ClaimStore, V: VisitorStore, T: TelemetrySink> Edge<S,
             risk: claims.risk,
             ..EventDetails::default()
         };
-        self.emit(req, site, visitor, TelemetryKind::ChallengeIssued, details).await;
+        self.emit(req, site, visitor, TelemetryKind::ChallengeIssued, details)
+            .await;
         Ok(EdgeResponse::json(
             200,
-            &ChallengeResponse { challenge: params, token, expires: claims.exp, instrumentation },
+            &ChallengeResponse {
+                challenge: params,
+                token,
+                expires: claims.exp,
+                instrumentation,
+            },
         ))
     }
 
@@ -369,8 +435,10 @@ impl<S: SnapshotStore, C: ClaimStore, V: VisitorStore, T: TelemetrySink> Edge<S,
             return Err(Reason::ProjectPaused.into());
         }
         let body: RedeemRequest = parse_body(req.body, MAX_REDEEM_BODY)?;
-        let challenge: ChallengeClaims =
-            self.project_key(site).open(&body.token, req.now_ms).map_err(|err| match err {
+        let challenge: ChallengeClaims = self
+            .project_key(site)
+            .open(&body.token, req.now_ms)
+            .map_err(|err| match err {
                 TokenError::Expired => Reason::Expired,
                 TokenError::Malformed | TokenError::BadSignature => Reason::InvalidToken,
             })?;
@@ -381,7 +449,11 @@ impl<S: SnapshotStore, C: ClaimStore, V: VisitorStore, T: TelemetrySink> Edge<S,
         // client made of it, so the challenge has one outcome, recorded once, whatever happens
         // to it. Replaying the token with wrong solutions gets `already_redeemed`, not another
         // failed redeem on the plan; junk without the token cannot reach this point.
-        match self.claims.claim(&challenge.jti, req.now_ms, challenge.exp).await {
+        match self
+            .claims
+            .claim(&challenge.jti, req.now_ms, challenge.exp)
+            .await
+        {
             Ok(true) => {}
             Ok(false) => return Err(Reason::AlreadyRedeemed.into()),
             Err(_) => return Err(Reason::Unavailable.into()),
@@ -392,7 +464,11 @@ impl<S: SnapshotStore, C: ClaimStore, V: VisitorStore, T: TelemetrySink> Edge<S,
             claimed_challenge: true,
             ..reason.into()
         };
-        let params = pow::ChallengeParams { c: challenge.c, s: challenge.s, d: challenge.d };
+        let params = pow::ChallengeParams {
+            c: challenge.c,
+            s: challenge.s,
+            d: challenge.d,
+        };
         pow::verify_solutions(&body.token, params, &body.solutions)
             .map_err(|_| refuse(Reason::InvalidSolution))?;
         // Checked after the claim too, so each challenge buys one guess at the answer.
@@ -423,15 +499,22 @@ impl<S: SnapshotStore, C: ClaimStore, V: VisitorStore, T: TelemetrySink> Edge<S,
             risk: verification.risk,
             ..EventDetails::default()
         };
-        self.emit(req, site, visitor, TelemetryKind::RedeemSucceeded, details).await;
+        self.emit(req, site, visitor, TelemetryKind::RedeemSucceeded, details)
+            .await;
         Ok(EdgeResponse::json(
             200,
-            &RedeemResponse { success: true, token, expires: verification.exp },
+            &RedeemResponse {
+                success: true,
+                token,
+                expires: verification.exp,
+            },
         ))
     }
 
     fn project_key(&self, site: &SiteSnapshot) -> humanproof_protocol::ProjectKey {
-        self.config.master.project_key(&site.project_id, site.key_version)
+        self.config
+            .master
+            .project_key(&site.project_id, site.key_version)
     }
 
     fn visitor(&self, req: &EdgeRequest<'_>) -> Visitor {
@@ -447,13 +530,29 @@ impl<S: SnapshotStore, C: ClaimStore, V: VisitorStore, T: TelemetrySink> Edge<S,
 
     /// Adds to the visitor's abuse state. A store that does not answer loses the event: it
     /// only sharpens later scores, and the request must not fail for it.
-    async fn remember(&self, site: &SiteSnapshot, visitor: &Visitor, event: VisitorEvent, now_ms: i64) {
+    async fn remember(
+        &self,
+        site: &SiteSnapshot,
+        visitor: &Visitor,
+        event: VisitorEvent,
+        now_ms: i64,
+    ) {
         if let Some(ip_hash) = &visitor.ip_hash {
-            let _ = self.visitors.record(ip_hash, &site.project_id, event, now_ms).await;
+            let _ = self
+                .visitors
+                .record(ip_hash, &site.project_id, event, now_ms)
+                .await;
         }
     }
 
-    async fn emit(&self, req: &EdgeRequest<'_>, site: &SiteSnapshot, visitor: &Visitor, kind: TelemetryKind, details: EventDetails) {
+    async fn emit(
+        &self,
+        req: &EdgeRequest<'_>,
+        site: &SiteSnapshot,
+        visitor: &Visitor,
+        kind: TelemetryKind,
+        details: EventDetails,
+    ) {
         self.telemetry
             .emit(TelemetryEvent {
                 id: random_id(),
@@ -491,7 +590,9 @@ fn route(path: &str) -> Option<(&str, Endpoint)> {
     let (site_key, action) = path.strip_prefix('/')?.split_once('/')?;
     let well_formed = !site_key.is_empty()
         && site_key.len() <= 64
-        && site_key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        && site_key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
     if !well_formed {
         return None;
     }
@@ -502,7 +603,10 @@ fn route(path: &str) -> Option<(&str, Endpoint)> {
     }
 }
 
-fn parse_body<B: serde::de::DeserializeOwned>(body: RequestBody<'_>, limit: usize) -> Result<B, Refusal> {
+fn parse_body<B: serde::de::DeserializeOwned>(
+    body: RequestBody<'_>,
+    limit: usize,
+) -> Result<B, Refusal> {
     match body {
         RequestBody::Read(bytes) if bytes.len() <= limit => {
             serde_json::from_slice(bytes).map_err(|_| Reason::BadRequest.into())
@@ -524,9 +628,21 @@ mod tests {
 
     #[test]
     fn routes_accept_only_well_formed_site_keys_and_known_endpoints() {
-        assert!(matches!(route("/hp_site_a-1/challenge"), Some(("hp_site_a-1", Endpoint::Challenge))));
+        assert!(matches!(
+            route("/hp_site_a-1/challenge"),
+            Some(("hp_site_a-1", Endpoint::Challenge))
+        ));
         assert!(matches!(route("/k/redeem"), Some(("k", Endpoint::Redeem))));
-        for path in ["", "/", "/k", "/k/", "/k/challenge/", "//challenge", "/a.b/redeem", "/k/other"] {
+        for path in [
+            "",
+            "/",
+            "/k",
+            "/k/",
+            "/k/challenge/",
+            "//challenge",
+            "/a.b/redeem",
+            "/k/other",
+        ] {
             assert!(route(path).is_none(), "{path:?}");
         }
         assert!(route(&format!("/{}/challenge", "k".repeat(65))).is_none());

@@ -35,7 +35,11 @@ pub fn seed(master: &MasterSecret, challenge_id: &str) -> [u8; 32] {
 /// the answer expected at its redeem both come from here.
 pub fn scene_for(master: &MasterSecret, challenge: &ChallengeClaims) -> Option<Scene> {
     let scene = Scene::new(seed(master, &challenge.jti), challenge.ins?);
-    Some(if challenge.ins_without_canvas { scene.without_canvas() } else { scene })
+    Some(if challenge.ins_without_canvas {
+        scene.without_canvas()
+    } else {
+        scene
+    })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,7 +110,9 @@ impl Rng {
     }
 
     fn colour(&mut self) -> Colour {
-        Colour { levels: [0; 3].map(|_: u8| self.below(4) as u8) }
+        Colour {
+            levels: [0; 3].map(|_: u8| self.below(4) as u8),
+        }
     }
 }
 
@@ -131,15 +137,34 @@ impl Scene {
                 colour: rng.colour(),
             })
             .collect();
-        let probes = (0..probes).map(|_| Probe { x: rng.below(size), y: rng.below(size), salt: rng.below(1 << 16) }).collect();
-        Scene { seed, level, start, bytes, size, background, rects, probes, canvas: true }
+        let probes = (0..probes)
+            .map(|_| Probe {
+                x: rng.below(size),
+                y: rng.below(size),
+                salt: rng.below(1 << 16),
+            })
+            .collect();
+        Scene {
+            seed,
+            level,
+            start,
+            bytes,
+            size,
+            background,
+            rects,
+            probes,
+            canvas: true,
+        }
     }
 
     /// The same scene for browsers whose workers have no `OffscreenCanvas` (Safari before
     /// 16.4): only the `FileReaderSync` half runs, so it proves less, and the start that
     /// asked for it is scored for that.
     pub fn without_canvas(self) -> Scene {
-        Scene { canvas: false, ..self }
+        Scene {
+            canvas: false,
+            ..self
+        }
     }
 
     /// The answer a browser computes, as the script reports it (8 hex digits).
@@ -167,9 +192,38 @@ impl Scene {
     /// runs in a dedicated worker started from a `blob:` URL, so no `eval` is needed.
     pub fn script(&self) -> String {
         let mut obfuscator = Obfuscator::new(self.seed, self.level);
-        let names = ["FileReaderSync", "readAsArrayBuffer", "Blob", "OffscreenCanvas", "getContext", "2d", "fillStyle", "fillRect", "getImageData", "data", "postMessage"];
-        let [reader, read, blob, canvas, context, two_d, fill_style, fill_rect, image_data, data, post] = names.map(|name| obfuscator.string(name));
-        let bytes = self.bytes.iter().map(|&b| obfuscator.number(u32::from(b))).collect::<Vec<_>>().join(",");
+        let names = [
+            "FileReaderSync",
+            "readAsArrayBuffer",
+            "Blob",
+            "OffscreenCanvas",
+            "getContext",
+            "2d",
+            "fillStyle",
+            "fillRect",
+            "getImageData",
+            "data",
+            "postMessage",
+        ];
+        let [
+            reader,
+            read,
+            blob,
+            canvas,
+            context,
+            two_d,
+            fill_style,
+            fill_rect,
+            image_data,
+            data,
+            post,
+        ] = names.map(|name| obfuscator.string(name));
+        let bytes = self
+            .bytes
+            .iter()
+            .map(|&b| obfuscator.number(u32::from(b)))
+            .collect::<Vec<_>>()
+            .join(",");
         let rects = self
             .rects
             .iter()
@@ -182,19 +236,36 @@ impl Scene {
         let probes = self
             .probes
             .iter()
-            .map(|p| format!("[{},{},{}]", obfuscator.number(p.x), obfuscator.number(p.y), obfuscator.number(p.salt)))
+            .map(|p| {
+                format!(
+                    "[{},{},{}]",
+                    obfuscator.number(p.x),
+                    obfuscator.number(p.y),
+                    obfuscator.number(p.salt)
+                )
+            })
             .collect::<Vec<_>>()
             .join(",");
-        let (size, start, fold) = (obfuscator.number(self.size), obfuscator.number(self.start), obfuscator.number(FOLD));
+        let (size, start, fold) = (
+            obfuscator.number(self.size),
+            obfuscator.number(self.start),
+            obfuscator.number(FOLD),
+        );
         let background = obfuscator.string(&self.background.css());
         let mut steps = vec![
             format!("a={start}>>>0;m={fold}|0;"),
-            format!("d=new Uint8Array(new self[{reader}]()[{read}](new self[{blob}]([new Uint8Array([{bytes}])])));"),
+            format!(
+                "d=new Uint8Array(new self[{reader}]()[{read}](new self[{blob}]([new Uint8Array([{bytes}])])));"
+            ),
             "for(const b of d)a=Math.imul(a^b,m)>>>0;".to_owned(),
         ];
         let canvas_steps = [
-            format!("c=new self[{canvas}]({size},{size})[{context}]({two_d});c[{fill_style}]={background};c[{fill_rect}](0,0,{size},{size});"),
-            format!("for(const r of [{rects}]){{c[{fill_style}]=r[4];c[{fill_rect}](r[0],r[1],r[2],r[3]);}}"),
+            format!(
+                "c=new self[{canvas}]({size},{size})[{context}]({two_d});c[{fill_style}]={background};c[{fill_rect}](0,0,{size},{size});"
+            ),
+            format!(
+                "for(const r of [{rects}]){{c[{fill_style}]=r[4];c[{fill_rect}](r[0],r[1],r[2],r[3]);}}"
+            ),
             format!(
                 "for(const p of [{probes}]){{const v=c[{image_data}](p[0],p[1],1,1)[{data}];\
                  a=Math.imul(a^(((Math.round(v[0]/85)<<4)|(Math.round(v[1]/85)<<2)|Math.round(v[2]/85))+p[2]),m)>>>0;}}"
@@ -224,7 +295,12 @@ impl Obfuscator {
     fn new(seed: [u8; 32], level: Obfuscation) -> Self {
         let mut rng = Rng(u64::from_le_bytes(seed[8..16].try_into().expect("8 bytes")));
         let key = 1 + rng.below(250);
-        Self { level, rng, key, strings: Vec::new() }
+        Self {
+            level,
+            rng,
+            key,
+            strings: Vec::new(),
+        }
     }
 
     /// A string expression: a literal (lighter) or an entry of the encoded table.
@@ -232,10 +308,14 @@ impl Obfuscator {
         if self.level == Obfuscation::Lighter {
             return format!("{text:?}");
         }
-        let index = self.strings.iter().position(|known| known == text).unwrap_or_else(|| {
-            self.strings.push(text.to_owned());
-            self.strings.len() - 1
-        });
+        let index = self
+            .strings
+            .iter()
+            .position(|known| known == text)
+            .unwrap_or_else(|| {
+                self.strings.push(text.to_owned());
+                self.strings.len() - 1
+            });
         format!("t[{}]", self.number(index as u32))
     }
 
@@ -255,10 +335,21 @@ impl Obfuscator {
         }
         let mut encoded = String::new();
         for (i, text) in self.strings.iter().enumerate() {
-            let codes: Vec<String> = text.chars().map(|c| (u32::from(c) ^ self.key).to_string()).collect();
-            let _ = write!(encoded, "{}[{}]", if i == 0 { "" } else { "," }, codes.join(","));
+            let codes: Vec<String> = text
+                .chars()
+                .map(|c| (u32::from(c) ^ self.key).to_string())
+                .collect();
+            let _ = write!(
+                encoded,
+                "{}[{}]",
+                if i == 0 { "" } else { "," },
+                codes.join(",")
+            );
         }
-        format!("const t=[{encoded}].map(s=>String.fromCharCode(...s.map(n=>n^{})));", self.key)
+        format!(
+            "const t=[{encoded}].map(s=>String.fromCharCode(...s.map(n=>n^{})));",
+            self.key
+        )
     }
 
     /// The steps in order (lighter, default), or flattened into a dispatcher over seeded
@@ -285,12 +376,21 @@ impl Obfuscator {
                 format!("case {}:{step}if(((a&65535)*((a&65535)+1))%2===1){{s={};break;}}s={next};break;", real[i], decoys[i])
             })
             .collect();
-        cases.extend(decoys.iter().map(|&decoy| format!("case {decoy}:a=Math.imul(a,{})>>>0;s={end};break;", self.rng.below(1 << 30) | 1)));
+        cases.extend(decoys.iter().map(|&decoy| {
+            format!(
+                "case {decoy}:a=Math.imul(a,{})>>>0;s={end};break;",
+                self.rng.below(1 << 30) | 1
+            )
+        }));
         // Shuffle the cases so their order says nothing about the flow.
         for i in (1..cases.len()).rev() {
             cases.swap(i, self.rng.below(i as u32 + 1) as usize);
         }
-        format!("for(let s={};s!=={end};)switch(s){{{}}}", real[0], cases.concat())
+        format!(
+            "for(let s={};s!=={end};)switch(s){{{}}}",
+            real[0],
+            cases.concat()
+        )
     }
 }
 
@@ -313,13 +413,44 @@ mod tests {
             size: 10,
             background: colour(0, 0, 0),
             rects: vec![
-                Rect { x: 0, y: 0, width: 5, height: 5, colour: colour(3, 0, 0) },
-                Rect { x: 2, y: 2, width: 5, height: 5, colour: colour(0, 3, 1) },
+                Rect {
+                    x: 0,
+                    y: 0,
+                    width: 5,
+                    height: 5,
+                    colour: colour(3, 0, 0),
+                },
+                Rect {
+                    x: 2,
+                    y: 2,
+                    width: 5,
+                    height: 5,
+                    colour: colour(0, 3, 1),
+                },
             ],
-            probes: vec![Probe { x: 1, y: 1, salt: 0 }, Probe { x: 3, y: 3, salt: 5 }, Probe { x: 9, y: 9, salt: 9 }],
+            probes: vec![
+                Probe {
+                    x: 1,
+                    y: 1,
+                    salt: 0,
+                },
+                Probe {
+                    x: 3,
+                    y: 3,
+                    salt: 5,
+                },
+                Probe {
+                    x: 9,
+                    y: 9,
+                    salt: 9,
+                },
+            ],
             canvas: true,
         };
-        assert_eq!([(1, 1), (3, 3), (9, 9)].map(|(x, y)| scene.colour_at(x, y).code()), [48, 13, 0]);
+        assert_eq!(
+            [(1, 1), (3, 3), (9, 9)].map(|(x, y)| scene.colour_at(x, y).code()),
+            [48, 13, 0]
+        );
         let mut acc = (1u32 ^ 7).wrapping_mul(FOLD);
         for value in [48, 13 + 5, 9] {
             acc = (acc ^ value).wrapping_mul(FOLD);
@@ -339,7 +470,10 @@ mod tests {
         assert_eq!(partial.answer(), format!("{acc:08x}"));
         assert_ne!(partial.answer(), full.answer());
         let script = partial.script();
-        assert!(script.contains("FileReaderSync") && !script.contains("OffscreenCanvas"), "{script}");
+        assert!(
+            script.contains("FileReaderSync") && !script.contains("OffscreenCanvas"),
+            "{script}"
+        );
     }
 
     #[test]
@@ -354,29 +488,51 @@ mod tests {
         let full = Scene::new(seed(&master, "challenge-e"), Obfuscation::Default);
         assert_eq!(scene_for(&master, &claims).unwrap().answer(), full.answer());
         claims.ins_without_canvas = true;
-        assert_eq!(scene_for(&master, &claims).unwrap().answer(), full.without_canvas().answer());
+        assert_eq!(
+            scene_for(&master, &claims).unwrap().answer(),
+            full.without_canvas().answer()
+        );
     }
 
     #[test]
     fn scenes_are_per_challenge_and_reproducible() {
-        let (a, b) = (seed(&master(), "challenge-a"), seed(&master(), "challenge-b"));
-        assert_eq!(Scene::new(a, Obfuscation::Default).answer(), Scene::new(a, Obfuscation::Default).answer());
-        assert_ne!(Scene::new(a, Obfuscation::Default).answer(), Scene::new(b, Obfuscation::Default).answer());
-        assert_eq!(Scene::new(a, Obfuscation::Stronger).script(), Scene::new(a, Obfuscation::Stronger).script());
+        let (a, b) = (
+            seed(&master(), "challenge-a"),
+            seed(&master(), "challenge-b"),
+        );
+        assert_eq!(
+            Scene::new(a, Obfuscation::Default).answer(),
+            Scene::new(a, Obfuscation::Default).answer()
+        );
+        assert_ne!(
+            Scene::new(a, Obfuscation::Default).answer(),
+            Scene::new(b, Obfuscation::Default).answer()
+        );
+        assert_eq!(
+            Scene::new(a, Obfuscation::Stronger).script(),
+            Scene::new(a, Obfuscation::Stronger).script()
+        );
     }
 
     #[test]
     fn heavier_levels_hide_more() {
         let seed = seed(&master(), "challenge-c");
-        let [lighter, default, stronger] = Obfuscation::ALL.map(|level| Scene::new(seed, level).script());
+        let [lighter, default, stronger] =
+            Obfuscation::ALL.map(|level| Scene::new(seed, level).script());
         assert!(lighter.contains("OffscreenCanvas") && lighter.contains("FileReaderSync"));
         for hidden in [&default, &stronger] {
-            assert!(!hidden.contains("OffscreenCanvas") && !hidden.contains("getImageData"), "{hidden}");
+            assert!(
+                !hidden.contains("OffscreenCanvas") && !hidden.contains("getImageData"),
+                "{hidden}"
+            );
         }
         assert!(!default.contains("switch(s)") && stronger.contains("switch(s)"));
         assert!(lighter.len() < default.len() && default.len() < stronger.len());
         for script in [lighter, default, stronger] {
-            assert!(!script.contains("eval") && !script.contains("Function("), "no eval-style construct");
+            assert!(
+                !script.contains("eval") && !script.contains("Function("),
+                "no eval-style construct"
+            );
         }
     }
 }

@@ -20,8 +20,14 @@ pub struct MemorySnapshots {
 impl MemorySnapshots {
     /// Replaces every entry with `sites`, as a full republish does.
     pub fn replace_all(&self, sites: impl IntoIterator<Item = SiteSnapshot>) {
-        let sites = sites.into_iter().map(|site| (site.site_key.clone(), site)).collect();
-        *self.sites.write().unwrap_or_else(|poison| poison.into_inner()) = sites;
+        let sites = sites
+            .into_iter()
+            .map(|site| (site.site_key.clone(), site))
+            .collect();
+        *self
+            .sites
+            .write()
+            .unwrap_or_else(|poison| poison.into_inner()) = sites;
     }
 
     /// Inserts or replaces one entry.
@@ -34,13 +40,21 @@ impl MemorySnapshots {
 
     /// Removes one entry, as deleting a project does.
     pub fn remove(&self, site_key: &str) {
-        self.sites.write().unwrap_or_else(|poison| poison.into_inner()).remove(site_key);
+        self.sites
+            .write()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .remove(site_key);
     }
 }
 
 impl SnapshotStore for MemorySnapshots {
     async fn site(&self, site_key: &str) -> Result<Option<SiteSnapshot>, StoreError> {
-        Ok(self.sites.read().unwrap_or_else(|poison| poison.into_inner()).get(site_key).cloned())
+        Ok(self
+            .sites
+            .read()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .get(site_key)
+            .cloned())
     }
 }
 
@@ -56,11 +70,17 @@ const SWEEP_THRESHOLD: usize = 10_000;
 
 impl ClaimStore for MemoryClaims {
     async fn claim(&self, id: &str, now_ms: i64, expires_at_ms: i64) -> Result<bool, StoreError> {
-        let mut claims = self.claims.lock().unwrap_or_else(|poison| poison.into_inner());
+        let mut claims = self
+            .claims
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
         if claims.len() >= SWEEP_THRESHOLD {
             claims.retain(|_, kept_until| *kept_until > now_ms);
         }
-        if claims.get(id).is_some_and(|kept_until| *kept_until > now_ms) {
+        if claims
+            .get(id)
+            .is_some_and(|kept_until| *kept_until > now_ms)
+        {
             return Ok(false);
         }
         let kept_until = now_ms.saturating_add(claim_retention_ms(now_ms, expires_at_ms));
@@ -77,8 +97,16 @@ pub struct MemoryVisitors {
 }
 
 impl MemoryVisitors {
-    fn with_state<R>(&self, visitor: &str, now_ms: i64, change: impl FnOnce(&mut VisitorState) -> R) -> R {
-        let mut states = self.states.lock().unwrap_or_else(|poison| poison.into_inner());
+    fn with_state<R>(
+        &self,
+        visitor: &str,
+        now_ms: i64,
+        change: impl FnOnce(&mut VisitorState) -> R,
+    ) -> R {
+        let mut states = self
+            .states
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
         if states.len() >= SWEEP_THRESHOLD {
             states.retain(|_, state| state.expires_at().is_some_and(|expiry| expiry > now_ms));
         }
@@ -87,12 +115,25 @@ impl MemoryVisitors {
 }
 
 impl VisitorStore for MemoryVisitors {
-    async fn start(&self, visitor: &str, project: &str, now_ms: i64) -> Result<VisitorHistory, StoreError> {
+    async fn start(
+        &self,
+        visitor: &str,
+        project: &str,
+        now_ms: i64,
+    ) -> Result<VisitorHistory, StoreError> {
         Ok(self.with_state(visitor, now_ms, |state| state.start(project, now_ms)))
     }
 
-    async fn record(&self, visitor: &str, project: &str, event: VisitorEvent, now_ms: i64) -> Result<(), StoreError> {
-        self.with_state(visitor, now_ms, |state| state.record(project, event, now_ms));
+    async fn record(
+        &self,
+        visitor: &str,
+        project: &str,
+        event: VisitorEvent,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        self.with_state(visitor, now_ms, |state| {
+            state.record(project, event, now_ms)
+        });
         Ok(())
     }
 }

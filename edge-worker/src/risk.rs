@@ -34,10 +34,35 @@ const MAX_PATH_LEN: usize = 1024;
 
 /// Lower-case fragments of user agents sent by scripts, HTTP libraries and automation tools.
 const AUTOMATED_USER_AGENTS: &[&str] = &[
-    "curl/", "wget/", "python-requests", "python-urllib", "python-httpx", "aiohttp", "go-http-client",
-    "java/", "okhttp", "apache-httpclient", "libwww-perl", "node-fetch", "axios/", "undici", "got (",
-    "headlesschrome", "phantomjs", "selenium", "webdriver", "puppeteer", "playwright", "scrapy",
-    "httpie", "powershell", "postmanruntime", "insomnia", "bot/", "spider", "crawler",
+    "curl/",
+    "wget/",
+    "python-requests",
+    "python-urllib",
+    "python-httpx",
+    "aiohttp",
+    "go-http-client",
+    "java/",
+    "okhttp",
+    "apache-httpclient",
+    "libwww-perl",
+    "node-fetch",
+    "axios/",
+    "undici",
+    "got (",
+    "headlesschrome",
+    "phantomjs",
+    "selenium",
+    "webdriver",
+    "puppeteer",
+    "playwright",
+    "scrapy",
+    "httpie",
+    "powershell",
+    "postmanruntime",
+    "insomnia",
+    "bot/",
+    "spider",
+    "crawler",
 ];
 
 /// The bundled disposable-mail domains (`edge-worker/data/disposable-email-domains.txt`).
@@ -92,7 +117,12 @@ pub struct StartEvidence<'a> {
 /// Scores `evidence` and decides under `preset` and `mode`.
 pub fn assess(evidence: &StartEvidence<'_>, preset: Preset, mode: RiskMode) -> RiskAssessment {
     let mut factors = Vec::new();
-    let mut add = |reason: RiskReason| factors.push(RiskFactor { reason, points: points(reason) });
+    let mut add = |reason: RiskReason| {
+        factors.push(RiskFactor {
+            reason,
+            points: points(reason),
+        })
+    };
     let body = evidence.body;
     let load_triggered = body.widget.as_ref().and_then(|w| w.trigger.as_deref()) == Some("load");
     let signals = body.scored_signals();
@@ -106,7 +136,11 @@ pub fn assess(evidence: &StartEvidence<'_>, preset: Preset, mode: RiskMode) -> R
     if signals.is_some_and(|signals| signals.visibility == "hidden") {
         add(RiskReason::BackgroundOrHiddenPage);
     }
-    if body.widget.as_ref().is_some_and(WidgetContext::lacks_offscreen_canvas) {
+    if body
+        .widget
+        .as_ref()
+        .is_some_and(WidgetContext::lacks_offscreen_canvas)
+    {
         add(RiskReason::PartialEnvironmentCheck);
     }
     score_headers(&evidence.headers, &mut add);
@@ -142,7 +176,9 @@ pub fn points(reason: RiskReason) -> Score {
         | RiskReason::DisposableEmail
         | RiskReason::RepeatFailures
         | RiskReason::RepeatHighRiskPattern => 20,
-        RiskReason::BackgroundOrHiddenPage | RiskReason::MalformedFormContext | RiskReason::CrossSiteFailures => 15,
+        RiskReason::BackgroundOrHiddenPage
+        | RiskReason::MalformedFormContext
+        | RiskReason::CrossSiteFailures => 15,
         RiskReason::FastStart
         | RiskReason::NoFormInteraction
         | RiskReason::MissingAcceptLanguage
@@ -160,7 +196,10 @@ fn score_signals(signals: &Signals, form: Option<&FormContext>, add: &mut impl F
     let idle = signals.interactions == 0 && signals.pointer_moves == 0;
     if idle {
         add(RiskReason::NoObservedInteraction);
-    } else if form.is_some_and(|form| form.method.is_some()) && signals.focus_count == 0 && signals.key_count == 0 {
+    } else if form.is_some_and(|form| form.method.is_some())
+        && signals.focus_count == 0
+        && signals.key_count == 0
+    {
         // Some pointer activity, but nobody focused or typed into the form it protects.
         add(RiskReason::NoFormInteraction);
     }
@@ -173,7 +212,10 @@ fn score_headers(headers: &ClientHeaders<'_>, add: &mut impl FnMut(RiskReason)) 
         _ => add(RiskReason::MissingUserAgent),
     }
     // `*` (what HTTP libraries such as Node's fetch send) names no language either.
-    if headers.accept_language.is_none_or(|value| matches!(value.trim(), "" | "*")) {
+    if headers
+        .accept_language
+        .is_none_or(|value| matches!(value.trim(), "" | "*"))
+    {
         add(RiskReason::MissingAcceptLanguage);
     }
     // A page's `fetch()` to the edge is a CORS request for no document; browsers say so in
@@ -188,12 +230,16 @@ fn score_headers(headers: &ClientHeaders<'_>, add: &mut impl FnMut(RiskReason)) 
 
 fn is_automated_user_agent(agent: &str) -> bool {
     let agent = agent.to_ascii_lowercase();
-    AUTOMATED_USER_AGENTS.iter().any(|fragment| agent.contains(fragment))
+    AUTOMATED_USER_AGENTS
+        .iter()
+        .any(|fragment| agent.contains(fragment))
 }
 
 /// Whether the address's domain, or a parent of it, is on the disposable list.
 pub fn is_disposable_email(email: &str) -> bool {
-    let Some((_, domain)) = email.trim().rsplit_once('@') else { return false };
+    let Some((_, domain)) = email.trim().rsplit_once('@') else {
+        return false;
+    };
     let domain = domain.trim_end_matches('.').to_ascii_lowercase();
     let mut candidate = domain.as_str();
     loop {
@@ -209,11 +255,16 @@ pub fn is_disposable_email(email: &str) -> bool {
 
 fn is_plain_form_context(form: &FormContext) -> bool {
     let plain_path = |path: &str| {
-        path.starts_with('/') && path.len() <= MAX_PATH_LEN && !path.chars().any(|c| c.is_control() || c.is_whitespace())
+        path.starts_with('/')
+            && path.len() <= MAX_PATH_LEN
+            && !path.chars().any(|c| c.is_control() || c.is_whitespace())
     };
     form.page_path.as_deref().is_none_or(plain_path)
         && form.action_path.as_deref().is_none_or(plain_path)
-        && form.method.as_deref().is_none_or(|method| matches!(method, "get" | "post" | "dialog"))
+        && form
+            .method
+            .as_deref()
+            .is_none_or(|method| matches!(method, "get" | "post" | "dialog"))
 }
 
 /// The challenge for a start: the preset's difficulty, and its sub-challenge count scaled
@@ -226,7 +277,9 @@ pub fn scaled_params(preset: Preset, assessment: &RiskAssessment) -> ChallengePa
     let score = u64::from(assessment.score.tenths()).min(threshold);
     // count = base × (0.5 + 1.5 × score / threshold), in integers.
     let scaled = u64::from(base.c) * (threshold + 3 * score) / (2 * threshold);
-    let count = u32::try_from(scaled).unwrap_or(u32::MAX).clamp(*COUNT_RANGE.start(), *COUNT_RANGE.end());
+    let count = u32::try_from(scaled)
+        .unwrap_or(u32::MAX)
+        .clamp(*COUNT_RANGE.start(), *COUNT_RANGE.end());
     ChallengeParams { c: count, ..base }
 }
 
@@ -255,7 +308,10 @@ mod tests {
 
     fn person() -> ChallengeRequest {
         ChallengeRequest {
-            widget: Some(WidgetContext { trigger: Some("click".into()), ..Default::default() }),
+            widget: Some(WidgetContext {
+                trigger: Some("click".into()),
+                ..Default::default()
+            }),
             signals: Some(Signals {
                 elapsed_ms: 9_000,
                 focus_count: 3,
@@ -277,23 +333,43 @@ mod tests {
         }
     }
 
-    fn reasons_of(body: &ChallengeRequest, headers: ClientHeaders<'_>, history: Option<VisitorHistory>) -> Vec<RiskReason> {
-        let evidence = StartEvidence { body, headers, history };
-        assess(&evidence, Preset::Balanced, RiskMode::Enforce).reasons().collect()
+    fn reasons_of(
+        body: &ChallengeRequest,
+        headers: ClientHeaders<'_>,
+        history: Option<VisitorHistory>,
+    ) -> Vec<RiskReason> {
+        let evidence = StartEvidence {
+            body,
+            headers,
+            history,
+        };
+        assess(&evidence, Preset::Balanced, RiskMode::Enforce)
+            .reasons()
+            .collect()
     }
 
     /// The reasons a change to a clean start adds, alone.
-    fn reasons_after(change: impl FnOnce(&mut ChallengeRequest, &mut ClientHeaders<'static>, &mut VisitorHistory)) -> Vec<RiskReason> {
-        let (mut body, mut headers, mut history) = (person(), browser_headers(), VisitorHistory::default());
+    fn reasons_after(
+        change: impl FnOnce(&mut ChallengeRequest, &mut ClientHeaders<'static>, &mut VisitorHistory),
+    ) -> Vec<RiskReason> {
+        let (mut body, mut headers, mut history) =
+            (person(), browser_headers(), VisitorHistory::default());
         change(&mut body, &mut headers, &mut history);
         reasons_of(&body, headers, Some(history))
     }
 
     #[test]
     fn a_person_in_a_browser_scores_zero_and_is_allowed() {
-        let evidence = StartEvidence { body: &person(), headers: browser_headers(), history: Some(VisitorHistory::default()) };
+        let evidence = StartEvidence {
+            body: &person(),
+            headers: browser_headers(),
+            history: Some(VisitorHistory::default()),
+        };
         let assessment = assess(&evidence, Preset::Strict, RiskMode::Enforce);
-        assert_eq!((assessment.score, assessment.decision), (Score::default(), Decision::Allow));
+        assert_eq!(
+            (assessment.score, assessment.decision),
+            (Score::default(), Decision::Allow)
+        );
     }
 
     #[test]
@@ -302,12 +378,24 @@ mod tests {
             body.signals.as_mut().unwrap()
         }
         let cases: Vec<(Vec<RiskReason>, Vec<RiskReason>)> = vec![
-            (reasons_after(|b, _, _| signals(b).elapsed_ms = 400), vec![RiskReason::VeryFastStart]),
-            (reasons_after(|b, _, _| signals(b).elapsed_ms = 2_000), vec![RiskReason::FastStart]),
+            (
+                reasons_after(|b, _, _| signals(b).elapsed_ms = 400),
+                vec![RiskReason::VeryFastStart],
+            ),
+            (
+                reasons_after(|b, _, _| signals(b).elapsed_ms = 2_000),
+                vec![RiskReason::FastStart],
+            ),
             (
                 reasons_after(|b, _, _| {
                     let s = signals(b);
-                    (s.interactions, s.pointer_moves, s.focus_count, s.key_count, s.pointer_downs) = (0, 0, 0, 0, 0);
+                    (
+                        s.interactions,
+                        s.pointer_moves,
+                        s.focus_count,
+                        s.key_count,
+                        s.pointer_downs,
+                    ) = (0, 0, 0, 0, 0);
                 }),
                 vec![RiskReason::NoObservedInteraction],
             ),
@@ -318,39 +406,95 @@ mod tests {
                 }),
                 vec![RiskReason::NoFormInteraction],
             ),
-            (reasons_after(|b, _, _| signals(b).visibility = "hidden".into()), vec![RiskReason::BackgroundOrHiddenPage]),
-            (reasons_after(|b, _, _| b.signals = None), vec![RiskReason::NoSignals]),
-            (reasons_after(|b, _, _| b.widget = None), vec![RiskReason::NoSignals]),
-            (reasons_after(|_, h, _| h.user_agent = Some("curl/8.5.0")), vec![RiskReason::AutomatedUserAgent]),
             (
-                reasons_after(|_, h, _| h.user_agent = Some("Mozilla/5.0 (X11; Linux x86_64) HeadlessChrome/156.0.0.0")),
+                reasons_after(|b, _, _| signals(b).visibility = "hidden".into()),
+                vec![RiskReason::BackgroundOrHiddenPage],
+            ),
+            (
+                reasons_after(|b, _, _| b.signals = None),
+                vec![RiskReason::NoSignals],
+            ),
+            (
+                reasons_after(|b, _, _| b.widget = None),
+                vec![RiskReason::NoSignals],
+            ),
+            (
+                reasons_after(|_, h, _| h.user_agent = Some("curl/8.5.0")),
                 vec![RiskReason::AutomatedUserAgent],
             ),
-            (reasons_after(|_, h, _| h.user_agent = None), vec![RiskReason::MissingUserAgent]),
-            (reasons_after(|_, h, _| h.user_agent = Some("Mozilla/5.0")), vec![RiskReason::MissingUserAgent]),
-            (reasons_after(|_, h, _| h.accept_language = None), vec![RiskReason::MissingAcceptLanguage]),
-            (reasons_after(|_, h, _| h.accept_language = Some("*")), vec![RiskReason::MissingAcceptLanguage]),
-            (reasons_after(|_, h, _| h.sec_fetch_mode = None), vec![RiskReason::UnusualFetchContext]),
-            (reasons_after(|_, h, _| h.sec_fetch_site = Some("none")), vec![RiskReason::UnusualFetchContext]),
-            (reasons_after(|_, h, _| h.sec_fetch_dest = Some("document")), vec![RiskReason::UnusualFetchContext]),
             (
-                reasons_after(|b, _, _| b.form.as_mut().unwrap().email = Some("x@Sub.Mailinator.com".into())),
+                reasons_after(|_, h, _| {
+                    h.user_agent = Some("Mozilla/5.0 (X11; Linux x86_64) HeadlessChrome/156.0.0.0")
+                }),
+                vec![RiskReason::AutomatedUserAgent],
+            ),
+            (
+                reasons_after(|_, h, _| h.user_agent = None),
+                vec![RiskReason::MissingUserAgent],
+            ),
+            (
+                reasons_after(|_, h, _| h.user_agent = Some("Mozilla/5.0")),
+                vec![RiskReason::MissingUserAgent],
+            ),
+            (
+                reasons_after(|_, h, _| h.accept_language = None),
+                vec![RiskReason::MissingAcceptLanguage],
+            ),
+            (
+                reasons_after(|_, h, _| h.accept_language = Some("*")),
+                vec![RiskReason::MissingAcceptLanguage],
+            ),
+            (
+                reasons_after(|_, h, _| h.sec_fetch_mode = None),
+                vec![RiskReason::UnusualFetchContext],
+            ),
+            (
+                reasons_after(|_, h, _| h.sec_fetch_site = Some("none")),
+                vec![RiskReason::UnusualFetchContext],
+            ),
+            (
+                reasons_after(|_, h, _| h.sec_fetch_dest = Some("document")),
+                vec![RiskReason::UnusualFetchContext],
+            ),
+            (
+                reasons_after(|b, _, _| {
+                    b.form.as_mut().unwrap().email = Some("x@Sub.Mailinator.com".into())
+                }),
                 vec![RiskReason::DisposableEmail],
             ),
             (
-                reasons_after(|b, _, _| b.form.as_mut().unwrap().action_path = Some("https://evil.example/x".into())),
+                reasons_after(|b, _, _| {
+                    b.form.as_mut().unwrap().action_path = Some("https://evil.example/x".into())
+                }),
                 vec![RiskReason::MalformedFormContext],
             ),
-            (reasons_after(|_, _, h| h.recent_failures = 2), vec![RiskReason::RepeatFailures]),
-            (reasons_after(|_, _, h| h.recent_high_risk = 2), vec![RiskReason::RepeatHighRiskPattern]),
-            (reasons_after(|_, _, h| h.failures_elsewhere = 3), vec![RiskReason::CrossSiteFailures]),
+            (
+                reasons_after(|_, _, h| h.recent_failures = 2),
+                vec![RiskReason::RepeatFailures],
+            ),
+            (
+                reasons_after(|_, _, h| h.recent_high_risk = 2),
+                vec![RiskReason::RepeatHighRiskPattern],
+            ),
+            (
+                reasons_after(|_, _, h| h.failures_elsewhere = 3),
+                vec![RiskReason::CrossSiteFailures],
+            ),
             (
                 reasons_after(|b, _, _| b.widget.as_mut().unwrap().offscreen_canvas = Some(false)),
                 vec![RiskReason::PartialEnvironmentCheck],
             ),
-            (reasons_after(|b, _, _| b.widget.as_mut().unwrap().offscreen_canvas = Some(true)), vec![]),
+            (
+                reasons_after(|b, _, _| b.widget.as_mut().unwrap().offscreen_canvas = Some(true)),
+                vec![],
+            ),
             // Below their thresholds, history and timing add nothing.
-            (reasons_after(|_, _, h| (h.recent_failures, h.recent_high_risk, h.failures_elsewhere) = (1, 1, 2)), vec![]),
+            (
+                reasons_after(|_, _, h| {
+                    (h.recent_failures, h.recent_high_risk, h.failures_elsewhere) = (1, 1, 2)
+                }),
+                vec![],
+            ),
         ];
         for (got, want) in cases {
             assert_eq!(got, want);
@@ -366,17 +510,39 @@ mod tests {
 
     #[test]
     fn a_script_scores_high_and_is_blocked_only_in_enforce_mode() {
-        let script = ClientHeaders { user_agent: Some("python-requests/2.32"), ..Default::default() };
+        let script = ClientHeaders {
+            user_agent: Some("python-requests/2.32"),
+            ..Default::default()
+        };
         let body = ChallengeRequest::default();
-        let evidence = StartEvidence { body: &body, headers: script, history: None };
+        let evidence = StartEvidence {
+            body: &body,
+            headers: script,
+            history: None,
+        };
         let enforced = assess(&evidence, Preset::Balanced, RiskMode::Enforce);
         assert_eq!(
             enforced.reasons().collect::<Vec<_>>(),
-            [RiskReason::NoSignals, RiskReason::AutomatedUserAgent, RiskReason::MissingAcceptLanguage, RiskReason::UnusualFetchContext]
+            [
+                RiskReason::NoSignals,
+                RiskReason::AutomatedUserAgent,
+                RiskReason::MissingAcceptLanguage,
+                RiskReason::UnusualFetchContext
+            ]
         );
-        assert_eq!((enforced.score.to_string(), enforced.decision, enforced.blocks()), ("9.0".into(), Decision::Block, true));
+        assert_eq!(
+            (
+                enforced.score.to_string(),
+                enforced.decision,
+                enforced.blocks()
+            ),
+            ("9.0".into(), Decision::Block, true)
+        );
         let observed = assess(&evidence, Preset::Balanced, RiskMode::Observe);
-        assert_eq!((observed.decision, observed.blocks()), (Decision::Block, false));
+        assert_eq!(
+            (observed.decision, observed.blocks()),
+            (Decision::Block, false)
+        );
     }
 
     #[test]
@@ -387,12 +553,23 @@ mod tests {
         made_up.widget = None;
         let mut careless = made_up.clone();
         let signals = careless.signals.as_mut().unwrap();
-        (signals.elapsed_ms, signals.interactions, signals.pointer_moves) = (10, 0, 0);
+        (
+            signals.elapsed_ms,
+            signals.interactions,
+            signals.pointer_moves,
+        ) = (10, 0, 0);
         signals.visibility = "hidden".into();
         for body in [&made_up, &careless] {
-            assert_eq!(reasons_of(body, browser_headers(), None), [RiskReason::NoSignals]);
+            assert_eq!(
+                reasons_of(body, browser_headers(), None),
+                [RiskReason::NoSignals]
+            );
         }
-        let evidence = StartEvidence { body: &made_up, headers: browser_headers(), history: None };
+        let evidence = StartEvidence {
+            body: &made_up,
+            headers: browser_headers(),
+            history: None,
+        };
         let assessment = assess(&evidence, Preset::Balanced, RiskMode::Enforce);
         let decided = (assessment.score.to_string(), assessment.decision);
         assert_eq!(decided, ("3.0".into(), Decision::Challenge));
@@ -403,24 +580,49 @@ mod tests {
         let mut body = person();
         body.widget.as_mut().unwrap().trigger = Some("load".into());
         let signals = body.signals.as_mut().unwrap();
-        (signals.elapsed_ms, signals.interactions, signals.pointer_moves, signals.focus_count, signals.key_count) = (50, 0, 0, 0, 0);
+        (
+            signals.elapsed_ms,
+            signals.interactions,
+            signals.pointer_moves,
+            signals.focus_count,
+            signals.key_count,
+        ) = (50, 0, 0, 0, 0);
         assert_eq!(reasons_of(&body, browser_headers(), None), []);
     }
 
     #[test]
     fn work_scales_with_the_score_within_the_presets_bounds() {
         let count = |preset: Preset, tenths: u8| {
-            let factors = vec![RiskFactor { reason: RiskReason::FastStart, points: Score::from_tenths(tenths) }];
-            scaled_params(preset, &RiskAssessment::new(factors, preset, RiskMode::Observe))
+            let factors = vec![RiskFactor {
+                reason: RiskReason::FastStart,
+                points: Score::from_tenths(tenths),
+            }];
+            scaled_params(
+                preset,
+                &RiskAssessment::new(factors, preset, RiskMode::Observe),
+            )
         };
         let base = Preset::Balanced.params();
-        assert_eq!(count(Preset::Balanced, 0), ChallengeParams { c: 40, ..base });
+        assert_eq!(
+            count(Preset::Balanced, 0),
+            ChallengeParams { c: 40, ..base }
+        );
         assert_eq!(count(Preset::Balanced, 30).c, 100);
         assert_eq!(count(Preset::Balanced, 60).c, 160);
-        assert_eq!(count(Preset::Balanced, 100).c, 160, "capped at twice the preset's work");
-        let big = Preset::Custom(Protection { challenge_count: 400, ..Protection::BALANCED });
+        assert_eq!(
+            count(Preset::Balanced, 100).c,
+            160,
+            "capped at twice the preset's work"
+        );
+        let big = Preset::Custom(Protection {
+            challenge_count: 400,
+            ..Protection::BALANCED
+        });
         assert_eq!(count(big, 100).c, 500, "and within the protocol's range");
-        let tiny = Preset::Custom(Protection { challenge_count: 1, ..Protection::BALANCED });
+        let tiny = Preset::Custom(Protection {
+            challenge_count: 1,
+            ..Protection::BALANCED
+        });
         assert_eq!(count(tiny, 0).c, 1);
     }
 

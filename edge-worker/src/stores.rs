@@ -47,16 +47,30 @@ pub trait ClaimStore {
 /// kept: until [`CLAIM_RETENTION_AFTER_EXPIRY_MS`] past the expiry, and at least 1 ms (an
 /// alarm is set in the future). Saturating, so no pair of times overflows.
 pub fn claim_retention_ms(now_ms: i64, expires_at_ms: i64) -> i64 {
-    expires_at_ms.saturating_add(CLAIM_RETENTION_AFTER_EXPIRY_MS).saturating_sub(now_ms).max(1)
+    expires_at_ms
+        .saturating_add(CLAIM_RETENTION_AFTER_EXPIRY_MS)
+        .saturating_sub(now_ms)
+        .max(1)
 }
 
 /// Strongly consistent, expiring abuse state per visitor (the salted hash of its network): the
 /// rules are [`crate::visitor::VisitorState`]'s, the store only keeps one state per visitor.
 pub trait VisitorStore {
     /// Counts a challenge start on `project` and returns the visitor's history.
-    async fn start(&self, visitor: &str, project: &str, now_ms: i64) -> Result<VisitorHistory, StoreError>;
+    async fn start(
+        &self,
+        visitor: &str,
+        project: &str,
+        now_ms: i64,
+    ) -> Result<VisitorHistory, StoreError>;
     /// Remembers a failed redeem or a high-risk start.
-    async fn record(&self, visitor: &str, project: &str, event: VisitorEvent, now_ms: i64) -> Result<(), StoreError>;
+    async fn record(
+        &self,
+        visitor: &str,
+        project: &str,
+        event: VisitorEvent,
+        now_ms: i64,
+    ) -> Result<(), StoreError>;
 }
 
 /// Where telemetry goes. Delivery is the sink's business: the request never waits on the
@@ -76,7 +90,10 @@ mod tests {
     fn claims_outlive_their_challenge_by_an_hour_whichever_clock_claims() {
         let expires_at = 1_773_576_000_000;
         // Claimed as soon as it was issued, with ten minutes to go.
-        assert_eq!(claim_retention_ms(expires_at - 10 * MINUTE_MS, expires_at), 70 * MINUTE_MS);
+        assert_eq!(
+            claim_retention_ms(expires_at - 10 * MINUTE_MS, expires_at),
+            70 * MINUTE_MS
+        );
         // Claimed by an edge whose clock runs 30 minutes ahead of the others, at what it
         // reads as the last moment: kept until half an hour past expiry on the others' clock,
         // when none of them accepts the token any more.

@@ -111,7 +111,11 @@ impl VisitorState {
         if event == VisitorEvent::FailedRedeem {
             let known = self.reputation.failures.contains_key(project);
             if known || self.reputation.failures.len() < MAX_REPUTATION_SITES {
-                *self.reputation.failures.entry(project.to_owned()).or_default() += 1;
+                *self
+                    .reputation
+                    .failures
+                    .entry(project.to_owned())
+                    .or_default() += 1;
             }
             self.reputation.refreshed_at = now_ms;
         }
@@ -120,17 +124,29 @@ impl VisitorState {
     /// When every part of the state has expired; `None` when there is nothing to keep.
     pub fn expires_at(&self) -> Option<i64> {
         let projects = self.projects.values().map(|activity| {
-            let last_event = activity.failures.iter().chain(&activity.high_risk).max().copied().unwrap_or(i64::MIN);
-            (activity.window_started_at + RATE_WINDOW_MS).max(last_event.saturating_add(REPEAT_WINDOW_MS))
+            let last_event = activity
+                .failures
+                .iter()
+                .chain(&activity.high_risk)
+                .max()
+                .copied()
+                .unwrap_or(i64::MIN);
+            (activity.window_started_at + RATE_WINDOW_MS)
+                .max(last_event.saturating_add(REPEAT_WINDOW_MS))
         });
-        let reputation = (!self.reputation.failures.is_empty()).then(|| self.reputation.refreshed_at + REPUTATION_TTL_MS);
+        let reputation = (!self.reputation.failures.is_empty())
+            .then(|| self.reputation.refreshed_at + REPUTATION_TTL_MS);
         projects.chain(reputation).max()
     }
 
     fn forget_expired(&mut self, now_ms: i64) {
         self.projects.retain(|_, activity| {
-            activity.failures.retain(|&at| now_ms - at < REPEAT_WINDOW_MS);
-            activity.high_risk.retain(|&at| now_ms - at < REPEAT_WINDOW_MS);
+            activity
+                .failures
+                .retain(|&at| now_ms - at < REPEAT_WINDOW_MS);
+            activity
+                .high_risk
+                .retain(|&at| now_ms - at < REPEAT_WINDOW_MS);
             now_ms - activity.window_started_at < RATE_WINDOW_MS
                 || !activity.failures.is_empty()
                 || !activity.high_risk.is_empty()
@@ -156,7 +172,10 @@ mod tests {
         assert_eq!(state.start("a", 1_000).starts_in_window, 2);
         assert_eq!(state.start("b", 1_000).starts_in_window, 1);
         let later = state.start("a", RATE_WINDOW_MS);
-        assert_eq!((later.starts_in_window, later.window_ends_at), (1, 2 * RATE_WINDOW_MS));
+        assert_eq!(
+            (later.starts_in_window, later.window_ends_at),
+            (1, 2 * RATE_WINDOW_MS)
+        );
     }
 
     #[test]
@@ -166,17 +185,34 @@ mod tests {
         state.record("a", VisitorEvent::FailedRedeem, 10);
         state.record("a", VisitorEvent::HighRiskStart, 10);
         let on_a = state.start("a", 20);
-        assert_eq!((on_a.recent_failures, on_a.recent_high_risk, on_a.failures_elsewhere), (2, 1, 0));
+        assert_eq!(
+            (
+                on_a.recent_failures,
+                on_a.recent_high_risk,
+                on_a.failures_elsewhere
+            ),
+            (2, 1, 0)
+        );
         let on_b = state.start("b", 20);
         assert_eq!((on_b.recent_failures, on_b.failures_elsewhere), (0, 2));
 
         // Repeats fade after ten minutes; the reputation lasts a day from the last failure.
         let later = state.start("a", REPEAT_WINDOW_MS + 10);
         assert_eq!((later.recent_failures, later.recent_high_risk), (0, 0));
-        assert_eq!(state.start("b", REPUTATION_TTL_MS - 1).failures_elsewhere, 2);
+        assert_eq!(
+            state.start("b", REPUTATION_TTL_MS - 1).failures_elsewhere,
+            2
+        );
         state.record("c", VisitorEvent::FailedRedeem, REPUTATION_TTL_MS - 1);
-        assert_eq!(state.start("b", REPUTATION_TTL_MS + 100).failures_elsewhere, 3, "refreshed by the new failure");
-        assert_eq!(state.start("b", 2 * REPUTATION_TTL_MS).failures_elsewhere, 0);
+        assert_eq!(
+            state.start("b", REPUTATION_TTL_MS + 100).failures_elsewhere,
+            3,
+            "refreshed by the new failure"
+        );
+        assert_eq!(
+            state.start("b", 2 * REPUTATION_TTL_MS).failures_elsewhere,
+            0
+        );
     }
 
     #[test]
@@ -191,6 +227,10 @@ mod tests {
         state.record("a", VisitorEvent::FailedRedeem, 200);
         assert_eq!(state.expires_at(), Some(200 + REPUTATION_TTL_MS));
         state.start("z", 2 * REPUTATION_TTL_MS);
-        assert_eq!(state.projects.len(), 1, "everything but the new start is forgotten");
+        assert_eq!(
+            state.projects.len(),
+            1,
+            "everything but the new start is forgotten"
+        );
     }
 }

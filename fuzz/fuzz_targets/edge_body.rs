@@ -10,6 +10,11 @@ use libfuzzer_sys::fuzz_target;
 fuzz_target!(|body: &[u8]| {
     let edge = edge(site());
     for endpoint in ["challenge", "redeem"] {
-        check(&post(&edge, &format!("/{SITE_KEY}/{endpoint}"), ORIGIN, body));
+        check(&post(
+            &edge,
+            &format!("/{SITE_KEY}/{endpoint}"),
+            ORIGIN,
+            body,
+        ));
     }
 });

@@ -66,7 +66,10 @@ fuzz_target!(|request: Request<'_>| {
         Origin::Allowed => Some(ORIGIN),
         Origin::Raw(origin) => origin,
     };
-    let network = Network { country: request.country, asn: request.asn };
+    let network = Network {
+        country: request.country,
+        asn: request.asn,
+    };
     let response = block_on(edge.handle(EdgeRequest {
         method,
         path: &path,
@@ -80,7 +83,11 @@ fuzz_target!(|request: Request<'_>| {
             sec_fetch_dest: request.sec_fetch_dest,
         },
         network: &network,
-        body: if request.too_large { RequestBody::TooLarge } else { RequestBody::Read(request.body) },
+        body: if request.too_large {
+            RequestBody::TooLarge
+        } else {
+            RequestBody::Read(request.body)
+        },
         now_ms: NOW_MS,
     }));
     check(&response);

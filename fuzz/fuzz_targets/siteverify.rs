@@ -9,7 +9,10 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let (content_type, body) = match data.iter().position(|&b| b == b'\n') {
-        Some(newline) => (std::str::from_utf8(&data[..newline]).ok(), &data[newline + 1..]),
+        Some(newline) => (
+            std::str::from_utf8(&data[..newline]).ok(),
+            &data[newline + 1..],
+        ),
         None => (None, data),
     };
     let _ = siteverify::parse(content_type, body);

@@ -18,13 +18,27 @@ const WIDGET_START: &[u8] =
 "form":{"page_path":"/signup","method":"post","action_path":"/signup","email":"ada@example.com"}}"#;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else { return };
-    let Ok(site) = serde_json::from_str::<SiteSnapshot>(text) else { return };
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let Ok(site) = serde_json::from_str::<SiteSnapshot>(text) else {
+        return;
+    };
     let protection = site.preset.protection();
     let _ = site.preset.params();
-    assert_eq!(protection.clamped(), protection, "a preset's protection is within its ranges");
+    assert_eq!(
+        protection.clamped(),
+        protection,
+        "a preset's protection is within its ranges"
+    );
 
-    let domains: Vec<String> = site.production_domains.iter().chain(&site.testing_domains).take(4).cloned().collect();
+    let domains: Vec<String> = site
+        .production_domains
+        .iter()
+        .chain(&site.testing_domains)
+        .take(4)
+        .cloned()
+        .collect();
     let edge = edge(site.clone());
     for domain in domains {
         let origin = format!("https://{domain}");
@@ -35,10 +49,17 @@ fuzz_target!(|data: &[u8]| {
         check(&post(&edge, &challenge, &origin, b""));
         let started = post(&edge, &challenge, &origin, WIDGET_START);
         check(&started);
-        let Ok(answer) = serde_json::from_slice::<serde_json::Value>(&started.body) else { continue };
+        let Ok(answer) = serde_json::from_slice::<serde_json::Value>(&started.body) else {
+            continue;
+        };
         if let Some(token) = answer["token"].as_str() {
             let redeem = serde_json::json!({ "token": token, "solutions": [] }).to_string();
-            check(&post(&edge, &format!("/{}/redeem", site.site_key), &origin, redeem.as_bytes()));
+            check(&post(
+                &edge,
+                &format!("/{}/redeem", site.site_key),
+                &origin,
+                redeem.as_bytes(),
+            ));
         }
     }
 });

@@ -14,7 +14,9 @@ fuzz_target!(|data: &[u8]| {
         Some(newline) => (&data[..newline], &data[newline + 1..]),
         None => (data, &[][..]),
     };
-    let Ok(header) = std::str::from_utf8(header) else { return };
+    let Ok(header) = std::str::from_utf8(header) else {
+        return;
+    };
     let _ = verify_batch(&master(), header, body, NOW_MS);
     let _ = serde_json::from_slice::<TelemetryBatch>(body);
 });

@@ -29,7 +29,9 @@ fn read<T: Claims + PartialEq + std::fmt::Debug>(key: &ProjectKey, token: &str) 
 /// `payload` signed as a token of kind `kind` with the project key: the format the README
 /// documents, built by hand so that any payload, not only claims that serialize, is signed.
 fn sign_raw(kind: &str, payload: &[u8]) -> String {
-    let key = master().derive(&format!("humanproof/project-key/v1/{PROJECT_ID}/{KEY_VERSION}"));
+    let key = master().derive(&format!(
+        "humanproof/project-key/v1/{PROJECT_ID}/{KEY_VERSION}"
+    ));
     let signed = format!("{kind}.{}", B64.encode(payload));
     let mut mac = Hmac::<Sha256>::new_from_slice(&key).expect("HMAC takes keys of any length");
     mac.update(signed.as_bytes());
@@ -39,10 +41,14 @@ fn sign_raw(kind: &str, payload: &[u8]) -> String {
 fuzz_target!(|data: &[u8]| {
     let key = master().project_key(PROJECT_ID, KEY_VERSION);
     // The first byte picks: a raw token string, or a signed payload of either kind.
-    let Some((&mode, rest)) = data.split_first() else { return };
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
     match mode % 3 {
         0 => {
-            let Ok(token) = std::str::from_utf8(rest) else { return };
+            let Ok(token) = std::str::from_utf8(rest) else {
+                return;
+            };
             read::<ChallengeClaims>(&key, token);
             read::<VerificationClaims>(&key, token);
         }

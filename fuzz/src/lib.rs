@@ -12,7 +12,9 @@ use humanproof_edge::memory::{MemoryClaims, MemorySnapshots, MemoryVisitors};
 use humanproof_edge::risk::ClientHeaders;
 use humanproof_edge::{Edge, EdgeConfig, EdgeRequest, EdgeResponse, RequestBody, TelemetrySink};
 use humanproof_protocol::snapshot::{BillingGate, RiskMode, WidgetPolicy};
-use humanproof_protocol::{MasterSecret, Network, Preset, Protection, SiteSnapshot, TelemetryEvent};
+use humanproof_protocol::{
+    MasterSecret, Network, Preset, Protection, SiteSnapshot, TelemetryEvent,
+};
 
 /// The operator's master secret for every target; seeds carry tokens signed under it.
 pub const MASTER_SECRET: &str = "humanproof-fuzz-master-secret-0123456789";
@@ -60,9 +62,18 @@ pub fn site() -> SiteSnapshot {
         testing_domains: vec!["localhost".into()],
         allow_subdomains: true,
         key_version: 1,
-        preset: Preset::Custom(Protection { difficulty: 1, challenge_count: 3, ..Protection::BALANCED }),
+        preset: Preset::Custom(Protection {
+            difficulty: 1,
+            challenge_count: 3,
+            ..Protection::BALANCED
+        }),
         risk_mode: RiskMode::Enforce,
-        billing: BillingGate { plan: "free".into(), traffic_allowed: true, monthly_limit: None, usage_left: None },
+        billing: BillingGate {
+            plan: "free".into(),
+            traffic_allowed: true,
+            monthly_limit: None,
+            usage_left: None,
+        },
         widget: WidgetPolicy::default(),
         published_at: NOW_MS,
     }
@@ -72,14 +83,22 @@ pub fn site() -> SiteSnapshot {
 pub fn edge(site: SiteSnapshot) -> FuzzEdge {
     let snapshots = MemorySnapshots::default();
     snapshots.put(site);
-    Edge::new(EdgeConfig::new(master()), snapshots, MemoryClaims::default(), MemoryVisitors::default(), DropTelemetry)
+    Edge::new(
+        EdgeConfig::new(master()),
+        snapshots,
+        MemoryClaims::default(),
+        MemoryVisitors::default(),
+        DropTelemetry,
+    )
 }
 
 /// Runs a future of the edge over in-memory stores, which never wait: one poll finishes it.
 pub fn block_on<F: Future>(future: F) -> F::Output {
     match pin!(future).poll(&mut Context::from_waker(Waker::noop())) {
         Poll::Ready(output) => output,
-        Poll::Pending => panic!("the in-memory stores never wait, so the edge finished in one poll"),
+        Poll::Pending => {
+            panic!("the in-memory stores never wait, so the edge finished in one poll")
+        }
     }
 }
 
@@ -109,6 +128,10 @@ pub fn check(response: &EdgeResponse) {
     );
     if !response.body.is_empty() {
         let json: Result<serde_json::Value, _> = serde_json::from_slice(&response.body);
-        assert!(json.is_ok(), "a body that is not JSON: {:?}", String::from_utf8_lossy(&response.body));
+        assert!(
+            json.is_ok(),
+            "a body that is not JSON: {:?}",
+            String::from_utf8_lossy(&response.body)
+        );
     }
 }

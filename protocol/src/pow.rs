@@ -56,7 +56,10 @@ pub fn verify_solutions(
     solutions: &[u64],
 ) -> Result<(), SolutionError> {
     if solutions.len() != params.c as usize {
-        return Err(SolutionError::WrongCount { expected: params.c, got: solutions.len() });
+        return Err(SolutionError::WrongCount {
+            expected: params.c,
+            got: solutions.len(),
+        });
     }
     for (i, &nonce) in (1..=params.c).zip(solutions) {
         let (salt, target) = sub_challenge(token, i, params);
@@ -126,7 +129,10 @@ pub(crate) mod tests {
             ("7e93b1291e643b32b944c1d30ea89cec", "7ef"),
         ];
         for (i, (salt, target)) in (1..).zip(expected) {
-            assert_eq!(sub_challenge(TOKEN, i, params), (salt.into(), target.into()));
+            assert_eq!(
+                sub_challenge(TOKEN, i, params),
+                (salt.into(), target.into())
+            );
         }
     }
 
@@ -150,7 +156,10 @@ pub(crate) mod tests {
         );
         assert_eq!(
             verify_solutions(TOKEN, params, &[5805, 17]),
-            Err(SolutionError::WrongCount { expected: 3, got: 2 })
+            Err(SolutionError::WrongCount {
+                expected: 3,
+                got: 2
+            })
         );
         // The same nonces do not carry over to another token.
         assert!(verify_solutions("other-token", params, &[5805, 17, 1984]).is_err());

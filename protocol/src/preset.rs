@@ -21,7 +21,8 @@ pub const RATE_LIMIT_RANGE: std::ops::RangeInclusive<u32> = 1..=1000;
 /// The rate-limit window.
 pub const RATE_WINDOW_MS: i64 = 2 * 60 * 1000;
 /// A block threshold under 1.0 would block clean traffic, whose score is 0.
-pub const BLOCK_THRESHOLD_RANGE: std::ops::RangeInclusive<Score> = Score::from_tenths(10)..=Score::MAX;
+pub const BLOCK_THRESHOLD_RANGE: std::ops::RangeInclusive<Score> =
+    Score::from_tenths(10)..=Score::MAX;
 
 /// A project's protection preset. Serialized with its `name` as the tag; a Custom preset's
 /// numbers sit beside it (`{"name":"custom","difficulty":4,...}`).
@@ -98,7 +99,9 @@ impl Protection {
     /// The same numbers pulled into their ranges: the control plane refuses values outside
     /// them, and this keeps a hand-edited KV entry from asking the edge for the impossible.
     pub fn clamped(self) -> Protection {
-        let clamp = |value: u32, range: std::ops::RangeInclusive<u32>| value.clamp(*range.start(), *range.end());
+        let clamp = |value: u32, range: std::ops::RangeInclusive<u32>| {
+            value.clamp(*range.start(), *range.end())
+        };
         Protection {
             difficulty: clamp(self.difficulty, DIFFICULTY_RANGE),
             challenge_count: clamp(self.challenge_count, COUNT_RANGE),
@@ -110,7 +113,11 @@ impl Protection {
 
     /// The challenge a client must solve.
     pub fn params(&self) -> ChallengeParams {
-        ChallengeParams { c: self.challenge_count, s: SALT_LEN, d: self.difficulty }
+        ChallengeParams {
+            c: self.challenge_count,
+            s: SALT_LEN,
+            d: self.difficulty,
+        }
     }
 }
 
@@ -156,7 +163,11 @@ pub enum Obfuscation {
 
 impl Obfuscation {
     /// Every level, lightest first.
-    pub const ALL: [Obfuscation; 3] = [Obfuscation::Lighter, Obfuscation::Default, Obfuscation::Stronger];
+    pub const ALL: [Obfuscation; 3] = [
+        Obfuscation::Lighter,
+        Obfuscation::Default,
+        Obfuscation::Stronger,
+    ];
 
     /// The lowercase name stored and shown.
     pub fn name(self) -> &'static str {
@@ -219,7 +230,8 @@ impl Serialize for Score {
 impl<'de> Deserialize<'de> for Score {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let value = f64::deserialize(deserializer)?;
-        Score::from_decimal(value).ok_or_else(|| serde::de::Error::custom("a score is a number from 0 to 10"))
+        Score::from_decimal(value)
+            .ok_or_else(|| serde::de::Error::custom("a score is a number from 0 to 10"))
     }
 }
 
@@ -229,14 +241,32 @@ mod tests {
 
     #[test]
     fn presets_have_the_documented_bundles() {
-        assert_eq!(Preset::Relaxed.params(), ChallengeParams { c: 60, s: 32, d: 3 });
-        assert_eq!(Preset::Balanced.params(), ChallengeParams { c: 80, s: 32, d: 4 });
-        assert_eq!(Preset::Strict.params(), ChallengeParams { c: 120, s: 32, d: 5 });
-        let thresholds: Vec<String> =
-            [Preset::Relaxed, Preset::Balanced, Preset::Strict].map(|p| p.protection().block_threshold.to_string()).into();
+        assert_eq!(
+            Preset::Relaxed.params(),
+            ChallengeParams { c: 60, s: 32, d: 3 }
+        );
+        assert_eq!(
+            Preset::Balanced.params(),
+            ChallengeParams { c: 80, s: 32, d: 4 }
+        );
+        assert_eq!(
+            Preset::Strict.params(),
+            ChallengeParams {
+                c: 120,
+                s: 32,
+                d: 5
+            }
+        );
+        let thresholds: Vec<String> = [Preset::Relaxed, Preset::Balanced, Preset::Strict]
+            .map(|p| p.protection().block_threshold.to_string())
+            .into();
         assert_eq!(thresholds, ["8.0", "6.0", "4.0"]);
         // Stricter presets allow fewer starts and obfuscate more.
-        let bundles = [Protection::RELAXED, Protection::BALANCED, Protection::STRICT];
+        let bundles = [
+            Protection::RELAXED,
+            Protection::BALANCED,
+            Protection::STRICT,
+        ];
         assert_eq!(bundles.map(|p| p.rate_limit), [60, 30, 12]);
         assert_eq!(bundles.map(|p| p.obfuscation), Obfuscation::ALL);
     }
@@ -258,7 +288,11 @@ mod tests {
 
     #[test]
     fn presets_keep_their_wire_shape() {
-        let custom = Preset::Custom(Protection { difficulty: 2, block_threshold: Score::from_tenths(65), ..Protection::STRICT });
+        let custom = Preset::Custom(Protection {
+            difficulty: 2,
+            block_threshold: Score::from_tenths(65),
+            ..Protection::STRICT
+        });
         let json = serde_json::to_value(custom).unwrap();
         assert_eq!(
             json,
@@ -266,25 +300,43 @@ mod tests {
                 "obfuscation": "stronger", "rate_limit": 12, "block_threshold": 6.5})
         );
         assert_eq!(serde_json::from_value::<Preset>(json).unwrap(), custom);
-        assert_eq!(serde_json::to_value(Preset::Balanced).unwrap(), serde_json::json!({"name": "balanced"}));
+        assert_eq!(
+            serde_json::to_value(Preset::Balanced).unwrap(),
+            serde_json::json!({"name": "balanced"})
+        );
     }
 
     #[test]
     fn custom_presets_published_before_the_risk_fields_read_as_balanced() {
         let old = serde_json::json!({"name": "custom", "difficulty": 2, "challenge_count": 5});
-        let Preset::Custom(protection) = serde_json::from_value(old).unwrap() else { panic!("custom") };
-        assert_eq!(protection, Protection { difficulty: 2, challenge_count: 5, ..Protection::BALANCED });
+        let Preset::Custom(protection) = serde_json::from_value(old).unwrap() else {
+            panic!("custom")
+        };
+        assert_eq!(
+            protection,
+            Protection {
+                difficulty: 2,
+                challenge_count: 5,
+                ..Protection::BALANCED
+            }
+        );
     }
 
     #[test]
     fn scores_read_and_print_in_tenths() {
         assert_eq!(Score::from_decimal(6.0), Some(Score::from_tenths(60)));
         assert_eq!(Score::from_decimal(4.25), Some(Score::from_tenths(43)));
-        assert_eq!(Score::from_decimal(10.0).map(|s| s.to_string()).as_deref(), Some("10.0"));
+        assert_eq!(
+            Score::from_decimal(10.0).map(|s| s.to_string()).as_deref(),
+            Some("10.0")
+        );
         for bad in [-0.1, 10.06, f64::NAN, f64::INFINITY] {
             assert_eq!(Score::from_decimal(bad), None, "{bad}");
         }
         assert!(serde_json::from_str::<Score>("11").is_err());
-        assert_eq!(serde_json::to_string(&Score::from_tenths(45)).unwrap(), "4.5");
+        assert_eq!(
+            serde_json::to_string(&Score::from_tenths(45)).unwrap(),
+            "4.5"
+        );
     }
 }

@@ -52,9 +52,18 @@ mod tests {
     #[test]
     fn ipv6_clients_are_keyed_on_their_64() {
         assert_eq!(client_network("203.0.113.7"), "203.0.113.7");
-        assert_eq!(client_network("2001:db8:1:2:aaaa:bbbb:cccc:dddd"), "2001:db8:1:2::/64");
-        assert_eq!(client_network("2001:db8:1:2::1"), client_network("2001:0db8:0001:0002:ffff::9"));
-        assert_ne!(client_network("2001:db8:1:2::1"), client_network("2001:db8:1:3::1"));
+        assert_eq!(
+            client_network("2001:db8:1:2:aaaa:bbbb:cccc:dddd"),
+            "2001:db8:1:2::/64"
+        );
+        assert_eq!(
+            client_network("2001:db8:1:2::1"),
+            client_network("2001:0db8:0001:0002:ffff::9")
+        );
+        assert_ne!(
+            client_network("2001:db8:1:2::1"),
+            client_network("2001:db8:1:3::1")
+        );
         assert_eq!(client_network("::ffff:198.51.100.4"), "198.51.100.4");
         assert_eq!(client_network("not an ip"), "not an ip");
     }

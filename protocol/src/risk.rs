@@ -98,22 +98,48 @@ impl RiskReason {
     /// What it means, in plain words, for the dashboard's per-event explanation.
     pub fn explanation(self) -> &'static str {
         match self {
-            Self::VeryFastStart => "The check started less than a second after the page showed the widget.",
-            Self::FastStart => "The check started within a few seconds of the page showing the widget.",
-            Self::NoObservedInteraction => "Nobody moved a pointer, pressed a key or focused anything first.",
+            Self::VeryFastStart => {
+                "The check started less than a second after the page showed the widget."
+            }
+            Self::FastStart => {
+                "The check started within a few seconds of the page showing the widget."
+            }
+            Self::NoObservedInteraction => {
+                "Nobody moved a pointer, pressed a key or focused anything first."
+            }
             Self::NoFormInteraction => "Nobody focused or typed into the form the widget protects.",
-            Self::BackgroundOrHiddenPage => "The page was hidden, as in a background tab or a headless browser.",
-            Self::AutomatedUserAgent => "The browser named itself as a script, an HTTP library or an automation tool.",
+            Self::BackgroundOrHiddenPage => {
+                "The page was hidden, as in a background tab or a headless browser."
+            }
+            Self::AutomatedUserAgent => {
+                "The browser named itself as a script, an HTTP library or an automation tool."
+            }
             Self::MissingUserAgent => "The request named no browser, or one too short to be real.",
-            Self::MissingAcceptLanguage => "The request did not say which languages it accepts, as browsers do.",
-            Self::UnusualFetchContext => "The request lacked the fetch metadata a page's script sends, or had other values.",
-            Self::NoSignals => "The request carried none of the widget's signals, so no HumanProof widget sent it.",
+            Self::MissingAcceptLanguage => {
+                "The request did not say which languages it accepts, as browsers do."
+            }
+            Self::UnusualFetchContext => {
+                "The request lacked the fetch metadata a page's script sends, or had other values."
+            }
+            Self::NoSignals => {
+                "The request carried none of the widget's signals, so no HumanProof widget sent it."
+            }
             Self::DisposableEmail => "The form's email address is at a disposable-mail provider.",
-            Self::MalformedFormContext => "The form details the widget reported were not plain page paths.",
-            Self::RepeatFailures => "The same visitor failed checks on this site in the last few minutes.",
-            Self::RepeatHighRiskPattern => "The same visitor started several high-risk checks on this site in the last few minutes.",
-            Self::CrossSiteFailures => "The same visitor failed checks on other HumanProof sites in the last day.",
-            Self::PartialEnvironmentCheck => "The browser could only run part of the environment check (it has no OffscreenCanvas).",
+            Self::MalformedFormContext => {
+                "The form details the widget reported were not plain page paths."
+            }
+            Self::RepeatFailures => {
+                "The same visitor failed checks on this site in the last few minutes."
+            }
+            Self::RepeatHighRiskPattern => {
+                "The same visitor started several high-risk checks on this site in the last few minutes."
+            }
+            Self::CrossSiteFailures => {
+                "The same visitor failed checks on other HumanProof sites in the last day."
+            }
+            Self::PartialEnvironmentCheck => {
+                "The browser could only run part of the environment check (it has no OffscreenCanvas)."
+            }
         }
     }
 }
@@ -169,7 +195,10 @@ impl RiskAssessment {
     /// Sums `factors` into a score and decides against the preset's block threshold: at or
     /// above it, block; at or above half of it, challenge harder; below, allow.
     pub fn new(factors: Vec<RiskFactor>, preset: Preset, mode: RiskMode) -> RiskAssessment {
-        let tenths: u32 = factors.iter().map(|factor| u32::from(factor.points.tenths())).sum();
+        let tenths: u32 = factors
+            .iter()
+            .map(|factor| u32::from(factor.points.tenths()))
+            .sum();
         let score = Score::from_tenths(u8::try_from(tenths).unwrap_or(u8::MAX));
         let threshold = preset.protection().block_threshold;
         let decision = if score >= threshold {
@@ -179,7 +208,13 @@ impl RiskAssessment {
         } else {
             Decision::Allow
         };
-        RiskAssessment { score, factors, decision, preset: preset.name().to_owned(), mode }
+        RiskAssessment {
+            score,
+            factors,
+            decision,
+            preset: preset.name().to_owned(),
+            mode,
+        }
     }
 
     /// Whether the start is refused: a block in enforce mode.
@@ -200,7 +235,10 @@ mod tests {
     fn factors(points: &[u8]) -> Vec<RiskFactor> {
         points
             .iter()
-            .map(|&tenths| RiskFactor { reason: RiskReason::FastStart, points: Score::from_tenths(tenths) })
+            .map(|&tenths| RiskFactor {
+                reason: RiskReason::FastStart,
+                points: Score::from_tenths(tenths),
+            })
             .collect()
     }
 
@@ -227,18 +265,30 @@ mod tests {
             block_threshold: Score::from_tenths(95),
             ..crate::preset::Protection::BALANCED
         });
-        assert_eq!(RiskAssessment::new(factors(&[90]), custom, RiskMode::Enforce).decision, Decision::Challenge);
-        assert_eq!(RiskAssessment::new(factors(&[95]), custom, RiskMode::Enforce).decision, Decision::Block);
+        assert_eq!(
+            RiskAssessment::new(factors(&[90]), custom, RiskMode::Enforce).decision,
+            Decision::Challenge
+        );
+        assert_eq!(
+            RiskAssessment::new(factors(&[95]), custom, RiskMode::Enforce).decision,
+            Decision::Block
+        );
     }
 
     #[test]
     fn only_enforce_mode_blocks_and_scores_cap_at_ten() {
         let observed = RiskAssessment::new(factors(&[60, 60]), Preset::Balanced, RiskMode::Observe);
-        assert_eq!((observed.score, observed.decision, observed.blocks()), (Score::MAX, Decision::Block, false));
+        assert_eq!(
+            (observed.score, observed.decision, observed.blocks()),
+            (Score::MAX, Decision::Block, false)
+        );
         let enforced = RiskAssessment::new(factors(&[60]), Preset::Balanced, RiskMode::Enforce);
         assert!(enforced.blocks());
         let clean = RiskAssessment::new(vec![], Preset::Strict, RiskMode::Enforce);
-        assert_eq!((clean.score, clean.decision), (Score::default(), Decision::Allow));
+        assert_eq!(
+            (clean.score, clean.decision),
+            (Score::default(), Decision::Allow)
+        );
     }
 
     #[test]

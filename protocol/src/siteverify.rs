@@ -60,15 +60,24 @@ mod tests {
 
     #[test]
     fn a_missing_content_type_means_a_form() {
-        assert_eq!(parse(None, b"secret=s&response=r"), Some(request("s", "r", None)));
-        assert_eq!(parse(Some("text/plain"), b"secret=s&response=r"), Some(request("s", "r", None)));
+        assert_eq!(
+            parse(None, b"secret=s&response=r"),
+            Some(request("s", "r", None))
+        );
+        assert_eq!(
+            parse(Some("text/plain"), b"secret=s&response=r"),
+            Some(request("s", "r", None))
+        );
     }
 
     #[test]
     fn empty_forms_have_no_fields_and_empty_json_is_refused() {
         assert_eq!(parse(None, b""), Some(VerifyRequest::default()));
         assert_eq!(parse(Some("application/json"), b""), None);
-        assert_eq!(parse(Some("application/json"), b"{}"), Some(VerifyRequest::default()));
+        assert_eq!(
+            parse(Some("application/json"), b"{}"),
+            Some(VerifyRequest::default())
+        );
     }
 
     #[test]

@@ -181,10 +181,24 @@ mod tests {
 
     #[test]
     fn origins_parse_to_hosts() {
-        assert_eq!(origin_host("https://Example.COM").as_deref(), Some("example.com"));
-        assert_eq!(origin_host("http://localhost:3000").as_deref(), Some("localhost"));
+        assert_eq!(
+            origin_host("https://Example.COM").as_deref(),
+            Some("example.com")
+        );
+        assert_eq!(
+            origin_host("http://localhost:3000").as_deref(),
+            Some("localhost")
+        );
         assert_eq!(origin_host("http://[::1]:8080").as_deref(), Some("::1"));
-        for bad in ["null", "", "https://", "ftp://x", "https://a/b", "https://u@a", "https://a:x"] {
+        for bad in [
+            "null",
+            "",
+            "https://",
+            "ftp://x",
+            "https://a/b",
+            "https://u@a",
+            "https://a:x",
+        ] {
             assert_eq!(origin_host(bad), None, "{bad:?}");
         }
     }
@@ -192,12 +206,18 @@ mod tests {
     #[test]
     fn hosts_match_domains_and_optionally_subdomains() {
         let strict = snapshot(false);
-        assert_eq!(strict.match_host("example.com"), Some(DomainKind::Production));
+        assert_eq!(
+            strict.match_host("example.com"),
+            Some(DomainKind::Production)
+        );
         assert_eq!(strict.match_host("localhost"), Some(DomainKind::Testing));
         assert_eq!(strict.match_host("www.example.com"), None);
         assert_eq!(strict.match_host("badexample.com"), None);
         let loose = snapshot(true);
-        assert_eq!(loose.match_host("www.example.com"), Some(DomainKind::Production));
+        assert_eq!(
+            loose.match_host("www.example.com"),
+            Some(DomainKind::Production)
+        );
         assert_eq!(loose.match_host("badexample.com"), None);
         assert_eq!(loose.match_host("example.com.evil.net"), None);
     }

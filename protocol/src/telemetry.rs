@@ -45,7 +45,10 @@ impl TelemetryKind {
     /// challenge of a genuine token for the site, so each issued challenge counts at most
     /// once, and requests anyone can send with the public site key alone never count.
     pub fn is_protected_attempt(self) -> bool {
-        matches!(self, Self::RedeemSucceeded | Self::RedeemFailed | Self::ChallengeBlocked)
+        matches!(
+            self,
+            Self::RedeemSucceeded | Self::RedeemFailed | Self::ChallengeBlocked
+        )
     }
 
     /// The stored name.
@@ -194,25 +197,49 @@ mod tests {
         let master = MasterSecret::new("test-master-secret-that-is-long-enough").unwrap();
         let header = sign_batch(&master, 1_000_000, b"{}");
         assert_eq!(verify_batch(&master, &header, b"{}", 1_000_000), Ok(()));
-        assert_eq!(verify_batch(&master, &header, b"{ }", 1_000_000), Err(BatchSignatureError::Mismatch));
+        assert_eq!(
+            verify_batch(&master, &header, b"{ }", 1_000_000),
+            Err(BatchSignatureError::Mismatch)
+        );
         let later = 1_000_000 + SIGNATURE_TOLERANCE_MS + 1;
-        assert_eq!(verify_batch(&master, &header, b"{}", later), Err(BatchSignatureError::Stale));
+        assert_eq!(
+            verify_batch(&master, &header, b"{}", later),
+            Err(BatchSignatureError::Stale)
+        );
         let other = MasterSecret::new("another-master-secret-also-long-enough").unwrap();
-        assert_eq!(verify_batch(&other, &header, b"{}", 1_000_000), Err(BatchSignatureError::Mismatch));
-        assert_eq!(verify_batch(&master, "v1=zz", b"{}", 0), Err(BatchSignatureError::Malformed));
+        assert_eq!(
+            verify_batch(&other, &header, b"{}", 1_000_000),
+            Err(BatchSignatureError::Mismatch)
+        );
+        assert_eq!(
+            verify_batch(&master, "v1=zz", b"{}", 0),
+            Err(BatchSignatureError::Malformed)
+        );
     }
 
     #[test]
     fn extreme_timestamps_are_stale_not_an_overflow() {
         let master = MasterSecret::new("test-master-secret-that-is-long-enough").unwrap();
-        let far_apart = [(i64::MIN, 0), (i64::MAX, 0), (i64::MIN, i64::MAX), (i64::MAX, i64::MIN)];
+        let far_apart = [
+            (i64::MIN, 0),
+            (i64::MAX, 0),
+            (i64::MIN, i64::MAX),
+            (i64::MAX, i64::MIN),
+        ];
         for (sent, now) in far_apart {
             let header = sign_batch(&master, sent, b"{}");
             let verified = verify_batch(&master, &header, b"{}", now);
-            assert_eq!(verified, Err(BatchSignatureError::Stale), "t={sent} at {now}");
+            assert_eq!(
+                verified,
+                Err(BatchSignatureError::Stale),
+                "t={sent} at {now}"
+            );
         }
         let forged = format!("t={},v1={}", i64::MIN, "00".repeat(32));
-        assert_eq!(verify_batch(&master, &forged, b"{}", 0), Err(BatchSignatureError::Stale));
+        assert_eq!(
+            verify_batch(&master, &forged, b"{}", 0),
+            Err(BatchSignatureError::Stale)
+        );
         // At the extremes themselves a signature still checks out.
         let header = sign_batch(&master, i64::MIN, b"{}");
         let now = i64::MIN + SIGNATURE_TOLERANCE_MS;

@@ -55,7 +55,9 @@ impl MasterSecret {
     /// The key that signs one project's challenge and verification tokens. Bumping
     /// `key_version` in the snapshot invalidates every token issued under the old version.
     pub fn project_key(&self, project_id: &str, key_version: u32) -> ProjectKey {
-        ProjectKey(self.derive(&format!("humanproof/project-key/v1/{project_id}/{key_version}")))
+        ProjectKey(self.derive(&format!(
+            "humanproof/project-key/v1/{project_id}/{key_version}"
+        )))
     }
 }
 
@@ -191,7 +193,9 @@ impl ProjectKey {
     /// Checks the signature first, then the expiry against `now_ms`.
     pub fn open<T: Claims>(&self, token: &str, now_ms: i64) -> Result<T, TokenError> {
         let (signed, payload, tag) = split::<T>(token)?;
-        self.mac(signed).verify_slice(&tag).map_err(|_| TokenError::BadSignature)?;
+        self.mac(signed)
+            .verify_slice(&tag)
+            .map_err(|_| TokenError::BadSignature)?;
         let claims: T = serde_json::from_slice(&payload).map_err(|_| TokenError::Malformed)?;
         if claims.expires_at() <= now_ms {
             return Err(TokenError::Expired);
@@ -262,18 +266,39 @@ mod tests {
     fn expiry_is_checked_after_the_signature() {
         let key = master().project_key("p1", 1);
         let token = key.sign(&claims(1000));
-        assert_eq!(key.open::<ChallengeClaims>(&token, 1000), Err(TokenError::Expired));
+        assert_eq!(
+            key.open::<ChallengeClaims>(&token, 1000),
+            Err(TokenError::Expired)
+        );
         let other = master().project_key("p2", 1);
-        assert_eq!(other.open::<ChallengeClaims>(&token, 1000), Err(TokenError::BadSignature));
+        assert_eq!(
+            other.open::<ChallengeClaims>(&token, 1000),
+            Err(TokenError::BadSignature)
+        );
     }
 
     #[test]
     fn keys_differ_per_project_version_and_master() {
         let token = master().project_key("p1", 1).sign(&claims(1000));
-        assert!(master().project_key("p1", 2).open::<ChallengeClaims>(&token, 0).is_err());
-        assert!(master().project_key("p2", 1).open::<ChallengeClaims>(&token, 0).is_err());
+        assert!(
+            master()
+                .project_key("p1", 2)
+                .open::<ChallengeClaims>(&token, 0)
+                .is_err()
+        );
+        assert!(
+            master()
+                .project_key("p2", 1)
+                .open::<ChallengeClaims>(&token, 0)
+                .is_err()
+        );
         let other_master = MasterSecret::new("another-master-secret-also-long-enough").unwrap();
-        assert!(other_master.project_key("p1", 1).open::<ChallengeClaims>(&token, 0).is_err());
+        assert!(
+            other_master
+                .project_key("p1", 1)
+                .open::<ChallengeClaims>(&token, 0)
+                .is_err()
+        );
     }
 
     #[test]
@@ -283,13 +308,32 @@ mod tests {
         let (signed, tag) = token.rsplit_once('.').unwrap();
         let forged_payload = B64.encode(serde_json::to_vec(&claims(i64::MAX)).unwrap());
         let forged = format!("hpc1.{forged_payload}.{tag}");
-        assert_eq!(key.open::<ChallengeClaims>(&forged, 0), Err(TokenError::BadSignature));
+        assert_eq!(
+            key.open::<ChallengeClaims>(&forged, 0),
+            Err(TokenError::BadSignature)
+        );
         // The same bytes under the verification prefix are a different, unsigned token.
         let relabelled = format!("hpv1{}.{tag}", &signed[4..]);
-        assert_eq!(key.open::<VerificationClaims>(&relabelled, 0), Err(TokenError::BadSignature));
-        assert_eq!(key.open::<VerificationClaims>(&token, 0), Err(TokenError::Malformed));
-        for junk in ["", ".", "hpc1..", "hpc1.!!.!!", &"a".repeat(MAX_TOKEN_LEN + 1)] {
-            assert_eq!(key.open::<ChallengeClaims>(junk, 0), Err(TokenError::Malformed), "{junk:?}");
+        assert_eq!(
+            key.open::<VerificationClaims>(&relabelled, 0),
+            Err(TokenError::BadSignature)
+        );
+        assert_eq!(
+            key.open::<VerificationClaims>(&token, 0),
+            Err(TokenError::Malformed)
+        );
+        for junk in [
+            "",
+            ".",
+            "hpc1..",
+            "hpc1.!!.!!",
+            &"a".repeat(MAX_TOKEN_LEN + 1),
+        ] {
+            assert_eq!(
+                key.open::<ChallengeClaims>(junk, 0),
+                Err(TokenError::Malformed),
+                "{junk:?}"
+            );
         }
     }
 

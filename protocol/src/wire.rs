@@ -143,12 +143,22 @@ impl ChallengeRequest {
     pub fn validate(&self) -> Result<(), Reason> {
         let well_formed = |value: &str, max: usize| {
             value.len() <= max
-                && value.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+                && value
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
         };
-        if self.action.as_deref().is_some_and(|a| !well_formed(a, MAX_ACTION_LEN)) {
+        if self
+            .action
+            .as_deref()
+            .is_some_and(|a| !well_formed(a, MAX_ACTION_LEN))
+        {
             return Err(Reason::InvalidAction);
         }
-        if self.cdata.as_deref().is_some_and(|c| !well_formed(c, MAX_CDATA_LEN)) {
+        if self
+            .cdata
+            .as_deref()
+            .is_some_and(|c| !well_formed(c, MAX_CDATA_LEN))
+        {
             return Err(Reason::InvalidCdata);
         }
         Ok(())
@@ -212,7 +222,11 @@ pub struct ErrorBody {
 
 impl From<Reason> for ErrorBody {
     fn from(reason: Reason) -> Self {
-        Self { success: false, error: reason.message().into(), reason }
+        Self {
+            success: false,
+            error: reason.message().into(),
+            reason,
+        }
     }
 }
 
@@ -331,8 +345,12 @@ impl Reason {
             Self::OriginNotAllowed => "This origin is not allowed for the site key.",
             Self::BillingInactive => "This site's plan does not allow traffic right now.",
             Self::UsageExhausted => "This site's monthly usage limit is reached.",
-            Self::InvalidAction => "The action must be at most 32 characters of A-Z, a-z, 0-9, _ and -.",
-            Self::InvalidCdata => "The cdata must be at most 255 characters of A-Z, a-z, 0-9, _ and -.",
+            Self::InvalidAction => {
+                "The action must be at most 32 characters of A-Z, a-z, 0-9, _ and -."
+            }
+            Self::InvalidCdata => {
+                "The cdata must be at most 255 characters of A-Z, a-z, 0-9, _ and -."
+            }
             Self::VariantNotAllowed => "This site's plan does not include this widget variant.",
             Self::BrandingNotAllowed => "This site's plan does not include this branding mode.",
             Self::Expired => "The challenge has expired.",
@@ -391,11 +409,21 @@ mod tests {
 
     #[test]
     fn action_and_cdata_follow_turnstile_rules() {
-        let ok = ChallengeRequest { action: Some("login-form_2".into()), cdata: Some("x".repeat(255)), ..Default::default() };
+        let ok = ChallengeRequest {
+            action: Some("login-form_2".into()),
+            cdata: Some("x".repeat(255)),
+            ..Default::default()
+        };
         assert_eq!(ok.validate(), Ok(()));
-        let long_action = ChallengeRequest { action: Some("a".repeat(33)), ..Default::default() };
+        let long_action = ChallengeRequest {
+            action: Some("a".repeat(33)),
+            ..Default::default()
+        };
         assert_eq!(long_action.validate(), Err(Reason::InvalidAction));
-        let odd_cdata = ChallengeRequest { cdata: Some("a b".into()), ..Default::default() };
+        let odd_cdata = ChallengeRequest {
+            cdata: Some("a b".into()),
+            ..Default::default()
+        };
         assert_eq!(odd_cdata.validate(), Err(Reason::InvalidCdata));
     }
 
@@ -405,11 +433,20 @@ mod tests {
         let cap = parse("{}");
         assert_eq!((cap.claims_widget(), cap.scored_signals()), (false, None));
         let bare_signals = parse(r#"{"signals": {"elapsed_ms": 9000, "interactions": 40}}"#);
-        assert_eq!((bare_signals.claims_widget(), bare_signals.scored_signals()), (true, None));
+        assert_eq!(
+            (bare_signals.claims_widget(), bare_signals.scored_signals()),
+            (true, None)
+        );
         let bare_context = parse(r#"{"widget": {"trigger": "click"}}"#);
-        assert_eq!((bare_context.claims_widget(), bare_context.scored_signals()), (true, None));
+        assert_eq!(
+            (bare_context.claims_widget(), bare_context.scored_signals()),
+            (true, None)
+        );
         let widget = parse(r#"{"widget": {}, "signals": {"elapsed_ms": 9000}}"#);
         assert!(widget.claims_widget());
-        assert_eq!(widget.scored_signals().map(|signals| signals.elapsed_ms), Some(9000));
+        assert_eq!(
+            widget.scored_signals().map(|signals| signals.elapsed_ms),
+            Some(9000)
+        );
     }
 }

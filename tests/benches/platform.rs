@@ -9,10 +9,10 @@ use std::time::{Duration, Instant};
 use axum::body::Body;
 use axum::http::Request;
 use humanproof_control_plane::app;
-use humanproof_protocol::pow::{self, ChallengeParams};
 use humanproof_edge::instrumentation::{self, Scene};
 use humanproof_edge::risk::{self, StartEvidence};
 use humanproof_edge::visitor::VisitorHistory;
+use humanproof_protocol::pow::{self, ChallengeParams};
 use humanproof_protocol::preset::RATE_WINDOW_MS;
 use humanproof_protocol::snapshot::RiskMode;
 use humanproof_protocol::wire::ChallengeRequest;
@@ -22,8 +22,14 @@ use serde_json::json;
 use tower::ServiceExt as _;
 
 fn main() {
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
-    println!("HumanProof benchmarks ({} logical CPUs)", std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    println!(
+        "HumanProof benchmarks ({} logical CPUs)",
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
     redeem_verification();
     risk_scoring();
     runtime.block_on(edge_round_trip());
@@ -48,7 +54,9 @@ fn time_per_call(budget: Duration, mut work: impl FnMut()) -> Duration {
 
 /// What the edge spends checking one redeem: token signature plus the proof of work.
 fn redeem_verification() {
-    let key = humanproof_protocol::MasterSecret::new(MASTER_SECRET).unwrap().project_key("bench", 1);
+    let key = humanproof_protocol::MasterSecret::new(MASTER_SECRET)
+        .unwrap()
+        .project_key("bench", 1);
     for preset in [Preset::Relaxed, Preset::Balanced] {
         let params = preset.params();
         let claims = ChallengeClaims {
@@ -72,7 +80,11 @@ fn redeem_verification() {
         let solve_time = solve_started.elapsed();
         let per_redeem = time_per_call(Duration::from_secs(1), || {
             let opened: ChallengeClaims = key.open(&token, 1).unwrap();
-            let params = ChallengeParams { c: opened.c, s: opened.s, d: opened.d };
+            let params = ChallengeParams {
+                c: opened.c,
+                s: opened.s,
+                d: opened.d,
+            };
             pow::verify_solutions(&token, params, &solutions).unwrap();
         });
         println!(
@@ -95,12 +107,19 @@ fn risk_scoring() {
         "form": {"page_path": "/signup", "method": "post", "action_path": "/signup", "email": "ada@mail.example.com"},
     }))
     .unwrap();
-    let evidence = StartEvidence { body: &body, headers: Client::BROWSER.headers, history: Some(VisitorHistory::default()) };
+    let evidence = StartEvidence {
+        body: &body,
+        headers: Client::BROWSER.headers,
+        history: Some(VisitorHistory::default()),
+    };
     let per_start = time_per_call(Duration::from_secs(1), || {
         let assessment = risk::assess(&evidence, Preset::Balanced, RiskMode::Enforce);
         std::hint::black_box(risk::scaled_params(Preset::Balanced, &assessment));
     });
-    println!("risk score + work scaling per start (native): {:>7.2} µs", per_start.as_secs_f64() * 1e6);
+    println!(
+        "risk score + work scaling per start (native): {:>7.2} µs",
+        per_start.as_secs_f64() * 1e6
+    );
     let master = humanproof_protocol::MasterSecret::new(MASTER_SECRET).unwrap();
     for level in Obfuscation::ALL {
         let mut n = 0u64;
@@ -133,8 +152,17 @@ async fn edge_round_trip() {
         }
         let challenge = world.start_challenge(site.site_key(), &json!({})).await;
         let token = challenge.json["token"].as_str().unwrap();
-        let solutions = pow::solve(token, serde_json::from_value(challenge.json["challenge"].clone()).unwrap());
-        assert_eq!(world.redeem(site.site_key(), token, &solutions).await.status, 200);
+        let solutions = pow::solve(
+            token,
+            serde_json::from_value(challenge.json["challenge"].clone()).unwrap(),
+        );
+        assert_eq!(
+            world
+                .redeem(site.site_key(), token, &solutions)
+                .await
+                .status,
+            200
+        );
         rounds += 1;
     }
     let per_round = started.elapsed() / rounds;
@@ -148,8 +176,12 @@ async fn edge_round_trip() {
 async fn siteverify_throughput(backend: Backend) {
     let db = fresh_db(backend).await.unwrap();
     let world = World::with_db(db);
-    let site = world.create_project(quick_project("bench-siteverify")).await;
-    let key = world.master.project_key(&site.project.id, site.project.key_version);
+    let site = world
+        .create_project(quick_project("bench-siteverify"))
+        .await;
+    let key = world
+        .master
+        .project_key(&site.project.id, site.project.key_version);
     let now = world.clock.now_ms();
     let token = |n: usize| {
         key.sign(&VerificationClaims {
@@ -170,7 +202,10 @@ async fn siteverify_throughput(backend: Backend) {
     let request = |token: String| {
         Request::post("/siteverify")
             .header("content-type", "application/x-www-form-urlencoded")
-            .body(Body::from(format!("secret={}&response={token}", site.secret)))
+            .body(Body::from(format!(
+                "secret={}&response={token}",
+                site.secret
+            )))
             .unwrap()
     };
 

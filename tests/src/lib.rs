@@ -16,17 +16,17 @@ use std::sync::{Arc, Mutex};
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
+use humanproof_control_plane::app::WebConfig;
 use humanproof_control_plane::clock::Clock;
 use humanproof_control_plane::db::Db;
-use humanproof_control_plane::db::projects::{self, BillingStatus, ProjectSettings, Project};
+use humanproof_control_plane::db::projects::{self, BillingStatus, Project, ProjectSettings};
 use humanproof_control_plane::local::{ChannelSink, LocalEdge, publish_snapshot};
-use humanproof_control_plane::app::WebConfig;
 use humanproof_control_plane::mail::Mailer;
 use humanproof_control_plane::publish::Publisher;
 use humanproof_control_plane::{AppState, app, secrets};
 use humanproof_edge::EdgeConfig;
-use humanproof_edge::memory::{MemoryClaims, MemorySnapshots, MemoryVisitors};
 use humanproof_edge::instrumentation;
+use humanproof_edge::memory::{MemoryClaims, MemorySnapshots, MemoryVisitors};
 use humanproof_edge::risk::ClientHeaders;
 use humanproof_edge::{EdgeRequest, RequestBody};
 use humanproof_protocol::snapshot::RiskMode;
@@ -93,7 +93,9 @@ pub async fn fresh_db_url(backend: Backend) -> Option<(Db, String)> {
             };
             sqlx::any::install_default_drivers();
             let name = format!("hp_test_{}", secrets::new_id());
-            let admin = sqlx::AnyPool::connect(&admin_url).await.expect("PostgreSQL is reachable");
+            let admin = sqlx::AnyPool::connect(&admin_url)
+                .await
+                .expect("PostgreSQL is reachable");
             sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
                 .execute(&admin)
                 .await
@@ -103,7 +105,12 @@ pub async fn fresh_db_url(backend: Backend) -> Option<(Db, String)> {
             format!("{base}/{name}")
         }
     };
-    Some((Db::connect(&url).await.expect("the test database opens and migrates"), url))
+    Some((
+        Db::connect(&url)
+            .await
+            .expect("the test database opens and migrates"),
+        url,
+    ))
 }
 
 /// Everything wired together on one manual clock.
@@ -131,8 +138,11 @@ pub fn human_start() -> Value {
 /// The claims of the challenge token in a start's answer, read without checking them: what
 /// the edge decided about the start.
 pub fn peek_challenge(started: &Answer) -> Value {
-    let token = started.json["token"].as_str().unwrap_or_else(|| panic!("no challenge was issued: {:?}", started.json));
-    let claims: humanproof_protocol::ChallengeClaims = humanproof_protocol::token::peek_unverified(token).unwrap();
+    let token = started.json["token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no challenge was issued: {:?}", started.json));
+    let claims: humanproof_protocol::ChallengeClaims =
+        humanproof_protocol::token::peek_unverified(token).unwrap();
     serde_json::to_value(claims).unwrap()
 }
 
@@ -150,7 +160,9 @@ impl Client {
     pub const BROWSER: Client = Client {
         ip: "203.0.113.9",
         headers: ClientHeaders {
-            user_agent: Some("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/156.0.0.0 Safari/537.36"),
+            user_agent: Some(
+                "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/156.0.0.0 Safari/537.36",
+            ),
             accept_language: Some("en-GB,en;q=0.9"),
             sec_fetch_site: Some("cross-site"),
             sec_fetch_mode: Some("cors"),
@@ -180,7 +192,10 @@ pub struct Answer {
 
 impl Answer {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn reason(&self) -> &str {
@@ -207,7 +222,11 @@ pub fn quick_project(name: &str) -> ProjectSettings {
         production_domains: vec!["example.com".into()],
         testing_domains: vec!["localhost".into(), "127.0.0.1".into()],
         allow_subdomains: false,
-        preset: Preset::Custom(Protection { difficulty: 1, challenge_count: 3, ..Protection::BALANCED }),
+        preset: Preset::Custom(Protection {
+            difficulty: 1,
+            challenge_count: 3,
+            ..Protection::BALANCED
+        }),
         risk_mode: RiskMode::Observe,
         plan: "free".into(),
         billing_status: BillingStatus::Active,
@@ -238,7 +257,9 @@ impl World {
             sink,
         ));
         let clock = Clock::manual(START_MS);
-        let outbox = std::env::temp_dir().join("humanproof-tests").join(format!("outbox-{}", secrets::new_id()));
+        let outbox = std::env::temp_dir()
+            .join("humanproof-tests")
+            .join(format!("outbox-{}", secrets::new_id()));
         let state = AppState::new(
             db.clone(),
             master.clone(),
@@ -247,7 +268,15 @@ impl World {
             Mailer::Outbox(outbox.clone()),
             WebConfig::new("http://localhost:8080", "http://127.0.0.1:8787", true),
         );
-        Self { db, clock, master, edge, outbox, state, events: events.into() }
+        Self {
+            db,
+            clock,
+            master,
+            edge,
+            outbox,
+            state,
+            events: events.into(),
+        }
     }
 
     pub fn state(&self) -> AppState {
@@ -256,7 +285,10 @@ impl World {
 
     /// The control plane's app with another publisher (e.g. Cloudflare KV against a fake).
     pub fn state_with_publisher(&self, publisher: Publisher) -> AppState {
-        AppState { publisher, ..self.state.clone() }
+        AppState {
+            publisher,
+            ..self.state.clone()
+        }
     }
 
     /// Serves the control plane on 127.0.0.1 the way `humanproof serve` does; its base URL.
@@ -267,7 +299,9 @@ impl World {
 
     /// Links in the email sent last to `to`.
     pub fn email_links(&self, to: &str) -> Vec<String> {
-        let mut files: Vec<_> = std::fs::read_dir(&self.outbox).map(|dir| dir.flatten().map(|e| e.path()).collect()).unwrap_or_default();
+        let mut files: Vec<_> = std::fs::read_dir(&self.outbox)
+            .map(|dir| dir.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
         files.sort();
         let text = files
             .iter()
@@ -275,22 +309,34 @@ impl World {
             .map(|path| std::fs::read_to_string(path).unwrap())
             .find(|text| text.starts_with(&format!("To: {to}\r\n")))
             .unwrap_or_default();
-        text.split_whitespace().filter(|word| word.starts_with("http")).map(str::to_owned).collect()
+        text.split_whitespace()
+            .filter(|word| word.starts_with("http"))
+            .map(str::to_owned)
+            .collect()
     }
 
     /// Creates a project and publishes the snapshot to the edge.
     pub async fn create_project(&self, new: ProjectSettings) -> TestProject {
         let secret = secrets::new_backend_secret();
-        let project = projects::insert(&self.db, None, &new, &secrets::new_site_key(), &secret, self.clock.now_ms())
-            .await
-            .unwrap();
+        let project = projects::insert(
+            &self.db,
+            None,
+            &new,
+            &secrets::new_site_key(),
+            &secret,
+            self.clock.now_ms(),
+        )
+        .await
+        .unwrap();
         self.publish().await;
         TestProject { project, secret }
     }
 
     /// Rebuilds the snapshot from the database into the edge, as publishing does.
     pub async fn publish(&self) {
-        publish_snapshot(&self.db, &self.edge, &self.clock).await.unwrap();
+        publish_snapshot(&self.db, &self.edge, &self.clock)
+            .await
+            .unwrap();
     }
 
     /// What the edge emitted since the last call.
@@ -313,12 +359,26 @@ impl World {
     }
 
     /// Sends a request to the edge logic from a browser ([`Client::BROWSER`]).
-    pub async fn edge(&self, method: &str, path: &str, origin: Option<&str>, body: &[u8]) -> Answer {
-        self.edge_from(Client::BROWSER, method, path, origin, body).await
+    pub async fn edge(
+        &self,
+        method: &str,
+        path: &str,
+        origin: Option<&str>,
+        body: &[u8],
+    ) -> Answer {
+        self.edge_from(Client::BROWSER, method, path, origin, body)
+            .await
     }
 
     /// Sends a request to the edge logic from `client`.
-    pub async fn edge_from(&self, client: Client, method: &str, path: &str, origin: Option<&str>, body: &[u8]) -> Answer {
+    pub async fn edge_from(
+        &self,
+        client: Client,
+        method: &str,
+        path: &str,
+        origin: Option<&str>,
+        body: &[u8],
+    ) -> Answer {
         let response = self
             .edge
             .handle(EdgeRequest {
@@ -334,14 +394,23 @@ impl World {
             .await;
         Answer {
             status: response.status,
-            headers: response.headers.iter().map(|(n, v)| ((*n).to_owned(), v.clone())).collect(),
+            headers: response
+                .headers
+                .iter()
+                .map(|(n, v)| ((*n).to_owned(), v.clone()))
+                .collect(),
             json: serde_json::from_slice(&response.body).unwrap_or(Value::Null),
         }
     }
 
     pub async fn start_challenge(&self, site_key: &str, body: &Value) -> Answer {
-        self.edge("POST", &format!("/{site_key}/challenge"), Some(ORIGIN), body.to_string().as_bytes())
-            .await
+        self.edge(
+            "POST",
+            &format!("/{site_key}/challenge"),
+            Some(ORIGIN),
+            body.to_string().as_bytes(),
+        )
+        .await
     }
 
     /// Redeems as our widget does: with the environment check's answer when the challenge
@@ -349,19 +418,32 @@ impl World {
     /// the script; the browser tests run the real scripts).
     pub async fn redeem(&self, site_key: &str, token: &str, solutions: &[u64]) -> Answer {
         let answer = self.instrumentation_answer(token);
-        self.redeem_with(site_key, token, solutions, answer.as_deref()).await
+        self.redeem_with(site_key, token, solutions, answer.as_deref())
+            .await
     }
 
     /// Redeems with the given environment-check answer, or none.
-    pub async fn redeem_with(&self, site_key: &str, token: &str, solutions: &[u64], instrumentation: Option<&str>) -> Answer {
+    pub async fn redeem_with(
+        &self,
+        site_key: &str,
+        token: &str,
+        solutions: &[u64],
+        instrumentation: Option<&str>,
+    ) -> Answer {
         let body = serde_json::json!({ "token": token, "solutions": solutions, "instrumentation": instrumentation });
-        self.edge("POST", &format!("/{site_key}/redeem"), Some(ORIGIN), body.to_string().as_bytes())
-            .await
+        self.edge(
+            "POST",
+            &format!("/{site_key}/redeem"),
+            Some(ORIGIN),
+            body.to_string().as_bytes(),
+        )
+        .await
     }
 
     /// The right answer to the environment check a challenge token carries, if any.
     pub fn instrumentation_answer(&self, token: &str) -> Option<String> {
-        let claims: humanproof_protocol::ChallengeClaims = humanproof_protocol::token::peek_unverified(token).ok()?;
+        let claims: humanproof_protocol::ChallengeClaims =
+            humanproof_protocol::token::peek_unverified(token).ok()?;
         Some(instrumentation::scene_for(&self.master, &claims)?.answer())
     }
 
@@ -392,8 +474,14 @@ impl World {
             .iter()
             .map(|(n, v)| (n.to_string(), v.to_str().unwrap_or_default().to_owned()))
             .collect();
-        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
-        Answer { status: status.as_u16(), headers, json: serde_json::from_slice(&bytes).unwrap_or(Value::Null) }
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        Answer {
+            status: status.as_u16(),
+            headers,
+            json: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        }
     }
 
     /// `POST /siteverify` as a form, the way most backends call Turnstile.
@@ -417,7 +505,9 @@ fn urlencode(value: &str) -> String {
     value
         .bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
             _ => format!("%{b:02X}"),
         })
         .collect()
@@ -425,7 +515,12 @@ fn urlencode(value: &str) -> String {
 
 /// Asserts a status, showing the body when it differs.
 pub fn assert_status(answer: &Answer, status: StatusCode) {
-    assert_eq!(answer.status, status.as_u16(), "unexpected answer: {:#?}", answer.json);
+    assert_eq!(
+        answer.status,
+        status.as_u16(),
+        "unexpected answer: {:#?}",
+        answer.json
+    );
 }
 
 /// Serves the control plane with this state on 127.0.0.1 through the production serve
@@ -433,7 +528,11 @@ pub fn assert_status(answer: &Answer, status: StatusCode) {
 pub async fn serve_control_plane(state: AppState) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
-    tokio::spawn(humanproof_control_plane::server::serve(listener, state, std::future::pending()));
+    tokio::spawn(humanproof_control_plane::server::serve(
+        listener,
+        state,
+        std::future::pending(),
+    ));
     format!("http://{address}")
 }
 
@@ -442,7 +541,12 @@ pub async fn serve_app(router: axum::Router) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     tokio::spawn(async move {
-        axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>()).await.unwrap();
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .await
+        .unwrap();
     });
     format!("http://{address}")
 }
@@ -458,7 +562,11 @@ pub struct Page {
 impl Page {
     /// Asserts a status, showing the page when it differs.
     pub fn expect(self, status: u16) -> Self {
-        assert_eq!(self.status, status, "unexpected page: {} {:?}\n{}", self.status, self.location, self.body);
+        assert_eq!(
+            self.status, status,
+            "unexpected page: {} {:?}\n{}",
+            self.status, self.location, self.body
+        );
         self
     }
 }
@@ -472,8 +580,15 @@ pub struct Browser {
 
 impl Browser {
     pub fn new(base: &str) -> Self {
-        let http = humanproof_control_plane::http::client_builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-        Self { base: base.to_owned(), http, cookies: Mutex::default() }
+        let http = humanproof_control_plane::http::client_builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        Self {
+            base: base.to_owned(),
+            http,
+            cookies: Mutex::default(),
+        }
     }
 
     pub fn base(&self) -> &str {
@@ -485,21 +600,46 @@ impl Browser {
     }
 
     async fn send(&self, request: reqwest::RequestBuilder) -> Page {
-        let cookies: Vec<String> = self.cookies.lock().unwrap().iter().map(|(k, v)| format!("{k}={v}")).collect();
-        let response = request.header("cookie", cookies.join("; ")).send().await.unwrap();
+        let cookies: Vec<String> = self
+            .cookies
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        let response = request
+            .header("cookie", cookies.join("; "))
+            .send()
+            .await
+            .unwrap();
         for set in response.headers().get_all("set-cookie") {
             let pair = set.to_str().unwrap().split(';').next().unwrap();
             let (name, value) = pair.split_once('=').unwrap();
             let mut jar = self.cookies.lock().unwrap();
-            if value.is_empty() { jar.remove(name); } else { jar.insert(name.to_owned(), value.to_owned()); }
+            if value.is_empty() {
+                jar.remove(name);
+            } else {
+                jar.insert(name.to_owned(), value.to_owned());
+            }
         }
         let status = response.status().as_u16();
-        let location = response.headers().get("location").map(|v| v.to_str().unwrap().to_owned());
-        Page { status, location, body: response.text().await.unwrap() }
+        let location = response
+            .headers()
+            .get("location")
+            .map(|v| v.to_str().unwrap().to_owned());
+        Page {
+            status,
+            location,
+            body: response.text().await.unwrap(),
+        }
     }
 
     pub async fn get(&self, path: &str) -> Page {
-        let url = if path.starts_with("http") { path.to_owned() } else { format!("{}{path}", self.base) };
+        let url = if path.starts_with("http") {
+            path.to_owned()
+        } else {
+            format!("{}{path}", self.base)
+        };
         self.send(self.http.get(url)).await
     }
 
@@ -525,27 +665,58 @@ impl Browser {
             request = request.header("x-csrf-token", self.cookie("hp_csrf").unwrap());
         }
         let page = self.send(request).await;
-        (page.status, serde_json::from_str(&page.body).unwrap_or(Value::Null))
+        (
+            page.status,
+            serde_json::from_str(&page.body).unwrap_or(Value::Null),
+        )
     }
 
     /// Posts exactly these fields (no CSRF token added).
     pub async fn post_raw(&self, path: &str, fields: &[(&str, &str)]) -> Page {
-        self.send(self.http.post(format!("{}{path}", self.base)).form(fields)).await
+        self.send(self.http.post(format!("{}{path}", self.base)).form(fields))
+            .await
     }
 
     /// Posts exactly these fields with one extra header (e.g. a proxy's `X-Forwarded-For`).
-    pub async fn post_with_header(&self, path: &str, fields: &[(&str, &str)], (name, value): (&str, &str)) -> Page {
-        self.send(self.http.post(format!("{}{path}", self.base)).header(name, value).form(fields)).await
+    pub async fn post_with_header(
+        &self,
+        path: &str,
+        fields: &[(&str, &str)],
+        (name, value): (&str, &str),
+    ) -> Page {
+        self.send(
+            self.http
+                .post(format!("{}{path}", self.base))
+                .header(name, value)
+                .form(fields),
+        )
+        .await
     }
 
     /// Signs up, follows the emailed link (from the dev outbox) that confirms the address and
     /// signs in, and returns the new organisation's id.
     pub async fn sign_up(&self, email: &str, password: &str) -> String {
-        self.post("/sign-up", &[("email", email), ("password", password), ("organisation", "Acme")]).await.expect(200);
-        let link = self.outbox_link(email, "/verify-email?token=").await.expect("a confirmation link was sent");
+        self.post(
+            "/sign-up",
+            &[
+                ("email", email),
+                ("password", password),
+                ("organisation", "Acme"),
+            ],
+        )
+        .await
+        .expect(200);
+        let link = self
+            .outbox_link(email, "/verify-email?token=")
+            .await
+            .expect("a confirmation link was sent");
         self.get(&link).await.expect(200);
         let home = self.get("/").await.expect(303);
-        home.location.unwrap().trim_start_matches("/orgs/").trim_end_matches("/projects").to_owned()
+        home.location
+            .unwrap()
+            .trim_start_matches("/orgs/")
+            .trim_end_matches("/projects")
+            .to_owned()
     }
 
     /// The path and query of the newest link containing `marker` in an email to `to`, read
@@ -554,20 +725,34 @@ impl Browser {
         let page = self.get("/dev/outbox").await.expect(200);
         let to_line = format!("To: {}", to.trim().to_lowercase());
         let addressed = |message: &&str| {
-            message.find(&to_line).is_some_and(|at| message[at + to_line.len()..].starts_with(['\r', '\n']))
+            message
+                .find(&to_line)
+                .is_some_and(|at| message[at + to_line.len()..].starts_with(['\r', '\n']))
         };
         // Newest first; each message is one <article>, its text starting with the To: line.
-        page.body.split("<article").filter(addressed).find_map(|message| {
-            // minijinja escapes `/` and `&` in attributes.
-            let hrefs = message.split("href=\"").skip(1).filter_map(|rest| rest.split('"').next());
-            hrefs.map(|href| href.replace("&#x2f;", "/").replace("&amp;", "&")).find(|href| href.contains(marker)).map(|href| {
-                let after_scheme = href.split_once("://").map_or(href.as_str(), |(_, rest)| rest);
-                after_scheme[after_scheme.find('/').unwrap_or(0)..].to_owned()
+        page.body
+            .split("<article")
+            .filter(addressed)
+            .find_map(|message| {
+                // minijinja escapes `/` and `&` in attributes.
+                let hrefs = message
+                    .split("href=\"")
+                    .skip(1)
+                    .filter_map(|rest| rest.split('"').next());
+                hrefs
+                    .map(|href| href.replace("&#x2f;", "/").replace("&amp;", "&"))
+                    .find(|href| href.contains(marker))
+                    .map(|href| {
+                        let after_scheme = href
+                            .split_once("://")
+                            .map_or(href.as_str(), |(_, rest)| rest);
+                        after_scheme[after_scheme.find('/').unwrap_or(0)..].to_owned()
+                    })
             })
-        })
     }
 
     pub async fn sign_in(&self, email: &str, password: &str) -> Page {
-        self.post("/sign-in", &[("email", email), ("password", password)]).await
+        self.post("/sign-in", &[("email", email), ("password", password)])
+            .await
     }
 }

@@ -20,7 +20,12 @@ pub enum Value {
 impl Value {
     /// A map from pairs.
     pub fn map<const N: usize>(pairs: [(&str, Value); N]) -> Value {
-        Value::Map(pairs.into_iter().map(|(key, value)| (key.to_owned(), value)).collect())
+        Value::Map(
+            pairs
+                .into_iter()
+                .map(|(key, value)| (key.to_owned(), value))
+                .collect(),
+        )
     }
 }
 
@@ -78,7 +83,10 @@ pub fn write(database_type: &str, networks: &[(Ipv4Addr, u8, Value)]) -> Vec<u8>
         ("binary_format_minor_version", Value::U32(0)),
         ("build_epoch", Value::U32(1_700_000_000)),
         ("database_type", Value::Text(database_type.to_owned())),
-        ("description", Value::map([("en", Value::Text("HumanProof test database".into()))])),
+        (
+            "description",
+            Value::map([("en", Value::Text("HumanProof test database".into()))]),
+        ),
         ("ip_version", Value::U32(4)),
         ("node_count", Value::U32(node_count)),
         ("record_size", Value::U32(24)),
@@ -94,7 +102,13 @@ fn encode_metadata(fields: &[(&str, Value)], out: &mut Vec<u8>) {
         encode(&Value::Text((*key).to_owned()), out);
         match (*key, value) {
             // The reader wants these as the types the specification names.
-            ("binary_format_major_version" | "binary_format_minor_version" | "ip_version" | "record_size", Value::U32(n)) => {
+            (
+                "binary_format_major_version"
+                | "binary_format_minor_version"
+                | "ip_version"
+                | "record_size",
+                Value::U32(n),
+            ) => {
                 let bytes = (*n as u16).to_be_bytes();
                 control(5, 2, out);
                 out.extend_from_slice(&bytes);
@@ -137,6 +151,9 @@ fn encode(value: &Value, out: &mut Vec<u8>) {
 
 /// A control byte for a basic type with a size under 29.
 fn control(kind: u8, size: usize, out: &mut Vec<u8>) {
-    let size = u8::try_from(size).ok().filter(|size| *size < 29).expect("test values are small");
+    let size = u8::try_from(size)
+        .ok()
+        .filter(|size| *size < 29)
+        .expect("test values are small");
     out.push((kind << 5) | size);
 }

@@ -3,8 +3,8 @@
 //! (single use, superseded, expiring), CSRF, and sessions.
 
 use humanproof_control_plane::accounts::{
-    MAX_FAILURES_PER_EMAIL, MAX_RESET_REQUESTS_PER_EMAIL, MAX_SECOND_FACTOR_FAILURES, MAX_SIGN_UPS_PER_IP, RESET_LINK_TTL_MS,
-    SECOND_FACTOR_TTL_MS, THROTTLE_WINDOW_MS,
+    MAX_FAILURES_PER_EMAIL, MAX_RESET_REQUESTS_PER_EMAIL, MAX_SECOND_FACTOR_FAILURES,
+    MAX_SIGN_UPS_PER_IP, RESET_LINK_TTL_MS, SECOND_FACTOR_TTL_MS, THROTTLE_WINDOW_MS,
 };
 use humanproof_control_plane::db::{accounts, passkeys};
 use humanproof_control_plane::totp;
@@ -13,7 +13,11 @@ use humanproof_tests::*;
 const PASSWORD: &str = "correct horse battery";
 
 fn link_with(links: &[String], path: &str) -> String {
-    links.iter().find(|link| link.contains(path)).unwrap_or_else(|| panic!("no {path} link in {links:?}")).clone()
+    links
+        .iter()
+        .find(|link| link.contains(path))
+        .unwrap_or_else(|| panic!("no {path} link in {links:?}"))
+        .clone()
 }
 
 /// The path and query of a link from an email (emails name the public URL, not the test server).
@@ -501,8 +505,14 @@ on_both_databases! {
 /// The current TOTP code of a user, computed from the stored (sealed) secret as their
 /// authenticator app would from the key it was shown.
 async fn current_code(world: &World, email: &str) -> String {
-    let (user, _) = accounts::find_user_by_email(&world.db, email).await.unwrap().unwrap();
-    let (sealed, _) = accounts::totp_secret(&world.db, &user.id).await.unwrap().unwrap();
+    let (user, _) = accounts::find_user_by_email(&world.db, email)
+        .await
+        .unwrap()
+        .unwrap();
+    let (sealed, _) = accounts::totp_secret(&world.db, &user.id)
+        .await
+        .unwrap()
+        .unwrap();
     let secret = totp::open(&world.master, &sealed).unwrap();
     totp::code(&secret, totp::step_at(world.clock.now_ms()))
 }
@@ -513,25 +523,53 @@ fn browser_base(browser: &Browser) -> String {
 
 /// The whole newest email to `to`.
 fn last_email_text(world: &World, to: &str) -> String {
-    let mut files: Vec<_> = std::fs::read_dir(&world.outbox).unwrap().flatten().map(|e| e.path()).collect();
+    let mut files: Vec<_> = std::fs::read_dir(&world.outbox)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
     files.sort();
-    files.iter().rev().map(|path| std::fs::read_to_string(path).unwrap()).find(|text| text.starts_with(&format!("To: {to}\r\n"))).unwrap()
+    files
+        .iter()
+        .rev()
+        .map(|path| std::fs::read_to_string(path).unwrap())
+        .find(|text| text.starts_with(&format!("To: {to}\r\n")))
+        .unwrap()
 }
 
 async fn reqwest_post_form(url: &str, fields: &[(&str, &str)]) -> serde_json::Value {
-    humanproof_control_plane::http::client().post(url).form(fields).send().await.unwrap().json().await.unwrap()
+    humanproof_control_plane::http::client()
+        .post(url)
+        .form(fields)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
 }
 
 /// Posts a dashboard form as a client behind `X-Forwarded-For: forwarded_for`.
-async fn post_form_from(base: &str, forwarded_for: &str, path: &str, fields: &[(&str, &str)]) -> Page {
+async fn post_form_from(
+    base: &str,
+    forwarded_for: &str,
+    path: &str,
+    fields: &[(&str, &str)],
+) -> Page {
     let browser = Browser::new(base);
     browser.get("/sign-in").await.expect(200);
     let mut fields = fields.to_vec();
     let csrf = browser.cookie("hp_csrf").unwrap();
     fields.push(("csrf", &csrf));
-    browser.post_with_header(path, &fields, ("x-forwarded-for", forwarded_for)).await
+    browser
+        .post_with_header(path, &fields, ("x-forwarded-for", forwarded_for))
+        .await
 }
 
 async fn reqwest_get(url: &str) -> reqwest::Response {
-    humanproof_control_plane::http::client().get(url).send().await.unwrap()
+    humanproof_control_plane::http::client()
+        .get(url)
+        .send()
+        .await
+        .unwrap()
 }

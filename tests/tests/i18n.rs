@@ -22,7 +22,11 @@ fn browser_speaking(accept_language: &'static str) -> reqwest::Client {
 
 /// The last email sent to `to`, as filed in the outbox.
 fn last_email(world: &World, to: &str) -> String {
-    let mut files: Vec<_> = std::fs::read_dir(&world.outbox).unwrap().flatten().map(|entry| entry.path()).collect();
+    let mut files: Vec<_> = std::fs::read_dir(&world.outbox)
+        .unwrap()
+        .flatten()
+        .map(|entry| entry.path())
+        .collect();
     files.sort();
     files
         .iter()

@@ -37,7 +37,10 @@ async fn fake_smtp() -> (String, Arc<Mutex<Vec<Received>>>) {
                     let reply: &[u8] = if upper.starts_with("EHLO") || upper.starts_with("HELO") {
                         b"250-fake.smtp\r\n250 8BITMIME\r\n"
                     } else if upper.starts_with("MAIL FROM:") {
-                        current = Received { from: line[10..].trim().to_owned(), ..Received::default() };
+                        current = Received {
+                            from: line[10..].trim().to_owned(),
+                            ..Received::default()
+                        };
                         b"250 OK\r\n"
                     } else if upper.starts_with("RCPT TO:") {
                         current.to.push(line[8..].trim().to_owned());
@@ -71,7 +74,11 @@ async fn fake_smtp() -> (String, Arc<Mutex<Vec<Received>>>) {
 async fn messages_go_out_over_smtp() {
     let (url, inbox) = fake_smtp().await;
     let mailer = Mailer::smtp(&url, "HumanProof <no-reply@humanproof.example>").unwrap();
-    let email = Email { to: "ada@example.com".into(), subject: "Hello".into(), body: "A line of text.".into() };
+    let email = Email {
+        to: "ada@example.com".into(),
+        subject: "Hello".into(),
+        body: "A line of text.".into(),
+    };
     mailer.send(&email).await.unwrap();
     let received = inbox.lock().unwrap().clone();
     assert_eq!(received.len(), 1);

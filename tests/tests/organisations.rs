@@ -24,60 +24,136 @@ struct Tenant {
 async fn tenant(world: &World, base: &str, email: &str) -> Tenant {
     let browser = Browser::new(base);
     let org = browser.sign_up(email, PASSWORD).await;
-    let (user, _) = accounts::find_user_by_email(&world.db, email).await.unwrap().unwrap();
-    accounts::mark_email_verified(&world.db, &user.id, world.clock.now_ms()).await.unwrap();
+    let (user, _) = accounts::find_user_by_email(&world.db, email)
+        .await
+        .unwrap()
+        .unwrap();
+    accounts::mark_email_verified(&world.db, &user.id, world.clock.now_ms())
+        .await
+        .unwrap();
     let project = insert_project(world, &org).await;
-    Tenant { browser, org, user_id: user.id, project }
+    Tenant {
+        browser,
+        org,
+        user_id: user.id,
+        project,
+    }
 }
 
 async fn insert_org(world: &World) -> String {
     let email = format!("{}@example.com", secrets::new_id());
-    let user = accounts::insert_user(&world.db, &email, "x", false, 0).await.unwrap();
-    orgs::create_organisation(&world.db, "Elsewhere", &user.id, 0).await.unwrap()
+    let user = accounts::insert_user(&world.db, &email, "x", false, 0)
+        .await
+        .unwrap();
+    orgs::create_organisation(&world.db, "Elsewhere", &user.id, 0)
+        .await
+        .unwrap()
 }
 
 async fn insert_project(world: &World, org: &str) -> String {
     let settings = quick_project("fixture");
-    projects::insert(&world.db, Some(org), &settings, &secrets::new_site_key(), &secrets::new_backend_secret(), world.clock.now_ms())
-        .await
-        .unwrap()
-        .id
+    projects::insert(
+        &world.db,
+        Some(org),
+        &settings,
+        &secrets::new_site_key(),
+        &secrets::new_backend_secret(),
+        world.clock.now_ms(),
+    )
+    .await
+    .unwrap()
+    .id
 }
 
 /// Adds a new, verified user to `org` with `role`; returns a browser signed in as them.
 /// (Created in the database: sign-ups from one address are throttled, and these tests make
 /// many members.)
-async fn member(world: &World, base: &str, org: &str, email: &str, role: Role) -> (Browser, String) {
+async fn member(
+    world: &World,
+    base: &str,
+    org: &str,
+    email: &str,
+    role: Role,
+) -> (Browser, String) {
     let now = world.clock.now_ms();
     let password_hash = humanproof_control_plane::accounts::hash_password(PASSWORD).await;
-    let user = accounts::insert_user(&world.db, email, &password_hash, false, now).await.unwrap();
-    accounts::mark_email_verified(&world.db, &user.id, now).await.unwrap();
-    orgs::put_member(&world.db, org, &user.id, role, now).await.unwrap();
+    let user = accounts::insert_user(&world.db, email, &password_hash, false, now)
+        .await
+        .unwrap();
+    accounts::mark_email_verified(&world.db, &user.id, now)
+        .await
+        .unwrap();
+    orgs::put_member(&world.db, org, &user.id, role, now)
+        .await
+        .unwrap();
     let browser = Browser::new(base);
     browser.sign_in(email, PASSWORD).await.expect(303);
     (browser, user.id)
 }
 
 const PROJECT_FORM: [(&str, &str); 10] = [
-    ("name", "Form project"), ("testing_domains", "localhost"), ("preset", "relaxed"), ("risk_mode", "observe"),
-    ("widget_variant", "checkbox"), ("widget_theme", "auto"), ("widget_language", "auto"), ("widget_size", "normal"),
-    ("widget_branding", "full"), ("active", "on"),
+    ("name", "Form project"),
+    ("testing_domains", "localhost"),
+    ("preset", "relaxed"),
+    ("risk_mode", "observe"),
+    ("widget_variant", "checkbox"),
+    ("widget_theme", "auto"),
+    ("widget_language", "auto"),
+    ("widget_size", "normal"),
+    ("widget_branding", "full"),
+    ("active", "on"),
 ];
 
 /// One request a route takes; fresh targets come from `world` for routes that destroy them.
 #[derive(Debug, Clone, Copy)]
 enum Route {
-    Projects, NewProjectPage, CreateProject, ProjectPage, UpdateProject, DeleteProject, RotateSecret,
-    Integration, Usage, Risk, SetRiskMode, Members, PutMember, RemoveMember, RevokeInvitation, ApiKeys, CreateApiKey,
-    DisableApiKey, Audit, Clients, CreateClient, DeleteClient,
+    Projects,
+    NewProjectPage,
+    CreateProject,
+    ProjectPage,
+    UpdateProject,
+    DeleteProject,
+    RotateSecret,
+    Integration,
+    Usage,
+    Risk,
+    SetRiskMode,
+    Members,
+    PutMember,
+    RemoveMember,
+    RevokeInvitation,
+    ApiKeys,
+    CreateApiKey,
+    DisableApiKey,
+    Audit,
+    Clients,
+    CreateClient,
+    DeleteClient,
 }
 
 const ROUTES: [Route; 22] = [
-    Route::Projects, Route::NewProjectPage, Route::CreateProject, Route::ProjectPage, Route::UpdateProject,
-    Route::DeleteProject, Route::RotateSecret, Route::Integration, Route::Usage, Route::Risk, Route::SetRiskMode,
-    Route::Members, Route::PutMember,
-    Route::RemoveMember, Route::RevokeInvitation, Route::ApiKeys, Route::CreateApiKey, Route::DisableApiKey,
-    Route::Audit, Route::Clients, Route::CreateClient, Route::DeleteClient,
+    Route::Projects,
+    Route::NewProjectPage,
+    Route::CreateProject,
+    Route::ProjectPage,
+    Route::UpdateProject,
+    Route::DeleteProject,
+    Route::RotateSecret,
+    Route::Integration,
+    Route::Usage,
+    Route::Risk,
+    Route::SetRiskMode,
+    Route::Members,
+    Route::PutMember,
+    Route::RemoveMember,
+    Route::RevokeInvitation,
+    Route::ApiKeys,
+    Route::CreateApiKey,
+    Route::DisableApiKey,
+    Route::Audit,
+    Route::Clients,
+    Route::CreateClient,
+    Route::DeleteClient,
 ];
 
 impl Route {
@@ -85,28 +161,62 @@ impl Route {
     fn allowed(self, role: Role) -> bool {
         use Role::*;
         match self {
-            Route::Projects | Route::ProjectPage | Route::Integration | Route::Usage | Route::Risk | Route::Members
+            Route::Projects
+            | Route::ProjectPage
+            | Route::Integration
+            | Route::Usage
+            | Route::Risk
+            | Route::Members
             | Route::Clients => true,
-            Route::NewProjectPage | Route::CreateProject | Route::UpdateProject | Route::DeleteProject | Route::RotateSecret
-            | Route::SetRiskMode | Route::CreateClient | Route::DeleteClient => matches!(role, Owner | Admin | Developer),
-            Route::PutMember | Route::RemoveMember | Route::RevokeInvitation | Route::ApiKeys | Route::CreateApiKey
-            | Route::DisableApiKey | Route::Audit => matches!(role, Owner | Admin),
+            Route::NewProjectPage
+            | Route::CreateProject
+            | Route::UpdateProject
+            | Route::DeleteProject
+            | Route::RotateSecret
+            | Route::SetRiskMode
+            | Route::CreateClient
+            | Route::DeleteClient => matches!(role, Owner | Admin | Developer),
+            Route::PutMember
+            | Route::RemoveMember
+            | Route::RevokeInvitation
+            | Route::ApiKeys
+            | Route::CreateApiKey
+            | Route::DisableApiKey
+            | Route::Audit => matches!(role, Owner | Admin),
         }
     }
 
     /// Sends the request as `browser` in `org`, about `project` (another org's ids make the
     /// isolation test). Fresh victims for destructive routes are made in `home`.
-    async fn call(self, world: &World, base: &str, browser: &Browser, org: &str, project: &str, home: &str) -> Page {
+    async fn call(
+        self,
+        world: &World,
+        base: &str,
+        browser: &Browser,
+        org: &str,
+        project: &str,
+        home: &str,
+    ) -> Page {
         let p = |suffix: &str| format!("/orgs/{org}/projects/{project}{suffix}");
         match self {
             Route::Projects => browser.get(&format!("/orgs/{org}/projects")).await,
             Route::NewProjectPage => browser.get(&format!("/orgs/{org}/projects/new")).await,
-            Route::CreateProject => browser.post(&format!("/orgs/{org}/projects/new"), &PROJECT_FORM).await,
+            Route::CreateProject => {
+                browser
+                    .post(&format!("/orgs/{org}/projects/new"), &PROJECT_FORM)
+                    .await
+            }
             Route::ProjectPage => browser.get(&p("")).await,
             Route::UpdateProject => browser.post(&p(""), &PROJECT_FORM).await,
             Route::DeleteProject => {
-                let victim = if org == home { insert_project(world, home).await } else { project.to_owned() };
-                browser.post(&format!("/orgs/{org}/projects/{victim}/delete"), &[]).await
+                let victim = if org == home {
+                    insert_project(world, home).await
+                } else {
+                    project.to_owned()
+                };
+                browser
+                    .post(&format!("/orgs/{org}/projects/{victim}/delete"), &[])
+                    .await
             }
             Route::RotateSecret => browser.post(&p("/rotate-secret"), &[]).await,
             Route::Integration => browser.get(&p("/integration")).await,
@@ -117,30 +227,82 @@ impl Route {
             Route::PutMember => {
                 let email = format!("{}@example.com", secrets::new_id());
                 Browser::new(base).sign_up(&email, PASSWORD).await;
-                browser.post(&format!("/orgs/{org}/members"), &[("email", &email), ("role", "viewer")]).await
+                browser
+                    .post(
+                        &format!("/orgs/{org}/members"),
+                        &[("email", &email), ("role", "viewer")],
+                    )
+                    .await
             }
             Route::RemoveMember => {
                 let email = format!("{}@example.com", secrets::new_id());
                 let (_, user_id) = member(world, base, home, &email, Role::Viewer).await;
-                browser.post(&format!("/orgs/{org}/members/{user_id}/remove"), &[]).await
+                browser
+                    .post(&format!("/orgs/{org}/members/{user_id}/remove"), &[])
+                    .await
             }
             Route::RevokeInvitation => {
                 let email = format!("{}@example.com", secrets::new_id());
-                let invitation = orgs::Invitation { email: email.clone(), role: Role::Viewer, expires_at: i64::MAX };
-                orgs::insert_invitation(&world.db, &secrets::new_id(), home, &invitation, "test", 0).await.unwrap();
-                browser.post(&format!("/orgs/{org}/invitations/revoke"), &[("email", &email)]).await
+                let invitation = orgs::Invitation {
+                    email: email.clone(),
+                    role: Role::Viewer,
+                    expires_at: i64::MAX,
+                };
+                orgs::insert_invitation(
+                    &world.db,
+                    &secrets::new_id(),
+                    home,
+                    &invitation,
+                    "test",
+                    0,
+                )
+                .await
+                .unwrap();
+                browser
+                    .post(
+                        &format!("/orgs/{org}/invitations/revoke"),
+                        &[("email", &email)],
+                    )
+                    .await
             }
             Route::Clients => browser.get(&format!("/orgs/{org}/clients")).await,
-            Route::CreateClient => browser.post(&format!("/orgs/{org}/clients"), &[("name", "Bakery")]).await,
+            Route::CreateClient => {
+                browser
+                    .post(&format!("/orgs/{org}/clients"), &[("name", "Bakery")])
+                    .await
+            }
             Route::DeleteClient => {
-                let client = orgs::insert_client(&world.db, home, "Victim", 0).await.unwrap();
-                browser.post(&format!("/orgs/{org}/clients/{}/delete", client.id), &[]).await
+                let client = orgs::insert_client(&world.db, home, "Victim", 0)
+                    .await
+                    .unwrap();
+                browser
+                    .post(&format!("/orgs/{org}/clients/{}/delete", client.id), &[])
+                    .await
             }
             Route::ApiKeys => browser.get(&format!("/orgs/{org}/api-keys")).await,
-            Route::CreateApiKey => browser.post(&format!("/orgs/{org}/api-keys"), &[("name", "ci"), ("scope", "projects:read")]).await,
+            Route::CreateApiKey => {
+                browser
+                    .post(
+                        &format!("/orgs/{org}/api-keys"),
+                        &[("name", "ci"), ("scope", "projects:read")],
+                    )
+                    .await
+            }
             Route::DisableApiKey => {
-                let key = orgs::insert_api_key(&world.db, home, "victim", &secrets::new_id(), "hp_key_x", &[Scope::ProjectsRead], 0).await.unwrap();
-                browser.post(&format!("/orgs/{org}/api-keys/{}/disable", key.id), &[]).await
+                let key = orgs::insert_api_key(
+                    &world.db,
+                    home,
+                    "victim",
+                    &secrets::new_id(),
+                    "hp_key_x",
+                    &[Scope::ProjectsRead],
+                    0,
+                )
+                .await
+                .unwrap();
+                browser
+                    .post(&format!("/orgs/{org}/api-keys/{}/disable", key.id), &[])
+                    .await
             }
             Route::Audit => browser.get(&format!("/orgs/{org}/audit")).await,
         }
@@ -601,7 +763,12 @@ struct ApiClient {
 
 impl ApiClient {
     async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-        self.call_raw(method, path, &body.map(|b| b.to_string()).unwrap_or_default()).await
+        self.call_raw(
+            method,
+            path,
+            &body.map(|b| b.to_string()).unwrap_or_default(),
+        )
+        .await
     }
 
     async fn call_raw(&self, method: &str, path: &str, body: &str) -> (u16, Value) {
@@ -611,7 +778,9 @@ impl ApiClient {
             request = request.bearer_auth(&self.key);
         }
         if !body.is_empty() {
-            request = request.header("content-type", "application/json").body(body.to_owned());
+            request = request
+                .header("content-type", "application/json")
+                .body(body.to_owned());
         }
         let response = request.send().await.unwrap();
         let status = response.status().as_u16();
@@ -620,13 +789,36 @@ impl ApiClient {
 }
 
 /// Creates a key through the dashboard, reading it off the page as its owner would.
-async fn api_key(world: &World, base: &str, owner: &Tenant, scopes: &[&str]) -> (ApiClient, String) {
+async fn api_key(
+    world: &World,
+    base: &str,
+    owner: &Tenant,
+    scopes: &[&str],
+) -> (ApiClient, String) {
     let mut fields = vec![("name", "automation")];
     fields.extend(scopes.iter().map(|scope| ("scope", *scope)));
-    let page = owner.browser.post(&format!("/orgs/{}/api-keys", owner.org), &fields).await.expect(200);
+    let page = owner
+        .browser
+        .post(&format!("/orgs/{}/api-keys", owner.org), &fields)
+        .await
+        .expect(200);
     let start = page.body.find("hp_key_").unwrap();
-    let key: String = page.body[start..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+    let key: String = page.body[start..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .collect();
     let stored = orgs::list_api_keys(&world.db, &owner.org).await.unwrap();
-    let id = stored.iter().find(|k| key.starts_with(&k.prefix)).unwrap().id.clone();
-    (ApiClient { base: base.to_owned(), key }, id)
+    let id = stored
+        .iter()
+        .find(|k| key.starts_with(&k.prefix))
+        .unwrap()
+        .id
+        .clone();
+    (
+        ApiClient {
+            base: base.to_owned(),
+            key,
+        },
+        id,
+    )
 }

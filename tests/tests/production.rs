@@ -23,7 +23,14 @@ fn humanproof_binary() -> &'static Path {
     BINARY.get_or_init(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let built = std::process::Command::new(cargo)
-            .args(["build", "--quiet", "-p", "humanproof-control-plane", "--bin", "humanproof"])
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "humanproof-control-plane",
+                "--bin",
+                "humanproof",
+            ])
             .status()
             .expect("cargo runs");
         assert!(built.success(), "building humanproof failed");
@@ -45,7 +52,9 @@ struct Server {
 
 impl Server {
     async fn start(database_url: String) -> Self {
-        let outbox = std::env::temp_dir().join("humanproof-tests").join(format!("serve-outbox-{}", secrets::new_id()));
+        let outbox = std::env::temp_dir()
+            .join("humanproof-tests")
+            .join(format!("serve-outbox-{}", secrets::new_id()));
         let mut child = Command::new(humanproof_binary())
             .args(["serve", "--listen", "127.0.0.1:0"])
             .env("HUMANPROOF_DATABASE_URL", &database_url)
@@ -62,7 +71,11 @@ impl Server {
             .expect("humanproof serve starts");
         let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
         let base = loop {
-            let line = stdout.next_line().await.unwrap().expect("serve prints where it listens");
+            let line = stdout
+                .next_line()
+                .await
+                .unwrap()
+                .expect("serve prints where it listens");
             if let Some(base) = line.strip_prefix("listening on ") {
                 break base.to_owned();
             }
@@ -76,14 +89,27 @@ impl Server {
             }
             log
         });
-        Self { child, base, database_url, outbox, log }
+        Self {
+            child,
+            base,
+            database_url,
+            outbox,
+            log,
+        }
     }
 
     /// Links in the newest email to `to`, as paths on this server.
     fn email_links(&self, to: &str) -> Vec<String> {
-        let mut files: Vec<_> = std::fs::read_dir(&self.outbox).unwrap().flatten().map(|e| e.path()).collect();
+        let mut files: Vec<_> = std::fs::read_dir(&self.outbox)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .collect();
         files.sort();
-        let text = files.iter().rev().map(|path| std::fs::read_to_string(path).unwrap())
+        let text = files
+            .iter()
+            .rev()
+            .map(|path| std::fs::read_to_string(path).unwrap())
             .find(|text| text.starts_with(&format!("To: {to}\r\n")))
             .unwrap_or_else(|| panic!("no email to {to}"));
         text.split_whitespace()
@@ -100,16 +126,27 @@ impl Server {
             .output()
             .await
             .unwrap();
-        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
         serde_json::from_slice(&output.stdout).unwrap()
     }
 
     /// SIGTERM, then the exit status and everything it logged.
     async fn stop(mut self) -> (std::process::ExitStatus, String) {
         let pid = self.child.id().unwrap().to_string();
-        let signalled = Command::new("kill").args(["-TERM", &pid]).status().await.unwrap();
+        let signalled = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .await
+            .unwrap();
         assert!(signalled.success());
-        let status = tokio::time::timeout(std::time::Duration::from_secs(20), self.child.wait()).await.unwrap().unwrap();
+        let status = tokio::time::timeout(std::time::Duration::from_secs(20), self.child.wait())
+            .await
+            .unwrap()
+            .unwrap();
         (status, self.log.await.unwrap())
     }
 }
@@ -135,39 +172,101 @@ fn base32_decode(text: &str) -> Vec<u8> {
 }
 
 fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
 }
 
 async fn the_production_binary_serves_customers_and_backends(backend: Backend) {
-    let Some(database_url) = fresh_database_url(backend).await else { return };
+    let Some(database_url) = fresh_database_url(backend).await else {
+        return;
+    };
     let server = Server::start(database_url).await;
     let browser = Browser::new(&server.base);
 
     // Sign up; the emailed link confirms the address and signs in.
     let email = "operator-test@example.com";
-    browser.post("/sign-up", &[("email", email), ("password", PASSWORD), ("organisation", "Prod")]).await.expect(200);
-    let verify = server.email_links(email).into_iter().find(|link| link.starts_with("/verify-email")).unwrap();
+    browser
+        .post(
+            "/sign-up",
+            &[
+                ("email", email),
+                ("password", PASSWORD),
+                ("organisation", "Prod"),
+            ],
+        )
+        .await
+        .expect(200);
+    let verify = server
+        .email_links(email)
+        .into_iter()
+        .find(|link| link.starts_with("/verify-email"))
+        .unwrap();
     browser.get(&verify).await.expect(200);
-    let org = browser.get("/").await.expect(303).location.unwrap().trim_start_matches("/orgs/").trim_end_matches("/projects").to_owned();
+    let org = browser
+        .get("/")
+        .await
+        .expect(303)
+        .location
+        .unwrap()
+        .trim_start_matches("/orgs/")
+        .trim_end_matches("/projects")
+        .to_owned();
 
     // Two-factor on, with the key the page shows.
-    let setup = browser.post("/account/two-factor/setup", &[]).await.expect(200);
-    let shown = setup.body.split("<code id=\"totp-secret\">").nth(1).unwrap().split('<').next().unwrap();
+    let setup = browser
+        .post("/account/two-factor/setup", &[])
+        .await
+        .expect(200);
+    let shown = setup
+        .body
+        .split("<code id=\"totp-secret\">")
+        .nth(1)
+        .unwrap()
+        .split('<')
+        .next()
+        .unwrap();
     let secret = base32_decode(shown);
     let step = totp::step_at(now_ms());
-    browser.post("/account/two-factor/confirm", &[("code", &totp::code(&secret, step - 1))]).await.expect(200);
+    browser
+        .post(
+            "/account/two-factor/confirm",
+            &[("code", &totp::code(&secret, step - 1))],
+        )
+        .await
+        .expect(200);
     browser.post("/sign-out", &[]).await.expect(303);
 
     // Password, then the code: the production wiring of sign-in (peer address and all).
     let first = browser.sign_in(email, PASSWORD).await.expect(303);
     assert_eq!(first.location.as_deref(), Some("/sign-in/second-factor"));
-    browser.post("/sign-in/second-factor", &[("code", &totp::code(&secret, step + 1))]).await.expect(303);
+    browser
+        .post(
+            "/sign-in/second-factor",
+            &[("code", &totp::code(&secret, step + 1))],
+        )
+        .await
+        .expect(303);
     browser.get("/account").await.expect(200);
 
     // An API key from the dashboard, then a project through the API.
-    let page = browser.post(&format!("/orgs/{org}/api-keys"), &[("name", "deploy"), ("scope", "projects:read"), ("scope", "projects:write")]).await.expect(200);
+    let page = browser
+        .post(
+            &format!("/orgs/{org}/api-keys"),
+            &[
+                ("name", "deploy"),
+                ("scope", "projects:read"),
+                ("scope", "projects:write"),
+            ],
+        )
+        .await
+        .expect(200);
     let start = page.body.find("hp_key_").unwrap();
-    let key: String = page.body[start..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+    let key: String = page.body[start..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .collect();
     let http = humanproof_control_plane::http::client();
     let created: Value = http
         .post(format!("{}/api/v1/projects", server.base))
@@ -187,40 +286,96 @@ async fn the_production_binary_serves_customers_and_backends(backend: Backend) {
     let mint = |key_version: u32| {
         let now = now_ms();
         let claims = VerificationClaims {
-            sk: site_key.clone(), jti: secrets::new_id(), cid: secrets::new_id(), iat: now, exp: now + 300_000,
-            host: "shop.example".into(), d: 4, c: 80, act: None, cd: None, risk: None,
+            sk: site_key.clone(),
+            jti: secrets::new_id(),
+            cid: secrets::new_id(),
+            iat: now,
+            exp: now + 300_000,
+            host: "shop.example".into(),
+            d: 4,
+            c: 80,
+            act: None,
+            cd: None,
+            risk: None,
         };
-        MasterSecret::new(MASTER_SECRET).unwrap().project_key(&project_id, key_version).sign(&claims)
+        MasterSecret::new(MASTER_SECRET)
+            .unwrap()
+            .project_key(&project_id, key_version)
+            .sign(&claims)
     };
     let siteverify = |token: String| {
-        let (http, url, secret) = (http.clone(), format!("{}/siteverify", server.base), backend_secret.clone());
+        let (http, url, secret) = (
+            http.clone(),
+            format!("{}/siteverify", server.base),
+            backend_secret.clone(),
+        );
         async move {
-            let answer = http.post(url).form(&[("secret", secret.as_str()), ("response", token.as_str())]).send().await.unwrap();
-            let request_id = answer.headers().get("x-request-id").map(|v| v.to_str().unwrap().to_owned());
-            assert!(request_id.is_some_and(|id| id.len() == 32), "every answer carries a request id");
+            let answer = http
+                .post(url)
+                .form(&[("secret", secret.as_str()), ("response", token.as_str())])
+                .send()
+                .await
+                .unwrap();
+            let request_id = answer
+                .headers()
+                .get("x-request-id")
+                .map(|v| v.to_str().unwrap().to_owned());
+            assert!(
+                request_id.is_some_and(|id| id.len() == 32),
+                "every answer carries a request id"
+            );
             answer.json::<Value>().await.unwrap()
         }
     };
     let token = mint(1);
     assert_eq!(siteverify(token.clone()).await["success"], true);
-    assert_eq!(siteverify(token.clone()).await["humanproof"]["reason"], "already_verified");
+    assert_eq!(
+        siteverify(token.clone()).await["humanproof"]["reason"],
+        "already_verified"
+    );
 
     // The operator revokes outstanding tokens with the CLI: old ones are refused at once.
     let outstanding = mint(1);
-    let revoked = server.cli(&["project", "revoke-tokens", "--project-id", &project_id]).await;
+    let revoked = server
+        .cli(&["project", "revoke-tokens", "--project-id", &project_id])
+        .await;
     assert_eq!(revoked["key_version"], 2);
-    assert_eq!(siteverify(outstanding).await["humanproof"]["reason"], "invalid_token");
+    assert_eq!(
+        siteverify(outstanding).await["humanproof"]["reason"],
+        "invalid_token"
+    );
     assert_eq!(siteverify(mint(2)).await["success"], true);
 
     // Dashboard pages are compressed for clients that ask.
-    let page = http.get(format!("{}/sign-in", server.base)).header("accept-encoding", "gzip").send().await.unwrap();
-    assert_eq!(page.headers().get("content-encoding").map(|v| v.to_str().unwrap()), Some("gzip"));
+    let page = http
+        .get(format!("{}/sign-in", server.base))
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        page.headers()
+            .get("content-encoding")
+            .map(|v| v.to_str().unwrap()),
+        Some("gzip")
+    );
 
     // SIGTERM ends it cleanly; what it logged names no address, secret, token or person.
     let (status, log) = server.stop().await;
     assert!(status.success(), "{status:?}\n{log}");
-    assert!(log.contains("request"), "request spans are logged at debug: {log}");
-    for secret in [PASSWORD, email, &backend_secret, &key, &token, "127.0.0.1", shown] {
+    assert!(
+        log.contains("request"),
+        "request spans are logged at debug: {log}"
+    );
+    for secret in [
+        PASSWORD,
+        email,
+        &backend_secret,
+        &key,
+        &token,
+        "127.0.0.1",
+        shown,
+    ] {
         assert!(!log.contains(secret), "the log reveals {secret:?}:\n{log}");
     }
 }

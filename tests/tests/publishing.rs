@@ -34,12 +34,25 @@ struct FakeKv {
 type Shared = Arc<Mutex<FakeKv>>;
 
 fn envelope(unsuccessful: Vec<String>, count: usize) -> Json<Value> {
-    Json(json!({ "success": true, "errors": [], "messages": [], "result": { "successful_key_count": count, "unsuccessful_keys": unsuccessful } }))
+    Json(
+        json!({ "success": true, "errors": [], "messages": [], "result": { "successful_key_count": count, "unsuccessful_keys": unsuccessful } }),
+    )
 }
 
-fn check(headers: &HeaderMap, account: &str, namespace: &str) -> Result<(), (StatusCode, Json<Value>)> {
-    let refuse = |status: StatusCode, message: &str| (status, Json(json!({ "success": false, "errors": [{ "code": 10000, "message": message }] })));
-    if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some(&format!("Bearer {TOKEN}")) {
+fn check(
+    headers: &HeaderMap,
+    account: &str,
+    namespace: &str,
+) -> Result<(), (StatusCode, Json<Value>)> {
+    let refuse = |status: StatusCode, message: &str| {
+        (
+            status,
+            Json(json!({ "success": false, "errors": [{ "code": 10000, "message": message }] })),
+        )
+    };
+    if headers.get("authorization").and_then(|v| v.to_str().ok())
+        != Some(&format!("Bearer {TOKEN}"))
+    {
         return Err(refuse(StatusCode::UNAUTHORIZED, "Authentication error"));
     }
     if headers.get("content-type").and_then(|v| v.to_str().ok()) != Some("application/json") {
@@ -62,7 +75,12 @@ async fn bulk_put(
     kv.calls.push("put".into());
     if kv.fail_next > 0 {
         kv.fail_next -= 1;
-        return Err((StatusCode::INTERNAL_SERVER_ERROR, Json(json!({ "success": false, "errors": [{ "code": 10001, "message": "service unavailable" }] }))));
+        return Err((
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Json(
+                json!({ "success": false, "errors": [{ "code": 10001, "message": "service unavailable" }] }),
+            ),
+        ));
     }
     // Exactly `[{"key": string, "value": string}]`, nothing else.
     let pairs = body.as_array().expect("the body is an array");
@@ -70,7 +88,11 @@ async fn bulk_put(
     let mut unsuccessful = Vec::new();
     for pair in pairs {
         let object = pair.as_object().unwrap();
-        assert_eq!(object.keys().collect::<Vec<_>>(), ["key", "value"], "{pair}");
+        assert_eq!(
+            object.keys().collect::<Vec<_>>(),
+            ["key", "value"],
+            "{pair}"
+        );
         let key = pair["key"].as_str().unwrap().to_owned();
         assert!(key.starts_with("site:hp_site_"), "{key}");
         let value = pair["value"].as_str().unwrap();
@@ -103,14 +125,26 @@ async fn bulk_delete(
 async fn fake_cloudflare() -> (String, Shared) {
     let kv = Shared::default();
     let router = axum::Router::new()
-        .route("/client/v4/accounts/{account}/storage/kv/namespaces/{namespace}/bulk", put(bulk_put))
-        .route("/client/v4/accounts/{account}/storage/kv/namespaces/{namespace}/bulk/delete", post(bulk_delete))
+        .route(
+            "/client/v4/accounts/{account}/storage/kv/namespaces/{namespace}/bulk",
+            put(bulk_put),
+        )
+        .route(
+            "/client/v4/accounts/{account}/storage/kv/namespaces/{namespace}/bulk/delete",
+            post(bulk_delete),
+        )
         .with_state(kv.clone());
     (format!("{}/client/v4", serve_app(router).await), kv)
 }
 
 fn kv_publisher(api_url: &str, token: &str) -> Publisher {
-    Publisher::CloudflareKv(KvClient::new(humanproof_control_plane::http::client(), api_url, ACCOUNT, NAMESPACE, token))
+    Publisher::CloudflareKv(KvClient::new(
+        humanproof_control_plane::http::client(),
+        api_url,
+        ACCOUNT,
+        NAMESPACE,
+        token,
+    ))
 }
 
 on_both_databases! {
@@ -172,12 +206,22 @@ fn the_openapi_document_describes_every_api_route() {
     let documented: Vec<String> = paths
         .iter()
         .flat_map(|(path, item)| {
-            item.as_object().unwrap().keys().filter(|k| *k != "parameters").map(move |method| format!("{} {path}", method.to_uppercase()))
+            item.as_object()
+                .unwrap()
+                .keys()
+                .filter(|k| *k != "parameters")
+                .map(move |method| format!("{} {path}", method.to_uppercase()))
         })
         .collect();
     let routed = [
-        "GET /projects", "POST /projects", "GET /projects/{id}", "PATCH /projects/{id}", "DELETE /projects/{id}",
-        "POST /projects/{id}/rotate-secret", "POST /projects/{id}/revoke-tokens", "GET /projects/{id}/usage",
+        "GET /projects",
+        "POST /projects",
+        "GET /projects/{id}",
+        "PATCH /projects/{id}",
+        "DELETE /projects/{id}",
+        "POST /projects/{id}/rotate-secret",
+        "POST /projects/{id}/revoke-tokens",
+        "GET /projects/{id}/usage",
     ];
     let mut documented_sorted = documented.clone();
     documented_sorted.sort();
@@ -186,6 +230,9 @@ fn the_openapi_document_describes_every_api_route() {
     assert_eq!(documented_sorted, routed_sorted);
     let app_source = include_str!("../../control-plane/src/app.rs");
     for path in paths.keys() {
-        assert!(app_source.contains(&format!("\"/api/v1{path}\"")), "{path} is documented but not routed");
+        assert!(
+            app_source.contains(&format!("\"/api/v1{path}\"")),
+            "{path} is documented but not routed"
+        );
     }
 }

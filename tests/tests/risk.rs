@@ -5,26 +5,46 @@
 //! ever stored.
 
 use humanproof_control_plane::db::telemetry::{Dimension, NetworkStarts};
-use humanproof_control_plane::db::{Backend as DbBackend, Db, accounts, month_of, projects, telemetry};
+use humanproof_control_plane::db::{
+    Backend as DbBackend, Db, accounts, month_of, projects, telemetry,
+};
 use humanproof_control_plane::local::{GeoLookup, edge_router};
 use humanproof_control_plane::secrets;
 use humanproof_protocol::preset::RATE_WINDOW_MS;
 use humanproof_protocol::snapshot::RiskMode;
-use humanproof_protocol::{Decision, Network, Obfuscation, Preset, Protection, RiskReason, TelemetryKind};
+use humanproof_protocol::{
+    Decision, Network, Obfuscation, Preset, Protection, RiskReason, TelemetryKind,
+};
 use humanproof_tests::*;
 use serde_json::{Value, json};
 use sqlx::Row;
 
 fn enforced(name: &str) -> humanproof_control_plane::db::projects::ProjectSettings {
-    humanproof_control_plane::db::projects::ProjectSettings { risk_mode: RiskMode::Enforce, ..quick_project(name) }
+    humanproof_control_plane::db::projects::ProjectSettings {
+        risk_mode: RiskMode::Enforce,
+        ..quick_project(name)
+    }
 }
 
 fn reasons(answer_risk: &Value) -> Vec<String> {
-    answer_risk["factors"].as_array().unwrap().iter().map(|f| f["reason"].as_str().unwrap().to_owned()).collect()
+    answer_risk["factors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["reason"].as_str().unwrap().to_owned())
+        .collect()
 }
 
 async fn start_from(world: &World, client: Client, site_key: &str, body: &Value) -> Answer {
-    world.edge_from(client, "POST", &format!("/{site_key}/challenge"), Some(ORIGIN), body.to_string().as_bytes()).await
+    world
+        .edge_from(
+            client,
+            "POST",
+            &format!("/{site_key}/challenge"),
+            Some(ORIGIN),
+            body.to_string().as_bytes(),
+        )
+        .await
 }
 
 on_both_databases! {
@@ -366,9 +386,17 @@ on_both_databases! {
 async fn every_stored_value(db: &Db) -> Vec<String> {
     let tables_sql = match db.backend() {
         DbBackend::Sqlite => "SELECT name AS t FROM sqlite_master WHERE type = 'table'",
-        DbBackend::Postgres => "SELECT table_name::text AS t FROM information_schema.tables WHERE table_schema = 'public'",
+        DbBackend::Postgres => {
+            "SELECT table_name::text AS t FROM information_schema.tables WHERE table_schema = 'public'"
+        }
     };
-    let tables: Vec<String> = sqlx::query(tables_sql).fetch_all(db.pool()).await.unwrap().iter().map(|r| r.get("t")).collect();
+    let tables: Vec<String> = sqlx::query(tables_sql)
+        .fetch_all(db.pool())
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get("t"))
+        .collect();
     let mut values = Vec::new();
     for table in tables {
         let columns_sql = match db.backend() {
@@ -377,8 +405,13 @@ async fn every_stored_value(db: &Db) -> Vec<String> {
                 "SELECT column_name::text AS c FROM information_schema.columns WHERE table_schema = 'public' AND table_name = '{table}'"
             ),
         };
-        let columns: Vec<String> =
-            sqlx::query(sqlx::AssertSqlSafe(columns_sql)).fetch_all(db.pool()).await.unwrap().iter().map(|r| r.get("c")).collect();
+        let columns: Vec<String> = sqlx::query(sqlx::AssertSqlSafe(columns_sql))
+            .fetch_all(db.pool())
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get("c"))
+            .collect();
         for column in columns {
             // SQLite keeps some values as blobs that are not UTF-8 (migration checksums):
             // read bytes there, text elsewhere.
@@ -387,10 +420,17 @@ async fn every_stored_value(db: &Db) -> Vec<String> {
                 DbBackend::Postgres => "TEXT",
             };
             let sql = format!("SELECT CAST(\"{column}\" AS {cast}) AS v FROM \"{table}\"");
-            let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(db.pool()).await.unwrap();
-            values.extend(rows.iter().filter_map(|row| match db.backend() {
-                DbBackend::Sqlite => row.get::<Option<Vec<u8>>, _>("v").map(|bytes| String::from_utf8_lossy(&bytes).into_owned()),
-                DbBackend::Postgres => row.get::<Option<String>, _>("v"),
+            let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .fetch_all(db.pool())
+                .await
+                .unwrap();
+            values.extend(rows.iter().filter_map(|row| {
+                match db.backend() {
+                    DbBackend::Sqlite => row
+                        .get::<Option<Vec<u8>>, _>("v")
+                        .map(|bytes| String::from_utf8_lossy(&bytes).into_owned()),
+                    DbBackend::Postgres => row.get::<Option<String>, _>("v"),
+                }
             }));
         }
     }

@@ -51,13 +51,16 @@ impl EmailTokenPurpose {
     }
 }
 
-const USER_COLUMNS: &str = "id, email, email_verified_at, status, language, is_operator, totp_enabled_at";
+const USER_COLUMNS: &str =
+    "id, email, email_verified_at, status, language, is_operator, totp_enabled_at";
 
 fn user_from_row(row: &AnyRow) -> Result<User, sqlx::Error> {
     Ok(User {
         id: row.try_get("id")?,
         email: row.try_get("email")?,
-        email_verified: row.try_get::<Option<i64>, _>("email_verified_at")?.is_some(),
+        email_verified: row
+            .try_get::<Option<i64>, _>("email_verified_at")?
+            .is_some(),
         status: match row.try_get::<String, _>("status")?.as_str() {
             "active" => UserStatus::Active,
             _ => UserStatus::MarkedForDeletion,
@@ -103,9 +106,15 @@ pub async fn find_user(db: &Db, id: &str) -> Result<Option<User>, sqlx::Error> {
 }
 
 /// The user with this (lowercased) email and their password hash.
-pub async fn find_user_by_email(db: &Db, email: &str) -> Result<Option<(User, String)>, sqlx::Error> {
+pub async fn find_user_by_email(
+    db: &Db,
+    email: &str,
+) -> Result<Option<(User, String)>, sqlx::Error> {
     let sql = format!("SELECT {USER_COLUMNS}, password_hash FROM users WHERE email = $1");
-    let Some(row) = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(email).fetch_optional(db.pool()).await?
+    let Some(row) = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(email)
+        .fetch_optional(db.pool())
+        .await?
     else {
         return Ok(None);
     };
@@ -115,7 +124,12 @@ pub async fn find_user_by_email(db: &Db, email: &str) -> Result<Option<(User, St
 /// Replaces the password after a reset, signs the user out everywhere, and pauses the
 /// passkeys added since the password was last set (whoever reset it may be evicting an
 /// intruder who added one). Returns how many passkeys were paused.
-pub async fn reset_password(db: &Db, user_id: &str, password_hash: &str, now_ms: i64) -> Result<u64, sqlx::Error> {
+pub async fn reset_password(
+    db: &Db,
+    user_id: &str,
+    password_hash: &str,
+    now_ms: i64,
+) -> Result<u64, sqlx::Error> {
     let mut tx = db.begin_write().await?;
     let paused = sqlx::query(
         "UPDATE passkeys SET paused_at = $1 WHERE user_id = $2 AND paused_at IS NULL \
@@ -127,14 +141,19 @@ pub async fn reset_password(db: &Db, user_id: &str, password_hash: &str, now_ms:
     .execute(&mut *tx)
     .await?
     .rows_affected();
-    sqlx::query("UPDATE users SET password_hash = $1, updated_at = $2, password_set_at = $3 WHERE id = $4")
-        .bind(password_hash)
-        .bind(now_ms)
-        .bind(now_ms)
+    sqlx::query(
+        "UPDATE users SET password_hash = $1, updated_at = $2, password_set_at = $3 WHERE id = $4",
+    )
+    .bind(password_hash)
+    .bind(now_ms)
+    .bind(now_ms)
+    .bind(user_id)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("DELETE FROM sessions WHERE user_id = $1")
         .bind(user_id)
         .execute(&mut *tx)
         .await?;
-    sqlx::query("DELETE FROM sessions WHERE user_id = $1").bind(user_id).execute(&mut *tx).await?;
     tx.commit().await?;
     Ok(paused)
 }
@@ -150,7 +169,12 @@ pub async fn mark_email_verified(db: &Db, user_id: &str, now_ms: i64) -> Result<
 }
 
 /// Sets the dashboard language.
-pub async fn set_language(db: &Db, user_id: &str, language: &str, now_ms: i64) -> Result<(), sqlx::Error> {
+pub async fn set_language(
+    db: &Db,
+    user_id: &str,
+    language: &str,
+    now_ms: i64,
+) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE users SET language = $1, updated_at = $2 WHERE id = $3")
         .bind(language)
         .bind(now_ms)
@@ -197,7 +221,11 @@ pub async fn session_user(
     let sql = format!(
         "SELECT {} FROM users u JOIN sessions s ON s.user_id = u.id \
          WHERE s.token_hash = $1 AND s.expires_at > $2 AND s.second_factor_due = $3",
-        USER_COLUMNS.split(", ").map(|c| format!("u.{c}")).collect::<Vec<_>>().join(", ")
+        USER_COLUMNS
+            .split(", ")
+            .map(|c| format!("u.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(token_hash)
@@ -210,14 +238,19 @@ pub async fn session_user(
 }
 
 /// When the session last proved its owner (password, passkey or second factor), if ever.
-pub async fn session_authenticated_at(db: &Db, token_hash: &str) -> Result<Option<i64>, sqlx::Error> {
-    Ok(sqlx::query("SELECT authenticated_at FROM sessions WHERE token_hash = $1")
-        .bind(token_hash)
-        .fetch_optional(db.pool())
-        .await?
-        .map(|row| row.try_get::<Option<i64>, _>("authenticated_at"))
-        .transpose()?
-        .flatten())
+pub async fn session_authenticated_at(
+    db: &Db,
+    token_hash: &str,
+) -> Result<Option<i64>, sqlx::Error> {
+    Ok(
+        sqlx::query("SELECT authenticated_at FROM sessions WHERE token_hash = $1")
+            .bind(token_hash)
+            .fetch_optional(db.pool())
+            .await?
+            .map(|row| row.try_get::<Option<i64>, _>("authenticated_at"))
+            .transpose()?
+            .flatten(),
+    )
 }
 
 /// Records that the session's owner just proved themselves again.
@@ -231,7 +264,12 @@ pub async fn mark_authenticated(db: &Db, token_hash: &str, now_ms: i64) -> Resul
 }
 
 /// Turns a session waiting for its second factor into a full one, proven now.
-pub async fn complete_second_factor(db: &Db, token_hash: &str, now_ms: i64, expires_at: i64) -> Result<(), sqlx::Error> {
+pub async fn complete_second_factor(
+    db: &Db,
+    token_hash: &str,
+    now_ms: i64,
+    expires_at: i64,
+) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE sessions SET second_factor_due = 0, authenticated_at = $1, expires_at = $2 WHERE token_hash = $3")
         .bind(now_ms)
         .bind(expires_at)
@@ -249,7 +287,10 @@ pub async fn mark_for_deletion(db: &Db, user_id: &str, now_ms: i64) -> Result<()
         .bind(user_id)
         .execute(&mut *tx)
         .await?;
-    sqlx::query("DELETE FROM sessions WHERE user_id = $1").bind(user_id).execute(&mut *tx).await?;
+    sqlx::query("DELETE FROM sessions WHERE user_id = $1")
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await?;
     tx.commit().await
 }
 
@@ -264,16 +305,27 @@ pub async fn password_hash(db: &Db, user_id: &str) -> Result<Option<String>, sql
 }
 
 /// A user's sealed TOTP secret and the last step accepted, set up or not yet confirmed.
-pub async fn totp_secret(db: &Db, user_id: &str) -> Result<Option<(String, Option<i64>)>, sqlx::Error> {
-    let row = sqlx::query("SELECT totp_secret, totp_last_step FROM users WHERE id = $1 AND totp_secret IS NOT NULL")
-        .bind(user_id)
-        .fetch_optional(db.pool())
-        .await?;
-    row.map(|row| Ok((row.try_get("totp_secret")?, row.try_get("totp_last_step")?))).transpose()
+pub async fn totp_secret(
+    db: &Db,
+    user_id: &str,
+) -> Result<Option<(String, Option<i64>)>, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT totp_secret, totp_last_step FROM users WHERE id = $1 AND totp_secret IS NOT NULL",
+    )
+    .bind(user_id)
+    .fetch_optional(db.pool())
+    .await?;
+    row.map(|row| Ok((row.try_get("totp_secret")?, row.try_get("totp_last_step")?)))
+        .transpose()
 }
 
 /// Stores a new, not yet confirmed TOTP secret (replacing any unconfirmed one).
-pub async fn set_pending_totp(db: &Db, user_id: &str, sealed: &str, now_ms: i64) -> Result<(), sqlx::Error> {
+pub async fn set_pending_totp(
+    db: &Db,
+    user_id: &str,
+    sealed: &str,
+    now_ms: i64,
+) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE users SET totp_secret = $1, totp_enabled_at = NULL, totp_last_step = NULL, updated_at = $2 \
          WHERE id = $3 AND totp_enabled_at IS NULL",
@@ -287,15 +339,26 @@ pub async fn set_pending_totp(db: &Db, user_id: &str, sealed: &str, now_ms: i64)
 }
 
 /// Turns TOTP on (after a confirmed code) with a fresh set of hashed recovery codes.
-pub async fn enable_totp(db: &Db, user_id: &str, step: i64, recovery_hashes: &[String], now_ms: i64) -> Result<(), sqlx::Error> {
+pub async fn enable_totp(
+    db: &Db,
+    user_id: &str,
+    step: i64,
+    recovery_hashes: &[String],
+    now_ms: i64,
+) -> Result<(), sqlx::Error> {
     let mut tx = db.begin_write().await?;
-    sqlx::query("UPDATE users SET totp_enabled_at = $1, totp_last_step = $2, updated_at = $1 WHERE id = $3")
-        .bind(now_ms)
-        .bind(step)
+    sqlx::query(
+        "UPDATE users SET totp_enabled_at = $1, totp_last_step = $2, updated_at = $1 WHERE id = $3",
+    )
+    .bind(now_ms)
+    .bind(step)
+    .bind(user_id)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("DELETE FROM recovery_codes WHERE user_id = $1")
         .bind(user_id)
         .execute(&mut *tx)
         .await?;
-    sqlx::query("DELETE FROM recovery_codes WHERE user_id = $1").bind(user_id).execute(&mut *tx).await?;
     for hash in recovery_hashes {
         sqlx::query("INSERT INTO recovery_codes (code_hash, user_id) VALUES ($1, $2)")
             .bind(hash)
@@ -316,7 +379,10 @@ pub async fn disable_totp(db: &Db, user_id: &str, now_ms: i64) -> Result<(), sql
     .bind(user_id)
     .execute(&mut *tx)
     .await?;
-    sqlx::query("DELETE FROM recovery_codes WHERE user_id = $1").bind(user_id).execute(&mut *tx).await?;
+    sqlx::query("DELETE FROM recovery_codes WHERE user_id = $1")
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await?;
     tx.commit().await
 }
 
@@ -334,7 +400,12 @@ pub async fn accept_totp_step(db: &Db, user_id: &str, step: i64) -> Result<bool,
 }
 
 /// Uses a recovery code: true once per code.
-pub async fn use_recovery_code(db: &Db, user_id: &str, code_hash: &str, now_ms: i64) -> Result<bool, sqlx::Error> {
+pub async fn use_recovery_code(
+    db: &Db,
+    user_id: &str,
+    code_hash: &str,
+    now_ms: i64,
+) -> Result<bool, sqlx::Error> {
     let done = sqlx::query(
         "UPDATE recovery_codes SET used_at = $1 WHERE code_hash = $2 AND user_id = $3 AND used_at IS NULL",
     )
@@ -348,16 +419,21 @@ pub async fn use_recovery_code(db: &Db, user_id: &str, code_hash: &str, now_ms: 
 
 /// Recovery codes not yet used.
 pub async fn unused_recovery_codes(db: &Db, user_id: &str) -> Result<i64, sqlx::Error> {
-    let row = sqlx::query("SELECT COUNT(*) AS unused FROM recovery_codes WHERE user_id = $1 AND used_at IS NULL")
-        .bind(user_id)
-        .fetch_one(db.pool())
-        .await?;
+    let row = sqlx::query(
+        "SELECT COUNT(*) AS unused FROM recovery_codes WHERE user_id = $1 AND used_at IS NULL",
+    )
+    .bind(user_id)
+    .fetch_one(db.pool())
+    .await?;
     row.try_get("unused")
 }
 
 /// Ends a session.
 pub async fn delete_session(db: &Db, token_hash: &str) -> Result<(), sqlx::Error> {
-    sqlx::query("DELETE FROM sessions WHERE token_hash = $1").bind(token_hash).execute(db.pool()).await?;
+    sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
+        .bind(token_hash)
+        .execute(db.pool())
+        .await?;
     Ok(())
 }
 
@@ -436,7 +512,12 @@ pub async fn email_token_usable(
 /// `window_ms` ago. One statement reads and writes the row, so of any number of parallel
 /// attempts each sees a different count. Returns the attempts in the window, this one
 /// included, and when the window began.
-pub async fn count_attempt(db: &Db, subject_hash: &str, now_ms: i64, window_ms: i64) -> Result<(i64, i64), sqlx::Error> {
+pub async fn count_attempt(
+    db: &Db,
+    subject_hash: &str,
+    now_ms: i64,
+    window_ms: i64,
+) -> Result<(i64, i64), sqlx::Error> {
     let row = sqlx::query(
         "INSERT INTO throttles (subject_hash, window_start, attempts) VALUES ($1, $2, 1) \
          ON CONFLICT (subject_hash) DO UPDATE SET \
@@ -457,10 +538,12 @@ pub async fn count_attempt(db: &Db, subject_hash: &str, now_ms: i64, window_ms: 
 /// Takes back one attempt that turned out to be legitimate (a correct password from an IP
 /// network that others share).
 pub async fn refund_attempt(db: &Db, subject_hash: &str) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE throttles SET attempts = attempts - 1 WHERE subject_hash = $1 AND attempts > 0")
-        .bind(subject_hash)
-        .execute(db.pool())
-        .await?;
+    sqlx::query(
+        "UPDATE throttles SET attempts = attempts - 1 WHERE subject_hash = $1 AND attempts > 0",
+    )
+    .bind(subject_hash)
+    .execute(db.pool())
+    .await?;
     Ok(())
 }
 

@@ -35,7 +35,12 @@ fn role_column(row: &AnyRow) -> Result<Role, sqlx::Error> {
 }
 
 /// Creates an organisation with `owner` as its first member.
-pub async fn create_organisation(db: &Db, name: &str, owner: &str, now_ms: i64) -> Result<String, sqlx::Error> {
+pub async fn create_organisation(
+    db: &Db,
+    name: &str,
+    owner: &str,
+    now_ms: i64,
+) -> Result<String, sqlx::Error> {
     let id = crate::secrets::new_id();
     let mut tx = db.begin_write().await?;
     sqlx::query("INSERT INTO organisations (id, name, created_at) VALUES ($1, $2, $3)")
@@ -77,8 +82,15 @@ pub async fn memberships(db: &Db, user_id: &str) -> Result<Vec<Membership>, sqlx
 }
 
 /// The user's membership in one organisation, if any.
-pub async fn membership(db: &Db, organisation_id: &str, user_id: &str) -> Result<Option<Membership>, sqlx::Error> {
-    Ok(memberships(db, user_id).await?.into_iter().find(|m| m.organisation_id == organisation_id))
+pub async fn membership(
+    db: &Db,
+    organisation_id: &str,
+    user_id: &str,
+) -> Result<Option<Membership>, sqlx::Error> {
+    Ok(memberships(db, user_id)
+        .await?
+        .into_iter()
+        .find(|m| m.organisation_id == organisation_id))
 }
 
 /// Everyone in an organisation.
@@ -91,12 +103,24 @@ pub async fn members(db: &Db, organisation_id: &str) -> Result<Vec<Member>, sqlx
     .fetch_all(db.pool())
     .await?
     .iter()
-    .map(|row| Ok(Member { user_id: row.try_get("user_id")?, email: row.try_get("email")?, role: role_column(row)? }))
+    .map(|row| {
+        Ok(Member {
+            user_id: row.try_get("user_id")?,
+            email: row.try_get("email")?,
+            role: role_column(row)?,
+        })
+    })
     .collect()
 }
 
 /// Adds a member, or changes the role of an existing one.
-pub async fn put_member(db: &Db, organisation_id: &str, user_id: &str, role: Role, now_ms: i64) -> Result<(), sqlx::Error> {
+pub async fn put_member(
+    db: &Db,
+    organisation_id: &str,
+    user_id: &str,
+    role: Role,
+    now_ms: i64,
+) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO memberships (organisation_id, user_id, role, created_at) VALUES ($1, $2, $3, $4) \
          ON CONFLICT (organisation_id, user_id) DO UPDATE SET role = excluded.role",
@@ -144,7 +168,10 @@ pub async fn change_membership(
     change: MembershipChange,
 ) -> Result<(), MembershipError> {
     let mut tx = db.begin_write().await?;
-    sqlx::query("UPDATE organisations SET name = name WHERE id = $1").bind(organisation_id).execute(&mut *tx).await?;
+    sqlx::query("UPDATE organisations SET name = name WHERE id = $1")
+        .bind(organisation_id)
+        .execute(&mut *tx)
+        .await?;
     let row = sqlx::query(
         "SELECT m.role, (SELECT COUNT(*) FROM memberships o \
                          WHERE o.organisation_id = m.organisation_id AND o.role = 'owner' AND o.user_id <> m.user_id) AS other_owners \
@@ -163,12 +190,14 @@ pub async fn change_membership(
     }
     match change {
         MembershipChange::SetRole(role) => {
-            sqlx::query("UPDATE memberships SET role = $1 WHERE organisation_id = $2 AND user_id = $3")
-                .bind(role.as_str())
-                .bind(organisation_id)
-                .bind(user_id)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "UPDATE memberships SET role = $1 WHERE organisation_id = $2 AND user_id = $3",
+            )
+            .bind(role.as_str())
+            .bind(organisation_id)
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
         }
         MembershipChange::Remove => {
             sqlx::query("DELETE FROM memberships WHERE organisation_id = $1 AND user_id = $2")
@@ -203,7 +232,8 @@ pub struct ApiKey {
     pub last_used_at: Option<i64>,
 }
 
-const API_KEY_COLUMNS: &str = "id, organisation_id, name, prefix, scopes, active, created_at, last_used_at";
+const API_KEY_COLUMNS: &str =
+    "id, organisation_id, name, prefix, scopes, active, created_at, last_used_at";
 
 fn api_key_from_row(row: &AnyRow) -> Result<ApiKey, sqlx::Error> {
     let scopes: String = row.try_get("scopes")?;
@@ -257,7 +287,9 @@ pub async fn insert_api_key(
 
 /// An organisation's keys, newest first.
 pub async fn list_api_keys(db: &Db, organisation_id: &str) -> Result<Vec<ApiKey>, sqlx::Error> {
-    let sql = format!("SELECT {API_KEY_COLUMNS} FROM api_keys WHERE organisation_id = $1 ORDER BY created_at DESC, id");
+    let sql = format!(
+        "SELECT {API_KEY_COLUMNS} FROM api_keys WHERE organisation_id = $1 ORDER BY created_at DESC, id"
+    );
     sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(organisation_id)
         .fetch_all(db.pool())
@@ -268,7 +300,11 @@ pub async fn list_api_keys(db: &Db, organisation_id: &str) -> Result<Vec<ApiKey>
 }
 
 /// The active key with this hash, marking it used.
-pub async fn use_api_key(db: &Db, key_hash: &str, now_ms: i64) -> Result<Option<ApiKey>, sqlx::Error> {
+pub async fn use_api_key(
+    db: &Db,
+    key_hash: &str,
+    now_ms: i64,
+) -> Result<Option<ApiKey>, sqlx::Error> {
     let sql = format!("SELECT {API_KEY_COLUMNS} FROM api_keys WHERE key_hash = $1 AND active = 1");
     let Some(key) = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(key_hash)
@@ -288,13 +324,19 @@ pub async fn use_api_key(db: &Db, key_hash: &str, now_ms: i64) -> Result<Option<
 }
 
 /// Enables or disables one of the organisation's keys; false if it has no such key.
-pub async fn set_api_key_active(db: &Db, organisation_id: &str, key_id: &str, active: bool) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query("UPDATE api_keys SET active = $1 WHERE id = $2 AND organisation_id = $3")
-        .bind(i64::from(active))
-        .bind(key_id)
-        .bind(organisation_id)
-        .execute(db.pool())
-        .await?;
+pub async fn set_api_key_active(
+    db: &Db,
+    organisation_id: &str,
+    key_id: &str,
+    active: bool,
+) -> Result<bool, sqlx::Error> {
+    let done =
+        sqlx::query("UPDATE api_keys SET active = $1 WHERE id = $2 AND organisation_id = $3")
+            .bind(i64::from(active))
+            .bind(key_id)
+            .bind(organisation_id)
+            .execute(db.pool())
+            .await?;
     Ok(done.rows_affected() > 0)
 }
 
@@ -333,7 +375,11 @@ pub async fn audit(
 }
 
 /// An organisation's newest audit entries.
-pub async fn audit_log(db: &Db, organisation_id: &str, limit: i64) -> Result<Vec<AuditEntry>, sqlx::Error> {
+pub async fn audit_log(
+    db: &Db,
+    organisation_id: &str,
+    limit: i64,
+) -> Result<Vec<AuditEntry>, sqlx::Error> {
     sqlx::query("SELECT actor, action, target, at FROM audit_log WHERE organisation_id = $1 ORDER BY at DESC, id LIMIT $2")
         .bind(organisation_id)
         .bind(limit)
@@ -371,13 +417,19 @@ pub async fn insert_invitation(
     invited_by: &str,
     now_ms: i64,
 ) -> Result<(), sqlx::Error> {
-    let Invitation { email, role, expires_at } = invitation;
+    let Invitation {
+        email,
+        role,
+        expires_at,
+    } = invitation;
     let mut tx = db.begin_write().await?;
-    sqlx::query("DELETE FROM invitations WHERE organisation_id = $1 AND email = $2 AND accepted_at IS NULL")
-        .bind(organisation_id)
-        .bind(email)
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query(
+        "DELETE FROM invitations WHERE organisation_id = $1 AND email = $2 AND accepted_at IS NULL",
+    )
+    .bind(organisation_id)
+    .bind(email)
+    .execute(&mut *tx)
+    .await?;
     sqlx::query(
         "INSERT INTO invitations (token_hash, organisation_id, email, role, invited_by, created_at, expires_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -395,7 +447,11 @@ pub async fn insert_invitation(
 }
 
 /// Pending, unexpired invitations of an organisation.
-pub async fn pending_invitations(db: &Db, organisation_id: &str, now_ms: i64) -> Result<Vec<Invitation>, sqlx::Error> {
+pub async fn pending_invitations(
+    db: &Db,
+    organisation_id: &str,
+    now_ms: i64,
+) -> Result<Vec<Invitation>, sqlx::Error> {
     sqlx::query(
         "SELECT email, role, expires_at FROM invitations \
          WHERE organisation_id = $1 AND accepted_at IS NULL AND expires_at > $2 ORDER BY created_at, email",
@@ -410,17 +466,27 @@ pub async fn pending_invitations(db: &Db, organisation_id: &str, now_ms: i64) ->
 }
 
 /// Withdraws a pending invitation; false if there was none.
-pub async fn revoke_invitation(db: &Db, organisation_id: &str, email: &str) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query("DELETE FROM invitations WHERE organisation_id = $1 AND email = $2 AND accepted_at IS NULL")
-        .bind(organisation_id)
-        .bind(email)
-        .execute(db.pool())
-        .await?;
+pub async fn revoke_invitation(
+    db: &Db,
+    organisation_id: &str,
+    email: &str,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "DELETE FROM invitations WHERE organisation_id = $1 AND email = $2 AND accepted_at IS NULL",
+    )
+    .bind(organisation_id)
+    .bind(email)
+    .execute(db.pool())
+    .await?;
     Ok(done.rows_affected() > 0)
 }
 
 /// The invitation behind a link, if pending and unexpired: (organisation id and name, email, role).
-pub async fn find_invitation(db: &Db, token_hash: &str, now_ms: i64) -> Result<Option<(String, String, Invitation)>, sqlx::Error> {
+pub async fn find_invitation(
+    db: &Db,
+    token_hash: &str,
+    now_ms: i64,
+) -> Result<Option<(String, String, Invitation)>, sqlx::Error> {
     let row = sqlx::query(
         "SELECT i.organisation_id, o.name, i.email, i.role, i.expires_at FROM invitations i \
          JOIN organisations o ON o.id = i.organisation_id \
@@ -434,14 +500,23 @@ pub async fn find_invitation(db: &Db, token_hash: &str, now_ms: i64) -> Result<O
         Ok((
             row.try_get("organisation_id")?,
             row.try_get("name")?,
-            Invitation { email: row.try_get("email")?, role: role_column(&row)?, expires_at: row.try_get("expires_at")? },
+            Invitation {
+                email: row.try_get("email")?,
+                role: role_column(&row)?,
+                expires_at: row.try_get("expires_at")?,
+            },
         ))
     })
     .transpose()
 }
 
 /// Accepts an invitation once: marks it used and adds the member, in one transaction.
-pub async fn accept_invitation(db: &Db, token_hash: &str, user_id: &str, now_ms: i64) -> Result<Option<String>, sqlx::Error> {
+pub async fn accept_invitation(
+    db: &Db,
+    token_hash: &str,
+    user_id: &str,
+    now_ms: i64,
+) -> Result<Option<String>, sqlx::Error> {
     let mut tx = db.begin_write().await?;
     let Some(row) = sqlx::query(
         "UPDATE invitations SET accepted_at = $1 WHERE token_hash = $2 AND accepted_at IS NULL AND expires_at > $1 \
@@ -480,16 +555,26 @@ pub struct Client {
 }
 
 /// Adds a client.
-pub async fn insert_client(db: &Db, organisation_id: &str, name: &str, now_ms: i64) -> Result<Client, sqlx::Error> {
+pub async fn insert_client(
+    db: &Db,
+    organisation_id: &str,
+    name: &str,
+    now_ms: i64,
+) -> Result<Client, sqlx::Error> {
     let id = crate::secrets::new_id();
-    sqlx::query("INSERT INTO clients (id, organisation_id, name, created_at) VALUES ($1, $2, $3, $4)")
-        .bind(&id)
-        .bind(organisation_id)
-        .bind(name)
-        .bind(now_ms)
-        .execute(db.pool())
-        .await?;
-    Ok(Client { id, name: name.to_owned() })
+    sqlx::query(
+        "INSERT INTO clients (id, organisation_id, name, created_at) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(&id)
+    .bind(organisation_id)
+    .bind(name)
+    .bind(now_ms)
+    .execute(db.pool())
+    .await?;
+    Ok(Client {
+        id,
+        name: name.to_owned(),
+    })
 }
 
 /// An organisation's clients, by name.
@@ -499,18 +584,29 @@ pub async fn clients(db: &Db, organisation_id: &str) -> Result<Vec<Client>, sqlx
         .fetch_all(db.pool())
         .await?
         .iter()
-        .map(|row| Ok(Client { id: row.try_get("id")?, name: row.try_get("name")? }))
+        .map(|row| {
+            Ok(Client {
+                id: row.try_get("id")?,
+                name: row.try_get("name")?,
+            })
+        })
         .collect()
 }
 
 /// Removes a client; its projects stay, unassigned. False if the organisation has no such client.
-pub async fn delete_client(db: &Db, organisation_id: &str, client_id: &str) -> Result<bool, sqlx::Error> {
+pub async fn delete_client(
+    db: &Db,
+    organisation_id: &str,
+    client_id: &str,
+) -> Result<bool, sqlx::Error> {
     let mut tx = db.begin_write().await?;
-    sqlx::query("UPDATE projects SET client_id = NULL WHERE client_id = $1 AND organisation_id = $2")
-        .bind(client_id)
-        .bind(organisation_id)
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query(
+        "UPDATE projects SET client_id = NULL WHERE client_id = $1 AND organisation_id = $2",
+    )
+    .bind(client_id)
+    .bind(organisation_id)
+    .execute(&mut *tx)
+    .await?;
     let done = sqlx::query("DELETE FROM clients WHERE id = $1 AND organisation_id = $2")
         .bind(client_id)
         .bind(organisation_id)

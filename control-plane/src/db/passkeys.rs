@@ -21,7 +21,14 @@ pub struct PasskeySummary {
 }
 
 /// Stores a passkey.
-pub async fn insert(db: &Db, id: &str, user_id: &str, name: &str, credential: &str, now_ms: i64) -> Result<(), sqlx::Error> {
+pub async fn insert(
+    db: &Db,
+    id: &str,
+    user_id: &str,
+    name: &str,
+    credential: &str,
+    now_ms: i64,
+) -> Result<(), sqlx::Error> {
     sqlx::query("INSERT INTO passkeys (id, user_id, name, credential, created_at) VALUES ($1, $2, $3, $4, $5)")
         .bind(id)
         .bind(user_id)
@@ -65,15 +72,22 @@ pub async fn credentials(db: &Db, user_id: &str) -> Result<Vec<String>, sqlx::Er
 
 /// Whether the user has a passkey that may sign in.
 pub async fn has_any(db: &Db, user_id: &str) -> Result<bool, sqlx::Error> {
-    Ok(sqlx::query("SELECT 1 AS one FROM passkeys WHERE user_id = $1 AND paused_at IS NULL LIMIT 1")
-        .bind(user_id)
-        .fetch_optional(db.pool())
-        .await?
-        .is_some())
+    Ok(sqlx::query(
+        "SELECT 1 AS one FROM passkeys WHERE user_id = $1 AND paused_at IS NULL LIMIT 1",
+    )
+    .bind(user_id)
+    .fetch_optional(db.pool())
+    .await?
+    .is_some())
 }
 
 /// Saves a credential after a sign-in (its signature counter moves) and the time.
-pub async fn record_use(db: &Db, id: &str, credential: &str, now_ms: i64) -> Result<(), sqlx::Error> {
+pub async fn record_use(
+    db: &Db,
+    id: &str,
+    credential: &str,
+    now_ms: i64,
+) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE passkeys SET credential = $1, last_used_at = $2 WHERE id = $3")
         .bind(credential)
         .bind(now_ms)
@@ -104,7 +118,13 @@ pub async fn delete(db: &Db, user_id: &str, id: &str) -> Result<bool, sqlx::Erro
 }
 
 /// Parks a ceremony's server state; returns its id for the client.
-pub async fn start_ceremony(db: &Db, user_id: Option<&str>, kind: &str, state: &str, expires_at: i64) -> Result<String, sqlx::Error> {
+pub async fn start_ceremony(
+    db: &Db,
+    user_id: Option<&str>,
+    kind: &str,
+    state: &str,
+    expires_at: i64,
+) -> Result<String, sqlx::Error> {
     let id = crate::secrets::new_id();
     sqlx::query("INSERT INTO webauthn_ceremonies (id, user_id, kind, state, expires_at) VALUES ($1, $2, $3, $4, $5)")
         .bind(&id)
@@ -118,7 +138,12 @@ pub async fn start_ceremony(db: &Db, user_id: Option<&str>, kind: &str, state: &
 }
 
 /// Takes a ceremony's state, once, if unexpired: (user id, state).
-pub async fn take_ceremony(db: &Db, id: &str, kind: &str, now_ms: i64) -> Result<Option<(Option<String>, String)>, sqlx::Error> {
+pub async fn take_ceremony(
+    db: &Db,
+    id: &str,
+    kind: &str,
+    now_ms: i64,
+) -> Result<Option<(Option<String>, String)>, sqlx::Error> {
     let row = sqlx::query(
         "DELETE FROM webauthn_ceremonies WHERE id = $1 AND kind = $2 AND expires_at > $3 RETURNING user_id, state",
     )
@@ -127,5 +152,6 @@ pub async fn take_ceremony(db: &Db, id: &str, kind: &str, now_ms: i64) -> Result
     .bind(now_ms)
     .fetch_optional(db.pool())
     .await?;
-    row.map(|row| Ok((row.try_get("user_id")?, row.try_get("state")?))).transpose()
+    row.map(|row| Ok((row.try_get("user_id")?, row.try_get("state")?)))
+        .transpose()
 }

@@ -1,13 +1,13 @@
 //! Projects: the rows behind site keys, and what the snapshot is built from.
 
-use humanproof_protocol::{Obfuscation, Preset, Protection, Score};
 use humanproof_protocol::snapshot::RiskMode;
 use humanproof_protocol::wire::{Branding, Variant};
+use humanproof_protocol::{Obfuscation, Preset, Protection, Score};
 use serde::{Deserialize, Serialize};
+use sqlx::Any;
 use sqlx::Row;
 use sqlx::any::{AnyArguments, AnyRow};
 use sqlx::query::Query;
-use sqlx::Any;
 
 use super::Db;
 
@@ -150,11 +150,16 @@ pub const THEMES: [&str; 3] = ["auto", "light", "dark"];
 /// Sizes the widget knows.
 pub const SIZES: [&str; 2] = ["normal", "compact"];
 /// Languages the widget ships, plus `auto`.
-pub const LANGUAGES: [&str; 11] = ["auto", "en", "de", "fr", "es", "it", "nl", "pl", "cs", "pt", "sv"];
+pub const LANGUAGES: [&str; 11] = [
+    "auto", "en", "de", "fr", "es", "it", "nl", "pl", "cs", "pt", "sv",
+];
 
 /// A unit enum's serde name (`Variant::Checkbox` → `checkbox`), as stored and shown.
 pub fn enum_name<T: Serialize>(value: &T) -> String {
-    serde_json::to_value(value).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+    serde_json::to_value(value)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
 }
 
 fn enum_from_name<T: for<'de> Deserialize<'de>>(name: &str, fallback: T) -> T {
@@ -207,7 +212,10 @@ impl PresetColumns {
                 // A column left NULL (a row from before the column existed) takes Balanced's value.
                 let fallback = Protection::BALANCED;
                 let number = |column: &str, fallback: u32| -> Result<u32, sqlx::Error> {
-                    Ok(row.try_get::<Option<i64>, _>(column)?.and_then(|n| u32::try_from(n).ok()).unwrap_or(fallback))
+                    Ok(row
+                        .try_get::<Option<i64>, _>(column)?
+                        .and_then(|n| u32::try_from(n).ok())
+                        .unwrap_or(fallback))
                 };
                 Preset::Custom(Protection {
                     difficulty: number("custom_difficulty", fallback.difficulty)?,
@@ -256,11 +264,17 @@ fn from_row(row: &AnyRow) -> Result<Project, sqlx::Error> {
             .try_get::<Option<i64>, _>("monthly_limit")?
             .map(|limit| u64::try_from(limit).unwrap_or(0)),
         widget: WidgetOptions {
-            variant: enum_from_name(&row.try_get::<String, _>("widget_variant")?, Variant::Checkbox),
+            variant: enum_from_name(
+                &row.try_get::<String, _>("widget_variant")?,
+                Variant::Checkbox,
+            ),
             theme: row.try_get("widget_theme")?,
             language: row.try_get("widget_language")?,
             size: row.try_get("widget_size")?,
-            branding: enum_from_name(&row.try_get::<String, _>("widget_branding")?, Branding::Full),
+            branding: enum_from_name(
+                &row.try_get::<String, _>("widget_branding")?,
+                Branding::Full,
+            ),
         },
     };
     Ok(Project {
@@ -309,7 +323,10 @@ pub async fn insert(
         .bind(new.risk_mode.as_str())
         .bind(&new.plan)
         .bind(new.billing_status.as_str())
-        .bind(new.monthly_limit.map(|limit| i64::try_from(limit).unwrap_or(i64::MAX)))
+        .bind(
+            new.monthly_limit
+                .map(|limit| i64::try_from(limit).unwrap_or(i64::MAX)),
+        )
         .bind(enum_name(&new.widget.variant))
         .bind(&new.widget.theme)
         .bind(&new.widget.language)
@@ -323,7 +340,12 @@ pub async fn insert(
 
 /// Saves what a customer may change: everything but the plan and billing state, which
 /// billing owns.
-pub async fn update_settings(db: &Db, project_id: &str, settings: &ProjectSettings, now_ms: i64) -> Result<(), sqlx::Error> {
+pub async fn update_settings(
+    db: &Db,
+    project_id: &str,
+    settings: &ProjectSettings,
+    now_ms: i64,
+) -> Result<(), sqlx::Error> {
     let preset = PresetColumns::of(settings.preset);
     let query = sqlx::query(
         "UPDATE projects SET name = $1, active = $2, production_domains = $3, \
@@ -341,7 +363,11 @@ pub async fn update_settings(db: &Db, project_id: &str, settings: &ProjectSettin
     preset
         .bind_to(query)
         .bind(settings.risk_mode.as_str())
-        .bind(settings.monthly_limit.map(|limit| i64::try_from(limit).unwrap_or(i64::MAX)))
+        .bind(
+            settings
+                .monthly_limit
+                .map(|limit| i64::try_from(limit).unwrap_or(i64::MAX)),
+        )
         .bind(enum_name(&settings.widget.variant))
         .bind(&settings.widget.theme)
         .bind(&settings.widget.language)
@@ -356,7 +382,11 @@ pub async fn update_settings(db: &Db, project_id: &str, settings: &ProjectSettin
 
 /// Files a project under a client of its organisation, or under none. The caller checks the
 /// client belongs to the same organisation.
-pub async fn set_client(db: &Db, project_id: &str, client_id: Option<&str>) -> Result<(), sqlx::Error> {
+pub async fn set_client(
+    db: &Db,
+    project_id: &str,
+    client_id: Option<&str>,
+) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE projects SET client_id = $1 WHERE id = $2")
         .bind(client_id)
         .bind(project_id)
@@ -376,7 +406,10 @@ pub async fn delete(db: &Db, project: &Project, now_ms: i64) -> Result<(), sqlx:
     .bind(now_ms)
     .execute(&mut *tx)
     .await?;
-    sqlx::query("DELETE FROM projects WHERE id = $1").bind(&project.id).execute(&mut *tx).await?;
+    sqlx::query("DELETE FROM projects WHERE id = $1")
+        .bind(&project.id)
+        .execute(&mut *tx)
+        .await?;
     tx.commit().await
 }
 
@@ -392,7 +425,11 @@ pub async fn find(db: &Db, project_id: &str) -> Result<Option<Project>, sqlx::Er
 }
 
 /// The organisation's project with this id: another organisation's id finds nothing.
-pub async fn find_in_organisation(db: &Db, organisation_id: &str, project_id: &str) -> Result<Option<Project>, sqlx::Error> {
+pub async fn find_in_organisation(
+    db: &Db,
+    organisation_id: &str,
+    project_id: &str,
+) -> Result<Option<Project>, sqlx::Error> {
     let sql = format!("SELECT {COLUMNS} FROM projects WHERE id = $1 AND organisation_id = $2");
     sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(project_id)
@@ -404,8 +441,13 @@ pub async fn find_in_organisation(db: &Db, organisation_id: &str, project_id: &s
 }
 
 /// An organisation's projects, oldest first.
-pub async fn list_for_organisation(db: &Db, organisation_id: &str) -> Result<Vec<Project>, sqlx::Error> {
-    let sql = format!("SELECT {COLUMNS} FROM projects WHERE organisation_id = $1 ORDER BY created_at, id");
+pub async fn list_for_organisation(
+    db: &Db,
+    organisation_id: &str,
+) -> Result<Vec<Project>, sqlx::Error> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM projects WHERE organisation_id = $1 ORDER BY created_at, id"
+    );
     sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(organisation_id)
         .fetch_all(db.pool())
@@ -428,7 +470,11 @@ pub async fn find_by_site_key(db: &Db, site_key: &str) -> Result<Option<Project>
 
 /// The project whose backend secret this is: the current one, or the one it replaced while
 /// the rotation's overlap window lasts.
-pub async fn find_by_secret(db: &Db, secret: &str, now_ms: i64) -> Result<Option<Project>, sqlx::Error> {
+pub async fn find_by_secret(
+    db: &Db,
+    secret: &str,
+    now_ms: i64,
+) -> Result<Option<Project>, sqlx::Error> {
     let sql = format!(
         "SELECT {COLUMNS} FROM projects WHERE secret_hash = $1 \
          OR (previous_secret_hash = $1 AND previous_secret_expires_at > $2)"
@@ -485,13 +531,21 @@ pub async fn bump_key_version(db: &Db, project_id: &str, now_ms: i64) -> Result<
     .bind(project_id)
     .fetch_one(db.pool())
     .await?;
-    u32::try_from(row.try_get::<i64, _>("key_version")?).map_err(|err| sqlx::Error::Decode(Box::new(err)))
+    u32::try_from(row.try_get::<i64, _>("key_version")?)
+        .map_err(|err| sqlx::Error::Decode(Box::new(err)))
 }
 
 /// Projects changed since they were last published.
 pub async fn unpublished(db: &Db) -> Result<Vec<Project>, sqlx::Error> {
-    let sql = format!("SELECT {COLUMNS} FROM projects WHERE published_revision < revision ORDER BY updated_at, id");
-    sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(db.pool()).await?.iter().map(from_row).collect()
+    let sql = format!(
+        "SELECT {COLUMNS} FROM projects WHERE published_revision < revision ORDER BY updated_at, id"
+    );
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .fetch_all(db.pool())
+        .await?
+        .iter()
+        .map(from_row)
+        .collect()
 }
 
 /// Records that the edge has the project as of `revision`; a change made meanwhile keeps it
@@ -518,13 +572,21 @@ pub async fn pending_deletions(db: &Db) -> Result<Vec<String>, sqlx::Error> {
 /// Forgets deletions the edge has carried out.
 pub async fn clear_deletions(db: &Db, site_keys: &[String]) -> Result<(), sqlx::Error> {
     for site_key in site_keys {
-        sqlx::query("DELETE FROM snapshot_deletions WHERE site_key = $1").bind(site_key).execute(db.pool()).await?;
+        sqlx::query("DELETE FROM snapshot_deletions WHERE site_key = $1")
+            .bind(site_key)
+            .execute(db.pool())
+            .await?;
     }
     Ok(())
 }
 
 /// Replaces a project's backend secret outright, with no overlap (the demo's fixed secret).
-pub async fn set_secret(db: &Db, project_id: &str, secret: &str, now_ms: i64) -> Result<(), sqlx::Error> {
+pub async fn set_secret(
+    db: &Db,
+    project_id: &str,
+    secret: &str,
+    now_ms: i64,
+) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE projects SET secret_hash = $1, updated_at = $2, revision = revision + 1 WHERE id = $3")
         .bind(crate::secrets::hash_secret(secret))
         .bind(now_ms)

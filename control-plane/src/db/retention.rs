@@ -43,7 +43,13 @@ pub struct RetentionReport {
 /// Applies every rule as of `now_ms`.
 pub async fn apply(db: &Db, now_ms: i64) -> Result<RetentionReport, sqlx::Error> {
     let run = |sql: &'static str, cutoff: i64| async move {
-        Ok::<_, sqlx::Error>(sqlx::query(sql).bind(cutoff).execute(db.pool()).await?.rows_affected())
+        Ok::<_, sqlx::Error>(
+            sqlx::query(sql)
+                .bind(cutoff)
+                .execute(db.pool())
+                .await?
+                .rows_affected(),
+        )
     };
     Ok(RetentionReport {
         hashes_erased: run(
@@ -52,18 +58,33 @@ pub async fn apply(db: &Db, now_ms: i64) -> Result<RetentionReport, sqlx::Error>
             now_ms - HASH_TTL_MS,
         )
         .await?,
-        telemetry_deleted: run("DELETE FROM telemetry_events WHERE at < $1", now_ms - EVENT_TTL_MS)
-            .await?,
+        telemetry_deleted: run(
+            "DELETE FROM telemetry_events WHERE at < $1",
+            now_ms - EVENT_TTL_MS,
+        )
+        .await?,
         verifications_deleted: run(
             "DELETE FROM verification_events WHERE at < $1",
             now_ms - EVENT_TTL_MS,
         )
         .await?,
-        claims_deleted: run("DELETE FROM siteverify_claims WHERE expires_at < $1", now_ms).await?,
+        claims_deleted: run(
+            "DELETE FROM siteverify_claims WHERE expires_at < $1",
+            now_ms,
+        )
+        .await?,
         sessions_deleted: run("DELETE FROM sessions WHERE expires_at < $1", now_ms).await?,
         email_links_deleted: run("DELETE FROM email_tokens WHERE expires_at < $1", now_ms).await?,
-        throttles_deleted: run("DELETE FROM throttles WHERE window_start < $1", now_ms - HASH_TTL_MS).await?,
-        ceremonies_deleted: run("DELETE FROM webauthn_ceremonies WHERE expires_at < $1", now_ms).await?,
+        throttles_deleted: run(
+            "DELETE FROM throttles WHERE window_start < $1",
+            now_ms - HASH_TTL_MS,
+        )
+        .await?,
+        ceremonies_deleted: run(
+            "DELETE FROM webauthn_ceremonies WHERE expires_at < $1",
+            now_ms,
+        )
+        .await?,
     })
 }
 

@@ -45,13 +45,15 @@ pub async fn claim(
     if inserted {
         return Ok(Claim::Fresh);
     }
-    let row = sqlx::query(
-        "SELECT idempotency_key, response FROM siteverify_claims WHERE token_id = $1",
-    )
-    .bind(token_id)
-    .fetch_one(db.pool())
-    .await?;
-    Ok(Claim::Used { idempotency_key: row.try_get("idempotency_key")?, response: row.try_get("response")? })
+    let row =
+        sqlx::query("SELECT idempotency_key, response FROM siteverify_claims WHERE token_id = $1")
+            .bind(token_id)
+            .fetch_one(db.pool())
+            .await?;
+    Ok(Claim::Used {
+        idempotency_key: row.try_get("idempotency_key")?,
+        response: row.try_get("response")?,
+    })
 }
 
 /// Records one siteverify answer as verification analytics (never as a protected attempt).
@@ -73,7 +75,15 @@ pub async fn record_verification(
     .bind(error_code)
     .execute(&mut *tx)
     .await?;
-    add_usage(&mut tx, project_id, &month_of(at), Usage { verifications: 1, ..Usage::default() })
-        .await?;
+    add_usage(
+        &mut tx,
+        project_id,
+        &month_of(at),
+        Usage {
+            verifications: 1,
+            ..Usage::default()
+        },
+    )
+    .await?;
     tx.commit().await
 }

@@ -116,7 +116,10 @@ pub async fn ingest(
             == 1;
         if inserted {
             outcome.stored += 1;
-            usage.entry((event.project_id.clone(), month_of(event.at))).or_default().record(event.kind);
+            usage
+                .entry((event.project_id.clone(), month_of(event.at)))
+                .or_default()
+                .record(event.kind);
             count_network(&mut networks, event);
         } else {
             outcome.duplicates += 1;
@@ -185,7 +188,14 @@ fn count_network(networks: &mut HashMap<NetworkKey, NetworkCount>, event: &Telem
     ];
     for (dimension, value) in values {
         let Some(value) = value else { continue };
-        let count = networks.entry((event.project_id.clone(), month_of(event.at), dimension, value)).or_default();
+        let count = networks
+            .entry((
+                event.project_id.clone(),
+                month_of(event.at),
+                dimension,
+                value,
+            ))
+            .or_default();
         count.starts += 1;
         count.blocked += u64::from(blocked);
     }
@@ -203,7 +213,13 @@ pub struct NetworkStarts {
 }
 
 /// A project's busiest countries or networks in `month`, at most `limit`.
-pub async fn top_networks(db: &Db, project_id: &str, month: &str, dimension: Dimension, limit: i64) -> Result<Vec<NetworkStarts>, sqlx::Error> {
+pub async fn top_networks(
+    db: &Db,
+    project_id: &str,
+    month: &str,
+    dimension: Dimension,
+    limit: i64,
+) -> Result<Vec<NetworkStarts>, sqlx::Error> {
     let rows = sqlx::query(
         "SELECT value, starts, blocked FROM network_usage WHERE project_id = $1 AND month = $2 \
          AND dimension = $3 ORDER BY starts DESC, value LIMIT $4",
@@ -214,9 +230,17 @@ pub async fn top_networks(db: &Db, project_id: &str, month: &str, dimension: Dim
     .bind(limit)
     .fetch_all(db.pool())
     .await?;
-    let count = |row: &AnyRow, column: &str| -> Result<u64, sqlx::Error> { Ok(u64::try_from(row.try_get::<i64, _>(column)?).unwrap_or(0)) };
+    let count = |row: &AnyRow, column: &str| -> Result<u64, sqlx::Error> {
+        Ok(u64::try_from(row.try_get::<i64, _>(column)?).unwrap_or(0))
+    };
     rows.iter()
-        .map(|row| Ok(NetworkStarts { value: row.try_get("value")?, starts: count(row, "starts")?, blocked: count(row, "blocked")? }))
+        .map(|row| {
+            Ok(NetworkStarts {
+                value: row.try_get("value")?,
+                starts: count(row, "starts")?,
+                blocked: count(row, "blocked")?,
+            })
+        })
         .collect()
 }
 
@@ -260,7 +284,9 @@ pub async fn usage(db: &Db, project_id: &str, month: &str) -> Result<Usage, sqlx
     .bind(month)
     .fetch_optional(db.pool())
     .await?;
-    let Some(row) = row else { return Ok(Usage::default()) };
+    let Some(row) = row else {
+        return Ok(Usage::default());
+    };
     let count = |column: &str| -> Result<u64, sqlx::Error> {
         Ok(u64::try_from(row.try_get::<i64, _>(column)?).unwrap_or(0))
     };
@@ -272,7 +298,6 @@ pub async fn usage(db: &Db, project_id: &str, month: &str) -> Result<Usage, sqlx
         risk_blocked: count("risk_blocked")?,
     })
 }
-
 
 /// Most assessed starts the risk view reads; a busier project's view covers its latest ones.
 pub const RISK_VIEW_MAX_STARTS: i64 = 10_000;
@@ -330,7 +355,11 @@ pub struct AssessedStart {
 const RECENT_STARTS: usize = 50;
 
 /// The risk overview of a project's starts since `since_ms`.
-pub async fn risk_overview(db: &Db, project_id: &str, since_ms: i64) -> Result<RiskOverview, sqlx::Error> {
+pub async fn risk_overview(
+    db: &Db,
+    project_id: &str,
+    since_ms: i64,
+) -> Result<RiskOverview, sqlx::Error> {
     let rows = sqlx::query(
         "SELECT at, kind, risk_score, risk_factors, risk_decision FROM telemetry_events \
          WHERE project_id = $1 AND at >= $2 AND risk_score IS NOT NULL \
@@ -341,14 +370,23 @@ pub async fn risk_overview(db: &Db, project_id: &str, since_ms: i64) -> Result<R
     .bind(RISK_VIEW_MAX_STARTS)
     .fetch_all(db.pool())
     .await?;
-    let mut overview = RiskOverview { truncated: rows.len() as i64 == RISK_VIEW_MAX_STARTS, ..RiskOverview::default() };
-    let mut days: std::collections::BTreeMap<String, DayDecisions> = std::collections::BTreeMap::new();
+    let mut overview = RiskOverview {
+        truncated: rows.len() as i64 == RISK_VIEW_MAX_STARTS,
+        ..RiskOverview::default()
+    };
+    let mut days: std::collections::BTreeMap<String, DayDecisions> =
+        std::collections::BTreeMap::new();
     let mut reasons: HashMap<RiskReason, u64> = HashMap::new();
     for row in &rows {
         let at: i64 = row.try_get("at")?;
         let blocked = row.try_get::<String, _>("kind")? == TelemetryKind::ChallengeBlocked.as_str();
-        let score = Score::from_tenths(u8::try_from(row.try_get::<i64, _>("risk_score")?).unwrap_or(u8::MAX));
-        let decision = match row.try_get::<Option<String>, _>("risk_decision")?.as_deref() {
+        let score = Score::from_tenths(
+            u8::try_from(row.try_get::<i64, _>("risk_score")?).unwrap_or(u8::MAX),
+        );
+        let decision = match row
+            .try_get::<Option<String>, _>("risk_decision")?
+            .as_deref()
+        {
             Some("block") => Decision::Block,
             Some("challenge") => Decision::Challenge,
             _ => Decision::Allow,
@@ -376,16 +414,33 @@ pub async fn risk_overview(db: &Db, project_id: &str, since_ms: i64) -> Result<R
             }
         }
         if overview.recent.len() < RECENT_STARTS {
-            overview.recent.push(AssessedStart { at, blocked, score, decision, factors });
+            overview.recent.push(AssessedStart {
+                at,
+                blocked,
+                score,
+                decision,
+                factors,
+            });
         }
     }
-    overview.days = days.into_iter().map(|(day, counts)| DayDecisions { day, ..counts }).collect();
+    overview.days = days
+        .into_iter()
+        .map(|(day, counts)| DayDecisions { day, ..counts })
+        .collect();
     overview.top_reasons = reasons.into_iter().collect();
-    overview.top_reasons.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.as_str().cmp(b.0.as_str())));
+    overview
+        .top_reasons
+        .sort_by(|a, b| b.1.cmp(&a.1).then(a.0.as_str().cmp(b.0.as_str())));
     Ok(overview)
 }
 
 fn day_of(at_ms: i64) -> String {
-    let time = time::OffsetDateTime::from_unix_timestamp(at_ms.div_euclid(1000)).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    format!("{:04}-{:02}-{:02}", time.year(), u8::from(time.month()), time.day())
+    let time = time::OffsetDateTime::from_unix_timestamp(at_ms.div_euclid(1000))
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    format!(
+        "{:04}-{:02}-{:02}",
+        time.year(),
+        u8::from(time.month()),
+        time.day()
+    )
 }

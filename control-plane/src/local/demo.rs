@@ -27,7 +27,10 @@ pub struct DemoSite {
 
 /// `/` (the form) and `/submit` (the protected backend).
 pub fn router(site: DemoSite) -> Router {
-    Router::new().route("/", get(show_form)).route("/submit", axum::routing::post(submit_form)).with_state(site)
+    Router::new()
+        .route("/", get(show_form))
+        .route("/submit", axum::routing::post(submit_form))
+        .with_state(site)
 }
 
 /// The strict policy the README documents for embedding the widget: scripts from the page
@@ -69,7 +72,13 @@ proof of work, and the site's backend checks the token with <code>/siteverify</c
         site_key = escape_html(&site.site_key),
         edge = escape_html(&site.edge_url),
     );
-    ([(header::CONTENT_SECURITY_POLICY, content_security_policy(&site))], Html(page))
+    (
+        [(
+            header::CONTENT_SECURITY_POLICY,
+            content_security_policy(&site),
+        )],
+        Html(page),
+    )
 }
 
 #[derive(Debug, Deserialize)]
@@ -79,22 +88,34 @@ struct Submission {
     token: Option<String>,
 }
 
-async fn submit_form(State(site): State<DemoSite>, Form(submission): Form<Submission>) -> impl IntoResponse {
+async fn submit_form(
+    State(site): State<DemoSite>,
+    Form(submission): Form<Submission>,
+) -> impl IntoResponse {
     let verdict = site
         .http
         .post(&site.siteverify_url)
-        .form(&[("secret", site.secret.as_str()), ("response", submission.token.as_deref().unwrap_or(""))])
+        .form(&[
+            ("secret", site.secret.as_str()),
+            ("response", submission.token.as_deref().unwrap_or("")),
+        ])
         .send()
         .await;
     let (accepted, details) = match verdict {
         Ok(response) => match response.json::<serde_json::Value>().await {
-            Ok(json) => (json["success"] == true, serde_json::to_string_pretty(&json).unwrap_or_default()),
+            Ok(json) => (
+                json["success"] == true,
+                serde_json::to_string_pretty(&json).unwrap_or_default(),
+            ),
             Err(err) => (false, format!("unreadable siteverify answer: {err}")),
         },
         Err(err) => (false, format!("siteverify unreachable: {err}")),
     };
     let headline = if accepted {
-        format!("Thanks, {}! Your message was accepted.", escape_html(submission.email.as_deref().unwrap_or("")))
+        format!(
+            "Thanks, {}! Your message was accepted.",
+            escape_html(submission.email.as_deref().unwrap_or(""))
+        )
     } else {
         "Rejected: the HumanProof token did not verify.".to_owned()
     };
@@ -105,9 +126,19 @@ async fn submit_form(State(site): State<DemoSite>, Form(submission): Form<Submis
          <p><a href=\"/\">Back to the form</a></p></body></html>",
         escape_html(&details),
     );
-    ([(header::CONTENT_SECURITY_POLICY, content_security_policy(&site))], Html(page))
+    (
+        [(
+            header::CONTENT_SECURITY_POLICY,
+            content_security_policy(&site),
+        )],
+        Html(page),
+    )
 }
 
 fn escape_html(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
 }

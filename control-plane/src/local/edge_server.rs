@@ -38,8 +38,14 @@ pub fn edge_router(edge: Arc<LocalEdge>, widget_dir: PathBuf, geo: Arc<GeoLookup
         get(move || serve_widget_file(path.clone(), content_type))
     };
     Router::new()
-        .route("/widget.js", widget_file("widget.js", "text/javascript; charset=utf-8"))
-        .route("/solver.wasm", widget_file("solver.wasm", "application/wasm"))
+        .route(
+            "/widget.js",
+            widget_file("widget.js", "text/javascript; charset=utf-8"),
+        )
+        .route(
+            "/solver.wasm",
+            widget_file("solver.wasm", "application/wasm"),
+        )
         .fallback(handle)
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(EdgeState { edge, geo })
@@ -51,11 +57,16 @@ async fn serve_widget_file(path: PathBuf, content_type: &'static str) -> Respons
         .header("access-control-allow-origin", "*")
         .header("cache-control", "no-cache");
     match tokio::fs::read(&path).await {
-        Ok(bytes) => builder.header("content-type", content_type).body(Body::from(bytes)),
-        Err(_) => builder.status(404).header("content-type", "text/plain").body(Body::from(format!(
-            "{} is missing: build the widget first (./dev run does)",
-            path.display()
-        ))),
+        Ok(bytes) => builder
+            .header("content-type", content_type)
+            .body(Body::from(bytes)),
+        Err(_) => builder
+            .status(404)
+            .header("content-type", "text/plain")
+            .body(Body::from(format!(
+                "{} is missing: build the widget first (./dev run does)",
+                path.display()
+            ))),
     }
     .expect("static headers are valid")
 }
@@ -79,7 +90,9 @@ async fn handle(
             client_ip: Some(&client_ip),
             headers: ClientHeaders::from_lookup(header),
             network: &network,
-            body: body.as_deref().map_or(RequestBody::TooLarge, RequestBody::Read),
+            body: body
+                .as_deref()
+                .map_or(RequestBody::TooLarge, RequestBody::Read),
             now_ms: Clock::system().now_ms(),
         })
         .await;
@@ -87,5 +100,7 @@ async fn handle(
     for (name, value) in response.headers {
         builder = builder.header(name, value);
     }
-    builder.body(Body::from(response.body)).expect("edge responses have valid headers")
+    builder
+        .body(Body::from(response.body))
+        .expect("edge responses have valid headers")
 }

@@ -17,14 +17,23 @@ pub struct GeoLookup {
 
 impl std::fmt::Debug for GeoLookup {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GeoLookup").field("country", &self.country.is_some()).field("asn", &self.asn.is_some()).finish()
+        f.debug_struct("GeoLookup")
+            .field("country", &self.country.is_some())
+            .field("asn", &self.asn.is_some())
+            .finish()
     }
 }
 
 impl GeoLookup {
     /// Opens the databases given; a file that is missing or not a MaxMind database is an error.
-    pub fn open(country: Option<&Path>, asn: Option<&Path>) -> Result<GeoLookup, maxminddb::MaxMindDbError> {
-        Ok(GeoLookup { country: country.map(Reader::open_readfile).transpose()?, asn: asn.map(Reader::open_readfile).transpose()? })
+    pub fn open(
+        country: Option<&Path>,
+        asn: Option<&Path>,
+    ) -> Result<GeoLookup, maxminddb::MaxMindDbError> {
+        Ok(GeoLookup {
+            country: country.map(Reader::open_readfile).transpose()?,
+            asn: asn.map(Reader::open_readfile).transpose()?,
+        })
     }
 
     /// What the databases know of `ip`; nothing for addresses they do not cover.
@@ -33,10 +42,14 @@ impl GeoLookup {
             let found = reader.lookup(ip).ok()?.decode::<geoip2::Country>().ok()??;
             found.country.iso_code.map(str::to_owned)
         });
-        let asn = self
-            .asn
-            .as_ref()
-            .and_then(|reader| reader.lookup(ip).ok()?.decode::<geoip2::Asn>().ok()??.autonomous_system_number);
+        let asn = self.asn.as_ref().and_then(|reader| {
+            reader
+                .lookup(ip)
+                .ok()?
+                .decode::<geoip2::Asn>()
+                .ok()??
+                .autonomous_system_number
+        });
         Network { country, asn }
     }
 }

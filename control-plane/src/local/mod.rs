@@ -29,14 +29,14 @@ use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
 use crate::app::{AppState, WebConfig};
-use crate::server::{self, bind, shutdown_signal};
-use crate::mail::Mailer;
-use crate::publish::{PublishError, Publisher};
 use crate::clock::Clock;
 use crate::config::{SecretArgs, write_private};
-use crate::db::projects::{self, BillingStatus, ProjectSettings};
 use crate::db::Db;
+use crate::db::projects::{self, BillingStatus, ProjectSettings};
+use crate::mail::Mailer;
+use crate::publish::{PublishError, Publisher};
 use crate::secrets;
+use crate::server::{self, bind, shutdown_signal};
 
 pub use edge_server::{LocalEdge, edge_router};
 pub use geo::GeoLookup;
@@ -51,7 +51,11 @@ pub struct DevArgs {
     #[command(flatten)]
     secret: SecretArgs,
     /// Control plane address.
-    #[arg(long, env = "HUMANPROOF_CONTROL_LISTEN", default_value = "127.0.0.1:8080")]
+    #[arg(
+        long,
+        env = "HUMANPROOF_CONTROL_LISTEN",
+        default_value = "127.0.0.1:8080"
+    )]
     pub control_listen: SocketAddr,
     /// Edge address (same paths as the Worker).
     #[arg(long, env = "HUMANPROOF_EDGE_LISTEN", default_value = "127.0.0.1:8787")]
@@ -83,12 +87,18 @@ const SNAPSHOT_REFRESH: Duration = Duration::from_secs(2);
 /// Runs until Ctrl-C.
 pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let master = args.secret.or_generate_in(&args.data_dir)?;
-    let database_url = format!("sqlite://{}?mode=rwc", args.data_dir.join("humanproof.db").display());
+    let database_url = format!(
+        "sqlite://{}?mode=rwc",
+        args.data_dir.join("humanproof.db").display()
+    );
     let db = Db::connect(&database_url).await?;
     let clock = Clock::system();
     let demo = ensure_demo_project(&db, &args, clock.now_ms()).await?;
-    let geo = GeoLookup::open(args.geoip_country_db.as_deref(), args.geoip_asn_db.as_deref())
-        .context("opening the GeoIP databases")?;
+    let geo = GeoLookup::open(
+        args.geoip_country_db.as_deref(),
+        args.geoip_asn_db.as_deref(),
+    )
+    .context("opening the GeoIP databases")?;
 
     let snapshot_changed = Arc::new(Notify::new());
     let (sink, events) = ChannelSink::new();
@@ -100,8 +110,18 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         sink,
     ));
     publish_snapshot(&db, &edge, &clock).await?;
-    tokio::spawn(deliver_telemetry(events, db.clone(), clock.clone(), snapshot_changed.clone()));
-    tokio::spawn(refresh_snapshot(db.clone(), edge.clone(), clock.clone(), snapshot_changed));
+    tokio::spawn(deliver_telemetry(
+        events,
+        db.clone(),
+        clock.clone(),
+        snapshot_changed.clone(),
+    ));
+    tokio::spawn(refresh_snapshot(
+        db.clone(),
+        edge.clone(),
+        clock.clone(),
+        snapshot_changed,
+    ));
 
     let control = bind(args.control_listen).await?;
     let edge_listener = bind(args.edge_listen).await?;
@@ -123,7 +143,9 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     println!("HumanProof is running locally.");
     println!("  demo site      {demo_url}");
     println!("  edge           {edge_url}");
-    println!("  dashboard      {dashboard_url}  (sign up there; email lands in {dashboard_url}/dev/outbox)");
+    println!(
+        "  dashboard      {dashboard_url}  (sign up there; email lands in {dashboard_url}/dev/outbox)"
+    );
     println!("  siteverify     {control_url}/siteverify");
     println!("  demo site key  {}", demo.site_key);
     println!("  demo secret    {}", demo.secret);
@@ -140,13 +162,19 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     // The control plane is served exactly as in production; the edge and the demo site are
     // development stand-ins with no middleware of their own.
     let serve_plain = |listener: TcpListener, router: axum::Router| async move {
-        axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(shutdown_signal())
-            .await
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown_signal())
+        .await
     };
     tokio::try_join!(
         server::serve(control, state, shutdown_signal()),
-        serve_plain(edge_listener, edge_router(edge, args.widget_dir.clone(), Arc::new(geo))),
+        serve_plain(
+            edge_listener,
+            edge_router(edge, args.widget_dir.clone(), Arc::new(geo))
+        ),
         serve_plain(demo_listener, demo_site),
     )?;
     Ok(())
@@ -162,9 +190,15 @@ struct DemoKeys {
 /// and keeps its keys in `data/demo-site.json`; the environment can fix both keys.
 async fn ensure_demo_project(db: &Db, args: &DevArgs, now: i64) -> anyhow::Result<DemoKeys> {
     let keys_file = args.data_dir.join("demo-site.json");
-    let saved: Option<serde_json::Value> =
-        std::fs::read_to_string(&keys_file).ok().and_then(|text| serde_json::from_str(&text).ok());
-    let saved_field = |name: &str| saved.as_ref().and_then(|v| v[name].as_str()).map(str::to_owned);
+    let saved: Option<serde_json::Value> = std::fs::read_to_string(&keys_file)
+        .ok()
+        .and_then(|text| serde_json::from_str(&text).ok());
+    let saved_field = |name: &str| {
+        saved
+            .as_ref()
+            .and_then(|v| v[name].as_str())
+            .map(str::to_owned)
+    };
     let site_key = args
         .demo_site_key
         .clone()
@@ -202,8 +236,15 @@ async fn ensure_demo_project(db: &Db, args: &DevArgs, now: i64) -> anyhow::Resul
 }
 
 /// Rebuilds every entry and hands it to the in-process edge: the local "KV publish".
-pub async fn publish_snapshot(db: &Db, edge: &Arc<LocalEdge>, clock: &Clock) -> Result<(), PublishError> {
-    Publisher::Local(edge.clone()).republish_all(db, clock.now_ms()).await.map(drop)
+pub async fn publish_snapshot(
+    db: &Db,
+    edge: &Arc<LocalEdge>,
+    clock: &Clock,
+) -> Result<(), PublishError> {
+    Publisher::Local(edge.clone())
+        .republish_all(db, clock.now_ms())
+        .await
+        .map(drop)
 }
 
 async fn refresh_snapshot(db: Db, edge: Arc<LocalEdge>, clock: Clock, changed: Arc<Notify>) {

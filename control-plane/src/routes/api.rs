@@ -33,26 +33,44 @@ impl FromRequestParts<AppState> for ApiActor {
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|value| value.to_str().ok())
             .ok_or(ApiError::Unauthorized("missing_api_key"))?;
-        let key = header.strip_prefix("Bearer ").ok_or(ApiError::Unauthorized("missing_api_key"))?.trim();
+        let key = header
+            .strip_prefix("Bearer ")
+            .ok_or(ApiError::Unauthorized("missing_api_key"))?
+            .trim();
         let key = orgs::use_api_key(&state.db, &hash_secret(key), state.clock.now_ms())
             .await?
             .ok_or(ApiError::Unauthorized("invalid_api_key"))?;
-        Ok(Self(Actor { organisation_id: key.organisation_id.clone(), organisation_name: None, principal: Principal::ApiKey(key) }))
+        Ok(Self(Actor {
+            organisation_id: key.organisation_id.clone(),
+            organisation_name: None,
+            principal: Principal::ApiKey(key),
+        }))
     }
 }
 
 fn parse_input(body: Result<Bytes, BytesRejection>) -> Result<ProjectInput, ApiError> {
-    serde_json::from_slice(&body?).map_err(|err| ApiError::Invalid { field: "body", message: format!("Not a project object: {err}") })
+    serde_json::from_slice(&body?).map_err(|err| ApiError::Invalid {
+        field: "body",
+        message: format!("Not a project object: {err}"),
+    })
 }
 
 /// `GET /api/v1/openapi.json`.
 pub async fn openapi() -> ([(axum::http::HeaderName, &'static str); 1], &'static str) {
-    ([(axum::http::header::CONTENT_TYPE, "application/json")], OPENAPI)
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        OPENAPI,
+    )
 }
 
 /// `GET /api/v1/projects`.
-pub async fn list_projects(State(state): State<AppState>, ApiActor(actor): ApiActor) -> Result<Json<Value>, ApiError> {
-    Ok(Json(json!({ "projects": manage::list_projects(&state, &actor).await? })))
+pub async fn list_projects(
+    State(state): State<AppState>,
+    ApiActor(actor): ApiActor,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(
+        json!({ "projects": manage::list_projects(&state, &actor).await? }),
+    ))
 }
 
 /// `POST /api/v1/projects`: 201 with the project and its backend secret, shown this once.
@@ -62,7 +80,10 @@ pub async fn create_project(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let (project, secret) = manage::create_project(&state, &actor, parse_input(body)?).await?;
-    Ok((StatusCode::CREATED, Json(json!({ "project": project, "secret": secret }))))
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "project": project, "secret": secret })),
+    ))
 }
 
 /// `GET /api/v1/projects/{id}`.
@@ -81,7 +102,9 @@ pub async fn update_project(
     Path(id): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<ProjectView>, ApiError> {
-    Ok(Json(manage::update_project(&state, &actor, &id, parse_input(body)?).await?))
+    Ok(Json(
+        manage::update_project(&state, &actor, &id, parse_input(body)?).await?,
+    ))
 }
 
 /// `DELETE /api/v1/projects/{id}`.
@@ -101,7 +124,9 @@ pub async fn rotate_secret(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let rotated = manage::rotate_secret(&state, &actor, &id).await?;
-    Ok(Json(json!({ "secret": rotated.secret, "previous_secret_valid_until": rotated.previous_secret_valid_until })))
+    Ok(Json(
+        json!({ "secret": rotated.secret, "previous_secret_valid_until": rotated.previous_secret_valid_until }),
+    ))
 }
 
 /// `POST /api/v1/projects/{id}/revoke-tokens`: invalidates every outstanding token.
@@ -111,7 +136,9 @@ pub async fn revoke_tokens(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let key_version = manage::revoke_tokens(&state, &actor, &id).await?;
-    Ok(Json(json!({ "project_id": id, "key_version": key_version })))
+    Ok(Json(
+        json!({ "project_id": id, "key_version": key_version }),
+    ))
 }
 
 /// Query of the usage route.
@@ -128,5 +155,7 @@ pub async fn project_usage(
     Query(query): Query<UsageQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let (month, usage) = manage::project_usage(&state, &actor, &id, query.month.as_deref()).await?;
-    Ok(Json(json!({ "project_id": id, "month": month, "usage": usage })))
+    Ok(Json(
+        json!({ "project_id": id, "month": month, "usage": usage }),
+    ))
 }

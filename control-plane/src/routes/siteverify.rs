@@ -75,7 +75,11 @@ pub struct Extras {
     pub replayed: bool,
 }
 
-fn failure(status: StatusCode, code: &'static str, reason: Option<&str>) -> (StatusCode, Json<VerifyResponse>) {
+fn failure(
+    status: StatusCode,
+    code: &'static str,
+    reason: Option<&str>,
+) -> (StatusCode, Json<VerifyResponse>) {
     (
         status,
         Json(VerifyResponse {
@@ -85,7 +89,10 @@ fn failure(status: StatusCode, code: &'static str, reason: Option<&str>) -> (Sta
             error_codes: vec![code.to_owned()],
             action: None,
             cdata: None,
-            humanproof: reason.map(|reason| Extras { reason: Some(reason.to_owned()), ..Extras::default() }),
+            humanproof: reason.map(|reason| Extras {
+                reason: Some(reason.to_owned()),
+                ..Extras::default()
+            }),
         }),
     )
 }
@@ -97,9 +104,15 @@ pub async fn verify_token(
     body: Result<Bytes, BytesRejection>,
 ) -> (StatusCode, Json<VerifyResponse>) {
     let Ok(body) = body else {
-        return failure(StatusCode::BAD_REQUEST, "bad-request", Some("body_unreadable"));
+        return failure(
+            StatusCode::BAD_REQUEST,
+            "bad-request",
+            Some("body_unreadable"),
+        );
     };
-    let content_type = headers.get(header::CONTENT_TYPE).and_then(|value| value.to_str().ok());
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok());
     let Some(request) = humanproof_protocol::siteverify::parse(content_type, &body) else {
         return failure(StatusCode::BAD_REQUEST, "bad-request", None);
     };
@@ -110,8 +123,15 @@ pub async fn verify_token(
         return failure(StatusCode::BAD_REQUEST, "missing-input-response", None);
     };
     let idempotency_key = request.idempotency_key.filter(|key| !key.is_empty());
-    if idempotency_key.as_ref().is_some_and(|key| key.len() > MAX_IDEMPOTENCY_KEY_LEN) {
-        return failure(StatusCode::BAD_REQUEST, "bad-request", Some("idempotency_key_too_long"));
+    if idempotency_key
+        .as_ref()
+        .is_some_and(|key| key.len() > MAX_IDEMPOTENCY_KEY_LEN)
+    {
+        return failure(
+            StatusCode::BAD_REQUEST,
+            "bad-request",
+            Some("idempotency_key_too_long"),
+        );
     }
     let project = match projects::find_by_secret(&state.db, &secret, state.clock.now_ms()).await {
         Ok(Some(project)) => project,
@@ -126,7 +146,8 @@ pub async fn verify_token(
         Err(err) => return internal_error(&err),
     };
     let error_code = answer.error_codes.first().map(String::as_str);
-    if let Err(err) = siteverify::record_verification(&state.db, &project.id, now, error_code).await {
+    if let Err(err) = siteverify::record_verification(&state.db, &project.id, now, error_code).await
+    {
         // Analytics must not turn a correct answer into an error.
         tracing::warn!(error = %err, "could not record verification analytics");
     }
@@ -141,24 +162,44 @@ async fn check_token(
     now: i64,
 ) -> Result<(StatusCode, Json<VerifyResponse>), sqlx::Error> {
     if token.len() > MAX_TOKEN_LEN {
-        return Ok(failure(StatusCode::OK, "invalid-input-response", Some(Reason::InvalidToken.as_str())));
+        return Ok(failure(
+            StatusCode::OK,
+            "invalid-input-response",
+            Some(Reason::InvalidToken.as_str()),
+        ));
     }
     let key = state.master.project_key(&project.id, project.key_version);
     let claims: VerificationClaims = match key.open(token, now) {
         Ok(claims) => claims,
         Err(TokenError::Expired) => {
-            return Ok(failure(StatusCode::OK, "timeout-or-duplicate", Some(Reason::Expired.as_str())));
+            return Ok(failure(
+                StatusCode::OK,
+                "timeout-or-duplicate",
+                Some(Reason::Expired.as_str()),
+            ));
         }
         Err(TokenError::Malformed | TokenError::BadSignature) => {
             // Say precisely when the token is genuine-looking but another project's.
             let other_project = peek_unverified::<VerificationClaims>(token)
                 .is_ok_and(|claims| claims.sk != project.site_key);
-            let reason = if other_project { Reason::ScopeMismatch } else { Reason::InvalidToken };
-            return Ok(failure(StatusCode::OK, "invalid-input-response", Some(reason.as_str())));
+            let reason = if other_project {
+                Reason::ScopeMismatch
+            } else {
+                Reason::InvalidToken
+            };
+            return Ok(failure(
+                StatusCode::OK,
+                "invalid-input-response",
+                Some(reason.as_str()),
+            ));
         }
     };
     if claims.sk != project.site_key {
-        return Ok(failure(StatusCode::OK, "invalid-input-response", Some(Reason::ScopeMismatch.as_str())));
+        return Ok(failure(
+            StatusCode::OK,
+            "invalid-input-response",
+            Some(Reason::ScopeMismatch.as_str()),
+        ));
     }
 
     let answer = VerifyResponse {
@@ -179,19 +220,34 @@ async fn check_token(
         }),
     };
     let stored = serde_json::to_string(&answer).expect("answers serialize");
-    match siteverify::claim(&state.db, &claims.jti, &project.id, idempotency_key, &stored, claims.exp).await? {
+    match siteverify::claim(
+        &state.db,
+        &claims.jti,
+        &project.id,
+        idempotency_key,
+        &stored,
+        claims.exp,
+    )
+    .await?
+    {
         siteverify::Claim::Fresh => Ok((StatusCode::OK, Json(answer))),
-        siteverify::Claim::Used { idempotency_key: Some(first), response }
-            if Some(first.as_str()) == idempotency_key =>
-        {
-            let mut first_answer: VerifyResponse =
-                serde_json::from_str(&response).map_err(|err| sqlx::Error::Decode(Box::new(err)))?;
-            first_answer.humanproof.get_or_insert_with(Extras::default).replayed = true;
+        siteverify::Claim::Used {
+            idempotency_key: Some(first),
+            response,
+        } if Some(first.as_str()) == idempotency_key => {
+            let mut first_answer: VerifyResponse = serde_json::from_str(&response)
+                .map_err(|err| sqlx::Error::Decode(Box::new(err)))?;
+            first_answer
+                .humanproof
+                .get_or_insert_with(Extras::default)
+                .replayed = true;
             Ok((StatusCode::OK, Json(first_answer)))
         }
-        siteverify::Claim::Used { .. } => {
-            Ok(failure(StatusCode::OK, "timeout-or-duplicate", Some("already_verified")))
-        }
+        siteverify::Claim::Used { .. } => Ok(failure(
+            StatusCode::OK,
+            "timeout-or-duplicate",
+            Some("already_verified"),
+        )),
     }
 }
 
@@ -203,6 +259,9 @@ fn internal_error(err: &sqlx::Error) -> (StatusCode, Json<VerifyResponse>) {
 fn iso8601(at_ms: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(at_ms) * 1_000_000)
         .ok()
-        .and_then(|at| at.format(&time::format_description::well_known::Rfc3339).ok())
+        .and_then(|at| {
+            at.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
         .unwrap_or_default()
 }

@@ -1,13 +1,15 @@
 //! Sign-up, sign-in, sign-out, email verification, password reset and the dev outbox.
 
+use axum::Extension;
 use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::Extension;
 use minijinja::context;
 use serde::Deserialize;
 
-use super::{CsrfToken, Form, Frame, Page, PageError, SignedIn, clear_session_cookie, render, session_cookie};
+use super::{
+    CsrfToken, Form, Frame, Page, PageError, SignedIn, clear_session_cookie, render, session_cookie,
+};
 use crate::accounts::{self, AccountError, SignIn};
 use crate::app::AppState;
 use crate::client_ip::ClientIp;
@@ -15,18 +17,38 @@ use crate::db::orgs;
 use crate::error::ApiError;
 
 fn anonymous(csrf: &CsrfToken) -> Frame<'_> {
-    Frame { csrf, user: None, actor: None, section: "" }
+    Frame {
+        csrf,
+        user: None,
+        actor: None,
+        section: "",
+    }
 }
 
-fn message(state: &AppState, csrf: &CsrfToken, status: StatusCode, heading: &str, text: &str, link: Option<(&str, &str)>) -> Page {
+fn message(
+    state: &AppState,
+    csrf: &CsrfToken,
+    status: StatusCode,
+    heading: &str,
+    text: &str,
+    link: Option<(&str, &str)>,
+) -> Page {
     let link = link.map(|(href, label)| context! { href => href, label => label });
-    render(state, status, "message.html", &anonymous(csrf), context! { heading => heading, text => text, link => link })
+    render(
+        state,
+        status,
+        "message.html",
+        &anonymous(csrf),
+        context! { heading => heading, text => text, link => link },
+    )
 }
 
 fn account_error_status(err: &AccountError) -> StatusCode {
     match err {
         AccountError::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
-        AccountError::WrongCredentials | AccountError::AccountClosed | AccountError::WrongCode => StatusCode::UNAUTHORIZED,
+        AccountError::WrongCredentials | AccountError::AccountClosed | AccountError::WrongCode => {
+            StatusCode::UNAUTHORIZED
+        }
         AccountError::AlreadyEnabled => StatusCode::CONFLICT,
         AccountError::Database(_) => StatusCode::INTERNAL_SERVER_ERROR,
         _ => StatusCode::BAD_REQUEST,
@@ -42,16 +64,33 @@ fn error_text(err: &AccountError) -> String {
 }
 
 /// `GET /`: the first organisation's projects, or sign-in.
-pub async fn home(State(state): State<AppState>, signed_in: Option<SignedIn>) -> Result<Redirect, PageError> {
-    let Some(SignedIn { user, .. }) = signed_in else { return Ok(Redirect::to("/sign-in")) };
+pub async fn home(
+    State(state): State<AppState>,
+    signed_in: Option<SignedIn>,
+) -> Result<Redirect, PageError> {
+    let Some(SignedIn { user, .. }) = signed_in else {
+        return Ok(Redirect::to("/sign-in"));
+    };
     let memberships = orgs::memberships(&state.db, &user.id).await?;
     let first = memberships.first().ok_or(ApiError::NotFound)?;
-    Ok(Redirect::to(&format!("/orgs/{}/projects", first.organisation_id)))
+    Ok(Redirect::to(&format!(
+        "/orgs/{}/projects",
+        first.organisation_id
+    )))
 }
 
 /// `GET /sign-up`.
-pub async fn sign_up_page(State(state): State<AppState>, Extension(csrf): Extension<CsrfToken>) -> Page {
-    render(&state, StatusCode::OK, "sign_up.html", &anonymous(&csrf), context! { email => "", organisation => "" })
+pub async fn sign_up_page(
+    State(state): State<AppState>,
+    Extension(csrf): Extension<CsrfToken>,
+) -> Page {
+    render(
+        &state,
+        StatusCode::OK,
+        "sign_up.html",
+        &anonymous(&csrf),
+        context! { email => "", organisation => "" },
+    )
 }
 
 /// The sign-up form.
@@ -73,22 +112,45 @@ pub async fn sign_up(
     Form(form): Form<SignUpForm>,
 ) -> Response {
     let language = crate::i18n::request_language();
-    match accounts::sign_up(&state, &form.email, &form.password, &form.organisation, language, client_ip).await {
+    match accounts::sign_up(
+        &state,
+        &form.email,
+        &form.password,
+        &form.organisation,
+        language,
+        client_ip,
+    )
+    .await
+    {
         Ok(()) => {
             let email = accounts::normalize_email(&form.email).unwrap_or_default();
             let text = crate::i18n::fill(
-                crate::i18n::translate(language, "We sent a link to {email}. Open it within 24 hours to confirm your address and sign in."),
+                crate::i18n::translate(
+                    language,
+                    "We sent a link to {email}. Open it within 24 hours to confirm your address and sign in.",
+                ),
                 &[("email", &email)],
             );
-            message(&state, &csrf, StatusCode::OK, "Check your email", &text, None).into_response()
+            message(
+                &state,
+                &csrf,
+                StatusCode::OK,
+                "Check your email",
+                &text,
+                None,
+            )
+            .into_response()
         }
-        Err(err) => with_retry_after(render(
-            &state,
-            account_error_status(&err),
-            "sign_up.html",
-            &anonymous(&csrf),
-            context! { error => error_text(&err), email => form.email, organisation => form.organisation },
-        ), &err),
+        Err(err) => with_retry_after(
+            render(
+                &state,
+                account_error_status(&err),
+                "sign_up.html",
+                &anonymous(&csrf),
+                context! { error => error_text(&err), email => form.email, organisation => form.organisation },
+            ),
+            &err,
+        ),
     }
 }
 
@@ -96,14 +158,25 @@ pub async fn sign_up(
 fn with_retry_after(page: Page, err: &AccountError) -> Response {
     let mut response = page.into_response();
     if let AccountError::Throttled { retry_after_s } = err {
-        response.headers_mut().insert(header::RETRY_AFTER, (*retry_after_s).into());
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, (*retry_after_s).into());
     }
     response
 }
 
 /// `GET /sign-in`.
-pub async fn sign_in_page(State(state): State<AppState>, Extension(csrf): Extension<CsrfToken>) -> Page {
-    render(&state, StatusCode::OK, "sign_in.html", &anonymous(&csrf), context! { email => "" })
+pub async fn sign_in_page(
+    State(state): State<AppState>,
+    Extension(csrf): Extension<CsrfToken>,
+) -> Page {
+    render(
+        &state,
+        StatusCode::OK,
+        "sign_in.html",
+        &anonymous(&csrf),
+        context! { email => "" },
+    )
 }
 
 /// The sign-in form.
@@ -121,10 +194,16 @@ pub async fn sign_in(
     Form(form): Form<SignInForm>,
 ) -> Response {
     match accounts::sign_in(&state, &form.email, &form.password, client_ip).await {
-        Ok((_, SignIn::Done(token))) => ([(header::SET_COOKIE, session_cookie(&state, &token))], Redirect::to("/")).into_response(),
-        Ok((_, SignIn::SecondFactorDue(token))) => {
-            ([(header::SET_COOKIE, session_cookie(&state, &token))], Redirect::to("/sign-in/second-factor")).into_response()
-        }
+        Ok((_, SignIn::Done(token))) => (
+            [(header::SET_COOKIE, session_cookie(&state, &token))],
+            Redirect::to("/"),
+        )
+            .into_response(),
+        Ok((_, SignIn::SecondFactorDue(token))) => (
+            [(header::SET_COOKIE, session_cookie(&state, &token))],
+            Redirect::to("/sign-in/second-factor"),
+        )
+            .into_response(),
         Err(err) => with_retry_after(
             render(
                 &state,
@@ -139,11 +218,18 @@ pub async fn sign_in(
 }
 
 /// `POST /sign-out`.
-pub async fn sign_out(State(state): State<AppState>, signed_in: Option<SignedIn>) -> Result<Response, PageError> {
+pub async fn sign_out(
+    State(state): State<AppState>,
+    signed_in: Option<SignedIn>,
+) -> Result<Response, PageError> {
     if let Some(SignedIn { token, .. }) = signed_in {
         accounts::sign_out(&state, &token).await?;
     }
-    Ok(([(header::SET_COOKIE, clear_session_cookie())], Redirect::to("/sign-in")).into_response())
+    Ok((
+        [(header::SET_COOKIE, clear_session_cookie())],
+        Redirect::to("/sign-in"),
+    )
+        .into_response())
 }
 
 /// A query carrying a one-time token.
@@ -164,26 +250,49 @@ pub async fn verify_email(
     let user = match accounts::verify_email(&state, &query.token).await {
         Ok(user) => user,
         Err(err) => {
-            let page = message(&state, &csrf, account_error_status(&err), "Link not valid", &error_text(&err), Some(("/", "Go to your dashboard")));
+            let page = message(
+                &state,
+                &csrf,
+                account_error_status(&err),
+                "Link not valid",
+                &error_text(&err),
+                Some(("/", "Go to your dashboard")),
+            );
             return page.into_response();
         }
     };
-    let confirmed = message(&state, &csrf, StatusCode::OK, "Email confirmed", "Your email address is confirmed. You can create projects now.", Some(("/", "Go to your dashboard")));
+    let confirmed = message(
+        &state,
+        &csrf,
+        StatusCode::OK,
+        "Email confirmed",
+        "Your email address is confirmed. You can create projects now.",
+        Some(("/", "Go to your dashboard")),
+    );
     if signed_in.is_some() {
         return confirmed.into_response();
     }
     // An account with a second factor still owes it: the link stands in for the password only.
     match accounts::after_first_factor(&state, &user, accounts::FirstFactor::EmailLink).await {
-        Ok(SignIn::Done(token)) => ([(header::SET_COOKIE, session_cookie(&state, &token))], confirmed).into_response(),
-        Ok(SignIn::SecondFactorDue(token)) => {
-            ([(header::SET_COOKIE, session_cookie(&state, &token))], Redirect::to("/sign-in/second-factor")).into_response()
-        }
+        Ok(SignIn::Done(token)) => (
+            [(header::SET_COOKIE, session_cookie(&state, &token))],
+            confirmed,
+        )
+            .into_response(),
+        Ok(SignIn::SecondFactorDue(token)) => (
+            [(header::SET_COOKIE, session_cookie(&state, &token))],
+            Redirect::to("/sign-in/second-factor"),
+        )
+            .into_response(),
         Err(err) => PageError::from(err).into_response(),
     }
 }
 
 /// `POST /verify-email/resend`.
-pub async fn resend_verification(State(state): State<AppState>, SignedIn { user, .. }: SignedIn) -> Result<Redirect, PageError> {
+pub async fn resend_verification(
+    State(state): State<AppState>,
+    SignedIn { user, .. }: SignedIn,
+) -> Result<Redirect, PageError> {
     if !user.email_verified {
         accounts::send_verification(&state, &user).await?;
     }
@@ -191,8 +300,17 @@ pub async fn resend_verification(State(state): State<AppState>, SignedIn { user,
 }
 
 /// `GET /forgot-password`.
-pub async fn forgot_password_page(State(state): State<AppState>, Extension(csrf): Extension<CsrfToken>) -> Page {
-    render(&state, StatusCode::OK, "forgot_password.html", &anonymous(&csrf), context! {})
+pub async fn forgot_password_page(
+    State(state): State<AppState>,
+    Extension(csrf): Extension<CsrfToken>,
+) -> Page {
+    render(
+        &state,
+        StatusCode::OK,
+        "forgot_password.html",
+        &anonymous(&csrf),
+        context! {},
+    )
 }
 
 /// The reset request form.
@@ -222,9 +340,22 @@ pub async fn reset_password_page(
 ) -> Result<Page, PageError> {
     if !accounts::reset_link_usable(&state, &query.token).await? {
         let err = AccountError::InvalidLink;
-        return Ok(message(&state, &csrf, StatusCode::BAD_REQUEST, "Link not valid", &err.to_string(), Some(("/forgot-password", "Ask for a new link"))));
+        return Ok(message(
+            &state,
+            &csrf,
+            StatusCode::BAD_REQUEST,
+            "Link not valid",
+            &err.to_string(),
+            Some(("/forgot-password", "Ask for a new link")),
+        ));
     }
-    Ok(render(&state, StatusCode::OK, "reset_password.html", &anonymous(&csrf), context! { token => query.token }))
+    Ok(render(
+        &state,
+        StatusCode::OK,
+        "reset_password.html",
+        &anonymous(&csrf),
+        context! { token => query.token },
+    ))
 }
 
 /// The new-password form.
@@ -241,8 +372,22 @@ pub async fn reset_password(
     Form(form): Form<ResetForm>,
 ) -> Page {
     match accounts::reset_password(&state, &form.token, &form.password).await {
-        Ok(0) => message(&state, &csrf, StatusCode::OK, "Password changed", "Your password is set, and every other session was signed out.", Some(("/sign-in", "Sign in"))),
-        Ok(_) => message(&state, &csrf, StatusCode::OK, "Password changed", "Your password is set, and every other session was signed out. Passkeys added since your previous password are paused: sign in, then confirm or remove them on your account page.", Some(("/sign-in", "Sign in"))),
+        Ok(0) => message(
+            &state,
+            &csrf,
+            StatusCode::OK,
+            "Password changed",
+            "Your password is set, and every other session was signed out.",
+            Some(("/sign-in", "Sign in")),
+        ),
+        Ok(_) => message(
+            &state,
+            &csrf,
+            StatusCode::OK,
+            "Password changed",
+            "Your password is set, and every other session was signed out. Passkeys added since your previous password are paused: sign in, then confirm or remove them on your account page.",
+            Some(("/sign-in", "Sign in")),
+        ),
         Err(err @ AccountError::WeakPassword) => render(
             &state,
             StatusCode::BAD_REQUEST,
@@ -250,12 +395,22 @@ pub async fn reset_password(
             &anonymous(&csrf),
             context! { token => form.token, error => error_text(&err) },
         ),
-        Err(err) => message(&state, &csrf, account_error_status(&err), "Link not valid", &error_text(&err), Some(("/forgot-password", "Ask for a new link"))),
+        Err(err) => message(
+            &state,
+            &csrf,
+            account_error_status(&err),
+            "Link not valid",
+            &error_text(&err),
+            Some(("/forgot-password", "Ask for a new link")),
+        ),
     }
 }
 
 /// `GET /dev/outbox`: local mode only.
-pub async fn outbox(State(state): State<AppState>, Extension(csrf): Extension<CsrfToken>) -> Result<Page, PageError> {
+pub async fn outbox(
+    State(state): State<AppState>,
+    Extension(csrf): Extension<CsrfToken>,
+) -> Result<Page, PageError> {
     if !state.web.show_outbox {
         return Err(ApiError::NotFound.into());
     }
@@ -263,11 +418,20 @@ pub async fn outbox(State(state): State<AppState>, Extension(csrf): Extension<Cs
     let messages: Vec<_> = messages
         .iter()
         .map(|text| {
-            let links: Vec<&str> = text.split_whitespace().filter(|word| word.starts_with("http")).collect();
+            let links: Vec<&str> = text
+                .split_whitespace()
+                .filter(|word| word.starts_with("http"))
+                .collect();
             context! { text => text, links => links }
         })
         .collect();
-    Ok(render(&state, StatusCode::OK, "outbox.html", &anonymous(&csrf), context! { messages => messages }))
+    Ok(render(
+        &state,
+        StatusCode::OK,
+        "outbox.html",
+        &anonymous(&csrf),
+        context! { messages => messages },
+    ))
 }
 
 /// `GET /sign-in/second-factor`.
@@ -283,7 +447,14 @@ pub async fn second_factor_page(
     if pending.is_none() {
         return Ok(Redirect::to("/sign-in").into_response());
     }
-    Ok(render(&state, StatusCode::OK, "second_factor.html", &anonymous(&csrf), context! {}).into_response())
+    Ok(render(
+        &state,
+        StatusCode::OK,
+        "second_factor.html",
+        &anonymous(&csrf),
+        context! {},
+    )
+    .into_response())
 }
 
 /// The second-factor form.
@@ -304,15 +475,35 @@ pub async fn second_factor(
         Ok(_) => Redirect::to("/").into_response(),
         Err(AccountError::SignInAgain) => Redirect::to("/sign-in").into_response(),
         Err(err) => with_retry_after(
-            render(&state, account_error_status(&err), "second_factor.html", &anonymous(&csrf), context! { error => error_text(&err) }),
+            render(
+                &state,
+                account_error_status(&err),
+                "second_factor.html",
+                &anonymous(&csrf),
+                context! { error => error_text(&err) },
+            ),
             &err,
         ),
     }
 }
 
-async fn account_page(state: &AppState, csrf: &CsrfToken, user: &crate::db::accounts::User, session_token: &str, status: StatusCode, extra: minijinja::Value) -> Page {
-    let recently_authenticated = accounts::recently_authenticated(state, session_token).await.unwrap_or(false);
-    let frame = Frame { csrf, user: Some(user), actor: None, section: "account" };
+async fn account_page(
+    state: &AppState,
+    csrf: &CsrfToken,
+    user: &crate::db::accounts::User,
+    session_token: &str,
+    status: StatusCode,
+    extra: minijinja::Value,
+) -> Page {
+    let recently_authenticated = accounts::recently_authenticated(state, session_token)
+        .await
+        .unwrap_or(false);
+    let frame = Frame {
+        csrf,
+        user: Some(user),
+        actor: None,
+        section: "account",
+    };
     let languages = &crate::db::projects::LANGUAGES[1..];
     let passkeys: Vec<minijinja::Value> = crate::db::passkeys::list(&state.db, &user.id)
         .await
@@ -323,14 +514,24 @@ async fn account_page(state: &AppState, csrf: &CsrfToken, user: &crate::db::acco
             last_used => p.last_used_at.map(super::format_time), paused => p.paused_at.is_some(),
         })
         .collect();
-    render(state, status, "account.html", &frame, context! {
-        totp_enabled => user.totp_enabled, language => user.language, languages => languages, passkeys => passkeys,
-        recently_authenticated => recently_authenticated, ..extra
-    })
+    render(
+        state,
+        status,
+        "account.html",
+        &frame,
+        context! {
+            totp_enabled => user.totp_enabled, language => user.language, languages => languages, passkeys => passkeys,
+            recently_authenticated => recently_authenticated, ..extra
+        },
+    )
 }
 
 /// `GET /account`: language, two-factor authentication, deletion.
-pub async fn account(State(state): State<AppState>, Extension(csrf): Extension<CsrfToken>, SignedIn { user, token }: SignedIn) -> Page {
+pub async fn account(
+    State(state): State<AppState>,
+    Extension(csrf): Extension<CsrfToken>,
+    SignedIn { user, token }: SignedIn,
+) -> Page {
     account_page(&state, &csrf, &user, &token, StatusCode::OK, context! {}).await
 }
 
@@ -354,7 +555,17 @@ async fn account_result(
 ) -> Page {
     match result {
         Ok(extra) => account_page(state, csrf, user, session_token, StatusCode::OK, extra).await,
-        Err(err) => account_page(state, csrf, user, session_token, account_error_status(&err), context! { error => error_text(&err) }).await,
+        Err(err) => {
+            account_page(
+                state,
+                csrf,
+                user,
+                session_token,
+                account_error_status(&err),
+                context! { error => error_text(&err) },
+            )
+            .await
+        }
     }
 }
 
@@ -366,20 +577,39 @@ pub async fn set_language(
     Form(form): Form<AccountForm>,
 ) -> Result<Page, PageError> {
     if !crate::db::projects::LANGUAGES[1..].contains(&form.language.as_str()) {
-        return Err(ApiError::Invalid { field: "language", message: "Pick a language from the list.".into() }.into());
+        return Err(ApiError::Invalid {
+            field: "language",
+            message: "Pick a language from the list.".into(),
+        }
+        .into());
     }
-    crate::db::accounts::set_language(&state.db, &user.id, &form.language, state.clock.now_ms()).await?;
+    crate::db::accounts::set_language(&state.db, &user.id, &form.language, state.clock.now_ms())
+        .await?;
     user.language = form.language;
-    Ok(account_page(&state, &csrf, &user, &token, StatusCode::OK, context! { notice => "Language saved." }).await)
+    Ok(account_page(
+        &state,
+        &csrf,
+        &user,
+        &token,
+        StatusCode::OK,
+        context! { notice => "Language saved." },
+    )
+    .await)
 }
 
 /// `POST /account/two-factor/setup`: shows a new secret to scan, unconfirmed.
-pub async fn begin_totp(State(state): State<AppState>, Extension(csrf): Extension<CsrfToken>, SignedIn { user, token }: SignedIn) -> Page {
-    let result = accounts::begin_totp_setup(&state, &user).await.map(|(secret, uri)| {
-        // The SVG is built here from the URI alone, so it needs no escaping.
-        let qr = minijinja::Value::from_safe_string(crate::totp::qr_code_svg(&uri));
-        context! { setup => context! { secret => secret, uri => uri, qr => qr } }
-    });
+pub async fn begin_totp(
+    State(state): State<AppState>,
+    Extension(csrf): Extension<CsrfToken>,
+    SignedIn { user, token }: SignedIn,
+) -> Page {
+    let result = accounts::begin_totp_setup(&state, &user)
+        .await
+        .map(|(secret, uri)| {
+            // The SVG is built here from the URI alone, so it needs no escaping.
+            let qr = minijinja::Value::from_safe_string(crate::totp::qr_code_svg(&uri));
+            context! { setup => context! { secret => secret, uri => uri, qr => qr } }
+        });
     account_result(&state, &csrf, &user, &token, result).await
 }
 
@@ -394,7 +624,9 @@ pub async fn confirm_totp(
     if result.is_ok() {
         user.totp_enabled = true;
     }
-    let result = result.map(|codes| context! { recovery_codes => codes, notice => "Two-factor authentication is on." });
+    let result = result.map(
+        |codes| context! { recovery_codes => codes, notice => "Two-factor authentication is on." },
+    );
     account_result(&state, &csrf, &user, &token, result).await
 }
 
@@ -409,7 +641,14 @@ pub async fn disable_totp(
     if result.is_ok() {
         user.totp_enabled = false;
     }
-    account_result(&state, &csrf, &user, &token, result.map(|()| context! { notice => "Two-factor authentication is off." })).await
+    account_result(
+        &state,
+        &csrf,
+        &user,
+        &token,
+        result.map(|()| context! { notice => "Two-factor authentication is off." }),
+    )
+    .await
 }
 
 /// The confirm-identity form.
@@ -430,10 +669,20 @@ pub async fn confirm_identity(
     match accounts::confirm_identity(&state, &user, &token, &form.password_or_code).await {
         Ok(()) => {
             let notice = context! { notice => "Confirmed. You can add or confirm a passkey in the next 10 minutes." };
-            account_page(&state, &csrf, &user, &token, StatusCode::OK, notice).await.into_response()
+            account_page(&state, &csrf, &user, &token, StatusCode::OK, notice)
+                .await
+                .into_response()
         }
         Err(err) => {
-            let page = account_page(&state, &csrf, &user, &token, account_error_status(&err), context! { error => error_text(&err) }).await;
+            let page = account_page(
+                &state,
+                &csrf,
+                &user,
+                &token,
+                account_error_status(&err),
+                context! { error => error_text(&err) },
+            )
+            .await;
             with_retry_after(page, &err)
         }
     }
@@ -447,8 +696,21 @@ pub async fn delete_account(
     Form(form): Form<AccountForm>,
 ) -> Response {
     match accounts::mark_for_deletion(&state, &user, &form.password).await {
-        Ok(()) => ([(header::SET_COOKIE, clear_session_cookie())], Redirect::to("/sign-in")).into_response(),
-        Err(err) => account_page(&state, &csrf, &user, &token, account_error_status(&err), context! { error => error_text(&err) }).await.into_response(),
+        Ok(()) => (
+            [(header::SET_COOKIE, clear_session_cookie())],
+            Redirect::to("/sign-in"),
+        )
+            .into_response(),
+        Err(err) => account_page(
+            &state,
+            &csrf,
+            &user,
+            &token,
+            account_error_status(&err),
+            context! { error => error_text(&err) },
+        )
+        .await
+        .into_response(),
     }
 }
 
@@ -459,20 +721,47 @@ pub async fn invitation_page(
     signed_in: Option<SignedIn>,
     Query(query): Query<TokenQuery>,
 ) -> Result<Page, PageError> {
-    let found = crate::db::orgs::find_invitation(&state.db, &crate::secrets::hash_secret(&query.token), state.clock.now_ms()).await?;
+    let found = crate::db::orgs::find_invitation(
+        &state.db,
+        &crate::secrets::hash_secret(&query.token),
+        state.clock.now_ms(),
+    )
+    .await?;
     let Some((_, organisation, invitation)) = found else {
-        return Ok(message(&state, &csrf, StatusCode::NOT_FOUND, "Invitation not valid", "This invitation was withdrawn, already accepted or has expired. Ask for a new one.", Some(("/", "Go to HumanProof"))));
+        return Ok(message(
+            &state,
+            &csrf,
+            StatusCode::NOT_FOUND,
+            "Invitation not valid",
+            "This invitation was withdrawn, already accepted or has expired. Ask for a new one.",
+            Some(("/", "Go to HumanProof")),
+        ));
     };
     let user = signed_in.map(|s| s.user);
-    let frame = Frame { csrf: &csrf, user: user.as_ref(), actor: None, section: "" };
-    Ok(render(&state, StatusCode::OK, "invitation.html", &frame, context! {
-        token => query.token, organisation => organisation, email => invitation.email, role => invitation.role.as_str(),
-        matches => user.as_ref().is_some_and(|u| u.email == invitation.email),
-    }))
+    let frame = Frame {
+        csrf: &csrf,
+        user: user.as_ref(),
+        actor: None,
+        section: "",
+    };
+    Ok(render(
+        &state,
+        StatusCode::OK,
+        "invitation.html",
+        &frame,
+        context! {
+            token => query.token, organisation => organisation, email => invitation.email, role => invitation.role.as_str(),
+            matches => user.as_ref().is_some_and(|u| u.email == invitation.email),
+        },
+    ))
 }
 
 /// `POST /invitations/accept`.
-pub async fn accept_invitation(State(state): State<AppState>, SignedIn { user, .. }: SignedIn, Form(form): Form<TokenQuery>) -> Result<Redirect, PageError> {
+pub async fn accept_invitation(
+    State(state): State<AppState>,
+    SignedIn { user, .. }: SignedIn,
+    Form(form): Form<TokenQuery>,
+) -> Result<Redirect, PageError> {
     let organisation_id = crate::manage::accept_invitation(&state, &user, &form.token).await?;
     Ok(Redirect::to(&format!("/orgs/{organisation_id}/projects")))
 }

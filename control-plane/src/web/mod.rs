@@ -58,10 +58,25 @@ pub fn templates() -> Environment<'static> {
         )*};
     }
     add!(
-        "base.html", "sign_up.html", "sign_in.html", "message.html", "forgot_password.html",
-        "reset_password.html", "projects.html", "project_form.html", "integration.html",
-        "usage.html", "members.html", "api_keys.html", "audit.html", "outbox.html", "second_factor.html", "project_tabs.html",
-        "invitation.html", "clients.html", "risk.html",
+        "base.html",
+        "sign_up.html",
+        "sign_in.html",
+        "message.html",
+        "forgot_password.html",
+        "reset_password.html",
+        "projects.html",
+        "project_form.html",
+        "integration.html",
+        "usage.html",
+        "members.html",
+        "api_keys.html",
+        "audit.html",
+        "outbox.html",
+        "second_factor.html",
+        "project_tabs.html",
+        "invitation.html",
+        "clients.html",
+        "risk.html",
         "account.html"
     );
     i18n::register(&mut env);
@@ -74,7 +89,10 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/", get(auth::home))
         .route("/sign-up", get(auth::sign_up_page).post(auth::sign_up))
         .route("/sign-in", get(auth::sign_in_page).post(auth::sign_in))
-        .route("/sign-in/second-factor", get(auth::second_factor_page).post(auth::second_factor))
+        .route(
+            "/sign-in/second-factor",
+            get(auth::second_factor_page).post(auth::second_factor),
+        )
         .route("/sign-out", post(auth::sign_out))
         .route("/account", get(auth::account))
         .route("/account/language", post(auth::set_language))
@@ -82,48 +100,130 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/account/two-factor/confirm", post(auth::confirm_totp))
         .route("/account/two-factor/disable", post(auth::disable_totp))
         .route("/account/delete", post(auth::delete_account))
-        .route("/account/passkeys/register/start", post(passkeys::start_registration))
-        .route("/account/passkeys/register/finish", post(passkeys::finish_registration))
+        .route(
+            "/account/passkeys/register/start",
+            post(passkeys::start_registration),
+        )
+        .route(
+            "/account/passkeys/register/finish",
+            post(passkeys::finish_registration),
+        )
         .route("/account/passkeys/{id}/delete", post(passkeys::delete))
         .route("/account/passkeys/{id}/confirm", post(passkeys::confirm))
         .route("/account/confirm-identity", post(auth::confirm_identity))
         .route("/sign-in/passkey/start", post(passkeys::start_sign_in))
         .route("/sign-in/passkey/finish", post(passkeys::finish_sign_in))
-        .route("/sign-in/second-factor/passkey/start", post(passkeys::start_second_factor))
-        .route("/sign-in/second-factor/passkey/finish", post(passkeys::finish_second_factor))
+        .route(
+            "/sign-in/second-factor/passkey/start",
+            post(passkeys::start_second_factor),
+        )
+        .route(
+            "/sign-in/second-factor/passkey/finish",
+            post(passkeys::finish_second_factor),
+        )
         .route("/verify-email", get(auth::verify_email))
         .route("/verify-email/resend", post(auth::resend_verification))
-        .route("/forgot-password", get(auth::forgot_password_page).post(auth::forgot_password))
-        .route("/reset-password", get(auth::reset_password_page).post(auth::reset_password))
+        .route(
+            "/forgot-password",
+            get(auth::forgot_password_page).post(auth::forgot_password),
+        )
+        .route(
+            "/reset-password",
+            get(auth::reset_password_page).post(auth::reset_password),
+        )
         .route("/dev/outbox", get(auth::outbox))
         .route("/orgs/{org}/projects", get(org::projects))
-        .route("/orgs/{org}/projects/new", get(org::new_project_page).post(org::create_project))
-        .route("/orgs/{org}/projects/{project}", get(org::project_page).post(org::update_project))
-        .route("/orgs/{org}/projects/{project}/delete", post(org::delete_project))
-        .route("/orgs/{org}/projects/{project}/rotate-secret", post(org::rotate_secret))
-        .route("/orgs/{org}/projects/{project}/revoke-tokens", post(org::revoke_tokens))
-        .route("/orgs/{org}/projects/{project}/integration", get(org::integration))
+        .route(
+            "/orgs/{org}/projects/new",
+            get(org::new_project_page).post(org::create_project),
+        )
+        .route(
+            "/orgs/{org}/projects/{project}",
+            get(org::project_page).post(org::update_project),
+        )
+        .route(
+            "/orgs/{org}/projects/{project}/delete",
+            post(org::delete_project),
+        )
+        .route(
+            "/orgs/{org}/projects/{project}/rotate-secret",
+            post(org::rotate_secret),
+        )
+        .route(
+            "/orgs/{org}/projects/{project}/revoke-tokens",
+            post(org::revoke_tokens),
+        )
+        .route(
+            "/orgs/{org}/projects/{project}/integration",
+            get(org::integration),
+        )
         .route("/orgs/{org}/projects/{project}/usage", get(org::usage))
         .route("/orgs/{org}/projects/{project}/risk", get(org::risk))
-        .route("/orgs/{org}/projects/{project}/risk-mode", post(org::set_risk_mode))
-        .route("/orgs/{org}/members", get(org::members).post(org::put_member))
-        .route("/orgs/{org}/members/{user}/remove", post(org::remove_member))
-        .route("/orgs/{org}/invitations/revoke", post(org::revoke_invitation))
-        .route("/invitations/accept", get(auth::invitation_page).post(auth::accept_invitation))
-        .route("/orgs/{org}/clients", get(org::clients).post(org::create_client))
-        .route("/orgs/{org}/clients/{client}/delete", post(org::delete_client))
-        .route("/orgs/{org}/api-keys", get(org::api_keys).post(org::create_api_key))
-        .route("/orgs/{org}/api-keys/{key}/{action}", post(org::set_api_key_active))
+        .route(
+            "/orgs/{org}/projects/{project}/risk-mode",
+            post(org::set_risk_mode),
+        )
+        .route(
+            "/orgs/{org}/members",
+            get(org::members).post(org::put_member),
+        )
+        .route(
+            "/orgs/{org}/members/{user}/remove",
+            post(org::remove_member),
+        )
+        .route(
+            "/orgs/{org}/invitations/revoke",
+            post(org::revoke_invitation),
+        )
+        .route(
+            "/invitations/accept",
+            get(auth::invitation_page).post(auth::accept_invitation),
+        )
+        .route(
+            "/orgs/{org}/clients",
+            get(org::clients).post(org::create_client),
+        )
+        .route(
+            "/orgs/{org}/clients/{client}/delete",
+            post(org::delete_client),
+        )
+        .route(
+            "/orgs/{org}/api-keys",
+            get(org::api_keys).post(org::create_api_key),
+        )
+        .route(
+            "/orgs/{org}/api-keys/{key}/{action}",
+            post(org::set_api_key_active),
+        )
         .route("/orgs/{org}/audit", get(org::audit))
-        .route("/static/favicon.svg", get(|| static_file("image/svg+xml", include_str!("../../static/favicon.svg"))))
-        .route("/static/dashboard.css", get(|| static_file("text/css", include_str!("../../static/dashboard.css"))))
-        .route("/static/dashboard.js", get(|| static_file("text/javascript", include_str!("../../static/dashboard.js"))))
-        .route("/static/passkeys.js", get(|| static_file("text/javascript", include_str!("../../static/passkeys.js"))))
+        .route(
+            "/static/favicon.svg",
+            get(|| static_file("image/svg+xml", include_str!("../../static/favicon.svg"))),
+        )
+        .route(
+            "/static/dashboard.css",
+            get(|| static_file("text/css", include_str!("../../static/dashboard.css"))),
+        )
+        .route(
+            "/static/dashboard.js",
+            get(|| static_file("text/javascript", include_str!("../../static/dashboard.js"))),
+        )
+        .route(
+            "/static/passkeys.js",
+            get(|| static_file("text/javascript", include_str!("../../static/passkeys.js"))),
+        )
         .layer(middleware::from_fn_with_state(state.clone(), check_csrf))
 }
 
 async fn static_file(content_type: &'static str, body: &'static str) -> Response {
-    ([(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, "public, max-age=300")], body).into_response()
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "public, max-age=300"),
+        ],
+        body,
+    )
+        .into_response()
 }
 
 pub(crate) fn cookie(headers: &axum::http::HeaderMap, name: &str) -> Option<String> {
@@ -144,14 +244,23 @@ pub struct CsrfToken(pub String);
 /// Rejects POSTs whose `csrf` field does not match the cookie, gives every request a CSRF
 /// token and its negotiated language, and adds the security headers.
 async fn check_csrf(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
-    let lang = i18n::negotiate(request.headers().get(header::ACCEPT_LANGUAGE).and_then(|value| value.to_str().ok()));
+    let lang = i18n::negotiate(
+        request
+            .headers()
+            .get(header::ACCEPT_LANGUAGE)
+            .and_then(|value| value.to_str().ok()),
+    );
     let secure = state.web.secure_cookies;
     let existing = cookie(request.headers(), csrf_cookie(secure)).filter(|token| token.len() == 64);
     let token = existing.clone().unwrap_or_else(crate::secrets::new_token);
     if request.method() == Method::POST {
         let (parts, body) = request.into_parts();
         let Ok(bytes) = axum::body::to_bytes(body, MAX_FORM).await else {
-            return (StatusCode::PAYLOAD_TOO_LARGE, i18n::translate(lang, "The form is too large.")).into_response();
+            return (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                i18n::translate(lang, "The form is too large."),
+            )
+                .into_response();
         };
         // Forms send the token as a field; the passkey script, which posts JSON, as a header.
         let sent = parts
@@ -168,7 +277,10 @@ async fn check_csrf(State(state): State<AppState>, mut request: Request, next: N
             let html = format!(
                 "<!doctype html><html lang=\"{lang}\"><meta charset=\"utf-8\"><title>{}</title><p>{}</p>",
                 minijinja::HtmlEscape(i18n::translate(lang, "Forbidden")),
-                minijinja::HtmlEscape(i18n::translate(lang, "This form expired or came from another site. Go back, reload the page and try again.")),
+                minijinja::HtmlEscape(i18n::translate(
+                    lang,
+                    "This form expired or came from another site. Go back, reload the page and try again."
+                )),
             );
             return (StatusCode::FORBIDDEN, Html(html)).into_response();
         }
@@ -178,13 +290,29 @@ async fn check_csrf(State(state): State<AppState>, mut request: Request, next: N
     let mut response = i18n::with_request_language(lang, next.run(request)).await;
     let headers = response.headers_mut();
     if existing.is_none() {
-        let value = format!("{}={token}; Path=/; HttpOnly; SameSite=Strict{}", csrf_cookie(secure), if secure { "; Secure" } else { "" });
-        headers.append(header::SET_COOKIE, HeaderValue::from_str(&value).expect("hex is a valid header"));
+        let value = format!(
+            "{}={token}; Path=/; HttpOnly; SameSite=Strict{}",
+            csrf_cookie(secure),
+            if secure { "; Secure" } else { "" }
+        );
+        headers.append(
+            header::SET_COOKIE,
+            HeaderValue::from_str(&value).expect("hex is a valid header"),
+        );
     }
-    headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
-    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     response
 }
 
@@ -204,7 +332,12 @@ pub struct Page {
 
 impl IntoResponse for Page {
     fn into_response(self) -> Response {
-        (self.status, [(header::CACHE_CONTROL, "no-store")], Html(self.html)).into_response()
+        (
+            self.status,
+            [(header::CACHE_CONTROL, "no-store")],
+            Html(self.html),
+        )
+            .into_response()
     }
 }
 
@@ -221,7 +354,13 @@ pub struct Frame<'a> {
 }
 
 /// Renders `template` with the frame and `page` context.
-pub fn render(state: &AppState, status: StatusCode, template: &str, frame: &Frame<'_>, page: Value) -> Page {
+pub fn render(
+    state: &AppState,
+    status: StatusCode,
+    template: &str,
+    frame: &Frame<'_>,
+    page: Value,
+) -> Page {
     let org = frame.actor.map(|actor| {
         let role = match &actor.principal {
             Principal::Member { role, .. } => role.as_str(),
@@ -229,9 +368,14 @@ pub fn render(state: &AppState, status: StatusCode, template: &str, frame: &Fram
         };
         context! { id => actor.organisation_id, name => actor.organisation_name, role => role }
     });
-    let user = frame.user.map(|user| context! { email => user.email, email_verified => user.email_verified });
+    let user = frame
+        .user
+        .map(|user| context! { email => user.email, email_verified => user.email_verified });
     // The frame's user first: it carries a preference saved by this very request.
-    let lang = frame.user.and_then(|user| i18n::supported(&user.language)).unwrap_or_else(i18n::request_language);
+    let lang = frame
+        .user
+        .and_then(|user| i18n::supported(&user.language))
+        .unwrap_or_else(i18n::request_language);
     let ctx = context! { csrf => frame.csrf.0, user => user, org => org, section => frame.section, lang => lang, ..page };
     let html = state
         .templates
@@ -239,7 +383,10 @@ pub fn render(state: &AppState, status: StatusCode, template: &str, frame: &Fram
         .and_then(|t| t.render(ctx))
         .unwrap_or_else(|err| {
             tracing::error!(error = %err, template, "template failed");
-            format!("<!doctype html><title>Error</title><p>{}</p>", minijinja::HtmlEscape(i18n::translate(lang, "Something went wrong.")))
+            format!(
+                "<!doctype html><title>Error</title><p>{}</p>",
+                minijinja::HtmlEscape(i18n::translate(lang, "Something went wrong."))
+            )
         });
     Page { status, html }
 }
@@ -262,7 +409,10 @@ impl From<crate::accounts::AccountError> for PageError {
     fn from(err: crate::accounts::AccountError) -> Self {
         match err {
             crate::accounts::AccountError::Database(db) => Self::Api(db.into()),
-            other => Self::Api(ApiError::Invalid { field: "form", message: other.to_string() }),
+            other => Self::Api(ApiError::Invalid {
+                field: "form",
+                message: other.to_string(),
+            }),
         }
     }
 }
@@ -281,10 +431,23 @@ impl IntoResponse for PageError {
                 let status = err.status_code();
                 let lang = i18n::request_language();
                 let text = match &err {
-                    ApiError::NotFound => i18n::translate(lang, "There is nothing here, or it belongs to another organisation.").to_owned(),
-                    ApiError::Forbidden(code) => i18n::fill(i18n::translate(lang, "Your role does not allow this ({code})."), &[("code", code)]),
-                    ApiError::Conflict("last_owner") => i18n::translate(lang, "An organisation keeps at least one owner.").to_owned(),
-                    ApiError::Database(_) => i18n::translate(lang, "Something went wrong on our side. Try again.").to_owned(),
+                    ApiError::NotFound => i18n::translate(
+                        lang,
+                        "There is nothing here, or it belongs to another organisation.",
+                    )
+                    .to_owned(),
+                    ApiError::Forbidden(code) => i18n::fill(
+                        i18n::translate(lang, "Your role does not allow this ({code})."),
+                        &[("code", code)],
+                    ),
+                    ApiError::Conflict("last_owner") => {
+                        i18n::translate(lang, "An organisation keeps at least one owner.")
+                            .to_owned()
+                    }
+                    ApiError::Database(_) => {
+                        i18n::translate(lang, "Something went wrong on our side. Try again.")
+                            .to_owned()
+                    }
                     other => i18n::translate(lang, &other.to_string()).to_owned(),
                 };
                 if let ApiError::Database(db) = &err {
@@ -334,7 +497,9 @@ impl FromRequestParts<AppState> for SignedIn {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, PageError> {
         let token = cookie(&parts.headers, SESSION_COOKIE).ok_or(PageError::SignIn)?;
-        let user = crate::accounts::session_user(state, &token).await?.ok_or(PageError::SignIn)?;
+        let user = crate::accounts::session_user(state, &token)
+            .await?
+            .ok_or(PageError::SignIn)?;
         i18n::prefer_for_request(&user.language);
         Ok(Self { user, token })
     }
@@ -343,7 +508,10 @@ impl FromRequestParts<AppState> for SignedIn {
 impl axum::extract::OptionalFromRequestParts<AppState> for SignedIn {
     type Rejection = PageError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Option<Self>, PageError> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Option<Self>, PageError> {
         match <SignedIn as FromRequestParts<AppState>>::from_request_parts(parts, state).await {
             Ok(signed_in) => Ok(Some(signed_in)),
             Err(PageError::SignIn) => Ok(None),
@@ -360,20 +528,33 @@ impl FromRequestParts<AppState> for OrgActor {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, PageError> {
         let SignedIn { user, .. } = SignedIn::from_request_parts(parts, state).await?;
-        let Path(params): Path<Vec<(String, String)>> =
-            Path::from_request_parts(parts, state).await.map_err(|_| PageError::Api(ApiError::NotFound))?;
-        let org = params.iter().find(|(name, _)| name == "org").map(|(_, value)| value.clone()).ok_or(ApiError::NotFound)?;
-        let actor = Actor::member(state, user, &org).await?.ok_or(ApiError::NotFound)?;
+        let Path(params): Path<Vec<(String, String)>> = Path::from_request_parts(parts, state)
+            .await
+            .map_err(|_| PageError::Api(ApiError::NotFound))?;
+        let org = params
+            .iter()
+            .find(|(name, _)| name == "org")
+            .map(|(_, value)| value.clone())
+            .ok_or(ApiError::NotFound)?;
+        let actor = Actor::member(state, user, &org)
+            .await?
+            .ok_or(ApiError::NotFound)?;
         Ok(Self(actor))
     }
 }
 
 /// The session cookie for `token`.
 pub fn session_cookie(state: &AppState, token: &str) -> HeaderValue {
-    let secure = if state.web.secure_cookies { "; Secure" } else { "" };
+    let secure = if state.web.secure_cookies {
+        "; Secure"
+    } else {
+        ""
+    };
     let max_age = crate::accounts::SESSION_TTL_MS / 1000;
-    HeaderValue::from_str(&format!("{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}"))
-        .expect("hex is a valid header")
+    HeaderValue::from_str(&format!(
+        "{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}"
+    ))
+    .expect("hex is a valid header")
 }
 
 /// A cookie that clears the session.

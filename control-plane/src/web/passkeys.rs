@@ -10,7 +10,7 @@ use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde_json::json;
 
-use super::{PageError, SignedIn, cookie, session_cookie, SESSION_COOKIE};
+use super::{PageError, SESSION_COOKIE, SignedIn, cookie, session_cookie};
 use crate::app::AppState;
 use crate::error::ApiError;
 use crate::i18n;
@@ -30,21 +30,32 @@ impl IntoResponse for PasskeyRefusal {
         let message = match &self.0 {
             ApiError::Invalid { message, .. } => message.as_str(),
             ApiError::Unauthorized(_) => "Your sign-in has expired. Sign in again.",
-            ApiError::Forbidden("account_closed") => "Your account is marked for deletion and can no longer sign in.",
+            ApiError::Forbidden("account_closed") => {
+                "Your account is marked for deletion and can no longer sign in."
+            }
             _ => return self.0.into_response(),
         };
-        self.0.response_with_message(i18n::translate(i18n::request_language(), message))
+        self.0
+            .response_with_message(i18n::translate(i18n::request_language(), message))
     }
 }
 
 fn finish_body(body: Result<Bytes, BytesRejection>) -> Result<Finish, ApiError> {
-    serde_json::from_slice(&body?).map_err(|_| ApiError::Invalid { field: "body", message: "Expected {ceremony, credential}.".into() })
+    serde_json::from_slice(&body?).map_err(|_| ApiError::Invalid {
+        field: "body",
+        message: "Expected {ceremony, credential}.".into(),
+    })
 }
 
 /// `POST /account/passkeys/register/start`.
-pub async fn start_registration(State(state): State<AppState>, signed_in: Option<SignedIn>) -> Result<Json<Started>, PasskeyRefusal> {
+pub async fn start_registration(
+    State(state): State<AppState>,
+    signed_in: Option<SignedIn>,
+) -> Result<Json<Started>, PasskeyRefusal> {
     let SignedIn { user, token } = signed_in.ok_or(ApiError::Unauthorized("sign_in"))?;
-    Ok(Json(passkeys::start_registration(&state, &user, &token).await?))
+    Ok(Json(
+        passkeys::start_registration(&state, &user, &token).await?,
+    ))
 }
 
 /// `POST /account/passkeys/register/finish`.
@@ -59,13 +70,21 @@ pub async fn finish_registration(
 }
 
 /// `POST /account/passkeys/{id}/delete` (a form).
-pub async fn delete(State(state): State<AppState>, SignedIn { user, .. }: SignedIn, Path(id): Path<String>) -> Result<Redirect, PageError> {
+pub async fn delete(
+    State(state): State<AppState>,
+    SignedIn { user, .. }: SignedIn,
+    Path(id): Path<String>,
+) -> Result<Redirect, PageError> {
     passkeys::delete(&state, &user, &id).await?;
     Ok(Redirect::to("/account"))
 }
 
 /// `POST /account/passkeys/{id}/confirm` (a form): a paused passkey may sign in again.
-pub async fn confirm(State(state): State<AppState>, SignedIn { user, token }: SignedIn, Path(id): Path<String>) -> Result<Redirect, PageError> {
+pub async fn confirm(
+    State(state): State<AppState>,
+    SignedIn { user, token }: SignedIn,
+    Path(id): Path<String>,
+) -> Result<Redirect, PageError> {
     passkeys::confirm(&state, &user, &token, &id).await?;
     Ok(Redirect::to("/account"))
 }
@@ -76,13 +95,23 @@ pub async fn start_sign_in(State(state): State<AppState>) -> Result<Json<Started
 }
 
 /// `POST /sign-in/passkey/finish`: sets the session cookie.
-pub async fn finish_sign_in(State(state): State<AppState>, body: Result<Bytes, BytesRejection>) -> Result<Response, PasskeyRefusal> {
+pub async fn finish_sign_in(
+    State(state): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, PasskeyRefusal> {
     let (_, token) = passkeys::finish_sign_in(&state, finish_body(body)?).await?;
-    Ok(([(header::SET_COOKIE, session_cookie(&state, &token))], Json(json!({ "redirect": "/" }))).into_response())
+    Ok((
+        [(header::SET_COOKIE, session_cookie(&state, &token))],
+        Json(json!({ "redirect": "/" })),
+    )
+        .into_response())
 }
 
 /// `POST /sign-in/second-factor/passkey/start`.
-pub async fn start_second_factor(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Started>, PasskeyRefusal> {
+pub async fn start_second_factor(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<Started>, PasskeyRefusal> {
     let token = cookie(&headers, SESSION_COOKIE).ok_or(ApiError::Unauthorized("sign_in_again"))?;
     Ok(Json(passkeys::start_second_factor(&state, &token).await?))
 }

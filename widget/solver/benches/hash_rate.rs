@@ -25,7 +25,10 @@ fn main() {
         hashed += 10_000;
     }
     let scalar = hashed as f64 / started.elapsed().as_secs_f64();
-    println!("native scalar sha2 (format + hash per nonce): {:>6.2} MH/s (checksum {sink})", scalar / 1e6);
+    println!(
+        "native scalar sha2 (format + hash per nonce): {:>6.2} MH/s (checksum {sink})",
+        scalar / 1e6
+    );
 
     // A target that never matches makes the search hash every nonce it is given.
     let plan = Plan::new(SALT.as_bytes(), "ffffffff");
@@ -36,5 +39,9 @@ fn main() {
         hashed += 1 << 20;
     }
     let lanes = hashed as f64 / started.elapsed().as_secs_f64();
-    println!("native solver kernel ({} lanes, portable):     {:>6.2} MH/s", humanproof_solver::LANES, lanes / 1e6);
+    println!(
+        "native solver kernel ({} lanes, portable):     {:>6.2} MH/s",
+        humanproof_solver::LANES,
+        lanes / 1e6
+    );
 }

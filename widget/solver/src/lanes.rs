@@ -68,7 +68,12 @@ mod imp {
     impl U32x4 {
         #[inline(always)]
         fn map2(self, o: Self, f: impl Fn(u32, u32) -> u32) -> Self {
-            Self([f(self.0[0], o.0[0]), f(self.0[1], o.0[1]), f(self.0[2], o.0[2]), f(self.0[3], o.0[3])])
+            Self([
+                f(self.0[0], o.0[0]),
+                f(self.0[1], o.0[1]),
+                f(self.0[2], o.0[2]),
+                f(self.0[3], o.0[3]),
+            ])
         }
         #[inline(always)]
         pub fn splat(x: u32) -> Self {

@@ -39,7 +39,11 @@ struct WordTarget {
 impl WordTarget {
     /// `None` for targets the fast path cannot express (longer than 8 or not lowercase hex).
     fn parse(target: &str) -> Option<Self> {
-        if target.len() > 8 || !target.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        if target.len() > 8
+            || !target
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
             return None;
         }
         if target.is_empty() {
@@ -47,7 +51,10 @@ impl WordTarget {
         }
         let bits = 4 * target.len() as u32;
         let value = u32::from_str_radix(target, 16).ok()? << (32 - bits);
-        Some(Self { mask: u32::MAX << (32 - bits), value })
+        Some(Self {
+            mask: u32::MAX << (32 - bits),
+            value,
+        })
     }
 }
 
@@ -123,7 +130,11 @@ impl Plan {
     /// Prepares the search for `salt` and `target`.
     pub fn new(salt: &[u8], target: &str) -> Self {
         let fast = WordTarget::parse(target).and_then(|target| FastPlan::new(salt, target));
-        Self { salt: salt.to_vec(), target: target.to_owned(), fast }
+        Self {
+            salt: salt.to_vec(),
+            target: target.to_owned(),
+            fast,
+        }
     }
 
     /// The first nonce at or after `start` that solves the sub-challenge, looking at
@@ -191,7 +202,8 @@ impl FastPlan {
     fn search(&self, start: u64, count: u64) -> Option<u64> {
         let mask = U32x4::splat(self.target.mask);
         let value = U32x4::splat(self.target.value);
-        let mut nonces: [Decimal; LANES] = core::array::from_fn(|lane| Decimal::new(start + lane as u64));
+        let mut nonces: [Decimal; LANES] =
+            core::array::from_fn(|lane| Decimal::new(start + lane as u64));
         let mut w = [[U32x4::splat(0); 64]; GROUPS];
         for j in 0..self.constant_words {
             let word = U32x4::splat(self.template_words[j]);
@@ -201,14 +213,20 @@ impl FastPlan {
         }
         let steps = count.div_ceil(LANES as u64);
         for step in 0..steps {
-            let blocks: [[u32; 16]; LANES] = core::array::from_fn(|lane| self.block_words(&nonces[lane]));
+            let blocks: [[u32; 16]; LANES] =
+                core::array::from_fn(|lane| self.block_words(&nonces[lane]));
             let mut hits = false;
             let mut firsts = [U32x4::splat(0); GROUPS];
             for (group, first) in firsts.iter_mut().enumerate() {
                 for j in self.constant_words..16 {
                     w[group][j] = U32x4::new(core::array::from_fn(|k| blocks[4 * group + k][j]));
                 }
-                *first = sha256::first_word_x4(self.midstate[0], &self.pre, self.constant_words, &mut w[group]);
+                *first = sha256::first_word_x4(
+                    self.midstate[0],
+                    &self.pre,
+                    self.constant_words,
+                    &mut w[group],
+                );
                 hits |= first.any_masked_eq(mask, value);
             }
             if hits {
@@ -232,7 +250,9 @@ impl FastPlan {
 #[cfg(target_arch = "wasm32")]
 #[wasm_bindgen::prelude::wasm_bindgen]
 pub fn solve(salt: &str, target: &str, start: f64, count: f64) -> f64 {
-    Plan::new(salt.as_bytes(), target).search(start as u64, count as u64).map_or(-1.0, |n| n as f64)
+    Plan::new(salt.as_bytes(), target)
+        .search(start as u64, count as u64)
+        .map_or(-1.0, |n| n as f64)
 }
 
 #[cfg(test)]
@@ -257,14 +277,30 @@ mod tests {
         use sha2::Digest as _;
         for len in [0, 1, 55, 56, 63, 64, 65, 119, 120, 200] {
             let message: Vec<u8> = (0..len).map(|i| (i * 7 + 3) as u8).collect();
-            assert_eq!(sha256::digest(&message).as_slice(), sha2::Sha256::digest(&message).as_slice(), "{len}");
+            assert_eq!(
+                sha256::digest(&message).as_slice(),
+                sha2::Sha256::digest(&message).as_slice(),
+                "{len}"
+            );
         }
     }
 
     #[test]
     fn targets_become_word_masks() {
-        assert_eq!(WordTarget::parse("a"), Some(WordTarget { mask: 0xf000_0000, value: 0xa000_0000 }));
-        assert_eq!(WordTarget::parse("0123abcd"), Some(WordTarget { mask: u32::MAX, value: 0x0123_abcd }));
+        assert_eq!(
+            WordTarget::parse("a"),
+            Some(WordTarget {
+                mask: 0xf000_0000,
+                value: 0xa000_0000
+            })
+        );
+        assert_eq!(
+            WordTarget::parse("0123abcd"),
+            Some(WordTarget {
+                mask: u32::MAX,
+                value: 0x0123_abcd
+            })
+        );
         assert_eq!(WordTarget::parse("123456789"), None);
         assert_eq!(WordTarget::parse("ABC"), None);
     }
@@ -273,13 +309,18 @@ mod tests {
     #[test]
     fn finds_the_smallest_nonces_of_the_protocol_vectors() {
         for (params, expected) in [
-            (ChallengeParams { c: 3, s: 32, d: 3 }, vec![5805u64, 17, 1984]),
+            (
+                ChallengeParams { c: 3, s: 32, d: 3 },
+                vec![5805u64, 17, 1984],
+            ),
             (ChallengeParams { c: 2, s: 16, d: 1 }, vec![58, 9]),
         ] {
             let found: Vec<u64> = (1..=params.c)
                 .map(|i| {
                     let (salt, target) = pow::sub_challenge("vector-token", i, params);
-                    Plan::new(salt.as_bytes(), &target).search(0, 1 << 20).unwrap()
+                    Plan::new(salt.as_bytes(), &target)
+                        .search(0, 1 << 20)
+                        .unwrap()
                 })
                 .collect();
             assert_eq!(found, expected);
@@ -289,12 +330,22 @@ mod tests {
     #[test]
     fn agrees_with_the_reference_on_many_salts_targets_and_starts() {
         for seed in 0..24u32 {
-            let params = ChallengeParams { c: 1, s: [8, 16, 32, 40, 64, 70][seed as usize % 6], d: 1 + seed % 3 };
+            let params = ChallengeParams {
+                c: 1,
+                s: [8, 16, 32, 40, 64, 70][seed as usize % 6],
+                d: 1 + seed % 3,
+            };
             let (salt, target) = pow::sub_challenge(&format!("token-{seed}"), 1, params);
             let plan = Plan::new(salt.as_bytes(), &target);
             let start = u64::from(seed) * 997 + 95;
-            let expected = (start..).find(|&n| pow::is_solution(&salt, &target, n)).unwrap();
-            assert_eq!(plan.search(start, 1 << 24), Some(expected), "salt {salt} target {target} start {start}");
+            let expected = (start..)
+                .find(|&n| pow::is_solution(&salt, &target, n))
+                .unwrap();
+            assert_eq!(
+                plan.search(start, 1 << 24),
+                Some(expected),
+                "salt {salt} target {target} start {start}"
+            );
         }
         // Targets past the fast path fall back to the reference check.
         let plan = Plan::new(b"abc", "0000000000");

@@ -20,7 +20,14 @@ pub(crate) const INITIAL: [u32; 8] = [
 
 /// Big-endian words of a 64-byte block.
 pub(crate) fn words(block: &[u8; 64]) -> [u32; 16] {
-    core::array::from_fn(|i| u32::from_be_bytes([block[4 * i], block[4 * i + 1], block[4 * i + 2], block[4 * i + 3]]))
+    core::array::from_fn(|i| {
+        u32::from_be_bytes([
+            block[4 * i],
+            block[4 * i + 1],
+            block[4 * i + 2],
+            block[4 * i + 3],
+        ])
+    })
 }
 
 /// Runs rounds `from..to` of one compression on working variables `v` (a..h).
@@ -29,10 +36,23 @@ pub(crate) fn rounds(v: &mut [u32; 8], w: &[u32; 64], from: usize, to: usize) {
         let [a, b, c, d, e, f, g, h] = *v;
         let s1 = e.rotate_right(6) ^ e.rotate_right(11) ^ e.rotate_right(25);
         let ch = g ^ (e & (f ^ g));
-        let t1 = h.wrapping_add(s1).wrapping_add(ch).wrapping_add(K[t]).wrapping_add(w[t]);
+        let t1 = h
+            .wrapping_add(s1)
+            .wrapping_add(ch)
+            .wrapping_add(K[t])
+            .wrapping_add(w[t]);
         let s0 = a.rotate_right(2) ^ a.rotate_right(13) ^ a.rotate_right(22);
         let maj = (a & b) | (c & (a | b));
-        *v = [t1.wrapping_add(s0).wrapping_add(maj), a, b, c, d.wrapping_add(t1), e, f, g];
+        *v = [
+            t1.wrapping_add(s0).wrapping_add(maj),
+            a,
+            b,
+            c,
+            d.wrapping_add(t1),
+            e,
+            f,
+            g,
+        ];
     }
 }
 
@@ -43,7 +63,10 @@ pub(crate) fn schedule(block: &[u32; 16]) -> [u32; 64] {
     for t in 16..64 {
         let s0 = w[t - 15].rotate_right(7) ^ w[t - 15].rotate_right(18) ^ (w[t - 15] >> 3);
         let s1 = w[t - 2].rotate_right(17) ^ w[t - 2].rotate_right(19) ^ (w[t - 2] >> 10);
-        w[t] = w[t - 16].wrapping_add(s0).wrapping_add(w[t - 7]).wrapping_add(s1);
+        w[t] = w[t - 16]
+            .wrapping_add(s0)
+            .wrapping_add(w[t - 7])
+            .wrapping_add(s1);
     }
     w
 }
@@ -83,7 +106,12 @@ pub fn digest(message: &[u8]) -> [u8; 32] {
 /// The first digest word of `lanes` final blocks at once, starting from the working
 /// variables `pre` after rounds `0..first` (whose words are the same in every lane).
 #[inline(always)]
-pub(crate) fn first_word_x4(midstate0: u32, pre: &[u32; 8], first: usize, w: &mut [U32x4; 64]) -> U32x4 {
+pub(crate) fn first_word_x4(
+    midstate0: u32,
+    pre: &[u32; 8],
+    first: usize,
+    w: &mut [U32x4; 64],
+) -> U32x4 {
     for t in 16..64 {
         let x = w[t - 15];
         let s0 = x.rotr(7).xor(x.rotr(18)).xor(x.shr(3));
