@@ -134,3 +134,42 @@ pub fn month_of(at_ms: i64) -> String {
         .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
     format!("{:04}-{:02}", date.year(), u8::from(date.month()))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::path::Path;
+
+    fn tree(name: &str) -> BTreeMap<String, String> {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../migrations")
+            .join(name);
+        std::fs::read_dir(dir)
+            .unwrap()
+            .map(|entry| {
+                let path = entry.unwrap().path();
+                (
+                    path.file_name().unwrap().to_string_lossy().into_owned(),
+                    std::fs::read_to_string(&path).unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    /// One portable schema for both databases (see migrations/README.md): a migration written
+    /// for one tree and not copied, or edited in one only, fails here.
+    #[test]
+    fn the_two_migration_trees_are_identical() {
+        let (sqlite, postgres) = (tree("sqlite"), tree("postgres"));
+        assert_eq!(
+            sqlite.keys().collect::<Vec<_>>(),
+            postgres.keys().collect::<Vec<_>>()
+        );
+        for (name, text) in &sqlite {
+            assert_eq!(
+                text, &postgres[name],
+                "migrations/sqlite/{name} and migrations/postgres/{name} differ"
+            );
+        }
+    }
+}
