@@ -297,18 +297,14 @@ impl World {
         serve_control_plane(self.state()).await
     }
 
+    /// The email sent last to `to`, whole (headers and body).
+    pub fn last_email(&self, to: &str) -> String {
+        last_email_in(&self.outbox, to).unwrap_or_else(|| panic!("no email to {to}"))
+    }
+
     /// Links in the email sent last to `to`.
     pub fn email_links(&self, to: &str) -> Vec<String> {
-        let mut files: Vec<_> = std::fs::read_dir(&self.outbox)
-            .map(|dir| dir.flatten().map(|e| e.path()).collect())
-            .unwrap_or_default();
-        files.sort();
-        let text = files
-            .iter()
-            .rev()
-            .map(|path| std::fs::read_to_string(path).unwrap())
-            .find(|text| text.starts_with(&format!("To: {to}\r\n")))
-            .unwrap_or_default();
+        let text = last_email_in(&self.outbox, to).unwrap_or_default();
         text.split_whitespace()
             .filter(|word| word.starts_with("http"))
             .map(str::to_owned)
@@ -499,6 +495,28 @@ impl World {
         )
         .await
     }
+}
+
+/// The newest email to `to` filed in an outbox folder, whole (headers and body).
+pub fn last_email_in(outbox: &std::path::Path, to: &str) -> Option<String> {
+    let mut files: Vec<_> = std::fs::read_dir(outbox)
+        .map(|dir| dir.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    files.sort();
+    files
+        .iter()
+        .rev()
+        .map(|path| std::fs::read_to_string(path).unwrap())
+        .find(|text| text.starts_with(&format!("To: {to}\r\n")))
+}
+
+/// The API key a dashboard page shows, once, after creating it.
+pub fn api_key_on_page(body: &str) -> String {
+    let start = body.find("hp_key_").expect("the page shows the new key");
+    body[start..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .collect()
 }
 
 fn urlencode(value: &str) -> String {

@@ -436,7 +436,7 @@ on_both_databases! {
         browser.post("/account/two-factor/setup", &[]).await.expect(200);
         let code = current_code(&world, email).await;
         browser.post("/account/two-factor/confirm", &[("code", &code)]).await.expect(200);
-        assert!(last_email_text(&world, email).contains("two-factor authentication with an authenticator app"));
+        assert!(world.last_email(email).contains("two-factor authentication with an authenticator app"));
         browser.post("/account/two-factor/disable", &[("password", PASSWORD)]).await.expect(200);
 
         // An intruder's passkey, added after the password was set (stored as registration does).
@@ -461,7 +461,7 @@ on_both_databases! {
         assert!(account.body.contains("Paused after a password reset"), "{}", account.body);
         browser.post("/account/passkeys/intruder-key/confirm", &[]).await.expect(303);
         assert!(passkeys::has_any(&world.db, &user.id).await.unwrap());
-        assert!(last_email_text(&world, email).contains("Intruder"), "confirming is announced like adding");
+        assert!(world.last_email(email).contains("Intruder"), "confirming is announced like adding");
         // A passkey older than the password is left alone by the next reset.
         world.clock.advance(60_000);
         Browser::new(&browser_base(&browser)).post("/forgot-password", &[("email", email)]).await.expect(200);
@@ -519,22 +519,6 @@ async fn current_code(world: &World, email: &str) -> String {
 
 fn browser_base(browser: &Browser) -> String {
     browser.base().to_owned()
-}
-
-/// The whole newest email to `to`.
-fn last_email_text(world: &World, to: &str) -> String {
-    let mut files: Vec<_> = std::fs::read_dir(&world.outbox)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .collect();
-    files.sort();
-    files
-        .iter()
-        .rev()
-        .map(|path| std::fs::read_to_string(path).unwrap())
-        .find(|text| text.starts_with(&format!("To: {to}\r\n")))
-        .unwrap()
 }
 
 async fn reqwest_post_form(url: &str, fields: &[(&str, &str)]) -> serde_json::Value {

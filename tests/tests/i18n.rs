@@ -20,22 +20,6 @@ fn browser_speaking(accept_language: &'static str) -> reqwest::Client {
         .unwrap()
 }
 
-/// The last email sent to `to`, as filed in the outbox.
-fn last_email(world: &World, to: &str) -> String {
-    let mut files: Vec<_> = std::fs::read_dir(&world.outbox)
-        .unwrap()
-        .flatten()
-        .map(|entry| entry.path())
-        .collect();
-    files.sort();
-    files
-        .iter()
-        .rev()
-        .map(|path| std::fs::read_to_string(path).unwrap())
-        .find(|text| text.starts_with(&format!("To: {to}\r\n")))
-        .unwrap_or_else(|| panic!("no email to {to}"))
-}
-
 on_both_databases! {
     async fn a_user_who_prefers_german_gets_german_pages(world: World) {
         let browser = Browser::new(&world.serve().await);
@@ -110,7 +94,7 @@ on_both_databases! {
 
         let (user, _) = accounts::find_user_by_email(&world.db, "lena@example.com").await.unwrap().unwrap();
         assert_eq!(user.language, "de");
-        let email = last_email(&world, "lena@example.com");
+        let email = world.last_email("lena@example.com");
         assert!(email.contains("Subject: Bestätigen Sie Ihr HumanProof-Konto"), "{email}");
         assert!(email.contains("innerhalb von 24 Stunden diesen Link"), "{email}");
         assert!(email.contains("/verify-email?token="), "the link survives translation: {email}");
@@ -126,11 +110,11 @@ on_both_databases! {
         french.post("/account/language", &[("language", "fr")]).await.expect(200);
 
         owner.post(&format!("/orgs/{org}/members"), &[("email", "marie@example.com"), ("role", "viewer")]).await.expect(303);
-        let to_marie = last_email(&world, "marie@example.com");
+        let to_marie = world.last_email("marie@example.com");
         assert!(to_marie.contains("Vous êtes invité à rejoindre") && to_marie.contains("en tant que lecteur"), "the invitee's own language: {to_marie}");
 
         owner.post(&format!("/orgs/{org}/members"), &[("email", "new@example.com"), ("role", "developer")]).await.expect(303);
-        let to_new = last_email(&world, "new@example.com");
+        let to_new = world.last_email("new@example.com");
         assert!(to_new.contains("Sie sind eingeladen") && to_new.contains("als Entwickler beizutreten"), "no account: the inviter's language: {to_new}");
         assert!(to_new.contains("/invitations/accept?token="), "{to_new}");
     }

@@ -802,11 +802,7 @@ async fn api_key(
         .post(&format!("/orgs/{}/api-keys", owner.org), &fields)
         .await
         .expect(200);
-    let start = page.body.find("hp_key_").unwrap();
-    let key: String = page.body[start..]
-        .chars()
-        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-        .collect();
+    let key = api_key_on_page(&page.body);
     let stored = orgs::list_api_keys(&world.db, &owner.org).await.unwrap();
     let id = stored
         .iter()

@@ -100,18 +100,7 @@ impl Server {
 
     /// Links in the newest email to `to`, as paths on this server.
     fn email_links(&self, to: &str) -> Vec<String> {
-        let mut files: Vec<_> = std::fs::read_dir(&self.outbox)
-            .unwrap()
-            .flatten()
-            .map(|e| e.path())
-            .collect();
-        files.sort();
-        let text = files
-            .iter()
-            .rev()
-            .map(|path| std::fs::read_to_string(path).unwrap())
-            .find(|text| text.starts_with(&format!("To: {to}\r\n")))
-            .unwrap_or_else(|| panic!("no email to {to}"));
+        let text = last_email_in(&self.outbox, to).unwrap_or_else(|| panic!("no email to {to}"));
         text.split_whitespace()
             .filter_map(|word| word.strip_prefix("http://localhost:8080"))
             .map(str::to_owned)
@@ -262,11 +251,7 @@ async fn the_production_binary_serves_customers_and_backends(backend: Backend) {
         )
         .await
         .expect(200);
-    let start = page.body.find("hp_key_").unwrap();
-    let key: String = page.body[start..]
-        .chars()
-        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-        .collect();
+    let key = api_key_on_page(&page.body);
     let http = humanproof_control_plane::http::client();
     let created: Value = http
         .post(format!("{}/api/v1/projects", server.base))
