@@ -24,12 +24,12 @@ use humanproof_protocol::privacy::client_network;
 use sha2::Sha256;
 use tokio::sync::Semaphore;
 
-use crate::app::AppState;
 use crate::db::accounts::{self, EmailTokenPurpose, User, UserStatus};
 use crate::db::{is_unique_violation, orgs};
 use crate::i18n;
 use crate::mail::Email;
 use crate::secrets::{hash_secret, new_token};
+use crate::state::AppState;
 use crate::totp;
 
 /// How long a session lasts.

@@ -9,15 +9,15 @@ use humanproof_protocol::Obfuscation;
 use humanproof_protocol::snapshot::RiskMode;
 use serde_json::json;
 
-use crate::app::AppState;
-use crate::app::WebConfig;
 use crate::clock::Clock;
 use crate::config::{DatabaseArgs, KvArgs, SecretArgs, WebArgs};
 use crate::db::projects::{BillingStatus, ProjectSettings};
 use crate::db::telemetry::Dimension;
 use crate::db::{self, Db, month_of, projects, retention, telemetry};
-use crate::manage::ProjectInput;
 use crate::publish::Publisher;
+use crate::service::projects::ProjectInput;
+use crate::state::AppState;
+use crate::state::WebConfig;
 use crate::{accounts, local, secrets, server, snapshot};
 
 /// HumanProof control plane.
@@ -131,7 +131,7 @@ enum ProjectCommand {
         paused: bool,
         /// Billing status.
         #[arg(long, value_enum, default_value = "active")]
-        billing_status: BillingStatus,
+        billing_status: BillingStatusName,
         /// Monthly limit of protected attempts (omit for unlimited).
         #[arg(long)]
         monthly_limit: Option<u64>,
@@ -155,6 +155,26 @@ enum PresetName {
     Balanced,
     Strict,
     Custom,
+}
+
+/// The billing states as the CLI spells them (the data layer knows nothing of the CLI).
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum BillingStatusName {
+    Active,
+    Trialing,
+    PastDue,
+    Canceled,
+}
+
+impl From<BillingStatusName> for BillingStatus {
+    fn from(name: BillingStatusName) -> Self {
+        match name {
+            BillingStatusName::Active => Self::Active,
+            BillingStatusName::Trialing => Self::Trialing,
+            BillingStatusName::PastDue => Self::PastDue,
+            BillingStatusName::Canceled => Self::Canceled,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -229,7 +249,7 @@ struct CreateProjectArgs {
     plan: String,
     /// Billing status.
     #[arg(long, value_enum, default_value = "active")]
-    billing_status: BillingStatus,
+    billing_status: BillingStatusName,
     /// Create the project paused.
     #[arg(long)]
     paused: bool,
@@ -292,7 +312,7 @@ impl Cli {
                     &db,
                     &project_id,
                     !paused,
-                    billing_status,
+                    billing_status.into(),
                     monthly_limit,
                     now,
                 )
@@ -438,7 +458,7 @@ impl Cli {
 
 async fn create_project(args: CreateProjectArgs) -> anyhow::Result<()> {
     // Operators get the same rules as customers: one ProjectInput, checked in one place.
-    let defaults = ProjectSettings::new_project(&args.plan, args.billing_status);
+    let defaults = ProjectSettings::new_project(&args.plan, args.billing_status.into());
     let input = ProjectInput {
         name: Some(args.name),
         production_domains: Some(args.production_domains),

@@ -9,7 +9,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
 
-use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::extract::{ConnectInfo, FromRef, FromRequestParts};
 use axum::http::HeaderMap;
 use axum::http::request::Parts;
 use ipnet::IpNet;
@@ -96,20 +96,17 @@ fn canonical(ip: IpAddr) -> IpAddr {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientIp(pub IpAddr);
 
-impl FromRequestParts<crate::AppState> for ClientIp {
-    type Rejection = <ConnectInfo<SocketAddr> as FromRequestParts<crate::AppState>>::Rejection;
+impl<S> FromRequestParts<S> for ClientIp
+where
+    S: Send + Sync,
+    TrustedProxies: FromRef<S>,
+{
+    type Rejection = <ConnectInfo<SocketAddr> as FromRequestParts<S>>::Rejection;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &crate::AppState,
-    ) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let ConnectInfo(peer) = ConnectInfo::<SocketAddr>::from_request_parts(parts, state).await?;
-        Ok(Self(
-            state
-                .web
-                .trusted_proxies
-                .client_ip(peer.ip(), &parts.headers),
-        ))
+        let proxies = TrustedProxies::from_ref(state);
+        Ok(Self(proxies.client_ip(peer.ip(), &parts.headers)))
     }
 }
 

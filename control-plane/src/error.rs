@@ -40,6 +40,14 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    /// A field out of range: which, and what to give instead.
+    pub fn invalid(field: &'static str, message: impl Into<String>) -> Self {
+        Self::Invalid {
+            field,
+            message: message.into(),
+        }
+    }
+
     /// Stable machine-readable code.
     pub fn code(&self) -> &'static str {
         match self {
@@ -64,9 +72,7 @@ impl ApiError {
             Self::Database(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
-}
 
-impl ApiError {
     /// The error's JSON response, with `message` in place of the default one.
     pub fn response_with_message(&self, message: &str) -> Response {
         let mut body = json!({ "error": { "code": self.code(), "message": message } });

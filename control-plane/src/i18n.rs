@@ -11,7 +11,9 @@ use std::sync::LazyLock;
 use minijinja::value::{Kwargs, Value};
 use minijinja::{Environment, State};
 
-use crate::db::projects::LANGUAGES;
+/// The dashboard's languages, English first. The widget ships the same ones
+/// ([`crate::service::projects::WIDGET_LANGUAGES`]); a test keeps the two lists equal.
+pub const LANGUAGES: [&str; 10] = ["en", "de", "fr", "es", "it", "nl", "pl", "cs", "pt", "sv"];
 
 /// The language every text is written in, and the fallback.
 pub const DEFAULT: &str = "en";
@@ -58,7 +60,7 @@ static CATALOGUES: LazyLock<HashMap<&'static str, HashMap<String, String>>> = La
 
 /// The dashboard language named `code` (as stored in `users.language`), if it is one.
 pub fn supported(code: &str) -> Option<&'static str> {
-    LANGUAGES[1..]
+    LANGUAGES
         .iter()
         .copied()
         .find(|lang| lang.eq_ignore_ascii_case(code))
@@ -68,7 +70,7 @@ tokio::task_local! {
     /// The language of the dashboard request being answered: negotiated from
     /// `Accept-Language` when the request comes in, then the signed-in user's preference once
     /// they are known. A task-local rather than a request extension because error pages and
-    /// the validation messages of [`crate::manage`] have no request at hand, and passing the
+    /// the validation messages of [`crate::service`] have no request at hand, and passing the
     /// language down would change every signature on the way.
     static REQUEST_LANGUAGE: Cell<&'static str>;
 }
@@ -269,11 +271,11 @@ mod tests {
         let with_catalogue: Vec<&str> = CATALOGUE_FILES.iter().map(|(lang, _)| *lang).collect();
         assert_eq!(
             with_catalogue,
-            LANGUAGES[2..],
+            LANGUAGES[1..],
             "English needs no catalogue; every other language does"
         );
         let named: Vec<&str> = NATIVE_NAMES.iter().map(|(lang, _)| *lang).collect();
-        assert_eq!(named, LANGUAGES[1..]);
+        assert_eq!(named, LANGUAGES);
     }
 
     /// The texts of `t("…")` calls with a literal argument in the templates.

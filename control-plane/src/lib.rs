@@ -1,33 +1,39 @@
 //! The HumanProof control plane: projects, `siteverify` for site backends, durable
 //! telemetry and usage accounting, and the snapshot the edge decides from.
 //!
-//! Every module, one line each, from the outside in. A layer uses the ones below it, never
-//! one above (issue 12 tracks the last places where that does not hold yet).
+//! Every module, one line each, in five layers from the outside in. A module uses modules of
+//! its own layer or of the layers below it, never one above, and there is no cycle between
+//! modules; `tests::layers` reads the sources and fails when either stops being true.
 //!
 //! Entry points
 //! - [`cli`]: the `humanproof` command (serve, dev, migrate, project, snapshot, usage…).
+//! - [`config`]: settings from flags and the environment.
 //! - [`local`]: the all-in-one development server (control plane, edge, demo site).
 //! - [`server`]: the one function that serves the control plane (production, dev, tests).
-//! - [`config`]: settings from flags and the environment.
 //!
 //! HTTP
-//! - [`app`]: the route table and the state every handler reaches.
+//! - [`router`]: the whole route table, grouped by audience.
 //! - [`routes`]: the JSON endpoints: siteverify, telemetry ingestion, `/api/v1`, health.
-//! - [`web`]: the dashboard: pages, forms, CSRF, sessions, passkey endpoints.
-//! - [`client_ip`]: who sent a request, believing `X-Forwarded-For` only from trusted proxies.
-//! - [`error`]: the JSON API's one error type and its response shape.
+//! - [`web`]: the dashboard: extractors, CSRF and headers, rendering, one file per area.
 //!
-//! Rules
+//! Services: the rules, each checking its own permissions and input
+//! - [`service`]: what members and API keys do to an organisation (projects, usage,
+//!   members, API keys, clients, audit), checked once for both front doors.
 //! - [`accounts`]: sign-up, sign-in, throttles, sessions, TOTP, password reset.
 //! - [`passkeys`]: WebAuthn registration, sign-in and second factor.
-//! - [`manage`]: what members and API keys do to an organisation, checked once for both.
-//! - [`roles`]: roles, API key scopes and the permissions they grant.
+//!
+//! State
+//! - [`state`]: [`AppState`], what every handler and service reaches.
 //! - [`publish`]: getting snapshot changes to the edge (in process or Cloudflare KV).
 //! - [`snapshot`]: turning database state into the per-site-key entries the edge reads.
 //!
 //! Foundations
 //! - [`db`]: the pool (SQLite or PostgreSQL through one code path) and the queries.
+//! - [`error`]: the one error type of the services and the JSON API, and its response.
+//! - [`roles`]: roles, API key scopes and the permissions they grant.
+//! - [`client_ip`]: who sent a request, believing `X-Forwarded-For` only from trusted proxies.
 //! - [`mail`]: outgoing email (SMTP, or the dev outbox).
+//! - [`templates`]: the dashboard's templates, parsed once.
 //! - [`i18n`]: the dashboard's and emails' translations, keyed by their English text.
 //! - [`totp`]: one-time codes and how their secrets are sealed at rest.
 //! - [`secrets`]: site keys, backend secrets, tokens, and how secrets are stored (hashed).
@@ -37,7 +43,6 @@
 #![deny(missing_docs)]
 
 pub mod accounts;
-pub mod app;
 pub mod cli;
 pub mod client_ip;
 pub mod clock;
@@ -48,15 +53,19 @@ pub mod http;
 pub mod i18n;
 pub mod local;
 pub mod mail;
-pub mod manage;
 pub mod passkeys;
 pub mod publish;
 pub mod roles;
+pub mod router;
 pub mod routes;
 pub mod secrets;
 pub mod server;
+pub mod service;
 pub mod snapshot;
+pub mod state;
+pub mod templates;
 pub mod totp;
 pub mod web;
 
-pub use app::{AppState, app};
+pub use router::app;
+pub use state::AppState;

@@ -17,11 +17,11 @@ use webauthn_rs::prelude::{
 };
 
 use crate::accounts::{self, AccountError};
-use crate::app::AppState;
 use crate::db::accounts::User;
 use crate::db::passkeys;
 use crate::error::ApiError;
 use crate::i18n;
+use crate::state::AppState;
 
 /// How long a ceremony's second request may take.
 pub const CEREMONY_TTL_MS: i64 = 5 * 60 * 1000;

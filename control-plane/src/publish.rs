@@ -1,6 +1,7 @@
 //! Publishing the snapshot the edge decides from: one interface, two real targets.
 //!
-//! - [`Publisher::Local`]: the in-process edge of `humanproof dev` (and of the tests).
+//! - [`Publisher::Local`]: an in-process edge ([`InProcessEdge`]): `humanproof dev`'s and
+//!   the tests'.
 //! - [`Publisher::CloudflareKv`]: Workers KV through Cloudflare's REST API ([`KvClient`]).
 //!
 //! The database is the source of truth and publishing is idempotent: every project change
@@ -12,6 +13,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use humanproof_edge::memory::MemorySnapshots;
 use humanproof_protocol::SiteSnapshot;
 use humanproof_protocol::snapshot::kv_key;
 use serde::{Deserialize, Serialize};
@@ -19,14 +21,20 @@ use tokio::sync::Notify;
 
 use crate::clock::Clock;
 use crate::db::{Db, projects};
-use crate::local::LocalEdge;
 use crate::snapshot::{self, KvPair, kv_pairs};
+
+/// An edge running in this process, whose snapshot store the publisher writes directly.
+/// A trait, so publishing does not depend on the all-in-one server that builds such an edge.
+pub trait InProcessEdge: Send + Sync {
+    /// The edge's snapshot store.
+    fn snapshots(&self) -> &MemorySnapshots;
+}
 
 /// Where snapshot entries go.
 #[derive(Clone)]
 pub enum Publisher {
     /// The in-process edge.
-    Local(Arc<LocalEdge>),
+    Local(Arc<dyn InProcessEdge>),
     /// Cloudflare Workers KV.
     CloudflareKv(KvClient),
     /// No target configured: changes stay in the database until `humanproof snapshot`

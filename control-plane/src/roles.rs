@@ -1,6 +1,6 @@
 //! Who may do what: organisation roles for people, scopes for API keys, and the permissions
 //! both map onto. Every dashboard and API route checks one [`Permission`] through
-//! [`crate::manage::Actor::require`], so the matrix below is the whole policy.
+//! [`crate::service::Actor::require`], so the matrix below is the whole policy.
 
 use serde::{Deserialize, Serialize};
 

@@ -18,8 +18,9 @@ use tower_http::request_id::{
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
-use crate::app::{AppState, app};
 use crate::db::retention;
+use crate::router::app;
+use crate::state::AppState;
 
 /// How long one request may take, body included: a client that trickles its body in is cut
 /// off here instead of holding a connection and a task forever.

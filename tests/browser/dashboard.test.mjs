@@ -11,12 +11,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createServer } from "node:http";
 import { createHmac } from "node:crypto";
-import { chromium } from "playwright-core";
 import jsQR from "jsqr";
 import { spawnUntil, stopProcess } from "../support/control-plane.mjs";
+import { launchChromium } from "../support/browser.mjs";
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
-const CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"];
 
 let server;
 let browser;
@@ -49,7 +47,7 @@ before(async () => {
     res.writeHead(200, { "content-type": "text/html; charset=utf-8" }).end(`<!doctype html><html lang="en"><body>${customer.html}</body></html>`);
   });
   await new Promise((resolve) => customerSite.listen(0, "127.0.0.1", resolve));
-  browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
+  browser = await launchChromium();
 });
 
 /**

@@ -11,12 +11,10 @@ import { existsSync, mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createServer } from "node:http";
-import { chromium } from "playwright-core";
 import { BINARY, spawnUntil, stopProcess } from "../support/control-plane.mjs";
+import { launchChromium } from "../support/browser.mjs";
 
 const SITE_KEY = "hp_site_browsertests01";
-const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
-const CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"];
 // A desktop Chrome's user agent, for the person: headless Chromium names itself
 // HeadlessChrome, which the edge rightly scores as automation.
 const DESKTOP_CHROME = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/156.0.0.0 Safari/537.36";
@@ -56,7 +54,7 @@ before(async () => {
   const field = (name) => output.match(new RegExp(`${name}\\s+(\\S+)`))[1];
   server = child;
   urls = { demo: field("demo site"), edge: field("edge") };
-  browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
+  browser = await launchChromium();
   TEST_ORIGIN = `http://localhost:${await startPageServer("127.0.0.1")}`;
   FOREIGN_ORIGIN = `http://127.0.0.2:${await startPageServer("127.0.0.2")}`;
 });

@@ -16,13 +16,13 @@ use std::sync::{Arc, Mutex};
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use humanproof_control_plane::app::WebConfig;
 use humanproof_control_plane::clock::Clock;
 use humanproof_control_plane::db::Db;
 use humanproof_control_plane::db::projects::{self, BillingStatus, Project, ProjectSettings};
 use humanproof_control_plane::local::{ChannelSink, LocalEdge, publish_snapshot};
 use humanproof_control_plane::mail::Mailer;
 use humanproof_control_plane::publish::Publisher;
+use humanproof_control_plane::state::WebConfig;
 use humanproof_control_plane::{AppState, app, secrets};
 use humanproof_edge::EdgeConfig;
 use humanproof_edge::instrumentation;
@@ -285,10 +285,7 @@ impl World {
 
     /// The control plane's app with another publisher (e.g. Cloudflare KV against a fake).
     pub fn state_with_publisher(&self, publisher: Publisher) -> AppState {
-        AppState {
-            publisher,
-            ..self.state.clone()
-        }
+        self.state.with(|state| state.publisher = publisher)
     }
 
     /// Serves the control plane on 127.0.0.1 the way `humanproof serve` does; its base URL.
@@ -544,20 +541,25 @@ pub fn assert_status(answer: &Answer, status: StatusCode) {
 /// Serves the control plane with this state on 127.0.0.1 through the production serve
 /// function (peer addresses, middleware, background jobs); its base URL.
 pub async fn serve_control_plane(state: AppState) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
+    let (listener, base) = loopback_listener().await;
     tokio::spawn(humanproof_control_plane::server::serve(
         listener,
         state,
         std::future::pending(),
     ));
-    format!("http://{address}")
+    base
+}
+
+/// A listener on a free 127.0.0.1 port, and its base URL.
+async fn loopback_listener() -> (tokio::net::TcpListener, String) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    (listener, base)
 }
 
 /// Serves another router (the local edge, a stand-in) on 127.0.0.1 with peer addresses.
 pub async fn serve_app(router: axum::Router) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
+    let (listener, base) = loopback_listener().await;
     tokio::spawn(async move {
         axum::serve(
             listener,
@@ -566,7 +568,7 @@ pub async fn serve_app(router: axum::Router) -> String {
         .await
         .unwrap();
     });
-    format!("http://{address}")
+    base
 }
 
 /// A page as a browser received it.
@@ -714,6 +716,22 @@ impl Browser {
     /// Signs up, follows the emailed link (from the dev outbox) that confirms the address and
     /// signs in, and returns the new organisation's id.
     pub async fn sign_up(&self, email: &str, password: &str) -> String {
+        self.sign_up_with(email, password, async || {
+            self.outbox_link(email, "/verify-email?token=")
+                .await
+                .expect("a confirmation link was sent")
+        })
+        .await
+    }
+
+    /// [`Browser::sign_up`], with the confirmation link (a path) read by `confirmation_link`:
+    /// for a server without the dev outbox page, from its outbox folder.
+    pub async fn sign_up_with(
+        &self,
+        email: &str,
+        password: &str,
+        confirmation_link: impl AsyncFnOnce() -> String,
+    ) -> String {
         self.post(
             "/sign-up",
             &[
@@ -724,11 +742,7 @@ impl Browser {
         )
         .await
         .expect(200);
-        let link = self
-            .outbox_link(email, "/verify-email?token=")
-            .await
-            .expect("a confirmation link was sent");
-        self.get(&link).await.expect(200);
+        self.get(&confirmation_link().await).await.expect(200);
         let home = self.get("/").await.expect(303);
         home.location
             .unwrap()

@@ -7,6 +7,7 @@ use humanproof_control_plane::accounts::{
     MAX_SIGN_UPS_PER_IP, RESET_LINK_TTL_MS, SECOND_FACTOR_TTL_MS, THROTTLE_WINDOW_MS,
 };
 use humanproof_control_plane::db::{accounts, passkeys};
+use humanproof_control_plane::state::WebConfig;
 use humanproof_control_plane::totp;
 use humanproof_tests::*;
 
@@ -260,8 +261,9 @@ on_both_databases! {
         assert_eq!((status, answer["error"]["code"].as_str()), (401, Some("sign_in_again")));
 
         // Passkeys need a domain name: on an IP address the dashboard says so.
-        let mut state = world.state();
-        state.web = humanproof_control_plane::app::WebConfig::new("http://127.0.0.1:8080", "http://127.0.0.1:8787", true);
+        let state = world.state().with(|state| {
+            state.web = WebConfig::new("http://127.0.0.1:8080", "http://127.0.0.1:8787", true);
+        });
         let on_ip = Browser::new(&serve_control_plane(state).await);
         let (status, answer) = on_ip.post_json("/sign-in/passkey/start", &serde_json::json!({}), true).await;
         assert_eq!((status, answer["error"]["field"].as_str()), (400, Some("passkey")));
@@ -373,8 +375,9 @@ on_both_databases! {
 
         // Behind a trusted proxy (here the test itself, on 127.0.0.1), each forwarded client
         // is counted on its own.
-        let mut state = world.state();
-        state.web = state.web.clone().behind("127.0.0.1".parse().unwrap());
+        let state = world.state().with(|state| {
+            state.web = state.web.clone().behind("127.0.0.1".parse().unwrap());
+        });
         let proxied = serve_control_plane(state).await;
         for n in 0..=MAX_SIGN_UPS_PER_IP {
             post_form_from(&proxied, &forged(n), "/sign-up", &[("email", &format!("p{n}@example.com")), ("password", PASSWORD)]).await.expect(200);
@@ -482,8 +485,9 @@ on_both_databases! {
         assert!(cookie.starts_with("hp_csrf=") && cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
 
         // Over https the CSRF cookie is `__Host-` prefixed, Secure, and still what forms check.
-        let mut state = world.state();
-        state.web = humanproof_control_plane::app::WebConfig::new("https://dashboard.example", "https://edge.example", true);
+        let state = world.state().with(|state| {
+            state.web = WebConfig::new("https://dashboard.example", "https://edge.example", true);
+        });
         let https = serve_control_plane(state).await;
         let response = reqwest_get(&format!("{https}/sign-in")).await;
         let cookie = response.headers().get("set-cookie").unwrap().to_str().unwrap().to_owned();

@@ -96,8 +96,8 @@ async fn messages_go_out_over_smtp() {
 on_both_databases! {
     async fn sign_up_sends_the_verification_link_by_smtp(world: World) {
         let (url, inbox) = fake_smtp().await;
-        let mut state = world.state();
-        state.mailer = Mailer::smtp(&url, "no-reply@humanproof.example").unwrap();
+        let mailer = Mailer::smtp(&url, "no-reply@humanproof.example").unwrap();
+        let state = world.state().with(|state| state.mailer = mailer);
         let browser = Browser::new(&serve_control_plane(state).await);
         let fields = [("email", "grace@example.com"), ("password", "correct horse battery")];
         browser.post("/sign-up", &fields).await.expect(200);

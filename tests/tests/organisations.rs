@@ -3,9 +3,9 @@
 //! another organisation's ids.
 
 use humanproof_control_plane::db::{accounts, orgs, projects};
-use humanproof_control_plane::manage::SECRET_OVERLAP_MS;
 use humanproof_control_plane::roles::{Role, Scope};
 use humanproof_control_plane::secrets;
+use humanproof_control_plane::service::projects::SECRET_OVERLAP_MS;
 use humanproof_edge::stores::SnapshotStore as _;
 use humanproof_protocol::{Obfuscation, Preset, Protection, Score};
 use humanproof_tests::*;
@@ -414,7 +414,7 @@ on_both_databases! {
         let late = world.email_links("late@example.com").into_iter().find(|l| l.contains("/invitations/accept")).unwrap();
         hire.get(&late[late.find("/invitations").unwrap()..]).await.expect(404);
         owner.browser.post(&format!("/orgs/{}/members", owner.org), &[("email", "later@example.com"), ("role", "viewer")]).await.expect(303);
-        world.clock.advance(humanproof_control_plane::manage::INVITATION_TTL_MS + 1);
+        world.clock.advance(humanproof_control_plane::service::members::INVITATION_TTL_MS + 1);
         let later = world.email_links("later@example.com").into_iter().find(|l| l.contains("/invitations/accept")).unwrap();
         hire.get(&later[later.find("/invitations").unwrap()..]).await.expect(404);
     }
@@ -432,6 +432,34 @@ on_both_databases! {
         // Removing the client keeps the project, unfiled.
         agency.browser.post(&format!("/orgs/{}/clients/{}/delete", agency.org, bakery.id), &[]).await.expect(303);
         assert_eq!(projects::find(&world.db, &agency.project).await.unwrap().unwrap().client_id, None);
+    }
+
+    async fn the_integration_page_writes_the_snippet_and_samples_for_the_project(world: World) {
+        let base = world.serve().await;
+        let owner = tenant(&world, &base, "integrator@example.com").await;
+        let project = projects::find(&world.db, &owner.project).await.unwrap().unwrap();
+        let mut settings = project.settings.clone();
+        settings.widget.variant = humanproof_protocol::wire::Variant::Invisible;
+        settings.widget.language = "de".into();
+        projects::update_settings(&world.db, &project.id, &settings, world.clock.now_ms()).await.unwrap();
+        let page = owner.browser.get(&format!("/orgs/{}/projects/{}/integration", owner.org, project.id)).await.expect(200);
+        // The page shows code as escaped text; read it as a person copying it would.
+        let shown = page.body.replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", "\"").replace("&#x2f;", "/").replace("&#x27;", "'").replace("&amp;", "&");
+        let snippet = format!(
+            "<script src=\"http://127.0.0.1:8787/widget.js\" async defer></script>\n\n<form method=\"post\" action=\"/signup\">\n  <!-- your fields -->\n  <humanproof-widget data-sitekey=\"{}\" data-variant=\"invisible\" data-language=\"de\"></humanproof-widget>\n  <button type=\"submit\">Send</button>\n</form></code>",
+            project.site_key
+        );
+        assert!(shown.contains(&snippet), "{shown}");
+        for sample in [
+            "curl -s http://localhost:8080/siteverify \\\n",
+            "await fetch(\"http://localhost:8080/siteverify\", {",
+            "requests.post(\"http://localhost:8080/siteverify\", data={",
+            "file_get_contents(\"http://localhost:8080/siteverify\", false",
+            ".post(\"http://localhost:8080/siteverify\")",
+        ] {
+            assert!(shown.contains(sample), "missing {sample:?} in {shown}");
+        }
+        assert!(!shown.contains("could not be shown"));
     }
 
     async fn dashboard_forms_refuse_bad_input_with_a_reason(world: World) {

@@ -176,32 +176,15 @@ async fn the_production_binary_serves_customers_and_backends(backend: Backend) {
 
     // Sign up; the emailed link confirms the address and signs in.
     let email = "operator-test@example.com";
-    browser
-        .post(
-            "/sign-up",
-            &[
-                ("email", email),
-                ("password", PASSWORD),
-                ("organisation", "Prod"),
-            ],
-        )
-        .await
-        .expect(200);
-    let verify = server
-        .email_links(email)
-        .into_iter()
-        .find(|link| link.starts_with("/verify-email"))
-        .unwrap();
-    browser.get(&verify).await.expect(200);
     let org = browser
-        .get("/")
-        .await
-        .expect(303)
-        .location
-        .unwrap()
-        .trim_start_matches("/orgs/")
-        .trim_end_matches("/projects")
-        .to_owned();
+        .sign_up_with(email, PASSWORD, async || {
+            server
+                .email_links(email)
+                .into_iter()
+                .find(|link| link.starts_with("/verify-email"))
+                .unwrap()
+        })
+        .await;
 
     // Two-factor on, with the key the page shows.
     let setup = browser

@@ -228,7 +228,7 @@ fn the_openapi_document_describes_every_api_route() {
     let mut routed_sorted: Vec<String> = routed.iter().map(|r| (*r).to_owned()).collect();
     routed_sorted.sort();
     assert_eq!(documented_sorted, routed_sorted);
-    let app_source = include_str!("../../control-plane/src/app.rs");
+    let app_source = include_str!("../../control-plane/src/router.rs");
     for path in paths.keys() {
         assert!(
             app_source.contains(&format!("\"/api/v1{path}\"")),

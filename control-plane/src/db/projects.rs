@@ -33,7 +33,7 @@ pub struct Project {
 }
 
 /// Billing state as far as traffic is concerned.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BillingStatus {
     /// Paid up or on a free plan.
     Active,
@@ -144,15 +144,6 @@ impl Default for WidgetOptions {
         }
     }
 }
-
-/// Themes the widget knows.
-pub const THEMES: [&str; 3] = ["auto", "light", "dark"];
-/// Sizes the widget knows.
-pub const SIZES: [&str; 2] = ["normal", "compact"];
-/// Languages the widget ships, plus `auto`.
-pub const LANGUAGES: [&str; 11] = [
-    "auto", "en", "de", "fr", "es", "it", "nl", "pl", "cs", "pt", "sv",
-];
 
 /// A unit enum's serde name (`Variant::Checkbox` → `checkbox`), as stored and shown.
 pub fn enum_name<T: Serialize>(value: &T) -> String {

@@ -18,9 +18,16 @@ use humanproof_edge::{Edge, EdgeRequest, RequestBody};
 use super::geo::GeoLookup;
 use super::telemetry_sink::ChannelSink;
 use crate::clock::Clock;
+use crate::publish::InProcessEdge;
 
 /// The edge as the local server wires it.
 pub type LocalEdge = Edge<MemorySnapshots, MemoryClaims, MemoryVisitors, ChannelSink>;
+
+impl InProcessEdge for LocalEdge {
+    fn snapshots(&self) -> &MemorySnapshots {
+        Edge::snapshots(self)
+    }
+}
 
 /// What the local edge's handler needs.
 #[derive(Clone)]

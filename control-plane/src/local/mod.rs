@@ -28,7 +28,6 @@ use humanproof_protocol::snapshot::RiskMode;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
-use crate::app::{AppState, WebConfig};
 use crate::clock::Clock;
 use crate::config::{SecretArgs, write_private};
 use crate::db::Db;
@@ -37,6 +36,7 @@ use crate::mail::Mailer;
 use crate::publish::{PublishError, Publisher};
 use crate::secrets;
 use crate::server::{self, bind, shutdown_signal};
+use crate::state::{AppState, WebConfig};
 
 pub use edge_server::{LocalEdge, edge_router};
 pub use geo::GeoLookup;

@@ -1,6 +1,6 @@
 //! `/api/v1`: the JSON API for automation, authenticated by organisation API keys
 //! (`Authorization: Bearer hp_key_…`) with scopes. Every handler goes through
-//! [`crate::manage`], which checks the scope and confines ids to the key's organisation.
+//! [`crate::service`], which checks the scope and confines ids to the key's organisation.
 //! The OpenAPI document at `/api/v1/openapi.json` describes every route here.
 
 use axum::Json;
@@ -12,11 +12,12 @@ use axum::http::request::Parts;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::app::AppState;
 use crate::db::orgs;
 use crate::error::ApiError;
-use crate::manage::{self, Actor, Principal, ProjectInput, ProjectView};
 use crate::secrets::hash_secret;
+use crate::service::projects::{self, ProjectInput, ProjectView};
+use crate::service::{Actor, Principal, usage};
+use crate::state::AppState;
 
 /// The OpenAPI 3.1 document, kept next to the handlers it describes.
 pub const OPENAPI: &str = include_str!("openapi.json");
@@ -69,7 +70,7 @@ pub async fn list_projects(
     ApiActor(actor): ApiActor,
 ) -> Result<Json<Value>, ApiError> {
     Ok(Json(
-        json!({ "projects": manage::list_projects(&state, &actor).await? }),
+        json!({ "projects": projects::list_projects(&state, &actor).await? }),
     ))
 }
 
@@ -79,7 +80,7 @@ pub async fn create_project(
     ApiActor(actor): ApiActor,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let (project, secret) = manage::create_project(&state, &actor, parse_input(body)?).await?;
+    let (project, secret) = projects::create_project(&state, &actor, parse_input(body)?).await?;
     Ok((
         StatusCode::CREATED,
         Json(json!({ "project": project, "secret": secret })),
@@ -92,7 +93,7 @@ pub async fn get_project(
     ApiActor(actor): ApiActor,
     Path(id): Path<String>,
 ) -> Result<Json<ProjectView>, ApiError> {
-    Ok(Json(manage::get_project(&state, &actor, &id).await?))
+    Ok(Json(projects::get_project(&state, &actor, &id).await?))
 }
 
 /// `PATCH /api/v1/projects/{id}`.
@@ -103,7 +104,7 @@ pub async fn update_project(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<ProjectView>, ApiError> {
     Ok(Json(
-        manage::update_project(&state, &actor, &id, parse_input(body)?).await?,
+        projects::update_project(&state, &actor, &id, parse_input(body)?).await?,
     ))
 }
 
@@ -113,7 +114,7 @@ pub async fn delete_project(
     ApiActor(actor): ApiActor,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    manage::delete_project(&state, &actor, &id).await?;
+    projects::delete_project(&state, &actor, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -123,7 +124,7 @@ pub async fn rotate_secret(
     ApiActor(actor): ApiActor,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let rotated = manage::rotate_secret(&state, &actor, &id).await?;
+    let rotated = projects::rotate_secret(&state, &actor, &id).await?;
     Ok(Json(
         json!({ "secret": rotated.secret, "previous_secret_valid_until": rotated.previous_secret_valid_until }),
     ))
@@ -135,7 +136,7 @@ pub async fn revoke_tokens(
     ApiActor(actor): ApiActor,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let key_version = manage::revoke_tokens(&state, &actor, &id).await?;
+    let key_version = projects::revoke_tokens(&state, &actor, &id).await?;
     Ok(Json(
         json!({ "project_id": id, "key_version": key_version }),
     ))
@@ -154,7 +155,7 @@ pub async fn project_usage(
     Path(id): Path<String>,
     Query(query): Query<UsageQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let (month, usage) = manage::project_usage(&state, &actor, &id, query.month.as_deref()).await?;
+    let (month, usage) = usage::project_usage(&state, &actor, &id, query.month.as_deref()).await?;
     Ok(Json(
         json!({ "project_id": id, "month": month, "usage": usage }),
     ))

@@ -4,8 +4,8 @@ use axum::Json;
 use axum::extract::State;
 use serde_json::{Value, json};
 
-use crate::app::AppState;
 use crate::error::ApiError;
+use crate::state::AppState;
 
 /// `GET /healthz`: 200 when the database answers.
 pub async fn check_health(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {

@@ -16,8 +16,8 @@ use humanproof_protocol::token::{MAX_TOKEN_LEN, TokenError, peek_unverified};
 use humanproof_protocol::{Reason, RiskAssessment, VerificationClaims};
 use serde::{Deserialize, Serialize};
 
-use crate::app::AppState;
 use crate::db::{projects, siteverify};
+use crate::state::AppState;
 
 /// Longest idempotency key accepted (Turnstile uses UUIDs).
 const MAX_IDEMPOTENCY_KEY_LEN: usize = 128;

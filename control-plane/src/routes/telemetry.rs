@@ -8,9 +8,9 @@ use axum::http::HeaderMap;
 use humanproof_protocol::TelemetryBatch;
 use humanproof_protocol::telemetry::{MAX_BATCH_EVENTS, SIGNATURE_HEADER, verify_batch};
 
-use crate::app::AppState;
 use crate::db::telemetry::{IngestOutcome, ingest};
 use crate::error::ApiError;
+use crate::state::AppState;
 
 /// Checks the batch signature, then stores the events idempotently.
 pub async fn ingest_batch(

@@ -10,11 +10,12 @@ use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde_json::json;
 
-use super::{PageError, SESSION_COOKIE, SignedIn, cookie, session_cookie};
-use crate::app::AppState;
+use super::extract::{SESSION_COOKIE, SignedIn, cookie, session_cookie};
+use super::render::PageError;
 use crate::error::ApiError;
 use crate::i18n;
 use crate::passkeys::{self, Finish, Started};
+use crate::state::AppState;
 
 /// An [`ApiError`] whose message the passkey script shows to the person.
 pub struct PasskeyRefusal(ApiError);

@@ -1,23 +1,21 @@
-//! The control plane's route table, grouped by audience, and its shared state.
+//! What every handler and service reaches: the database, the master secret, the clock, the
+//! publisher, the mailer, the dashboard's settings and its parsed templates.
+//!
+//! [`AppState`] is one `Arc`, so axum clones it per request for the price of a reference
+//! count. It knows nothing of routes or handlers: those depend on it, never the reverse.
 
+use std::ops::Deref;
 use std::sync::Arc;
 
-use axum::Router;
-use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::extract::FromRef;
 use humanproof_protocol::MasterSecret;
 use tokio::sync::Notify;
 
 use crate::client_ip::TrustedProxies;
 use crate::clock::Clock;
 use crate::db::Db;
-use crate::error::ApiError;
 use crate::mail::Mailer;
 use crate::publish::Publisher;
-use crate::routes::{api, health, siteverify, telemetry};
-
-/// Largest body any control-plane endpoint reads.
-pub const MAX_BODY: usize = 1024 * 1024;
 
 /// Where the dashboard lives and what it links to.
 #[derive(Debug, Clone)]
@@ -56,9 +54,13 @@ impl WebConfig {
     }
 }
 
-/// What every handler can reach.
+/// The shared state, cheap to clone; its fields are reached through `Deref`.
 #[derive(Debug, Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+/// What [`AppState`] holds.
+#[derive(Debug, Clone)]
+pub struct Shared {
     /// The database.
     pub db: Db,
     /// The operator's master secret: derives token keys and the telemetry signing key.
@@ -87,7 +89,7 @@ impl AppState {
         mailer: Mailer,
         web: WebConfig,
     ) -> Self {
-        Self {
+        Self(Arc::new(Shared {
             db,
             master,
             clock,
@@ -95,44 +97,42 @@ impl AppState {
             publish_wake: Arc::new(Notify::new()),
             mailer,
             web,
-            templates: Arc::new(crate::web::templates()),
+            templates: Arc::new(crate::templates::environment()),
+        }))
+    }
+
+    /// A copy with one part swapped (tests and tools: another mailer, publisher or URL).
+    pub fn with(&self, change: impl FnOnce(&mut Shared)) -> Self {
+        let mut services = Shared::clone(&self.0);
+        change(&mut services);
+        Self(Arc::new(services))
+    }
+
+    /// Publishes pending snapshot changes now, so the edge has them before the caller
+    /// answers; if that fails, the background publisher is woken to retry, and the change
+    /// stays pending in the database meanwhile.
+    pub async fn publish_changes(&self) {
+        if let Err(err) = self
+            .publisher
+            .publish_pending(&self.db, self.clock.now_ms())
+            .await
+        {
+            tracing::warn!(error = %err, "publishing the snapshot failed; the background publisher will retry");
+            self.publish_wake.notify_one();
         }
     }
 }
 
-/// The control plane's HTTP application.
-pub fn app(state: AppState) -> Router {
-    Router::new()
-        // Operators and load balancers.
-        .route("/healthz", get(health::check_health))
-        // Site backends.
-        .route("/siteverify", post(siteverify::verify_token))
-        // The edge's telemetry consumer.
-        .route("/internal/telemetry", post(telemetry::ingest_batch))
-        // Customers' automation.
-        .route("/api/v1/openapi.json", get(api::openapi))
-        .route(
-            "/api/v1/projects",
-            get(api::list_projects).post(api::create_project),
-        )
-        .route(
-            "/api/v1/projects/{id}",
-            get(api::get_project)
-                .patch(api::update_project)
-                .delete(api::delete_project),
-        )
-        .route(
-            "/api/v1/projects/{id}/rotate-secret",
-            post(api::rotate_secret),
-        )
-        .route(
-            "/api/v1/projects/{id}/revoke-tokens",
-            post(api::revoke_tokens),
-        )
-        .route("/api/v1/projects/{id}/usage", get(api::project_usage))
-        // Customers, in a browser.
-        .merge(crate::web::router(&state))
-        .fallback(|| async { ApiError::NotFound })
-        .layer(DefaultBodyLimit::max(MAX_BODY))
-        .with_state(state)
+impl Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+impl FromRef<AppState> for TrustedProxies {
+    fn from_ref(state: &AppState) -> Self {
+        state.web.trusted_proxies.clone()
+    }
 }

@@ -1,4 +1,5 @@
-//! Organisation pages: projects (settings, integration, usage), members, API keys, audit.
+//! Project pages: the list, the settings form, integration (snippet and siteverify samples),
+//! usage, and the risk review with its observe/enforce switch.
 
 use axum::Extension;
 use axum::extract::{Path, State};
@@ -9,32 +10,18 @@ use humanproof_protocol::{Decision, Protection};
 use minijinja::{Value, context};
 use serde::Deserialize;
 
-use super::{CsrfToken, Form, Frame, OrgActor, Page, PageError, render};
-use crate::app::AppState;
-use crate::db::projects::{LANGUAGES, WidgetOptions, enum_name};
+use super::extract::{Form, OrgActor};
+use super::render::{Page, PageError, can, format_time, org_frame, render};
+use super::security::CsrfToken;
+use crate::db::projects::{WidgetOptions, enum_name};
 use crate::error::ApiError;
-use crate::manage::{self, Actor, Principal, ProjectInput, ProjectView};
-use crate::roles::{Permission, Role, Scope};
-
-fn frame<'a>(csrf: &'a CsrfToken, actor: &'a Actor, section: &'a str) -> Frame<'a> {
-    let user = match &actor.principal {
-        Principal::Member { user, .. } => Some(user),
-        Principal::ApiKey(_) => None,
-    };
-    Frame {
-        csrf,
-        user,
-        actor: Some(actor),
-        section,
-    }
-}
+use crate::roles::Permission;
+use crate::service::projects::{self, ProjectInput, ProjectView, WIDGET_LANGUAGES};
+use crate::service::{Actor, clients, usage};
+use crate::state::AppState;
 
 fn view(project: &ProjectView) -> Value {
     Value::from_serialize(project)
-}
-
-fn can(actor: &Actor, permission: Permission) -> bool {
-    actor.require(permission).is_ok()
 }
 
 /// `GET /orgs/{org}/projects`.
@@ -43,8 +30,8 @@ pub async fn projects(
     Extension(csrf): Extension<CsrfToken>,
     OrgActor(actor): OrgActor,
 ) -> Result<Page, PageError> {
-    let projects = manage::list_projects(&state, &actor).await?;
-    let clients = manage::list_clients(&state, &actor).await?;
+    let projects = projects::list_projects(&state, &actor).await?;
+    let clients = clients::list_clients(&state, &actor).await?;
     let projects: Vec<Value> = projects
         .iter()
         .map(|project| {
@@ -61,7 +48,7 @@ pub async fn projects(
         &state,
         StatusCode::OK,
         "projects.html",
-        &frame(&csrf, &actor, "projects"),
+        &org_frame(&csrf, &actor, "projects"),
         context! { projects => projects, can_write => can_write },
     ))
 }
@@ -86,14 +73,16 @@ async fn form_page(
     extra: Value,
 ) -> Page {
     let can_write = can(actor, Permission::ProjectsWrite);
-    let clients = manage::list_clients(state, actor).await.unwrap_or_default();
+    let clients = clients::list_clients(state, actor)
+        .await
+        .unwrap_or_default();
     render(
         state,
         status,
         "project_form.html",
-        &frame(csrf, actor, "projects"),
+        &org_frame(csrf, actor, "projects"),
         context! {
-            project => project, can_write => can_write, languages => LANGUAGES, clients => Value::from_serialize(clients), ..extra
+            project => project, can_write => can_write, languages => WIDGET_LANGUAGES, clients => Value::from_serialize(clients), ..extra
         },
     )
 }
@@ -144,13 +133,6 @@ pub struct ProjectForm {
     client_id: String,
 }
 
-fn invalid(field: &'static str, message: &str) -> ApiError {
-    ApiError::Invalid {
-        field,
-        message: message.to_owned(),
-    }
-}
-
 impl ProjectForm {
     /// The same input the API takes, so both go through one set of rules.
     fn into_input(self) -> Result<ProjectInput, ApiError> {
@@ -168,7 +150,10 @@ impl ProjectForm {
         ) -> Result<Option<T>, ApiError> {
             match text.as_deref().map(str::trim) {
                 None | Some("") => Ok(None),
-                Some(text) => text.parse().map(Some).map_err(|_| invalid(field, refusal)),
+                Some(text) => text
+                    .parse()
+                    .map(Some)
+                    .map_err(|_| ApiError::invalid(field, refusal)),
             }
         }
         let whole = |field, text| number::<u32>(field, text, "Enter a whole number.");
@@ -176,7 +161,7 @@ impl ProjectForm {
         let monthly_limit = match self.monthly_limit.trim() {
             "" => None,
             text => Some(text.parse::<u64>().map_err(|_| {
-                invalid(
+                ApiError::invalid(
                     "monthly_limit",
                     "Enter a whole number, or leave it empty for unlimited.",
                 )
@@ -190,7 +175,7 @@ impl ProjectForm {
             "branding": self.widget_branding,
         }))
         .map_err(|_| {
-            invalid(
+            ApiError::invalid(
                 "widget",
                 "Pick a widget variant and branding from the lists.",
             )
@@ -282,7 +267,7 @@ pub async fn create_project(
     Form(form): Form<ProjectForm>,
 ) -> Response {
     let typed = typed_back(&form);
-    let result = async { manage::create_project(&state, &actor, form.into_input()?).await }.await;
+    let result = async { projects::create_project(&state, &actor, form.into_input()?).await }.await;
     match result {
         Ok((project, secret)) => form_page(&state, &csrf, &actor, StatusCode::CREATED, view(&project), context! {
             secret => secret, notice => "Project created. Add the widget from the Integration tab.",
@@ -300,7 +285,7 @@ pub async fn project_page(
     OrgActor(actor): OrgActor,
     Path((_, project_id)): Path<(String, String)>,
 ) -> Result<Page, PageError> {
-    let project = manage::get_project(&state, &actor, &project_id).await?;
+    let project = projects::get_project(&state, &actor, &project_id).await?;
     Ok(form_page(
         &state,
         &csrf,
@@ -322,7 +307,7 @@ pub async fn update_project(
 ) -> Response {
     let mut typed = typed_back(&form);
     let result =
-        async { manage::update_project(&state, &actor, &project_id, form.into_input()?).await }
+        async { projects::update_project(&state, &actor, &project_id, form.into_input()?).await }
             .await;
     match result {
         Ok(project) => form_page(
@@ -348,7 +333,7 @@ pub async fn delete_project(
     OrgActor(actor): OrgActor,
     Path((org, project_id)): Path<(String, String)>,
 ) -> Result<Redirect, PageError> {
-    manage::delete_project(&state, &actor, &project_id).await?;
+    projects::delete_project(&state, &actor, &project_id).await?;
     Ok(Redirect::to(&format!("/orgs/{org}/projects")))
 }
 
@@ -359,8 +344,8 @@ pub async fn rotate_secret(
     OrgActor(actor): OrgActor,
     Path((_, project_id)): Path<(String, String)>,
 ) -> Result<Page, PageError> {
-    let rotated = manage::rotate_secret(&state, &actor, &project_id).await?;
-    let project = manage::get_project(&state, &actor, &project_id).await?;
+    let rotated = projects::rotate_secret(&state, &actor, &project_id).await?;
+    let project = projects::get_project(&state, &actor, &project_id).await?;
     Ok(form_page(&state, &csrf, &actor, StatusCode::OK, view(&project), context! {
         secret => rotated.secret, notice => "New secret issued. The previous one keeps working for 24 hours.",
     })
@@ -374,69 +359,53 @@ pub async fn revoke_tokens(
     OrgActor(actor): OrgActor,
     Path((_, project_id)): Path<(String, String)>,
 ) -> Result<Page, PageError> {
-    manage::revoke_tokens(&state, &actor, &project_id).await?;
-    let project = manage::get_project(&state, &actor, &project_id).await?;
+    projects::revoke_tokens(&state, &actor, &project_id).await?;
+    let project = projects::get_project(&state, &actor, &project_id).await?;
     Ok(form_page(&state, &csrf, &actor, StatusCode::OK, view(&project), context! {
         notice => "Every token issued until now is revoked: unfinished challenges and unverified tokens are refused.",
     })
     .await)
 }
 
-/// The embed snippet for a project, with its widget options as data attributes.
-pub fn snippet(edge_url: &str, project: &ProjectView) -> String {
+/// The widget options that differ from the widget's defaults, as the snippet's `data-`
+/// attributes.
+fn snippet_attributes(project: &ProjectView) -> Vec<(&'static str, String)> {
     let widget = &project.widget;
-    let mut attributes = format!("data-sitekey=\"{}\"", project.site_key);
-    let variant = enum_name(&widget.variant);
-    let branding = enum_name(&widget.branding);
-    for (name, value, default) in [
-        ("variant", variant.as_str(), "checkbox"),
-        ("theme", widget.theme.as_str(), "auto"),
-        ("language", widget.language.as_str(), "auto"),
-        ("size", widget.size.as_str(), "normal"),
-        ("branding", branding.as_str(), "full"),
-    ] {
-        if value != default {
-            attributes.push_str(&format!(" data-{name}=\"{value}\""));
-        }
-    }
-    format!(
-        "<script src=\"{edge_url}/widget.js\" async defer></script>\n\n<form method=\"post\" action=\"/signup\">\n  <!-- your fields -->\n  <humanproof-widget {attributes}></humanproof-widget>\n  <button type=\"submit\">Send</button>\n</form>"
-    )
+    [
+        ("variant", enum_name(&widget.variant), "checkbox"),
+        ("theme", widget.theme.clone(), "auto"),
+        ("language", widget.language.clone(), "auto"),
+        ("size", widget.size.clone(), "normal"),
+        ("branding", enum_name(&widget.branding), "full"),
+    ]
+    .into_iter()
+    .filter(|(_, value, default)| value != default)
+    .map(|(name, value, _)| (name, value))
+    .collect()
 }
 
-fn siteverify_samples(siteverify: &str) -> Vec<(&'static str, String)> {
-    vec![
-        (
-            "curl",
-            format!(
-                "curl -s {siteverify} \\\n  -d secret=\"$HUMANPROOF_SECRET\" \\\n  -d response=\"$TOKEN\""
-            ),
-        ),
-        (
-            "Node.js",
-            format!(
-                "const answer = await fetch(\"{siteverify}\", {{\n  method: \"POST\",\n  headers: {{ \"content-type\": \"application/json\" }},\n  body: JSON.stringify({{ secret: process.env.HUMANPROOF_SECRET, response: req.body[\"humanproof-token\"] }}),\n}}).then((r) => r.json());\nif (!answer.success) return res.status(400).send(\"Verification failed\");"
-            ),
-        ),
-        (
-            "Python",
-            format!(
-                "import os, requests\n\nanswer = requests.post(\"{siteverify}\", data={{\n    \"secret\": os.environ[\"HUMANPROOF_SECRET\"],\n    \"response\": request.form[\"humanproof-token\"],\n}}, timeout=10).json()\nif not answer[\"success\"]:\n    abort(400)"
-            ),
-        ),
-        (
-            "PHP",
-            format!(
-                "$answer = json_decode(file_get_contents(\"{siteverify}\", false, stream_context_create([\n  \"http\" => [\n    \"method\" => \"POST\",\n    \"header\" => \"Content-Type: application/x-www-form-urlencoded\",\n    \"content\" => http_build_query([\"secret\" => getenv(\"HUMANPROOF_SECRET\"), \"response\" => $_POST[\"humanproof-token\"] ?? \"\"]),\n  ],\n])), true);\nif (empty($answer[\"success\"])) {{ http_response_code(400); exit; }}"
-            ),
-        ),
-        (
-            "Rust",
-            format!(
-                "let answer: serde_json::Value = reqwest::Client::new()\n    .post(\"{siteverify}\")\n    .form(&[(\"secret\", std::env::var(\"HUMANPROOF_SECRET\")?), (\"response\", token)])\n    .send().await?\n    .json().await?;\nif answer[\"success\"] != true {{\n    return Err(\"verification failed\".into());\n}}"
-            ),
-        ),
-    ]
+/// The siteverify samples of the integration page: a label and the template (in
+/// `templates/`) that writes the sample for this control plane's URL.
+const SITEVERIFY_SAMPLES: [(&str, &str); 5] = [
+    ("curl", "siteverify_curl.txt"),
+    ("Node.js", "siteverify_node.txt"),
+    ("Python", "siteverify_python.txt"),
+    ("PHP", "siteverify_php.txt"),
+    ("Rust", "siteverify_rust.txt"),
+];
+
+/// Renders a plain-text template (a code sample) to a string, which the page then escapes.
+/// The templates are compiled in and rendered by the tests, so a failure is a bug: logged,
+/// and the page says the sample is missing rather than failing whole.
+fn code_sample(state: &AppState, template: &str, values: Value) -> String {
+    state
+        .templates
+        .get_template(template)
+        .and_then(|sample| sample.render(values))
+        .unwrap_or_else(|err| {
+            tracing::error!(error = %err, template, "code sample failed");
+            "This sample could not be shown.".to_owned()
+        })
 }
 
 /// `GET /orgs/{org}/projects/{project}/integration`.
@@ -446,19 +415,29 @@ pub async fn integration(
     OrgActor(actor): OrgActor,
     Path((_, project_id)): Path<(String, String)>,
 ) -> Result<Page, PageError> {
-    let project = manage::get_project(&state, &actor, &project_id).await?;
+    let project = projects::get_project(&state, &actor, &project_id).await?;
     let siteverify = format!("{}/siteverify", state.web.public_url);
-    let samples: Vec<Value> = siteverify_samples(&siteverify)
-        .into_iter()
-        .map(|(label, code)| context! { label => label, code => code })
-        .collect();
+    let samples = SITEVERIFY_SAMPLES
+        .iter()
+        .map(|(label, template)| {
+            let code = code_sample(&state, template, context! { siteverify => siteverify });
+            context! { label => label, code => code }
+        })
+        .collect::<Vec<Value>>();
+    let snippet = code_sample(
+        &state,
+        "snippet.txt",
+        context! {
+            edge_url => state.web.edge_url, site_key => project.site_key, attributes => snippet_attributes(&project),
+        },
+    );
     Ok(render(
         &state,
         StatusCode::OK,
         "integration.html",
-        &frame(&csrf, &actor, "projects"),
+        &org_frame(&csrf, &actor, "projects"),
         context! {
-            project => view(&project), snippet => snippet(&state.web.edge_url, &project), edge_url => state.web.edge_url, samples => samples,
+            project => view(&project), snippet => snippet, edge_url => state.web.edge_url, samples => samples,
         },
     ))
 }
@@ -470,13 +449,13 @@ pub async fn usage(
     OrgActor(actor): OrgActor,
     Path((_, project_id)): Path<(String, String)>,
 ) -> Result<Page, PageError> {
-    let (month, usage) = manage::project_usage(&state, &actor, &project_id, None).await?;
-    let project = manage::get_project(&state, &actor, &project_id).await?;
+    let (month, usage) = usage::project_usage(&state, &actor, &project_id, None).await?;
+    let project = projects::get_project(&state, &actor, &project_id).await?;
     Ok(render(
         &state,
         StatusCode::OK,
         "usage.html",
-        &frame(&csrf, &actor, "projects"),
+        &org_frame(&csrf, &actor, "projects"),
         context! {
             project => view(&project), month => month, usage => Value::from_serialize(usage),
         },
@@ -491,13 +470,13 @@ pub async fn risk(
     OrgActor(actor): OrgActor,
     Path((_, project_id)): Path<(String, String)>,
 ) -> Result<Page, PageError> {
-    let manage::ProjectRisk {
+    let usage::ProjectRisk {
         project,
         overview,
         month,
         countries,
         networks,
-    } = manage::project_risk(&state, &actor, &project_id).await?;
+    } = usage::project_risk(&state, &actor, &project_id).await?;
     let busiest_band = overview
         .score_bands
         .iter()
@@ -532,12 +511,12 @@ pub async fn risk(
         &state,
         StatusCode::OK,
         "risk.html",
-        &frame(&csrf, &actor, "projects"),
+        &org_frame(&csrf, &actor, "projects"),
         context! {
             project => view(&project), threshold => project.block_threshold.to_string(),
             starts => overview.starts, truncated => overview.truncated, block_decisions => overview.block_decisions,
             blocked => overview.blocked, bands => bands, days => Value::from_serialize(&overview.days), reasons => reasons,
-            recent => recent, window_days => manage::RISK_VIEW_WINDOW_MS / (24 * 60 * 60 * 1000),
+            recent => recent, window_days => usage::RISK_VIEW_WINDOW_MS / (24 * 60 * 60 * 1000),
             can_write => can(&actor, Permission::ProjectsWrite), month => month,
             countries => Value::from_serialize(&countries), networks => Value::from_serialize(&networks),
         },
@@ -574,9 +553,9 @@ pub async fn set_risk_mode(
     let mode = match form.mode.as_str() {
         "observe" => RiskMode::Observe,
         "enforce" => RiskMode::Enforce,
-        _ => return Err(invalid("mode", "Pick observe or enforce.").into()),
+        _ => return Err(ApiError::invalid("mode", "Pick observe or enforce.").into()),
     };
-    manage::update_project(
+    projects::update_project(
         &state,
         &actor,
         &project_id,
@@ -589,225 +568,4 @@ pub async fn set_risk_mode(
     Ok(Redirect::to(&format!(
         "/orgs/{org}/projects/{project_id}/risk"
     )))
-}
-
-/// `GET /orgs/{org}/members`.
-pub async fn members(
-    State(state): State<AppState>,
-    Extension(csrf): Extension<CsrfToken>,
-    OrgActor(actor): OrgActor,
-) -> Result<Page, PageError> {
-    let members = manage::list_members(&state, &actor).await?;
-    let invitations: Vec<Value> = manage::list_invitations(&state, &actor)
-        .await?
-        .iter()
-        .map(|i| context! { email => i.email, role => i.role.as_str(), expires => format_time(i.expires_at) })
-        .collect();
-    let roles: Vec<&str> = Role::ALL.iter().map(|role| role.as_str()).collect();
-    Ok(render(
-        &state,
-        StatusCode::OK,
-        "members.html",
-        &frame(&csrf, &actor, "members"),
-        context! {
-            members => Value::from_serialize(members), invitations => invitations, roles => roles, can_write => can(&actor, Permission::MembersWrite),
-        },
-    ))
-}
-
-/// The member form.
-#[derive(Debug, Deserialize)]
-pub struct MemberForm {
-    email: String,
-    role: String,
-}
-
-/// `POST /orgs/{org}/members`.
-pub async fn put_member(
-    State(state): State<AppState>,
-    OrgActor(actor): OrgActor,
-    Path(org): Path<String>,
-    Form(form): Form<MemberForm>,
-) -> Result<Redirect, PageError> {
-    let role =
-        Role::parse(&form.role).ok_or_else(|| invalid("role", "Pick a role from the list."))?;
-    manage::put_member(&state, &actor, &form.email, role).await?;
-    Ok(Redirect::to(&format!("/orgs/{org}/members")))
-}
-
-/// The revoke form.
-#[derive(Debug, Deserialize)]
-pub struct RevokeForm {
-    email: String,
-}
-
-/// `POST /orgs/{org}/invitations/revoke`.
-pub async fn revoke_invitation(
-    State(state): State<AppState>,
-    OrgActor(actor): OrgActor,
-    Path(org): Path<String>,
-    Form(form): Form<RevokeForm>,
-) -> Result<Redirect, PageError> {
-    manage::revoke_invitation(&state, &actor, &form.email).await?;
-    Ok(Redirect::to(&format!("/orgs/{org}/members")))
-}
-
-/// `GET /orgs/{org}/clients`.
-pub async fn clients(
-    State(state): State<AppState>,
-    Extension(csrf): Extension<CsrfToken>,
-    OrgActor(actor): OrgActor,
-) -> Result<Page, PageError> {
-    let clients = manage::list_clients(&state, &actor).await?;
-    Ok(render(
-        &state,
-        StatusCode::OK,
-        "clients.html",
-        &frame(&csrf, &actor, "clients"),
-        context! {
-            clients => Value::from_serialize(clients), can_write => can(&actor, Permission::ProjectsWrite),
-        },
-    ))
-}
-
-/// The new-client form.
-#[derive(Debug, Deserialize)]
-pub struct ClientForm {
-    name: String,
-}
-
-/// `POST /orgs/{org}/clients`.
-pub async fn create_client(
-    State(state): State<AppState>,
-    OrgActor(actor): OrgActor,
-    Path(org): Path<String>,
-    Form(form): Form<ClientForm>,
-) -> Result<Redirect, PageError> {
-    manage::create_client(&state, &actor, &form.name).await?;
-    Ok(Redirect::to(&format!("/orgs/{org}/clients")))
-}
-
-/// `POST /orgs/{org}/clients/{client}/delete`.
-pub async fn delete_client(
-    State(state): State<AppState>,
-    OrgActor(actor): OrgActor,
-    Path((org, client_id)): Path<(String, String)>,
-) -> Result<Redirect, PageError> {
-    manage::delete_client(&state, &actor, &client_id).await?;
-    Ok(Redirect::to(&format!("/orgs/{org}/clients")))
-}
-
-/// `POST /orgs/{org}/members/{user}/remove`.
-pub async fn remove_member(
-    State(state): State<AppState>,
-    OrgActor(actor): OrgActor,
-    Path((org, user_id)): Path<(String, String)>,
-) -> Result<Redirect, PageError> {
-    manage::remove_member(&state, &actor, &user_id).await?;
-    Ok(Redirect::to(&format!("/orgs/{org}/members")))
-}
-
-fn keys_page(
-    state: &AppState,
-    csrf: &CsrfToken,
-    actor: &Actor,
-    keys: Vec<crate::db::orgs::ApiKey>,
-    new_key: Option<String>,
-) -> Page {
-    let keys: Vec<Value> = keys
-        .iter()
-        .map(|key| {
-            let scopes: Vec<&str> = key.scopes.iter().map(|scope| scope.as_str()).collect();
-            context! { id => key.id, name => key.name, prefix => key.prefix, scopes => scopes, active => key.active, last_used => key.last_used_at.map(format_time) }
-        })
-        .collect();
-    let scopes: Vec<&str> = Scope::ALL.iter().map(|scope| scope.as_str()).collect();
-    render(
-        state,
-        StatusCode::OK,
-        "api_keys.html",
-        &frame(csrf, actor, "keys"),
-        context! { keys => keys, scopes => scopes, new_key => new_key },
-    )
-}
-
-/// `GET /orgs/{org}/api-keys`.
-pub async fn api_keys(
-    State(state): State<AppState>,
-    Extension(csrf): Extension<CsrfToken>,
-    OrgActor(actor): OrgActor,
-) -> Result<Page, PageError> {
-    let keys = manage::list_api_keys(&state, &actor).await?;
-    Ok(keys_page(&state, &csrf, &actor, keys, None))
-}
-
-/// `POST /orgs/{org}/api-keys`: shows the new key, once. Scopes arrive as repeated `scope`
-/// fields, which axum's `Form` cannot collect, so the body is parsed as pairs.
-pub async fn create_api_key(
-    State(state): State<AppState>,
-    Extension(csrf): Extension<CsrfToken>,
-    OrgActor(actor): OrgActor,
-    Form(pairs): Form<Vec<(String, String)>>,
-) -> Result<Page, PageError> {
-    let name = pairs
-        .iter()
-        .find(|(key, _)| key == "name")
-        .map(|(_, value)| value.as_str())
-        .unwrap_or_default();
-    let scopes = pairs
-        .iter()
-        .filter(|(key, _)| key == "scope")
-        .map(|(_, value)| Scope::parse(value).ok_or_else(|| invalid("scopes", "Unknown scope.")))
-        .collect::<Result<Vec<_>, _>>()?;
-    let (_, key) = manage::create_api_key(&state, &actor, name, scopes).await?;
-    let keys = manage::list_api_keys(&state, &actor).await?;
-    Ok(keys_page(&state, &csrf, &actor, keys, Some(key)))
-}
-
-/// `POST /orgs/{org}/api-keys/{key}/disable` or `/enable`.
-pub async fn set_api_key_active(
-    State(state): State<AppState>,
-    OrgActor(actor): OrgActor,
-    Path((org, key_id, action)): Path<(String, String, String)>,
-) -> Result<Redirect, PageError> {
-    let active = match action.as_str() {
-        "enable" => true,
-        "disable" => false,
-        _ => return Err(ApiError::NotFound.into()),
-    };
-    manage::set_api_key_active(&state, &actor, &key_id, active).await?;
-    Ok(Redirect::to(&format!("/orgs/{org}/api-keys")))
-}
-
-/// `GET /orgs/{org}/audit`.
-pub async fn audit(
-    State(state): State<AppState>,
-    Extension(csrf): Extension<CsrfToken>,
-    OrgActor(actor): OrgActor,
-) -> Result<Page, PageError> {
-    let entries: Vec<Value> = manage::audit_log(&state, &actor)
-        .await?
-        .iter()
-        .map(|entry| context! { when => format_time(entry.at), actor => entry.actor, action => entry.action, target => entry.target })
-        .collect();
-    Ok(render(
-        &state,
-        StatusCode::OK,
-        "audit.html",
-        &frame(&csrf, &actor, "audit"),
-        context! { entries => entries },
-    ))
-}
-
-pub(super) fn format_time(at_ms: i64) -> String {
-    let time = time::OffsetDateTime::from_unix_timestamp(at_ms.div_euclid(1000))
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    format!(
-        "{:04}-{:02}-{:02} {:02}:{:02}",
-        time.year(),
-        u8::from(time.month()),
-        time.day(),
-        time.hour(),
-        time.minute()
-    )
 }

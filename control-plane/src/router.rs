@@ -1,0 +1,184 @@
+//! The control plane's whole route table, grouped by audience. Handlers live in
+//! [`crate::routes`] (JSON) and [`crate::web`] (the dashboard); they depend on
+//! [`crate::state`], and nothing below this file knows the routes.
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::middleware;
+use axum::routing::{get, post};
+
+use crate::error::ApiError;
+use crate::routes::{api, health, siteverify, telemetry};
+use crate::state::AppState;
+use crate::web::{
+    account, api_keys, assets, audit, auth, clients, dev, members, passkeys, projects, security,
+};
+
+/// Largest body any control-plane endpoint reads.
+pub const MAX_BODY: usize = 1024 * 1024;
+
+/// The control plane's HTTP application.
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        // Operators and load balancers.
+        .route("/healthz", get(health::check_health))
+        // Site backends.
+        .route("/siteverify", post(siteverify::verify_token))
+        // The edge's telemetry consumer.
+        .route("/internal/telemetry", post(telemetry::ingest_batch))
+        // Customers' automation.
+        .route("/api/v1/openapi.json", get(api::openapi))
+        .route(
+            "/api/v1/projects",
+            get(api::list_projects).post(api::create_project),
+        )
+        .route(
+            "/api/v1/projects/{id}",
+            get(api::get_project)
+                .patch(api::update_project)
+                .delete(api::delete_project),
+        )
+        .route(
+            "/api/v1/projects/{id}/rotate-secret",
+            post(api::rotate_secret),
+        )
+        .route(
+            "/api/v1/projects/{id}/revoke-tokens",
+            post(api::revoke_tokens),
+        )
+        .route("/api/v1/projects/{id}/usage", get(api::project_usage))
+        // Customers, in a browser.
+        .merge(dashboard(&state))
+        .fallback(|| async { ApiError::NotFound })
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(state)
+}
+
+/// The dashboard's pages and forms, every one behind [`security::protect`].
+fn dashboard(state: &AppState) -> Router<AppState> {
+    Router::new()
+        // Signing up and in.
+        .route("/", get(auth::home))
+        .route("/sign-up", get(auth::sign_up_page).post(auth::sign_up))
+        .route("/sign-in", get(auth::sign_in_page).post(auth::sign_in))
+        .route(
+            "/sign-in/second-factor",
+            get(auth::second_factor_page).post(auth::second_factor),
+        )
+        .route("/sign-in/passkey/start", post(passkeys::start_sign_in))
+        .route("/sign-in/passkey/finish", post(passkeys::finish_sign_in))
+        .route(
+            "/sign-in/second-factor/passkey/start",
+            post(passkeys::start_second_factor),
+        )
+        .route(
+            "/sign-in/second-factor/passkey/finish",
+            post(passkeys::finish_second_factor),
+        )
+        .route("/sign-out", post(auth::sign_out))
+        .route("/verify-email", get(auth::verify_email))
+        .route("/verify-email/resend", post(auth::resend_verification))
+        .route(
+            "/forgot-password",
+            get(auth::forgot_password_page).post(auth::forgot_password),
+        )
+        .route(
+            "/reset-password",
+            get(auth::reset_password_page).post(auth::reset_password),
+        )
+        // The signed-in user's account.
+        .route("/account", get(account::account))
+        .route("/account/language", post(account::set_language))
+        .route("/account/two-factor/setup", post(account::begin_totp))
+        .route("/account/two-factor/confirm", post(account::confirm_totp))
+        .route("/account/two-factor/disable", post(account::disable_totp))
+        .route("/account/confirm-identity", post(account::confirm_identity))
+        .route("/account/delete", post(account::delete_account))
+        .route(
+            "/account/passkeys/register/start",
+            post(passkeys::start_registration),
+        )
+        .route(
+            "/account/passkeys/register/finish",
+            post(passkeys::finish_registration),
+        )
+        .route("/account/passkeys/{id}/delete", post(passkeys::delete))
+        .route("/account/passkeys/{id}/confirm", post(passkeys::confirm))
+        // An organisation's projects.
+        .route("/orgs/{org}/projects", get(projects::projects))
+        .route(
+            "/orgs/{org}/projects/new",
+            get(projects::new_project_page).post(projects::create_project),
+        )
+        .route(
+            "/orgs/{org}/projects/{project}",
+            get(projects::project_page).post(projects::update_project),
+        )
+        .route(
+            "/orgs/{org}/projects/{project}/delete",
+            post(projects::delete_project),
+        )
+        .route(
+            "/orgs/{org}/projects/{project}/rotate-secret",
+            post(projects::rotate_secret),
+        )
+        .route(
+            "/orgs/{org}/projects/{project}/revoke-tokens",
+            post(projects::revoke_tokens),
+        )
+        .route(
+            "/orgs/{org}/projects/{project}/integration",
+            get(projects::integration),
+        )
+        .route("/orgs/{org}/projects/{project}/usage", get(projects::usage))
+        .route("/orgs/{org}/projects/{project}/risk", get(projects::risk))
+        .route(
+            "/orgs/{org}/projects/{project}/risk-mode",
+            post(projects::set_risk_mode),
+        )
+        // Its members, clients, API keys and audit log.
+        .route(
+            "/orgs/{org}/members",
+            get(members::members).post(members::put_member),
+        )
+        .route(
+            "/orgs/{org}/members/{user}/remove",
+            post(members::remove_member),
+        )
+        .route(
+            "/orgs/{org}/invitations/revoke",
+            post(members::revoke_invitation),
+        )
+        .route(
+            "/invitations/accept",
+            get(members::invitation_page).post(members::accept_invitation),
+        )
+        .route(
+            "/orgs/{org}/clients",
+            get(clients::clients).post(clients::create_client),
+        )
+        .route(
+            "/orgs/{org}/clients/{client}/delete",
+            post(clients::delete_client),
+        )
+        .route(
+            "/orgs/{org}/api-keys",
+            get(api_keys::api_keys).post(api_keys::create_api_key),
+        )
+        .route(
+            "/orgs/{org}/api-keys/{key}/{action}",
+            post(api_keys::set_api_key_active),
+        )
+        .route("/orgs/{org}/audit", get(audit::audit))
+        // Local mode only.
+        .route("/dev/outbox", get(dev::outbox))
+        // Static files.
+        .route("/static/favicon.svg", get(assets::favicon))
+        .route("/static/dashboard.css", get(assets::stylesheet))
+        .route("/static/dashboard.js", get(assets::dashboard_script))
+        .route("/static/passkeys.js", get(assets::passkeys_script))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            security::protect,
+        ))
+}

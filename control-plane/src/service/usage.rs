@@ -1,0 +1,93 @@
+//! What a project used and how risky its traffic looks: the monthly counters customers
+//! are billed by, and the recent risk decisions to review before turning on enforce mode.
+
+use super::Actor;
+use super::projects::{ProjectView, find_project};
+use crate::db::month_of;
+use crate::db::telemetry::{self, Dimension, NetworkStarts, RiskOverview, Usage};
+use crate::error::ApiError;
+use crate::roles::Permission;
+use crate::state::AppState;
+
+/// A project's usage for a month (`YYYY-MM`, default the current one).
+pub async fn project_usage(
+    state: &AppState,
+    actor: &Actor,
+    project_id: &str,
+    month: Option<&str>,
+) -> Result<(String, Usage), ApiError> {
+    actor.require(Permission::UsageRead)?;
+    let project = find_project(state, actor, project_id).await?;
+    let month = match month {
+        Some(month) if is_month(month) => month.to_owned(),
+        Some(_) => return Err(ApiError::invalid("month", "Give the month as YYYY-MM.")),
+        None => month_of(state.clock.now_ms()),
+    };
+    let usage = telemetry::usage(&state.db, &project.id, &month).await?;
+    Ok((month, usage))
+}
+
+/// How far back the risk view looks.
+pub const RISK_VIEW_WINDOW_MS: i64 = 7 * 24 * 60 * 60 * 1000;
+
+/// Countries and networks the risk view lists.
+const TOP_NETWORKS: i64 = 10;
+
+/// What the risk view shows about a project.
+#[derive(Debug, Clone)]
+pub struct ProjectRisk {
+    /// The project.
+    pub project: ProjectView,
+    /// Its recent starts.
+    pub overview: RiskOverview,
+    /// The month the country and network counts are for.
+    pub month: String,
+    /// This month's busiest countries.
+    pub countries: Vec<NetworkStarts>,
+    /// This month's busiest networks (AS numbers).
+    pub networks: Vec<NetworkStarts>,
+}
+
+/// A project's recent risk decisions, for reviewing before switching observe to enforce.
+pub async fn project_risk(
+    state: &AppState,
+    actor: &Actor,
+    project_id: &str,
+) -> Result<ProjectRisk, ApiError> {
+    actor.require(Permission::UsageRead)?;
+    let project = find_project(state, actor, project_id).await?;
+    let now = state.clock.now_ms();
+    let month = month_of(now);
+    Ok(ProjectRisk {
+        overview: telemetry::risk_overview(&state.db, &project.id, now - RISK_VIEW_WINDOW_MS)
+            .await?,
+        countries: telemetry::top_networks(
+            &state.db,
+            &project.id,
+            &month,
+            Dimension::Country,
+            TOP_NETWORKS,
+        )
+        .await?,
+        networks: telemetry::top_networks(
+            &state.db,
+            &project.id,
+            &month,
+            Dimension::Asn,
+            TOP_NETWORKS,
+        )
+        .await?,
+        project: ProjectView::from(&project),
+        month,
+    })
+}
+
+fn is_month(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    bytes.len() == 7
+        && bytes[4] == b'-'
+        && bytes
+            .iter()
+            .enumerate()
+            .all(|(i, b)| i == 4 || b.is_ascii_digit())
+}

@@ -1,0 +1,248 @@
+//! The account page: language, two-factor authentication, passkeys, re-authentication and
+//! closing the account.
+
+use axum::Extension;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use minijinja::context;
+use serde::Deserialize;
+
+use super::extract::{Form, SignedIn, clear_session_cookie};
+use super::render::{
+    Frame, Page, PageError, account_error_status, account_error_text, format_time, render,
+    with_retry_after,
+};
+use super::security::CsrfToken;
+use crate::accounts::{self, AccountError};
+use crate::error::ApiError;
+use crate::state::AppState;
+
+async fn account_page(
+    state: &AppState,
+    csrf: &CsrfToken,
+    user: &crate::db::accounts::User,
+    session_token: &str,
+    status: StatusCode,
+    extra: minijinja::Value,
+) -> Page {
+    let recently_authenticated = accounts::recently_authenticated(state, session_token)
+        .await
+        .unwrap_or(false);
+    let frame = Frame {
+        csrf,
+        user: Some(user),
+        actor: None,
+        section: "account",
+    };
+    let languages = &crate::i18n::LANGUAGES;
+    let passkeys: Vec<minijinja::Value> = crate::db::passkeys::list(&state.db, &user.id)
+        .await
+        .unwrap_or_default()
+        .iter()
+        .map(|p| {
+            context! {
+                id => p.id, name => p.name, added => format_time(p.created_at),
+                last_used => p.last_used_at.map(format_time), paused => p.paused_at.is_some(),
+            }
+        })
+        .collect();
+    render(
+        state,
+        status,
+        "account.html",
+        &frame,
+        context! {
+            totp_enabled => user.totp_enabled, language => user.language, languages => languages, passkeys => passkeys,
+            recently_authenticated => recently_authenticated, ..extra
+        },
+    )
+}
+
+/// `GET /account`: language, two-factor authentication, deletion.
+pub async fn account(
+    State(state): State<AppState>,
+    Extension(csrf): Extension<CsrfToken>,
+    SignedIn { user, token }: SignedIn,
+) -> Page {
+    account_page(&state, &csrf, &user, &token, StatusCode::OK, context! {}).await
+}
+
+/// Forms of the account page that take one field.
+#[derive(Debug, Deserialize)]
+pub struct AccountForm {
+    #[serde(default)]
+    language: String,
+    #[serde(default)]
+    code: String,
+    #[serde(default)]
+    password: String,
+}
+
+async fn account_result(
+    state: &AppState,
+    csrf: &CsrfToken,
+    user: &crate::db::accounts::User,
+    session_token: &str,
+    result: Result<minijinja::Value, AccountError>,
+) -> Page {
+    match result {
+        Ok(extra) => account_page(state, csrf, user, session_token, StatusCode::OK, extra).await,
+        Err(err) => {
+            account_page(
+                state,
+                csrf,
+                user,
+                session_token,
+                account_error_status(&err),
+                context! { error => account_error_text(&err) },
+            )
+            .await
+        }
+    }
+}
+
+/// `POST /account/language`.
+pub async fn set_language(
+    State(state): State<AppState>,
+    Extension(csrf): Extension<CsrfToken>,
+    SignedIn { mut user, token }: SignedIn,
+    Form(form): Form<AccountForm>,
+) -> Result<Page, PageError> {
+    if !crate::i18n::LANGUAGES.contains(&form.language.as_str()) {
+        return Err(ApiError::Invalid {
+            field: "language",
+            message: "Pick a language from the list.".into(),
+        }
+        .into());
+    }
+    crate::db::accounts::set_language(&state.db, &user.id, &form.language, state.clock.now_ms())
+        .await?;
+    user.language = form.language;
+    Ok(account_page(
+        &state,
+        &csrf,
+        &user,
+        &token,
+        StatusCode::OK,
+        context! { notice => "Language saved." },
+    )
+    .await)
+}
+
+/// `POST /account/two-factor/setup`: shows a new secret to scan, unconfirmed.
+pub async fn begin_totp(
+    State(state): State<AppState>,
+    Extension(csrf): Extension<CsrfToken>,
+    SignedIn { user, token }: SignedIn,
+) -> Page {
+    let result = accounts::begin_totp_setup(&state, &user)
+        .await
+        .map(|(secret, uri)| {
+            // The SVG is built here from the URI alone, so it needs no escaping.
+            let qr = minijinja::Value::from_safe_string(crate::totp::qr_code_svg(&uri));
+            context! { setup => context! { secret => secret, uri => uri, qr => qr } }
+        });
+    account_result(&state, &csrf, &user, &token, result).await
+}
+
+/// `POST /account/two-factor/confirm`: turns TOTP on and shows the recovery codes once.
+pub async fn confirm_totp(
+    State(state): State<AppState>,
+    Extension(csrf): Extension<CsrfToken>,
+    SignedIn { mut user, token }: SignedIn,
+    Form(form): Form<AccountForm>,
+) -> Page {
+    let result = accounts::confirm_totp(&state, &user, &form.code).await;
+    if result.is_ok() {
+        user.totp_enabled = true;
+    }
+    let result = result.map(
+        |codes| context! { recovery_codes => codes, notice => "Two-factor authentication is on." },
+    );
+    account_result(&state, &csrf, &user, &token, result).await
+}
+
+/// `POST /account/two-factor/disable`.
+pub async fn disable_totp(
+    State(state): State<AppState>,
+    Extension(csrf): Extension<CsrfToken>,
+    SignedIn { mut user, token }: SignedIn,
+    Form(form): Form<AccountForm>,
+) -> Page {
+    let result = accounts::disable_totp(&state, &user, &form.password).await;
+    if result.is_ok() {
+        user.totp_enabled = false;
+    }
+    account_result(
+        &state,
+        &csrf,
+        &user,
+        &token,
+        result.map(|()| context! { notice => "Two-factor authentication is off." }),
+    )
+    .await
+}
+
+/// The confirm-identity form.
+#[derive(Debug, Deserialize)]
+pub struct ConfirmIdentityForm {
+    #[serde(default)]
+    password_or_code: String,
+}
+
+/// `POST /account/confirm-identity`: the password (or an authenticator code) again, which
+/// adding or confirming a passkey in the next minutes needs.
+pub async fn confirm_identity(
+    State(state): State<AppState>,
+    Extension(csrf): Extension<CsrfToken>,
+    SignedIn { user, token }: SignedIn,
+    Form(form): Form<ConfirmIdentityForm>,
+) -> Response {
+    match accounts::confirm_identity(&state, &user, &token, &form.password_or_code).await {
+        Ok(()) => {
+            let notice = context! { notice => "Confirmed. You can add or confirm a passkey in the next 10 minutes." };
+            account_page(&state, &csrf, &user, &token, StatusCode::OK, notice)
+                .await
+                .into_response()
+        }
+        Err(err) => {
+            let page = account_page(
+                &state,
+                &csrf,
+                &user,
+                &token,
+                account_error_status(&err),
+                context! { error => account_error_text(&err) },
+            )
+            .await;
+            with_retry_after(page, &err)
+        }
+    }
+}
+
+/// `POST /account/delete`: marks the account for deletion and signs out.
+pub async fn delete_account(
+    State(state): State<AppState>,
+    Extension(csrf): Extension<CsrfToken>,
+    SignedIn { user, token }: SignedIn,
+    Form(form): Form<AccountForm>,
+) -> Response {
+    match accounts::mark_for_deletion(&state, &user, &form.password).await {
+        Ok(()) => (
+            [(header::SET_COOKIE, clear_session_cookie())],
+            Redirect::to("/sign-in"),
+        )
+            .into_response(),
+        Err(err) => account_page(
+            &state,
+            &csrf,
+            &user,
+            &token,
+            account_error_status(&err),
+            context! { error => account_error_text(&err) },
+        )
+        .await
+        .into_response(),
+    }
+}

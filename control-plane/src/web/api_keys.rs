@@ -1,0 +1,90 @@
+//! The API keys page: create (shown once), disable, enable.
+
+use axum::Extension;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::Redirect;
+use minijinja::{Value, context};
+
+use super::extract::{Form, OrgActor};
+use super::render::{Page, PageError, format_time, org_frame, render};
+use super::security::CsrfToken;
+use crate::db::orgs::ApiKey;
+use crate::error::ApiError;
+use crate::roles::Scope;
+use crate::service::{Actor, api_keys};
+use crate::state::AppState;
+
+fn keys_page(
+    state: &AppState,
+    csrf: &CsrfToken,
+    actor: &Actor,
+    keys: Vec<ApiKey>,
+    new_key: Option<String>,
+) -> Page {
+    let keys: Vec<Value> = keys
+        .iter()
+        .map(|key| {
+            let scopes: Vec<&str> = key.scopes.iter().map(|scope| scope.as_str()).collect();
+            context! { id => key.id, name => key.name, prefix => key.prefix, scopes => scopes, active => key.active, last_used => key.last_used_at.map(format_time) }
+        })
+        .collect();
+    let scopes: Vec<&str> = Scope::ALL.iter().map(|scope| scope.as_str()).collect();
+    render(
+        state,
+        StatusCode::OK,
+        "api_keys.html",
+        &org_frame(csrf, actor, "keys"),
+        context! { keys => keys, scopes => scopes, new_key => new_key },
+    )
+}
+
+/// `GET /orgs/{org}/api-keys`.
+pub async fn api_keys(
+    State(state): State<AppState>,
+    Extension(csrf): Extension<CsrfToken>,
+    OrgActor(actor): OrgActor,
+) -> Result<Page, PageError> {
+    let keys = api_keys::list_api_keys(&state, &actor).await?;
+    Ok(keys_page(&state, &csrf, &actor, keys, None))
+}
+
+/// `POST /orgs/{org}/api-keys`: shows the new key, once. Scopes arrive as repeated `scope`
+/// fields, which axum's `Form` cannot collect, so the body is parsed as pairs.
+pub async fn create_api_key(
+    State(state): State<AppState>,
+    Extension(csrf): Extension<CsrfToken>,
+    OrgActor(actor): OrgActor,
+    Form(pairs): Form<Vec<(String, String)>>,
+) -> Result<Page, PageError> {
+    let name = pairs
+        .iter()
+        .find(|(key, _)| key == "name")
+        .map(|(_, value)| value.as_str())
+        .unwrap_or_default();
+    let scopes = pairs
+        .iter()
+        .filter(|(key, _)| key == "scope")
+        .map(|(_, value)| {
+            Scope::parse(value).ok_or_else(|| ApiError::invalid("scopes", "Unknown scope."))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let (_, key) = api_keys::create_api_key(&state, &actor, name, scopes).await?;
+    let keys = api_keys::list_api_keys(&state, &actor).await?;
+    Ok(keys_page(&state, &csrf, &actor, keys, Some(key)))
+}
+
+/// `POST /orgs/{org}/api-keys/{key}/disable` or `/enable`.
+pub async fn set_api_key_active(
+    State(state): State<AppState>,
+    OrgActor(actor): OrgActor,
+    Path((org, key_id, action)): Path<(String, String, String)>,
+) -> Result<Redirect, PageError> {
+    let active = match action.as_str() {
+        "enable" => true,
+        "disable" => false,
+        _ => return Err(ApiError::NotFound.into()),
+    };
+    api_keys::set_api_key_active(&state, &actor, &key_id, active).await?;
+    Ok(Redirect::to(&format!("/orgs/{org}/api-keys")))
+}

@@ -1,0 +1,136 @@
+//! Members and invitations: the members page, roles, inviting, removing, and accepting an
+//! invitation from its emailed link.
+
+use axum::Extension;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::Redirect;
+use minijinja::{Value, context};
+use serde::Deserialize;
+
+use super::auth::TokenQuery;
+use super::extract::{Form, OrgActor, SignedIn};
+use super::render::{Frame, Page, PageError, can, format_time, message, org_frame, render};
+use super::security::CsrfToken;
+use crate::error::ApiError;
+use crate::roles::{Permission, Role};
+use crate::service::members;
+use crate::state::AppState;
+
+/// `GET /orgs/{org}/members`.
+pub async fn members(
+    State(state): State<AppState>,
+    Extension(csrf): Extension<CsrfToken>,
+    OrgActor(actor): OrgActor,
+) -> Result<Page, PageError> {
+    let members = members::list_members(&state, &actor).await?;
+    let invitations: Vec<Value> = members::list_invitations(&state, &actor)
+        .await?
+        .iter()
+        .map(|i| context! { email => i.email, role => i.role.as_str(), expires => format_time(i.expires_at) })
+        .collect();
+    let roles: Vec<&str> = Role::ALL.iter().map(|role| role.as_str()).collect();
+    Ok(render(
+        &state,
+        StatusCode::OK,
+        "members.html",
+        &org_frame(&csrf, &actor, "members"),
+        context! {
+            members => Value::from_serialize(members), invitations => invitations, roles => roles, can_write => can(&actor, Permission::MembersWrite),
+        },
+    ))
+}
+
+/// The member form.
+#[derive(Debug, Deserialize)]
+pub struct MemberForm {
+    email: String,
+    role: String,
+}
+
+/// `POST /orgs/{org}/members`.
+pub async fn put_member(
+    State(state): State<AppState>,
+    OrgActor(actor): OrgActor,
+    Path(org): Path<String>,
+    Form(form): Form<MemberForm>,
+) -> Result<Redirect, PageError> {
+    let role = Role::parse(&form.role)
+        .ok_or_else(|| ApiError::invalid("role", "Pick a role from the list."))?;
+    members::put_member(&state, &actor, &form.email, role).await?;
+    Ok(Redirect::to(&format!("/orgs/{org}/members")))
+}
+
+/// The revoke form.
+#[derive(Debug, Deserialize)]
+pub struct RevokeForm {
+    email: String,
+}
+
+/// `POST /orgs/{org}/invitations/revoke`.
+pub async fn revoke_invitation(
+    State(state): State<AppState>,
+    OrgActor(actor): OrgActor,
+    Path(org): Path<String>,
+    Form(form): Form<RevokeForm>,
+) -> Result<Redirect, PageError> {
+    members::revoke_invitation(&state, &actor, &form.email).await?;
+    Ok(Redirect::to(&format!("/orgs/{org}/members")))
+}
+
+/// `POST /orgs/{org}/members/{user}/remove`.
+pub async fn remove_member(
+    State(state): State<AppState>,
+    OrgActor(actor): OrgActor,
+    Path((org, user_id)): Path<(String, String)>,
+) -> Result<Redirect, PageError> {
+    members::remove_member(&state, &actor, &user_id).await?;
+    Ok(Redirect::to(&format!("/orgs/{org}/members")))
+}
+
+/// `GET /invitations/accept?token=…`: says whose invitation it is and how to accept it.
+pub async fn invitation_page(
+    State(state): State<AppState>,
+    Extension(csrf): Extension<CsrfToken>,
+    signed_in: Option<SignedIn>,
+    Query(query): Query<TokenQuery>,
+) -> Result<Page, PageError> {
+    let found = members::find_invitation(&state, &query.token).await?;
+    let Some((organisation, invitation)) = found else {
+        return Ok(message(
+            &state,
+            &csrf,
+            StatusCode::NOT_FOUND,
+            "Invitation not valid",
+            "This invitation was withdrawn, already accepted or has expired. Ask for a new one.",
+            Some(("/", "Go to HumanProof")),
+        ));
+    };
+    let user = signed_in.map(|s| s.user);
+    let frame = Frame {
+        csrf: &csrf,
+        user: user.as_ref(),
+        actor: None,
+        section: "",
+    };
+    Ok(render(
+        &state,
+        StatusCode::OK,
+        "invitation.html",
+        &frame,
+        context! {
+            token => query.token, organisation => organisation, email => invitation.email, role => invitation.role.as_str(),
+            matches => user.as_ref().is_some_and(|u| u.email == invitation.email),
+        },
+    ))
+}
+
+/// `POST /invitations/accept`.
+pub async fn accept_invitation(
+    State(state): State<AppState>,
+    SignedIn { user, .. }: SignedIn,
+    Form(form): Form<TokenQuery>,
+) -> Result<Redirect, PageError> {
+    let organisation_id = members::accept_invitation(&state, &user, &form.token).await?;
+    Ok(Redirect::to(&format!("/orgs/{organisation_id}/projects")))
+}

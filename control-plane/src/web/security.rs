@@ -1,0 +1,117 @@
+//! What every dashboard request passes before its handler: the CSRF check on POSTs, the
+//! page's language, and the security headers on every response.
+//!
+//! CSRF: the form's `csrf` field (or the passkey script's `X-CSRF-Token` header) must equal
+//! the `hp_csrf` cookie, a random double-submit token (SameSite=Strict; named
+//! `__Host-hp_csrf` over https), which another site can neither read nor set.
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{Html, IntoResponse, Response};
+use subtle::ConstantTimeEq as _;
+
+use super::extract::cookie;
+use crate::i18n;
+use crate::state::AppState;
+
+/// Over https the CSRF cookie takes the `__Host-` prefix: browsers then refuse it unless it
+/// is Secure, host-only and for `/`, so a sibling subdomain cannot plant one.
+fn csrf_cookie(secure: bool) -> &'static str {
+    if secure { "__Host-hp_csrf" } else { "hp_csrf" }
+}
+
+/// Largest dashboard form read.
+const MAX_FORM: usize = 64 * 1024;
+
+/// Pages load only their own stylesheet and scripts, and nothing may frame them.
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
+    connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
+
+/// The page's CSRF token, from the cookie or minted for this response.
+#[derive(Debug, Clone)]
+pub struct CsrfToken(pub String);
+
+/// Rejects POSTs whose `csrf` field does not match the cookie, gives every request a CSRF
+/// token and its negotiated language, and adds the security headers.
+pub async fn protect(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+    let lang = i18n::negotiate(
+        request
+            .headers()
+            .get(header::ACCEPT_LANGUAGE)
+            .and_then(|value| value.to_str().ok()),
+    );
+    let secure = state.web.secure_cookies;
+    let existing = cookie(request.headers(), csrf_cookie(secure)).filter(|token| token.len() == 64);
+    let token = existing.clone().unwrap_or_else(crate::secrets::new_token);
+    if request.method() == Method::POST {
+        let (parts, body) = request.into_parts();
+        let Ok(bytes) = axum::body::to_bytes(body, MAX_FORM).await else {
+            return (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                i18n::translate(lang, "The form is too large."),
+            )
+                .into_response();
+        };
+        // Forms send the token as a field; the passkey script, which posts JSON, as a header.
+        let sent = parts
+            .headers
+            .get("x-csrf-token")
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned)
+            .or_else(|| form_urlencoded_field(&bytes, "csrf"));
+        let valid = match (&existing, &sent) {
+            (Some(cookie), Some(sent)) => bool::from(cookie.as_bytes().ct_eq(sent.as_bytes())),
+            _ => false,
+        };
+        if !valid {
+            let html = format!(
+                "<!doctype html><html lang=\"{lang}\"><meta charset=\"utf-8\"><title>{}</title><p>{}</p>",
+                minijinja::HtmlEscape(i18n::translate(lang, "Forbidden")),
+                minijinja::HtmlEscape(i18n::translate(
+                    lang,
+                    "This form expired or came from another site. Go back, reload the page and try again."
+                )),
+            );
+            return (StatusCode::FORBIDDEN, Html(html)).into_response();
+        }
+        request = Request::from_parts(parts, Body::from(bytes));
+    }
+    request.extensions_mut().insert(CsrfToken(token.clone()));
+    let mut response = i18n::with_request_language(lang, next.run(request)).await;
+    let headers = response.headers_mut();
+    if existing.is_none() {
+        let value = format!(
+            "{}={token}; Path=/; HttpOnly; SameSite=Strict{}",
+            csrf_cookie(secure),
+            if secure { "; Secure" } else { "" }
+        );
+        headers.append(
+            header::SET_COOKIE,
+            HeaderValue::from_str(&value).expect("hex is a valid header"),
+        );
+    }
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    response
+}
+
+fn form_urlencoded_field(body: &[u8], name: &str) -> Option<String> {
+    serde_urlencoded::from_bytes::<Vec<(String, String)>>(body)
+        .ok()?
+        .into_iter()
+        .find(|(key, _)| key == name)
+        .map(|(_, value)| value)
+}
