@@ -99,6 +99,9 @@ pub enum AccountError {
     /// Two-factor authentication is already on.
     #[error("Two-factor authentication is already on.")]
     AlreadyEnabled,
+    /// Not one of the dashboard's languages.
+    #[error("Pick a language from the list.")]
+    UnknownLanguage,
     /// Storage failed.
     #[error(transparent)]
     Database(#[from] sqlx::Error),
@@ -602,6 +605,19 @@ fn normalize_recovery_code(code: &str) -> String {
         .filter(char::is_ascii_alphanumeric)
         .map(|c| c.to_ascii_lowercase())
         .collect()
+}
+
+/// Sets the language of the user's dashboard and emails, one of [`i18n::LANGUAGES`].
+pub async fn set_language(
+    state: &AppState,
+    user: &User,
+    language: &str,
+) -> Result<(), AccountError> {
+    if !i18n::LANGUAGES.contains(&language) {
+        return Err(AccountError::UnknownLanguage);
+    }
+    accounts::set_language(&state.db, &user.id, language, state.clock.now_ms()).await?;
+    Ok(())
 }
 
 /// Starts setting up TOTP: a new secret, kept unconfirmed until [`confirm_totp`]. Returns

@@ -18,7 +18,7 @@ use webauthn_rs::prelude::{
 
 use crate::accounts::{self, AccountError};
 use crate::db::accounts::User;
-use crate::db::passkeys;
+use crate::db::passkeys::{self, PasskeySummary};
 use crate::error::ApiError;
 use crate::i18n;
 use crate::state::AppState;
@@ -348,6 +348,11 @@ async fn record_use(
         }
     }
     Ok(())
+}
+
+/// The user's passkeys, oldest first.
+pub async fn list(state: &AppState, user: &User) -> Result<Vec<PasskeySummary>, ApiError> {
+    Ok(passkeys::list(&state.db, &user.id).await?)
 }
 
 /// Removes one of the user's passkeys.

@@ -12,6 +12,7 @@ use crate::routes::{api, health, siteverify, telemetry};
 use crate::state::AppState;
 use crate::web::{
     account, api_keys, assets, audit, auth, clients, dev, members, passkeys, projects, security,
+    usage,
 };
 
 /// Largest body any control-plane endpoint reads.
@@ -130,11 +131,11 @@ fn dashboard(state: &AppState) -> Router<AppState> {
             "/orgs/{org}/projects/{project}/integration",
             get(projects::integration),
         )
-        .route("/orgs/{org}/projects/{project}/usage", get(projects::usage))
-        .route("/orgs/{org}/projects/{project}/risk", get(projects::risk))
+        .route("/orgs/{org}/projects/{project}/usage", get(usage::usage))
+        .route("/orgs/{org}/projects/{project}/risk", get(usage::risk))
         .route(
             "/orgs/{org}/projects/{project}/risk-mode",
-            post(projects::set_risk_mode),
+            post(usage::set_risk_mode),
         )
         // Its members, clients, API keys and audit log.
         .route(

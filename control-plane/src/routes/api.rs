@@ -12,11 +12,9 @@ use axum::http::request::Parts;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::db::orgs;
 use crate::error::ApiError;
-use crate::secrets::hash_secret;
 use crate::service::projects::{self, ProjectInput, ProjectView};
-use crate::service::{Actor, Principal, usage};
+use crate::service::{Actor, api_keys, usage};
 use crate::state::AppState;
 
 /// The OpenAPI 3.1 document, kept next to the handlers it describes.
@@ -38,14 +36,7 @@ impl FromRequestParts<AppState> for ApiActor {
             .strip_prefix("Bearer ")
             .ok_or(ApiError::Unauthorized("missing_api_key"))?
             .trim();
-        let key = orgs::use_api_key(&state.db, &hash_secret(key), state.clock.now_ms())
-            .await?
-            .ok_or(ApiError::Unauthorized("invalid_api_key"))?;
-        Ok(Self(Actor {
-            organisation_id: key.organisation_id.clone(),
-            organisation_name: None,
-            principal: Principal::ApiKey(key),
-        }))
+        Ok(Self(api_keys::authenticate(state, key).await?))
     }
 }
 

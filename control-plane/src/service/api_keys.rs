@@ -1,6 +1,6 @@
 //! API keys: created with scopes, shown once, stored hashed, disabled and re-enabled.
 
-use super::Actor;
+use super::{Actor, Principal};
 use crate::db::orgs::{self, ApiKey};
 use crate::error::ApiError;
 use crate::roles::{Permission, Scope};
@@ -42,6 +42,23 @@ pub async fn create_api_key(
         .audit(state, "api_key.created", Some(&stored.id))
         .await?;
     Ok((stored, key))
+}
+
+/// The actor a presented API key acts as, bound to the key's organisation; records that the
+/// key was used. An unknown or disabled key is refused.
+pub async fn authenticate(state: &AppState, presented: &str) -> Result<Actor, ApiError> {
+    let key = orgs::use_api_key(
+        &state.db,
+        &secrets::hash_secret(presented),
+        state.clock.now_ms(),
+    )
+    .await?
+    .ok_or(ApiError::Unauthorized("invalid_api_key"))?;
+    Ok(Actor {
+        organisation_id: key.organisation_id.clone(),
+        organisation_name: None,
+        principal: Principal::ApiKey(key),
+    })
 }
 
 /// The organisation's API keys (never the keys themselves).

@@ -9,6 +9,14 @@ use crate::roles::{Permission, Role};
 use crate::secrets;
 use crate::state::AppState;
 
+/// The organisations `user` belongs to, the oldest organisation first.
+pub async fn organisations_of(
+    state: &AppState,
+    user: &User,
+) -> Result<Vec<orgs::Membership>, ApiError> {
+    Ok(orgs::memberships(&state.db, &user.id).await?)
+}
+
 /// The organisation's members.
 pub async fn list_members(state: &AppState, actor: &Actor) -> Result<Vec<Member>, ApiError> {
     actor.require(Permission::MembersRead)?;

@@ -15,7 +15,6 @@ use super::render::{
 };
 use super::security::CsrfToken;
 use crate::accounts::{self, AccountError};
-use crate::error::ApiError;
 use crate::state::AppState;
 
 async fn account_page(
@@ -36,7 +35,7 @@ async fn account_page(
         section: "account",
     };
     let languages = &crate::i18n::LANGUAGES;
-    let passkeys: Vec<minijinja::Value> = crate::db::passkeys::list(&state.db, &user.id)
+    let passkeys: Vec<minijinja::Value> = crate::passkeys::list(state, user)
         .await
         .unwrap_or_default()
         .iter()
@@ -109,15 +108,7 @@ pub async fn set_language(
     SignedIn { mut user, token }: SignedIn,
     Form(form): Form<AccountForm>,
 ) -> Result<Page, PageError> {
-    if !crate::i18n::LANGUAGES.contains(&form.language.as_str()) {
-        return Err(ApiError::Invalid {
-            field: "language",
-            message: "Pick a language from the list.".into(),
-        }
-        .into());
-    }
-    crate::db::accounts::set_language(&state.db, &user.id, &form.language, state.clock.now_ms())
-        .await?;
+    accounts::set_language(&state, &user, &form.language).await?;
     user.language = form.language;
     Ok(account_page(
         &state,

@@ -18,8 +18,8 @@ use super::render::{
 use super::security::CsrfToken;
 use crate::accounts::{self, AccountError, SignIn};
 use crate::client_ip::ClientIp;
-use crate::db::orgs;
 use crate::error::ApiError;
+use crate::service::members;
 use crate::state::AppState;
 
 /// `GET /`: the first organisation's projects, or sign-in.
@@ -30,7 +30,7 @@ pub async fn home(
     let Some(SignedIn { user, .. }) = signed_in else {
         return Ok(Redirect::to("/sign-in"));
     };
-    let memberships = orgs::memberships(&state.db, &user.id).await?;
+    let memberships = members::organisations_of(&state, &user).await?;
     let first = memberships.first().ok_or(ApiError::NotFound)?;
     Ok(Redirect::to(&format!(
         "/orgs/{}/projects",

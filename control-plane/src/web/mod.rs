@@ -10,7 +10,7 @@
 //!
 //! Plumbing: [`extract`] (form, session, organisation actor), [`security`] (CSRF and
 //! headers), [`render`] (pages and error pages), [`assets`] (static files). Handlers, one
-//! file per area: [`auth`], [`account`], [`passkeys`], [`projects`], [`members`],
+//! file per area: [`auth`], [`account`], [`passkeys`], [`projects`], [`usage`], [`members`],
 //! [`clients`], [`api_keys`], [`audit`], [`dev`].
 
 pub mod account;
@@ -26,3 +26,4 @@ pub mod passkeys;
 pub mod projects;
 pub mod render;
 pub mod security;
+pub mod usage;
