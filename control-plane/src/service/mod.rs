@@ -10,6 +10,7 @@
 //!
 //! - [`projects`]: creating, changing, rotating and deleting projects, and their settings.
 //! - [`usage`]: a project's monthly usage and its risk view.
+//! - [`siteverify`]: verifying a site backend's token, once.
 //! - [`members`]: roles, invitations and the last-owner rule.
 //! - [`api_keys`]: keys for the JSON API and their scopes.
 //! - [`clients`]: the agency clients projects are filed under.
@@ -20,6 +21,7 @@ pub mod audit;
 pub mod clients;
 pub mod members;
 pub mod projects;
+pub mod siteverify;
 pub mod usage;
 
 use crate::db::accounts::User;
