@@ -1,9 +1,9 @@
 //! Users, their sessions, one-time email links and failed sign-ins.
 
-use sqlx::Row;
-use sqlx::any::AnyRow;
+use serde::Deserialize;
 
 use super::Db;
+use super::columns::Named;
 
 /// A person who can sign in.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,8 +24,9 @@ pub struct User {
     pub totp_enabled: bool,
 }
 
-/// Account status.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Account status, stored by its serde name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum UserStatus {
     /// Normal.
     Active,
@@ -54,21 +55,39 @@ impl EmailTokenPurpose {
 const USER_COLUMNS: &str =
     "id, email, email_verified_at, status, language, is_operator, totp_enabled_at";
 
-fn user_from_row(row: &AnyRow) -> Result<User, sqlx::Error> {
-    Ok(User {
-        id: row.try_get("id")?,
-        email: row.try_get("email")?,
-        email_verified: row
-            .try_get::<Option<i64>, _>("email_verified_at")?
-            .is_some(),
-        status: match row.try_get::<String, _>("status")?.as_str() {
-            "active" => UserStatus::Active,
-            _ => UserStatus::MarkedForDeletion,
-        },
-        language: row.try_get("language")?,
-        is_operator: row.try_get::<i64, _>("is_operator")? != 0,
-        totp_enabled: row.try_get::<Option<i64>, _>("totp_enabled_at")?.is_some(),
-    })
+/// A `users` row as [`USER_COLUMNS`] lists it.
+#[derive(sqlx::FromRow)]
+struct UserRow {
+    id: String,
+    email: String,
+    email_verified_at: Option<i64>,
+    status: Named<UserStatus>,
+    language: String,
+    // A 0/1 BIGINT: the Any driver decodes a `bool` only from a boolean column.
+    is_operator: i64,
+    totp_enabled_at: Option<i64>,
+}
+
+impl From<UserRow> for User {
+    fn from(row: UserRow) -> Self {
+        User {
+            id: row.id,
+            email: row.email,
+            email_verified: row.email_verified_at.is_some(),
+            status: row.status.0,
+            language: row.language,
+            is_operator: row.is_operator != 0,
+            totp_enabled: row.totp_enabled_at.is_some(),
+        }
+    }
+}
+
+/// A user's row with their password hash, for signing in.
+#[derive(sqlx::FromRow)]
+struct UserWithPassword {
+    #[sqlx(flatten)]
+    user: UserRow,
+    password_hash: String,
 }
 
 /// Stores a new user; fails with a unique violation when the email is taken.
@@ -97,12 +116,11 @@ pub async fn insert_user(
 /// The user with this id.
 pub async fn find_user(db: &Db, id: &str) -> Result<Option<User>, sqlx::Error> {
     let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1");
-    sqlx::query(sqlx::AssertSqlSafe(sql))
+    Ok(sqlx::query_as::<_, UserRow>(sqlx::AssertSqlSafe(sql))
         .bind(id)
         .fetch_optional(db.pool())
         .await?
-        .map(|row| user_from_row(&row))
-        .transpose()
+        .map(User::from))
 }
 
 /// The user with this (lowercased) email and their password hash.
@@ -111,14 +129,13 @@ pub async fn find_user_by_email(
     email: &str,
 ) -> Result<Option<(User, String)>, sqlx::Error> {
     let sql = format!("SELECT {USER_COLUMNS}, password_hash FROM users WHERE email = $1");
-    let Some(row) = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(email)
-        .fetch_optional(db.pool())
-        .await?
-    else {
-        return Ok(None);
-    };
-    Ok(Some((user_from_row(&row)?, row.try_get("password_hash")?)))
+    Ok(
+        sqlx::query_as::<_, UserWithPassword>(sqlx::AssertSqlSafe(sql))
+            .bind(email)
+            .fetch_optional(db.pool())
+            .await?
+            .map(|row| (User::from(row.user), row.password_hash)),
+    )
 }
 
 /// Replaces the password after a reset, signs the user out everywhere, and pauses the
@@ -227,14 +244,13 @@ pub async fn session_user(
             .collect::<Vec<_>>()
             .join(", ")
     );
-    sqlx::query(sqlx::AssertSqlSafe(sql))
+    Ok(sqlx::query_as::<_, UserRow>(sqlx::AssertSqlSafe(sql))
         .bind(token_hash)
         .bind(now_ms)
         .bind(i64::from(second_factor_due))
         .fetch_optional(db.pool())
         .await?
-        .map(|row| user_from_row(&row))
-        .transpose()
+        .map(User::from))
 }
 
 /// When the session last proved its owner (password, passkey or second factor), if ever.
@@ -242,15 +258,13 @@ pub async fn session_authenticated_at(
     db: &Db,
     token_hash: &str,
 ) -> Result<Option<i64>, sqlx::Error> {
-    Ok(
-        sqlx::query("SELECT authenticated_at FROM sessions WHERE token_hash = $1")
-            .bind(token_hash)
-            .fetch_optional(db.pool())
-            .await?
-            .map(|row| row.try_get::<Option<i64>, _>("authenticated_at"))
-            .transpose()?
-            .flatten(),
+    Ok(sqlx::query_scalar::<_, Option<i64>>(
+        "SELECT authenticated_at FROM sessions WHERE token_hash = $1",
     )
+    .bind(token_hash)
+    .fetch_optional(db.pool())
+    .await?
+    .flatten())
 }
 
 /// Records that the session's owner just proved themselves again.
@@ -296,12 +310,10 @@ pub async fn mark_for_deletion(db: &Db, user_id: &str, now_ms: i64) -> Result<()
 
 /// The stored password hash of a user.
 pub async fn password_hash(db: &Db, user_id: &str) -> Result<Option<String>, sqlx::Error> {
-    sqlx::query("SELECT password_hash FROM users WHERE id = $1")
+    sqlx::query_scalar("SELECT password_hash FROM users WHERE id = $1")
         .bind(user_id)
         .fetch_optional(db.pool())
-        .await?
-        .map(|row| row.try_get("password_hash"))
-        .transpose()
+        .await
 }
 
 /// A user's sealed TOTP secret and the last step accepted, set up or not yet confirmed.
@@ -309,14 +321,12 @@ pub async fn totp_secret(
     db: &Db,
     user_id: &str,
 ) -> Result<Option<(String, Option<i64>)>, sqlx::Error> {
-    let row = sqlx::query(
+    sqlx::query_as(
         "SELECT totp_secret, totp_last_step FROM users WHERE id = $1 AND totp_secret IS NOT NULL",
     )
     .bind(user_id)
     .fetch_optional(db.pool())
-    .await?;
-    row.map(|row| Ok((row.try_get("totp_secret")?, row.try_get("totp_last_step")?)))
-        .transpose()
+    .await
 }
 
 /// Stores a new, not yet confirmed TOTP secret (replacing any unconfirmed one).
@@ -419,13 +429,12 @@ pub async fn use_recovery_code(
 
 /// Recovery codes not yet used.
 pub async fn unused_recovery_codes(db: &Db, user_id: &str) -> Result<i64, sqlx::Error> {
-    let row = sqlx::query(
+    sqlx::query_scalar(
         "SELECT COUNT(*) AS unused FROM recovery_codes WHERE user_id = $1 AND used_at IS NULL",
     )
     .bind(user_id)
     .fetch_one(db.pool())
-    .await?;
-    row.try_get("unused")
+    .await
 }
 
 /// Ends a session.
@@ -474,7 +483,7 @@ pub async fn use_email_token(
     purpose: EmailTokenPurpose,
     now_ms: i64,
 ) -> Result<Option<String>, sqlx::Error> {
-    sqlx::query(
+    sqlx::query_scalar(
         "UPDATE email_tokens SET used_at = $1 \
          WHERE token_hash = $2 AND purpose = $3 AND used_at IS NULL AND expires_at > $1 \
          RETURNING user_id",
@@ -483,9 +492,7 @@ pub async fn use_email_token(
     .bind(token_hash)
     .bind(purpose.as_str())
     .fetch_optional(db.pool())
-    .await?
-    .map(|row| row.try_get("user_id"))
-    .transpose()
+    .await
 }
 
 /// Whether a one-time link would still work, without using it (to show the form).
@@ -518,7 +525,7 @@ pub async fn count_attempt(
     now_ms: i64,
     window_ms: i64,
 ) -> Result<(i64, i64), sqlx::Error> {
-    let row = sqlx::query(
+    sqlx::query_as(
         "INSERT INTO throttles (subject_hash, window_start, attempts) VALUES ($1, $2, 1) \
          ON CONFLICT (subject_hash) DO UPDATE SET \
            attempts = CASE WHEN throttles.window_start <= $3 THEN 1 ELSE throttles.attempts + 1 END, \
@@ -531,8 +538,7 @@ pub async fn count_attempt(
     .bind(now_ms - window_ms)
     .bind(now_ms)
     .fetch_one(db.pool())
-    .await?;
-    Ok((row.try_get("attempts")?, row.try_get("window_start")?))
+    .await
 }
 
 /// Takes back one attempt that turned out to be legitimate (a correct password from an IP
@@ -554,4 +560,30 @@ pub async fn clear_attempts(db: &Db, subject_hash: &str) -> Result<(), sqlx::Err
         .execute(db.pool())
         .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::testing::{assert_unknown, fresh_databases};
+
+    #[tokio::test]
+    async fn an_unknown_stored_user_status_is_an_error_not_a_default() {
+        for db in fresh_databases().await {
+            let user = insert_user(&db, "someone@example.com", "hash", false, 1)
+                .await
+                .unwrap();
+            sqlx::query("UPDATE users SET status = 'suspended' WHERE id = $1")
+                .bind(&user.id)
+                .execute(db.pool())
+                .await
+                .unwrap();
+            assert_unknown(find_user(&db, &user.id).await, "status", "suspended");
+            assert_unknown(
+                find_user_by_email(&db, &user.email).await,
+                "status",
+                "suspended",
+            );
+        }
+    }
 }

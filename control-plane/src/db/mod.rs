@@ -13,6 +13,8 @@ pub mod retention;
 pub mod siteverify;
 pub mod telemetry;
 
+mod columns;
+
 use sqlx::AnyPool;
 use sqlx::any::AnyPoolOptions;
 
@@ -133,6 +135,64 @@ pub fn month_of(at_ms: i64) -> String {
     let date = time::OffsetDateTime::from_unix_timestamp(at_ms.div_euclid(1000))
         .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
     format!("{:04}-{:02}", date.year(), u8::from(date.month()))
+}
+
+/// Fresh databases for the repositories' own tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::Db;
+
+    /// A fresh, migrated SQLite database, and a PostgreSQL one too when
+    /// `HUMANPROOF_TEST_POSTGRES_URL` names a server (an admin URL, as for the `tests` crate).
+    pub async fn fresh_databases() -> Vec<Db> {
+        let path = std::env::temp_dir()
+            .join("humanproof-tests")
+            .join(format!("{}.db", crate::secrets::new_id()));
+        let mut databases = vec![
+            Db::connect(&format!("sqlite://{}?mode=rwc", path.display()))
+                .await
+                .expect("a fresh SQLite database opens and migrates"),
+        ];
+        match std::env::var("HUMANPROOF_TEST_POSTGRES_URL") {
+            Ok(admin_url) => databases.push(fresh_postgres(&admin_url).await),
+            Err(_) => eprintln!("HUMANPROOF_TEST_POSTGRES_URL is not set: SQLite only"),
+        }
+        databases
+    }
+
+    async fn fresh_postgres(admin_url: &str) -> Db {
+        sqlx::any::install_default_drivers();
+        let name = format!("hp_test_{}", crate::secrets::new_id());
+        let admin = sqlx::AnyPool::connect(admin_url)
+            .await
+            .expect("PostgreSQL is reachable");
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&admin)
+            .await
+            .expect("the test database is created");
+        admin.close().await;
+        let (server, _) = admin_url
+            .rsplit_once('/')
+            .expect("the URL names a database");
+        Db::connect(&format!("{server}/{name}"))
+            .await
+            .expect("a fresh PostgreSQL database opens and migrates")
+    }
+
+    /// Asserts that a read failed on `value` stored in `column`, and says so in its message.
+    pub fn assert_unknown<T: std::fmt::Debug>(
+        read: Result<T, sqlx::Error>,
+        column: &str,
+        value: &str,
+    ) {
+        let message = read
+            .expect_err("an unknown stored value fails the read")
+            .to_string();
+        assert!(
+            message.contains(column) && message.contains(value),
+            "the error names the column {column} and the value {value:?}: {message}"
+        );
+    }
 }
 
 #[cfg(test)]

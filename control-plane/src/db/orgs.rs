@@ -1,10 +1,9 @@
 //! Organisations, their members and roles, their API keys, and the audit log.
 
 use serde::Serialize;
-use sqlx::Row;
-use sqlx::any::AnyRow;
 
 use super::Db;
+use super::columns::{JsonText, Named};
 use crate::roles::{Role, Scope};
 
 /// An organisation a user belongs to, with the user's role in it.
@@ -29,9 +28,40 @@ pub struct Member {
     pub role: Role,
 }
 
-fn role_column(row: &AnyRow) -> Result<Role, sqlx::Error> {
-    let name: String = row.try_get("role")?;
-    Role::parse(&name).ok_or_else(|| sqlx::Error::Decode(format!("unknown role {name:?}").into()))
+/// A membership joined with its organisation's name.
+#[derive(sqlx::FromRow)]
+struct MembershipRow {
+    organisation_id: String,
+    organisation_name: String,
+    role: Named<Role>,
+}
+
+impl From<MembershipRow> for Membership {
+    fn from(row: MembershipRow) -> Self {
+        Membership {
+            organisation_id: row.organisation_id,
+            organisation_name: row.organisation_name,
+            role: row.role.0,
+        }
+    }
+}
+
+/// A membership joined with its user's email.
+#[derive(sqlx::FromRow)]
+struct MemberRow {
+    user_id: String,
+    email: String,
+    role: Named<Role>,
+}
+
+impl From<MemberRow> for Member {
+    fn from(row: MemberRow) -> Self {
+        Member {
+            user_id: row.user_id,
+            email: row.email,
+            role: row.role.0,
+        }
+    }
 }
 
 /// Creates an organisation with `owner` as its first member.
@@ -62,23 +92,15 @@ pub async fn create_organisation(
 
 /// The organisations a user belongs to, oldest first.
 pub async fn memberships(db: &Db, user_id: &str) -> Result<Vec<Membership>, sqlx::Error> {
-    sqlx::query(
-        "SELECT m.organisation_id, o.name, m.role FROM memberships m \
+    let rows: Vec<MembershipRow> = sqlx::query_as(
+        "SELECT m.organisation_id, o.name AS organisation_name, m.role FROM memberships m \
          JOIN organisations o ON o.id = m.organisation_id WHERE m.user_id = $1 \
          ORDER BY o.created_at, o.id",
     )
     .bind(user_id)
     .fetch_all(db.pool())
-    .await?
-    .iter()
-    .map(|row| {
-        Ok(Membership {
-            organisation_id: row.try_get("organisation_id")?,
-            organisation_name: row.try_get("name")?,
-            role: role_column(row)?,
-        })
-    })
-    .collect()
+    .await?;
+    Ok(rows.into_iter().map(Membership::from).collect())
 }
 
 /// The user's membership in one organisation, if any.
@@ -95,22 +117,14 @@ pub async fn membership(
 
 /// Everyone in an organisation.
 pub async fn members(db: &Db, organisation_id: &str) -> Result<Vec<Member>, sqlx::Error> {
-    sqlx::query(
+    let rows: Vec<MemberRow> = sqlx::query_as(
         "SELECT m.user_id, u.email, m.role FROM memberships m JOIN users u ON u.id = m.user_id \
          WHERE m.organisation_id = $1 ORDER BY m.created_at, u.email",
     )
     .bind(organisation_id)
     .fetch_all(db.pool())
-    .await?
-    .iter()
-    .map(|row| {
-        Ok(Member {
-            user_id: row.try_get("user_id")?,
-            email: row.try_get("email")?,
-            role: role_column(row)?,
-        })
-    })
-    .collect()
+    .await?;
+    Ok(rows.into_iter().map(Member::from).collect())
 }
 
 /// Adds a member, or changes the role of an existing one.
@@ -172,7 +186,16 @@ pub async fn change_membership(
         .bind(organisation_id)
         .execute(&mut *tx)
         .await?;
-    let row = sqlx::query(
+    /// The member's role and how many other owners the organisation has.
+    #[derive(sqlx::FromRow)]
+    struct OwnerCount {
+        role: Named<Role>,
+        other_owners: i64,
+    }
+    let OwnerCount {
+        role: Named(role),
+        other_owners,
+    } = sqlx::query_as(
         "SELECT m.role, (SELECT COUNT(*) FROM memberships o \
                          WHERE o.organisation_id = m.organisation_id AND o.role = 'owner' AND o.user_id <> m.user_id) AS other_owners \
          FROM memberships m WHERE m.organisation_id = $1 AND m.user_id = $2",
@@ -182,8 +205,7 @@ pub async fn change_membership(
     .fetch_optional(&mut *tx)
     .await?
     .ok_or(MembershipError::NotMember)?;
-    let is_owner = role_column(&row)? == Role::Owner;
-    let other_owners: i64 = row.try_get("other_owners")?;
+    let is_owner = role == Role::Owner;
     let stays_owner = change == MembershipChange::SetRole(Role::Owner);
     if is_owner && !stays_owner && other_owners == 0 {
         return Err(MembershipError::LastOwner);
@@ -235,18 +257,33 @@ pub struct ApiKey {
 const API_KEY_COLUMNS: &str =
     "id, organisation_id, name, prefix, scopes, active, created_at, last_used_at";
 
-fn api_key_from_row(row: &AnyRow) -> Result<ApiKey, sqlx::Error> {
-    let scopes: String = row.try_get("scopes")?;
-    Ok(ApiKey {
-        id: row.try_get("id")?,
-        organisation_id: row.try_get("organisation_id")?,
-        name: row.try_get("name")?,
-        prefix: row.try_get("prefix")?,
-        scopes: serde_json::from_str(&scopes).map_err(|err| sqlx::Error::Decode(Box::new(err)))?,
-        active: row.try_get::<i64, _>("active")? != 0,
-        created_at: row.try_get("created_at")?,
-        last_used_at: row.try_get("last_used_at")?,
-    })
+/// An `api_keys` row as [`API_KEY_COLUMNS`] lists it.
+#[derive(sqlx::FromRow)]
+struct ApiKeyRow {
+    id: String,
+    organisation_id: String,
+    name: String,
+    prefix: String,
+    scopes: JsonText<Vec<Scope>>,
+    // A 0/1 BIGINT: the Any driver decodes a `bool` only from a boolean column.
+    active: i64,
+    created_at: i64,
+    last_used_at: Option<i64>,
+}
+
+impl From<ApiKeyRow> for ApiKey {
+    fn from(row: ApiKeyRow) -> Self {
+        ApiKey {
+            id: row.id,
+            organisation_id: row.organisation_id,
+            name: row.name,
+            prefix: row.prefix,
+            scopes: row.scopes.0,
+            active: row.active != 0,
+            created_at: row.created_at,
+            last_used_at: row.last_used_at,
+        }
+    }
 }
 
 /// Stores a key by its hash.
@@ -290,13 +327,11 @@ pub async fn list_api_keys(db: &Db, organisation_id: &str) -> Result<Vec<ApiKey>
     let sql = format!(
         "SELECT {API_KEY_COLUMNS} FROM api_keys WHERE organisation_id = $1 ORDER BY created_at DESC, id"
     );
-    sqlx::query(sqlx::AssertSqlSafe(sql))
+    let rows: Vec<ApiKeyRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
         .bind(organisation_id)
         .fetch_all(db.pool())
-        .await?
-        .iter()
-        .map(api_key_from_row)
-        .collect()
+        .await?;
+    Ok(rows.into_iter().map(ApiKey::from).collect())
 }
 
 /// The active key with this hash, marking it used.
@@ -306,12 +341,11 @@ pub async fn use_api_key(
     now_ms: i64,
 ) -> Result<Option<ApiKey>, sqlx::Error> {
     let sql = format!("SELECT {API_KEY_COLUMNS} FROM api_keys WHERE key_hash = $1 AND active = 1");
-    let Some(key) = sqlx::query(sqlx::AssertSqlSafe(sql))
+    let Some(key) = sqlx::query_as::<_, ApiKeyRow>(sqlx::AssertSqlSafe(sql))
         .bind(key_hash)
         .fetch_optional(db.pool())
         .await?
-        .map(|row| api_key_from_row(&row))
-        .transpose()?
+        .map(ApiKey::from)
     else {
         return Ok(None);
     };
@@ -341,7 +375,7 @@ pub async fn set_api_key_active(
 }
 
 /// One audit log entry.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
 pub struct AuditEntry {
     /// `user:<email>`, `api_key:<id>` or `operator`.
     pub actor: String,
@@ -380,21 +414,11 @@ pub async fn audit_log(
     organisation_id: &str,
     limit: i64,
 ) -> Result<Vec<AuditEntry>, sqlx::Error> {
-    sqlx::query("SELECT actor, action, target, at FROM audit_log WHERE organisation_id = $1 ORDER BY at DESC, id LIMIT $2")
+    sqlx::query_as("SELECT actor, action, target, at FROM audit_log WHERE organisation_id = $1 ORDER BY at DESC, id LIMIT $2")
         .bind(organisation_id)
         .bind(limit)
         .fetch_all(db.pool())
-        .await?
-        .iter()
-        .map(|row| {
-            Ok(AuditEntry {
-                actor: row.try_get("actor")?,
-                action: row.try_get("action")?,
-                target: row.try_get("target")?,
-                at: row.try_get("at")?,
-            })
-        })
-        .collect()
+        .await
 }
 
 /// A pending invitation.
@@ -406,6 +430,24 @@ pub struct Invitation {
     pub role: Role,
     /// Unix ms after which the link no longer works.
     pub expires_at: i64,
+}
+
+/// An `invitations` row's email, role and expiry.
+#[derive(sqlx::FromRow)]
+struct InvitationRow {
+    email: String,
+    role: Named<Role>,
+    expires_at: i64,
+}
+
+impl From<InvitationRow> for Invitation {
+    fn from(row: InvitationRow) -> Self {
+        Invitation {
+            email: row.email,
+            role: row.role.0,
+            expires_at: row.expires_at,
+        }
+    }
 }
 
 /// Stores an invitation; an earlier pending one to the same address is replaced.
@@ -452,17 +494,15 @@ pub async fn pending_invitations(
     organisation_id: &str,
     now_ms: i64,
 ) -> Result<Vec<Invitation>, sqlx::Error> {
-    sqlx::query(
+    let rows: Vec<InvitationRow> = sqlx::query_as(
         "SELECT email, role, expires_at FROM invitations \
          WHERE organisation_id = $1 AND accepted_at IS NULL AND expires_at > $2 ORDER BY created_at, email",
     )
     .bind(organisation_id)
     .bind(now_ms)
     .fetch_all(db.pool())
-    .await?
-    .iter()
-    .map(|row| Ok(Invitation { email: row.try_get("email")?, role: role_column(row)?, expires_at: row.try_get("expires_at")? }))
-    .collect()
+    .await?;
+    Ok(rows.into_iter().map(Invitation::from).collect())
 }
 
 /// Withdraws a pending invitation; false if there was none.
@@ -487,27 +527,30 @@ pub async fn find_invitation(
     token_hash: &str,
     now_ms: i64,
 ) -> Result<Option<(String, String, Invitation)>, sqlx::Error> {
-    let row = sqlx::query(
-        "SELECT i.organisation_id, o.name, i.email, i.role, i.expires_at FROM invitations i \
-         JOIN organisations o ON o.id = i.organisation_id \
+    /// An invitation with the organisation it is to.
+    #[derive(sqlx::FromRow)]
+    struct FoundInvitation {
+        organisation_id: String,
+        organisation_name: String,
+        #[sqlx(flatten)]
+        invitation: InvitationRow,
+    }
+    let found: Option<FoundInvitation> = sqlx::query_as(
+        "SELECT i.organisation_id, o.name AS organisation_name, i.email, i.role, i.expires_at \
+         FROM invitations i JOIN organisations o ON o.id = i.organisation_id \
          WHERE i.token_hash = $1 AND i.accepted_at IS NULL AND i.expires_at > $2",
     )
     .bind(token_hash)
     .bind(now_ms)
     .fetch_optional(db.pool())
     .await?;
-    row.map(|row| {
-        Ok((
-            row.try_get("organisation_id")?,
-            row.try_get("name")?,
-            Invitation {
-                email: row.try_get("email")?,
-                role: role_column(&row)?,
-                expires_at: row.try_get("expires_at")?,
-            },
-        ))
-    })
-    .transpose()
+    Ok(found.map(|found| {
+        (
+            found.organisation_id,
+            found.organisation_name,
+            found.invitation.into(),
+        )
+    }))
 }
 
 /// Accepts an invitation once: marks it used and adds the member, in one transaction.
@@ -518,7 +561,17 @@ pub async fn accept_invitation(
     now_ms: i64,
 ) -> Result<Option<String>, sqlx::Error> {
     let mut tx = db.begin_write().await?;
-    let Some(row) = sqlx::query(
+    /// What an accepted invitation grants. The role is decoded, not copied as text, so an
+    /// unknown one fails here instead of spreading into memberships.
+    #[derive(sqlx::FromRow)]
+    struct Grant {
+        organisation_id: String,
+        role: Named<Role>,
+    }
+    let Some(Grant {
+        organisation_id,
+        role: Named(role),
+    }) = sqlx::query_as(
         "UPDATE invitations SET accepted_at = $1 WHERE token_hash = $2 AND accepted_at IS NULL AND expires_at > $1 \
          RETURNING organisation_id, role",
     )
@@ -529,15 +582,13 @@ pub async fn accept_invitation(
     else {
         return Ok(None);
     };
-    let organisation_id: String = row.try_get("organisation_id")?;
-    let role: String = row.try_get("role")?;
     sqlx::query(
         "INSERT INTO memberships (organisation_id, user_id, role, created_at) VALUES ($1, $2, $3, $4) \
          ON CONFLICT (organisation_id, user_id) DO UPDATE SET role = excluded.role",
     )
     .bind(&organisation_id)
     .bind(user_id)
-    .bind(role)
+    .bind(role.as_str())
     .bind(now_ms)
     .execute(&mut *tx)
     .await?;
@@ -546,7 +597,7 @@ pub async fn accept_invitation(
 }
 
 /// A client of an agency.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
 pub struct Client {
     /// Id.
     pub id: String,
@@ -579,18 +630,10 @@ pub async fn insert_client(
 
 /// An organisation's clients, by name.
 pub async fn clients(db: &Db, organisation_id: &str) -> Result<Vec<Client>, sqlx::Error> {
-    sqlx::query("SELECT id, name FROM clients WHERE organisation_id = $1 ORDER BY name, id")
+    sqlx::query_as("SELECT id, name FROM clients WHERE organisation_id = $1 ORDER BY name, id")
         .bind(organisation_id)
         .fetch_all(db.pool())
-        .await?
-        .iter()
-        .map(|row| {
-            Ok(Client {
-                id: row.try_get("id")?,
-                name: row.try_get("name")?,
-            })
-        })
-        .collect()
+        .await
 }
 
 /// Removes a client; its projects stay, unassigned. False if the organisation has no such client.
@@ -614,4 +657,75 @@ pub async fn delete_client(
         .await?;
     tx.commit().await?;
     Ok(done.rows_affected() > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::accounts::insert_user;
+    use crate::db::testing::{assert_unknown, fresh_databases};
+
+    #[tokio::test]
+    async fn an_unknown_stored_role_is_an_error_not_a_default() {
+        for db in fresh_databases().await {
+            let owner = insert_user(&db, "owner@example.com", "hash", false, 1)
+                .await
+                .unwrap();
+            let organisation = create_organisation(&db, "Acme", &owner.id, 1)
+                .await
+                .unwrap();
+            sqlx::query("UPDATE memberships SET role = 'superuser' WHERE user_id = $1")
+                .bind(&owner.id)
+                .execute(db.pool())
+                .await
+                .unwrap();
+            assert_unknown(memberships(&db, &owner.id).await, "role", "superuser");
+            assert_unknown(members(&db, &organisation).await, "role", "superuser");
+            let change = MembershipChange::SetRole(Role::Viewer);
+            assert!(matches!(
+                change_membership(&db, &organisation, &owner.id, change).await,
+                Err(MembershipError::Database(_))
+            ));
+        }
+    }
+
+    #[tokio::test]
+    async fn an_invitation_with_an_unknown_role_is_not_accepted() {
+        for db in fresh_databases().await {
+            let owner = insert_user(&db, "owner@example.com", "hash", false, 1)
+                .await
+                .unwrap();
+            let guest = insert_user(&db, "guest@example.com", "hash", false, 1)
+                .await
+                .unwrap();
+            let organisation = create_organisation(&db, "Acme", &owner.id, 1)
+                .await
+                .unwrap();
+            let invitation = Invitation {
+                email: guest.email.clone(),
+                role: Role::Viewer,
+                expires_at: 1_000,
+            };
+            insert_invitation(&db, "token", &organisation, &invitation, &owner.id, 1)
+                .await
+                .unwrap();
+            sqlx::query("UPDATE invitations SET role = 'guest' WHERE token_hash = 'token'")
+                .execute(db.pool())
+                .await
+                .unwrap();
+            assert_unknown(
+                pending_invitations(&db, &organisation, 2).await,
+                "role",
+                "guest",
+            );
+            assert_unknown(find_invitation(&db, "token", 2).await, "role", "guest");
+            assert_unknown(
+                accept_invitation(&db, "token", &guest.id, 2).await,
+                "role",
+                "guest",
+            );
+            // The failed acceptance changed nothing: no member with the unknown role.
+            assert_eq!(members(&db, &organisation).await.unwrap().len(), 1);
+        }
+    }
 }

@@ -1,12 +1,11 @@
 //! Passkeys and the server half of WebAuthn ceremonies.
 
 use serde::Serialize;
-use sqlx::Row;
 
 use super::Db;
 
 /// A registered passkey as listed (the credential itself stays in the database).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
 pub struct PasskeySummary {
     /// Credential id (base64url).
     pub id: String,
@@ -42,32 +41,18 @@ pub async fn insert(
 
 /// A user's passkeys, oldest first.
 pub async fn list(db: &Db, user_id: &str) -> Result<Vec<PasskeySummary>, sqlx::Error> {
-    sqlx::query("SELECT id, name, created_at, last_used_at, paused_at FROM passkeys WHERE user_id = $1 ORDER BY created_at, id")
+    sqlx::query_as("SELECT id, name, created_at, last_used_at, paused_at FROM passkeys WHERE user_id = $1 ORDER BY created_at, id")
         .bind(user_id)
         .fetch_all(db.pool())
-        .await?
-        .iter()
-        .map(|row| {
-            Ok(PasskeySummary {
-                id: row.try_get("id")?,
-                name: row.try_get("name")?,
-                created_at: row.try_get("created_at")?,
-                last_used_at: row.try_get("last_used_at")?,
-                paused_at: row.try_get("paused_at")?,
-            })
-        })
-        .collect()
+        .await
 }
 
 /// A user's serialised credentials that may sign in (paused ones may not).
 pub async fn credentials(db: &Db, user_id: &str) -> Result<Vec<String>, sqlx::Error> {
-    sqlx::query("SELECT credential FROM passkeys WHERE user_id = $1 AND paused_at IS NULL ORDER BY created_at, id")
+    sqlx::query_scalar("SELECT credential FROM passkeys WHERE user_id = $1 AND paused_at IS NULL ORDER BY created_at, id")
         .bind(user_id)
         .fetch_all(db.pool())
-        .await?
-        .iter()
-        .map(|row| row.try_get("credential"))
-        .collect()
+        .await
 }
 
 /// Whether the user has a passkey that may sign in.
@@ -144,14 +129,12 @@ pub async fn take_ceremony(
     kind: &str,
     now_ms: i64,
 ) -> Result<Option<(Option<String>, String)>, sqlx::Error> {
-    let row = sqlx::query(
+    sqlx::query_as(
         "DELETE FROM webauthn_ceremonies WHERE id = $1 AND kind = $2 AND expires_at > $3 RETURNING user_id, state",
     )
     .bind(id)
     .bind(kind)
     .bind(now_ms)
     .fetch_optional(db.pool())
-    .await?;
-    row.map(|row| Ok((row.try_get("user_id")?, row.try_get("state")?)))
-        .transpose()
+    .await
 }

@@ -4,12 +4,12 @@ use humanproof_protocol::snapshot::RiskMode;
 use humanproof_protocol::wire::{Branding, Variant};
 use humanproof_protocol::{Obfuscation, Preset, Protection, Score};
 use serde::{Deserialize, Serialize};
-use sqlx::Any;
-use sqlx::Row;
-use sqlx::any::{AnyArguments, AnyRow};
-use sqlx::query::Query;
+use sqlx::any::{Any, AnyArguments};
+use sqlx::query::QueryAs;
+use sqlx::{FromRow as _, Row as _};
 
 use super::Db;
+use super::columns::{self, ColumnValues, InRange, JsonText, Named};
 
 /// A stored project. The backend secret is not here: only its hash is stored.
 #[derive(Debug, Clone, PartialEq)]
@@ -32,8 +32,10 @@ pub struct Project {
     pub previous_secret_expires_at: Option<i64>,
 }
 
-/// Billing state as far as traffic is concerned.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Billing state as far as traffic is concerned. Stored by its serde name, which
+/// [`BillingStatus::as_str`] writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum BillingStatus {
     /// Paid up or on a free plan.
     Active,
@@ -57,16 +59,6 @@ impl BillingStatus {
             Self::Trialing => "trialing",
             Self::PastDue => "past_due",
             Self::Canceled => "canceled",
-        }
-    }
-
-    fn parse(value: &str) -> Self {
-        match value {
-            "active" => Self::Active,
-            "trialing" => Self::Trialing,
-            "past_due" => Self::PastDue,
-            // An unknown state must not let traffic through.
-            _ => Self::Canceled,
         }
     }
 }
@@ -153,131 +145,171 @@ pub fn enum_name<T: Serialize>(value: &T) -> String {
         .unwrap_or_default()
 }
 
-fn enum_from_name<T: for<'de> Deserialize<'de>>(name: &str, fallback: T) -> T {
-    serde_json::from_value(serde_json::Value::String(name.to_owned())).unwrap_or(fallback)
+/// What a project row stores for a monthly limit: BIGINT, so an unlimited-looking `u64`
+/// saturates.
+fn stored_limit(limit: Option<u64>) -> Option<i64> {
+    limit.map(|limit| i64::try_from(limit).unwrap_or(i64::MAX))
 }
 
-/// How a preset is stored: its name, and a Custom preset's numbers (NULL for the named
-/// presets, whose numbers live in code).
-struct PresetColumns {
-    name: &'static str,
-    difficulty: Option<i64>,
-    challenge_count: Option<i64>,
-    obfuscation: Option<&'static str>,
-    rate_limit: Option<i64>,
-    block_threshold: Option<i64>,
-}
-
-impl PresetColumns {
-    fn of(preset: Preset) -> Self {
-        let custom = match preset {
-            Preset::Custom(custom) => Some(custom),
-            _ => None,
-        };
-        Self {
-            name: preset.name(),
-            difficulty: custom.map(|c| i64::from(c.difficulty)),
-            challenge_count: custom.map(|c| i64::from(c.challenge_count)),
-            obfuscation: custom.map(|c| c.obfuscation.name()),
-            rate_limit: custom.map(|c| i64::from(c.rate_limit)),
-            block_threshold: custom.map(|c| i64::from(c.block_threshold.tenths())),
-        }
-    }
-
-    /// Binds the six preset columns, in the order the queries list them.
-    fn bind_to<'q>(self, query: Query<'q, Any, AnyArguments>) -> Query<'q, Any, AnyArguments> {
-        query
-            .bind(self.name)
-            .bind(self.difficulty)
-            .bind(self.challenge_count)
-            .bind(self.obfuscation)
-            .bind(self.rate_limit)
-            .bind(self.block_threshold)
-    }
-
-    fn read(row: &AnyRow) -> Result<Preset, sqlx::Error> {
-        Ok(match row.try_get::<String, _>("preset")?.as_str() {
-            "relaxed" => Preset::Relaxed,
-            "strict" => Preset::Strict,
-            "custom" => {
-                // A column left NULL (a row from before the column existed) takes Balanced's value.
-                let fallback = Protection::BALANCED;
-                let number = |column: &str, fallback: u32| -> Result<u32, sqlx::Error> {
-                    Ok(row
-                        .try_get::<Option<i64>, _>(column)?
-                        .and_then(|n| u32::try_from(n).ok())
-                        .unwrap_or(fallback))
-                };
-                Preset::Custom(Protection {
-                    difficulty: number("custom_difficulty", fallback.difficulty)?,
-                    challenge_count: number("custom_challenge_count", fallback.challenge_count)?,
-                    obfuscation: row
-                        .try_get::<Option<String>, _>("custom_obfuscation")?
-                        .and_then(|name| Obfuscation::from_name(&name))
-                        .unwrap_or(fallback.obfuscation),
-                    rate_limit: number("custom_rate_limit", fallback.rate_limit)?,
-                    block_threshold: row
-                        .try_get::<Option<i64>, _>("custom_block_threshold")?
-                        .and_then(|tenths| u8::try_from(tenths).ok())
-                        .map_or(fallback.block_threshold, Score::from_tenths),
-                })
-            }
-            _ => Preset::Balanced,
-        })
-    }
+/// The columns a project's owner configures, each beside its value: what [`insert`] and
+/// [`update_settings`] both write. A preset is stored as its name plus a Custom preset's
+/// numbers, NULL for the named presets, whose numbers live in code.
+fn settings_columns(settings: &ProjectSettings) -> ColumnValues {
+    let custom = match settings.preset {
+        Preset::Custom(custom) => Some(custom),
+        _ => None,
+    };
+    let domains = |list: &Vec<String>| serde_json::to_string(list).expect("strings serialize");
+    ColumnValues::default()
+        .set("name", settings.name.as_str())
+        .set("active", settings.active)
+        .set("production_domains", domains(&settings.production_domains))
+        .set("testing_domains", domains(&settings.testing_domains))
+        .set("allow_subdomains", settings.allow_subdomains)
+        .set("preset", settings.preset.name())
+        .set("custom_difficulty", custom.map(|c| i64::from(c.difficulty)))
+        .set(
+            "custom_challenge_count",
+            custom.map(|c| i64::from(c.challenge_count)),
+        )
+        .set("custom_obfuscation", custom.map(|c| c.obfuscation.name()))
+        .set("custom_rate_limit", custom.map(|c| i64::from(c.rate_limit)))
+        .set(
+            "custom_block_threshold",
+            custom.map(|c| i64::from(c.block_threshold.tenths())),
+        )
+        .set("risk_mode", settings.risk_mode.as_str())
+        .set("monthly_limit", stored_limit(settings.monthly_limit))
+        .set("widget_variant", enum_name(&settings.widget.variant))
+        .set("widget_theme", settings.widget.theme.as_str())
+        .set("widget_language", settings.widget.language.as_str())
+        .set("widget_size", settings.widget.size.as_str())
+        .set("widget_branding", enum_name(&settings.widget.branding))
 }
 
 const COLUMNS: &str = "id, organisation_id, client_id, name, site_key, active, production_domains, \
     testing_domains, allow_subdomains, key_version, preset, custom_difficulty, \
-    custom_challenge_count, custom_obfuscation, custom_rate_limit, custom_block_threshold, risk_mode, plan, billing_status, monthly_limit, widget_variant, \
-    widget_theme, widget_language, widget_size, widget_branding, revision, \
-    previous_secret_expires_at";
+    custom_challenge_count, custom_obfuscation, custom_rate_limit, custom_block_threshold, \
+    risk_mode, plan, billing_status, monthly_limit, widget_variant, widget_theme, \
+    widget_language, widget_size, widget_branding, revision, previous_secret_expires_at";
 
-fn from_row(row: &AnyRow) -> Result<Project, sqlx::Error> {
-    let domains = |column: &str| -> Result<Vec<String>, sqlx::Error> {
-        let text: String = row.try_get(column)?;
-        serde_json::from_str(&text).map_err(|err| sqlx::Error::Decode(Box::new(err)))
-    };
-    let settings = ProjectSettings {
-        name: row.try_get("name")?,
-        active: row.try_get::<i64, _>("active")? != 0,
-        production_domains: domains("production_domains")?,
-        testing_domains: domains("testing_domains")?,
-        allow_subdomains: row.try_get::<i64, _>("allow_subdomains")? != 0,
-        preset: PresetColumns::read(row)?,
-        risk_mode: match row.try_get::<String, _>("risk_mode")?.as_str() {
-            "enforce" => RiskMode::Enforce,
-            _ => RiskMode::Observe,
-        },
-        plan: row.try_get("plan")?,
-        billing_status: BillingStatus::parse(&row.try_get::<String, _>("billing_status")?),
-        monthly_limit: row
-            .try_get::<Option<i64>, _>("monthly_limit")?
-            .map(|limit| u64::try_from(limit).unwrap_or(0)),
-        widget: WidgetOptions {
-            variant: enum_from_name(
-                &row.try_get::<String, _>("widget_variant")?,
-                Variant::Checkbox,
-            ),
-            theme: row.try_get("widget_theme")?,
-            language: row.try_get("widget_language")?,
-            size: row.try_get("widget_size")?,
-            branding: enum_from_name(
-                &row.try_get::<String, _>("widget_branding")?,
-                Branding::Full,
-            ),
-        },
-    };
-    Ok(Project {
-        id: row.try_get("id")?,
-        site_key: row.try_get("site_key")?,
-        key_version: u32::try_from(row.try_get::<i64, _>("key_version")?).unwrap_or(1),
-        organisation_id: row.try_get("organisation_id")?,
-        client_id: row.try_get("client_id")?,
-        settings,
-        revision: row.try_get("revision")?,
-        previous_secret_expires_at: row.try_get("previous_secret_expires_at")?,
-    })
+/// A `projects` row as [`COLUMNS`] lists it.
+#[derive(sqlx::FromRow)]
+struct ProjectRow {
+    id: String,
+    organisation_id: Option<String>,
+    client_id: Option<String>,
+    name: String,
+    site_key: String,
+    // Flags are 0/1 BIGINTs: the Any driver decodes a `bool` only from a boolean column.
+    active: i64,
+    production_domains: JsonText<Vec<String>>,
+    testing_domains: JsonText<Vec<String>>,
+    allow_subdomains: i64,
+    key_version: InRange<u32>,
+    #[sqlx(flatten)]
+    preset: PresetColumns,
+    risk_mode: Named<RiskMode>,
+    plan: String,
+    // An unknown status must not let traffic through. Failing the read lets none through on
+    // its account: no snapshot entry is built from the row, so the edge keeps the last one
+    // published from a known status (none, for a project never published).
+    billing_status: Named<BillingStatus>,
+    monthly_limit: Option<InRange<u64>>,
+    widget_variant: Named<Variant>,
+    widget_theme: String,
+    widget_language: String,
+    widget_size: String,
+    widget_branding: Named<Branding>,
+    revision: i64,
+    previous_secret_expires_at: Option<i64>,
+}
+
+impl TryFrom<ProjectRow> for Project {
+    type Error = sqlx::Error;
+
+    fn try_from(row: ProjectRow) -> Result<Self, sqlx::Error> {
+        let settings = ProjectSettings {
+            name: row.name,
+            production_domains: row.production_domains.0,
+            testing_domains: row.testing_domains.0,
+            allow_subdomains: row.allow_subdomains != 0,
+            preset: row.preset.preset()?,
+            risk_mode: row.risk_mode.0,
+            plan: row.plan,
+            billing_status: row.billing_status.0,
+            monthly_limit: row.monthly_limit.map(|limit| limit.0),
+            active: row.active != 0,
+            widget: WidgetOptions {
+                variant: row.widget_variant.0,
+                theme: row.widget_theme,
+                language: row.widget_language,
+                size: row.widget_size,
+                branding: row.widget_branding.0,
+            },
+        };
+        Ok(Project {
+            id: row.id,
+            site_key: row.site_key,
+            key_version: row.key_version.0,
+            organisation_id: row.organisation_id,
+            client_id: row.client_id,
+            settings,
+            revision: row.revision,
+            previous_secret_expires_at: row.previous_secret_expires_at,
+        })
+    }
+}
+
+/// The preset's columns of a project row: see [`settings_columns`] for how they are written.
+#[derive(sqlx::FromRow)]
+struct PresetColumns {
+    preset: String,
+    custom_difficulty: Option<InRange<u32>>,
+    custom_challenge_count: Option<InRange<u32>>,
+    custom_obfuscation: Option<Named<Obfuscation>>,
+    custom_rate_limit: Option<InRange<u32>>,
+    custom_block_threshold: Option<InRange<u8>>,
+}
+
+impl PresetColumns {
+    fn preset(self) -> Result<Preset, sqlx::Error> {
+        match self.preset.as_str() {
+            "relaxed" => Ok(Preset::Relaxed),
+            "balanced" => Ok(Preset::Balanced),
+            "strict" => Ok(Preset::Strict),
+            "custom" => Ok(Preset::Custom(self.custom())),
+            unknown => Err(columns::unknown_name("preset", unknown)),
+        }
+    }
+
+    /// A Custom preset's numbers; one left NULL (a row from before its column existed)
+    /// takes Balanced's value.
+    fn custom(&self) -> Protection {
+        let balanced = Protection::BALANCED;
+        let or_balanced =
+            |stored: Option<InRange<u32>>, balanced: u32| stored.map_or(balanced, |n| n.0);
+        Protection {
+            difficulty: or_balanced(self.custom_difficulty, balanced.difficulty),
+            challenge_count: or_balanced(self.custom_challenge_count, balanced.challenge_count),
+            obfuscation: self
+                .custom_obfuscation
+                .map_or(balanced.obfuscation, |named| named.0),
+            rate_limit: or_balanced(self.custom_rate_limit, balanced.rate_limit),
+            block_threshold: self
+                .custom_block_threshold
+                .map_or(balanced.block_threshold, |tenths| {
+                    Score::from_tenths(tenths.0)
+                }),
+        }
+    }
+}
+
+/// `SELECT` of every project column, then `rest` (conditions and order).
+fn select(rest: &str) -> QueryAs<'static, Any, ProjectRow, AnyArguments> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM projects {rest}"
+    )))
 }
 
 /// Stores a new project with the given keys; the secret is stored hashed.
@@ -290,40 +322,17 @@ pub async fn insert(
     now_ms: i64,
 ) -> Result<Project, sqlx::Error> {
     let id = crate::secrets::new_id();
-    let preset = PresetColumns::of(new.preset);
-    let query = sqlx::query(
-        "INSERT INTO projects (id, organisation_id, name, site_key, secret_hash, active, \
-         production_domains, testing_domains, allow_subdomains, key_version, preset, \
-         custom_difficulty, custom_challenge_count, custom_obfuscation, custom_rate_limit, \
-         custom_block_threshold, risk_mode, plan, billing_status, monthly_limit, widget_variant, \
-         widget_theme, widget_language, widget_size, widget_branding, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1, $10, $11, $12, $13, $14, $15, $16, $17, \
-         $18, $19, $20, $21, $22, $23, $24, $25, $25)",
-    )
-    .bind(&id)
-    .bind(organisation_id)
-    .bind(&new.name)
-    .bind(site_key)
-    .bind(crate::secrets::hash_secret(secret))
-    .bind(i64::from(new.active))
-    .bind(serde_json::to_string(&new.production_domains).expect("strings serialize"))
-    .bind(serde_json::to_string(&new.testing_domains).expect("strings serialize"))
-    .bind(i64::from(new.allow_subdomains));
-    preset
-        .bind_to(query)
-        .bind(new.risk_mode.as_str())
-        .bind(&new.plan)
-        .bind(new.billing_status.as_str())
-        .bind(
-            new.monthly_limit
-                .map(|limit| i64::try_from(limit).unwrap_or(i64::MAX)),
-        )
-        .bind(enum_name(&new.widget.variant))
-        .bind(&new.widget.theme)
-        .bind(&new.widget.language)
-        .bind(&new.widget.size)
-        .bind(enum_name(&new.widget.branding))
-        .bind(now_ms)
+    settings_columns(new)
+        .set("id", id.as_str())
+        .set("organisation_id", organisation_id)
+        .set("site_key", site_key)
+        .set("secret_hash", crate::secrets::hash_secret(secret))
+        .set("key_version", 1_i64)
+        .set("plan", new.plan.as_str())
+        .set("billing_status", new.billing_status.as_str())
+        .set("created_at", now_ms)
+        .set("updated_at", now_ms)
+        .insert_into("projects", "")
         .execute(db.pool())
         .await?;
     find(db, &id).await?.ok_or(sqlx::Error::RowNotFound)
@@ -337,35 +346,9 @@ pub async fn update_settings(
     settings: &ProjectSettings,
     now_ms: i64,
 ) -> Result<(), sqlx::Error> {
-    let preset = PresetColumns::of(settings.preset);
-    let query = sqlx::query(
-        "UPDATE projects SET name = $1, active = $2, production_domains = $3, \
-         testing_domains = $4, allow_subdomains = $5, preset = $6, custom_difficulty = $7, \
-         custom_challenge_count = $8, custom_obfuscation = $9, custom_rate_limit = $10, \
-         custom_block_threshold = $11, risk_mode = $12, monthly_limit = $13, widget_variant = $14, \
-         widget_theme = $15, widget_language = $16, widget_size = $17, widget_branding = $18, \
-         updated_at = $19, revision = revision + 1 WHERE id = $20",
-    )
-    .bind(&settings.name)
-    .bind(i64::from(settings.active))
-    .bind(serde_json::to_string(&settings.production_domains).expect("strings serialize"))
-    .bind(serde_json::to_string(&settings.testing_domains).expect("strings serialize"))
-    .bind(i64::from(settings.allow_subdomains));
-    preset
-        .bind_to(query)
-        .bind(settings.risk_mode.as_str())
-        .bind(
-            settings
-                .monthly_limit
-                .map(|limit| i64::try_from(limit).unwrap_or(i64::MAX)),
-        )
-        .bind(enum_name(&settings.widget.variant))
-        .bind(&settings.widget.theme)
-        .bind(&settings.widget.language)
-        .bind(&settings.widget.size)
-        .bind(enum_name(&settings.widget.branding))
-        .bind(now_ms)
-        .bind(project_id)
+    settings_columns(settings)
+        .set("updated_at", now_ms)
+        .update_where("projects", "revision = revision + 1", "id", project_id)
         .execute(db.pool())
         .await?;
     Ok(())
@@ -406,12 +389,11 @@ pub async fn delete(db: &Db, project: &Project, now_ms: i64) -> Result<(), sqlx:
 
 /// The project with this id.
 pub async fn find(db: &Db, project_id: &str) -> Result<Option<Project>, sqlx::Error> {
-    let sql = format!("SELECT {COLUMNS} FROM projects WHERE id = $1");
-    sqlx::query(sqlx::AssertSqlSafe(sql))
+    select("WHERE id = $1")
         .bind(project_id)
         .fetch_optional(db.pool())
         .await?
-        .map(|row| from_row(&row))
+        .map(Project::try_from)
         .transpose()
 }
 
@@ -421,13 +403,12 @@ pub async fn find_in_organisation(
     organisation_id: &str,
     project_id: &str,
 ) -> Result<Option<Project>, sqlx::Error> {
-    let sql = format!("SELECT {COLUMNS} FROM projects WHERE id = $1 AND organisation_id = $2");
-    sqlx::query(sqlx::AssertSqlSafe(sql))
+    select("WHERE id = $1 AND organisation_id = $2")
         .bind(project_id)
         .bind(organisation_id)
         .fetch_optional(db.pool())
         .await?
-        .map(|row| from_row(&row))
+        .map(Project::try_from)
         .transpose()
 }
 
@@ -436,26 +417,22 @@ pub async fn list_for_organisation(
     db: &Db,
     organisation_id: &str,
 ) -> Result<Vec<Project>, sqlx::Error> {
-    let sql = format!(
-        "SELECT {COLUMNS} FROM projects WHERE organisation_id = $1 ORDER BY created_at, id"
-    );
-    sqlx::query(sqlx::AssertSqlSafe(sql))
+    select("WHERE organisation_id = $1 ORDER BY created_at, id")
         .bind(organisation_id)
         .fetch_all(db.pool())
         .await?
-        .iter()
-        .map(from_row)
+        .into_iter()
+        .map(Project::try_from)
         .collect()
 }
 
 /// The project with this public site key.
 pub async fn find_by_site_key(db: &Db, site_key: &str) -> Result<Option<Project>, sqlx::Error> {
-    let sql = format!("SELECT {COLUMNS} FROM projects WHERE site_key = $1");
-    sqlx::query(sqlx::AssertSqlSafe(sql))
+    select("WHERE site_key = $1")
         .bind(site_key)
         .fetch_optional(db.pool())
         .await?
-        .map(|row| from_row(&row))
+        .map(Project::try_from)
         .transpose()
 }
 
@@ -466,28 +443,22 @@ pub async fn find_by_secret(
     secret: &str,
     now_ms: i64,
 ) -> Result<Option<Project>, sqlx::Error> {
-    let sql = format!(
-        "SELECT {COLUMNS} FROM projects WHERE secret_hash = $1 \
-         OR (previous_secret_hash = $1 AND previous_secret_expires_at > $2)"
-    );
-    sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(crate::secrets::hash_secret(secret))
-        .bind(now_ms)
-        .fetch_optional(db.pool())
-        .await?
-        .map(|row| from_row(&row))
-        .transpose()
+    select(
+        "WHERE secret_hash = $1 \
+         OR (previous_secret_hash = $1 AND previous_secret_expires_at > $2)",
+    )
+    .bind(crate::secrets::hash_secret(secret))
+    .bind(now_ms)
+    .fetch_optional(db.pool())
+    .await?
+    .map(Project::try_from)
+    .transpose()
 }
 
-/// Every project, for a full snapshot publish.
+/// Every project, for a full snapshot publish; unreadable rows are left out
+/// ([`readable_projects`]).
 pub async fn list_all(db: &Db) -> Result<Vec<Project>, sqlx::Error> {
-    let sql = format!("SELECT {COLUMNS} FROM projects ORDER BY created_at, id");
-    sqlx::query(sqlx::AssertSqlSafe(sql))
-        .fetch_all(db.pool())
-        .await?
-        .iter()
-        .map(from_row)
-        .collect()
+    readable_projects(db, "ORDER BY created_at, id").await
 }
 
 /// Replaces a project's backend secret; the old one verifies until `old_valid_until`.
@@ -514,7 +485,7 @@ pub async fn rotate_secret(
 /// Moves a project to its next token key version, so every challenge and verification
 /// token signed under the old key stops verifying; returns the new version.
 pub async fn bump_key_version(db: &Db, project_id: &str, now_ms: i64) -> Result<u32, sqlx::Error> {
-    let row = sqlx::query(
+    let version: InRange<u32> = sqlx::query_scalar(
         "UPDATE projects SET key_version = key_version + 1, updated_at = $1, revision = revision + 1 \
          WHERE id = $2 RETURNING key_version",
     )
@@ -522,21 +493,43 @@ pub async fn bump_key_version(db: &Db, project_id: &str, now_ms: i64) -> Result<
     .bind(project_id)
     .fetch_one(db.pool())
     .await?;
-    u32::try_from(row.try_get::<i64, _>("key_version")?)
-        .map_err(|err| sqlx::Error::Decode(Box::new(err)))
+    Ok(version.0)
 }
 
-/// Projects changed since they were last published.
+/// Projects changed since they were last published; unreadable rows are left out
+/// ([`readable_projects`]).
 pub async fn unpublished(db: &Db) -> Result<Vec<Project>, sqlx::Error> {
-    let sql = format!(
-        "SELECT {COLUMNS} FROM projects WHERE published_revision < revision ORDER BY updated_at, id"
-    );
-    sqlx::query(sqlx::AssertSqlSafe(sql))
-        .fetch_all(db.pool())
-        .await?
+    readable_projects(
+        db,
+        "WHERE published_revision < revision ORDER BY updated_at, id",
+    )
+    .await
+}
+
+/// The projects `rest` selects that this version can read. A row holding a value it does not
+/// know (a newer version's, or a corrupted one) is logged and left out rather than failing the
+/// whole list: what the publisher reads must not let one bad row hold back every other
+/// project's snapshot. The left-out project keeps the entry the edge last had (Cloudflare KV)
+/// and stays unpublished, so it is retried; the dev server's full refresh drops it.
+async fn readable_projects(db: &Db, rest: &str) -> Result<Vec<Project>, sqlx::Error> {
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM projects {rest}"
+    )))
+    .fetch_all(db.pool())
+    .await?;
+    Ok(rows
         .iter()
-        .map(from_row)
-        .collect()
+        .filter_map(|row| {
+            match ProjectRow::from_row(row).and_then(Project::try_from) {
+                Ok(project) => Some(project),
+                Err(err) => {
+                    let project_id = row.try_get::<String, _>("id").unwrap_or_default();
+                    tracing::error!(project_id, error = %err, "project row unreadable; left out of the snapshot");
+                    None
+                }
+            }
+        })
+        .collect())
 }
 
 /// Records that the edge has the project as of `revision`; a change made meanwhile keeps it
@@ -552,12 +545,9 @@ pub async fn mark_published(db: &Db, project_id: &str, revision: i64) -> Result<
 
 /// Site keys of deleted projects still in the edge's KV.
 pub async fn pending_deletions(db: &Db) -> Result<Vec<String>, sqlx::Error> {
-    sqlx::query("SELECT site_key FROM snapshot_deletions ORDER BY requested_at, site_key")
+    sqlx::query_scalar("SELECT site_key FROM snapshot_deletions ORDER BY requested_at, site_key")
         .fetch_all(db.pool())
-        .await?
-        .iter()
-        .map(|row| row.try_get("site_key"))
-        .collect()
+        .await
 }
 
 /// Forgets deletions the edge has carried out.
@@ -602,10 +592,149 @@ pub async fn set_gates(
     )
     .bind(i64::from(active))
     .bind(billing_status.as_str())
-    .bind(monthly_limit.map(|limit| i64::try_from(limit).unwrap_or(i64::MAX)))
+    .bind(stored_limit(monthly_limit))
     .bind(now_ms)
     .bind(project_id)
     .execute(db.pool())
     .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::columns::ColumnValue;
+    use super::*;
+    use crate::db::testing::{assert_unknown, fresh_databases};
+
+    async fn new_project(db: &Db) -> Project {
+        let settings = ProjectSettings::new_project("free", BillingStatus::Active);
+        let site_key = crate::secrets::new_id();
+        let secret = crate::secrets::new_backend_secret();
+        insert(db, None, &settings, &site_key, &secret, 1)
+            .await
+            .unwrap()
+    }
+
+    /// Stores `value` in one of the project's columns behind the repository's back, as a
+    /// newer version or a hand edit could.
+    async fn store(
+        db: &Db,
+        project: &Project,
+        column: &'static str,
+        value: impl Into<ColumnValue>,
+    ) {
+        ColumnValues::default()
+            .set(column, value)
+            .update_where(
+                "projects",
+                "revision = revision + 1",
+                "id",
+                project.id.as_str(),
+            )
+            .execute(db.pool())
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn an_unknown_stored_name_is_an_error_not_a_default() {
+        for db in fresh_databases().await {
+            for (column, value) in [
+                ("preset", "extreme"),
+                ("billing_status", "suspended"),
+                ("risk_mode", "block_everything"),
+                ("widget_variant", "popup"),
+                ("widget_branding", "loud"),
+            ] {
+                let project = new_project(&db).await;
+                store(&db, &project, column, value).await;
+                assert_unknown(find(&db, &project.id).await, column, value);
+                // What the snapshot is built from leaves it out, rather than publishing a
+                // guess or holding back every other project.
+                let other = new_project(&db).await;
+                let pending: Vec<String> = unpublished(&db)
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .map(|p| p.id)
+                    .collect();
+                assert_eq!(pending, [other.id.as_str()]);
+                let all: Vec<String> = list_all(&db)
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .map(|p| p.id)
+                    .collect();
+                assert_eq!(all, [other.id.as_str()]);
+                delete(&db, &other, 2).await.unwrap();
+                delete(&db, &project, 2).await.unwrap();
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_custom_preset_with_an_unknown_or_impossible_number_is_an_error() {
+        for db in fresh_databases().await {
+            let project = new_project(&db).await;
+            store(&db, &project, "preset", "custom").await;
+            // Columns left NULL, as on rows from before they existed, take Balanced's values.
+            assert_eq!(
+                find(&db, &project.id)
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .settings
+                    .preset,
+                Preset::Custom(Protection::BALANCED)
+            );
+            store(&db, &project, "custom_obfuscation", "heaviest").await;
+            assert_unknown(
+                find(&db, &project.id).await,
+                "custom_obfuscation",
+                "heaviest",
+            );
+            store(&db, &project, "custom_obfuscation", "default").await;
+            store(&db, &project, "custom_difficulty", -1_i64).await;
+            assert_unknown(find(&db, &project.id).await, "custom_difficulty", "-1");
+        }
+    }
+
+    #[tokio::test]
+    async fn numbers_out_of_range_and_malformed_domain_lists_are_errors() {
+        for db in fresh_databases().await {
+            for (column, value, shown) in [
+                ("key_version", ColumnValue::from(-1_i64), "-1"),
+                ("monthly_limit", ColumnValue::from(-5_i64), "-5"),
+                (
+                    "production_domains",
+                    ColumnValue::from("example.com"),
+                    "example.com",
+                ),
+            ] {
+                let project = new_project(&db).await;
+                store(&db, &project, column, value).await;
+                assert_unknown(find(&db, &project.id).await, column, shown);
+                delete(&db, &project, 2).await.unwrap();
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn every_billing_status_reads_back_as_written() {
+        for db in fresh_databases().await {
+            let project = new_project(&db).await;
+            for status in [
+                BillingStatus::Active,
+                BillingStatus::Trialing,
+                BillingStatus::PastDue,
+                BillingStatus::Canceled,
+            ] {
+                set_gates(&db, &project.id, true, status, None, 2)
+                    .await
+                    .unwrap();
+                let read = find(&db, &project.id).await.unwrap().unwrap();
+                assert_eq!(read.settings.billing_status, status);
+            }
+        }
+    }
 }

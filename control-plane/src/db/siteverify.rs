@@ -1,8 +1,6 @@
 //! Siteverify state: single-use claims on verification tokens (with the stored answer that
 //! makes idempotent retries possible) and verification analytics.
 
-use sqlx::Row;
-
 use super::telemetry::{Usage, add_usage};
 use super::{Db, month_of};
 
@@ -45,14 +43,15 @@ pub async fn claim(
     if inserted {
         return Ok(Claim::Fresh);
     }
-    let row =
-        sqlx::query("SELECT idempotency_key, response FROM siteverify_claims WHERE token_id = $1")
-            .bind(token_id)
-            .fetch_one(db.pool())
-            .await?;
+    let (idempotency_key, response) = sqlx::query_as(
+        "SELECT idempotency_key, response FROM siteverify_claims WHERE token_id = $1",
+    )
+    .bind(token_id)
+    .fetch_one(db.pool())
+    .await?;
     Ok(Claim::Used {
-        idempotency_key: row.try_get("idempotency_key")?,
-        response: row.try_get("response")?,
+        idempotency_key,
+        response,
     })
 }
 

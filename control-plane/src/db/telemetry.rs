@@ -8,9 +8,8 @@ use std::collections::{HashMap, HashSet};
 use humanproof_protocol::risk::RiskFactor;
 use humanproof_protocol::{Decision, RiskReason, Score, TelemetryEvent, TelemetryKind};
 use serde::Serialize;
-use sqlx::Row;
-use sqlx::any::AnyRow;
 
+use super::columns::{ColumnValues, InRange, JsonText, Named};
 use super::{Db, month_of};
 
 /// What happened to a batch.
@@ -87,32 +86,33 @@ pub async fn ingest(
             known_projects.insert(event.project_id.clone());
         }
         let risk = event.risk.as_ref();
-        let inserted = sqlx::query(
-            "INSERT INTO telemetry_events (id, project_id, kind, reason, at, challenge_id, \
-             hostname, difficulty, ip_hash, ua_hash, received_at, risk_score, risk_factors, \
-             risk_decision, preset, risk_mode) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) \
-             ON CONFLICT (id) DO NOTHING",
-        )
-        .bind(&event.id)
-        .bind(&event.project_id)
-        .bind(event.kind.as_str())
-        .bind(event.reason.map(|reason| reason.as_str()))
-        .bind(event.at)
-        .bind(event.challenge_id.as_deref())
-        .bind(event.hostname.as_deref())
-        .bind(event.difficulty.map(i64::from))
-        .bind(event.ip_hash.as_deref())
-        .bind(event.ua_hash.as_deref())
-        .bind(received_at)
-        .bind(risk.map(|risk| i64::from(risk.score.tenths())))
-        .bind(risk.map(|risk| serde_json::to_string(&risk.factors).expect("factors serialize")))
-        .bind(risk.map(|risk| risk.decision.as_str()))
-        .bind(risk.map(|risk| risk.preset.as_str()))
-        .bind(risk.map(|risk| risk.mode.as_str()))
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
+        let inserted = ColumnValues::default()
+            .set("id", event.id.as_str())
+            .set("project_id", event.project_id.as_str())
+            .set("kind", event.kind.as_str())
+            .set("reason", event.reason.map(|reason| reason.as_str()))
+            .set("at", event.at)
+            .set("challenge_id", event.challenge_id.as_deref())
+            .set("hostname", event.hostname.as_deref())
+            .set("difficulty", event.difficulty.map(i64::from))
+            .set("ip_hash", event.ip_hash.as_deref())
+            .set("ua_hash", event.ua_hash.as_deref())
+            .set("received_at", received_at)
+            .set(
+                "risk_score",
+                risk.map(|risk| i64::from(risk.score.tenths())),
+            )
+            .set(
+                "risk_factors",
+                risk.map(|risk| serde_json::to_string(&risk.factors).expect("factors serialize")),
+            )
+            .set("risk_decision", risk.map(|risk| risk.decision.as_str()))
+            .set("preset", risk.map(|risk| risk.preset.as_str()))
+            .set("risk_mode", risk.map(|risk| risk.mode.as_str()))
+            .insert_into("telemetry_events", "ON CONFLICT (id) DO NOTHING")
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
             == 1;
         if inserted {
             outcome.stored += 1;
@@ -212,6 +212,14 @@ pub struct NetworkStarts {
     pub blocked: u64,
 }
 
+/// A `network_usage` row's value and counts.
+#[derive(sqlx::FromRow)]
+struct NetworkStartsRow {
+    value: String,
+    starts: InRange<u64>,
+    blocked: InRange<u64>,
+}
+
 /// A project's busiest countries or networks in `month`, at most `limit`.
 pub async fn top_networks(
     db: &Db,
@@ -220,7 +228,7 @@ pub async fn top_networks(
     dimension: Dimension,
     limit: i64,
 ) -> Result<Vec<NetworkStarts>, sqlx::Error> {
-    let rows = sqlx::query(
+    let rows: Vec<NetworkStartsRow> = sqlx::query_as(
         "SELECT value, starts, blocked FROM network_usage WHERE project_id = $1 AND month = $2 \
          AND dimension = $3 ORDER BY starts DESC, value LIMIT $4",
     )
@@ -230,18 +238,14 @@ pub async fn top_networks(
     .bind(limit)
     .fetch_all(db.pool())
     .await?;
-    let count = |row: &AnyRow, column: &str| -> Result<u64, sqlx::Error> {
-        Ok(u64::try_from(row.try_get::<i64, _>(column)?).unwrap_or(0))
-    };
-    rows.iter()
-        .map(|row| {
-            Ok(NetworkStarts {
-                value: row.try_get("value")?,
-                starts: count(row, "starts")?,
-                blocked: count(row, "blocked")?,
-            })
+    Ok(rows
+        .into_iter()
+        .map(|row| NetworkStarts {
+            value: row.value,
+            starts: row.starts.0,
+            blocked: row.blocked.0,
         })
-        .collect()
+        .collect())
 }
 
 /// Adds `counts` to a project's month, creating the row on first use.
@@ -274,9 +278,19 @@ pub(crate) async fn add_usage(
     Ok(())
 }
 
+/// A `usage_months` row's counters.
+#[derive(sqlx::FromRow)]
+struct UsageRow {
+    protected_attempts: InRange<u64>,
+    challenges_issued: InRange<u64>,
+    refusals: InRange<u64>,
+    verifications: InRange<u64>,
+    risk_blocked: InRange<u64>,
+}
+
 /// A project's counters for `month` (`YYYY-MM`); zero when nothing happened.
 pub async fn usage(db: &Db, project_id: &str, month: &str) -> Result<Usage, sqlx::Error> {
-    let row = sqlx::query(
+    let row: Option<UsageRow> = sqlx::query_as(
         "SELECT protected_attempts, challenges_issued, refusals, verifications, risk_blocked \
          FROM usage_months WHERE project_id = $1 AND month = $2",
     )
@@ -284,19 +298,13 @@ pub async fn usage(db: &Db, project_id: &str, month: &str) -> Result<Usage, sqlx
     .bind(month)
     .fetch_optional(db.pool())
     .await?;
-    let Some(row) = row else {
-        return Ok(Usage::default());
-    };
-    let count = |column: &str| -> Result<u64, sqlx::Error> {
-        Ok(u64::try_from(row.try_get::<i64, _>(column)?).unwrap_or(0))
-    };
-    Ok(Usage {
-        protected_attempts: count("protected_attempts")?,
-        challenges_issued: count("challenges_issued")?,
-        refusals: count("refusals")?,
-        verifications: count("verifications")?,
-        risk_blocked: count("risk_blocked")?,
-    })
+    Ok(row.map_or_else(Usage::default, |row| Usage {
+        protected_attempts: row.protected_attempts.0,
+        challenges_issued: row.challenges_issued.0,
+        refusals: row.refusals.0,
+        verifications: row.verifications.0,
+        risk_blocked: row.risk_blocked.0,
+    }))
 }
 
 /// Most assessed starts the risk view reads; a busier project's view covers its latest ones.
@@ -351,6 +359,16 @@ pub struct AssessedStart {
     pub factors: Vec<RiskFactor>,
 }
 
+/// A `telemetry_events` row of an assessed start, as the risk view reads it.
+#[derive(sqlx::FromRow)]
+struct AssessedStartRow {
+    at: i64,
+    kind: String,
+    risk_score: InRange<u8>,
+    risk_factors: Option<JsonText<Vec<RiskFactor>>>,
+    risk_decision: Named<Decision>,
+}
+
 /// How many recent starts the view lists one by one.
 const RECENT_STARTS: usize = 50;
 
@@ -360,7 +378,7 @@ pub async fn risk_overview(
     project_id: &str,
     since_ms: i64,
 ) -> Result<RiskOverview, sqlx::Error> {
-    let rows = sqlx::query(
+    let rows: Vec<AssessedStartRow> = sqlx::query_as(
         "SELECT at, kind, risk_score, risk_factors, risk_decision FROM telemetry_events \
          WHERE project_id = $1 AND at >= $2 AND risk_score IS NOT NULL \
          AND kind IN ('challenge_issued', 'challenge_blocked') ORDER BY at DESC LIMIT $3",
@@ -377,24 +395,12 @@ pub async fn risk_overview(
     let mut days: std::collections::BTreeMap<String, DayDecisions> =
         std::collections::BTreeMap::new();
     let mut reasons: HashMap<RiskReason, u64> = HashMap::new();
-    for row in &rows {
-        let at: i64 = row.try_get("at")?;
-        let blocked = row.try_get::<String, _>("kind")? == TelemetryKind::ChallengeBlocked.as_str();
-        let score = Score::from_tenths(
-            u8::try_from(row.try_get::<i64, _>("risk_score")?).unwrap_or(u8::MAX),
-        );
-        let decision = match row
-            .try_get::<Option<String>, _>("risk_decision")?
-            .as_deref()
-        {
-            Some("block") => Decision::Block,
-            Some("challenge") => Decision::Challenge,
-            _ => Decision::Allow,
-        };
-        let factors: Vec<RiskFactor> = row
-            .try_get::<Option<String>, _>("risk_factors")?
-            .and_then(|json| serde_json::from_str(&json).ok())
-            .unwrap_or_default();
+    for row in rows {
+        let at = row.at;
+        let blocked = row.kind == TelemetryKind::ChallengeBlocked.as_str();
+        let score = Score::from_tenths(row.risk_score.0);
+        let Named(decision) = row.risk_decision;
+        let factors = row.risk_factors.map(|json| json.0).unwrap_or_default();
 
         overview.starts += 1;
         overview.blocked += u64::from(blocked);
@@ -443,4 +449,59 @@ fn day_of(at_ms: i64) -> String {
         u8::from(time.month()),
         time.day()
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::projects::{self, BillingStatus, ProjectSettings};
+    use crate::db::testing::{assert_unknown, fresh_databases};
+
+    /// Stores an assessed start directly, with the given decision and factors.
+    async fn store_start(db: &Db, project_id: &str, decision: &str, factors: &str) {
+        ColumnValues::default()
+            .set("id", crate::secrets::new_id())
+            .set("project_id", project_id)
+            .set("kind", TelemetryKind::ChallengeIssued.as_str())
+            .set("at", 10_i64)
+            .set("received_at", 10_i64)
+            .set("risk_score", 35_i64)
+            .set("risk_factors", factors)
+            .set("risk_decision", decision)
+            .insert_into("telemetry_events", "")
+            .execute(db.pool())
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn an_unknown_decision_or_risk_reason_is_an_error_not_a_default() {
+        for db in fresh_databases().await {
+            let settings = ProjectSettings::new_project("free", BillingStatus::Active);
+            let project = projects::insert(&db, None, &settings, "site-key", "secret", 1)
+                .await
+                .unwrap();
+            store_start(&db, &project.id, "challenge", "[]").await;
+            assert_eq!(risk_overview(&db, &project.id, 0).await.unwrap().starts, 1);
+
+            store_start(&db, &project.id, "shrug", "[]").await;
+            assert_unknown(
+                risk_overview(&db, &project.id, 0).await,
+                "risk_decision",
+                "shrug",
+            );
+
+            sqlx::query("DELETE FROM telemetry_events WHERE risk_decision = 'shrug'")
+                .execute(db.pool())
+                .await
+                .unwrap();
+            let factors = r#"[{"reason":"moon_phase","points":5}]"#;
+            store_start(&db, &project.id, "allow", factors).await;
+            assert_unknown(
+                risk_overview(&db, &project.id, 0).await,
+                "risk_factors",
+                "moon_phase",
+            );
+        }
+    }
 }
