@@ -10,11 +10,13 @@ use humanproof_protocol::snapshot::RiskMode;
 use serde_json::json;
 
 use crate::clock::Clock;
-use crate::config::{DatabaseArgs, KvArgs, SecretArgs, WebArgs};
+use crate::config::{DatabaseArgs, KvArgs, PlansArgs, SecretArgs, WebArgs};
 use crate::db::projects::{BillingStatus, ProjectSettings};
 use crate::db::telemetry::Dimension;
-use crate::db::{self, Db, month_of, projects, retention, telemetry};
+use crate::db::{self, Db, month_of, orgs, projects, retention, telemetry};
+use crate::mail::Mailer;
 use crate::publish::Publisher;
+use crate::service::billing;
 use crate::service::projects::ProjectInput;
 use crate::state::AppState;
 use crate::state::WebConfig;
@@ -40,6 +42,8 @@ enum Command {
         web: WebArgs,
         #[command(flatten)]
         kv: KvArgs,
+        #[command(flatten)]
+        plans: PlansArgs,
         /// Address to listen on.
         #[arg(long, env = "HUMANPROOF_LISTEN", default_value = "127.0.0.1:8080")]
         listen: SocketAddr,
@@ -70,6 +74,8 @@ enum Command {
     Snapshot {
         #[command(flatten)]
         database: DatabaseArgs,
+        #[command(flatten)]
+        plans: PlansArgs,
     },
     /// Republish every project's snapshot entry to Cloudflare KV, and carry out pending
     /// deletions.
@@ -78,6 +84,18 @@ enum Command {
         database: DatabaseArgs,
         #[command(flatten)]
         kv: KvArgs,
+        #[command(flatten)]
+        plans: PlansArgs,
+    },
+    /// Print the plans on sale (the built-in catalogue with the plans file applied), as JSON.
+    Plans {
+        #[command(flatten)]
+        plans: PlansArgs,
+    },
+    /// An organisation's billing.
+    Billing {
+        #[command(subcommand)]
+        command: BillingCommand,
     },
     /// Manage operator accounts.
     Admin {
@@ -146,6 +164,41 @@ enum ProjectCommand {
         /// Project id.
         #[arg(long)]
         project_id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum BillingCommand {
+    /// Print an organisation's plan, billing status and this month's usage as JSON.
+    Show {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        #[command(flatten)]
+        plans: PlansArgs,
+        /// Organisation id.
+        #[arg(long)]
+        organisation_id: String,
+    },
+    /// Put an organisation on a plan with a billing status, and republish its projects'
+    /// gates (an operator's tool; Stripe's webhooks do this for paying customers).
+    Set {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        #[command(flatten)]
+        secret: SecretArgs,
+        #[command(flatten)]
+        kv: KvArgs,
+        #[command(flatten)]
+        plans: PlansArgs,
+        /// Organisation id.
+        #[arg(long)]
+        organisation_id: String,
+        /// Plan id (see `humanproof plans`).
+        #[arg(long)]
+        plan: String,
+        /// Billing status.
+        #[arg(long, value_enum, default_value = "active")]
+        billing_status: BillingStatusName,
     },
 }
 
@@ -264,8 +317,10 @@ impl Cli {
                 secret,
                 web,
                 kv,
+                plans,
                 listen,
             } => {
+                let catalogue = plans.catalogue()?;
                 let publisher = kv.publisher()?;
                 if matches!(publisher, Publisher::Disabled) {
                     tracing::warn!(
@@ -280,7 +335,8 @@ impl Cli {
                     web.mailer()?,
                     WebConfig::new(&web.public_url, &web.edge_url, false)
                         .behind(web.trusted_proxies.clone()),
-                );
+                )
+                .with(|state| state.plans = catalogue);
                 let listener = server::bind(listen).await?;
                 // Printed, not logged: scripts and tests read the real port from it.
                 println!("listening on http://{}", listener.local_addr()?);
@@ -349,16 +405,26 @@ impl Cli {
                 );
                 Ok(())
             }
-            Command::Snapshot { database } => {
+            Command::Snapshot { database, plans } => {
                 let db = Db::connect(&database.database_url).await?;
-                let entries = snapshot::build_all(&db, Clock::system().now_ms()).await?;
+                let entries =
+                    snapshot::build_all(&db, &plans.catalogue()?, Clock::system().now_ms()).await?;
                 println!(
                     "{}",
                     serde_json::to_string_pretty(&snapshot::kv_pairs(&entries))?
                 );
                 Ok(())
             }
-            Command::Publish { database, kv } => {
+            Command::Plans { plans } => {
+                println!("{}", serde_json::to_string_pretty(&plans.catalogue()?)?);
+                Ok(())
+            }
+            Command::Billing { command } => billing_command(command).await,
+            Command::Publish {
+                database,
+                kv,
+                plans,
+            } => {
                 let publisher = kv.publisher()?;
                 anyhow::ensure!(
                     !matches!(publisher, Publisher::Disabled),
@@ -366,7 +432,7 @@ impl Cli {
                 );
                 let db = Db::connect(&database.database_url).await?;
                 let report = publisher
-                    .republish_all(&db, Clock::system().now_ms())
+                    .republish_all(&db, &plans.catalogue()?, Clock::system().now_ms())
                     .await?;
                 println!("{}", serde_json::to_string(&report)?);
                 Ok(())
@@ -454,6 +520,63 @@ impl Cli {
             }
         }
     }
+}
+
+async fn billing_command(command: BillingCommand) -> anyhow::Result<()> {
+    match command {
+        BillingCommand::Show {
+            database,
+            plans,
+            organisation_id,
+        } => {
+            let db = Db::connect(&database.database_url).await?;
+            anyhow::ensure!(
+                orgs::organisation_exists(&db, &organisation_id).await?,
+                "no organisation {organisation_id}"
+            );
+            let overview = billing::overview_of(
+                &db,
+                &plans.catalogue()?,
+                &organisation_id,
+                Clock::system().now_ms(),
+            )
+            .await?;
+            println!("{}", serde_json::to_string_pretty(&overview)?);
+        }
+        BillingCommand::Set {
+            database,
+            secret,
+            kv,
+            plans,
+            organisation_id,
+            plan,
+            billing_status,
+        } => {
+            let db = Db::connect(&database.database_url).await?;
+            anyhow::ensure!(
+                orgs::organisation_exists(&db, &organisation_id).await?,
+                "no organisation {organisation_id}"
+            );
+            let catalogue = plans.catalogue()?;
+            let state = AppState::new(
+                db,
+                secret.require()?,
+                Clock::system(),
+                kv.publisher()?,
+                Mailer::Outbox(std::env::temp_dir()),
+                WebConfig::new("http://localhost", "http://localhost", false),
+            )
+            .with(|state| state.plans = catalogue);
+            billing::set_plan(&state, &organisation_id, &plan, billing_status.into())
+                .await
+                .map_err(|err| anyhow::anyhow!("{err}"))?;
+            println!(
+                "{}",
+                json!({ "organisation_id": organisation_id, "plan": plan, "updated": true })
+            );
+        }
+    }
+    Ok(())
 }
 
 async fn create_project(args: CreateProjectArgs) -> anyhow::Result<()> {

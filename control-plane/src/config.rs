@@ -6,6 +6,8 @@ use anyhow::Context as _;
 use clap::Args;
 use humanproof_protocol::MasterSecret;
 
+use crate::plans::Catalogue;
+
 /// Where the data lives.
 #[derive(Debug, Clone, Args)]
 pub struct DatabaseArgs {
@@ -172,5 +174,21 @@ impl KvArgs {
                 "set all of HUMANPROOF_CF_ACCOUNT_ID, HUMANPROOF_CF_KV_NAMESPACE_ID and HUMANPROOF_CF_API_TOKEN, or none"
             ),
         }
+    }
+}
+
+/// The plans file.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PlansArgs {
+    /// JSON file overriding fields of the built-in plans (Stripe price ids, included
+    /// attempts, limits); see the README's "Plans" section. Without it, the built-in plans.
+    #[arg(long, env = "HUMANPROOF_PLANS_FILE")]
+    pub plans_file: Option<PathBuf>,
+}
+
+impl PlansArgs {
+    /// The built-in plans with the file's overrides.
+    pub fn catalogue(&self) -> anyhow::Result<Catalogue> {
+        Ok(Catalogue::load(self.plans_file.as_deref())?)
     }
 }

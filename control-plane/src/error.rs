@@ -28,6 +28,14 @@ pub enum ApiError {
     /// The change would break a rule (e.g. removing the last owner).
     #[error("conflict")]
     Conflict(&'static str),
+    /// The organisation's plan does not include this; an upgrade does.
+    #[error("{message}")]
+    NotInPlan {
+        /// The field, as named in the request.
+        field: &'static str,
+        /// What the plan lacks.
+        message: String,
+    },
     /// The body exceeds the endpoint's limit.
     #[error("payload too large")]
     PayloadTooLarge,
@@ -53,6 +61,7 @@ impl ApiError {
         match self {
             Self::BadRequest(_) => "bad_request",
             Self::Invalid { .. } => "invalid_field",
+            Self::NotInPlan { .. } => "not_in_plan",
             Self::Unauthorized(code) | Self::Forbidden(code) | Self::Conflict(code) => code,
             Self::PayloadTooLarge => "payload_too_large",
             Self::NotFound => "not_found",
@@ -66,6 +75,7 @@ impl ApiError {
             Self::BadRequest(_) | Self::Invalid { .. } => StatusCode::BAD_REQUEST,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::NotInPlan { .. } => StatusCode::PAYMENT_REQUIRED,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::NotFound => StatusCode::NOT_FOUND,
@@ -76,7 +86,7 @@ impl ApiError {
     /// The error's JSON response, with `message` in place of the default one.
     pub fn response_with_message(&self, message: &str) -> Response {
         let mut body = json!({ "error": { "code": self.code(), "message": message } });
-        if let Self::Invalid { field, .. } = self {
+        if let Self::Invalid { field, .. } | Self::NotInPlan { field, .. } = self {
             body["error"]["field"] = json!(field);
         }
         (self.status_code(), Json(body)).into_response()

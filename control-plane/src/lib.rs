@@ -31,6 +31,7 @@
 //! - [`db`]: the pool (SQLite or PostgreSQL through one code path) and the queries.
 //! - [`error`]: the one error type of the services and the JSON API, and its response.
 //! - [`roles`]: roles, API key scopes and the permissions they grant.
+//! - [`plans`]: the plans sold, what each includes, and when billing lets traffic through.
 //! - [`client_ip`]: who sent a request, believing `X-Forwarded-For` only from trusted proxies.
 //! - [`mail`]: outgoing email (SMTP, or the dev outbox).
 //! - [`templates`]: the dashboard's templates, parsed once.
@@ -54,6 +55,7 @@ pub mod i18n;
 pub mod local;
 pub mod mail;
 pub mod passkeys;
+pub mod plans;
 pub mod publish;
 pub mod roles;
 pub mod router;

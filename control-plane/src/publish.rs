@@ -21,6 +21,7 @@ use tokio::sync::Notify;
 
 use crate::clock::Clock;
 use crate::db::{Db, projects};
+use crate::plans::Catalogue;
 use crate::snapshot::{self, KvPair, kv_pairs};
 
 /// An edge running in this process, whose snapshot store the publisher writes directly.
@@ -85,23 +86,29 @@ impl Publisher {
     pub async fn publish_pending(
         &self,
         db: &Db,
+        plans: &Catalogue,
         now_ms: i64,
     ) -> Result<PublishReport, PublishError> {
         if matches!(self, Self::Disabled) {
             return Ok(PublishReport::default());
         }
         let changed = projects::unpublished(db).await?;
-        self.publish_projects(db, changed, now_ms).await
+        self.publish_projects(db, plans, changed, now_ms).await
     }
 
     /// Publishes every project and every pending deletion: the operator's full republish.
-    pub async fn republish_all(&self, db: &Db, now_ms: i64) -> Result<PublishReport, PublishError> {
+    pub async fn republish_all(
+        &self,
+        db: &Db,
+        plans: &Catalogue,
+        now_ms: i64,
+    ) -> Result<PublishReport, PublishError> {
         let all = projects::list_all(db).await?;
         let Self::Local(edge) = self else {
-            return self.publish_projects(db, all, now_ms).await;
+            return self.publish_projects(db, plans, all, now_ms).await;
         };
         // The local store can be replaced whole, which also drops deleted projects.
-        let entries = snapshot::build_entries(db, &all, now_ms).await?;
+        let entries = snapshot::build_entries(db, plans, &all, now_ms).await?;
         edge.snapshots().replace_all(entries);
         mark_published(db, &all).await?;
         let deletions = projects::pending_deletions(db).await?;
@@ -115,10 +122,11 @@ impl Publisher {
     async fn publish_projects(
         &self,
         db: &Db,
+        plans: &Catalogue,
         projects_to_publish: Vec<projects::Project>,
         now_ms: i64,
     ) -> Result<PublishReport, PublishError> {
-        let entries = snapshot::build_entries(db, &projects_to_publish, now_ms).await?;
+        let entries = snapshot::build_entries(db, plans, &projects_to_publish, now_ms).await?;
         if !entries.is_empty() {
             self.put(&entries).await?;
             mark_published(db, &projects_to_publish).await?;
@@ -165,7 +173,7 @@ impl Publisher {
 
     /// Publishes pending changes whenever `wake` fires or [`RETRY_EVERY`] passes, and
     /// everything every [`REPUBLISH_EVERY`]. Failures are logged and retried.
-    pub async fn run(self, db: Db, clock: Clock, wake: Arc<Notify>) {
+    pub async fn run(self, db: Db, plans: Catalogue, clock: Clock, wake: Arc<Notify>) {
         if matches!(self, Self::Disabled) {
             return;
         }
@@ -173,9 +181,9 @@ impl Publisher {
         loop {
             let full = last_full.is_none_or(|at| at.elapsed() >= REPUBLISH_EVERY);
             let result = if full {
-                self.republish_all(&db, clock.now_ms()).await
+                self.republish_all(&db, &plans, clock.now_ms()).await
             } else {
-                self.publish_pending(&db, clock.now_ms()).await
+                self.publish_pending(&db, &plans, clock.now_ms()).await
             };
             match result {
                 Ok(report) => {

@@ -37,6 +37,8 @@ pub enum Permission {
     ApiKeysWrite,
     /// Read the audit log.
     AuditRead,
+    /// See the plan, its usage and the billing status.
+    BillingRead,
     /// Manage billing.
     BillingWrite,
 }
@@ -59,13 +61,16 @@ impl Role {
             Role::Admin => permission != BillingWrite,
             Role::Developer => matches!(
                 permission,
-                ProjectsRead | ProjectsWrite | UsageRead | MembersRead
+                ProjectsRead | ProjectsWrite | UsageRead | MembersRead | BillingRead
             ),
             Role::Billing => matches!(
                 permission,
-                ProjectsRead | UsageRead | MembersRead | BillingWrite
+                ProjectsRead | UsageRead | MembersRead | BillingRead | BillingWrite
             ),
-            Role::Viewer => matches!(permission, ProjectsRead | UsageRead | MembersRead),
+            Role::Viewer => matches!(
+                permission,
+                ProjectsRead | UsageRead | MembersRead | BillingRead
+            ),
         }
     }
 
@@ -98,18 +103,28 @@ pub enum Scope {
     /// Read usage.
     #[serde(rename = "usage:read")]
     UsageRead,
+    /// Read the plan, its usage and the billing status.
+    #[serde(rename = "billing:read")]
+    BillingRead,
 }
 
 impl Scope {
     /// Every scope.
-    pub const ALL: [Scope; 3] = [Scope::ProjectsRead, Scope::ProjectsWrite, Scope::UsageRead];
+    pub const ALL: [Scope; 4] = [
+        Scope::ProjectsRead,
+        Scope::ProjectsWrite,
+        Scope::UsageRead,
+        Scope::BillingRead,
+    ];
 
-    /// The permission this scope grants; keys get nothing else (no members, keys or billing).
+    /// The permission this scope grants; keys get nothing else (no members, keys or billing
+    /// changes).
     pub fn permission(self) -> Permission {
         match self {
             Scope::ProjectsRead => Permission::ProjectsRead,
             Scope::ProjectsWrite => Permission::ProjectsWrite,
             Scope::UsageRead => Permission::UsageRead,
+            Scope::BillingRead => Permission::BillingRead,
         }
     }
 
@@ -119,6 +134,7 @@ impl Scope {
             Scope::ProjectsRead => "projects:read",
             Scope::ProjectsWrite => "projects:write",
             Scope::UsageRead => "usage:read",
+            Scope::BillingRead => "billing:read",
         }
     }
 

@@ -42,6 +42,7 @@ pub async fn serve(
         )),
         tokio::spawn(state.publisher.clone().run(
             state.db.clone(),
+            state.plans.clone(),
             state.clock.clone(),
             state.publish_wake.clone(),
         )),

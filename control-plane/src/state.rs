@@ -15,6 +15,7 @@ use crate::client_ip::TrustedProxies;
 use crate::clock::Clock;
 use crate::db::Db;
 use crate::mail::Mailer;
+use crate::plans::Catalogue;
 use crate::publish::Publisher;
 
 /// Where the dashboard lives and what it links to.
@@ -77,6 +78,8 @@ pub struct Shared {
     pub web: WebConfig,
     /// Dashboard templates.
     pub templates: Arc<minijinja::Environment<'static>>,
+    /// The plans sold (built in, or with the operator's overrides).
+    pub plans: Catalogue,
 }
 
 impl AppState {
@@ -98,6 +101,7 @@ impl AppState {
             mailer,
             web,
             templates: Arc::new(crate::templates::environment()),
+            plans: Catalogue::builtin(),
         }))
     }
 
@@ -114,7 +118,7 @@ impl AppState {
     pub async fn publish_changes(&self) {
         if let Err(err) = self
             .publisher
-            .publish_pending(&self.db, self.clock.now_ms())
+            .publish_pending(&self.db, &self.plans, self.clock.now_ms())
             .await
         {
             tracing::warn!(error = %err, "publishing the snapshot failed; the background publisher will retry");

@@ -17,8 +17,8 @@ use std::sync::{Arc, Mutex};
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use humanproof_control_plane::clock::Clock;
-use humanproof_control_plane::db::Db;
 use humanproof_control_plane::db::projects::{self, BillingStatus, Project, ProjectSettings};
+use humanproof_control_plane::db::{Db, billing};
 use humanproof_control_plane::local::{ChannelSink, LocalEdge, publish_snapshot};
 use humanproof_control_plane::mail::Mailer;
 use humanproof_control_plane::publish::Publisher;
@@ -326,8 +326,19 @@ impl World {
     }
 
     /// Rebuilds the snapshot from the database into the edge, as publishing does.
+    /// Puts an organisation on a plan, paid up (as a subscription would).
+    pub async fn on_plan(&self, organisation_id: &str, plan: &str) {
+        let account = billing::OrganisationBilling {
+            plan: plan.into(),
+            ..Default::default()
+        };
+        billing::set(&self.db, organisation_id, &account, self.clock.now_ms())
+            .await
+            .unwrap();
+    }
+
     pub async fn publish(&self) {
-        publish_snapshot(&self.db, &self.edge, &self.clock)
+        publish_snapshot(&self.db, &self.edge, &self.state.plans, &self.clock)
             .await
             .unwrap();
     }

@@ -104,6 +104,7 @@ on_both_databases! {
         let base = world.serve().await;
         let owner = Browser::new(&base);
         let org = owner.sign_up("ada@example.com", PASSWORD).await;
+        world.on_plan(&org, "business").await;
         owner.post("/account/language", &[("language", "de")]).await.expect(200);
         let french = Browser::new(&base);
         french.sign_up("marie@example.com", PASSWORD).await;

@@ -2,9 +2,11 @@
 //! SQLite and on PostgreSQL. Every organisation route is tried with every role, and with
 //! another organisation's ids.
 
+use humanproof_control_plane::db::projects::BillingStatus;
 use humanproof_control_plane::db::{accounts, orgs, projects};
 use humanproof_control_plane::roles::{Role, Scope};
 use humanproof_control_plane::secrets;
+use humanproof_control_plane::service::billing as billing_service;
 use humanproof_control_plane::service::projects::SECRET_OVERLAP_MS;
 use humanproof_edge::stores::SnapshotStore as _;
 use humanproof_protocol::{Obfuscation, Preset, Protection, Score};
@@ -13,7 +15,8 @@ use serde_json::{Value, json};
 
 const PASSWORD: &str = "correct horse battery";
 
-/// A signed-in, verified member of a fresh organisation, with one project in it.
+/// A signed-in, verified member of a fresh organisation on the Business plan (these tests are
+/// about roles and isolation, not plan limits), with one project in it.
 struct Tenant {
     browser: Browser,
     org: String,
@@ -31,6 +34,7 @@ async fn tenant(world: &World, base: &str, email: &str) -> Tenant {
     accounts::mark_email_verified(&world.db, &user.id, world.clock.now_ms())
         .await
         .unwrap();
+    world.on_plan(&org, "business").await;
     let project = insert_project(world, &org).await;
     Tenant {
         browser,
@@ -460,6 +464,114 @@ on_both_databases! {
             assert!(shown.contains(sample), "missing {sample:?} in {shown}");
         }
         assert!(!shown.contains("could not be shown"));
+    }
+
+    async fn nothing_the_plan_lacks_is_saved(world: World) {
+        let base = world.serve().await;
+        let owner = tenant(&world, &base, "frugal@example.com").await;
+        world.on_plan(&owner.org, "free").await;
+        let (api, _) = api_key(&world, &base, &owner, &["projects:read", "projects:write"]).await;
+        let base_project = json!({ "name": "Extra", "testing_domains": ["localhost"] });
+        for (extra, field) in [
+            (json!({ "widget": { "variant": "floating", "theme": "auto", "language": "auto", "size": "normal", "branding": "full" } }), "widget.variant"),
+            (json!({ "widget": { "variant": "checkbox", "theme": "auto", "language": "auto", "size": "normal", "branding": "none" } }), "widget.branding"),
+            (json!({ "preset": "custom", "difficulty": 2 }), "preset"),
+        ] {
+            let mut body = base_project.clone();
+            body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            let (status, answer) = api.call("POST", "/api/v1/projects", Some(body)).await;
+            assert_eq!((status, answer["error"]["code"].as_str(), answer["error"]["field"].as_str()), (402, Some("not_in_plan"), Some(field)), "{answer}");
+            assert!(answer["error"]["message"].as_str().unwrap().contains("Free plan"));
+        }
+        // A change to an existing project is refused whole: the edge would refuse every visitor.
+        let (status, _) = api.call("PATCH", &format!("/api/v1/projects/{}", owner.project), Some(json!({
+            "name": "Renamed", "widget": { "variant": "checkbox", "theme": "auto", "language": "auto", "size": "normal", "branding": "none" },
+        }))).await;
+        assert_eq!(status, 402);
+        let stored = projects::find(&world.db, &owner.project).await.unwrap().unwrap();
+        assert_eq!((stored.settings.name.as_str(), stored.settings.widget.branding), ("fixture", humanproof_protocol::wire::Branding::Full));
+        // The dashboard says why, in the form.
+        let mut form = PROJECT_FORM.to_vec();
+        form.retain(|(name, _)| *name != "widget_branding");
+        form.push(("widget_branding", "none"));
+        let page = owner.browser.post(&format!("/orgs/{}/projects/{}", owner.org, owner.project), &form).await.expect(402);
+        assert!(page.body.contains("The Free plan does not include none branding."), "{}", page.body);
+        // The form offers only what the plan includes, and the plan is shown.
+        let form_page = owner.browser.get(&format!("/orgs/{}/projects/{}", owner.org, owner.project)).await.expect(200);
+        assert!(form_page.body.contains("<option value=\"floating\"  disabled>Floating (not in your plan)</option>"), "{}", form_page.body);
+        assert!(form_page.body.contains("<option value=\"invisible\" >Invisible</option>"));
+        let listed = owner.browser.get(&format!("/orgs/{}/projects", owner.org)).await.expect(200);
+        assert!(listed.body.contains("Plan: Free. 0 of 10000 protected attempts used this month."), "{}", listed.body);
+        // Free has two projects: the fixture and one more.
+        let (status, _) = api.call("POST", "/api/v1/projects", Some(base_project.clone())).await;
+        assert_eq!(status, 201);
+        let (status, answer) = api.call("POST", "/api/v1/projects", Some(base_project)).await;
+        assert_eq!((status, answer["error"]["code"].as_str()), (402, Some("not_in_plan")), "{answer}");
+        assert_eq!(projects::list_for_organisation(&world.db, &owner.org).await.unwrap().len(), 2);
+        // And two members, invitations included; inviting the same address again is no new seat.
+        let members = format!("/orgs/{}/members", owner.org);
+        owner.browser.post(&members, &[("email", "second@example.com"), ("role", "viewer")]).await.expect(303);
+        owner.browser.post(&members, &[("email", "second@example.com"), ("role", "viewer")]).await.expect(303);
+        let refused = owner.browser.post(&members, &[("email", "third@example.com"), ("role", "viewer")]).await.expect(402);
+        assert!(refused.body.contains("The Free plan does not include more than 2 members."), "{}", refused.body);
+    }
+
+    async fn a_plan_change_reaches_every_project_at_the_edge(world: World) {
+        let base = world.serve().await;
+        let owner = tenant(&world, &base, "grower@example.com").await;
+        world.on_plan(&owner.org, "free").await;
+        world.publish().await;
+        let site_key = projects::find(&world.db, &owner.project).await.unwrap().unwrap().site_key;
+        let floating = json!({ "widget": { "variant": "floating", "branding": "full" } });
+        let answer = world.start_challenge(&site_key, &floating).await;
+        assert_eq!((answer.status, answer.reason()), (403, "variant_not_allowed"));
+
+        billing_service::set_plan(&world.state(), &owner.org, "starter", BillingStatus::Active).await.unwrap();
+        assert_eq!(world.start_challenge(&site_key, &floating).await.status, 200, "published at once");
+        let audit = orgs::audit_log(&world.db, &owner.org, 10).await.unwrap();
+        assert!(audit.iter().any(|entry| entry.action == "billing.set.starter.active"));
+
+        // The API reports it to keys with billing:read, and to no other.
+        let (reader, _) = api_key(&world, &base, &owner, &["billing:read"]).await;
+        let (status, overview) = reader.call("GET", "/api/v1/billing", None).await;
+        assert_eq!(status, 200, "{overview}");
+        assert_eq!((overview["plan"]["id"].as_str(), overview["status"].as_str(), overview["traffic_allowed"].as_bool()), (Some("starter"), Some("active"), Some(true)));
+        let (projects_only, _) = api_key(&world, &base, &owner, &["projects:read"]).await;
+        assert_eq!(projects_only.call("GET", "/api/v1/billing", None).await.0, 403);
+        let (_, listed) = projects_only.call("GET", "/api/v1/projects", None).await;
+        assert_eq!(listed["projects"][0]["plan"], "starter", "a project shows its organisation's plan");
+    }
+
+    async fn free_stops_at_its_included_attempts_and_a_lapsed_payment_after_its_grace(world: World) {
+        let base = world.serve().await;
+        let owner = tenant(&world, &base, "capped@example.com").await;
+        world.on_plan(&owner.org, "free").await;
+        let site_key = projects::find(&world.db, &owner.project).await.unwrap().unwrap().site_key;
+        // A second project used the organisation's whole allowance this month.
+        let other = insert_project(&world, &owner.org).await;
+        let month = humanproof_control_plane::db::month_of(world.clock.now_ms());
+        sqlx::query("INSERT INTO usage_months (project_id, month, protected_attempts) VALUES ($1, $2, $3)")
+            .bind(&other).bind(&month).bind(10_000_i64)
+            .execute(world.db.pool()).await.unwrap();
+        world.publish().await;
+        let answer = world.start_challenge(&site_key, &json!({})).await;
+        assert_eq!((answer.status, answer.reason()), (429, "usage_exhausted"), "the cap is the organisation's");
+        // Paid plans are not cut off at their included attempts.
+        billing_service::set_plan(&world.state(), &owner.org, "starter", BillingStatus::Active).await.unwrap();
+        assert_eq!(world.start_challenge(&site_key, &json!({})).await.status, 200);
+
+        // A failed payment: traffic goes on through the grace period, then stops; paying
+        // restores it at once.
+        billing_service::set_plan(&world.state(), &owner.org, "starter", BillingStatus::PastDue).await.unwrap();
+        assert_eq!(world.start_challenge(&site_key, &json!({})).await.status, 200);
+        world.clock.advance(humanproof_control_plane::plans::PAYMENT_GRACE_MS + 1);
+        world.publish().await;
+        let answer = world.start_challenge(&site_key, &json!({})).await;
+        assert_eq!((answer.status, answer.reason()), (402, "billing_inactive"));
+        let overview = billing_service::overview_of(&world.db, &world.state().plans, &owner.org, world.clock.now_ms()).await.unwrap();
+        assert!(!overview.traffic_allowed && overview.grace_ends_at.is_some());
+        billing_service::set_plan(&world.state(), &owner.org, "starter", BillingStatus::Active).await.unwrap();
+        assert_eq!(world.start_challenge(&site_key, &json!({})).await.status, 200);
     }
 
     async fn dashboard_forms_refuse_bad_input_with_a_reason(world: World) {

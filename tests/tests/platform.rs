@@ -340,7 +340,12 @@ on_both_databases! {
         let answer = world.start_challenge(free.site_key(), &unbranded).await;
         assert_eq!((answer.status, answer.reason()), (403, "branding_not_allowed"));
         assert_eq!(world.start_challenge(pro.site_key(), &unbranded).await.status, 200);
-        let branded = json!({ "widget": { "variant": "floating", "branding": "full" } });
+        // Floating is a paid variant; invisible with full branding is free.
+        let floating = json!({ "widget": { "variant": "floating", "branding": "full" } });
+        let answer = world.start_challenge(free.site_key(), &floating).await;
+        assert_eq!((answer.status, answer.reason()), (403, "variant_not_allowed"));
+        assert_eq!(world.start_challenge(pro.site_key(), &floating).await.status, 200);
+        let branded = json!({ "widget": { "variant": "invisible", "branding": "full" } });
         assert_eq!(world.start_challenge(free.site_key(), &branded).await.status, 200);
         let unknown = world.start_challenge(free.site_key(), &json!({ "widget": { "variant": "popup" } })).await;
         assert_eq!((unknown.status, unknown.reason()), (400, "bad_request"));

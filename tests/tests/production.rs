@@ -186,6 +186,27 @@ async fn the_production_binary_serves_customers_and_backends(backend: Backend) {
         })
         .await;
 
+    // The operator's view of plans and of this organisation's billing.
+    let plans = server.cli(&["plans"]).await;
+    let ids: Vec<&str> = plans["plans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|plan| plan["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["free", "starter", "pro", "business"]);
+    let billing = server
+        .cli(&["billing", "show", "--organisation-id", &org])
+        .await;
+    assert_eq!(
+        (
+            billing["plan"]["id"].as_str(),
+            billing["status"].as_str(),
+            billing["used_attempts"].as_u64()
+        ),
+        (Some("free"), Some("active"), Some(0))
+    );
+
     // Two-factor on, with the key the page shows.
     let setup = browser
         .post("/account/two-factor/setup", &[])

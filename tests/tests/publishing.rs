@@ -157,8 +157,8 @@ on_both_databases! {
         let b = projects::insert(&world.db, None, &quick_project("b"), &key_b, &new_backend_secret(), now).await.unwrap();
 
         // First publish writes both; a second has nothing left to do.
-        assert_eq!(publisher.publish_pending(&world.db, now).await.unwrap(), PublishReport { written: 2, deleted: 0 });
-        assert_eq!(publisher.publish_pending(&world.db, now).await.unwrap(), PublishReport::default());
+        assert_eq!(publisher.publish_pending(&world.db, &world.state().plans, now).await.unwrap(), PublishReport { written: 2, deleted: 0 });
+        assert_eq!(publisher.publish_pending(&world.db, &world.state().plans, now).await.unwrap(), PublishReport::default());
         let key_a = format!("site:{key_a}");
         let stored: SiteSnapshot = serde_json::from_str(&kv.lock().unwrap().entries[&key_a]).unwrap();
         assert!(stored.active);
@@ -168,18 +168,18 @@ on_both_databases! {
         paused.active = false;
         projects::update_settings(&world.db, &a.id, &paused, now).await.unwrap();
         kv.lock().unwrap().fail_next = 3;
-        assert!(publisher.publish_pending(&world.db, now).await.is_err());
+        assert!(publisher.publish_pending(&world.db, &world.state().plans, now).await.is_err());
         assert_eq!(projects::unpublished(&world.db).await.unwrap().len(), 1);
         // One transient failure is retried within the same publish.
         kv.lock().unwrap().fail_next = 1;
-        assert_eq!(publisher.publish_pending(&world.db, now).await.unwrap().written, 1);
+        assert_eq!(publisher.publish_pending(&world.db, &world.state().plans, now).await.unwrap().written, 1);
         let stored: SiteSnapshot = serde_json::from_str(&kv.lock().unwrap().entries[&key_a]).unwrap();
         assert!(!stored.active);
 
         // Keys Cloudflare reports as unwritten are sent again.
         projects::update_settings(&world.db, &a.id, &a.settings, now).await.unwrap();
         kv.lock().unwrap().drop_keys_once = vec![key_a.clone()];
-        publisher.publish_pending(&world.db, now).await.unwrap();
+        publisher.publish_pending(&world.db, &world.state().plans, now).await.unwrap();
         let calls = kv.lock().unwrap().calls.clone();
         assert_eq!(calls[calls.len() - 2..], ["put", "put"]);
         let stored: SiteSnapshot = serde_json::from_str(&kv.lock().unwrap().entries[&key_a]).unwrap();
@@ -188,13 +188,13 @@ on_both_databases! {
         // Deleting removes the key; the deletion waits until Cloudflare confirms it.
         projects::delete(&world.db, &b, now).await.unwrap();
         let wrong_token = kv_publisher(&api_url, "wrong-token");
-        assert!(wrong_token.publish_pending(&world.db, now).await.is_err());
+        assert!(wrong_token.publish_pending(&world.db, &world.state().plans, now).await.is_err());
         assert_eq!(projects::pending_deletions(&world.db).await.unwrap(), std::slice::from_ref(&b.site_key));
-        assert_eq!(publisher.publish_pending(&world.db, now).await.unwrap().deleted, 1);
+        assert_eq!(publisher.publish_pending(&world.db, &world.state().plans, now).await.unwrap().deleted, 1);
         assert!(!kv.lock().unwrap().entries.contains_key(&format!("site:{}", b.site_key)));
 
         // The operator's full republish writes everything again, harmlessly.
-        assert_eq!(publisher.republish_all(&world.db, now).await.unwrap(), PublishReport { written: 1, deleted: 0 });
+        assert_eq!(publisher.republish_all(&world.db, &world.state().plans, now).await.unwrap(), PublishReport { written: 1, deleted: 0 });
         assert_eq!(kv.lock().unwrap().entries.len(), 1);
     }
 }
@@ -222,6 +222,7 @@ fn the_openapi_document_describes_every_api_route() {
         "POST /projects/{id}/rotate-secret",
         "POST /projects/{id}/revoke-tokens",
         "GET /projects/{id}/usage",
+        "GET /billing",
     ];
     let mut documented_sorted = documented.clone();
     documented_sorted.sort();

@@ -6,6 +6,7 @@
 //! accept: `$n` placeholders, `ON CONFLICT`, BIGINT numbers and 0/1 flags.
 
 pub mod accounts;
+pub mod billing;
 pub mod orgs;
 pub mod passkeys;
 pub mod projects;

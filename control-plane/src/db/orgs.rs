@@ -90,6 +90,15 @@ pub async fn create_organisation(
     Ok(id)
 }
 
+/// Whether an organisation with this id exists.
+pub async fn organisation_exists(db: &Db, organisation_id: &str) -> Result<bool, sqlx::Error> {
+    let found: Option<String> = sqlx::query_scalar("SELECT id FROM organisations WHERE id = $1")
+        .bind(organisation_id)
+        .fetch_optional(db.pool())
+        .await?;
+    Ok(found.is_some())
+}
+
 /// The organisations a user belongs to, oldest first.
 pub async fn memberships(db: &Db, user_id: &str) -> Result<Vec<Membership>, sqlx::Error> {
     let rows: Vec<MembershipRow> = sqlx::query_as(

@@ -10,6 +10,7 @@ use sqlx::{FromRow as _, Row as _};
 
 use super::Db;
 use super::columns::{self, ColumnValues, InRange, JsonText, Named};
+pub use crate::plans::BillingStatus;
 
 /// A stored project. The backend secret is not here: only its hash is stored.
 #[derive(Debug, Clone, PartialEq)]
@@ -30,37 +31,6 @@ pub struct Project {
     pub revision: i64,
     /// Until when (Unix ms) the secret replaced by the last rotation still verifies.
     pub previous_secret_expires_at: Option<i64>,
-}
-
-/// Billing state as far as traffic is concerned. Stored by its serde name, which
-/// [`BillingStatus::as_str`] writes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum BillingStatus {
-    /// Paid up or on a free plan.
-    Active,
-    /// In a trial.
-    Trialing,
-    /// A payment failed; traffic stops.
-    PastDue,
-    /// The subscription ended; traffic stops.
-    Canceled,
-}
-
-impl BillingStatus {
-    /// Whether the edge serves traffic in this state.
-    pub fn allows_traffic(self) -> bool {
-        matches!(self, Self::Active | Self::Trialing)
-    }
-
-    fn as_str(self) -> &'static str {
-        match self {
-            Self::Active => "active",
-            Self::Trialing => "trialing",
-            Self::PastDue => "past_due",
-            Self::Canceled => "canceled",
-        }
-    }
 }
 
 /// What a project's owner configures: given at creation, stored on the project.

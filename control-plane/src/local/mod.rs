@@ -29,10 +29,11 @@ use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
 use crate::clock::Clock;
-use crate::config::{SecretArgs, write_private};
+use crate::config::{PlansArgs, SecretArgs, write_private};
 use crate::db::Db;
 use crate::db::projects::{self, BillingStatus, ProjectSettings};
 use crate::mail::Mailer;
+use crate::plans::Catalogue;
 use crate::publish::{PublishError, Publisher};
 use crate::secrets;
 use crate::server::{self, bind, shutdown_signal};
@@ -50,6 +51,8 @@ pub struct DevArgs {
     pub data_dir: PathBuf,
     #[command(flatten)]
     secret: SecretArgs,
+    #[command(flatten)]
+    plans: PlansArgs,
     /// Control plane address.
     #[arg(
         long,
@@ -100,6 +103,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     )
     .context("opening the GeoIP databases")?;
 
+    let plans = args.plans.catalogue()?;
     let snapshot_changed = Arc::new(Notify::new());
     let (sink, events) = ChannelSink::new();
     let edge = Arc::new(LocalEdge::new(
@@ -109,7 +113,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         MemoryVisitors::default(),
         sink,
     ));
-    publish_snapshot(&db, &edge, &clock).await?;
+    publish_snapshot(&db, &edge, &plans, &clock).await?;
     tokio::spawn(deliver_telemetry(
         events,
         db.clone(),
@@ -119,6 +123,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     tokio::spawn(refresh_snapshot(
         db.clone(),
         edge.clone(),
+        plans.clone(),
         clock.clone(),
         snapshot_changed,
     ));
@@ -138,7 +143,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         Publisher::Local(edge.clone()),
         Mailer::Outbox(args.data_dir.join("outbox")),
         WebConfig::new(&dashboard_url, &edge_url, true),
-    );
+    )
+    .with(|state| state.plans = plans);
 
     println!("HumanProof is running locally.");
     println!("  demo site      {demo_url}");
@@ -221,7 +227,8 @@ async fn ensure_demo_project(db: &Db, args: &DevArgs, now: i64) -> anyhow::Resul
                 // Relaxed keeps the demo page's plain-JavaScript solver quick.
                 preset: Preset::Relaxed,
                 risk_mode: RiskMode::Observe,
-                plan: "free".into(),
+                // The demo shows every widget look, which the Business plan includes.
+                plan: "business".into(),
                 billing_status: BillingStatus::Active,
                 monthly_limit: None,
                 active: true,
@@ -239,21 +246,28 @@ async fn ensure_demo_project(db: &Db, args: &DevArgs, now: i64) -> anyhow::Resul
 pub async fn publish_snapshot(
     db: &Db,
     edge: &Arc<LocalEdge>,
+    plans: &Catalogue,
     clock: &Clock,
 ) -> Result<(), PublishError> {
     Publisher::Local(edge.clone())
-        .republish_all(db, clock.now_ms())
+        .republish_all(db, plans, clock.now_ms())
         .await
         .map(drop)
 }
 
-async fn refresh_snapshot(db: Db, edge: Arc<LocalEdge>, clock: Clock, changed: Arc<Notify>) {
+async fn refresh_snapshot(
+    db: Db,
+    edge: Arc<LocalEdge>,
+    plans: Catalogue,
+    clock: Clock,
+    changed: Arc<Notify>,
+) {
     loop {
         tokio::select! {
             () = tokio::time::sleep(SNAPSHOT_REFRESH) => {}
             () = changed.notified() => {}
         }
-        if let Err(err) = publish_snapshot(&db, &edge, &clock).await {
+        if let Err(err) = publish_snapshot(&db, &edge, &plans, &clock).await {
             tracing::warn!(error = %err, "snapshot refresh failed; the edge keeps the previous one");
         }
     }

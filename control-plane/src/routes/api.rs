@@ -13,6 +13,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::error::ApiError;
+use crate::service::billing::{self, BillingOverview};
 use crate::service::projects::{self, ProjectInput, ProjectView};
 use crate::service::{Actor, api_keys, usage};
 use crate::state::AppState;
@@ -137,6 +138,14 @@ pub async fn revoke_tokens(
 #[derive(Debug, Deserialize)]
 pub struct UsageQuery {
     month: Option<String>,
+}
+
+/// `GET /api/v1/billing`: the organisation's plan, billing status and this month's usage.
+pub async fn billing(
+    State(state): State<AppState>,
+    ApiActor(actor): ApiActor,
+) -> Result<Json<BillingOverview>, ApiError> {
+    Ok(Json(billing::overview(&state, &actor).await?))
 }
 
 /// `GET /api/v1/projects/{id}/usage?month=YYYY-MM`.

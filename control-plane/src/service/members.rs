@@ -1,6 +1,6 @@
 //! Members of an organisation: roles, invitations by email, and the last-owner rule.
 
-use super::{Actor, Principal};
+use super::{Actor, Principal, billing};
 use crate::db::accounts::{self, User};
 use crate::db::orgs::{self, Member};
 use crate::error::ApiError;
@@ -42,6 +42,20 @@ pub async fn put_member(
         .map_err(|_| ApiError::invalid("email", "Enter a valid email address."))?;
     let members = orgs::members(&state.db, &actor.organisation_id).await?;
     let Some(member) = members.iter().find(|m| m.email == email) else {
+        let plan = billing::current_plan(state, actor).await?;
+        if let Some(max) = plan.max_members {
+            let pending =
+                orgs::pending_invitations(&state.db, &actor.organisation_id, state.clock.now_ms())
+                    .await?;
+            let already_invited = pending.iter().any(|invitation| invitation.email == email);
+            if !already_invited && members.len() + pending.len() >= max as usize {
+                return Err(billing::not_in_plan(
+                    &plan,
+                    "email",
+                    &format!("more than {max} members"),
+                ));
+            }
+        }
         invite(state, actor, &email, role).await?;
         return Ok(true);
     };

@@ -10,6 +10,8 @@
 //!
 //! - [`projects`]: creating, changing, rotating and deleting projects, and their settings.
 //! - [`usage`]: a project's monthly usage and its risk view.
+//! - [`billing`]: the organisation's plan, its usage and billing status, and the plan's
+//!   gates on project settings.
 //! - [`siteverify`]: verifying a site backend's token, once.
 //! - [`members`]: roles, invitations and the last-owner rule.
 //! - [`api_keys`]: keys for the JSON API and their scopes.
@@ -18,6 +20,7 @@
 
 pub mod api_keys;
 pub mod audit;
+pub mod billing;
 pub mod clients;
 pub mod members;
 pub mod projects;

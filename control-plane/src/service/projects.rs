@@ -8,10 +8,11 @@ use humanproof_protocol::{Obfuscation, Preset, Protection, Score};
 use serde::{Deserialize, Serialize};
 
 use super::clients::checked_client;
-use super::{Actor, Principal};
+use super::{Actor, Principal, billing};
 use crate::db::projects::{self, BillingStatus, Project, ProjectSettings, WidgetOptions};
 use crate::error::ApiError;
 use crate::i18n;
+use crate::plans::{self, Plan};
 use crate::roles::Permission;
 use crate::secrets;
 use crate::state::AppState;
@@ -62,7 +63,7 @@ pub struct ProjectView {
     pub risk_mode: RiskMode,
     /// Protected attempts per month; `null` for unlimited.
     pub monthly_limit: Option<u64>,
-    /// Plan (set by billing).
+    /// The organisation's plan.
     pub plan: String,
     /// Widget defaults.
     pub widget: WidgetOptions,
@@ -72,8 +73,9 @@ pub struct ProjectView {
     pub client_id: Option<String>,
 }
 
-impl From<&Project> for ProjectView {
-    fn from(project: &Project) -> Self {
+impl ProjectView {
+    /// The view of a project of an organisation on `plan`.
+    pub fn new(project: &Project, plan: &Plan) -> Self {
         let settings = &project.settings;
         let protection = settings.preset.protection();
         Self {
@@ -92,7 +94,7 @@ impl From<&Project> for ProjectView {
             block_threshold: protection.block_threshold,
             risk_mode: settings.risk_mode,
             monthly_limit: settings.monthly_limit,
-            plan: settings.plan.clone(),
+            plan: plan.id.clone(),
             widget: settings.widget.clone(),
             previous_secret_valid_until: project.previous_secret_expires_at,
             client_id: project.client_id.clone(),
@@ -310,11 +312,12 @@ pub fn normalize_domains(domains: Vec<String>) -> Result<Vec<String>, String> {
 /// The organisation's projects.
 pub async fn list_projects(state: &AppState, actor: &Actor) -> Result<Vec<ProjectView>, ApiError> {
     actor.require(Permission::ProjectsRead)?;
+    let plan = billing::current_plan(state, actor).await?;
     Ok(
         projects::list_for_organisation(&state.db, &actor.organisation_id)
             .await?
             .iter()
-            .map(ProjectView::from)
+            .map(|project| ProjectView::new(project, &plan))
             .collect(),
     )
 }
@@ -326,9 +329,9 @@ pub async fn get_project(
     project_id: &str,
 ) -> Result<ProjectView, ApiError> {
     actor.require(Permission::ProjectsRead)?;
-    Ok(ProjectView::from(
-        &find_project(state, actor, project_id).await?,
-    ))
+    let project = find_project(state, actor, project_id).await?;
+    let plan = billing::current_plan(state, actor).await?;
+    Ok(ProjectView::new(&project, &plan))
 }
 
 /// Creates a project on the free plan; the backend secret is returned this once.
@@ -342,9 +345,23 @@ pub async fn create_project(
     if input.name.is_none() {
         return Err(ApiError::invalid("name", "Give the project a name."));
     }
-    let defaults = ProjectSettings::new_project("free", BillingStatus::Active);
+    // The project's own plan and status are for operators' projects without an
+    // organisation; this one is served on its organisation's (see `snapshot`).
+    let defaults = ProjectSettings::new_project(plans::FREE, BillingStatus::Active);
     let client = input.client_id.clone();
     let settings = input.apply(defaults)?;
+    let plan = billing::current_plan(state, actor).await?;
+    check_plan(&plan, None, &settings)?;
+    if let Some(max) = plan.max_projects {
+        let existing = projects::list_for_organisation(&state.db, &actor.organisation_id).await?;
+        if existing.len() >= max as usize {
+            return Err(billing::not_in_plan(
+                &plan,
+                "name",
+                &format!("more than {max} projects"),
+            ));
+        }
+    }
     let client = checked_client(state, actor, client).await?;
     let secret = secrets::new_backend_secret();
     let project = projects::insert(
@@ -363,7 +380,7 @@ pub async fn create_project(
         .audit(state, "project.created", Some(&project.id))
         .await?;
     state.publish_changes().await;
-    Ok((ProjectView::from(&project), secret))
+    Ok((ProjectView::new(&project, &plan), secret))
 }
 
 /// Changes a project.
@@ -378,6 +395,8 @@ pub async fn update_project(
     let was_active = project.settings.active;
     let client = input.client_id.clone();
     let settings = input.apply(project.settings.clone())?;
+    let plan = billing::current_plan(state, actor).await?;
+    check_plan(&plan, Some(&project.settings), &settings)?;
     let client = checked_client(state, actor, client).await?;
     projects::update_settings(&state.db, &project.id, &settings, state.clock.now_ms()).await?;
     if let Some(client) = client {
@@ -465,6 +484,24 @@ pub async fn revoke_tokens(
         .await?;
     state.publish_changes().await;
     Ok(key_version)
+}
+
+/// Refuses settings the plan does not include. A widget look the plan lacks is refused
+/// whenever it would be saved, since the edge would refuse every visitor of the project (so a
+/// project left over from a bigger plan must be brought within this one by its next change);
+/// a Custom preset only when the change sets it, since the edge serves it on any plan.
+fn check_plan(
+    plan: &Plan,
+    before: Option<&ProjectSettings>,
+    settings: &ProjectSettings,
+) -> Result<(), ApiError> {
+    billing::check_widget(plan, settings.widget.variant, settings.widget.branding)?;
+    let sets_custom = matches!(settings.preset, Preset::Custom(_))
+        && before.is_none_or(|before| before.preset != settings.preset);
+    if sets_custom && !plan.custom_presets {
+        return Err(billing::not_in_plan(plan, "preset", "the custom preset"));
+    }
+    Ok(())
 }
 
 /// One of the actor's organisation's projects; another organisation's id is not found (404).

@@ -1,8 +1,8 @@
 //! What a project used and how risky its traffic looks: the monthly counters customers
 //! are billed by, and the recent risk decisions to review before turning on enforce mode.
 
-use super::Actor;
 use super::projects::{ProjectView, find_project};
+use super::{Actor, billing};
 use crate::db::month_of;
 use crate::db::telemetry::{self, Dimension, NetworkStarts, RiskOverview, Usage};
 use crate::error::ApiError;
@@ -77,7 +77,7 @@ pub async fn project_risk(
             TOP_NETWORKS,
         )
         .await?,
-        project: ProjectView::from(&project),
+        project: ProjectView::new(&project, &billing::current_plan(state, actor).await?),
         month,
     })
 }

@@ -16,7 +16,7 @@ use crate::db::projects::{WidgetOptions, enum_name};
 use crate::error::ApiError;
 use crate::roles::Permission;
 use crate::service::projects::{self, ProjectInput, ProjectView, WIDGET_LANGUAGES};
-use crate::service::{Actor, clients};
+use crate::service::{Actor, billing, clients};
 use crate::state::AppState;
 
 /// A project as templates see it.
@@ -44,12 +44,13 @@ pub async fn projects(
         })
         .collect();
     let can_write = can(&actor, Permission::ProjectsWrite);
+    let billing = Value::from_serialize(billing::overview(&state, &actor).await?);
     Ok(render(
         &state,
         StatusCode::OK,
         "projects.html",
         &org_frame(&csrf, &actor, "projects"),
-        context! { projects => projects, can_write => can_write },
+        context! { projects => projects, can_write => can_write, billing => billing },
     ))
 }
 
@@ -76,13 +77,19 @@ async fn form_page(
     let clients = clients::list_clients(state, actor)
         .await
         .unwrap_or_default();
+    // Options the plan lacks are shown disabled; if the plan cannot be read, Free's limits
+    // are shown (the save is checked against the real plan either way).
+    let plan = billing::current_plan(state, actor)
+        .await
+        .unwrap_or_else(|_| state.plans.free().clone());
     render(
         state,
         status,
         "project_form.html",
         &org_frame(csrf, actor, "projects"),
         context! {
-            project => project, can_write => can_write, languages => WIDGET_LANGUAGES, clients => Value::from_serialize(clients), ..extra
+            project => project, can_write => can_write, languages => WIDGET_LANGUAGES, clients => Value::from_serialize(clients),
+            plan => Value::from_serialize(plan), ..extra
         },
     )
 }
@@ -233,11 +240,11 @@ async fn refused(
     typed: Value,
 ) -> Response {
     match err {
-        ApiError::Invalid { .. } => form_page(
+        ApiError::Invalid { .. } | ApiError::NotInPlan { .. } => form_page(
             state,
             csrf,
             actor,
-            StatusCode::BAD_REQUEST,
+            err.status_code(),
             typed,
             context! { error => err.to_string() },
         )
