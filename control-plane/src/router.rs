@@ -109,6 +109,10 @@ fn dashboard(state: &AppState) -> Router<AppState> {
         // An organisation's projects.
         .route("/orgs/{org}/projects", get(projects::projects))
         .route(
+            "/orgs/{org}/billing/cap-notice/dismiss",
+            post(projects::dismiss_cap_notice),
+        )
+        .route(
             "/orgs/{org}/projects/new",
             get(projects::new_project_page).post(projects::create_project),
         )

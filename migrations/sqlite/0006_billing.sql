@@ -8,5 +8,19 @@ CREATE TABLE organisation_billing (
     status               TEXT NOT NULL,
     -- When a payment first failed; traffic continues for the grace period after it.
     past_due_since       BIGINT,
+    -- When a hard-capped plan first used up its included attempts, and whether a member
+    -- has dismissed the dashboard's banner about it.
+    cap_reached_at       BIGINT,
+    cap_banner_seen      BIGINT NOT NULL DEFAULT 0,
     updated_at           BIGINT NOT NULL
+);
+
+-- The usage emails sent (at 80 % and 100 % of a hard-capped plan's included attempts), one
+-- per organisation, month and threshold; the primary key makes each one go out once.
+CREATE TABLE usage_notices (
+    organisation_id  TEXT NOT NULL REFERENCES organisations (id) ON DELETE CASCADE,
+    month            TEXT NOT NULL,
+    percent          BIGINT NOT NULL,
+    sent_at          BIGINT NOT NULL,
+    PRIMARY KEY (organisation_id, month, percent)
 );

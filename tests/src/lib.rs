@@ -356,7 +356,7 @@ impl World {
     /// Drains what the edge emitted into the database, as the queue consumer does.
     pub async fn deliver_telemetry(&self) -> Vec<TelemetryEvent> {
         let events = self.take_events().await;
-        humanproof_control_plane::db::telemetry::ingest(&self.db, &events, self.clock.now_ms())
+        humanproof_control_plane::service::usage::record_telemetry(&self.state, &events)
             .await
             .unwrap();
         events
@@ -507,15 +507,20 @@ impl World {
 
 /// The newest email to `to` filed in an outbox folder, whole (headers and body).
 pub fn last_email_in(outbox: &std::path::Path, to: &str) -> Option<String> {
+    emails_in(outbox, to).pop()
+}
+
+/// Every email to `to` in an outbox folder, whole, oldest first.
+pub fn emails_in(outbox: &std::path::Path, to: &str) -> Vec<String> {
     let mut files: Vec<_> = std::fs::read_dir(outbox)
         .map(|dir| dir.flatten().map(|e| e.path()).collect())
         .unwrap_or_default();
     files.sort();
     files
         .iter()
-        .rev()
         .map(|path| std::fs::read_to_string(path).unwrap())
-        .find(|text| text.starts_with(&format!("To: {to}\r\n")))
+        .filter(|text| text.starts_with(&format!("To: {to}\r\n")))
+        .collect()
 }
 
 /// The API key a dashboard page shows, once, after creating it.

@@ -574,6 +574,57 @@ on_both_databases! {
         assert_eq!(world.start_challenge(&site_key, &json!({})).await.status, 200);
     }
 
+    async fn free_usage_notices_go_out_once_at_80_and_100_percent(world: World) {
+        let base = world.serve().await;
+        let owner = tenant(&world, &base, "watcher@example.com").await;
+        world.on_plan(&owner.org, "free").await;
+        let (viewer, _) = member(&world, &base, &owner.org, "onlooker@example.com", Role::Viewer).await;
+        let site_key = projects::find(&world.db, &owner.project).await.unwrap().unwrap().site_key;
+        let month = humanproof_control_plane::db::month_of(world.clock.now_ms());
+        let set_usage = async |attempts: i64| {
+            sqlx::query("DELETE FROM usage_months WHERE project_id = $1").bind(&owner.project).execute(world.db.pool()).await.unwrap();
+            sqlx::query("INSERT INTO usage_months (project_id, month, protected_attempts) VALUES ($1, $2, $3)")
+                .bind(&owner.project).bind(&month).bind(attempts)
+                .execute(world.db.pool()).await.unwrap();
+        };
+        let notices = |percent: &str| {
+            emails_in(&world.outbox, "watcher@example.com").iter().filter(|email| email.contains(&format!("used {percent} % of its protected attempts"))).count()
+        };
+        world.publish().await;
+        set_usage(7_998).await;
+        world.verification_token(&site_key).await;
+        world.deliver_telemetry().await;
+        assert_eq!(notices("80"), 0, "7,999 is under 80 %");
+        for _ in 0..2 {
+            world.verification_token(&site_key).await;
+            world.deliver_telemetry().await;
+        }
+        assert_eq!(notices("80"), 1, "sent once, at 8,000");
+        assert!(world.last_email("watcher@example.com").contains("has used 8000 of the 10000 protected attempts the Free plan includes"));
+        assert!(emails_in(&world.outbox, "onlooker@example.com").iter().all(|email| !email.contains("protected attempts")), "viewers manage no billing");
+        let overview = billing_service::overview_of(&world.db, &world.state().plans, &owner.org, world.clock.now_ms()).await.unwrap();
+        assert_eq!(overview.cap_reached_at, None);
+
+        set_usage(9_999).await;
+        world.verification_token(&site_key).await;
+        world.deliver_telemetry().await;
+        world.verification_token(&site_key).await;
+        world.deliver_telemetry().await;
+        assert_eq!((notices("80"), notices("100")), (1, 1));
+        let overview = billing_service::overview_of(&world.db, &world.state().plans, &owner.org, world.clock.now_ms()).await.unwrap();
+        assert_eq!(overview.cap_reached_at, Some(world.clock.now_ms()));
+        // The banner shows until a member dismisses it.
+        let projects_page = format!("/orgs/{}/projects", owner.org);
+        let banner = "Your organisation used all protected attempts its Free plan includes this month";
+        assert!(owner.browser.get(&projects_page).await.expect(200).body.contains(banner));
+        viewer.post(&format!("/orgs/{}/billing/cap-notice/dismiss", owner.org), &[]).await.expect(303);
+        assert!(!owner.browser.get(&projects_page).await.expect(200).body.contains(banner));
+        // The record of what was sent goes once it can no longer stop a second notice.
+        world.clock.advance(humanproof_control_plane::db::retention::USAGE_NOTICE_TTL_MS + 1);
+        let report = humanproof_control_plane::db::retention::apply(&world.db, world.clock.now_ms()).await.unwrap();
+        assert_eq!(report.usage_notices_deleted, 2);
+    }
+
     async fn dashboard_forms_refuse_bad_input_with_a_reason(world: World) {
         let base = world.serve().await;
         let owner = tenant(&world, &base, "forms@example.com").await;

@@ -17,6 +17,11 @@ pub struct OrganisationBilling {
     pub status: BillingStatus,
     /// When a payment first failed, Unix ms; traffic continues for the grace period after.
     pub past_due_since: Option<i64>,
+    /// When a hard-capped plan last used up its included attempts (the first time in its
+    /// month), Unix ms.
+    pub cap_reached_at: Option<i64>,
+    /// Whether a member dismissed the dashboard's banner about that.
+    pub cap_banner_seen: bool,
 }
 
 impl Default for OrganisationBilling {
@@ -25,6 +30,8 @@ impl Default for OrganisationBilling {
             plan: plans::FREE.to_owned(),
             status: BillingStatus::Active,
             past_due_since: None,
+            cap_reached_at: None,
+            cap_banner_seen: false,
         }
     }
 }
@@ -34,12 +41,15 @@ struct BillingRow {
     plan: String,
     status: Named<BillingStatus>,
     past_due_since: Option<i64>,
+    cap_reached_at: Option<i64>,
+    cap_banner_seen: i64,
 }
 
 /// The organisation's billing state.
 pub async fn find(db: &Db, organisation_id: &str) -> Result<OrganisationBilling, sqlx::Error> {
     let row: Option<BillingRow> = sqlx::query_as(
-        "SELECT plan, status, past_due_since FROM organisation_billing WHERE organisation_id = $1",
+        "SELECT plan, status, past_due_since, cap_reached_at, cap_banner_seen \
+         FROM organisation_billing WHERE organisation_id = $1",
     )
     .bind(organisation_id)
     .fetch_optional(db.pool())
@@ -49,11 +59,14 @@ pub async fn find(db: &Db, organisation_id: &str) -> Result<OrganisationBilling,
             plan: row.plan,
             status: row.status.0,
             past_due_since: row.past_due_since,
+            cap_reached_at: row.cap_reached_at,
+            cap_banner_seen: row.cap_banner_seen != 0,
         }),
     )
 }
 
-/// Sets the organisation's billing state, and marks its projects changed so the edge gets
+/// Sets the organisation's plan, status and past-due time (not the cap fields, which the
+/// usage notices keep), and marks its projects changed so the edge gets
 /// the new gates with the next publish.
 pub async fn set(
     db: &Db,
@@ -97,4 +110,57 @@ pub async fn organisation_usage(
     .fetch_one(db.pool())
     .await?;
     Ok(total.map_or(0, |total| u64::try_from(total).unwrap_or(0)))
+}
+
+/// Records that the usage notice at `percent` of the included attempts went out for `month`;
+/// `false` if it already had, so each notice is sent once however often this is called.
+pub async fn record_usage_notice(
+    db: &Db,
+    organisation_id: &str,
+    month: &str,
+    percent: u8,
+    now_ms: i64,
+) -> Result<bool, sqlx::Error> {
+    let inserted = sqlx::query(
+        "INSERT INTO usage_notices (organisation_id, month, percent, sent_at) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (organisation_id, month, percent) DO NOTHING",
+    )
+    .bind(organisation_id)
+    .bind(month)
+    .bind(i64::from(percent))
+    .bind(now_ms)
+    .execute(db.pool())
+    .await?;
+    Ok(inserted.rows_affected() == 1)
+}
+
+/// Records that the organisation used up its plan's included attempts now, and shows the
+/// dashboard's banner about it again. An organisation without a billing row is on Free.
+pub async fn record_cap_reached(
+    db: &Db,
+    organisation_id: &str,
+    now_ms: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO organisation_billing \
+         (organisation_id, plan, status, cap_reached_at, cap_banner_seen, updated_at) \
+         VALUES ($1, $2, 'active', $3, 0, $3) \
+         ON CONFLICT (organisation_id) DO UPDATE SET cap_reached_at = excluded.cap_reached_at, \
+         cap_banner_seen = 0, updated_at = excluded.updated_at",
+    )
+    .bind(organisation_id)
+    .bind(plans::FREE)
+    .bind(now_ms)
+    .execute(db.pool())
+    .await?;
+    Ok(())
+}
+
+/// Hides the banner about the used-up allowance until the allowance is used up again.
+pub async fn dismiss_cap_banner(db: &Db, organisation_id: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE organisation_billing SET cap_banner_seen = 1 WHERE organisation_id = $1")
+        .bind(organisation_id)
+        .execute(db.pool())
+        .await?;
+    Ok(())
 }

@@ -18,6 +18,9 @@ use crate::clock::Clock;
 pub const HASH_TTL_MS: i64 = 24 * 60 * 60 * 1000;
 /// How long per-event records are kept.
 pub const EVENT_TTL_MS: i64 = 90 * 24 * 60 * 60 * 1000;
+/// How long the record of a sent usage notice is kept: only the current month's stop a
+/// notice going out twice.
+pub const USAGE_NOTICE_TTL_MS: i64 = 62 * 24 * 60 * 60 * 1000;
 
 /// Rows each rule touched.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -38,6 +41,8 @@ pub struct RetentionReport {
     pub throttles_deleted: u64,
     /// Abandoned passkey ceremonies deleted.
     pub ceremonies_deleted: u64,
+    /// Records of usage notices from past months deleted.
+    pub usage_notices_deleted: u64,
 }
 
 /// Applies every rule as of `now_ms`.
@@ -83,6 +88,11 @@ pub async fn apply(db: &Db, now_ms: i64) -> Result<RetentionReport, sqlx::Error>
         ceremonies_deleted: run(
             "DELETE FROM webauthn_ceremonies WHERE expires_at < $1",
             now_ms,
+        )
+        .await?,
+        usage_notices_deleted: run(
+            "DELETE FROM usage_notices WHERE sent_at < $1",
+            now_ms - USAGE_NOTICE_TTL_MS,
         )
         .await?,
     })

@@ -114,18 +114,12 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         sink,
     ));
     publish_snapshot(&db, &edge, &plans, &clock).await?;
-    tokio::spawn(deliver_telemetry(
-        events,
-        db.clone(),
-        clock.clone(),
-        snapshot_changed.clone(),
-    ));
     tokio::spawn(refresh_snapshot(
         db.clone(),
         edge.clone(),
         plans.clone(),
         clock.clone(),
-        snapshot_changed,
+        snapshot_changed.clone(),
     ));
 
     let control = bind(args.control_listen).await?;
@@ -145,6 +139,9 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         WebConfig::new(&dashboard_url, &edge_url, true),
     )
     .with(|state| state.plans = plans);
+    // Telemetry goes through the same service as the production ingest endpoint, so usage
+    // notices go out locally too.
+    tokio::spawn(deliver_telemetry(events, state.clone(), snapshot_changed));
 
     println!("HumanProof is running locally.");
     println!("  demo site      {demo_url}");

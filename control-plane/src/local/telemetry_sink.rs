@@ -10,8 +10,8 @@ use humanproof_protocol::telemetry::MAX_BATCH_EVENTS;
 use tokio::sync::Notify;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
-use crate::clock::Clock;
-use crate::db::{Db, telemetry};
+use crate::service::usage;
+use crate::state::AppState;
 
 /// The edge's side of the channel.
 #[derive(Debug, Clone)]
@@ -37,15 +37,14 @@ impl TelemetrySink for ChannelSink {
 /// `stored` after each batch so usage gates reach the edge promptly.
 pub async fn deliver_telemetry(
     mut events: UnboundedReceiver<TelemetryEvent>,
-    db: Db,
-    clock: Clock,
+    state: AppState,
     stored: Arc<Notify>,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH_EVENTS);
     while events.recv_many(&mut batch, MAX_BATCH_EVENTS).await > 0 {
         let mut backoff = Duration::from_millis(200);
         loop {
-            match telemetry::ingest(&db, &batch, clock.now_ms()).await {
+            match usage::record_telemetry(&state, &batch).await {
                 Ok(_) => break,
                 Err(err) => {
                     tracing::warn!(error = %err, events = batch.len(), "telemetry batch not stored; retrying");

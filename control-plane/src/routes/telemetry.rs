@@ -8,8 +8,9 @@ use axum::http::HeaderMap;
 use humanproof_protocol::TelemetryBatch;
 use humanproof_protocol::telemetry::{MAX_BATCH_EVENTS, SIGNATURE_HEADER, verify_batch};
 
-use crate::db::telemetry::{IngestOutcome, ingest};
+use crate::db::telemetry::IngestOutcome;
 use crate::error::ApiError;
+use crate::service::usage;
 use crate::state::AppState;
 
 /// Checks the batch signature, then stores the events idempotently.
@@ -31,5 +32,5 @@ pub async fn ingest_batch(
     if batch.events.len() > MAX_BATCH_EVENTS {
         return Err(ApiError::PayloadTooLarge);
     }
-    Ok(Json(ingest(&state.db, &batch.events, now).await?))
+    Ok(Json(usage::record_telemetry(&state, &batch.events).await?))
 }

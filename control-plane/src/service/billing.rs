@@ -1,14 +1,19 @@
 //! An organisation's plan: what it includes, what it has used, and whether billing lets its
 //! traffic through; and the plan's gates on what members and keys may configure.
 
+use std::collections::BTreeSet;
+
+use humanproof_protocol::TelemetryEvent;
 use humanproof_protocol::wire::{Branding, Variant};
 use serde::Serialize;
 
 use super::Actor;
 use crate::db::billing::{self, OrganisationBilling};
 use crate::db::projects::enum_name;
-use crate::db::{Db, month_of};
+use crate::db::{Db, accounts, month_of, orgs, projects};
 use crate::error::ApiError;
+use crate::i18n;
+use crate::mail::Email;
 use crate::plans::{self, BillingStatus, Catalogue, Plan};
 use crate::roles::Permission;
 use crate::state::AppState;
@@ -33,6 +38,10 @@ pub struct BillingOverview {
     pub used_attempts: u64,
     /// The plan's included attempts this month.
     pub included_attempts: u64,
+    /// When a hard-capped plan used up its included attempts this month, Unix ms.
+    pub cap_reached_at: Option<i64>,
+    /// Whether a member dismissed the dashboard's banner about that.
+    pub cap_notice_dismissed: bool,
 }
 
 /// The organisation's billing state, read as an operator's tools read it (no actor).
@@ -58,9 +67,18 @@ pub async fn overview_of(
                 .map(|since| since.saturating_add(plans::PAYMENT_GRACE_MS)),
             _ => None,
         },
+        cap_reached_at: account.cap_reached_at.filter(|&at| month_of(at) == month),
+        cap_notice_dismissed: account.cap_banner_seen,
         month,
         used_attempts,
     })
+}
+
+/// Hides the banner about this month's used-up allowance (any member may: it only informs).
+pub async fn dismiss_cap_notice(state: &AppState, actor: &Actor) -> Result<(), ApiError> {
+    actor.require(Permission::BillingRead)?;
+    billing::dismiss_cap_banner(&state.db, &actor.organisation_id).await?;
+    Ok(())
 }
 
 /// The actor's organisation's billing state.
@@ -102,6 +120,7 @@ pub async fn set_plan(
         plan: plan.to_owned(),
         status,
         past_due_since,
+        ..previous
     };
     billing::set(&state.db, organisation_id, &account, now).await?;
     crate::db::orgs::audit(
@@ -114,6 +133,107 @@ pub async fn set_plan(
     )
     .await?;
     state.publish_changes().await;
+    Ok(())
+}
+
+/// The shares of a hard-capped plan's included attempts at which the organisation's billing
+/// members get an email, once a month each.
+const NOTICE_PERCENTS: [u8; 2] = [80, 100];
+
+/// After telemetry is stored: for each organisation it counted for on a hard-capped plan,
+/// sends the usage notices it has crossed this month (each once), and records when the
+/// included attempts ran out, which brings up the dashboard's banner.
+pub async fn send_usage_notices(
+    state: &AppState,
+    events: &[TelemetryEvent],
+) -> Result<(), sqlx::Error> {
+    let project_ids: BTreeSet<&str> = events
+        .iter()
+        .map(|event| event.project_id.as_str())
+        .collect();
+    let mut organisations = BTreeSet::new();
+    for project_id in project_ids {
+        if let Some(project) = projects::find(&state.db, project_id).await? {
+            organisations.extend(project.organisation_id);
+        }
+    }
+    let now = state.clock.now_ms();
+    for organisation_id in organisations {
+        let overview = overview_of(&state.db, &state.plans, &organisation_id, now).await?;
+        if !overview.plan.hard_cap {
+            continue;
+        }
+        for percent in NOTICE_PERCENTS {
+            let threshold = overview.included_attempts * u64::from(percent) / 100;
+            if overview.used_attempts < threshold
+                || !billing::record_usage_notice(
+                    &state.db,
+                    &organisation_id,
+                    &overview.month,
+                    percent,
+                    now,
+                )
+                .await?
+            {
+                continue;
+            }
+            if percent == 100 {
+                billing::record_cap_reached(&state.db, &organisation_id, now).await?;
+            }
+            email_usage_notice(state, &overview, percent).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Tells the members who manage billing (owners and billing members), each in their
+/// language, how much of the included attempts the organisation has used.
+async fn email_usage_notice(
+    state: &AppState,
+    overview: &BillingOverview,
+    percent: u8,
+) -> Result<(), sqlx::Error> {
+    let body = if percent >= 100 {
+        "{organisation} has used all {included} protected attempts the {plan} plan includes this month. Until the month ends, the widget on your sites refuses new challenges. Upgrade to keep your forms protected:\n\n{link}\n"
+    } else {
+        "{organisation} has used {used} of the {included} protected attempts the {plan} plan includes this month. When they are used up, the widget on your sites refuses new challenges until the month ends. Upgrade before then to keep your forms protected:\n\n{link}\n"
+    };
+    let organisation_id = &overview.organisation_id;
+    let link = format!("{}/orgs/{organisation_id}/projects", state.web.public_url);
+    for member in orgs::members(&state.db, organisation_id).await? {
+        if !member.role.allows(Permission::BillingWrite) {
+            continue;
+        }
+        let Some(user) = accounts::find_user(&state.db, &member.user_id).await? else {
+            continue;
+        };
+        let Some(membership) = orgs::membership(&state.db, organisation_id, &user.id).await? else {
+            continue;
+        };
+        let lang = &user.language;
+        let values = [
+            ("organisation", membership.organisation_name.clone()),
+            ("percent", percent.to_string()),
+            ("used", overview.used_attempts.to_string()),
+            ("included", overview.included_attempts.to_string()),
+            ("plan", overview.plan.name.clone()),
+            ("link", link.clone()),
+        ];
+        let email = Email {
+            to: user.email.clone(),
+            subject: i18n::fill(
+                i18n::translate(
+                    lang,
+                    "{organisation} used {percent} % of its protected attempts on HumanProof",
+                ),
+                &values,
+            ),
+            body: i18n::fill(i18n::translate(lang, body), &values),
+        };
+        if let Err(err) = state.mailer.send(&email).await {
+            tracing::error!(error = %err, "could not send a usage notice");
+        }
+    }
     Ok(())
 }
 

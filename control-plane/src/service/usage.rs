@@ -1,10 +1,12 @@
 //! What a project used and how risky its traffic looks: the monthly counters customers
 //! are billed by, and the recent risk decisions to review before turning on enforce mode.
 
+use humanproof_protocol::TelemetryEvent;
+
 use super::projects::{ProjectView, find_project};
 use super::{Actor, billing};
 use crate::db::month_of;
-use crate::db::telemetry::{self, Dimension, NetworkStarts, RiskOverview, Usage};
+use crate::db::telemetry::{self, Dimension, IngestOutcome, NetworkStarts, RiskOverview, Usage};
 use crate::error::ApiError;
 use crate::roles::Permission;
 use crate::state::AppState;
@@ -90,4 +92,18 @@ fn is_month(text: &str) -> bool {
             .iter()
             .enumerate()
             .all(|(i, b)| i == 4 || b.is_ascii_digit())
+}
+
+/// Stores telemetry from the edge (each event once, by its id) and sends the usage notices it
+/// brings about. A notice that cannot go out now is not recorded as sent, so the next batch
+/// tries again; the events are stored either way.
+pub async fn record_telemetry(
+    state: &AppState,
+    events: &[TelemetryEvent],
+) -> Result<IngestOutcome, sqlx::Error> {
+    let outcome = telemetry::ingest(&state.db, events, state.clock.now_ms()).await?;
+    if let Err(err) = billing::send_usage_notices(state, events).await {
+        tracing::warn!(error = %err, "usage notices not sent; the next batch retries");
+    }
+    Ok(outcome)
 }

@@ -24,6 +24,16 @@ pub(super) fn view(project: &ProjectView) -> Value {
     Value::from_serialize(project)
 }
 
+/// `POST /orgs/{org}/billing/cap-notice/dismiss`: hides the used-up allowance banner.
+pub async fn dismiss_cap_notice(
+    State(state): State<AppState>,
+    OrgActor(actor): OrgActor,
+    Path(org): Path<String>,
+) -> Result<Redirect, PageError> {
+    billing::dismiss_cap_notice(&state, &actor).await?;
+    Ok(Redirect::to(&format!("/orgs/{org}/projects")))
+}
+
 /// `GET /orgs/{org}/projects`.
 pub async fn projects(
     State(state): State<AppState>,
