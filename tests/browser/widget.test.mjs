@@ -23,6 +23,7 @@ let browser;
 let urls;
 let dataDir;
 let rateLimitedSiteKey;
+let freeSiteKey;
 // Customer pages under test, served from 127.0.0.1 (reached as localhost, which the demo
 // project lists) and from 127.0.0.2 (another loopback address it does not list).
 const pages = new Map();
@@ -48,6 +49,10 @@ before(async () => {
   const databaseUrl = `sqlite://${join(dataDir, "humanproof.db")}?mode=rwc`;
   const create = ["project", "create", "--database-url", databaseUrl, "--name", "One start", "--testing-domain", "localhost", "--preset", "custom", "--rate-limit", "1"];
   rateLimitedSiteKey = JSON.parse(execFileSync(BINARY, create, { encoding: "utf8" })).site_key;
+  // And one on the free plan, whose widget must show full branding (the demo project is on
+  // Business, so that it shows every look).
+  const createFree = ["project", "create", "--database-url", databaseUrl, "--name", "Free", "--testing-domain", "localhost", "--plan", "free"];
+  freeSiteKey = JSON.parse(execFileSync(BINARY, createFree, { encoding: "utf8" })).site_key;
   const args = ["dev", "--data-dir", dataDir, "--control-listen", "127.0.0.1:0", "--edge-listen", "127.0.0.1:0", "--demo-listen", "127.0.0.1:0"];
   const env = { ...process.env, RUST_LOG: "warn", HUMANPROOF_DEMO_SITE_KEY: SITE_KEY, HUMANPROOF_DEMO_SECRET: "hp_secret_browser-tests" };
   const { child, output } = await spawnUntil(args, env, /Press Ctrl-C/);
@@ -270,8 +275,8 @@ test("an edge refusal shows the error state with a retry", async () => {
   assert.equal((await failed).reason, "invalid_action");
   await page.close();
 
-  // The demo project is on the free plan, which requires full branding.
-  servePage("/unbranded", formPage('data-branding="none"'));
+  // The free plan requires full branding.
+  servePage("/unbranded", formPage('data-branding="none"', freeSiteKey));
   const unbranded = await newPage();
   await unbranded.goto(`${TEST_ORIGIN}/unbranded`);
   failed = errorOf(unbranded);

@@ -302,16 +302,20 @@ pub async fn project_page(
     OrgActor(actor): OrgActor,
     Path((_, project_id)): Path<(String, String)>,
 ) -> Result<Page, PageError> {
-    let project = projects::get_project(&state, &actor, &project_id).await?;
-    Ok(form_page(
-        &state,
-        &csrf,
-        &actor,
-        StatusCode::OK,
-        view(&project),
-        context! {},
-    )
-    .await)
+    settings_page(&state, &csrf, &actor, &project_id, context! {}).await
+}
+
+/// A project's settings as stored, with `extra` for the template (a notice, a secret shown
+/// once).
+async fn settings_page(
+    state: &AppState,
+    csrf: &CsrfToken,
+    actor: &Actor,
+    project_id: &str,
+    extra: Value,
+) -> Result<Page, PageError> {
+    let project = projects::get_project(state, actor, project_id).await?;
+    Ok(form_page(state, csrf, actor, StatusCode::OK, view(&project), extra).await)
 }
 
 /// `POST /orgs/{org}/projects/{project}`.
@@ -362,11 +366,10 @@ pub async fn rotate_secret(
     Path((_, project_id)): Path<(String, String)>,
 ) -> Result<Page, PageError> {
     let rotated = projects::rotate_secret(&state, &actor, &project_id).await?;
-    let project = projects::get_project(&state, &actor, &project_id).await?;
-    Ok(form_page(&state, &csrf, &actor, StatusCode::OK, view(&project), context! {
+    let extra = context! {
         secret => rotated.secret, notice => "New secret issued. The previous one keeps working for 24 hours.",
-    })
-    .await)
+    };
+    settings_page(&state, &csrf, &actor, &project_id, extra).await
 }
 
 /// `POST /orgs/{org}/projects/{project}/revoke-tokens`: every token issued so far stops working.
@@ -377,11 +380,10 @@ pub async fn revoke_tokens(
     Path((_, project_id)): Path<(String, String)>,
 ) -> Result<Page, PageError> {
     projects::revoke_tokens(&state, &actor, &project_id).await?;
-    let project = projects::get_project(&state, &actor, &project_id).await?;
-    Ok(form_page(&state, &csrf, &actor, StatusCode::OK, view(&project), context! {
+    let extra = context! {
         notice => "Every token issued until now is revoked: unfinished challenges and unverified tokens are refused.",
-    })
-    .await)
+    };
+    settings_page(&state, &csrf, &actor, &project_id, extra).await
 }
 
 /// The widget options that differ from the widget's defaults, as the snippet's `data-`
