@@ -10,7 +10,7 @@ use humanproof_protocol::snapshot::RiskMode;
 use serde_json::json;
 
 use crate::clock::Clock;
-use crate::config::{DatabaseArgs, KvArgs, PlansArgs, SecretArgs, WebArgs};
+use crate::config::{DatabaseArgs, KvArgs, PlansArgs, SecretArgs, StripeArgs, WebArgs};
 use crate::db::projects::{BillingStatus, ProjectSettings};
 use crate::db::telemetry::Dimension;
 use crate::db::{self, Db, month_of, orgs, projects, retention, telemetry};
@@ -44,6 +44,8 @@ enum Command {
         kv: KvArgs,
         #[command(flatten)]
         plans: PlansArgs,
+        #[command(flatten)]
+        stripe: StripeArgs,
         /// Address to listen on.
         #[arg(long, env = "HUMANPROOF_LISTEN", default_value = "127.0.0.1:8080")]
         listen: SocketAddr,
@@ -318,9 +320,16 @@ impl Cli {
                 web,
                 kv,
                 plans,
+                stripe,
                 listen,
             } => {
                 let catalogue = plans.catalogue()?;
+                let stripe = stripe.stripe()?;
+                if stripe.is_none() {
+                    tracing::warn!(
+                        "no Stripe configured: billing is off and organisations keep the plan an operator set"
+                    );
+                }
                 let publisher = kv.publisher()?;
                 if matches!(publisher, Publisher::Disabled) {
                     tracing::warn!(
@@ -336,7 +345,10 @@ impl Cli {
                     WebConfig::new(&web.public_url, &web.edge_url, false)
                         .behind(web.trusted_proxies.clone()),
                 )
-                .with(|state| state.plans = catalogue);
+                .with(|state| {
+                    state.plans = catalogue;
+                    state.stripe = stripe;
+                });
                 let listener = server::bind(listen).await?;
                 // Printed, not logged: scripts and tests read the real port from it.
                 println!("listening on http://{}", listener.local_addr()?);

@@ -7,6 +7,7 @@ use clap::Args;
 use humanproof_protocol::MasterSecret;
 
 use crate::plans::Catalogue;
+use crate::stripe::Stripe;
 
 /// Where the data lives.
 #[derive(Debug, Clone, Args)]
@@ -190,5 +191,40 @@ impl PlansArgs {
     /// The built-in plans with the file's overrides.
     pub fn catalogue(&self) -> anyhow::Result<Catalogue> {
         Ok(Catalogue::load(self.plans_file.as_deref())?)
+    }
+}
+
+/// Stripe, for billing.
+#[derive(Debug, Clone, clap::Args)]
+pub struct StripeArgs {
+    /// Stripe secret key (`sk_…` or a restricted `rk_…`). Without it billing is off: no
+    /// checkout, no webhooks, and organisations keep the plan an operator set (Free).
+    #[arg(long, env = "HUMANPROOF_STRIPE_SECRET_KEY", hide_env_values = true)]
+    pub stripe_secret_key: Option<String>,
+    /// The signing secret (`whsec_…`) of the webhook endpoint `/billing/stripe/webhook`.
+    #[arg(long, env = "HUMANPROOF_STRIPE_WEBHOOK_SECRET", hide_env_values = true)]
+    pub stripe_webhook_secret: Option<String>,
+    /// Stripe's API; tests and `humanproof dev` point it at the local stand-in.
+    #[arg(
+        long,
+        env = "HUMANPROOF_STRIPE_API_BASE",
+        default_value = "https://api.stripe.com/"
+    )]
+    pub stripe_api_base: String,
+}
+
+impl StripeArgs {
+    /// The Stripe client, if billing is configured; both secrets or neither.
+    pub fn stripe(&self) -> anyhow::Result<Option<Stripe>> {
+        match (&self.stripe_secret_key, &self.stripe_webhook_secret) {
+            (Some(key), Some(webhook_secret)) => Ok(Some(
+                Stripe::new(key, webhook_secret, &self.stripe_api_base)
+                    .map_err(anyhow::Error::msg)?,
+            )),
+            (None, None) => Ok(None),
+            _ => anyhow::bail!(
+                "set both HUMANPROOF_STRIPE_SECRET_KEY and HUMANPROOF_STRIPE_WEBHOOK_SECRET, or neither"
+            ),
+        }
     }
 }

@@ -39,6 +39,7 @@
 //! - [`totp`]: one-time codes and how their secrets are sealed at rest.
 //! - [`secrets`]: site keys, backend secrets, tokens, and how secrets are stored (hashed).
 //! - [`http`]: outbound HTTP clients and the TLS provider.
+//! - [`stripe`]: Stripe's webhook signatures and the subscriptions billing reads back.
 //! - [`clock`]: the time source, swappable in tests.
 
 #![deny(missing_docs)]
@@ -65,6 +66,7 @@ pub mod server;
 pub mod service;
 pub mod snapshot;
 pub mod state;
+pub mod stripe;
 pub mod templates;
 pub mod totp;
 pub mod web;

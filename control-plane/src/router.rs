@@ -8,7 +8,7 @@ use axum::middleware;
 use axum::routing::{get, post};
 
 use crate::error::ApiError;
-use crate::routes::{api, health, siteverify, telemetry};
+use crate::routes::{api, health, siteverify, stripe_webhook, telemetry};
 use crate::state::AppState;
 use crate::web::{
     account, api_keys, assets, audit, auth, clients, dev, members, passkeys, projects, security,
@@ -25,6 +25,8 @@ pub fn app(state: AppState) -> Router {
         .route("/healthz", get(health::check_health))
         // Site backends.
         .route("/siteverify", post(siteverify::verify_token))
+        // Stripe's webhooks.
+        .route("/billing/stripe/webhook", post(stripe_webhook::receive))
         // The edge's telemetry consumer.
         .route("/internal/telemetry", post(telemetry::ingest_batch))
         // Customers' automation.

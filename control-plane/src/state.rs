@@ -17,6 +17,7 @@ use crate::db::Db;
 use crate::mail::Mailer;
 use crate::plans::Catalogue;
 use crate::publish::Publisher;
+use crate::stripe::Stripe;
 
 /// Where the dashboard lives and what it links to.
 #[derive(Debug, Clone)]
@@ -80,6 +81,9 @@ pub struct Shared {
     pub templates: Arc<minijinja::Environment<'static>>,
     /// The plans sold (built in, or with the operator's overrides).
     pub plans: Catalogue,
+    /// Stripe, when billing is configured; without it every organisation stays on its plan
+    /// (Free unless an operator set another).
+    pub stripe: Option<Stripe>,
 }
 
 impl AppState {
@@ -102,6 +106,7 @@ impl AppState {
             web,
             templates: Arc::new(crate::templates::environment()),
             plans: Catalogue::builtin(),
+            stripe: None,
         }))
     }
 

@@ -12,7 +12,22 @@ CREATE TABLE organisation_billing (
     -- has dismissed the dashboard's banner about it.
     cap_reached_at       BIGINT,
     cap_banner_seen      BIGINT NOT NULL DEFAULT 0,
+    -- The Stripe customer and subscription that pay for the plan, and what Stripe last said
+    -- of them: the interval billed and when the current period ends (Unix seconds).
+    stripe_customer_id      TEXT UNIQUE,
+    stripe_subscription_id  TEXT,
+    billing_interval        TEXT,
+    current_period_end      BIGINT,
     updated_at           BIGINT NOT NULL
+);
+
+-- Stripe webhook events applied, by id, so that a delivery Stripe repeats has no second
+-- effect; kept 30 days (Stripe retries for up to 3) as the diagnostics of what came in.
+CREATE TABLE stripe_events (
+    id           TEXT PRIMARY KEY,
+    type         TEXT NOT NULL,
+    received_at  BIGINT NOT NULL,
+    outcome      TEXT NOT NULL
 );
 
 -- The usage emails sent (at 80 % and 100 % of a hard-capped plan's included attempts), one

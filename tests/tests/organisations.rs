@@ -3,11 +3,13 @@
 //! another organisation's ids.
 
 use humanproof_control_plane::db::projects::BillingStatus;
-use humanproof_control_plane::db::{accounts, orgs, projects};
+use humanproof_control_plane::db::{accounts, billing, orgs, projects};
+use humanproof_control_plane::local::{StandInSubscription, StripeStandIn};
 use humanproof_control_plane::roles::{Role, Scope};
 use humanproof_control_plane::secrets;
 use humanproof_control_plane::service::billing as billing_service;
 use humanproof_control_plane::service::projects::SECRET_OVERLAP_MS;
+use humanproof_control_plane::stripe::Stripe;
 use humanproof_edge::stores::SnapshotStore as _;
 use humanproof_protocol::{Obfuscation, Preset, Protection, Score};
 use humanproof_tests::*;
@@ -623,6 +625,98 @@ on_both_databases! {
         world.clock.advance(humanproof_control_plane::db::retention::USAGE_NOTICE_TTL_MS + 1);
         let report = humanproof_control_plane::db::retention::apply(&world.db, world.clock.now_ms()).await.unwrap();
         assert_eq!(report.usage_notices_deleted, 2);
+    }
+
+    async fn stripe_events_set_the_plan_once_in_any_order_and_only_when_signed(world: World) {
+        let standin = StripeStandIn::default();
+        let standin_url = serve_app(standin.router()).await;
+        let stripe = Stripe::new("sk_test_humanproof", "whsec_test", &format!("{standin_url}/")).unwrap();
+        let base = serve_control_plane(world.state().with(|state| state.stripe = Some(stripe))).await;
+        let owner = tenant(&world, &base, "payer@example.com").await;
+        world.on_plan(&owner.org, "free").await;
+        world.publish().await;
+        let site_key = projects::find(&world.db, &owner.project).await.unwrap().unwrap().site_key;
+        let unbranded = json!({ "widget": { "variant": "checkbox", "branding": "none" } });
+        assert_eq!(world.start_challenge(&site_key, &unbranded).await.reason(), "branding_not_allowed");
+
+        let now_s = world.clock.now_ms() / 1000;
+        let subscription = |status: &str, price: &str| StandInSubscription {
+            customer: "cus_1".into(), status: status.into(), price: price.into(), interval: "month".into(),
+            current_period_end: now_s + 30 * 86_400, organisation_id: None,
+        };
+        let deliver = async |body: &Value, secret: &str, at: i64| {
+            let body = body.to_string();
+            let answer = humanproof_control_plane::http::client()
+                .post(format!("{base}/billing/stripe/webhook"))
+                .header("stripe-signature", humanproof_control_plane::stripe::signature_header(secret, at, body.as_bytes()))
+                .body(body)
+                .send().await.unwrap();
+            (answer.status().as_u16(), answer.json::<Value>().await.unwrap())
+        };
+        let event = |id: &str, kind: &str, object: Value| json!({ "id": id, "type": kind, "created": now_s, "data": { "object": object } });
+        let billed = async || billing_service::overview_of(&world.db, &world.state().plans, &owner.org, world.clock.now_ms()).await.unwrap();
+        let stripe_audits = async || orgs::audit_log(&world.db, &owner.org, 50).await.unwrap().iter().filter(|e| e.actor.starts_with("stripe:")).count();
+
+        // Checkout completes: the organisation is on Pro, and the edge has its gates at once.
+        standin.put_subscription("sub_1", subscription("active", "price_pro_month"));
+        let completed = event("evt_1", "checkout.session.completed", json!({
+            "id": "cs_1", "object": "checkout.session", "client_reference_id": owner.org, "customer": "cus_1", "subscription": "sub_1",
+        }));
+        let (status, answer) = deliver(&completed, "whsec_test", now_s).await;
+        assert_eq!((status, answer["outcome"].as_str()), (200, Some("applied")), "{answer}");
+        let overview = billed().await;
+        assert_eq!((overview.plan.id.as_str(), overview.status), ("pro", BillingStatus::Active));
+        assert_eq!(world.start_challenge(&site_key, &unbranded).await.status, 200);
+        let link = billing::stripe_link(&world.db, &owner.org).await.unwrap().unwrap();
+        assert_eq!((link.customer_id.as_str(), link.subscription_id.as_deref(), link.interval.as_deref()), ("cus_1", Some("sub_1"), Some("month")));
+
+        // The same event again: one effect.
+        let (status, answer) = deliver(&completed, "whsec_test", now_s).await;
+        assert_eq!((status, answer["duplicate"].as_bool()), (200, Some(true)));
+        assert_eq!(stripe_audits().await, 1);
+
+        // Unsigned, wrongly signed, stale or tampered deliveries change nothing.
+        standin.put_subscription("sub_1", subscription("canceled", "price_pro_month"));
+        let forged = event("evt_forged", "customer.subscription.deleted", json!({ "id": "sub_1", "object": "subscription" }));
+        assert_eq!(deliver(&forged, "whsec_attacker", now_s).await.0, 400);
+        assert_eq!(deliver(&forged, "whsec_test", now_s - 301).await.0, 400);
+        let unsigned = humanproof_control_plane::http::client().post(format!("{base}/billing/stripe/webhook")).body(forged.to_string()).send().await.unwrap();
+        assert_eq!(unsigned.status().as_u16(), 400);
+        assert_eq!(billed().await.plan.id, "pro");
+        assert!(!billing::stripe_event_applied(&world.db, "evt_forged").await.unwrap());
+
+        // Out of order: a payment fails, then an older "updated" event arrives after Stripe
+        // already has the subscription paid again. Each reads Stripe's state back, so the
+        // end state is Stripe's.
+        standin.put_subscription("sub_1", subscription("past_due", "price_pro_month"));
+        let failed = event("evt_3", "invoice.payment_failed", json!({ "id": "in_1", "object": "invoice", "customer": "cus_1", "subscription": "sub_1" }));
+        assert_eq!(deliver(&failed, "whsec_test", now_s).await.0, 200);
+        let overview = billed().await;
+        assert_eq!(overview.status, BillingStatus::PastDue);
+        assert!(overview.traffic_allowed, "the grace period has begun");
+        standin.put_subscription("sub_1", subscription("active", "price_pro_month"));
+        let stale = event("evt_2", "customer.subscription.updated", json!({ "id": "sub_1", "object": "subscription", "status": "past_due" }));
+        assert_eq!(deliver(&stale, "whsec_test", now_s).await.0, 200);
+        assert_eq!(billed().await.status, BillingStatus::Active);
+
+        // A subscription to a price not in the catalogue changes nothing.
+        standin.put_subscription("sub_1", subscription("active", "price_someone_elses"));
+        let (_, answer) = deliver(&event("evt_5", "customer.subscription.updated", json!({ "id": "sub_1" })), "whsec_test", now_s).await;
+        assert_eq!(answer["outcome"], "unknown_price");
+        assert_eq!(billed().await.plan.id, "pro");
+
+        // Cancelled: back to Free, and the edge refuses what Free lacks again.
+        standin.put_subscription("sub_1", subscription("canceled", "price_pro_month"));
+        let deleted = event("evt_4", "customer.subscription.deleted", json!({ "id": "sub_1", "object": "subscription" }));
+        assert_eq!(deliver(&deleted, "whsec_test", now_s).await.0, 200);
+        assert_eq!(billed().await.plan.id, "free");
+        assert_eq!(world.start_challenge(&site_key, &unbranded).await.reason(), "branding_not_allowed");
+        assert_eq!(stripe_audits().await, 4, "pro, past due, active again, free");
+
+        // Without Stripe configured there is no webhook endpoint.
+        let unbilled = world.serve().await;
+        let answer = humanproof_control_plane::http::client().post(format!("{unbilled}/billing/stripe/webhook")).body("{}").send().await.unwrap();
+        assert_eq!(answer.status().as_u16(), 404);
     }
 
     async fn dashboard_forms_refuse_bad_input_with_a_reason(world: World) {

@@ -164,3 +164,114 @@ pub async fn dismiss_cap_banner(db: &Db, organisation_id: &str) -> Result<(), sq
         .await?;
     Ok(())
 }
+
+/// The Stripe customer and subscription behind an organisation's plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StripeLink {
+    /// `cus_…`.
+    pub customer_id: String,
+    /// `sub_…`; `None` once the subscription ended.
+    pub subscription_id: Option<String>,
+    /// The interval billed (`month` or `year`).
+    pub interval: Option<String>,
+    /// When the current period ends, Unix seconds.
+    pub current_period_end: Option<i64>,
+}
+
+/// Records the organisation's Stripe customer and subscription (the row exists: [`set`]
+/// runs first).
+pub async fn link_stripe(
+    db: &Db,
+    organisation_id: &str,
+    link: &StripeLink,
+    now_ms: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE organisation_billing SET stripe_customer_id = $1, stripe_subscription_id = $2, \
+         billing_interval = $3, current_period_end = $4, updated_at = $5 WHERE organisation_id = $6",
+    )
+    .bind(link.customer_id.as_str())
+    .bind(link.subscription_id.as_deref())
+    .bind(link.interval.as_deref())
+    .bind(link.current_period_end)
+    .bind(now_ms)
+    .bind(organisation_id)
+    .execute(db.pool())
+    .await?;
+    Ok(())
+}
+
+/// The organisation a Stripe customer pays for.
+pub async fn organisation_of_customer(
+    db: &Db,
+    customer_id: &str,
+) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT organisation_id FROM organisation_billing WHERE stripe_customer_id = $1",
+    )
+    .bind(customer_id)
+    .fetch_optional(db.pool())
+    .await
+}
+
+/// The Stripe columns of an organisation's billing row.
+#[derive(FromRow)]
+struct StripeLinkRow {
+    stripe_customer_id: Option<String>,
+    stripe_subscription_id: Option<String>,
+    billing_interval: Option<String>,
+    current_period_end: Option<i64>,
+}
+
+/// The organisation's Stripe customer and subscription, if it has paid through Stripe.
+pub async fn stripe_link(
+    db: &Db,
+    organisation_id: &str,
+) -> Result<Option<StripeLink>, sqlx::Error> {
+    let row: Option<StripeLinkRow> = sqlx::query_as(
+        "SELECT stripe_customer_id, stripe_subscription_id, billing_interval, current_period_end \
+         FROM organisation_billing WHERE organisation_id = $1",
+    )
+    .bind(organisation_id)
+    .fetch_optional(db.pool())
+    .await?;
+    Ok(row.and_then(|row| {
+        row.stripe_customer_id.map(|customer_id| StripeLink {
+            customer_id,
+            subscription_id: row.stripe_subscription_id,
+            interval: row.billing_interval,
+            current_period_end: row.current_period_end,
+        })
+    }))
+}
+
+/// Whether the Stripe event with this id was applied already.
+pub async fn stripe_event_applied(db: &Db, event_id: &str) -> Result<bool, sqlx::Error> {
+    let found: Option<String> = sqlx::query_scalar("SELECT id FROM stripe_events WHERE id = $1")
+        .bind(event_id)
+        .fetch_optional(db.pool())
+        .await?;
+    Ok(found.is_some())
+}
+
+/// Records that a Stripe event was applied, and how; a second record of the same id is
+/// ignored (two deliveries raced, and applying an event twice reads the same state).
+pub async fn record_stripe_event(
+    db: &Db,
+    event_id: &str,
+    kind: &str,
+    outcome: &str,
+    now_ms: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO stripe_events (id, type, received_at, outcome) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(event_id)
+    .bind(kind)
+    .bind(now_ms)
+    .bind(outcome)
+    .execute(db.pool())
+    .await?;
+    Ok(())
+}

@@ -21,6 +21,9 @@ pub const EVENT_TTL_MS: i64 = 90 * 24 * 60 * 60 * 1000;
 /// How long the record of a sent usage notice is kept: only the current month's stop a
 /// notice going out twice.
 pub const USAGE_NOTICE_TTL_MS: i64 = 62 * 24 * 60 * 60 * 1000;
+/// How long the record of an applied Stripe webhook event is kept: Stripe retries a delivery
+/// for up to 3 days, and the rest is diagnostics.
+pub const STRIPE_EVENT_TTL_MS: i64 = 30 * 24 * 60 * 60 * 1000;
 
 /// Rows each rule touched.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -43,6 +46,8 @@ pub struct RetentionReport {
     pub ceremonies_deleted: u64,
     /// Records of usage notices from past months deleted.
     pub usage_notices_deleted: u64,
+    /// Records of applied Stripe events deleted.
+    pub stripe_events_deleted: u64,
 }
 
 /// Applies every rule as of `now_ms`.
@@ -93,6 +98,11 @@ pub async fn apply(db: &Db, now_ms: i64) -> Result<RetentionReport, sqlx::Error>
         usage_notices_deleted: run(
             "DELETE FROM usage_notices WHERE sent_at < $1",
             now_ms - USAGE_NOTICE_TTL_MS,
+        )
+        .await?,
+        stripe_events_deleted: run(
+            "DELETE FROM stripe_events WHERE received_at < $1",
+            now_ms - STRIPE_EVENT_TTL_MS,
         )
         .await?,
     })

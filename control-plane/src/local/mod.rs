@@ -13,6 +13,7 @@
 mod demo;
 mod edge_server;
 mod geo;
+mod stripe_standin;
 mod telemetry_sink;
 
 use std::net::SocketAddr;
@@ -41,6 +42,7 @@ use crate::state::{AppState, WebConfig};
 
 pub use edge_server::{LocalEdge, edge_router};
 pub use geo::GeoLookup;
+pub use stripe_standin::{StandInSubscription, StripeStandIn};
 pub use telemetry_sink::{ChannelSink, deliver_telemetry};
 
 /// Options of `humanproof dev`.

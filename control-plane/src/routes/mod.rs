@@ -1,7 +1,10 @@
-//! HTTP handlers, one file per resource. Handlers extract, validate, call the database
-//! layer and shape the answer; the rules live in `db` and `humanproof_protocol`.
+//! The JSON endpoints, one file per audience: site backends (siteverify), the edge's
+//! telemetry consumer, Stripe's webhooks, customers' automation (`/api/v1`) and operators'
+//! health checks. Handlers extract and check the request, call [`crate::service`], and shape
+//! the answer.
 
 pub mod api;
 pub mod health;
 pub mod siteverify;
+pub mod stripe_webhook;
 pub mod telemetry;

@@ -8,7 +8,7 @@ use humanproof_protocol::wire::{Branding, Variant};
 use serde::Serialize;
 
 use super::Actor;
-use crate::db::billing::{self, OrganisationBilling};
+use crate::db::billing::{self, OrganisationBilling, StripeLink};
 use crate::db::projects::enum_name;
 use crate::db::{Db, accounts, month_of, orgs, projects};
 use crate::error::ApiError;
@@ -17,6 +17,7 @@ use crate::mail::Email;
 use crate::plans::{self, BillingStatus, Catalogue, Plan};
 use crate::roles::Permission;
 use crate::state::AppState;
+use crate::stripe::{EventObject, Stripe, WebhookEvent};
 
 /// An organisation's billing state as the dashboard, the API and `humanproof billing show`
 /// report it.
@@ -235,6 +236,164 @@ async fn email_usage_notice(
         }
     }
     Ok(())
+}
+
+/// What applying a Stripe event did, as recorded with its id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventOutcome {
+    /// The organisation's plan and status now match the subscription's.
+    Applied {
+        /// The organisation.
+        organisation_id: String,
+        /// Its plan now.
+        plan: String,
+        /// Its billing status now.
+        status: BillingStatus,
+    },
+    /// A delivery of an event applied before: nothing done.
+    Duplicate,
+    /// An event billing does not act on, or one that names no organisation HumanProof knows.
+    Ignored(&'static str),
+}
+
+impl EventOutcome {
+    /// How the event is recorded.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Applied { .. } => "applied",
+            Self::Duplicate => "duplicate",
+            Self::Ignored(why) => why,
+        }
+    }
+}
+
+/// Why a Stripe event could not be applied now; Stripe delivers it again later.
+#[derive(Debug, thiserror::Error)]
+pub enum StripeSyncError {
+    /// Reading the subscription from Stripe failed.
+    #[error("Stripe: {0}")]
+    Stripe(String),
+    /// The database failed.
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+/// Applies a verified Stripe event once: reads the subscription it names back from Stripe
+/// (so duplicates, late and out-of-order deliveries all end in Stripe's current state), sets
+/// the organisation's plan and status from it, audits the change as Stripe's, and
+/// republishes the organisation's gates.
+pub async fn apply_stripe_event(
+    state: &AppState,
+    stripe: &Stripe,
+    event: &WebhookEvent,
+) -> Result<EventOutcome, StripeSyncError> {
+    if billing::stripe_event_applied(&state.db, &event.id).await? {
+        return Ok(EventOutcome::Duplicate);
+    }
+    let object = &event.data.object;
+    let subscription_id = match event.kind.as_str() {
+        "checkout.session.completed" | "invoice.paid" | "invoice.payment_failed" => {
+            object.subscription.clone()
+        }
+        "customer.subscription.created"
+        | "customer.subscription.updated"
+        | "customer.subscription.deleted" => object.id.clone(),
+        _ => None,
+    };
+    let outcome = match subscription_id {
+        Some(subscription_id) => {
+            sync_subscription(state, stripe, &subscription_id, object, &event.id).await?
+        }
+        None => EventOutcome::Ignored("not_a_subscription_event"),
+    };
+    billing::record_stripe_event(
+        &state.db,
+        &event.id,
+        &event.kind,
+        outcome.as_str(),
+        state.clock.now_ms(),
+    )
+    .await?;
+    Ok(outcome)
+}
+
+async fn sync_subscription(
+    state: &AppState,
+    stripe: &Stripe,
+    subscription_id: &str,
+    object: &EventObject,
+    event_id: &str,
+) -> Result<EventOutcome, StripeSyncError> {
+    let subscription = stripe
+        .subscription(subscription_id)
+        .await
+        .map_err(|err| StripeSyncError::Stripe(err.to_string()))?;
+    // Checkout names the organisation it was opened for; later events find it by customer.
+    let named = object
+        .client_reference_id
+        .clone()
+        .or_else(|| subscription.organisation_id.clone());
+    let organisation_id = match named {
+        Some(id) if orgs::organisation_exists(&state.db, &id).await? => Some(id),
+        _ => billing::organisation_of_customer(&state.db, &subscription.customer).await?,
+    };
+    let Some(organisation_id) = organisation_id else {
+        return Ok(EventOutcome::Ignored("unknown_organisation"));
+    };
+    let Some((plan, interval)) = subscription
+        .price_ids
+        .iter()
+        .find_map(|price| state.plans.by_price(price))
+    else {
+        tracing::warn!(
+            subscription = subscription.id,
+            "a subscription to no price in the catalogue"
+        );
+        return Ok(EventOutcome::Ignored("unknown_price"));
+    };
+    let now = state.clock.now_ms();
+    let previous = billing::find(&state.db, &organisation_id).await?;
+    // A subscription that ended, or never started, leaves the organisation on Free.
+    let (plan, status, interval) = match subscription.status.as_str() {
+        "active" => (plan.id.as_str(), BillingStatus::Active, Some(interval)),
+        "trialing" => (plan.id.as_str(), BillingStatus::Trialing, Some(interval)),
+        "past_due" | "unpaid" => (plan.id.as_str(), BillingStatus::PastDue, Some(interval)),
+        _ => (plans::FREE, BillingStatus::Active, None),
+    };
+    let account = OrganisationBilling {
+        plan: plan.to_owned(),
+        status,
+        past_due_since: match status {
+            BillingStatus::PastDue => previous.past_due_since.or(Some(now)),
+            _ => None,
+        },
+        ..previous.clone()
+    };
+    billing::set(&state.db, &organisation_id, &account, now).await?;
+    let link = StripeLink {
+        customer_id: subscription.customer.clone(),
+        subscription_id: interval.map(|_| subscription.id.clone()),
+        interval: interval.map(|interval| interval.as_str().to_owned()),
+        current_period_end: interval.and(subscription.current_period_end),
+    };
+    billing::link_stripe(&state.db, &organisation_id, &link, now).await?;
+    if (previous.plan.as_str(), previous.status) != (plan, status) {
+        orgs::audit(
+            &state.db,
+            Some(&organisation_id),
+            &format!("stripe:{event_id}"),
+            &format!("billing.set.{plan}.{}", status.as_str()),
+            Some(&subscription.id),
+            now,
+        )
+        .await?;
+    }
+    state.publish_changes().await;
+    Ok(EventOutcome::Applied {
+        organisation_id,
+        plan: plan.to_owned(),
+        status,
+    })
 }
 
 /// Refuses what the plan does not include, saying which plan does not and that an upgrade

@@ -1,0 +1,262 @@
+//! Stripe, as billing talks to it: webhook events checked against their signature, and a
+//! subscription's current state read back from Stripe's API.
+//!
+//! Events can arrive twice, late or out of order, so billing never applies what an event
+//! says: it reads the subscription the event names from the API and applies that. The API
+//! client is `async-stripe`; its base URL is configurable so that tests and `humanproof dev`
+//! talk to the local stand-in (`local::stripe_standin`) through the very same code.
+
+use hmac::{Hmac, Mac};
+use serde::Deserialize;
+use sha2::Sha256;
+use stripe_billing::subscription::RetrieveSubscription;
+use subtle::ConstantTimeEq as _;
+
+/// How far a webhook's signed timestamp may be from now, as Stripe's own libraries allow.
+pub const WEBHOOK_TOLERANCE_S: i64 = 300;
+
+/// Stripe's API and the secret its webhooks are signed with.
+#[derive(Clone)]
+pub struct Stripe {
+    client: stripe::Client,
+    webhook_secret: String,
+}
+
+impl std::fmt::Debug for Stripe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Stripe { .. }")
+    }
+}
+
+/// Why a webhook delivery was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum WebhookError {
+    /// No `Stripe-Signature` header, or one without a timestamp and a `v1` signature.
+    #[error("missing or malformed Stripe-Signature header")]
+    MissingSignature,
+    /// No `v1` signature matches, or the timestamp is out of tolerance.
+    #[error("the signature does not match")]
+    BadSignature,
+    /// Signed, but not an event.
+    #[error("the body is not a Stripe event")]
+    NotAnEvent,
+}
+
+/// A webhook event: what billing needs of its envelope and object.
+#[derive(Debug, Clone, Deserialize)]
+pub struct WebhookEvent {
+    /// `evt_…`: events are applied once by this id.
+    pub id: String,
+    /// e.g. `customer.subscription.updated`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// When Stripe created the event, Unix seconds.
+    pub created: i64,
+    /// The event's data.
+    pub data: EventData,
+}
+
+/// An event's `data`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct EventData {
+    /// The object the event is about (a Checkout Session, a subscription, an invoice…).
+    pub object: EventObject,
+}
+
+/// The fields of an event's object that name what billing reads back.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct EventObject {
+    /// The object's id.
+    #[serde(default)]
+    pub id: Option<String>,
+    /// What kind of object it is (`checkout.session`, `subscription`, `invoice`, `customer`).
+    #[serde(default)]
+    pub object: Option<String>,
+    /// A Checkout Session's reference: the organisation id HumanProof gave it.
+    #[serde(default)]
+    pub client_reference_id: Option<String>,
+    /// The customer, on a session, subscription or invoice.
+    #[serde(default)]
+    pub customer: Option<String>,
+    /// The subscription, on a session or an invoice.
+    #[serde(default)]
+    pub subscription: Option<String>,
+    /// A customer's email.
+    #[serde(default)]
+    pub email: Option<String>,
+}
+
+/// A subscription as Stripe has it now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubscriptionState {
+    /// `sub_…`.
+    pub id: String,
+    /// `cus_…`.
+    pub customer: String,
+    /// Stripe's status: `active`, `trialing`, `past_due`, `unpaid`, `canceled`…
+    pub status: String,
+    /// The prices subscribed to.
+    pub price_ids: Vec<String>,
+    /// When the current period ends, Unix seconds (the latest of its items').
+    pub current_period_end: Option<i64>,
+    /// The organisation HumanProof put in the subscription's metadata, if any.
+    pub organisation_id: Option<String>,
+}
+
+/// Metadata key under which checkout records the organisation on the subscription.
+pub const ORGANISATION_METADATA: &str = "organisation_id";
+
+impl Stripe {
+    /// A client for `api_base` (Stripe's, or the local stand-in's) with the secret key, and
+    /// the webhook signing secret.
+    pub fn new(secret_key: &str, webhook_secret: &str, api_base: &str) -> Result<Self, String> {
+        let client = stripe::ClientBuilder::new(secret_key)
+            .url(api_base)
+            .timeout(std::time::Duration::from_secs(20))
+            .build()
+            .map_err(|err| format!("Stripe client: {err}"))?;
+        Ok(Self {
+            client,
+            webhook_secret: webhook_secret.to_owned(),
+        })
+    }
+
+    /// The event in `payload` if `signature` (the `Stripe-Signature` header) signs it with
+    /// the webhook secret within [`WEBHOOK_TOLERANCE_S`] of `now_s`. Any matching `v1`
+    /// signature is accepted, so a secret can be rotated while Stripe signs with both.
+    pub fn verify_webhook(
+        &self,
+        payload: &[u8],
+        signature: &str,
+        now_s: i64,
+    ) -> Result<WebhookEvent, WebhookError> {
+        let mut timestamp = None;
+        let mut signatures = Vec::new();
+        for part in signature.split(',') {
+            match part.trim().split_once('=') {
+                Some(("t", value)) => timestamp = value.parse::<i64>().ok(),
+                Some(("v1", value)) => signatures.extend(hex::decode(value).ok()),
+                _ => {}
+            }
+        }
+        let Some(timestamp) = timestamp.filter(|_| !signatures.is_empty()) else {
+            return Err(WebhookError::MissingSignature);
+        };
+        if timestamp.abs_diff(now_s) > WEBHOOK_TOLERANCE_S.unsigned_abs() {
+            return Err(WebhookError::BadSignature);
+        }
+        let expected = sign(&self.webhook_secret, timestamp, payload);
+        if !signatures
+            .iter()
+            .any(|given| bool::from(given.as_slice().ct_eq(&expected)))
+        {
+            return Err(WebhookError::BadSignature);
+        }
+        serde_json::from_slice(payload).map_err(|_| WebhookError::NotAnEvent)
+    }
+
+    /// The subscription as Stripe has it now.
+    pub async fn subscription(&self, id: &str) -> Result<SubscriptionState, stripe::StripeError> {
+        let subscription = RetrieveSubscription::new(id).send(&self.client).await?;
+        Ok(SubscriptionState {
+            id: subscription.id.to_string(),
+            customer: subscription.customer.id().to_string(),
+            status: subscription.status.as_str().to_owned(),
+            price_ids: subscription
+                .items
+                .data
+                .iter()
+                .map(|item| item.price.id.to_string())
+                .collect(),
+            current_period_end: subscription
+                .items
+                .data
+                .iter()
+                .map(|item| item.current_period_end)
+                .max(),
+            organisation_id: subscription.metadata.get(ORGANISATION_METADATA).cloned(),
+        })
+    }
+}
+
+/// Stripe's webhook signature: HMAC-SHA256 of `"{timestamp}.{payload}"` with the secret.
+pub fn sign(secret: &str, timestamp: i64, payload: &[u8]) -> Vec<u8> {
+    let mut mac =
+        Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
+    mac.update(timestamp.to_string().as_bytes());
+    mac.update(b".");
+    mac.update(payload);
+    mac.finalize().into_bytes().to_vec()
+}
+
+/// A `Stripe-Signature` header for `payload`, as Stripe sends it (the stand-in and tests).
+pub fn signature_header(secret: &str, timestamp: i64, payload: &[u8]) -> String {
+    format!(
+        "t={timestamp},v1={}",
+        hex::encode(sign(secret, timestamp, payload))
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stripe() -> Stripe {
+        Stripe::new("sk_test_x", "whsec_test", "http://127.0.0.1:9/").unwrap()
+    }
+
+    const EVENT: &[u8] = br#"{"id":"evt_1","type":"invoice.paid","created":1,"data":{"object":{"id":"in_1","subscription":"sub_1"}}}"#;
+
+    #[test]
+    fn signatures_are_checked_and_any_v1_may_match() {
+        let stripe = stripe();
+        let now = 1_800_000_000;
+        let good = signature_header("whsec_test", now, EVENT);
+        let event = stripe.verify_webhook(EVENT, &good, now).unwrap();
+        assert_eq!(
+            (event.id.as_str(), event.data.object.subscription.as_deref()),
+            ("evt_1", Some("sub_1"))
+        );
+        // During a rotation Stripe signs with the old and the new secret.
+        let old = signature_header("whsec_old", now, EVENT);
+        let both = format!("{good},{}", old.split_once(',').unwrap().1);
+        assert!(stripe.verify_webhook(EVENT, &both, now).is_ok());
+        let rotated = format!("{old},{}", good.split_once(',').unwrap().1);
+        assert!(stripe.verify_webhook(EVENT, &rotated, now).is_ok());
+
+        assert_eq!(
+            stripe.verify_webhook(EVENT, &old, now).unwrap_err(),
+            WebhookError::BadSignature
+        );
+        assert_eq!(
+            stripe.verify_webhook(EVENT, &good, now + 301).unwrap_err(),
+            WebhookError::BadSignature
+        );
+        assert_eq!(
+            stripe.verify_webhook(EVENT, &good, now - 301).unwrap_err(),
+            WebhookError::BadSignature
+        );
+        assert!(stripe.verify_webhook(EVENT, &good, now + 300).is_ok());
+        let tampered = EVENT
+            .to_vec()
+            .into_iter()
+            .map(|b| if b == b'1' { b'2' } else { b })
+            .collect::<Vec<_>>();
+        assert_eq!(
+            stripe.verify_webhook(&tampered, &good, now).unwrap_err(),
+            WebhookError::BadSignature
+        );
+        for header in ["", "t=1", "v1=00", "t=x,v1=zz"] {
+            assert_eq!(
+                stripe.verify_webhook(EVENT, header, now).unwrap_err(),
+                WebhookError::MissingSignature,
+                "{header}"
+            );
+        }
+        let signed_junk = signature_header("whsec_test", now, b"[]");
+        assert_eq!(
+            stripe.verify_webhook(b"[]", &signed_junk, now).unwrap_err(),
+            WebhookError::NotAnEvent
+        );
+    }
+}
