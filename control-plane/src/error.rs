@@ -42,6 +42,9 @@ pub enum ApiError {
     /// No such route.
     #[error("not found")]
     NotFound,
+    /// A service HumanProof depends on (Stripe) did not answer; try again later.
+    #[error("unavailable")]
+    Unavailable(&'static str),
     /// A database failure; logged, never shown.
     #[error(transparent)]
     Database(#[from] sqlx::Error),
@@ -62,7 +65,10 @@ impl ApiError {
             Self::BadRequest(_) => "bad_request",
             Self::Invalid { .. } => "invalid_field",
             Self::NotInPlan { .. } => "not_in_plan",
-            Self::Unauthorized(code) | Self::Forbidden(code) | Self::Conflict(code) => code,
+            Self::Unauthorized(code)
+            | Self::Forbidden(code)
+            | Self::Conflict(code)
+            | Self::Unavailable(code) => code,
             Self::PayloadTooLarge => "payload_too_large",
             Self::NotFound => "not_found",
             Self::Database(_) => "internal_error",
@@ -79,6 +85,7 @@ impl ApiError {
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::NotFound => StatusCode::NOT_FOUND,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Database(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -11,8 +11,8 @@ use crate::error::ApiError;
 use crate::routes::{api, health, siteverify, stripe_webhook, telemetry};
 use crate::state::AppState;
 use crate::web::{
-    account, api_keys, assets, audit, auth, clients, dev, members, passkeys, projects, security,
-    usage,
+    account, api_keys, assets, audit, auth, billing, clients, dev, members, passkeys, projects,
+    security, usage,
 };
 
 /// Largest body any control-plane endpoint reads.
@@ -178,6 +178,8 @@ fn dashboard(state: &AppState) -> Router<AppState> {
             post(api_keys::set_api_key_active),
         )
         .route("/orgs/{org}/audit", get(audit::audit))
+        .route("/orgs/{org}/billing", get(billing::billing_page))
+        .route("/orgs/{org}/billing/checkout", post(billing::checkout))
         // Local mode only.
         .route("/dev/outbox", get(dev::outbox))
         // Static files.

@@ -6,10 +6,16 @@
 //! client is `async-stripe`; its base URL is configurable so that tests and `humanproof dev`
 //! talk to the local stand-in (`local::stripe_standin`) through the very same code.
 
+use std::collections::HashMap;
+
 use hmac::{Hmac, Mac};
 use serde::Deserialize;
 use sha2::Sha256;
 use stripe_billing::subscription::RetrieveSubscription;
+use stripe_checkout::CheckoutSessionMode;
+use stripe_checkout::checkout_session::{
+    CreateCheckoutSession, CreateCheckoutSessionLineItems, CreateCheckoutSessionSubscriptionData,
+};
 use subtle::ConstantTimeEq as _;
 
 /// How far a webhook's signed timestamp may be from now, as Stripe's own libraries allow.
@@ -103,6 +109,24 @@ pub struct SubscriptionState {
     pub organisation_id: Option<String>,
 }
 
+/// What a Checkout Session for a subscription is opened with.
+#[derive(Debug, Clone)]
+pub struct CheckoutRequest<'a> {
+    /// The price subscribed to.
+    pub price: &'a str,
+    /// The organisation it pays for: the session's reference, and metadata on the session and
+    /// on the subscription it creates.
+    pub organisation_id: &'a str,
+    /// The organisation's Stripe customer, if it has one; otherwise Stripe makes one.
+    pub customer: Option<&'a str>,
+    /// Prefilled for a new customer: the member who buys.
+    pub customer_email: &'a str,
+    /// Where Stripe sends the buyer after paying.
+    pub success_url: String,
+    /// Where Stripe sends the buyer who gives up.
+    pub cancel_url: String,
+}
+
 /// Metadata key under which checkout records the organisation on the subscription.
 pub const ORGANISATION_METADATA: &str = "organisation_id";
 
@@ -153,6 +177,39 @@ impl Stripe {
             return Err(WebhookError::BadSignature);
         }
         serde_json::from_slice(payload).map_err(|_| WebhookError::NotAnEvent)
+    }
+
+    /// Opens a Checkout Session for a subscription; the URL to send the buyer to.
+    pub async fn checkout(&self, request: &CheckoutRequest<'_>) -> Result<String, String> {
+        let metadata = HashMap::from([(
+            ORGANISATION_METADATA.to_owned(),
+            request.organisation_id.to_owned(),
+        )]);
+        let mut item = CreateCheckoutSessionLineItems::new();
+        item.price = Some(request.price.to_owned());
+        item.quantity = Some(1);
+        let mut subscription_data = CreateCheckoutSessionSubscriptionData::new();
+        subscription_data.metadata = Some(metadata.clone());
+        let session = CreateCheckoutSession::new()
+            .mode(CheckoutSessionMode::Subscription)
+            .line_items(vec![item])
+            .client_reference_id(request.organisation_id)
+            .metadata(metadata)
+            .subscription_data(subscription_data)
+            .success_url(request.success_url.as_str())
+            .cancel_url(request.cancel_url.as_str());
+        // Stripe refuses a customer and an email together.
+        let session = match request.customer {
+            Some(customer) => session.customer(customer),
+            None => session.customer_email(request.customer_email),
+        };
+        let session = session
+            .send(&self.client)
+            .await
+            .map_err(|err| format!("Stripe checkout: {err}"))?;
+        session
+            .url
+            .ok_or_else(|| "Stripe checkout: the session has no URL".to_owned())
     }
 
     /// The subscription as Stripe has it now.

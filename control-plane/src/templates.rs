@@ -37,6 +37,7 @@ pub fn environment() -> Environment<'static> {
         "clients.html",
         "risk.html",
         "account.html",
+        "billing.html",
         "snippet.txt",
         "siteverify_curl.txt",
         "siteverify_node.txt",

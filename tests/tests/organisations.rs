@@ -628,7 +628,7 @@ on_both_databases! {
     }
 
     async fn stripe_events_set_the_plan_once_in_any_order_and_only_when_signed(world: World) {
-        let standin = StripeStandIn::default();
+        let standin = StripeStandIn::new(world.clock.clone(), &world.state().plans);
         let standin_url = serve_app(standin.router()).await;
         let stripe = Stripe::new("sk_test_humanproof", "whsec_test", &format!("{standin_url}/")).unwrap();
         let base = serve_control_plane(world.state().with(|state| state.stripe = Some(stripe))).await;
@@ -717,6 +717,49 @@ on_both_databases! {
         let unbilled = world.serve().await;
         let answer = humanproof_control_plane::http::client().post(format!("{unbilled}/billing/stripe/webhook")).body("{}").send().await.unwrap();
         assert_eq!(answer.status().as_u16(), 404);
+    }
+
+    async fn a_billing_member_upgrades_through_checkout_and_a_viewer_cannot(world: World) {
+        let standin = StripeStandIn::new(world.clock.clone(), &world.state().plans);
+        let standin_url = serve_app(standin.router()).await;
+        let stripe = Stripe::new("sk_test_humanproof", "whsec_test", &format!("{standin_url}/")).unwrap();
+        let base = serve_control_plane(world.state().with(|state| state.stripe = Some(stripe))).await;
+        standin.deliver_webhooks_to(&format!("{base}/billing/stripe/webhook"), "whsec_test");
+        let owner = tenant(&world, &base, "founder@example.com").await;
+        world.on_plan(&owner.org, "free").await;
+        let billing_page = format!("/orgs/{}/billing", owner.org);
+
+        // A viewer sees the plans but no way to buy, and cannot start a checkout.
+        let (viewer, _) = member(&world, &base, &owner.org, "looker@example.com", Role::Viewer).await;
+        let page = viewer.get(&billing_page).await.expect(200);
+        assert!(page.body.contains("Plan: Free.") && page.body.contains("Business"), "{}", page.body);
+        assert!(!page.body.contains("/billing/checkout"));
+        viewer.post(&format!("{billing_page}/checkout"), &[("plan", "pro"), ("interval", "month")]).await.expect(403);
+
+        // A billing member buys Pro: on to the checkout page, "pay", back to the billing page.
+        let (buyer, _) = member(&world, &base, &owner.org, "accounts@example.com", Role::Billing).await;
+        let page = buyer.get(&billing_page).await.expect(200);
+        assert!(page.body.contains("/billing/checkout"));
+        buyer.post(&format!("{billing_page}/checkout"), &[("plan", "gold"), ("interval", "month")]).await.expect(400);
+        let to_stripe = buyer.post(&format!("{billing_page}/checkout"), &[("plan", "pro"), ("interval", "month")]).await.expect(303);
+        let checkout = to_stripe.location.unwrap();
+        assert!(checkout.starts_with(&format!("{standin_url}/checkout/cs_")), "{checkout}");
+        let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        let page = http.get(&checkout).send().await.unwrap().text().await.unwrap();
+        assert!(page.contains("This is not Stripe") && page.contains("price_pro_month"));
+        let paid = http.post(&checkout).send().await.unwrap();
+        assert_eq!(paid.status().as_u16(), 303);
+        let back = paid.headers()["location"].to_str().unwrap().to_owned();
+        assert_eq!(back, format!("http://localhost:8080{billing_page}?checkout=done"));
+
+        // Stripe's webhook has arrived: the plan is Pro, and the page says so.
+        let page = buyer.get(&format!("{billing_page}?checkout=done")).await.expect(200);
+        assert!(page.body.contains("Thank you.") && page.body.contains("Plan: Pro."), "{}", page.body);
+        assert!(page.body.contains("The current period ends on"));
+        assert!(!page.body.contains("/billing/checkout"), "a subscription is changed, not bought twice");
+        let link = billing::stripe_link(&world.db, &owner.org).await.unwrap().unwrap();
+        assert_eq!(link.interval.as_deref(), Some("month"));
+        buyer.post(&format!("{billing_page}/checkout"), &[("plan", "business"), ("interval", "year")]).await.expect(409);
     }
 
     async fn dashboard_forms_refuse_bad_input_with_a_reason(world: World) {

@@ -39,6 +39,7 @@ use crate::publish::{PublishError, Publisher};
 use crate::secrets;
 use crate::server::{self, bind, shutdown_signal};
 use crate::state::{AppState, WebConfig};
+use crate::stripe::Stripe;
 
 pub use edge_server::{LocalEdge, edge_router};
 pub use geo::GeoLookup;
@@ -127,7 +128,23 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let control = bind(args.control_listen).await?;
     let edge_listener = bind(args.edge_listen).await?;
     let demo_listener = bind(args.demo_listen).await?;
+    // Stripe cannot be reached from a development machine without an account: the stand-in
+    // answers the production client on a free port, and sends its webhooks back here.
+    let stripe_listener = bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+    let stripe_url = format!("http://{}", stripe_listener.local_addr()?);
+    let stripe_standin = StripeStandIn::new(clock.clone(), &plans);
+    let webhook_secret = format!("whsec_{}", secrets::new_token());
+    let stripe = Stripe::new(
+        "sk_test_local_standin",
+        &webhook_secret,
+        &format!("{stripe_url}/"),
+    )
+    .map_err(anyhow::Error::msg)?;
     let control_url = format!("http://{}", control.local_addr()?);
+    stripe_standin.deliver_webhooks_to(
+        &format!("{control_url}/billing/stripe/webhook"),
+        &webhook_secret,
+    );
     // The dashboard is reached by name: passkeys (WebAuthn) refuse IP addresses.
     let dashboard_url = format!("http://localhost:{}", control.local_addr()?.port());
     let edge_url = format!("http://{}", edge_listener.local_addr()?);
@@ -140,7 +157,10 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         Mailer::Outbox(args.data_dir.join("outbox")),
         WebConfig::new(&dashboard_url, &edge_url, true),
     )
-    .with(|state| state.plans = plans);
+    .with(|state| {
+        state.plans = plans;
+        state.stripe = Some(stripe);
+    });
     // Telemetry goes through the same service as the production ingest endpoint, so usage
     // notices go out locally too.
     tokio::spawn(deliver_telemetry(events, state.clone(), snapshot_changed));
@@ -155,6 +175,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     println!("  demo site key  {}", demo.site_key);
     println!("  demo secret    {}", demo.secret);
     println!("  data           {}", args.data_dir.display());
+    println!("  Stripe         {stripe_url} (a local stand-in, not Stripe: no card, no charge)");
     println!("Press Ctrl-C to stop.");
 
     let demo_site = demo::router(demo::DemoSite {
@@ -181,6 +202,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             edge_router(edge, args.widget_dir.clone(), Arc::new(geo))
         ),
         serve_plain(demo_listener, demo_site),
+        serve_plain(stripe_listener, stripe_standin.router()),
     )?;
     Ok(())
 }

@@ -4,19 +4,27 @@
 //! `async-stripe` requires to parse them), and the production client is pointed at it by
 //! base URL. Local and test use only: it keeps state in memory and checks no card.
 //!
-//! Today it serves `GET /v1/subscriptions/{id}`, the read-back every webhook event leads to;
-//! subscriptions are set by the test (or, later, by the stand-in's checkout page).
+//! It serves `POST /v1/checkout/sessions` (a session whose URL is the stand-in's own checkout
+//! page), that page with a "Pay" button which creates the customer and the subscription and
+//! sends Stripe's `checkout.session.completed` webhook, signed as Stripe signs it, to the
+//! control plane, and `GET /v1/subscriptions/{id}`, the read-back every event leads to.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use axum::Json;
 use axum::Router;
+use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
+use axum::response::{Html, Redirect};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use serde_json::{Value, json};
+
+use crate::clock::Clock;
+use crate::plans::{Catalogue, Interval};
+use crate::stripe::{ORGANISATION_METADATA, signature_header};
 
 /// A subscription as the stand-in holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,26 +43,97 @@ pub struct StandInSubscription {
     pub organisation_id: Option<String>,
 }
 
+/// An open Checkout Session.
+#[derive(Debug, Clone)]
+struct Session {
+    price: String,
+    organisation_id: Option<String>,
+    customer: Option<String>,
+    success_url: String,
+}
+
+/// Where the stand-in sends webhooks, and the secret it signs them with.
+#[derive(Debug, Clone)]
+struct WebhookTarget {
+    url: String,
+    secret: String,
+}
+
+#[derive(Debug, Default)]
+struct Accounts {
+    subscriptions: HashMap<String, StandInSubscription>,
+    sessions: HashMap<String, Session>,
+    webhook: Option<WebhookTarget>,
+    created: u64,
+}
+
 /// The stand-in's state; clone it to share.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct StripeStandIn {
-    subscriptions: Arc<Mutex<HashMap<String, StandInSubscription>>>,
+    accounts: Arc<Mutex<Accounts>>,
+    clock: Clock,
+    /// Each price's interval, from the plans it sells (Stripe knows its own prices).
+    intervals: Arc<HashMap<String, Interval>>,
 }
 
 impl StripeStandIn {
-    /// Creates or replaces a subscription.
-    pub fn put_subscription(&self, id: &str, subscription: StandInSubscription) {
-        self.subscriptions
+    /// A stand-in that sells the catalogue's prices and tells time by `clock`.
+    pub fn new(clock: Clock, plans: &Catalogue) -> Self {
+        let intervals = plans
+            .plans()
+            .iter()
+            .flat_map(|plan| {
+                [Interval::Month, Interval::Year]
+                    .into_iter()
+                    .filter_map(|interval| {
+                        plan.prices
+                            .for_interval(interval)
+                            .map(|price| (price.to_owned(), interval))
+                    })
+            })
+            .collect();
+        Self {
+            accounts: Arc::default(),
+            clock,
+            intervals: Arc::new(intervals),
+        }
+    }
+
+    fn accounts(&self) -> std::sync::MutexGuard<'_, Accounts> {
+        self.accounts
             .lock()
             .unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    /// Sends webhook events to `url` (the control plane's `/billing/stripe/webhook`), signed
+    /// with `secret`.
+    pub fn deliver_webhooks_to(&self, url: &str, secret: &str) {
+        self.accounts().webhook = Some(WebhookTarget {
+            url: url.to_owned(),
+            secret: secret.to_owned(),
+        });
+    }
+
+    /// Creates or replaces a subscription.
+    pub fn put_subscription(&self, id: &str, subscription: StandInSubscription) {
+        self.accounts()
+            .subscriptions
             .insert(id.to_owned(), subscription);
     }
 
     /// The stand-in's routes, under the base URL the client is given.
     pub fn router(&self) -> Router {
         Router::new()
+            .route("/v1/checkout/sessions", post(create_session))
             .route("/v1/subscriptions/{id}", get(retrieve_subscription))
+            .route("/checkout/{id}", get(checkout_page).post(pay))
             .with_state(self.clone())
+    }
+
+    fn next_id(&self, prefix: &str) -> String {
+        let mut accounts = self.accounts();
+        accounts.created += 1;
+        format!("{prefix}_standin{}", accounts.created)
     }
 }
 
@@ -86,12 +165,7 @@ async fn retrieve_subscription(
             "No API key provided.",
         );
     }
-    let found = standin
-        .subscriptions
-        .lock()
-        .unwrap_or_else(|poison| poison.into_inner())
-        .get(&id)
-        .cloned();
+    let found = standin.accounts().subscriptions.get(&id).cloned();
     match found {
         Some(subscription) => Json(subscription_json(&id, &subscription)).into_response(),
         None => stripe_error(
@@ -137,4 +211,139 @@ fn subscription_json(id: &str, subscription: &StandInSubscription) -> Value {
             "has_more": false, "data": [item],
         },
     })
+}
+
+/// `POST /v1/checkout/sessions`: a session for one price, whose URL is the stand-in's page.
+async fn create_session(
+    State(standin): State<StripeStandIn>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if !authorised(&headers) {
+        return stripe_error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_request_error",
+            "No API key provided.",
+        );
+    }
+    let fields: HashMap<String, String> =
+        serde_urlencoded::from_bytes::<Vec<(String, String)>>(&body)
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
+    let field = |name: &str| fields.get(name).cloned();
+    let (Some(price), Some(success_url)) = (field("line_items[0][price]"), field("success_url"))
+    else {
+        return stripe_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            "A price and a success_url are required.",
+        );
+    };
+    if field("mode").as_deref() != Some("subscription") || !standin.intervals.contains_key(&price) {
+        return stripe_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            &format!("No such price: '{price}'"),
+        );
+    }
+    let id = standin.next_id("cs");
+    let organisation_id = field(&format!(
+        "subscription_data[metadata][{ORGANISATION_METADATA}]"
+    ));
+    let session = Session {
+        price,
+        organisation_id: organisation_id.clone(),
+        customer: field("customer"),
+        success_url,
+    };
+    standin
+        .accounts()
+        .sessions
+        .insert(id.clone(), session.clone());
+    let host = headers
+        .get("host")
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or("127.0.0.1");
+    let now_s = standin.clock.now_ms() / 1000;
+    Json(json!({
+        "id": id, "object": "checkout.session", "created": now_s, "expires_at": now_s + 86_400,
+        "livemode": false, "mode": "subscription", "payment_status": "unpaid", "status": "open",
+        "url": format!("http://{host}/checkout/{id}"), "client_reference_id": field("client_reference_id"),
+        "customer": session.customer, "metadata": {}, "automatic_tax": { "enabled": false },
+        "custom_fields": [], "custom_text": {}, "payment_method_types": ["card"], "shipping_options": [],
+    }))
+    .into_response()
+}
+
+/// `GET /checkout/{id}`: the stand-in's checkout page, plainly not Stripe's.
+async fn checkout_page(State(standin): State<StripeStandIn>, Path(id): Path<String>) -> Response {
+    let Some(session) = standin.accounts().sessions.get(&id).cloned() else {
+        return (StatusCode::NOT_FOUND, "No such checkout session.").into_response();
+    };
+    let price = minijinja::HtmlEscape(&session.price);
+    Html(format!(
+        "<!doctype html><html lang=\"en\"><meta charset=\"utf-8\"><title>Local Stripe stand-in</title>\
+         <main><h1>Local Stripe stand-in</h1><p>This is not Stripe: HumanProof's local stand-in \
+         takes no card and charges nothing.</p><p>Subscribe to <code>{price}</code>.</p>\
+         <form method=\"post\"><button type=\"submit\">Pay</button></form></main>"
+    ))
+    .into_response()
+}
+
+/// `POST /checkout/{id}`: "pays": creates the customer and the subscription, sends the
+/// signed `checkout.session.completed` webhook, and returns the buyer to the success URL.
+async fn pay(State(standin): State<StripeStandIn>, Path(id): Path<String>) -> Response {
+    let Some(session) = standin.accounts().sessions.remove(&id) else {
+        return (StatusCode::NOT_FOUND, "No such checkout session.").into_response();
+    };
+    let customer = session
+        .customer
+        .clone()
+        .unwrap_or_else(|| standin.next_id("cus"));
+    let subscription_id = standin.next_id("sub");
+    let now_s = standin.clock.now_ms() / 1000;
+    let interval = standin.intervals[&session.price];
+    let period_s = match interval {
+        Interval::Month => 30 * 86_400,
+        Interval::Year => 365 * 86_400,
+    };
+    standin.put_subscription(
+        &subscription_id,
+        StandInSubscription {
+            customer: customer.clone(),
+            status: "active".into(),
+            price: session.price.clone(),
+            interval: interval.as_str().into(),
+            current_period_end: now_s + period_s,
+            organisation_id: session.organisation_id.clone(),
+        },
+    );
+    let event = json!({
+        "id": standin.next_id("evt"), "object": "event", "type": "checkout.session.completed",
+        "created": now_s, "livemode": false, "pending_webhooks": 1,
+        "data": { "object": {
+            "id": id, "object": "checkout.session", "client_reference_id": session.organisation_id,
+            "customer": customer, "subscription": subscription_id, "mode": "subscription",
+            "payment_status": "paid", "status": "complete",
+        }},
+    });
+    let target = standin.accounts().webhook.clone();
+    if let Some(target) = target {
+        let body = event.to_string();
+        let delivered = crate::http::client()
+            .post(&target.url)
+            .header(
+                "stripe-signature",
+                signature_header(&target.secret, now_s, body.as_bytes()),
+            )
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await;
+        if let Err(err) = delivered.and_then(|answer| answer.error_for_status()) {
+            tracing::warn!(error = %err, "the stand-in's webhook was not accepted");
+        }
+    }
+    Redirect::to(&session.success_url).into_response()
 }

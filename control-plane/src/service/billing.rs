@@ -7,17 +7,17 @@ use humanproof_protocol::TelemetryEvent;
 use humanproof_protocol::wire::{Branding, Variant};
 use serde::Serialize;
 
-use super::Actor;
+use super::{Actor, Principal};
 use crate::db::billing::{self, OrganisationBilling, StripeLink};
 use crate::db::projects::enum_name;
 use crate::db::{Db, accounts, month_of, orgs, projects};
 use crate::error::ApiError;
 use crate::i18n;
 use crate::mail::Email;
-use crate::plans::{self, BillingStatus, Catalogue, Plan};
+use crate::plans::{self, BillingStatus, Catalogue, Interval, Plan};
 use crate::roles::Permission;
 use crate::state::AppState;
-use crate::stripe::{EventObject, Stripe, WebhookEvent};
+use crate::stripe::{CheckoutRequest, EventObject, Stripe, WebhookEvent};
 
 /// An organisation's billing state as the dashboard, the API and `humanproof billing show`
 /// report it.
@@ -92,6 +92,12 @@ pub async fn overview(state: &AppState, actor: &Actor) -> Result<BillingOverview
         state.clock.now_ms(),
     )
     .await?)
+}
+
+/// The Stripe customer and subscription paying for the actor's organisation, if any.
+pub async fn stripe_link(state: &AppState, actor: &Actor) -> Result<Option<StripeLink>, ApiError> {
+    actor.require(Permission::BillingRead)?;
+    Ok(billing::stripe_link(&state.db, &actor.organisation_id).await?)
 }
 
 /// The plan the actor's organisation is on.
@@ -236,6 +242,52 @@ async fn email_usage_notice(
         }
     }
     Ok(())
+}
+
+/// Opens a Stripe Checkout for a paid plan on an interval; the URL to send the member to.
+/// The plan changes when Stripe's webhook reports the subscription, not here.
+pub async fn start_checkout(
+    state: &AppState,
+    actor: &Actor,
+    plan_id: &str,
+    interval: Interval,
+) -> Result<String, ApiError> {
+    actor.require(Permission::BillingWrite)?;
+    let Some(stripe) = &state.stripe else {
+        return Err(ApiError::Conflict("billing_not_configured"));
+    };
+    let price = state
+        .plans
+        .get(plan_id)
+        .and_then(|plan| plan.prices.for_interval(interval))
+        .ok_or_else(|| ApiError::invalid("plan", "That plan is not sold on that interval."))?;
+    let link = billing::stripe_link(&state.db, &actor.organisation_id).await?;
+    if link
+        .as_ref()
+        .is_some_and(|link| link.subscription_id.is_some())
+    {
+        // A second subscription would bill twice; a running one is changed, not replaced.
+        return Err(ApiError::Conflict("already_subscribed"));
+    }
+    let Principal::Member { user, .. } = &actor.principal else {
+        return Err(ApiError::Forbidden("members_only"));
+    };
+    let billing_page = format!(
+        "{}/orgs/{}/billing",
+        state.web.public_url, actor.organisation_id
+    );
+    let request = CheckoutRequest {
+        price,
+        organisation_id: &actor.organisation_id,
+        customer: link.as_ref().map(|link| link.customer_id.as_str()),
+        customer_email: &user.email,
+        success_url: format!("{billing_page}?checkout=done"),
+        cancel_url: billing_page,
+    };
+    stripe.checkout(&request).await.map_err(|err| {
+        tracing::error!(error = %err, "Stripe checkout failed");
+        ApiError::Unavailable("stripe_unavailable")
+    })
 }
 
 /// What applying a Stripe event did, as recorded with its id.

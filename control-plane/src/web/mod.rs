@@ -11,13 +11,14 @@
 //! Plumbing: [`extract`] (form, session, organisation actor), [`security`] (CSRF and
 //! headers), [`render`] (pages and error pages), [`assets`] (static files). Handlers, one
 //! file per area: [`auth`], [`account`], [`passkeys`], [`projects`], [`usage`], [`members`],
-//! [`clients`], [`api_keys`], [`audit`], [`dev`].
+//! [`clients`], [`api_keys`], [`audit`], [`billing`], [`dev`].
 
 pub mod account;
 pub mod api_keys;
 pub mod assets;
 pub mod audit;
 pub mod auth;
+pub mod billing;
 pub mod clients;
 pub mod dev;
 pub mod extract;

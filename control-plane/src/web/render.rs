@@ -197,6 +197,16 @@ impl IntoResponse for PageError {
                         i18n::translate(lang, "An organisation keeps at least one owner.")
                             .to_owned()
                     }
+                    ApiError::Conflict("already_subscribed") => i18n::translate(
+                        lang,
+                        "Your organisation already has a subscription.",
+                    )
+                    .to_owned(),
+                    ApiError::Conflict("billing_not_configured") => i18n::translate(
+                        lang,
+                        "Paid plans are not sold here yet: ask the operator of this HumanProof service.",
+                    )
+                    .to_owned(),
                     ApiError::Database(_) => {
                         i18n::translate(lang, "Something went wrong on our side. Try again.")
                             .to_owned()

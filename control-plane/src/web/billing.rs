@@ -1,0 +1,78 @@
+//! The billing page: the organisation's plan, its usage and status, the plans on sale, and
+//! the way to Stripe's checkout for members who manage billing.
+
+use axum::Extension;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::Redirect;
+use minijinja::{Value, context};
+use serde::Deserialize;
+
+use super::extract::{Form, OrgActor};
+use super::render::{Page, PageError, can, format_time, org_frame, render};
+use super::security::CsrfToken;
+use crate::error::ApiError;
+use crate::plans::Interval;
+use crate::roles::Permission;
+use crate::service::billing;
+use crate::state::AppState;
+
+/// What Stripe adds to the billing page's address when it sends the buyer back.
+#[derive(Debug, Deserialize)]
+pub struct BillingQuery {
+    #[serde(default)]
+    checkout: Option<String>,
+}
+
+/// `GET /orgs/{org}/billing`.
+pub async fn billing_page(
+    State(state): State<AppState>,
+    Extension(csrf): Extension<CsrfToken>,
+    OrgActor(actor): OrgActor,
+    Query(query): Query<BillingQuery>,
+) -> Result<Page, PageError> {
+    let overview = billing::overview(&state, &actor).await?;
+    let link = billing::stripe_link(&state, &actor).await?;
+    let subscribed = link
+        .as_ref()
+        .is_some_and(|link| link.subscription_id.is_some());
+    let can_buy = state.stripe.is_some() && !subscribed && can(&actor, Permission::BillingWrite);
+    let period_end = link
+        .and_then(|link| link.current_period_end)
+        .map(|at_s| format_time(at_s.saturating_mul(1000)));
+    let grace_end = overview.grace_ends_at.map(format_time);
+    Ok(render(
+        &state,
+        StatusCode::OK,
+        "billing.html",
+        &org_frame(&csrf, &actor, "billing"),
+        context! {
+            billing => Value::from_serialize(&overview), plans => Value::from_serialize(state.plans.plans()),
+            can_buy => can_buy, billing_configured => state.stripe.is_some(), period_end => period_end,
+            grace_end => grace_end, checkout_done => query.checkout.as_deref() == Some("done"),
+        },
+    ))
+}
+
+/// The plan a member picked.
+#[derive(Debug, Deserialize)]
+pub struct CheckoutForm {
+    plan: String,
+    interval: String,
+}
+
+/// `POST /orgs/{org}/billing/checkout`: on to Stripe's checkout page.
+pub async fn checkout(
+    State(state): State<AppState>,
+    OrgActor(actor): OrgActor,
+    Path(_): Path<String>,
+    Form(form): Form<CheckoutForm>,
+) -> Result<Redirect, PageError> {
+    let interval = match form.interval.as_str() {
+        "month" => Interval::Month,
+        "year" => Interval::Year,
+        _ => return Err(ApiError::invalid("interval", "Pick monthly or yearly.").into()),
+    };
+    let url = billing::start_checkout(&state, &actor, &form.plan, interval).await?;
+    Ok(Redirect::to(&url))
+}
