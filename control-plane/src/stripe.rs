@@ -26,6 +26,7 @@ pub const WEBHOOK_TOLERANCE_S: i64 = 300;
 pub struct Stripe {
     client: stripe::Client,
     webhook_secret: String,
+    checkout_origin: String,
 }
 
 impl std::fmt::Debug for Stripe {
@@ -139,10 +140,25 @@ impl Stripe {
             .timeout(std::time::Duration::from_secs(20))
             .build()
             .map_err(|err| format!("Stripe client: {err}"))?;
+        // Stripe's API answers on api.stripe.com and its checkout pages on
+        // checkout.stripe.com; the stand-in serves both itself.
+        let checkout_origin = if api_base.contains("://api.stripe.com") {
+            "https://checkout.stripe.com".to_owned()
+        } else {
+            let (scheme, rest) = api_base.split_once("://").unwrap_or(("https", api_base));
+            format!("{scheme}://{}", rest.split('/').next().unwrap_or_default())
+        };
         Ok(Self {
             client,
             webhook_secret: webhook_secret.to_owned(),
+            checkout_origin,
         })
+    }
+
+    /// Where Checkout Sessions send buyers: the pages that must accept the billing page's
+    /// redirect (its `form-action`).
+    pub fn checkout_origin(&self) -> &str {
+        &self.checkout_origin
     }
 
     /// The event in `payload` if `signature` (the `Stripe-Signature` header) signs it with
@@ -263,6 +279,13 @@ mod tests {
     }
 
     const EVENT: &[u8] = br#"{"id":"evt_1","type":"invoice.paid","created":1,"data":{"object":{"id":"in_1","subscription":"sub_1"}}}"#;
+
+    #[test]
+    fn checkout_pages_are_on_stripe_checkout_origin_or_the_stand_in() {
+        let real = Stripe::new("sk_live_x", "whsec_x", "https://api.stripe.com/").unwrap();
+        assert_eq!(real.checkout_origin(), "https://checkout.stripe.com");
+        assert_eq!(stripe().checkout_origin(), "http://127.0.0.1:9");
+    }
 
     #[test]
     fn signatures_are_checked_and_any_v1_may_match() {

@@ -4,6 +4,7 @@
 // on the customer's own origin, solves and its backend's siteverify succeeds. And passkeys,
 // with Chromium's virtual authenticator: register, sign in without a password, and serve as
 // the second factor after one. And two-factor setup, from scanning the QR code on screen.
+// And billing: an upgrade through the local Stripe stand-in's checkout, and a viewer's view.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { mkdtempSync } from "node:fs";
@@ -251,4 +252,41 @@ test("two-factor setup: the QR code on screen scans to the key, and a code from 
   await page.getByRole("button", { name: "Turn on" }).click();
   await page.getByText("On: signing in asks for a code from your authenticator app.").waitFor();
   await context.close();
+});
+
+test("billing: the owner upgrades through the checkout, and a viewer sees the plan but no way to buy", async () => {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  await signUp(page, "payer@shop.example");
+  await page.getByRole("link", { name: "Go to your dashboard" }).click();
+  await page.waitForURL(/\/orgs\/[0-9a-f]+\/projects$/);
+  const org = page.url().match(/\/orgs\/([0-9a-f]+)\//)[1];
+  await page.getByRole("link", { name: "Members" }).click();
+  await page.getByLabel("Email").fill("auditor@shop.example");
+  await page.getByLabel("Role").selectOption("viewer");
+  await page.getByRole("button", { name: "Save" }).click();
+
+  // Free, then Pro through checkout: the stand-in's page says plainly that it is not Stripe.
+  await page.getByRole("link", { name: "Billing" }).click();
+  await page.locator("#current-plan").filter({ hasText: "Plan: Free." }).waitFor();
+  await page.getByRole("row", { name: /^Pro\b/ }).getByRole("button", { name: "Monthly" }).click();
+  await page.getByRole("heading", { name: "Local Stripe stand-in" }).waitFor();
+  await page.getByText("This is not Stripe").waitFor();
+  await page.getByRole("button", { name: "Pay" }).click();
+  await page.getByText("Thank you. Your plan changes as soon as Stripe confirms the payment.").waitFor();
+  await page.locator("#current-plan").filter({ hasText: "Plan: Pro." }).waitFor();
+  assert.equal(await page.getByRole("button", { name: /Monthly|Yearly/ }).count(), 0, "a subscription is not bought twice");
+  await context.close();
+
+  // The viewer accepts the invitation and sees the plan, with nothing to buy.
+  const viewerContext = await browser.newContext();
+  const viewer = await viewerContext.newPage();
+  await signUp(viewer, "auditor@shop.example");
+  await viewer.goto(`${dashboard}/dev/outbox`);
+  await viewer.locator("article").filter({ hasText: "To: auditor@shop.example" }).locator('a[href*="/invitations/accept"]').first().click();
+  await viewer.getByRole("button", { name: "Accept and join" }).click();
+  await viewer.goto(`${dashboard}/orgs/${org}/billing`);
+  await viewer.locator("#current-plan").filter({ hasText: "Plan: Pro." }).waitFor();
+  assert.equal(await viewer.getByRole("button", { name: /Monthly|Yearly/ }).count(), 0);
+  await viewerContext.close();
 });

@@ -4,13 +4,13 @@
 use axum::Extension;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::response::Redirect;
+use axum::response::{IntoResponse, Redirect, Response};
 use minijinja::{Value, context};
 use serde::Deserialize;
 
 use super::extract::{Form, OrgActor};
-use super::render::{Page, PageError, can, format_time, org_frame, render};
-use super::security::CsrfToken;
+use super::render::{PageError, can, format_time, org_frame, render};
+use super::security::{CsrfToken, FormActionAlso};
 use crate::error::ApiError;
 use crate::plans::Interval;
 use crate::roles::Permission;
@@ -30,7 +30,7 @@ pub async fn billing_page(
     Extension(csrf): Extension<CsrfToken>,
     OrgActor(actor): OrgActor,
     Query(query): Query<BillingQuery>,
-) -> Result<Page, PageError> {
+) -> Result<Response, PageError> {
     let overview = billing::overview(&state, &actor).await?;
     let link = billing::stripe_link(&state, &actor).await?;
     let subscribed = link
@@ -41,7 +41,13 @@ pub async fn billing_page(
         .and_then(|link| link.current_period_end)
         .map(|at_s| format_time(at_s.saturating_mul(1000)));
     let grace_end = overview.grace_ends_at.map(format_time);
-    Ok(render(
+    // The buy buttons' form is answered with a redirect to Stripe's checkout.
+    let form_action = state
+        .stripe
+        .as_ref()
+        .filter(|_| can_buy)
+        .map(|stripe| FormActionAlso(stripe.checkout_origin().to_owned()));
+    let page = render(
         &state,
         StatusCode::OK,
         "billing.html",
@@ -51,7 +57,12 @@ pub async fn billing_page(
             can_buy => can_buy, billing_configured => state.stripe.is_some(), period_end => period_end,
             grace_end => grace_end, checkout_done => query.checkout.as_deref() == Some("done"),
         },
-    ))
+    );
+    let mut response = page.into_response();
+    if let Some(form_action) = form_action {
+        response.extensions_mut().insert(form_action);
+    }
+    Ok(response)
 }
 
 /// The plan a member picked.

@@ -22,6 +22,11 @@ fn csrf_cookie(secure: bool) -> &'static str {
     if secure { "__Host-hp_csrf" } else { "hp_csrf" }
 }
 
+/// A page whose form is answered with a redirect to this origin (the billing page's, to
+/// Stripe's checkout): set as a response extension, it is added to the page's `form-action`.
+#[derive(Debug, Clone)]
+pub struct FormActionAlso(pub String);
+
 /// Largest dashboard form read.
 const MAX_FORM: usize = 64 * 1024;
 
@@ -80,6 +85,15 @@ pub async fn protect(State(state): State<AppState>, mut request: Request, next: 
     }
     request.extensions_mut().insert(CsrfToken(token.clone()));
     let mut response = i18n::with_request_language(lang, next.run(request)).await;
+    let csp = match response.extensions().get::<FormActionAlso>() {
+        // The form leaves for this origin through a redirect, which form-action also governs.
+        Some(FormActionAlso(origin)) => HeaderValue::from_str(&CSP.replace(
+            "form-action 'self'",
+            &format!("form-action 'self' {origin}"),
+        ))
+        .unwrap_or_else(|_| HeaderValue::from_static(CSP)),
+        None => HeaderValue::from_static(CSP),
+    };
     let headers = response.headers_mut();
     if existing.is_none() {
         let value = format!(
@@ -92,10 +106,7 @@ pub async fn protect(State(state): State<AppState>, mut request: Request, next: 
             HeaderValue::from_str(&value).expect("hex is a valid header"),
         );
     }
-    headers.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(CSP),
-    );
+    headers.insert(header::CONTENT_SECURITY_POLICY, csp);
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     headers.insert(
         header::REFERRER_POLICY,
