@@ -180,6 +180,7 @@ fn dashboard(state: &AppState) -> Router<AppState> {
         .route("/orgs/{org}/audit", get(audit::audit))
         .route("/orgs/{org}/billing", get(billing::billing_page))
         .route("/orgs/{org}/billing/checkout", post(billing::checkout))
+        .route("/orgs/{org}/billing/portal", post(billing::portal))
         // Local mode only.
         .route("/dev/outbox", get(dev::outbox))
         // Static files.

@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use hmac::{Hmac, Mac};
 use serde::Deserialize;
 use sha2::Sha256;
+use stripe_billing::billing_portal_session::CreateBillingPortalSession;
 use stripe_billing::subscription::RetrieveSubscription;
 use stripe_checkout::CheckoutSessionMode;
 use stripe_checkout::checkout_session::{
@@ -226,6 +227,18 @@ impl Stripe {
         session
             .url
             .ok_or_else(|| "Stripe checkout: the session has no URL".to_owned())
+    }
+
+    /// Opens a Customer Portal session (payment methods, invoices, cancellation) for the
+    /// customer; the URL to send the member to.
+    pub async fn portal(&self, customer: &str, return_url: &str) -> Result<String, String> {
+        CreateBillingPortalSession::new()
+            .customer(customer)
+            .return_url(return_url)
+            .send(&self.client)
+            .await
+            .map(|session| session.url)
+            .map_err(|err| format!("Stripe portal: {err}"))
     }
 
     /// The subscription as Stripe has it now.

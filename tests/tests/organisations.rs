@@ -760,6 +760,18 @@ on_both_databases! {
         let link = billing::stripe_link(&world.db, &owner.org).await.unwrap().unwrap();
         assert_eq!(link.interval.as_deref(), Some("month"));
         buyer.post(&format!("{billing_page}/checkout"), &[("plan", "business"), ("interval", "year")]).await.expect(409);
+
+        // The portal: the viewer may not open it; the billing member cancels there, and the
+        // organisation is back on Free.
+        viewer.post(&format!("{billing_page}/portal"), &[]).await.expect(403);
+        assert!(page.body.contains("Manage payment, invoices and cancellation"));
+        let to_portal = buyer.post(&format!("{billing_page}/portal"), &[]).await.expect(303).location.unwrap();
+        assert!(to_portal.starts_with(&format!("{standin_url}/portal/bps_")), "{to_portal}");
+        let cancelled = http.post(&to_portal).send().await.unwrap();
+        assert_eq!(cancelled.headers()["location"].to_str().unwrap(), format!("http://localhost:8080{billing_page}"));
+        let page = buyer.get(&billing_page).await.expect(200);
+        assert!(page.body.contains("Plan: Free."), "{}", page.body);
+        assert!(page.body.contains("/billing/checkout"), "a new subscription may be bought again");
     }
 
     async fn dashboard_forms_refuse_bad_input_with_a_reason(world: World) {

@@ -7,7 +7,9 @@
 //! It serves `POST /v1/checkout/sessions` (a session whose URL is the stand-in's own checkout
 //! page), that page with a "Pay" button which creates the customer and the subscription and
 //! sends Stripe's `checkout.session.completed` webhook, signed as Stripe signs it, to the
-//! control plane, and `GET /v1/subscriptions/{id}`, the read-back every event leads to.
+//! control plane; `POST /v1/billing_portal/sessions` and its page, whose "Cancel" button
+//! cancels the customer's subscriptions and sends `customer.subscription.deleted`; and
+//! `GET /v1/subscriptions/{id}`, the read-back every event leads to.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -59,10 +61,18 @@ struct WebhookTarget {
     secret: String,
 }
 
+/// An open Customer Portal session.
+#[derive(Debug, Clone)]
+struct PortalSession {
+    customer: String,
+    return_url: String,
+}
+
 #[derive(Debug, Default)]
 struct Accounts {
     subscriptions: HashMap<String, StandInSubscription>,
     sessions: HashMap<String, Session>,
+    portals: HashMap<String, PortalSession>,
     webhook: Option<WebhookTarget>,
     created: u64,
 }
@@ -127,7 +137,32 @@ impl StripeStandIn {
             .route("/v1/checkout/sessions", post(create_session))
             .route("/v1/subscriptions/{id}", get(retrieve_subscription))
             .route("/checkout/{id}", get(checkout_page).post(pay))
+            .route("/v1/billing_portal/sessions", post(create_portal_session))
+            .route("/portal/{id}", get(portal_page).post(cancel))
             .with_state(self.clone())
+    }
+
+    /// Sends `event` to the control plane, signed as Stripe signs it; once, as a stand-in
+    /// need not retry.
+    async fn send_webhook(&self, event: &Value) {
+        let Some(target) = self.accounts().webhook.clone() else {
+            return;
+        };
+        let body = event.to_string();
+        let now_s = self.clock.now_ms() / 1000;
+        let delivered = crate::http::client()
+            .post(&target.url)
+            .header(
+                "stripe-signature",
+                signature_header(&target.secret, now_s, body.as_bytes()),
+            )
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await;
+        if let Err(err) = delivered.and_then(|answer| answer.error_for_status()) {
+            tracing::warn!(error = %err, "the stand-in's webhook was not accepted");
+        }
     }
 
     fn next_id(&self, prefix: &str) -> String {
@@ -328,22 +363,98 @@ async fn pay(State(standin): State<StripeStandIn>, Path(id): Path<String>) -> Re
             "payment_status": "paid", "status": "complete",
         }},
     });
-    let target = standin.accounts().webhook.clone();
-    if let Some(target) = target {
-        let body = event.to_string();
-        let delivered = crate::http::client()
-            .post(&target.url)
-            .header(
-                "stripe-signature",
-                signature_header(&target.secret, now_s, body.as_bytes()),
-            )
-            .header("content-type", "application/json")
-            .body(body)
-            .send()
-            .await;
-        if let Err(err) = delivered.and_then(|answer| answer.error_for_status()) {
-            tracing::warn!(error = %err, "the stand-in's webhook was not accepted");
-        }
-    }
+    standin.send_webhook(&event).await;
     Redirect::to(&session.success_url).into_response()
+}
+
+/// `POST /v1/billing_portal/sessions`: a portal session whose URL is the stand-in's page.
+async fn create_portal_session(
+    State(standin): State<StripeStandIn>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if !authorised(&headers) {
+        return stripe_error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_request_error",
+            "No API key provided.",
+        );
+    }
+    let fields: HashMap<String, String> =
+        serde_urlencoded::from_bytes::<Vec<(String, String)>>(&body)
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
+    let (Some(customer), Some(return_url)) = (fields.get("customer"), fields.get("return_url"))
+    else {
+        return stripe_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            "A customer and a return_url are required.",
+        );
+    };
+    let id = standin.next_id("bps");
+    standin.accounts().portals.insert(
+        id.clone(),
+        PortalSession {
+            customer: customer.clone(),
+            return_url: return_url.clone(),
+        },
+    );
+    let host = headers
+        .get("host")
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or("127.0.0.1");
+    Json(json!({
+        "id": id, "object": "billing_portal.session", "configuration": "bpc_standin",
+        "created": standin.clock.now_ms() / 1000, "customer": customer, "livemode": false,
+        "return_url": return_url, "url": format!("http://{host}/portal/{id}"),
+    }))
+    .into_response()
+}
+
+/// `GET /portal/{id}`: the stand-in's customer portal, plainly not Stripe's.
+async fn portal_page(State(standin): State<StripeStandIn>, Path(id): Path<String>) -> Response {
+    if !standin.accounts().portals.contains_key(&id) {
+        return (StatusCode::NOT_FOUND, "No such portal session.").into_response();
+    }
+    Html(
+        "<!doctype html><html lang=\"en\"><meta charset=\"utf-8\"><title>Local Stripe stand-in</title>\
+         <main><h1>Local Stripe stand-in</h1><p>This is not Stripe: HumanProof's local stand-in \
+         keeps no card and no invoices.</p><form method=\"post\"><button type=\"submit\">Cancel \
+         the subscription</button></form></main>",
+    )
+    .into_response()
+}
+
+/// `POST /portal/{id}`: cancels the customer's subscriptions at once, sends
+/// `customer.subscription.deleted` for each, and returns to the return URL.
+async fn cancel(State(standin): State<StripeStandIn>, Path(id): Path<String>) -> Response {
+    let Some(portal) = standin.accounts().portals.remove(&id) else {
+        return (StatusCode::NOT_FOUND, "No such portal session.").into_response();
+    };
+    let cancelled: Vec<String> = {
+        let mut accounts = standin.accounts();
+        accounts
+            .subscriptions
+            .iter_mut()
+            .filter(|(_, subscription)| {
+                subscription.customer == portal.customer && subscription.status != "canceled"
+            })
+            .map(|(id, subscription)| {
+                subscription.status = "canceled".into();
+                id.clone()
+            })
+            .collect()
+    };
+    let now_s = standin.clock.now_ms() / 1000;
+    for subscription_id in cancelled {
+        let event = json!({
+            "id": standin.next_id("evt"), "object": "event", "type": "customer.subscription.deleted",
+            "created": now_s, "livemode": false, "pending_webhooks": 1,
+            "data": { "object": { "id": subscription_id, "object": "subscription", "customer": portal.customer, "status": "canceled" } },
+        });
+        standin.send_webhook(&event).await;
+    }
+    Redirect::to(&portal.return_url).into_response()
 }

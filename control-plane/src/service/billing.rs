@@ -290,6 +290,29 @@ pub async fn start_checkout(
     })
 }
 
+/// Opens Stripe's Customer Portal for the organisation's customer (payment methods, invoices,
+/// cancellation); the URL to send the member to.
+pub async fn open_portal(state: &AppState, actor: &Actor) -> Result<String, ApiError> {
+    actor.require(Permission::BillingWrite)?;
+    let Some(stripe) = &state.stripe else {
+        return Err(ApiError::Conflict("billing_not_configured"));
+    };
+    let link = billing::stripe_link(&state.db, &actor.organisation_id)
+        .await?
+        .ok_or(ApiError::Conflict("no_stripe_customer"))?;
+    let return_url = format!(
+        "{}/orgs/{}/billing",
+        state.web.public_url, actor.organisation_id
+    );
+    stripe
+        .portal(&link.customer_id, &return_url)
+        .await
+        .map_err(|err| {
+            tracing::error!(error = %err, "Stripe portal failed");
+            ApiError::Unavailable("stripe_unavailable")
+        })
+}
+
 /// What applying a Stripe event did, as recorded with its id.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EventOutcome {

@@ -36,16 +36,18 @@ pub async fn billing_page(
     let subscribed = link
         .as_ref()
         .is_some_and(|link| link.subscription_id.is_some());
-    let can_buy = state.stripe.is_some() && !subscribed && can(&actor, Permission::BillingWrite);
+    let manages_billing = state.stripe.is_some() && can(&actor, Permission::BillingWrite);
+    let can_buy = manages_billing && !subscribed;
+    let can_manage = manages_billing && link.is_some();
     let period_end = link
         .and_then(|link| link.current_period_end)
         .map(|at_s| format_time(at_s.saturating_mul(1000)));
     let grace_end = overview.grace_ends_at.map(format_time);
-    // The buy buttons' form is answered with a redirect to Stripe's checkout.
+    // The buttons' forms are answered with a redirect to Stripe's checkout or portal.
     let form_action = state
         .stripe
         .as_ref()
-        .filter(|_| can_buy)
+        .filter(|_| can_buy || can_manage)
         .map(|stripe| FormActionAlso(stripe.checkout_origin().to_owned()));
     let page = render(
         &state,
@@ -54,7 +56,7 @@ pub async fn billing_page(
         &org_frame(&csrf, &actor, "billing"),
         context! {
             billing => Value::from_serialize(&overview), plans => Value::from_serialize(state.plans.plans()),
-            can_buy => can_buy, billing_configured => state.stripe.is_some(), period_end => period_end,
+            can_buy => can_buy, can_manage => can_manage, billing_configured => state.stripe.is_some(), period_end => period_end,
             grace_end => grace_end, checkout_done => query.checkout.as_deref() == Some("done"),
         },
     );
@@ -63,6 +65,14 @@ pub async fn billing_page(
         response.extensions_mut().insert(form_action);
     }
     Ok(response)
+}
+
+/// `POST /orgs/{org}/billing/portal`: on to Stripe's Customer Portal.
+pub async fn portal(
+    State(state): State<AppState>,
+    OrgActor(actor): OrgActor,
+) -> Result<Redirect, PageError> {
+    Ok(Redirect::to(&billing::open_portal(&state, &actor).await?))
 }
 
 /// The plan a member picked.
