@@ -185,12 +185,16 @@ pub struct PlansArgs {
     /// attempts, limits); see the README's "Plans" section. Without it, the built-in plans.
     #[arg(long, env = "HUMANPROOF_PLANS_FILE")]
     pub plans_file: Option<PathBuf>,
+    /// Days an organisation's traffic continues after a failed payment.
+    #[arg(long, env = "HUMANPROOF_PAYMENT_GRACE_DAYS", default_value_t = crate::plans::DEFAULT_PAYMENT_GRACE_DAYS)]
+    pub payment_grace_days: u32,
 }
 
 impl PlansArgs {
     /// The built-in plans with the file's overrides.
     pub fn catalogue(&self) -> anyhow::Result<Catalogue> {
-        Ok(Catalogue::load(self.plans_file.as_deref())?)
+        Ok(Catalogue::load(self.plans_file.as_deref())?
+            .with_payment_grace_days(self.payment_grace_days))
     }
 }
 

@@ -30,7 +30,8 @@ pub enum BillingStatus {
     Active,
     /// In a trial.
     Trialing,
-    /// A payment failed; traffic continues for [`PAYMENT_GRACE_MS`], then stops.
+    /// A payment failed; traffic continues for the grace period
+    /// ([`Catalogue::payment_grace_days`]), then stops.
     PastDue,
     /// The subscription ended; traffic stops.
     Canceled,
@@ -53,20 +54,10 @@ impl BillingStatus {
     }
 }
 
-/// After a payment fails, traffic continues this long while the customer fixes it; then the
-/// edge refuses with `billing_inactive` until a payment succeeds.
-pub const PAYMENT_GRACE_MS: i64 = 7 * 24 * 60 * 60 * 1000;
+/// The grace period after a failed payment unless the operator sets another.
+pub const DEFAULT_PAYMENT_GRACE_DAYS: u32 = 7;
 
-/// Whether billing lets an organisation's traffic through: paid up or trialing, or past due
-/// for less than [`PAYMENT_GRACE_MS`].
-pub fn traffic_allowed(status: BillingStatus, past_due_since: Option<i64>, now_ms: i64) -> bool {
-    match status {
-        BillingStatus::PastDue => {
-            past_due_since.is_none_or(|since| now_ms < since.saturating_add(PAYMENT_GRACE_MS))
-        }
-        other => other.allows_traffic(),
-    }
-}
+const DAY_MS: i64 = 24 * 60 * 60 * 1000;
 
 /// How often a subscription is billed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -216,6 +207,9 @@ mod double_option {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Catalogue {
     plans: Vec<Plan>,
+    /// After a payment fails, traffic continues this many days while the customer fixes it;
+    /// then the edge refuses with `billing_inactive` until a payment succeeds.
+    payment_grace_days: u32,
 }
 
 impl Catalogue {
@@ -261,6 +255,7 @@ impl Catalogue {
         let business = plan("business", "Business", 10_000_000, None, None);
         Self {
             plans: vec![free, starter, pro, business],
+            payment_grace_days: DEFAULT_PAYMENT_GRACE_DAYS,
         }
     }
 
@@ -347,6 +342,40 @@ impl Catalogue {
         Ok(())
     }
 
+    /// The same plans with another grace period after a failed payment.
+    pub fn with_payment_grace_days(self, payment_grace_days: u32) -> Self {
+        Self {
+            payment_grace_days,
+            ..self
+        }
+    }
+
+    /// Days of traffic after a failed payment.
+    pub fn payment_grace_days(&self) -> u32 {
+        self.payment_grace_days
+    }
+
+    /// When the grace period of a payment that failed at `past_due_since` ends, Unix ms.
+    pub fn grace_ends_at(&self, past_due_since: i64) -> i64 {
+        past_due_since.saturating_add(i64::from(self.payment_grace_days) * DAY_MS)
+    }
+
+    /// Whether billing lets an organisation's traffic through: paid up or trialing, or past
+    /// due for less than the grace period.
+    pub fn traffic_allowed(
+        &self,
+        status: BillingStatus,
+        past_due_since: Option<i64>,
+        now_ms: i64,
+    ) -> bool {
+        match status {
+            BillingStatus::PastDue => {
+                past_due_since.is_none_or(|since| now_ms < self.grace_ends_at(since))
+            }
+            other => other.allows_traffic(),
+        }
+    }
+
     /// Every plan, cheapest first.
     pub fn plans(&self) -> &[Plan] {
         &self.plans
@@ -408,6 +437,20 @@ mod tests {
                 .map(|(plan, interval)| (plan.id.as_str(), interval)),
             Some(("pro", Interval::Year))
         );
+    }
+
+    #[test]
+    fn a_failed_payment_stops_traffic_after_the_grace_period_the_operator_sets() {
+        let day = 24 * 60 * 60 * 1000;
+        let catalogue = Catalogue::builtin();
+        let past_due = BillingStatus::PastDue;
+        assert!(catalogue.traffic_allowed(past_due, Some(0), 7 * day - 1));
+        assert!(!catalogue.traffic_allowed(past_due, Some(0), 7 * day));
+        let strict = catalogue.with_payment_grace_days(2);
+        assert!(strict.traffic_allowed(past_due, Some(0), 2 * day - 1));
+        assert!(!strict.traffic_allowed(past_due, Some(0), 2 * day));
+        assert!(!strict.traffic_allowed(BillingStatus::Canceled, None, 0));
+        assert!(strict.traffic_allowed(BillingStatus::Trialing, None, 0));
     }
 
     #[test]

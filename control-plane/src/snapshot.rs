@@ -13,7 +13,7 @@ use crate::db::billing::{self, OrganisationBilling};
 use crate::db::projects::{self, Project};
 use crate::db::telemetry::{self, Usage};
 use crate::db::{Db, month_of};
-use crate::plans::{self, Catalogue, Plan};
+use crate::plans::{Catalogue, Plan};
 
 /// What a project is served on: its organisation's plan and billing state, or, for a project
 /// an operator created without an organisation, its own plan and status.
@@ -91,7 +91,7 @@ pub async fn build_entries(
                 let plan = plans.get_or_free(&account.plan);
                 Terms {
                     plan,
-                    traffic_allowed: plans::traffic_allowed(
+                    traffic_allowed: plans.traffic_allowed(
                         account.status,
                         account.past_due_since,
                         now_ms,

@@ -566,7 +566,7 @@ on_both_databases! {
         // restores it at once.
         billing_service::set_plan(&world.state(), &owner.org, "starter", BillingStatus::PastDue).await.unwrap();
         assert_eq!(world.start_challenge(&site_key, &json!({})).await.status, 200);
-        world.clock.advance(humanproof_control_plane::plans::PAYMENT_GRACE_MS + 1);
+        world.clock.advance(world.state().plans.grace_ends_at(0) + 1);
         world.publish().await;
         let answer = world.start_challenge(&site_key, &json!({})).await;
         assert_eq!((answer.status, answer.reason()), (402, "billing_inactive"));

@@ -61,11 +61,11 @@ pub async fn overview_of(
         included_attempts: plan.included_attempts,
         plan,
         status: account.status,
-        traffic_allowed: plans::traffic_allowed(account.status, account.past_due_since, now_ms),
+        traffic_allowed: plans.traffic_allowed(account.status, account.past_due_since, now_ms),
         grace_ends_at: match account.status {
             BillingStatus::PastDue => account
                 .past_due_since
-                .map(|since| since.saturating_add(plans::PAYMENT_GRACE_MS)),
+                .map(|since| plans.grace_ends_at(since)),
             _ => None,
         },
         cap_reached_at: account.cap_reached_at.filter(|&at| month_of(at) == month),
