@@ -180,6 +180,35 @@ fn stripe_error(status: StatusCode, kind: &str, message: &str) -> Response {
         .into_response()
 }
 
+/// A form-encoded API request's fields, as Stripe's client sends them (keys such as
+/// `line_items[0][price]` kept whole); `None` without a secret key ([`no_api_key`]).
+fn form_fields(headers: &HeaderMap, body: &[u8]) -> Option<HashMap<String, String>> {
+    authorised(headers).then(|| {
+        serde_urlencoded::from_bytes::<Vec<(String, String)>>(body)
+            .unwrap_or_default()
+            .into_iter()
+            .collect()
+    })
+}
+
+/// Stripe's answer to a request without a secret key.
+fn no_api_key() -> Response {
+    stripe_error(
+        StatusCode::UNAUTHORIZED,
+        "invalid_request_error",
+        "No API key provided.",
+    )
+}
+
+/// A URL of the stand-in's own pages, on the address the client reached it at.
+fn own_url(headers: &HeaderMap, path: &str) -> String {
+    let host = headers
+        .get("host")
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or("127.0.0.1");
+    format!("http://{host}{path}")
+}
+
 /// Stripe refuses a request without a secret key; so does the stand-in.
 fn authorised(headers: &HeaderMap) -> bool {
     headers
@@ -194,11 +223,7 @@ async fn retrieve_subscription(
     Path(id): Path<String>,
 ) -> Response {
     if !authorised(&headers) {
-        return stripe_error(
-            StatusCode::UNAUTHORIZED,
-            "invalid_request_error",
-            "No API key provided.",
-        );
+        return no_api_key();
     }
     let found = standin.accounts().subscriptions.get(&id).cloned();
     match found {
@@ -254,18 +279,9 @@ async fn create_session(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if !authorised(&headers) {
-        return stripe_error(
-            StatusCode::UNAUTHORIZED,
-            "invalid_request_error",
-            "No API key provided.",
-        );
-    }
-    let fields: HashMap<String, String> =
-        serde_urlencoded::from_bytes::<Vec<(String, String)>>(&body)
-            .unwrap_or_default()
-            .into_iter()
-            .collect();
+    let Some(fields) = form_fields(&headers, &body) else {
+        return no_api_key();
+    };
     let field = |name: &str| fields.get(name).cloned();
     let (Some(price), Some(success_url)) = (field("line_items[0][price]"), field("success_url"))
     else {
@@ -296,15 +312,11 @@ async fn create_session(
         .accounts()
         .sessions
         .insert(id.clone(), session.clone());
-    let host = headers
-        .get("host")
-        .and_then(|value| value.to_str().ok())
-        .unwrap_or("127.0.0.1");
     let now_s = standin.clock.now_ms() / 1000;
     Json(json!({
         "id": id, "object": "checkout.session", "created": now_s, "expires_at": now_s + 86_400,
         "livemode": false, "mode": "subscription", "payment_status": "unpaid", "status": "open",
-        "url": format!("http://{host}/checkout/{id}"), "client_reference_id": field("client_reference_id"),
+        "url": own_url(&headers, &format!("/checkout/{id}")), "client_reference_id": field("client_reference_id"),
         "customer": session.customer, "metadata": {}, "automatic_tax": { "enabled": false },
         "custom_fields": [], "custom_text": {}, "payment_method_types": ["card"], "shipping_options": [],
     }))
@@ -373,18 +385,9 @@ async fn create_portal_session(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if !authorised(&headers) {
-        return stripe_error(
-            StatusCode::UNAUTHORIZED,
-            "invalid_request_error",
-            "No API key provided.",
-        );
-    }
-    let fields: HashMap<String, String> =
-        serde_urlencoded::from_bytes::<Vec<(String, String)>>(&body)
-            .unwrap_or_default()
-            .into_iter()
-            .collect();
+    let Some(fields) = form_fields(&headers, &body) else {
+        return no_api_key();
+    };
     let (Some(customer), Some(return_url)) = (fields.get("customer"), fields.get("return_url"))
     else {
         return stripe_error(
@@ -401,14 +404,10 @@ async fn create_portal_session(
             return_url: return_url.clone(),
         },
     );
-    let host = headers
-        .get("host")
-        .and_then(|value| value.to_str().ok())
-        .unwrap_or("127.0.0.1");
     Json(json!({
         "id": id, "object": "billing_portal.session", "configuration": "bpc_standin",
         "created": standin.clock.now_ms() / 1000, "customer": customer, "livemode": false,
-        "return_url": return_url, "url": format!("http://{host}/portal/{id}"),
+        "return_url": return_url, "url": own_url(&headers, &format!("/portal/{id}")),
     }))
     .into_response()
 }
