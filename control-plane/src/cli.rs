@@ -543,7 +543,9 @@ async fn billing_command(command: BillingCommand) -> anyhow::Result<()> {
         } => {
             let db = Db::connect(&database.database_url).await?;
             anyhow::ensure!(
-                orgs::organisation_exists(&db, &organisation_id).await?,
+                orgs::organisation_name(&db, &organisation_id)
+                    .await?
+                    .is_some(),
                 "no organisation {organisation_id}"
             );
             let overview = billing::overview_of(
@@ -566,7 +568,9 @@ async fn billing_command(command: BillingCommand) -> anyhow::Result<()> {
         } => {
             let db = Db::connect(&database.database_url).await?;
             anyhow::ensure!(
-                orgs::organisation_exists(&db, &organisation_id).await?,
+                orgs::organisation_name(&db, &organisation_id)
+                    .await?
+                    .is_some(),
                 "no organisation {organisation_id}"
             );
             let catalogue = plans.catalogue()?;

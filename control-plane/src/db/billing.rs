@@ -36,6 +36,23 @@ impl Default for OrganisationBilling {
     }
 }
 
+impl OrganisationBilling {
+    /// The state after a change to `plan` and `status` now: the grace period runs from the
+    /// first failed payment, so a past-due time is kept while payment stays overdue and
+    /// cleared once it is not; the cap fields are the usage notices' and stay.
+    pub fn changed_to(&self, plan: &str, status: BillingStatus, now_ms: i64) -> Self {
+        Self {
+            plan: plan.to_owned(),
+            status,
+            past_due_since: match status {
+                BillingStatus::PastDue => self.past_due_since.or(Some(now_ms)),
+                _ => None,
+            },
+            ..self.clone()
+        }
+    }
+}
+
 #[derive(FromRow)]
 struct BillingRow {
     plan: String,

@@ -90,13 +90,15 @@ pub async fn create_organisation(
     Ok(id)
 }
 
-/// Whether an organisation with this id exists.
-pub async fn organisation_exists(db: &Db, organisation_id: &str) -> Result<bool, sqlx::Error> {
-    let found: Option<String> = sqlx::query_scalar("SELECT id FROM organisations WHERE id = $1")
+/// The name of the organisation with this id, if there is one.
+pub async fn organisation_name(
+    db: &Db,
+    organisation_id: &str,
+) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar("SELECT name FROM organisations WHERE id = $1")
         .bind(organisation_id)
         .fetch_optional(db.pool())
-        .await?;
-    Ok(found.is_some())
+        .await
 }
 
 /// The organisations a user belongs to, oldest first.

@@ -8,7 +8,7 @@ use humanproof_protocol::wire::{Branding, Variant};
 use serde::Serialize;
 
 use super::{Actor, Principal};
-use crate::db::billing::{self, OrganisationBilling, StripeLink};
+use crate::db::billing::{self, StripeLink};
 use crate::db::projects::enum_name;
 use crate::db::{Db, accounts, month_of, orgs, projects};
 use crate::error::ApiError;
@@ -118,17 +118,9 @@ pub async fn set_plan(
         return Err(ApiError::invalid("plan", "No such plan in the catalogue."));
     }
     let now = state.clock.now_ms();
-    let previous = billing::find(&state.db, organisation_id).await?;
-    let past_due_since = match status {
-        BillingStatus::PastDue => previous.past_due_since.or(Some(now)),
-        _ => None,
-    };
-    let account = OrganisationBilling {
-        plan: plan.to_owned(),
-        status,
-        past_due_since,
-        ..previous
-    };
+    let account = billing::find(&state.db, organisation_id)
+        .await?
+        .changed_to(plan, status, now);
     billing::set(&state.db, organisation_id, &account, now).await?;
     crate::db::orgs::audit(
         &state.db,
@@ -207,6 +199,9 @@ async fn email_usage_notice(
     };
     let organisation_id = &overview.organisation_id;
     let link = format!("{}/orgs/{organisation_id}/projects", state.web.public_url);
+    let Some(organisation) = orgs::organisation_name(&state.db, organisation_id).await? else {
+        return Ok(());
+    };
     for member in orgs::members(&state.db, organisation_id).await? {
         if !member.role.allows(Permission::BillingWrite) {
             continue;
@@ -214,12 +209,9 @@ async fn email_usage_notice(
         let Some(user) = accounts::find_user(&state.db, &member.user_id).await? else {
             continue;
         };
-        let Some(membership) = orgs::membership(&state.db, organisation_id, &user.id).await? else {
-            continue;
-        };
         let lang = &user.language;
         let values = [
-            ("organisation", membership.organisation_name.clone()),
+            ("organisation", organisation.clone()),
             ("percent", percent.to_string()),
             ("used", overview.used_attempts.to_string()),
             ("included", overview.included_attempts.to_string()),
@@ -409,7 +401,7 @@ async fn sync_subscription(
         .clone()
         .or_else(|| subscription.organisation_id.clone());
     let organisation_id = match named {
-        Some(id) if orgs::organisation_exists(&state.db, &id).await? => Some(id),
+        Some(id) if orgs::organisation_name(&state.db, &id).await?.is_some() => Some(id),
         _ => billing::organisation_of_customer(&state.db, &subscription.customer).await?,
     };
     let Some(organisation_id) = organisation_id else {
@@ -435,15 +427,7 @@ async fn sync_subscription(
         "past_due" | "unpaid" => (plan.id.as_str(), BillingStatus::PastDue, Some(interval)),
         _ => (plans::FREE, BillingStatus::Active, None),
     };
-    let account = OrganisationBilling {
-        plan: plan.to_owned(),
-        status,
-        past_due_since: match status {
-            BillingStatus::PastDue => previous.past_due_since.or(Some(now)),
-            _ => None,
-        },
-        ..previous.clone()
-    };
+    let account = previous.changed_to(plan, status, now);
     billing::set(&state.db, &organisation_id, &account, now).await?;
     let link = StripeLink {
         customer_id: subscription.customer.clone(),

@@ -2,7 +2,7 @@
 //! the way to Stripe's checkout for members who manage billing.
 
 use axum::Extension;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use minijinja::{Value, context};
@@ -86,7 +86,6 @@ pub struct CheckoutForm {
 pub async fn checkout(
     State(state): State<AppState>,
     OrgActor(actor): OrgActor,
-    Path(_): Path<String>,
     Form(form): Form<CheckoutForm>,
 ) -> Result<Redirect, PageError> {
     let interval = match form.interval.as_str() {
