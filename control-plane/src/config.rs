@@ -215,6 +215,14 @@ pub struct StripeArgs {
         default_value = "https://api.stripe.com/"
     )]
     pub stripe_api_base: String,
+    /// The event name of the Billing Meter that bills attempts above a paid plan's included
+    /// ones (the meter the plans' `overage` prices are on).
+    #[arg(
+        long,
+        env = "HUMANPROOF_STRIPE_METER_EVENT",
+        default_value = crate::stripe::DEFAULT_METER_EVENT_NAME
+    )]
+    pub stripe_meter_event: String,
 }
 
 impl StripeArgs {
@@ -223,7 +231,8 @@ impl StripeArgs {
         match (&self.stripe_secret_key, &self.stripe_webhook_secret) {
             (Some(key), Some(webhook_secret)) => Ok(Some(
                 Stripe::new(key, webhook_secret, &self.stripe_api_base)
-                    .map_err(anyhow::Error::msg)?,
+                    .map_err(anyhow::Error::msg)?
+                    .with_meter_event_name(&self.stripe_meter_event),
             )),
             (None, None) => Ok(None),
             _ => anyhow::bail!(

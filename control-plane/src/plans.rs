@@ -88,6 +88,11 @@ pub struct Prices {
     pub month: Option<String>,
     /// The yearly price id.
     pub year: Option<String>,
+    /// The metered price (`price_…` on the usage meter) that bills attempts above the
+    /// included ones; subscribed beside the plan's price. Without it, usage above the
+    /// included attempts is reported to the meter but the subscription bills none of it.
+    #[serde(default)]
+    pub overage: Option<String>,
 }
 
 impl Prices {
@@ -233,6 +238,7 @@ impl Catalogue {
             prices: Prices {
                 month: Some(format!("price_{id}_month")),
                 year: Some(format!("price_{id}_year")),
+                overage: Some(format!("price_{id}_overage")),
             },
         };
         let free = Plan {
@@ -398,7 +404,14 @@ impl Catalogue {
         self.get(id).unwrap_or_else(|| self.free())
     }
 
-    /// The plan and interval a Stripe price id stands for.
+    /// Where a plan stands in the catalogue, cheapest first: a move to a higher one is an
+    /// upgrade.
+    pub fn rank(&self, id: &str) -> Option<usize> {
+        self.plans.iter().position(|plan| plan.id == id)
+    }
+
+    /// The plan and interval a Stripe price id stands for (never an overage price, which
+    /// goes with every interval).
     pub fn by_price(&self, price_id: &str) -> Option<(&Plan, Interval)> {
         self.plans.iter().find_map(|plan| {
             [Interval::Month, Interval::Year]

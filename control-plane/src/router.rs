@@ -181,6 +181,11 @@ fn dashboard(state: &AppState) -> Router<AppState> {
         .route("/orgs/{org}/billing", get(billing::billing_page))
         .route("/orgs/{org}/billing/checkout", post(billing::checkout))
         .route("/orgs/{org}/billing/portal", post(billing::portal))
+        .route("/orgs/{org}/billing/change", post(billing::change))
+        .route(
+            "/orgs/{org}/billing/pending/cancel",
+            post(billing::cancel_pending),
+        )
         // Local mode only.
         .route("/dev/outbox", get(dev::outbox))
         // Static files.

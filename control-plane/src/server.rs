@@ -46,6 +46,9 @@ pub async fn serve(
             state.clock.clone(),
             state.publish_wake.clone(),
         )),
+        tokio::spawn(crate::service::billing::report_overage_periodically(
+            state.clone(),
+        )),
     ];
     let service = with_middleware(app(state)).into_make_service_with_connect_info::<SocketAddr>();
     let served = axum::serve(listener, service)

@@ -11,13 +11,28 @@ use std::collections::HashMap;
 use hmac::{Hmac, Mac};
 use serde::Deserialize;
 use sha2::Sha256;
+use stripe::StripeRequest as _;
+use stripe_billing::billing_meter_event::CreateBillingMeterEvent;
 use stripe_billing::billing_portal_session::CreateBillingPortalSession;
-use stripe_billing::subscription::RetrieveSubscription;
+use stripe_billing::subscription::{
+    RetrieveSubscription, UpdateSubscription, UpdateSubscriptionItems,
+    UpdateSubscriptionProrationBehavior,
+};
+use stripe_billing::subscription_schedule::{
+    CreateSubscriptionSchedule, ReleaseSubscriptionSchedule, RetrieveSubscriptionSchedule,
+    UpdateSubscriptionSchedule, UpdateSubscriptionSchedulePhases,
+    UpdateSubscriptionSchedulePhasesDuration, UpdateSubscriptionSchedulePhasesDurationInterval,
+    UpdateSubscriptionSchedulePhasesEndDate, UpdateSubscriptionSchedulePhasesItems,
+    UpdateSubscriptionSchedulePhasesStartDate,
+};
+use stripe_billing::{SubscriptionScheduleEndBehavior, SubscriptionScheduleStatus};
 use stripe_checkout::CheckoutSessionMode;
 use stripe_checkout::checkout_session::{
     CreateCheckoutSession, CreateCheckoutSessionLineItems, CreateCheckoutSessionSubscriptionData,
 };
 use subtle::ConstantTimeEq as _;
+
+use crate::plans::Interval;
 
 /// How far a webhook's signed timestamp may be from now, as Stripe's own libraries allow.
 pub const WEBHOOK_TOLERANCE_S: i64 = 300;
@@ -28,7 +43,12 @@ pub struct Stripe {
     client: stripe::Client,
     webhook_secret: String,
     checkout_origin: String,
+    meter_event_name: String,
 }
+
+/// The event name of the Billing Meter that counts attempts above the included ones, unless
+/// the operator names another.
+pub const DEFAULT_METER_EVENT_NAME: &str = "humanproof_protected_attempts";
 
 impl std::fmt::Debug for Stripe {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -103,12 +123,72 @@ pub struct SubscriptionState {
     pub customer: String,
     /// Stripe's status: `active`, `trialing`, `past_due`, `unpaid`, `canceled`…
     pub status: String,
-    /// The prices subscribed to.
-    pub price_ids: Vec<String>,
+    /// What is subscribed to: the plan's price, and its overage price if it has one.
+    pub items: Vec<SubscriptionItem>,
     /// When the current period ends, Unix seconds (the latest of its items').
     pub current_period_end: Option<i64>,
+    /// Whether it ends with the current period (cancelled in the portal).
+    pub cancel_at_period_end: bool,
+    /// The schedule (`sub_sched_…`) holding a change for a later period, if any.
+    pub schedule: Option<String>,
     /// The organisation HumanProof put in the subscription's metadata, if any.
     pub organisation_id: Option<String>,
+}
+
+/// One item of a subscription.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubscriptionItem {
+    /// `si_…`.
+    pub id: String,
+    /// Its price.
+    pub price: String,
+}
+
+/// What happens to one item of a subscription in a change of plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ItemChange {
+    /// The item moves to another price.
+    Replace {
+        /// `si_…`.
+        item: String,
+        /// The new price.
+        price: String,
+    },
+    /// The item goes (the new plan has no such price).
+    Remove {
+        /// `si_…`.
+        item: String,
+    },
+    /// A price the old plan did not have.
+    Add {
+        /// The price.
+        price: String,
+    },
+}
+
+/// A change a subscription schedule holds for a later period.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScheduledChange {
+    /// The prices subscribed to from then on.
+    pub prices: Vec<String>,
+    /// When it takes effect, Unix seconds.
+    pub starts_at: i64,
+}
+
+/// A usage report for a Billing Meter.
+#[derive(Debug, Clone)]
+pub struct MeterEvent<'a> {
+    /// The meter's event name.
+    pub event_name: &'a str,
+    /// The customer billed.
+    pub customer: &'a str,
+    /// How much usage (protected attempts above the included ones).
+    pub value: u64,
+    /// Stripe keeps one event per identifier, and one answer per idempotency key: a report
+    /// sent again with the same identifier never bills twice.
+    pub identifier: &'a str,
+    /// When the usage happened, Unix seconds.
+    pub timestamp: i64,
 }
 
 /// What a Checkout Session for a subscription is opened with.
@@ -116,6 +196,8 @@ pub struct SubscriptionState {
 pub struct CheckoutRequest<'a> {
     /// The price subscribed to.
     pub price: &'a str,
+    /// The metered price billing attempts above the included ones, if the plan has one.
+    pub overage_price: Option<&'a str>,
     /// The organisation it pays for: the session's reference, and metadata on the session and
     /// on the subscription it creates.
     pub organisation_id: &'a str,
@@ -153,7 +235,21 @@ impl Stripe {
             client,
             webhook_secret: webhook_secret.to_owned(),
             checkout_origin,
+            meter_event_name: DEFAULT_METER_EVENT_NAME.to_owned(),
         })
+    }
+
+    /// The same client reporting usage under another meter event name.
+    pub fn with_meter_event_name(self, name: &str) -> Self {
+        Self {
+            meter_event_name: name.to_owned(),
+            ..self
+        }
+    }
+
+    /// The event name usage is reported under.
+    pub fn meter_event_name(&self) -> &str {
+        &self.meter_event_name
     }
 
     /// Where Checkout Sessions send buyers: the pages that must accept the billing page's
@@ -205,11 +301,18 @@ impl Stripe {
         let mut item = CreateCheckoutSessionLineItems::new();
         item.price = Some(request.price.to_owned());
         item.quantity = Some(1);
+        let mut items = vec![item];
+        if let Some(overage) = request.overage_price {
+            // A metered price takes no quantity: the meter's events are its quantity.
+            let mut metered = CreateCheckoutSessionLineItems::new();
+            metered.price = Some(overage.to_owned());
+            items.push(metered);
+        }
         let mut subscription_data = CreateCheckoutSessionSubscriptionData::new();
         subscription_data.metadata = Some(metadata.clone());
         let session = CreateCheckoutSession::new()
             .mode(CheckoutSessionMode::Subscription)
-            .line_items(vec![item])
+            .line_items(items)
             .client_reference_id(request.organisation_id)
             .metadata(metadata)
             .subscription_data(subscription_data)
@@ -248,11 +351,14 @@ impl Stripe {
             id: subscription.id.to_string(),
             customer: subscription.customer.id().to_string(),
             status: subscription.status.as_str().to_owned(),
-            price_ids: subscription
+            items: subscription
                 .items
                 .data
                 .iter()
-                .map(|item| item.price.id.to_string())
+                .map(|item| SubscriptionItem {
+                    id: item.id.to_string(),
+                    price: item.price.id.to_string(),
+                })
                 .collect(),
             current_period_end: subscription
                 .items
@@ -260,8 +366,159 @@ impl Stripe {
                 .iter()
                 .map(|item| item.current_period_end)
                 .max(),
+            cancel_at_period_end: subscription.cancel_at_period_end,
+            schedule: subscription
+                .schedule
+                .map(|schedule| schedule.id().to_string()),
             organisation_id: subscription.metadata.get(ORGANISATION_METADATA).cloned(),
         })
+    }
+
+    /// Changes the subscription's prices now, invoicing the prorated difference at once (an
+    /// upgrade is paid for when it is used, not at the next renewal).
+    pub async fn change_now(
+        &self,
+        subscription: &str,
+        changes: &[ItemChange],
+    ) -> Result<(), stripe::StripeError> {
+        let items: Vec<UpdateSubscriptionItems> = changes
+            .iter()
+            .map(|change| {
+                let mut item = UpdateSubscriptionItems::new();
+                match change {
+                    ItemChange::Replace { item: id, price } => {
+                        item.id = Some(id.clone());
+                        item.price = Some(price.clone());
+                    }
+                    ItemChange::Remove { item: id } => {
+                        item.id = Some(id.clone());
+                        item.deleted = Some(true);
+                    }
+                    ItemChange::Add { price } => item.price = Some(price.clone()),
+                }
+                item
+            })
+            .collect();
+        UpdateSubscription::new(subscription)
+            .items(items)
+            .proration_behavior(UpdateSubscriptionProrationBehavior::AlwaysInvoice)
+            .send(&self.client)
+            .await?;
+        Ok(())
+    }
+
+    /// Moves the subscription to `prices` billed every `interval` when its current period
+    /// ends, through a subscription schedule: Stripe makes the change on time whether or not
+    /// HumanProof is up, and releasing the schedule cancels it.
+    pub async fn change_at_period_end(
+        &self,
+        subscription: &SubscriptionState,
+        prices: &[String],
+        interval: Interval,
+    ) -> Result<(), stripe::StripeError> {
+        let schedule = CreateSubscriptionSchedule::new()
+            .from_subscription(subscription.id.as_str())
+            .send(&self.client)
+            .await?;
+        // A schedule made from a subscription has one phase: the current period as it is.
+        let current = schedule.current_phase.as_ref().map_or_else(
+            || {
+                schedule
+                    .phases
+                    .first()
+                    .map(|phase| (phase.start_date, phase.end_date))
+            },
+            |phase| Some((phase.start_date, phase.end_date)),
+        );
+        let Some((start, end)) = current else {
+            return Ok(());
+        };
+        let items = |prices: &mut dyn Iterator<Item = &String>| {
+            prices
+                .map(|price| {
+                    let mut item = UpdateSubscriptionSchedulePhasesItems::new();
+                    item.price = Some(price.clone());
+                    item
+                })
+                .collect::<Vec<_>>()
+        };
+        let mut now = UpdateSubscriptionSchedulePhases::new(items(
+            &mut subscription.items.iter().map(|item| &item.price),
+        ));
+        now.start_date = Some(UpdateSubscriptionSchedulePhasesStartDate::Timestamp(start));
+        now.end_date = Some(UpdateSubscriptionSchedulePhasesEndDate::Timestamp(end));
+        let mut then = UpdateSubscriptionSchedulePhases::new(items(&mut prices.iter()));
+        then.duration = Some(UpdateSubscriptionSchedulePhasesDuration::new(
+            match interval {
+                Interval::Month => UpdateSubscriptionSchedulePhasesDurationInterval::Month,
+                Interval::Year => UpdateSubscriptionSchedulePhasesDurationInterval::Year,
+            },
+        ));
+        UpdateSubscriptionSchedule::new(schedule.id)
+            .phases(vec![now, then])
+            .end_behavior(SubscriptionScheduleEndBehavior::Release)
+            .send(&self.client)
+            .await?;
+        Ok(())
+    }
+
+    /// The change a subscription schedule holds for after the current phase, if any.
+    pub async fn scheduled_change(
+        &self,
+        schedule: &str,
+    ) -> Result<Option<ScheduledChange>, stripe::StripeError> {
+        let schedule = RetrieveSubscriptionSchedule::new(schedule)
+            .send(&self.client)
+            .await?;
+        if !matches!(
+            schedule.status,
+            SubscriptionScheduleStatus::Active | SubscriptionScheduleStatus::NotStarted
+        ) {
+            return Ok(None);
+        }
+        let current_end = schedule.current_phase.map(|phase| phase.end_date);
+        Ok(schedule
+            .phases
+            .iter()
+            .find(|phase| current_end.is_some_and(|end| phase.start_date >= end))
+            .map(|phase| ScheduledChange {
+                prices: phase
+                    .items
+                    .iter()
+                    .map(|item| item.price.id().to_string())
+                    .collect(),
+                starts_at: phase.start_date,
+            }))
+    }
+
+    /// Ends a subscription schedule and keeps the subscription as it is now: the pending
+    /// change is cancelled.
+    pub async fn release_schedule(&self, schedule: &str) -> Result<(), stripe::StripeError> {
+        ReleaseSubscriptionSchedule::new(schedule)
+            .send(&self.client)
+            .await?;
+        Ok(())
+    }
+
+    /// Reports usage to a Billing Meter. The identifier doubles as the idempotency key, so a
+    /// retry after a lost answer gets the first answer back instead of a second event.
+    pub async fn report_usage(&self, event: &MeterEvent<'_>) -> Result<(), stripe::StripeError> {
+        let key = stripe::IdempotencyKey::new(event.identifier)
+            .map_err(|err| stripe::StripeError::ClientError(err.to_string()))?;
+        CreateBillingMeterEvent::new(
+            event.event_name,
+            HashMap::from([
+                ("stripe_customer_id".to_owned(), event.customer.to_owned()),
+                ("value".to_owned(), event.value.to_string()),
+            ]),
+        )
+        .identifier(event.identifier)
+        .timestamp(event.timestamp)
+        .customize()
+        .request_strategy(stripe::RequestStrategy::Idempotent(key))
+        .send(&self.client)
+        .await?;
+        Ok(())
     }
 }
 

@@ -5,10 +5,12 @@
 use humanproof_control_plane::db::projects::BillingStatus;
 use humanproof_control_plane::db::{accounts, billing, orgs, projects};
 use humanproof_control_plane::local::{StandInSubscription, StripeStandIn};
+use humanproof_control_plane::plans::Catalogue;
 use humanproof_control_plane::roles::{Role, Scope};
 use humanproof_control_plane::secrets;
 use humanproof_control_plane::service::billing as billing_service;
 use humanproof_control_plane::service::projects::SECRET_OVERLAP_MS;
+use humanproof_control_plane::state::AppState;
 use humanproof_control_plane::stripe::Stripe;
 use humanproof_edge::stores::SnapshotStore as _;
 use humanproof_protocol::{Obfuscation, Preset, Protection, Score};
@@ -74,6 +76,56 @@ async fn insert_project(world: &World, org: &str) -> String {
 /// Adds a new, verified user to `org` with `role`; returns a browser signed in as them.
 /// (Created in the database: sign-ups from one address are throttled, and these tests make
 /// many members.)
+/// The control plane served with Stripe pointed at a fresh stand-in, which sends its
+/// webhooks back signed with `whsec_test`.
+struct Billed {
+    standin: StripeStandIn,
+    standin_url: String,
+    /// The control plane's base URL.
+    base: String,
+    /// The control plane's state, with Stripe.
+    state: AppState,
+}
+
+async fn with_stripe(state: &AppState) -> Billed {
+    let standin = StripeStandIn::new(state.clock.clone(), &state.plans);
+    let standin_url = serve_app(standin.router()).await;
+    let stripe = Stripe::new(
+        "sk_test_humanproof",
+        "whsec_test",
+        &format!("{standin_url}/"),
+    )
+    .unwrap();
+    let state = state.with(|state| state.stripe = Some(stripe));
+    let base = serve_control_plane(state.clone()).await;
+    standin.deliver_webhooks_to(&format!("{base}/billing/stripe/webhook"), "whsec_test");
+    Billed {
+        standin,
+        standin_url,
+        base,
+        state,
+    }
+}
+
+/// Sets a project's protected attempts this month.
+async fn set_usage(world: &World, project: &str, attempts: i64) {
+    let month = humanproof_control_plane::db::month_of(world.clock.now_ms());
+    sqlx::query("DELETE FROM usage_months WHERE project_id = $1")
+        .bind(project)
+        .execute(world.db.pool())
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO usage_months (project_id, month, protected_attempts) VALUES ($1, $2, $3)",
+    )
+    .bind(project)
+    .bind(&month)
+    .bind(attempts)
+    .execute(world.db.pool())
+    .await
+    .unwrap();
+}
+
 async fn member(
     world: &World,
     base: &str,
@@ -582,13 +634,7 @@ on_both_databases! {
         world.on_plan(&owner.org, "free").await;
         let (viewer, _) = member(&world, &base, &owner.org, "onlooker@example.com", Role::Viewer).await;
         let site_key = projects::find(&world.db, &owner.project).await.unwrap().unwrap().site_key;
-        let month = humanproof_control_plane::db::month_of(world.clock.now_ms());
-        let set_usage = async |attempts: i64| {
-            sqlx::query("DELETE FROM usage_months WHERE project_id = $1").bind(&owner.project).execute(world.db.pool()).await.unwrap();
-            sqlx::query("INSERT INTO usage_months (project_id, month, protected_attempts) VALUES ($1, $2, $3)")
-                .bind(&owner.project).bind(&month).bind(attempts)
-                .execute(world.db.pool()).await.unwrap();
-        };
+        let set_usage = async |attempts: i64| set_usage(&world, &owner.project, attempts).await;
         let notices = |percent: &str| {
             emails_in(&world.outbox, "watcher@example.com").iter().filter(|email| email.contains(&format!("used {percent} % of its protected attempts"))).count()
         };
@@ -628,10 +674,7 @@ on_both_databases! {
     }
 
     async fn stripe_events_set_the_plan_once_in_any_order_and_only_when_signed(world: World) {
-        let standin = StripeStandIn::new(world.clock.clone(), &world.state().plans);
-        let standin_url = serve_app(standin.router()).await;
-        let stripe = Stripe::new("sk_test_humanproof", "whsec_test", &format!("{standin_url}/")).unwrap();
-        let base = serve_control_plane(world.state().with(|state| state.stripe = Some(stripe))).await;
+        let Billed { standin, base, .. } = with_stripe(&world.state()).await;
         let owner = tenant(&world, &base, "payer@example.com").await;
         world.on_plan(&owner.org, "free").await;
         world.publish().await;
@@ -642,7 +685,7 @@ on_both_databases! {
         let now_s = world.clock.now_ms() / 1000;
         let subscription = |status: &str, price: &str| StandInSubscription {
             customer: "cus_1".into(), status: status.into(), price: price.into(), interval: "month".into(),
-            current_period_end: now_s + 30 * 86_400, organisation_id: None,
+            current_period_end: now_s + 30 * 86_400, ..StandInSubscription::default()
         };
         let deliver = async |body: &Value, secret: &str, at: i64| {
             let body = body.to_string();
@@ -669,6 +712,18 @@ on_both_databases! {
         assert_eq!(world.start_challenge(&site_key, &unbranded).await.status, 200);
         let link = billing::stripe_link(&world.db, &owner.org).await.unwrap().unwrap();
         assert_eq!((link.customer_id.as_str(), link.subscription_id.as_deref(), link.interval.as_deref()), ("cus_1", Some("sub_1"), Some("month")));
+
+        // The customer's billing email comes with customer.updated; an older event delivered
+        // late does not overwrite a newer address.
+        let customer_updated = |id: &str, created: i64, email: &str| json!({
+            "id": id, "type": "customer.updated", "created": created,
+            "data": { "object": { "id": "cus_1", "object": "customer", "email": email } },
+        });
+        let (_, answer) = deliver(&customer_updated("evt_c2", now_s, "accounts@example.com"), "whsec_test", now_s).await;
+        assert_eq!(answer["outcome"], "billing_email");
+        let (_, answer) = deliver(&customer_updated("evt_c1", now_s - 60, "old@example.com"), "whsec_test", now_s).await;
+        assert_eq!(answer["outcome"], "stale_or_unknown_customer");
+        assert_eq!(billed().await.billing_email.as_deref(), Some("accounts@example.com"));
 
         // The same event again: one effect.
         let (status, answer) = deliver(&completed, "whsec_test", now_s).await;
@@ -720,11 +775,7 @@ on_both_databases! {
     }
 
     async fn a_billing_member_upgrades_through_checkout_and_a_viewer_cannot(world: World) {
-        let standin = StripeStandIn::new(world.clock.clone(), &world.state().plans);
-        let standin_url = serve_app(standin.router()).await;
-        let stripe = Stripe::new("sk_test_humanproof", "whsec_test", &format!("{standin_url}/")).unwrap();
-        let base = serve_control_plane(world.state().with(|state| state.stripe = Some(stripe))).await;
-        standin.deliver_webhooks_to(&format!("{base}/billing/stripe/webhook"), "whsec_test");
+        let Billed { standin_url, base, .. } = with_stripe(&world.state()).await;
         let owner = tenant(&world, &base, "founder@example.com").await;
         world.on_plan(&owner.org, "free").await;
         let billing_page = format!("/orgs/{}/billing", owner.org);
@@ -772,6 +823,147 @@ on_both_databases! {
         let page = buyer.get(&billing_page).await.expect(200);
         assert!(page.body.contains("Plan: Free."), "{}", page.body);
         assert!(page.body.contains("/billing/checkout"), "a new subscription may be bought again");
+    }
+
+    async fn a_subscription_upgrades_at_once_and_downgrades_when_the_period_ends(world: World) {
+        let Billed { standin, base, .. } = with_stripe(&world.state()).await;
+        let owner = tenant(&world, &base, "changer@example.com").await;
+        world.on_plan(&owner.org, "free").await;
+        let billing_page = format!("/orgs/{}/billing", owner.org);
+        let change = |plan: &'static str, interval: &'static str| {
+            let path = format!("{billing_page}/change");
+            let browser = &owner.browser;
+            async move { browser.post(&path, &[("plan", plan), ("interval", interval)]).await }
+        };
+        let site_key = projects::find(&world.db, &owner.project).await.unwrap().unwrap().site_key;
+        let unbranded = json!({ "widget": { "variant": "checkbox", "branding": "none" } });
+        let billed = async || billing_service::overview_of(&world.db, &world.state().plans, &owner.org, world.clock.now_ms()).await.unwrap();
+
+        // Starter, monthly, through checkout; the meter's price comes with it.
+        let checkout = owner.browser.post(&format!("{billing_page}/checkout"), &[("plan", "starter"), ("interval", "month")]).await.expect(303).location.unwrap();
+        let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        assert_eq!(http.post(&checkout).send().await.unwrap().status().as_u16(), 303);
+        let subscription_id = billing::stripe_link(&world.db, &owner.org).await.unwrap().unwrap().subscription_id.unwrap();
+        let overage_price = || standin.subscription(&subscription_id).unwrap().overage_price;
+        assert_eq!(overage_price().as_deref(), Some("price_starter_overage"));
+        assert_eq!(billed().await.plan.id, "starter");
+        assert_eq!(world.start_challenge(&site_key, &unbranded).await.reason(), "branding_not_allowed");
+
+        // An upgrade: at once, the difference invoiced now, Pro's gates at the edge.
+        let page = owner.browser.get(&billing_page).await.expect(200);
+        assert!(page.body.contains("/billing/change") && page.body.contains("Upgrades take effect at once"));
+        let done = change("pro", "month").await.expect(303);
+        assert_eq!(done.location.unwrap(), format!("{billing_page}?changed=now"));
+        let overview = billed().await;
+        assert_eq!((overview.plan.id.as_str(), overview.interval.as_deref(), overview.pending_change.as_ref()), ("pro", Some("month"), None));
+        assert_eq!(standin.prorations(), ["always_invoice"]);
+        assert_eq!(overage_price().as_deref(), Some("price_pro_overage"));
+        assert_eq!(world.start_challenge(&site_key, &unbranded).await.status, 200);
+        change("pro", "month").await.expect(409);
+        change("gold", "month").await.expect(400);
+
+        // A downgrade waits for the end of the period paid for, shown and cancellable; a
+        // viewer sees it but can neither change nor cancel.
+        let period_end = overview.current_period_end.unwrap();
+        assert_eq!(change("starter", "month").await.expect(303).location.unwrap(), format!("{billing_page}?changed=later"));
+        let overview = billed().await;
+        assert_eq!(overview.plan.id, "pro", "paid for until the period ends");
+        let pending = overview.pending_change.unwrap();
+        assert_eq!((pending.plan.as_str(), pending.interval.as_str(), pending.at), ("starter", "month", period_end));
+        let page = owner.browser.get(&billing_page).await.expect(200);
+        assert!(page.body.contains("Scheduled change: Starter, billed monthly"), "{}", page.body);
+        let (viewer, _) = member(&world, &base, &owner.org, "glancer@example.com", Role::Viewer).await;
+        let seen = viewer.get(&billing_page).await.expect(200);
+        assert!(seen.body.contains("Scheduled change: Starter"));
+        assert!(!seen.body.contains("/billing/pending/cancel") && !seen.body.contains("/billing/change"));
+        viewer.post(&format!("{billing_page}/pending/cancel"), &[]).await.expect(403);
+        viewer.post(&format!("{billing_page}/change"), &[("plan", "business"), ("interval", "month")]).await.expect(403);
+        owner.browser.post(&format!("{billing_page}/pending/cancel"), &[]).await.expect(303);
+        assert_eq!(billed().await.pending_change, None);
+        assert_eq!(standin.subscription(&subscription_id).unwrap().schedule, None);
+        owner.browser.post(&format!("{billing_page}/pending/cancel"), &[]).await.expect(409);
+
+        // Another interval waits too, and a second change replaces the first. When the period
+        // ends, Stripe moves the subscription, and its webhook brings the plan here.
+        change("starter", "month").await.expect(303);
+        change("pro", "year").await.expect(303);
+        let pending = billed().await.pending_change.unwrap();
+        assert_eq!((pending.plan.as_str(), pending.interval.as_str()), ("pro", "year"));
+        world.clock.advance(period_end - world.clock.now_ms() + 1000);
+        standin.renew(&subscription_id).await;
+        let overview = billed().await;
+        assert_eq!((overview.plan.id.as_str(), overview.interval.as_deref(), overview.pending_change), ("pro", Some("year"), None));
+        assert!(overview.current_period_end.unwrap() > period_end + 300 * 86_400_000);
+
+        // A downgrade at the end of the year: Starter's gates reach the edge then.
+        owner.browser.sign_in("changer@example.com", PASSWORD).await.expect(303);
+        change("starter", "year").await.expect(303);
+        assert_eq!(world.start_challenge(&site_key, &unbranded).await.status, 200);
+        world.clock.advance(billed().await.current_period_end.unwrap() - world.clock.now_ms() + 1000);
+        standin.renew(&subscription_id).await;
+        assert_eq!(billed().await.plan.id, "starter");
+        assert_eq!(world.start_challenge(&site_key, &unbranded).await.reason(), "branding_not_allowed");
+
+        // Each request is in the audit log as the member's, each change Stripe made as Stripe's.
+        let log = orgs::audit_log(&world.db, &owner.org, 100).await.unwrap();
+        let by_member = |action: &str| log.iter().any(|e| e.actor == "user:changer@example.com" && e.action == action);
+        for action in ["billing.change.pro.month.now", "billing.change.starter.month.period_end", "billing.pending.cancelled", "billing.change.pro.year.period_end"] {
+            assert!(by_member(action), "{action}: {log:?}");
+        }
+        assert!(log.iter().any(|e| e.actor.starts_with("stripe:") && e.action == "billing.set.starter.active"), "{log:?}");
+    }
+
+    async fn usage_above_a_paid_plan_is_metered_once_however_often_it_is_reported(world: World) {
+        let plans = Catalogue::builtin().with_overrides(r#"{"pro": {"included_attempts": 5}}"#).unwrap();
+        let Billed { standin, base, state, .. } = with_stripe(&world.state().with(|state| state.plans = plans)).await;
+        let owner = tenant(&world, &base, "metered@example.com").await;
+        let capped = tenant(&world, &base, "capped@example.com").await;
+        world.on_plan(&owner.org, "pro").await;
+        world.on_plan(&capped.org, "free").await;
+        let now = world.clock.now_ms();
+        for (org, customer) in [(&owner.org, "cus_metered"), (&capped.org, "cus_capped")] {
+            let link = billing::StripeLink {
+                customer_id: customer.into(), subscription_id: Some(format!("sub_{customer}")), interval: Some("month".into()),
+                current_period_end: None, pending_change: None, cancel_at_period_end: false, billing_email: None,
+            };
+            billing::link_stripe(&world.db, org, &link, now).await.unwrap();
+        }
+        set_usage(&world, &capped.project, 50_000).await;
+        let month = humanproof_control_plane::db::month_of(now);
+        let report = async || billing_service::report_overage(&state).await.unwrap();
+        let unsent = async || billing::unsent_meter_reports(&world.db).await.unwrap().len();
+
+        // Within the included attempts nothing is reported; a hard-capped plan never is.
+        set_usage(&world, &owner.project, 3).await;
+        assert_eq!(report().await, 0);
+        assert!(standin.meter_events().is_empty());
+
+        // Above them, the overage once, however often the job runs.
+        set_usage(&world, &owner.project, 12).await;
+        assert_eq!(report().await, 1);
+        assert_eq!(report().await, 0);
+        let events = standin.meter_events();
+        assert_eq!(events.len(), 1);
+        assert_eq!(
+            (events[0].event_name.as_str(), events[0].customer.as_str(), events[0].value, events[0].identifier.clone()),
+            ("humanproof_protected_attempts", "cus_metered", 7, format!("humanproof-{}-{month}-0", owner.org))
+        );
+
+        // The answer to the next report is lost: Stripe has the event, HumanProof cannot know.
+        // The retry sends the same identifier and idempotency key, and Stripe counts it once.
+        set_usage(&world, &owner.project, 20).await;
+        standin.lose_meter_answers(1);
+        assert_eq!(report().await, 0);
+        assert_eq!((standin.meter_events().len(), unsent().await), (2, 1));
+        assert_eq!(report().await, 1);
+        assert_eq!((standin.meter_events().len(), unsent().await), (2, 0));
+        let billed: u64 = standin.meter_events().iter().map(|event| event.value).sum();
+        assert_eq!(billed, 20 - 5, "every attempt above the included ones, once");
+
+        // What was billed is kept a year and a bit, then deleted.
+        world.clock.advance(humanproof_control_plane::db::retention::METER_REPORT_TTL_MS + 1);
+        let retention = humanproof_control_plane::db::retention::apply(&world.db, world.clock.now_ms()).await.unwrap();
+        assert_eq!(retention.meter_reports_deleted, 2);
     }
 
     async fn dashboard_forms_refuse_bad_input_with_a_reason(world: World) {

@@ -193,29 +193,73 @@ pub struct StripeLink {
     pub interval: Option<String>,
     /// When the current period ends, Unix seconds.
     pub current_period_end: Option<i64>,
+    /// A change of plan or interval Stripe makes when the period ends.
+    pub pending_change: Option<PendingChange>,
+    /// Whether the subscription ends with the current period.
+    pub cancel_at_period_end: bool,
+    /// Where Stripe sends invoices, as the customer last set it.
+    pub billing_email: Option<String>,
 }
 
-/// Records the organisation's Stripe customer and subscription (the row exists: [`set`]
-/// runs first).
+/// A change of plan waiting for the end of the period.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PendingChange {
+    /// The plan from then on.
+    pub plan: String,
+    /// Its interval (`month` or `year`).
+    pub interval: String,
+    /// When it takes effect (the end of the current period), Unix ms.
+    pub at: i64,
+}
+
+/// Records the organisation's Stripe customer and subscription as Stripe has them now (the
+/// row exists: [`set`] runs first). The billing email is the customer's and kept.
 pub async fn link_stripe(
     db: &Db,
     organisation_id: &str,
     link: &StripeLink,
     now_ms: i64,
 ) -> Result<(), sqlx::Error> {
+    let pending = link.pending_change.as_ref();
     sqlx::query(
         "UPDATE organisation_billing SET stripe_customer_id = $1, stripe_subscription_id = $2, \
-         billing_interval = $3, current_period_end = $4, updated_at = $5 WHERE organisation_id = $6",
+         billing_interval = $3, current_period_end = $4, pending_plan = $5, pending_interval = $6, \
+         pending_at = $7, cancel_at_period_end = $8, updated_at = $9 WHERE organisation_id = $10",
     )
     .bind(link.customer_id.as_str())
     .bind(link.subscription_id.as_deref())
     .bind(link.interval.as_deref())
     .bind(link.current_period_end)
+    .bind(pending.map(|change| change.plan.as_str()))
+    .bind(pending.map(|change| change.interval.as_str()))
+    .bind(pending.map(|change| change.at))
+    .bind(i64::from(link.cancel_at_period_end))
     .bind(now_ms)
     .bind(organisation_id)
     .execute(db.pool())
     .await?;
     Ok(())
+}
+
+/// Records the customer's billing email from a Stripe event created at `event_created`
+/// (Unix seconds), unless an event at least as recent set it already: deliveries come in
+/// any order. `false` if the customer pays for no organisation or the event is older.
+pub async fn set_billing_email(
+    db: &Db,
+    customer_id: &str,
+    email: Option<&str>,
+    event_created: i64,
+) -> Result<bool, sqlx::Error> {
+    let updated = sqlx::query(
+        "UPDATE organisation_billing SET billing_email = $1, billing_email_at = $2 \
+         WHERE stripe_customer_id = $3 AND (billing_email_at IS NULL OR billing_email_at <= $2)",
+    )
+    .bind(email)
+    .bind(event_created)
+    .bind(customer_id)
+    .execute(db.pool())
+    .await?;
+    Ok(updated.rows_affected() == 1)
 }
 
 /// The organisation a Stripe customer pays for.
@@ -238,6 +282,11 @@ struct StripeLinkRow {
     stripe_subscription_id: Option<String>,
     billing_interval: Option<String>,
     current_period_end: Option<i64>,
+    pending_plan: Option<String>,
+    pending_interval: Option<String>,
+    pending_at: Option<i64>,
+    cancel_at_period_end: i64,
+    billing_email: Option<String>,
 }
 
 /// The organisation's Stripe customer and subscription, if it has paid through Stripe.
@@ -246,7 +295,8 @@ pub async fn stripe_link(
     organisation_id: &str,
 ) -> Result<Option<StripeLink>, sqlx::Error> {
     let row: Option<StripeLinkRow> = sqlx::query_as(
-        "SELECT stripe_customer_id, stripe_subscription_id, billing_interval, current_period_end \
+        "SELECT stripe_customer_id, stripe_subscription_id, billing_interval, current_period_end, \
+         pending_plan, pending_interval, pending_at, cancel_at_period_end, billing_email \
          FROM organisation_billing WHERE organisation_id = $1",
     )
     .bind(organisation_id)
@@ -258,6 +308,14 @@ pub async fn stripe_link(
             subscription_id: row.stripe_subscription_id,
             interval: row.billing_interval,
             current_period_end: row.current_period_end,
+            pending_change: match (row.pending_plan, row.pending_interval, row.pending_at) {
+                (Some(plan), Some(interval), Some(at)) => {
+                    Some(PendingChange { plan, interval, at })
+                }
+                _ => None,
+            },
+            cancel_at_period_end: row.cancel_at_period_end != 0,
+            billing_email: row.billing_email,
         })
     }))
 }
@@ -290,5 +348,92 @@ pub async fn record_stripe_event(
     .bind(outcome)
     .execute(db.pool())
     .await?;
+    Ok(())
+}
+
+/// A report of usage above the included attempts, as stored before it is sent.
+#[derive(Debug, Clone, PartialEq, Eq, FromRow)]
+pub struct MeterReport {
+    /// Sent to Stripe as the meter event's identifier and idempotency key.
+    pub identifier: String,
+    /// The organisation billed.
+    pub organisation_id: String,
+    /// Its Stripe customer.
+    pub customer_id: String,
+    /// The month the usage is in (`YYYY-MM`).
+    pub month: String,
+    /// The month's overage already reported before this one.
+    pub covered_from: i64,
+    /// The month's overage reported once this one is.
+    pub covered_to: i64,
+    /// When it was written, Unix ms.
+    pub created_at: i64,
+}
+
+/// The organisations paying through a running Stripe subscription, with their customer and
+/// plan: the ones whose usage above the included attempts is billed.
+pub async fn subscribed_organisations(
+    db: &Db,
+) -> Result<Vec<(String, String, String)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT organisation_id, stripe_customer_id, plan FROM organisation_billing \
+         WHERE stripe_subscription_id IS NOT NULL AND stripe_customer_id IS NOT NULL",
+    )
+    .fetch_all(db.pool())
+    .await
+}
+
+/// How much of the organisation's overage in `month` is reported (sent or waiting to be).
+pub async fn overage_covered(
+    db: &Db,
+    organisation_id: &str,
+    month: &str,
+) -> Result<i64, sqlx::Error> {
+    let covered: Option<i64> = sqlx::query_scalar(
+        "SELECT MAX(covered_to) FROM meter_reports WHERE organisation_id = $1 AND month = $2",
+    )
+    .bind(organisation_id)
+    .bind(month)
+    .fetch_one(db.pool())
+    .await?;
+    Ok(covered.unwrap_or(0))
+}
+
+/// Writes a report before it is sent; `false` if one with its identifier exists (another run
+/// wrote the same window first).
+pub async fn insert_meter_report(db: &Db, report: &MeterReport) -> Result<bool, sqlx::Error> {
+    let inserted = sqlx::query(
+        "INSERT INTO meter_reports (identifier, organisation_id, customer_id, month, covered_from, \
+         covered_to, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (identifier) DO NOTHING",
+    )
+    .bind(report.identifier.as_str())
+    .bind(report.organisation_id.as_str())
+    .bind(report.customer_id.as_str())
+    .bind(report.month.as_str())
+    .bind(report.covered_from)
+    .bind(report.covered_to)
+    .bind(report.created_at)
+    .execute(db.pool())
+    .await?;
+    Ok(inserted.rows_affected() == 1)
+}
+
+/// Reports written but not yet accepted by Stripe, oldest first.
+pub async fn unsent_meter_reports(db: &Db) -> Result<Vec<MeterReport>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT identifier, organisation_id, customer_id, month, covered_from, covered_to, created_at \
+         FROM meter_reports WHERE sent_at IS NULL ORDER BY created_at, identifier",
+    )
+    .fetch_all(db.pool())
+    .await
+}
+
+/// Records that Stripe accepted a report.
+pub async fn meter_report_sent(db: &Db, identifier: &str, now_ms: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE meter_reports SET sent_at = $1 WHERE identifier = $2")
+        .bind(now_ms)
+        .bind(identifier)
+        .execute(db.pool())
+        .await?;
     Ok(())
 }

@@ -138,6 +138,21 @@ pub fn month_of(at_ms: i64) -> String {
     format!("{:04}-{:02}", date.year(), u8::from(date.month()))
 }
 
+/// The first and the last millisecond of a `YYYY-MM` month (UTC); `None` for anything else.
+pub fn month_range_ms(month: &str) -> Option<(i64, i64)> {
+    let (year, month) = month.split_once('-')?;
+    let year: i32 = year.parse().ok()?;
+    let month = time::Month::try_from(month.parse::<u8>().ok()?).ok()?;
+    let start = time::Date::from_calendar_date(year, month, 1).ok()?;
+    let next = match month {
+        time::Month::December => time::Date::from_calendar_date(year + 1, time::Month::January, 1),
+        _ => time::Date::from_calendar_date(year, month.next(), 1),
+    }
+    .ok()?;
+    let ms = |date: time::Date| date.midnight().assume_utc().unix_timestamp() * 1000;
+    Some((ms(start), ms(next) - 1))
+}
+
 /// Fresh databases for the repositories' own tests.
 #[cfg(test)]
 pub(crate) mod testing {

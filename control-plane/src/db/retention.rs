@@ -8,6 +8,7 @@
 //!   on its signature's expiry alone, so the claim has nothing left to guard.
 //! - Expired sessions, email links and unfinished passkey ceremonies are deleted; attempt counters (keyed
 //!   hashes) are deleted 24 hours after their window began, long after it was used.
+//! - Usage reports sent to Stripe's meter are kept 400 days, for questions about an invoice.
 
 use serde::Serialize;
 
@@ -24,6 +25,10 @@ pub const USAGE_NOTICE_TTL_MS: i64 = 62 * 24 * 60 * 60 * 1000;
 /// How long the record of an applied Stripe webhook event is kept: Stripe retries a delivery
 /// for up to 3 days, and the rest is diagnostics.
 pub const STRIPE_EVENT_TTL_MS: i64 = 30 * 24 * 60 * 60 * 1000;
+
+/// How long a usage report Stripe accepted is kept: the record of what was billed, for
+/// questions about an invoice during the following year.
+pub const METER_REPORT_TTL_MS: i64 = 400 * 24 * 60 * 60 * 1000;
 
 /// Rows each rule touched.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -48,6 +53,8 @@ pub struct RetentionReport {
     pub usage_notices_deleted: u64,
     /// Records of applied Stripe events deleted.
     pub stripe_events_deleted: u64,
+    /// Usage reports Stripe accepted over a year ago, deleted.
+    pub meter_reports_deleted: u64,
 }
 
 /// Applies every rule as of `now_ms`.
@@ -103,6 +110,12 @@ pub async fn apply(db: &Db, now_ms: i64) -> Result<RetentionReport, sqlx::Error>
         stripe_events_deleted: run(
             "DELETE FROM stripe_events WHERE received_at < $1",
             now_ms - STRIPE_EVENT_TTL_MS,
+        )
+        .await?,
+        // Unsent reports stay: they are usage still owed.
+        meter_reports_deleted: run(
+            "DELETE FROM meter_reports WHERE sent_at < $1",
+            now_ms - METER_REPORT_TTL_MS,
         )
         .await?,
     })

@@ -9,7 +9,11 @@
 //! sends Stripe's `checkout.session.completed` webhook, signed as Stripe signs it, to the
 //! control plane; `POST /v1/billing_portal/sessions` and its page, whose "Cancel" button
 //! cancels the customer's subscriptions and sends `customer.subscription.deleted`; and
-//! `GET /v1/subscriptions/{id}`, the read-back every event leads to.
+//! `GET /v1/subscriptions/{id}`, the read-back every event leads to; `POST
+//! /v1/subscriptions/{id}` (an upgrade), the subscription schedules a downgrade is made with
+//! (create from a subscription, update phases, retrieve, release) and [`StripeStandIn::renew`]
+//! that ends a period as Stripe would; and `POST /v1/billing/meter_events`, one event per
+//! identifier, replaying answers by idempotency key.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -29,7 +33,7 @@ use crate::plans::{Catalogue, Interval};
 use crate::stripe::{ORGANISATION_METADATA, signature_header};
 
 /// A subscription as the stand-in holds it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StandInSubscription {
     /// `cus_…`.
     pub customer: String,
@@ -43,12 +47,48 @@ pub struct StandInSubscription {
     pub current_period_end: i64,
     /// The organisation recorded in the subscription's metadata.
     pub organisation_id: Option<String>,
+    /// The metered price beside it, if any.
+    pub overage_price: Option<String>,
+    /// The schedule holding a change for a later period, if any.
+    pub schedule: Option<String>,
+}
+
+/// One phase of a subscription schedule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Phase {
+    start: i64,
+    end: i64,
+    prices: Vec<String>,
+}
+
+/// A subscription schedule: the subscription's phases, current first.
+#[derive(Debug, Clone)]
+struct Schedule {
+    subscription: String,
+    phases: Vec<Phase>,
+    status: &'static str,
+}
+
+/// A Billing Meter event as the stand-in received it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StandInMeterEvent {
+    /// The event name.
+    pub event_name: String,
+    /// `payload[stripe_customer_id]`.
+    pub customer: String,
+    /// `payload[value]`.
+    pub value: u64,
+    /// The event's identifier.
+    pub identifier: String,
+    /// When the usage happened, Unix seconds.
+    pub timestamp: i64,
 }
 
 /// An open Checkout Session.
 #[derive(Debug, Clone)]
 struct Session {
     price: String,
+    overage_price: Option<String>,
     organisation_id: Option<String>,
     customer: Option<String>,
     success_url: String,
@@ -73,6 +113,14 @@ struct Accounts {
     subscriptions: HashMap<String, StandInSubscription>,
     sessions: HashMap<String, Session>,
     portals: HashMap<String, PortalSession>,
+    schedules: HashMap<String, Schedule>,
+    meter_events: Vec<StandInMeterEvent>,
+    /// Answers already given, by idempotency key, as Stripe replays them.
+    idempotent_answers: HashMap<String, Value>,
+    /// Meter events to record and then answer with a 500, as if the answer were lost.
+    lost_meter_answers: u32,
+    /// Every `proration_behavior` a subscription update asked for, in order.
+    prorations: Vec<String>,
     webhook: Option<WebhookTarget>,
     created: u64,
 }
@@ -131,11 +179,113 @@ impl StripeStandIn {
             .insert(id.to_owned(), subscription);
     }
 
+    /// The subscription as the stand-in has it now.
+    pub fn subscription(&self, id: &str) -> Option<StandInSubscription> {
+        self.accounts().subscriptions.get(id).cloned()
+    }
+
+    /// The meter events recorded, each identifier once.
+    pub fn meter_events(&self) -> Vec<StandInMeterEvent> {
+        self.accounts().meter_events.clone()
+    }
+
+    /// The `proration_behavior` of every subscription update so far.
+    pub fn prorations(&self) -> Vec<String> {
+        self.accounts().prorations.clone()
+    }
+
+    /// Records the next `count` meter events but answers them with a 500, as when the
+    /// answer is lost on the way: the client cannot tell whether Stripe has the event.
+    pub fn lose_meter_answers(&self, count: u32) {
+        self.accounts().lost_meter_answers = count;
+    }
+
+    /// Renews the subscription as Stripe does when its period ends: the schedule's next
+    /// phase (a pending change) takes effect, the schedule is released after its last phase,
+    /// a new period begins, and `customer.subscription.updated` is sent.
+    pub async fn renew(&self, id: &str) {
+        let now_s = self.clock.now_ms() / 1000;
+        let renewed = {
+            let mut accounts = self.accounts();
+            let Some(mut subscription) = accounts.subscriptions.get(id).cloned() else {
+                return;
+            };
+            let mut period_end = subscription.current_period_end;
+            if let Some(schedule_id) = subscription.schedule.clone()
+                && let Some(schedule) = accounts.schedules.get_mut(&schedule_id)
+            {
+                if let Some(next) = schedule
+                    .phases
+                    .iter()
+                    .find(|phase| phase.start >= period_end)
+                {
+                    let (base, overage) = self.split_prices(&next.prices);
+                    subscription.price = base;
+                    subscription.overage_price = overage;
+                    period_end = next.end;
+                }
+                if schedule
+                    .phases
+                    .last()
+                    .is_none_or(|last| last.start <= subscription.current_period_end)
+                {
+                    schedule.status = "released";
+                    subscription.schedule = None;
+                }
+            }
+            let interval = self
+                .intervals
+                .get(&subscription.price)
+                .copied()
+                .unwrap_or(Interval::Month);
+            subscription.interval = interval.as_str().into();
+            subscription.current_period_end = if period_end > subscription.current_period_end {
+                period_end
+            } else {
+                subscription.current_period_end.max(now_s) + period_s(interval)
+            };
+            accounts
+                .subscriptions
+                .insert(id.to_owned(), subscription.clone());
+            subscription
+        };
+        let event = json!({
+            "id": self.next_id("evt"), "object": "event", "type": "customer.subscription.updated",
+            "created": now_s, "livemode": false, "pending_webhooks": 1,
+            "data": { "object": { "id": id, "object": "subscription", "customer": renewed.customer } },
+        });
+        self.send_webhook(&event).await;
+    }
+
+    /// A phase's prices split into the plan's price and the metered one.
+    fn split_prices(&self, prices: &[String]) -> (String, Option<String>) {
+        let base = prices
+            .iter()
+            .find(|price| self.intervals.contains_key(*price))
+            .cloned()
+            .unwrap_or_default();
+        let overage = prices.iter().find(|price| **price != base).cloned();
+        (base, overage)
+    }
+
     /// The stand-in's routes, under the base URL the client is given.
     pub fn router(&self) -> Router {
         Router::new()
             .route("/v1/checkout/sessions", post(create_session))
-            .route("/v1/subscriptions/{id}", get(retrieve_subscription))
+            .route(
+                "/v1/subscriptions/{id}",
+                get(retrieve_subscription).post(update_subscription),
+            )
+            .route("/v1/subscription_schedules", post(create_schedule))
+            .route(
+                "/v1/subscription_schedules/{id}",
+                get(retrieve_schedule).post(update_schedule),
+            )
+            .route(
+                "/v1/subscription_schedules/{id}/release",
+                post(release_schedule),
+            )
+            .route("/v1/billing/meter_events", post(create_meter_event))
             .route("/checkout/{id}", get(checkout_page).post(pay))
             .route("/v1/billing_portal/sessions", post(create_portal_session))
             .route("/portal/{id}", get(portal_page).post(cancel))
@@ -169,6 +319,14 @@ impl StripeStandIn {
         let mut accounts = self.accounts();
         accounts.created += 1;
         format!("{prefix}_standin{}", accounts.created)
+    }
+}
+
+/// A period of the interval, in seconds (the stand-in's months are 30 days).
+fn period_s(interval: Interval) -> i64 {
+    match interval {
+        Interval::Month => 30 * 86_400,
+        Interval::Year => 365 * 86_400,
     }
 }
 
@@ -254,21 +412,37 @@ fn subscription_json(id: &str, subscription: &StandInSubscription) -> Value {
         "currency": "eur", "interval": subscription.interval, "interval_count": 1,
         "livemode": false, "usage_type": "licensed",
     });
-    let item = json!({
-        "id": format!("si_{id}"), "created": start, "current_period_start": start,
-        "current_period_end": subscription.current_period_end, "discounts": [], "metadata": {},
-        "quantity": 1, "subscription": id, "price": price, "plan": plan,
-    });
+    let item = |item_id: String, price: Value, plan: Value| {
+        json!({
+            "id": item_id, "created": start, "current_period_start": start,
+            "current_period_end": subscription.current_period_end, "discounts": [], "metadata": {},
+            "quantity": 1, "subscription": id, "price": price, "plan": plan,
+        })
+    };
+    let mut items = vec![item(format!("si_{id}"), price, plan)];
+    if let Some(overage) = &subscription.overage_price {
+        let price = json!({
+            "id": overage, "active": true, "billing_scheme": "per_unit", "created": start,
+            "currency": "eur", "livemode": false, "metadata": {}, "product": "prod_humanproof_overage",
+            "type": "recurring",
+        });
+        let plan = json!({
+            "id": overage, "active": true, "billing_scheme": "per_unit", "created": start,
+            "currency": "eur", "interval": subscription.interval, "interval_count": 1,
+            "livemode": false, "usage_type": "metered",
+        });
+        items.push(item(format!("si_{id}_overage"), price, plan));
+    }
     json!({
         "id": id, "object": "subscription", "automatic_tax": { "enabled": false },
         "billing_cycle_anchor": start, "billing_mode": { "type": "classic" }, "billing_schedules": [],
         "cancel_at_period_end": false, "collection_method": "charge_automatically", "created": start,
         "currency": "eur", "customer": subscription.customer, "discounts": [],
         "invoice_settings": { "issuer": { "type": "self" } }, "livemode": false, "metadata": metadata,
-        "start_date": start, "status": subscription.status,
+        "start_date": start, "status": subscription.status, "schedule": subscription.schedule,
         "items": {
             "object": "list", "url": format!("/v1/subscription_items?subscription={id}"),
-            "has_more": false, "data": [item],
+            "has_more": false, "data": items,
         },
     })
 }
@@ -304,6 +478,7 @@ async fn create_session(
     ));
     let session = Session {
         price,
+        overage_price: field("line_items[1][price]"),
         organisation_id: organisation_id.clone(),
         customer: field("customer"),
         success_url,
@@ -351,10 +526,6 @@ async fn pay(State(standin): State<StripeStandIn>, Path(id): Path<String>) -> Re
     let subscription_id = standin.next_id("sub");
     let now_s = standin.clock.now_ms() / 1000;
     let interval = standin.intervals[&session.price];
-    let period_s = match interval {
-        Interval::Month => 30 * 86_400,
-        Interval::Year => 365 * 86_400,
-    };
     standin.put_subscription(
         &subscription_id,
         StandInSubscription {
@@ -362,8 +533,10 @@ async fn pay(State(standin): State<StripeStandIn>, Path(id): Path<String>) -> Re
             status: "active".into(),
             price: session.price.clone(),
             interval: interval.as_str().into(),
-            current_period_end: now_s + period_s,
+            current_period_end: now_s + period_s(interval),
             organisation_id: session.organisation_id.clone(),
+            overage_price: session.overage_price.clone(),
+            schedule: None,
         },
     );
     let event = json!({
@@ -456,4 +629,381 @@ async fn cancel(State(standin): State<StripeStandIn>, Path(id): Path<String>) ->
         standin.send_webhook(&event).await;
     }
     Redirect::to(&portal.return_url).into_response()
+}
+
+fn no_such(kind: &str, id: &str) -> Response {
+    stripe_error(
+        StatusCode::NOT_FOUND,
+        "invalid_request_error",
+        &format!("No such {kind}: '{id}'"),
+    )
+}
+
+/// The prices of a list parameter such as `items[0][price]`, `items[1][price]`… in order.
+fn indexed(
+    fields: &HashMap<String, String>,
+    prefix: &str,
+    index: usize,
+    name: &str,
+) -> Option<String> {
+    fields.get(&format!("{prefix}[{index}][{name}]")).cloned()
+}
+
+/// `POST /v1/subscriptions/{id}`: moves items to other prices (or removes or adds them),
+/// records the proration asked for, and sends `customer.subscription.updated`. A new interval
+/// starts a new period now, as Stripe's billing cycle reset does.
+async fn update_subscription(
+    State(standin): State<StripeStandIn>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let Some(fields) = form_fields(&headers, &body) else {
+        return no_api_key();
+    };
+    let now_s = standin.clock.now_ms() / 1000;
+    let updated = {
+        let mut accounts = standin.accounts();
+        let Some(mut subscription) = accounts.subscriptions.get(&id).cloned() else {
+            return no_such("subscription", &id);
+        };
+        if subscription.schedule.is_some() {
+            // Stripe leaves a scheduled subscription's items to its schedule.
+            return stripe_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                "The subscription is managed by a subscription schedule.",
+            );
+        }
+        for index in 0.. {
+            let (item, price) = (
+                indexed(&fields, "items", index, "id"),
+                indexed(&fields, "items", index, "price"),
+            );
+            if item.is_none() && price.is_none() {
+                break;
+            }
+            let deleted = indexed(&fields, "items", index, "deleted").as_deref() == Some("true");
+            let overage_item = format!("si_{id}_overage");
+            match (item.as_deref(), price) {
+                (Some(item), _) if deleted && item == overage_item => {
+                    subscription.overage_price = None
+                }
+                (Some(item), Some(price)) if item == overage_item => {
+                    subscription.overage_price = Some(price)
+                }
+                (Some(_), Some(price)) => {
+                    let Some(&interval) = standin.intervals.get(&price) else {
+                        return no_such("price", &price);
+                    };
+                    if interval.as_str() != subscription.interval {
+                        subscription.interval = interval.as_str().into();
+                        subscription.current_period_end = now_s + period_s(interval);
+                    }
+                    subscription.price = price;
+                }
+                (None, Some(price)) => subscription.overage_price = Some(price),
+                _ => {
+                    return stripe_error(
+                        StatusCode::BAD_REQUEST,
+                        "invalid_request_error",
+                        "Invalid items.",
+                    );
+                }
+            }
+        }
+        accounts.prorations.push(
+            fields
+                .get("proration_behavior")
+                .cloned()
+                .unwrap_or_default(),
+        );
+        accounts
+            .subscriptions
+            .insert(id.clone(), subscription.clone());
+        subscription
+    };
+    let event = json!({
+        "id": standin.next_id("evt"), "object": "event", "type": "customer.subscription.updated",
+        "created": now_s, "livemode": false, "pending_webhooks": 1,
+        "data": { "object": { "id": id, "object": "subscription", "customer": updated.customer } },
+    });
+    standin.send_webhook(&event).await;
+    Json(subscription_json(&id, &updated)).into_response()
+}
+
+/// A subscription schedule in the shape Stripe's API returns it.
+fn schedule_json(id: &str, schedule: &Schedule, customer: &str, now_s: i64) -> Value {
+    let phases: Vec<Value> = schedule
+        .phases
+        .iter()
+        .map(|phase| {
+            let items: Vec<Value> = phase
+                .prices
+                .iter()
+                .map(|price| json!({ "discounts": [], "plan": price, "price": price, "quantity": 1 }))
+                .collect();
+            json!({
+                "add_invoice_items": [], "currency": "eur", "discounts": [], "end_date": phase.end,
+                "items": items, "proration_behavior": "create_prorations", "start_date": phase.start,
+            })
+        })
+        .collect();
+    let current = schedule
+        .phases
+        .iter()
+        .find(|phase| phase.start <= now_s && now_s < phase.end)
+        .map(|phase| json!({ "start_date": phase.start, "end_date": phase.end }));
+    json!({
+        "id": id, "object": "subscription_schedule", "billing_mode": { "type": "classic" },
+        "created": now_s, "current_phase": current, "customer": customer,
+        "default_settings": {
+            "billing_cycle_anchor": "automatic", "invoice_settings": { "issuer": { "type": "self" } },
+        },
+        "end_behavior": "release", "livemode": false, "phases": phases, "status": schedule.status,
+        "subscription": schedule.subscription,
+    })
+}
+
+/// A schedule's answer: the schedule with its subscription's customer.
+fn schedule_answer(standin: &StripeStandIn, id: &str) -> Response {
+    let accounts = standin.accounts();
+    let Some(schedule) = accounts.schedules.get(id) else {
+        return no_such("subscription schedule", id);
+    };
+    let customer = accounts
+        .subscriptions
+        .get(&schedule.subscription)
+        .map(|subscription| subscription.customer.clone())
+        .unwrap_or_default();
+    Json(schedule_json(
+        id,
+        schedule,
+        &customer,
+        standin.clock.now_ms() / 1000,
+    ))
+    .into_response()
+}
+
+/// `POST /v1/subscription_schedules` with `from_subscription`: a schedule whose one phase is
+/// the subscription's current period.
+async fn create_schedule(
+    State(standin): State<StripeStandIn>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Some(fields) = form_fields(&headers, &body) else {
+        return no_api_key();
+    };
+    let Some(subscription_id) = fields.get("from_subscription").cloned() else {
+        return stripe_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            "from_subscription is required.",
+        );
+    };
+    let id = standin.next_id("sub_sched");
+    {
+        let mut accounts = standin.accounts();
+        let Some(subscription) = accounts.subscriptions.get_mut(&subscription_id) else {
+            return no_such("subscription", &subscription_id);
+        };
+        if subscription.schedule.is_some() {
+            return stripe_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                "The subscription already has a schedule.",
+            );
+        }
+        subscription.schedule = Some(id.clone());
+        let interval = standin
+            .intervals
+            .get(&subscription.price)
+            .copied()
+            .unwrap_or(Interval::Month);
+        let end = subscription.current_period_end;
+        let phase = Phase {
+            start: end - period_s(interval),
+            end,
+            prices: std::iter::once(subscription.price.clone())
+                .chain(subscription.overage_price.clone())
+                .collect(),
+        };
+        accounts.schedules.insert(
+            id.clone(),
+            Schedule {
+                subscription: subscription_id,
+                phases: vec![phase],
+                status: "active",
+            },
+        );
+    }
+    schedule_answer(&standin, &id)
+}
+
+async fn retrieve_schedule(
+    State(standin): State<StripeStandIn>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    if !authorised(&headers) {
+        return no_api_key();
+    }
+    schedule_answer(&standin, &id)
+}
+
+/// `POST /v1/subscription_schedules/{id}` with `phases`: the first must keep the current
+/// phase's start, as Stripe requires; a phase without an end lasts its `duration`.
+async fn update_schedule(
+    State(standin): State<StripeStandIn>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let Some(fields) = form_fields(&headers, &body) else {
+        return no_api_key();
+    };
+    let mut phases: Vec<Phase> = Vec::new();
+    for index in 0.. {
+        let prices: Vec<String> = (0..)
+            .map_while(|item| {
+                fields
+                    .get(&format!("phases[{index}][items][{item}][price]"))
+                    .cloned()
+            })
+            .collect();
+        if prices.is_empty() {
+            break;
+        }
+        let number = |name: &str| {
+            indexed(&fields, "phases", index, name).and_then(|value| value.parse::<i64>().ok())
+        };
+        let start = number("start_date")
+            .or(phases.last().map(|phase| phase.end))
+            .unwrap_or_default();
+        let end = number("end_date").unwrap_or_else(|| {
+            match fields
+                .get(&format!("phases[{index}][duration][interval]"))
+                .map(String::as_str)
+            {
+                Some("year") => start + period_s(Interval::Year),
+                _ => start + period_s(Interval::Month),
+            }
+        });
+        phases.push(Phase { start, end, prices });
+    }
+    {
+        let mut accounts = standin.accounts();
+        let Some(schedule) = accounts.schedules.get_mut(&id) else {
+            return no_such("subscription schedule", &id);
+        };
+        if phases.first().map(|phase| phase.start)
+            != schedule.phases.first().map(|phase| phase.start)
+        {
+            return stripe_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                "You can not modify the start date of the current phase.",
+            );
+        }
+        schedule.phases = phases;
+    }
+    schedule_answer(&standin, &id)
+}
+
+/// `POST /v1/subscription_schedules/{id}/release`: the subscription keeps its current prices
+/// and no longer has a schedule.
+async fn release_schedule(
+    State(standin): State<StripeStandIn>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    if !authorised(&headers) {
+        return no_api_key();
+    }
+    {
+        let mut accounts = standin.accounts();
+        let Some(schedule) = accounts.schedules.get_mut(&id) else {
+            return no_such("subscription schedule", &id);
+        };
+        schedule.status = "released";
+        let subscription_id = schedule.subscription.clone();
+        if let Some(subscription) = accounts.subscriptions.get_mut(&subscription_id) {
+            subscription.schedule = None;
+        }
+    }
+    schedule_answer(&standin, &id)
+}
+
+/// `POST /v1/billing/meter_events`: records the event once per identifier. A request whose
+/// idempotency key was seen gets the first answer back, as Stripe replays it; one with a
+/// new key but a known identifier is refused, as Stripe refuses it.
+async fn create_meter_event(
+    State(standin): State<StripeStandIn>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Some(fields) = form_fields(&headers, &body) else {
+        return no_api_key();
+    };
+    let key = headers
+        .get("idempotency-key")
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned);
+    let mut accounts = standin.accounts();
+    if let Some(answer) = key
+        .as_ref()
+        .and_then(|key| accounts.idempotent_answers.get(key))
+    {
+        return Json(answer.clone()).into_response();
+    }
+    let field = |name: &str| fields.get(name).cloned();
+    let (Some(event_name), Some(customer), Some(value), Some(identifier), Some(timestamp)) = (
+        field("event_name"),
+        field("payload[stripe_customer_id]"),
+        field("payload[value]").and_then(|value| value.parse::<u64>().ok()),
+        field("identifier"),
+        field("timestamp").and_then(|value| value.parse::<i64>().ok()),
+    ) else {
+        return stripe_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            "Missing meter event fields.",
+        );
+    };
+    if accounts
+        .meter_events
+        .iter()
+        .any(|event| event.identifier == identifier)
+    {
+        return stripe_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            &format!("An event with identifier {identifier} already exists."),
+        );
+    }
+    let answer = json!({
+        "object": "billing.meter_event", "created": standin.clock.now_ms() / 1000,
+        "event_name": event_name, "identifier": identifier, "livemode": false,
+        "payload": { "stripe_customer_id": customer, "value": value.to_string() }, "timestamp": timestamp,
+    });
+    accounts.meter_events.push(StandInMeterEvent {
+        event_name,
+        customer,
+        value,
+        identifier,
+        timestamp,
+    });
+    if let Some(key) = key {
+        accounts.idempotent_answers.insert(key, answer.clone());
+    }
+    if accounts.lost_meter_answers > 0 {
+        accounts.lost_meter_answers -= 1;
+        return stripe_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "api_error",
+            "The answer was lost.",
+        );
+    }
+    Json(answer).into_response()
 }

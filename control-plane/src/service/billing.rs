@@ -8,16 +8,18 @@ use humanproof_protocol::wire::{Branding, Variant};
 use serde::Serialize;
 
 use super::{Actor, Principal};
-use crate::db::billing::{self, StripeLink};
+use crate::db::billing::{self, MeterReport, PendingChange, StripeLink};
 use crate::db::projects::enum_name;
-use crate::db::{Db, accounts, month_of, orgs, projects};
+use crate::db::{Db, accounts, month_of, month_range_ms, orgs, projects};
 use crate::error::ApiError;
 use crate::i18n;
 use crate::mail::Email;
 use crate::plans::{self, BillingStatus, Catalogue, Interval, Plan};
 use crate::roles::Permission;
 use crate::state::AppState;
-use crate::stripe::{CheckoutRequest, EventObject, Stripe, WebhookEvent};
+use crate::stripe::{
+    CheckoutRequest, ItemChange, MeterEvent, Stripe, SubscriptionState, WebhookEvent,
+};
 
 /// An organisation's billing state as the dashboard, the API and `humanproof billing show`
 /// report it.
@@ -43,6 +45,16 @@ pub struct BillingOverview {
     pub cap_reached_at: Option<i64>,
     /// Whether a member dismissed the dashboard's banner about that.
     pub cap_notice_dismissed: bool,
+    /// How often the subscription is billed; `None` without one.
+    pub interval: Option<String>,
+    /// When the subscription's current period ends, Unix ms.
+    pub current_period_end: Option<i64>,
+    /// A downgrade or change of interval waiting for the end of the period.
+    pub pending_change: Option<PendingChange>,
+    /// Whether the subscription ends with the current period (then the plan is Free).
+    pub cancel_at_period_end: bool,
+    /// Where Stripe sends invoices.
+    pub billing_email: Option<String>,
 }
 
 /// The organisation's billing state, read as an operator's tools read it (no actor).
@@ -53,10 +65,24 @@ pub async fn overview_of(
     now_ms: i64,
 ) -> Result<BillingOverview, sqlx::Error> {
     let account = billing::find(db, organisation_id).await?;
+    let link = billing::stripe_link(db, organisation_id).await?;
+    let subscription = link.filter(|link| link.subscription_id.is_some());
     let month = month_of(now_ms);
     let used_attempts = billing::organisation_usage(db, organisation_id, &month).await?;
     let plan = plans.get_or_free(&account.plan).clone();
     Ok(BillingOverview {
+        interval: subscription.as_ref().and_then(|link| link.interval.clone()),
+        current_period_end: subscription
+            .as_ref()
+            .and_then(|link| link.current_period_end)
+            .map(|end_s| end_s * 1000),
+        pending_change: subscription
+            .as_ref()
+            .and_then(|link| link.pending_change.clone()),
+        cancel_at_period_end: subscription
+            .as_ref()
+            .is_some_and(|link| link.cancel_at_period_end),
+        billing_email: subscription.and_then(|link| link.billing_email),
         organisation_id: organisation_id.to_owned(),
         included_attempts: plan.included_attempts,
         plan,
@@ -248,11 +274,7 @@ pub async fn start_checkout(
     let Some(stripe) = &state.stripe else {
         return Err(ApiError::Conflict("billing_not_configured"));
     };
-    let price = state
-        .plans
-        .get(plan_id)
-        .and_then(|plan| plan.prices.for_interval(interval))
-        .ok_or_else(|| ApiError::invalid("plan", "That plan is not sold on that interval."))?;
+    let (price, plan) = price_of(&state.plans, plan_id, interval)?;
     let link = billing::stripe_link(&state.db, &actor.organisation_id).await?;
     if link
         .as_ref()
@@ -270,6 +292,7 @@ pub async fn start_checkout(
     );
     let request = CheckoutRequest {
         price,
+        overage_price: plan.prices.overage.as_deref(),
         organisation_id: &actor.organisation_id,
         customer: link.as_ref().map(|link| link.customer_id.as_str()),
         customer_email: &user.email,
@@ -317,6 +340,8 @@ pub enum EventOutcome {
         /// Its billing status now.
         status: BillingStatus,
     },
+    /// The customer's billing email was recorded.
+    BillingEmail,
     /// A delivery of an event applied before: nothing done.
     Duplicate,
     /// An event billing does not act on, or one that names no organisation HumanProof knows.
@@ -328,6 +353,7 @@ impl EventOutcome {
     pub fn as_str(&self) -> &'static str {
         match self {
             Self::Applied { .. } => "applied",
+            Self::BillingEmail => "billing_email",
             Self::Duplicate => "duplicate",
             Self::Ignored(why) => why,
         }
@@ -348,7 +374,8 @@ pub enum StripeSyncError {
 /// Applies a verified Stripe event once: reads the subscription it names back from Stripe
 /// (so duplicates, late and out-of-order deliveries all end in Stripe's current state), sets
 /// the organisation's plan and status from it, audits the change as Stripe's, and
-/// republishes the organisation's gates.
+/// republishes the organisation's gates. A customer's billing email comes with the event
+/// itself, and an older event never overwrites a newer one.
 pub async fn apply_stripe_event(
     state: &AppState,
     stripe: &Stripe,
@@ -367,11 +394,21 @@ pub async fn apply_stripe_event(
         | "customer.subscription.deleted" => object.id.clone(),
         _ => None,
     };
-    let outcome = match subscription_id {
-        Some(subscription_id) => {
-            sync_subscription(state, stripe, &subscription_id, object, &event.id).await?
+    let outcome = match (subscription_id, event.kind.as_str(), &object.id) {
+        (Some(subscription_id), _, _) => {
+            let actor = format!("stripe:{}", event.id);
+            let named = object.client_reference_id.as_deref();
+            sync_subscription(state, stripe, &subscription_id, named, &actor).await?
         }
-        None => EventOutcome::Ignored("not_a_subscription_event"),
+        (None, "customer.updated", Some(customer)) => {
+            let email = object.email.as_deref();
+            if billing::set_billing_email(&state.db, customer, email, event.created).await? {
+                EventOutcome::BillingEmail
+            } else {
+                EventOutcome::Ignored("stale_or_unknown_customer")
+            }
+        }
+        _ => EventOutcome::Ignored("not_a_subscription_event"),
     };
     billing::record_stripe_event(
         &state.db,
@@ -384,21 +421,24 @@ pub async fn apply_stripe_event(
     Ok(outcome)
 }
 
+/// Reads the subscription back from Stripe and makes the organisation's billing match it:
+/// plan, status, interval, period end, a change scheduled for the period's end. `named` is
+/// the organisation a Checkout Session was opened for; later events find it by customer.
+/// `actor` is who caused the change (`stripe:evt_…` or the member), for the audit log.
 async fn sync_subscription(
     state: &AppState,
     stripe: &Stripe,
     subscription_id: &str,
-    object: &EventObject,
-    event_id: &str,
+    named: Option<&str>,
+    actor: &str,
 ) -> Result<EventOutcome, StripeSyncError> {
+    let stripe_failed = |err: stripe::StripeError| StripeSyncError::Stripe(err.to_string());
     let subscription = stripe
         .subscription(subscription_id)
         .await
-        .map_err(|err| StripeSyncError::Stripe(err.to_string()))?;
-    // Checkout names the organisation it was opened for; later events find it by customer.
-    let named = object
-        .client_reference_id
-        .clone()
+        .map_err(stripe_failed)?;
+    let named = named
+        .map(str::to_owned)
         .or_else(|| subscription.organisation_id.clone());
     let organisation_id = match named {
         Some(id) if orgs::organisation_name(&state.db, &id).await?.is_some() => Some(id),
@@ -407,16 +447,32 @@ async fn sync_subscription(
     let Some(organisation_id) = organisation_id else {
         return Ok(EventOutcome::Ignored("unknown_organisation"));
     };
-    let Some((plan, interval)) = subscription
-        .price_ids
-        .iter()
-        .find_map(|price| state.plans.by_price(price))
-    else {
+    let Some((plan, interval)) = plan_of(&state.plans, &subscription) else {
         tracing::warn!(
             subscription = subscription.id,
             "a subscription to no price in the catalogue"
         );
         return Ok(EventOutcome::Ignored("unknown_price"));
+    };
+    let pending_change = match &subscription.schedule {
+        Some(schedule) => stripe
+            .scheduled_change(schedule)
+            .await
+            .map_err(stripe_failed)?
+            .and_then(|change| {
+                let (next, next_interval) = change
+                    .prices
+                    .iter()
+                    .find_map(|price| state.plans.by_price(price))?;
+                ((next.id.as_str(), next_interval) != (plan.id.as_str(), interval)).then(|| {
+                    PendingChange {
+                        plan: next.id.clone(),
+                        interval: next_interval.as_str().to_owned(),
+                        at: change.starts_at.saturating_mul(1000),
+                    }
+                })
+            }),
+        None => None,
     };
     let now = state.clock.now_ms();
     let previous = billing::find(&state.db, &organisation_id).await?;
@@ -429,19 +485,41 @@ async fn sync_subscription(
     };
     let account = previous.changed_to(plan, status, now);
     billing::set(&state.db, &organisation_id, &account, now).await?;
+    let previous_link = billing::stripe_link(&state.db, &organisation_id).await?;
     let link = StripeLink {
         customer_id: subscription.customer.clone(),
         subscription_id: interval.map(|_| subscription.id.clone()),
         interval: interval.map(|interval| interval.as_str().to_owned()),
         current_period_end: interval.and(subscription.current_period_end),
+        pending_change: interval.and(pending_change),
+        cancel_at_period_end: interval.is_some() && subscription.cancel_at_period_end,
+        billing_email: None,
     };
     billing::link_stripe(&state.db, &organisation_id, &link, now).await?;
+    let mut changes = Vec::new();
     if (previous.plan.as_str(), previous.status) != (plan, status) {
+        changes.push(format!("billing.set.{plan}.{}", status.as_str()));
+    }
+    let previous_pending = previous_link.and_then(|link| link.pending_change);
+    if previous_pending
+        .as_ref()
+        .map(|change| (&change.plan, &change.interval))
+        != link
+            .pending_change
+            .as_ref()
+            .map(|change| (&change.plan, &change.interval))
+    {
+        changes.push(match &link.pending_change {
+            Some(change) => format!("billing.pending.{}.{}", change.plan, change.interval),
+            None => "billing.pending.none".to_owned(),
+        });
+    }
+    for change in changes {
         orgs::audit(
             &state.db,
             Some(&organisation_id),
-            &format!("stripe:{event_id}"),
-            &format!("billing.set.{plan}.{}", status.as_str()),
+            actor,
+            &change,
             Some(&subscription.id),
             now,
         )
@@ -453,6 +531,278 @@ async fn sync_subscription(
         plan: plan.to_owned(),
         status,
     })
+}
+
+/// The plan and interval a subscription is for: those of the first of its prices the
+/// catalogue sells (its overage price stands for no interval).
+fn plan_of<'a>(
+    plans: &'a Catalogue,
+    subscription: &SubscriptionState,
+) -> Option<(&'a Plan, Interval)> {
+    subscription
+        .items
+        .iter()
+        .find_map(|item| plans.by_price(&item.price))
+}
+
+/// The price of a plan on an interval, refused if the catalogue does not sell it so.
+fn price_of<'a>(
+    plans: &'a Catalogue,
+    plan_id: &str,
+    interval: Interval,
+) -> Result<(&'a str, &'a Plan), ApiError> {
+    plans
+        .get(plan_id)
+        .and_then(|plan| Some((plan.prices.for_interval(interval)?, plan)))
+        .ok_or_else(|| ApiError::invalid("plan", "That plan is not sold on that interval."))
+}
+
+/// When a subscribed organisation's plan changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChangeTiming {
+    /// An upgrade: at once, the prorated difference invoiced now.
+    Now,
+    /// A downgrade or another interval: when the current period ends, until then pending
+    /// and cancellable.
+    AtPeriodEnd,
+}
+
+/// Changes a running subscription to another plan or interval. An upgrade takes effect at
+/// once, prorated; a downgrade or a change of interval waits for the end of the period the
+/// customer paid for, as a pending change that [`cancel_pending_change`] withdraws. A new
+/// change replaces a pending one.
+pub async fn change_plan(
+    state: &AppState,
+    actor: &Actor,
+    plan_id: &str,
+    interval: Interval,
+) -> Result<ChangeTiming, ApiError> {
+    actor.require(Permission::BillingWrite)?;
+    let (stripe, subscription) = running_subscription(state, actor).await?;
+    let (price, plan) = price_of(&state.plans, plan_id, interval)?;
+    let Some((current, current_interval)) = plan_of(&state.plans, &subscription) else {
+        return Err(ApiError::Conflict("unknown_price"));
+    };
+    if (current.id.as_str(), current_interval) == (plan_id, interval) {
+        return Err(ApiError::Conflict("no_change"));
+    }
+    let upgrade = state.plans.rank(plan_id) > state.plans.rank(&current.id);
+    let stripe_failed = |err: stripe::StripeError| {
+        tracing::error!(error = %err, "Stripe refused a plan change");
+        ApiError::Unavailable("stripe_unavailable")
+    };
+    if let Some(schedule) = &subscription.schedule {
+        stripe
+            .release_schedule(schedule)
+            .await
+            .map_err(stripe_failed)?;
+    }
+    let timing = if upgrade {
+        stripe
+            .change_now(
+                &subscription.id,
+                &item_changes(&subscription, current, price, plan),
+            )
+            .await
+            .map_err(stripe_failed)?;
+        ChangeTiming::Now
+    } else {
+        let prices: Vec<String> = std::iter::once(price.to_owned())
+            .chain(plan.prices.overage.clone())
+            .collect();
+        stripe
+            .change_at_period_end(&subscription, &prices, interval)
+            .await
+            .map_err(stripe_failed)?;
+        ChangeTiming::AtPeriodEnd
+    };
+    let when = match timing {
+        ChangeTiming::Now => "now",
+        ChangeTiming::AtPeriodEnd => "period_end",
+    };
+    actor
+        .audit(
+            state,
+            &format!("billing.change.{plan_id}.{}.{when}", interval.as_str()),
+            Some(&subscription.id),
+        )
+        .await?;
+    resync(state, stripe, actor, &subscription.id).await?;
+    Ok(timing)
+}
+
+/// Withdraws a change waiting for the end of the period; the plan stays as it is.
+pub async fn cancel_pending_change(state: &AppState, actor: &Actor) -> Result<(), ApiError> {
+    actor.require(Permission::BillingWrite)?;
+    let (stripe, subscription) = running_subscription(state, actor).await?;
+    let Some(schedule) = &subscription.schedule else {
+        return Err(ApiError::Conflict("no_pending_change"));
+    };
+    stripe.release_schedule(schedule).await.map_err(|err| {
+        tracing::error!(error = %err, "Stripe refused to release a schedule");
+        ApiError::Unavailable("stripe_unavailable")
+    })?;
+    actor
+        .audit(state, "billing.pending.cancelled", Some(&subscription.id))
+        .await?;
+    resync(state, stripe, actor, &subscription.id).await
+}
+
+/// The organisation's running subscription, as Stripe has it now.
+async fn running_subscription<'a>(
+    state: &'a AppState,
+    actor: &Actor,
+) -> Result<(&'a Stripe, SubscriptionState), ApiError> {
+    let Some(stripe) = &state.stripe else {
+        return Err(ApiError::Conflict("billing_not_configured"));
+    };
+    let subscription_id = billing::stripe_link(&state.db, &actor.organisation_id)
+        .await?
+        .and_then(|link| link.subscription_id)
+        .ok_or(ApiError::Conflict("not_subscribed"))?;
+    let subscription = stripe.subscription(&subscription_id).await.map_err(|err| {
+        tracing::error!(error = %err, "could not read a subscription from Stripe");
+        ApiError::Unavailable("stripe_unavailable")
+    })?;
+    Ok((stripe, subscription))
+}
+
+/// After a member's change, the organisation's billing as Stripe has it now (Stripe's
+/// webhook about the same change then finds nothing left to do).
+async fn resync(
+    state: &AppState,
+    stripe: &Stripe,
+    actor: &Actor,
+    subscription_id: &str,
+) -> Result<(), ApiError> {
+    sync_subscription(
+        state,
+        stripe,
+        subscription_id,
+        Some(&actor.organisation_id),
+        &actor.audit_name(),
+    )
+    .await
+    .map_err(|err| {
+        tracing::error!(error = %err, "could not read back a changed subscription");
+        ApiError::Unavailable("stripe_unavailable")
+    })?;
+    Ok(())
+}
+
+/// How a subscription's items move to `price` (and the new plan's overage price): the
+/// plan's item is replaced, the overage item replaced, added or removed.
+fn item_changes(
+    subscription: &SubscriptionState,
+    current: &Plan,
+    price: &str,
+    plan: &Plan,
+) -> Vec<ItemChange> {
+    let mut changes = Vec::new();
+    let mut overage_item = None;
+    for item in &subscription.items {
+        if current.prices.overage.as_deref() == Some(item.price.as_str()) {
+            overage_item = Some(item.id.clone());
+        } else {
+            changes.push(ItemChange::Replace {
+                item: item.id.clone(),
+                price: price.to_owned(),
+            });
+        }
+    }
+    match (overage_item, &plan.prices.overage) {
+        (Some(item), Some(price)) => changes.push(ItemChange::Replace {
+            item,
+            price: price.clone(),
+        }),
+        (Some(item), None) => changes.push(ItemChange::Remove { item }),
+        (None, Some(price)) => changes.push(ItemChange::Add {
+            price: price.clone(),
+        }),
+        (None, None) => {}
+    }
+    changes
+}
+
+/// Reports usage above the included attempts of every organisation paying through Stripe to
+/// the Billing Meter: first the reports an earlier run could not send (with their first
+/// identifier, so Stripe counts each once), then, per organisation and for this month and the
+/// last, the overage not reported yet. Run every few minutes by `serve`; returns the reports
+/// Stripe accepted.
+pub async fn report_overage(state: &AppState) -> Result<usize, sqlx::Error> {
+    let Some(stripe) = &state.stripe else {
+        return Ok(0);
+    };
+    let now = state.clock.now_ms();
+    let this_month = month_of(now);
+    let last_month = month_range_ms(&this_month)
+        .map_or_else(|| this_month.clone(), |(start, _)| month_of(start - 1));
+    for (organisation_id, customer_id, plan_id) in
+        billing::subscribed_organisations(&state.db).await?
+    {
+        let plan = state.plans.get_or_free(&plan_id);
+        if plan.hard_cap {
+            continue;
+        }
+        for month in [&last_month, &this_month] {
+            let used = billing::organisation_usage(&state.db, &organisation_id, month).await?;
+            let overage =
+                i64::try_from(used.saturating_sub(plan.included_attempts)).unwrap_or(i64::MAX);
+            let covered = billing::overage_covered(&state.db, &organisation_id, month).await?;
+            if overage <= covered {
+                continue;
+            }
+            let report = MeterReport {
+                identifier: format!("humanproof-{organisation_id}-{month}-{covered}"),
+                organisation_id: organisation_id.clone(),
+                customer_id: customer_id.clone(),
+                month: month.clone(),
+                covered_from: covered,
+                covered_to: overage,
+                created_at: now,
+            };
+            billing::insert_meter_report(&state.db, &report).await?;
+        }
+    }
+    let mut sent = 0;
+    for report in billing::unsent_meter_reports(&state.db).await? {
+        // Usage is dated inside its month, so a report sent after the month ended is billed
+        // with that month's invoice.
+        let month_end_s = month_range_ms(&report.month).map_or(i64::MAX, |(_, end)| end / 1000);
+        let event = MeterEvent {
+            event_name: stripe.meter_event_name(),
+            customer: &report.customer_id,
+            value: u64::try_from(report.covered_to - report.covered_from).unwrap_or(0),
+            identifier: &report.identifier,
+            timestamp: (report.created_at / 1000).min(month_end_s),
+        };
+        match stripe.report_usage(&event).await {
+            Ok(()) => {
+                billing::meter_report_sent(&state.db, &report.identifier, now).await?;
+                sent += 1;
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, identifier = report.identifier, "a usage report waits for the next run");
+            }
+        }
+    }
+    Ok(sent)
+}
+
+/// How often `serve` reports usage above the included attempts. Stripe bills an invoice's
+/// usage reported up to about an hour after its period ends, so this leaves ample room.
+pub const OVERAGE_REPORT_PERIOD: std::time::Duration = std::time::Duration::from_secs(5 * 60);
+
+/// Runs [`report_overage`] every [`OVERAGE_REPORT_PERIOD`], for as long as the server runs.
+pub async fn report_overage_periodically(state: AppState) {
+    let mut every = tokio::time::interval(OVERAGE_REPORT_PERIOD);
+    loop {
+        every.tick().await;
+        if let Err(err) = report_overage(&state).await {
+            tracing::warn!(error = %err, "usage reporting failed; will retry");
+        }
+    }
 }
 
 /// Refuses what the plan does not include, saying which plan does not and that an upgrade

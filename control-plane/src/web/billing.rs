@@ -14,14 +14,17 @@ use super::security::{CsrfToken, FormActionAlso};
 use crate::error::ApiError;
 use crate::plans::Interval;
 use crate::roles::Permission;
-use crate::service::billing;
+use crate::service::billing::{self, ChangeTiming};
 use crate::state::AppState;
 
-/// What Stripe adds to the billing page's address when it sends the buyer back.
+/// What Stripe adds to the billing page's address when it sends the buyer back
+/// (`checkout=done`), or what a change of plan did (`changed=now|later|kept`).
 #[derive(Debug, Deserialize)]
 pub struct BillingQuery {
     #[serde(default)]
     checkout: Option<String>,
+    #[serde(default)]
+    changed: Option<String>,
 }
 
 /// `GET /orgs/{org}/billing`.
@@ -38,11 +41,17 @@ pub async fn billing_page(
         .is_some_and(|link| link.subscription_id.is_some());
     let manages_billing = state.stripe.is_some() && can(&actor, Permission::BillingWrite);
     let can_buy = manages_billing && !subscribed;
+    let can_change = manages_billing && subscribed;
     let can_manage = manages_billing && link.is_some();
-    let period_end = link
-        .and_then(|link| link.current_period_end)
-        .map(|at_s| format_time(at_s.saturating_mul(1000)));
+    let period_end = overview.current_period_end.map(format_time);
     let grace_end = overview.grace_ends_at.map(format_time);
+    let pending = overview.pending_change.as_ref().map(|change| {
+        context! {
+            plan => state.plans.get_or_free(&change.plan).name.clone(),
+            yearly => change.interval == Interval::Year.as_str(),
+            date => format_time(change.at),
+        }
+    });
     // The buttons' forms are answered with a redirect to Stripe's checkout or portal.
     let form_action = state
         .stripe
@@ -56,8 +65,9 @@ pub async fn billing_page(
         &org_frame(&csrf, &actor, "billing"),
         context! {
             billing => Value::from_serialize(&overview), plans => Value::from_serialize(state.plans.plans()),
-            can_buy => can_buy, can_manage => can_manage, billing_configured => state.stripe.is_some(), period_end => period_end,
-            grace_end => grace_end, checkout_done => query.checkout.as_deref() == Some("done"),
+            can_buy => can_buy, can_change => can_change, can_manage => can_manage, billing_configured => state.stripe.is_some(),
+            period_end => period_end, grace_end => grace_end, pending => pending, checkout_done => query.checkout.as_deref() == Some("done"),
+            changed => query.changed,
         },
     );
     let mut response = page.into_response();
@@ -75,24 +85,59 @@ pub async fn portal(
     Ok(Redirect::to(&billing::open_portal(&state, &actor).await?))
 }
 
-/// The plan a member picked.
+/// The plan and interval a member picked.
 #[derive(Debug, Deserialize)]
-pub struct CheckoutForm {
+pub struct PlanForm {
     plan: String,
     interval: String,
+}
+
+impl PlanForm {
+    fn interval(&self) -> Result<Interval, ApiError> {
+        match self.interval.as_str() {
+            "month" => Ok(Interval::Month),
+            "year" => Ok(Interval::Year),
+            _ => Err(ApiError::invalid("interval", "Pick monthly or yearly.")),
+        }
+    }
 }
 
 /// `POST /orgs/{org}/billing/checkout`: on to Stripe's checkout page.
 pub async fn checkout(
     State(state): State<AppState>,
     OrgActor(actor): OrgActor,
-    Form(form): Form<CheckoutForm>,
+    Form(form): Form<PlanForm>,
 ) -> Result<Redirect, PageError> {
-    let interval = match form.interval.as_str() {
-        "month" => Interval::Month,
-        "year" => Interval::Year,
-        _ => return Err(ApiError::invalid("interval", "Pick monthly or yearly.").into()),
-    };
-    let url = billing::start_checkout(&state, &actor, &form.plan, interval).await?;
+    let url = billing::start_checkout(&state, &actor, &form.plan, form.interval()?).await?;
     Ok(Redirect::to(&url))
+}
+
+/// `POST /orgs/{org}/billing/change`: another plan or interval for the running subscription,
+/// now (an upgrade) or when the period ends.
+pub async fn change(
+    State(state): State<AppState>,
+    OrgActor(actor): OrgActor,
+    Form(form): Form<PlanForm>,
+) -> Result<Redirect, PageError> {
+    let timing = billing::change_plan(&state, &actor, &form.plan, form.interval()?).await?;
+    let changed = match timing {
+        ChangeTiming::Now => "now",
+        ChangeTiming::AtPeriodEnd => "later",
+    };
+    Ok(Redirect::to(&format!(
+        "/orgs/{}/billing?changed={changed}",
+        actor.organisation_id
+    )))
+}
+
+/// `POST /orgs/{org}/billing/pending/cancel`: keeps the plan as it is.
+pub async fn cancel_pending(
+    State(state): State<AppState>,
+    OrgActor(actor): OrgActor,
+) -> Result<Redirect, PageError> {
+    billing::cancel_pending_change(&state, &actor).await?;
+    Ok(Redirect::to(&format!(
+        "/orgs/{}/billing?changed=kept",
+        actor.organisation_id
+    )))
 }
