@@ -181,6 +181,7 @@ fn dashboard(state: &AppState) -> Router<AppState> {
         .route("/orgs/{org}/billing", get(billing::billing_page))
         .route("/orgs/{org}/billing/checkout", post(billing::checkout))
         .route("/orgs/{org}/billing/portal", post(billing::portal))
+        .route("/orgs/{org}/billing/vat", post(billing::set_vat_id))
         // Local mode only.
         .route("/dev/outbox", get(dev::outbox))
         // Static files.

@@ -8,6 +8,11 @@
 //!   on its signature's expiry alone, so the claim has nothing left to guard.
 //! - Expired sessions, email links and unfinished passkey ceremonies are deleted; attempt counters (keyed
 //!   hashes) are deleted 24 hours after their window began, long after it was used.
+//! - VIES checks that answered (valid or invalid) are kept 10 years, the proof of a VAT
+//!   exemption tax authorities may ask for; checks that found VIES down prove nothing and go
+//!   after 90 days. The issue spares "down" rows bound to an unsettled invoice, but HumanProof
+//!   keeps no invoices (Stripe does), so no row is bound to one and the rule has no exception
+//!   until invoices are tracked here.
 
 use serde::Serialize;
 
@@ -24,6 +29,13 @@ pub const USAGE_NOTICE_TTL_MS: i64 = 62 * 24 * 60 * 60 * 1000;
 /// How long the record of an applied Stripe webhook event is kept: Stripe retries a delivery
 /// for up to 3 days, and the rest is diagnostics.
 pub const STRIPE_EVENT_TTL_MS: i64 = 30 * 24 * 60 * 60 * 1000;
+
+/// How long a VIES check that answered valid or invalid is kept: ten years (3653 days, leap
+/// days included), the longest period EU member states keep VAT records for audits.
+pub const VAT_CHECK_TTL_MS: i64 = 3653 * 24 * 60 * 60 * 1000;
+/// How long a VIES check that found the service down is kept: it proves nothing about the id,
+/// and only explains the retries of a grace period (30 days) for a while after.
+pub const VAT_DOWN_CHECK_TTL_MS: i64 = 90 * 24 * 60 * 60 * 1000;
 
 /// Rows each rule touched.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -48,6 +60,10 @@ pub struct RetentionReport {
     pub usage_notices_deleted: u64,
     /// Records of applied Stripe events deleted.
     pub stripe_events_deleted: u64,
+    /// VIES checks that answered, deleted after ten years.
+    pub vat_checks_deleted: u64,
+    /// VIES checks that found the service down, deleted after 90 days.
+    pub vat_down_checks_deleted: u64,
 }
 
 /// Applies every rule as of `now_ms`.
@@ -103,6 +119,16 @@ pub async fn apply(db: &Db, now_ms: i64) -> Result<RetentionReport, sqlx::Error>
         stripe_events_deleted: run(
             "DELETE FROM stripe_events WHERE received_at < $1",
             now_ms - STRIPE_EVENT_TTL_MS,
+        )
+        .await?,
+        vat_checks_deleted: run(
+            "DELETE FROM vat_checks WHERE outcome IN ('valid', 'invalid') AND checked_at < $1",
+            now_ms - VAT_CHECK_TTL_MS,
+        )
+        .await?,
+        vat_down_checks_deleted: run(
+            "DELETE FROM vat_checks WHERE outcome = 'down' AND checked_at < $1",
+            now_ms - VAT_DOWN_CHECK_TTL_MS,
         )
         .await?,
     })
