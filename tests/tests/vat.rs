@@ -177,6 +177,19 @@ on_both_databases! {
         assert!(vat::find(&world.db, &billed.org).await.unwrap().is_none());
     }
 
+    async fn an_organisation_asks_vies_at_most_ten_times_a_day(world: World) {
+        let billed = billed(&world, false).await;
+        for _ in 0..humanproof_control_plane::service::vat::CHECKS_PER_DAY {
+            set_vat(&billed, &billed.owner, "FR12345678901").await.expect(303);
+        }
+        let page = set_vat(&billed, &billed.owner, VALID).await.expect(409);
+        assert!(page.body.contains("checked VAT ids too often today"), "{}", page.body);
+        assert_eq!(billed.vies.questions(), 10);
+        world.clock.advance(DAY_MS);
+        set_vat(&billed, &billed.owner, VALID).await.expect(303);
+        assert_eq!(vat::find(&world.db, &billed.org).await.unwrap().unwrap().status, VatStatus::Valid);
+    }
+
     async fn while_vies_is_down_the_id_is_pending_and_retried_daily_until_it_answers(world: World) {
         let billed = billed(&world, true).await;
         billed.vies.set_down(true);

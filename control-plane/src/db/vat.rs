@@ -201,14 +201,14 @@ pub async fn checks(
     .await
 }
 
-/// How many checks the organisation asked for since `since_ms`.
+/// How many checks the organisation asked for after `since_ms`.
 pub async fn checks_since(
     db: &Db,
     organisation_id: &str,
     since_ms: i64,
 ) -> Result<u64, sqlx::Error> {
     let count: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM vat_checks WHERE organisation_id = $1 AND checked_at >= $2",
+        "SELECT COUNT(*) FROM vat_checks WHERE organisation_id = $1 AND checked_at > $2",
     )
     .bind(organisation_id)
     .bind(since_ms)
