@@ -10,7 +10,7 @@ use humanproof_protocol::snapshot::RiskMode;
 use serde_json::json;
 
 use crate::clock::Clock;
-use crate::config::{DatabaseArgs, KvArgs, PlansArgs, SecretArgs, StripeArgs, WebArgs};
+use crate::config::{DatabaseArgs, KvArgs, PlansArgs, SecretArgs, StripeArgs, ViesArgs, WebArgs};
 use crate::db::projects::{BillingStatus, ProjectSettings};
 use crate::db::telemetry::Dimension;
 use crate::db::{self, Db, month_of, orgs, projects, retention, telemetry};
@@ -46,6 +46,8 @@ enum Command {
         plans: PlansArgs,
         #[command(flatten)]
         stripe: StripeArgs,
+        #[command(flatten)]
+        vies: ViesArgs,
         /// Address to listen on.
         #[arg(long, env = "HUMANPROOF_LISTEN", default_value = "127.0.0.1:8080")]
         listen: SocketAddr,
@@ -321,9 +323,11 @@ impl Cli {
                 kv,
                 plans,
                 stripe,
+                vies,
                 listen,
             } => {
                 let catalogue = plans.catalogue()?;
+                let vies = vies.vies()?;
                 let stripe = stripe.stripe()?;
                 if stripe.is_none() {
                     tracing::warn!(
@@ -348,6 +352,7 @@ impl Cli {
                 .with(|state| {
                     state.plans = catalogue;
                     state.stripe = stripe;
+                    state.vies = vies;
                 });
                 let listener = server::bind(listen).await?;
                 // Printed, not logged: scripts and tests read the real port from it.

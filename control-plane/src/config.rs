@@ -8,6 +8,7 @@ use humanproof_protocol::MasterSecret;
 
 use crate::plans::Catalogue;
 use crate::stripe::Stripe;
+use crate::vies::{VatId, Vies};
 
 /// Where the data lives.
 #[derive(Debug, Clone, Args)]
@@ -239,5 +240,35 @@ impl StripeArgs {
                 "set both HUMANPROOF_STRIPE_SECRET_KEY and HUMANPROOF_STRIPE_WEBHOOK_SECRET, or neither"
             ),
         }
+    }
+}
+
+/// VIES, which checks customers' EU VAT ids.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ViesArgs {
+    /// VIES's REST API; tests and `humanproof dev` point it at the local stand-in.
+    #[arg(
+        long,
+        env = "HUMANPROOF_VIES_API_BASE",
+        default_value = crate::vies::DEFAULT_API_BASE
+    )]
+    pub vies_api_base: String,
+    /// The operator's own EU VAT id (e.g. `DE123456789`), sent as the requester of every
+    /// check: only then does VIES return a consultation number, the proof a tax audit asks
+    /// for. Without it checks still say valid or invalid.
+    #[arg(long, env = "HUMANPROOF_VIES_REQUESTER")]
+    pub vies_requester: Option<String>,
+}
+
+impl ViesArgs {
+    /// The VIES client; a requester that is not an EU VAT id is refused at start.
+    pub fn vies(&self) -> anyhow::Result<Vies> {
+        let requester = match &self.vies_requester {
+            Some(id) => Some(VatId::parse(id).with_context(|| {
+                format!("HUMANPROOF_VIES_REQUESTER is not an EU VAT id: {id:?}")
+            })?),
+            None => None,
+        };
+        Ok(Vies::new(&self.vies_api_base, requester))
     }
 }

@@ -186,6 +186,7 @@ fn dashboard(state: &AppState) -> Router<AppState> {
             "/orgs/{org}/billing/pending/cancel",
             post(billing::cancel_pending),
         )
+        .route("/orgs/{org}/billing/vat", post(billing::set_vat_id))
         // Local mode only.
         .route("/dev/outbox", get(dev::outbox))
         // Static files.

@@ -1,7 +1,7 @@
 //! Serving the control plane. `humanproof serve`, the all-in-one `humanproof dev` server and
 //! the test harness all go through [`serve`], so what the tests run is the production wiring:
 //! peer addresses for per-client limits, the middleware stack, graceful shutdown and the
-//! background jobs (retention, snapshot publishing).
+//! background jobs (retention, snapshot publishing, VAT check retries).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -40,6 +40,7 @@ pub async fn serve(
             state.db.clone(),
             state.clock.clone(),
         )),
+        tokio::spawn(crate::service::vat::run_retries(state.clone())),
         tokio::spawn(state.publisher.clone().run(
             state.db.clone(),
             state.plans.clone(),

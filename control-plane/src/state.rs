@@ -1,5 +1,5 @@
 //! What every handler and service reaches: the database, the master secret, the clock, the
-//! publisher, the mailer, the dashboard's settings and its parsed templates.
+//! publisher, the mailer, Stripe and VIES, the dashboard's settings and its parsed templates.
 //!
 //! [`AppState`] is one `Arc`, so axum clones it per request for the price of a reference
 //! count. It knows nothing of routes or handlers: those depend on it, never the reverse.
@@ -18,6 +18,7 @@ use crate::mail::Mailer;
 use crate::plans::Catalogue;
 use crate::publish::Publisher;
 use crate::stripe::Stripe;
+use crate::vies::Vies;
 
 /// Where the dashboard lives and what it links to.
 #[derive(Debug, Clone)]
@@ -84,6 +85,8 @@ pub struct Shared {
     /// Stripe, when billing is configured; without it every organisation stays on its plan
     /// (Free unless an operator set another).
     pub stripe: Option<Stripe>,
+    /// VIES, which checks customers' EU VAT ids (the Commission's, unless configured).
+    pub vies: Vies,
 }
 
 impl AppState {
@@ -107,6 +110,7 @@ impl AppState {
             templates: Arc::new(crate::templates::environment()),
             plans: Catalogue::builtin(),
             stripe: None,
+            vies: Vies::new(crate::vies::DEFAULT_API_BASE, None),
         }))
     }
 

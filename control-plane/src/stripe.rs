@@ -1,5 +1,5 @@
-//! Stripe, as billing talks to it: webhook events checked against their signature, and a
-//! subscription's current state read back from Stripe's API.
+//! Stripe, as billing talks to it: webhook events checked against their signature, a
+//! subscription's current state read back from Stripe's API, and the customer's EU VAT id.
 //!
 //! Events can arrive twice, late or out of order, so billing never applies what an event
 //! says: it reads the subscription the event names from the API and applies that. The API
@@ -25,6 +25,7 @@ use stripe_billing::subscription_schedule::{
     UpdateSubscriptionSchedulePhasesEndDate, UpdateSubscriptionSchedulePhasesItems,
     UpdateSubscriptionSchedulePhasesStartDate,
 };
+use stripe_billing::tax_id::{CreateCustomerTaxId, CreateCustomerTaxIdType, DeleteCustomerTaxId};
 use stripe_billing::{SubscriptionScheduleEndBehavior, SubscriptionScheduleStatus};
 use stripe_checkout::CheckoutSessionMode;
 use stripe_checkout::checkout_session::{
@@ -342,6 +343,25 @@ impl Stripe {
             .await
             .map(|session| session.url)
             .map_err(|err| format!("Stripe portal: {err}"))
+    }
+
+    /// Gives the customer an EU VAT id (`eu_vat`), which Stripe then prints on its invoices
+    /// and uses for the reverse charge; the tax id's `txi_…`.
+    pub async fn add_eu_vat_id(&self, customer: &str, vat_id: &str) -> Result<String, String> {
+        CreateCustomerTaxId::new(customer, CreateCustomerTaxIdType::EuVat, vat_id)
+            .send(&self.client)
+            .await
+            .map(|tax_id| tax_id.id.to_string())
+            .map_err(|err| format!("Stripe tax id: {err}"))
+    }
+
+    /// Removes a tax id from the customer (its VAT id was replaced).
+    pub async fn remove_tax_id(&self, customer: &str, tax_id: &str) -> Result<(), String> {
+        DeleteCustomerTaxId::new(customer, tax_id)
+            .send(&self.client)
+            .await
+            .map(drop)
+            .map_err(|err| format!("Stripe tax id removal: {err}"))
     }
 
     /// The subscription as Stripe has it now.

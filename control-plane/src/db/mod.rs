@@ -13,6 +13,7 @@ pub mod projects;
 pub mod retention;
 pub mod siteverify;
 pub mod telemetry;
+pub mod vat;
 
 mod columns;
 

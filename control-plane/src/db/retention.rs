@@ -9,6 +9,11 @@
 //! - Expired sessions, email links and unfinished passkey ceremonies are deleted; attempt counters (keyed
 //!   hashes) are deleted 24 hours after their window began, long after it was used.
 //! - Usage reports sent to Stripe's meter are kept 400 days, for questions about an invoice.
+//! - VIES checks that answered (valid or invalid) are kept 10 years, the proof of a VAT
+//!   exemption tax authorities may ask for; checks that found VIES down prove nothing and go
+//!   after 90 days. A "down" row bound to an unsettled invoice would have to stay, but
+//!   HumanProof keeps no invoices (Stripe does), so no row is bound to one and the rule has no
+//!   exception until invoices are tracked here.
 
 use serde::Serialize;
 
@@ -29,6 +34,12 @@ pub const STRIPE_EVENT_TTL_MS: i64 = 30 * 24 * 60 * 60 * 1000;
 /// How long a usage report Stripe accepted is kept: the record of what was billed, for
 /// questions about an invoice during the following year.
 pub const METER_REPORT_TTL_MS: i64 = 400 * 24 * 60 * 60 * 1000;
+/// How long a VIES check that answered valid or invalid is kept: ten years (3653 days, leap
+/// days included), the longest period EU member states keep VAT records for audits.
+pub const VAT_CHECK_TTL_MS: i64 = 3653 * 24 * 60 * 60 * 1000;
+/// How long a VIES check that found the service down is kept: it proves nothing about the id,
+/// and only explains the retries of a grace period (30 days) for a while after.
+pub const VAT_DOWN_CHECK_TTL_MS: i64 = 90 * 24 * 60 * 60 * 1000;
 
 /// Rows each rule touched.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -55,6 +66,10 @@ pub struct RetentionReport {
     pub stripe_events_deleted: u64,
     /// Usage reports Stripe accepted over a year ago, deleted.
     pub meter_reports_deleted: u64,
+    /// VIES checks that answered, deleted after ten years.
+    pub vat_checks_deleted: u64,
+    /// VIES checks that found the service down, deleted after 90 days.
+    pub vat_down_checks_deleted: u64,
 }
 
 /// Applies every rule as of `now_ms`.
@@ -116,6 +131,16 @@ pub async fn apply(db: &Db, now_ms: i64) -> Result<RetentionReport, sqlx::Error>
         meter_reports_deleted: run(
             "DELETE FROM meter_reports WHERE sent_at < $1",
             now_ms - METER_REPORT_TTL_MS,
+        )
+        .await?,
+        vat_checks_deleted: run(
+            "DELETE FROM vat_checks WHERE outcome IN ('valid', 'invalid') AND checked_at < $1",
+            now_ms - VAT_CHECK_TTL_MS,
+        )
+        .await?,
+        vat_down_checks_deleted: run(
+            "DELETE FROM vat_checks WHERE outcome = 'down' AND checked_at < $1",
+            now_ms - VAT_DOWN_CHECK_TTL_MS,
         )
         .await?,
     })

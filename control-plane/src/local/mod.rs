@@ -7,6 +7,8 @@
 //! - Single-use claims and visitors' abuse state live in memory instead of Durable Objects.
 //! - Country and network come from optional offline MaxMind-format databases
 //!   (`--geoip-country-db`, `--geoip-asn-db`) instead of Cloudflare's `request.cf`.
+//! - Stripe and VIES are local stand-ins (`stripe_standin`, `vies_standin`) speaking their
+//!   HTTP APIs, reached by the production clients through their base URLs.
 //! - Telemetry goes through an in-process channel to the database with retries, instead of a
 //!   Cloudflare Queue and a signed HTTP batch.
 
@@ -15,6 +17,7 @@ mod edge_server;
 mod geo;
 mod stripe_standin;
 mod telemetry_sink;
+mod vies_standin;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -40,11 +43,13 @@ use crate::secrets;
 use crate::server::{self, bind, shutdown_signal};
 use crate::state::{AppState, WebConfig};
 use crate::stripe::Stripe;
+use crate::vies::{VatId, Vies};
 
 pub use edge_server::{LocalEdge, edge_router};
 pub use geo::GeoLookup;
-pub use stripe_standin::{StandInSubscription, StripeStandIn};
+pub use stripe_standin::{StandInSubscription, StandInTaxId, StripeStandIn};
 pub use telemetry_sink::{ChannelSink, deliver_telemetry};
+pub use vies_standin::ViesStandIn;
 
 /// Options of `humanproof dev`.
 #[derive(Debug, Clone, clap::Args)]
@@ -86,6 +91,12 @@ pub struct DevArgs {
     #[arg(long, env = "HUMANPROOF_GEOIP_ASN_DB")]
     pub geoip_asn_db: Option<PathBuf>,
 }
+
+/// The one VAT id the development VIES stand-in knows as valid.
+pub const DEV_VALID_VAT_ID: &str = "DE123456789";
+/// The (made-up) requester the development server asks as, so that checks get consultation
+/// numbers as they do in production with `HUMANPROOF_VIES_REQUESTER`.
+const DEV_REQUESTER_VAT_ID: &str = "DE999999999";
 
 /// How often the local edge's snapshot is rebuilt even when nothing signalled a change.
 const SNAPSHOT_REFRESH: Duration = Duration::from_secs(2);
@@ -140,6 +151,16 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         &format!("{stripe_url}/"),
     )
     .map_err(anyhow::Error::msg)?;
+    // VIES is not reached from development either: its stand-in knows one valid id.
+    let vies_listener = bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+    let vies_url = format!("http://{}", vies_listener.local_addr()?);
+    let vies_standin = ViesStandIn::new();
+    vies_standin.register(
+        DEV_VALID_VAT_ID,
+        "Demo Kunde GmbH",
+        "Musterstraße 1, 10115 Berlin",
+    );
+    let vies = Vies::new(&vies_url, VatId::parse(DEV_REQUESTER_VAT_ID));
     let control_url = format!("http://{}", control.local_addr()?);
     stripe_standin.deliver_webhooks_to(
         &format!("{control_url}/billing/stripe/webhook"),
@@ -160,6 +181,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     .with(|state| {
         state.plans = plans;
         state.stripe = Some(stripe);
+        state.vies = vies;
     });
     // Telemetry goes through the same service as the production ingest endpoint, so usage
     // notices go out locally too.
@@ -176,6 +198,9 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     println!("  demo secret    {}", demo.secret);
     println!("  data           {}", args.data_dir.display());
     println!("  Stripe         {stripe_url} (a local stand-in, not Stripe: no card, no charge)");
+    println!(
+        "  VIES           {vies_url} (a local stand-in: {DEV_VALID_VAT_ID} is a valid VAT id, any other is not)"
+    );
     println!("Press Ctrl-C to stop.");
 
     let demo_site = demo::router(demo::DemoSite {
@@ -203,6 +228,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         ),
         serve_plain(demo_listener, demo_site),
         serve_plain(stripe_listener, stripe_standin.router()),
+        serve_plain(vies_listener, vies_standin.router()),
     )?;
     Ok(())
 }

@@ -12,8 +12,10 @@
 //! `GET /v1/subscriptions/{id}`, the read-back every event leads to; `POST
 //! /v1/subscriptions/{id}` (an upgrade), the subscription schedules a downgrade is made with
 //! (create from a subscription, update phases, retrieve, release) and [`StripeStandIn::renew`]
-//! that ends a period as Stripe would; and `POST /v1/billing/meter_events`, one event per
-//! identifier, replaying answers by idempotency key.
+//! that ends a period as Stripe would; `POST /v1/billing/meter_events`, one event per
+//! identifier, replaying answers by idempotency key; and `POST /v1/customers/{id}/tax_ids` and
+//! `DELETE /v1/customers/{id}/tax_ids/{tax_id}`, the customer's VAT id, kept so tests can see
+//! what Stripe was given.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -25,7 +27,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, Redirect};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use serde_json::{Value, json};
 
 use crate::clock::Clock;
@@ -108,8 +110,22 @@ struct PortalSession {
     return_url: String,
 }
 
+/// A tax id given to a customer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StandInTaxId {
+    /// `txi_…`.
+    pub id: String,
+    /// `cus_…`.
+    pub customer: String,
+    /// Its type, e.g. `eu_vat`.
+    pub kind: String,
+    /// The id itself, e.g. `DE123456789`.
+    pub value: String,
+}
+
 #[derive(Debug, Default)]
 struct Accounts {
+    tax_ids: Vec<StandInTaxId>,
     subscriptions: HashMap<String, StandInSubscription>,
     sessions: HashMap<String, Session>,
     portals: HashMap<String, PortalSession>,
@@ -177,6 +193,16 @@ impl StripeStandIn {
         self.accounts()
             .subscriptions
             .insert(id.to_owned(), subscription);
+    }
+
+    /// The tax ids the customer has now, oldest first.
+    pub fn tax_ids(&self, customer: &str) -> Vec<StandInTaxId> {
+        self.accounts()
+            .tax_ids
+            .iter()
+            .filter(|tax_id| tax_id.customer == customer)
+            .cloned()
+            .collect()
     }
 
     /// The subscription as the stand-in has it now.
@@ -286,6 +312,8 @@ impl StripeStandIn {
                 post(release_schedule),
             )
             .route("/v1/billing/meter_events", post(create_meter_event))
+            .route("/v1/customers/{id}/tax_ids", post(create_tax_id))
+            .route("/v1/customers/{id}/tax_ids/{tax_id}", delete(delete_tax_id))
             .route("/checkout/{id}", get(checkout_page).post(pay))
             .route("/v1/billing_portal/sessions", post(create_portal_session))
             .route("/portal/{id}", get(portal_page).post(cancel))
@@ -1006,4 +1034,58 @@ async fn create_meter_event(
         );
     }
     Json(answer).into_response()
+}
+
+/// `POST /v1/customers/{id}/tax_ids`: records the tax id; Stripe's own VIES verification is
+/// left `pending`, as Stripe leaves it until its check completes.
+async fn create_tax_id(
+    State(standin): State<StripeStandIn>,
+    headers: HeaderMap,
+    Path(customer): Path<String>,
+    body: Bytes,
+) -> Response {
+    let Some(fields) = form_fields(&headers, &body) else {
+        return no_api_key();
+    };
+    let (Some(kind), Some(value)) = (fields.get("type"), fields.get("value")) else {
+        return stripe_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            "A type and a value are required.",
+        );
+    };
+    let tax_id = StandInTaxId {
+        id: standin.next_id("txi"),
+        customer: customer.clone(),
+        kind: kind.clone(),
+        value: value.clone(),
+    };
+    standin.accounts().tax_ids.push(tax_id.clone());
+    Json(json!({
+        "id": tax_id.id, "object": "tax_id", "country": value.get(..2), "created": standin.clock.now_ms() / 1000,
+        "customer": customer, "livemode": false, "type": kind, "value": value,
+        "owner": { "type": "customer", "customer": customer },
+        "verification": { "status": "pending", "verified_address": null, "verified_name": null },
+    }))
+    .into_response()
+}
+
+/// `DELETE /v1/customers/{id}/tax_ids/{tax_id}`.
+async fn delete_tax_id(
+    State(standin): State<StripeStandIn>,
+    headers: HeaderMap,
+    Path((customer, id)): Path<(String, String)>,
+) -> Response {
+    if !authorised(&headers) {
+        return no_api_key();
+    }
+    let mut accounts = standin.accounts();
+    let before = accounts.tax_ids.len();
+    accounts
+        .tax_ids
+        .retain(|tax_id| !(tax_id.id == id && tax_id.customer == customer));
+    if accounts.tax_ids.len() == before {
+        return no_such("tax id", &id);
+    }
+    Json(json!({ "id": id, "object": "tax_id", "deleted": true })).into_response()
 }

@@ -496,6 +496,9 @@ async fn sync_subscription(
         billing_email: None,
     };
     billing::link_stripe(&state.db, &organisation_id, &link, now).await?;
+    if previous_link.is_none() {
+        super::vat::pass_to_new_customer(state, &organisation_id, actor).await?;
+    }
     let mut changes = Vec::new();
     if (previous.plan.as_str(), previous.status) != (plan, status) {
         changes.push(format!("billing.set.{plan}.{}", status.as_str()));

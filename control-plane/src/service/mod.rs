@@ -12,6 +12,7 @@
 //! - [`usage`]: a project's monthly usage and its risk view.
 //! - [`billing`]: the organisation's plan, its usage and billing status, and the plan's
 //!   gates on project settings.
+//! - [`vat`]: the organisation's EU VAT id, checked against VIES and passed to Stripe.
 //! - [`siteverify`]: verifying a site backend's token, once.
 //! - [`members`]: roles, invitations and the last-owner rule.
 //! - [`api_keys`]: keys for the JSON API and their scopes.
@@ -26,6 +27,7 @@ pub mod members;
 pub mod projects;
 pub mod siteverify;
 pub mod usage;
+pub mod vat;
 
 use crate::db::accounts::User;
 use crate::db::orgs::{self, ApiKey};

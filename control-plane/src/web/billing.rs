@@ -1,5 +1,5 @@
-//! The billing page: the organisation's plan, its usage and status, the plans on sale, and
-//! the way to Stripe's checkout for members who manage billing.
+//! The billing page: the organisation's plan, its usage and status, the plans on sale, its
+//! EU VAT id, and the way to Stripe's checkout for members who manage billing.
 
 use axum::Extension;
 use axum::extract::{Query, State};
@@ -15,6 +15,7 @@ use crate::error::ApiError;
 use crate::plans::Interval;
 use crate::roles::Permission;
 use crate::service::billing::{self, ChangeTiming};
+use crate::service::vat;
 use crate::state::AppState;
 
 /// What Stripe adds to the billing page's address when it sends the buyer back
@@ -52,6 +53,13 @@ pub async fn billing_page(
             date => format_time(change.at),
         }
     });
+    let vat = vat::details(&state, &actor).await?;
+    let vat_times = vat.as_ref().map(|details| {
+        context! {
+            checked => format_time(details.vat.checked_at),
+            grace_end => details.vat.grace_ends_at.map(format_time),
+        }
+    });
     // The buttons' forms are answered with a redirect to Stripe's checkout or portal.
     let form_action = state
         .stripe
@@ -68,6 +76,7 @@ pub async fn billing_page(
             can_buy => can_buy, can_change => can_change, can_manage => can_manage, billing_configured => state.stripe.is_some(),
             period_end => period_end, grace_end => grace_end, pending => pending, checkout_done => query.checkout.as_deref() == Some("done"),
             changed => query.changed,
+            vat => Value::from_serialize(&vat), vat_times => vat_times, can_set_vat => can(&actor, Permission::BillingWrite),
         },
     );
     let mut response = page.into_response();
@@ -138,6 +147,26 @@ pub async fn cancel_pending(
     billing::cancel_pending_change(&state, &actor).await?;
     Ok(Redirect::to(&format!(
         "/orgs/{}/billing?changed=kept",
+        actor.organisation_id
+    )))
+}
+
+/// The VAT id a member entered.
+#[derive(Debug, Deserialize)]
+pub struct VatForm {
+    vat_id: String,
+}
+
+/// `POST /orgs/{org}/billing/vat`: sets the VAT id and checks it against VIES now; back to
+/// the billing page, which shows the result.
+pub async fn set_vat_id(
+    State(state): State<AppState>,
+    OrgActor(actor): OrgActor,
+    Form(form): Form<VatForm>,
+) -> Result<Redirect, PageError> {
+    vat::set_vat_id(&state, &actor, &form.vat_id).await?;
+    Ok(Redirect::to(&format!(
+        "/orgs/{}/billing",
         actor.organisation_id
     )))
 }

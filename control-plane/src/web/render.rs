@@ -207,6 +207,11 @@ impl IntoResponse for PageError {
                         "Paid plans are not sold here yet: ask the operator of this HumanProof service.",
                     )
                     .to_owned(),
+                    ApiError::Conflict("vat_check_limit") => i18n::translate(
+                        lang,
+                        "Your organisation checked VAT ids too often today. Try again tomorrow.",
+                    )
+                    .to_owned(),
                     ApiError::Database(_) => {
                         i18n::translate(lang, "Something went wrong on our side. Try again.")
                             .to_owned()
