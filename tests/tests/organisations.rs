@@ -760,13 +760,27 @@ on_both_databases! {
         assert_eq!(answer["outcome"], "unknown_price");
         assert_eq!(billed().await.plan.id, "pro");
 
+        // A failed payment that is not fixed: traffic goes on through the grace period, then
+        // the edge stops it; Stripe's invoice.paid restores it at once.
+        let invoice = json!({ "id": "in_2", "object": "invoice", "customer": "cus_1", "subscription": "sub_1" });
+        standin.put_subscription("sub_1", subscription("past_due", "price_pro_month"));
+        assert_eq!(deliver(&event("evt_6", "invoice.payment_failed", invoice.clone()), "whsec_test", now_s).await.0, 200);
+        assert_eq!(world.start_challenge(&site_key, &json!({})).await.status, 200);
+        world.clock.advance(world.state().plans.grace_ends_at(0) + 1);
+        world.publish().await;
+        assert_eq!(world.start_challenge(&site_key, &json!({})).await.reason(), "billing_inactive");
+        standin.put_subscription("sub_1", subscription("active", "price_pro_month"));
+        let later_s = world.clock.now_ms() / 1000;
+        assert_eq!(deliver(&event("evt_7", "invoice.paid", invoice), "whsec_test", later_s).await.0, 200);
+        assert_eq!(world.start_challenge(&site_key, &json!({})).await.status, 200);
+
         // Cancelled: back to Free, and the edge refuses what Free lacks again.
         standin.put_subscription("sub_1", subscription("canceled", "price_pro_month"));
         let deleted = event("evt_4", "customer.subscription.deleted", json!({ "id": "sub_1", "object": "subscription" }));
-        assert_eq!(deliver(&deleted, "whsec_test", now_s).await.0, 200);
+        assert_eq!(deliver(&deleted, "whsec_test", later_s).await.0, 200);
         assert_eq!(billed().await.plan.id, "free");
         assert_eq!(world.start_challenge(&site_key, &unbranded).await.reason(), "branding_not_allowed");
-        assert_eq!(stripe_audits().await, 4, "pro, past due, active again, free");
+        assert_eq!(stripe_audits().await, 6, "pro, past due, active again, past due, paid, free");
 
         // Without Stripe configured there is no webhook endpoint.
         let unbilled = world.serve().await;

@@ -2,12 +2,17 @@
 //! process on SQLite and on PostgreSQL, and driven over HTTP the way a customer and their
 //! backend would: sign up, confirm the address, sign in with a password and then a TOTP
 //! code, make an API key and a project, verify a token, revoke outstanding tokens with the
-//! CLI, and shut down on SIGTERM. Nothing here goes through an in-process router.
+//! CLI, pay for a plan through Stripe's stand-in and its webhook, check a VAT id against
+//! VIES's stand-in, and shut down on SIGTERM. Nothing here goes through an in-process router.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::OnceLock;
 
+use humanproof_control_plane::clock::Clock;
+use humanproof_control_plane::local::{StripeStandIn, ViesStandIn};
+use humanproof_control_plane::plans::Catalogue;
+use humanproof_control_plane::stripe::signature_header;
 use humanproof_control_plane::{secrets, totp};
 use humanproof_protocol::{MasterSecret, VerificationClaims};
 use humanproof_tests::*;
@@ -16,6 +21,7 @@ use tokio::io::{AsyncBufReadExt as _, BufReader};
 use tokio::process::{Child, Command};
 
 const PASSWORD: &str = "correct horse battery";
+const WEBHOOK_SECRET: &str = "whsec_production";
 
 /// `target/debug/humanproof`, built once per test run by the same cargo that runs the tests.
 fn humanproof_binary() -> &'static Path {
@@ -51,7 +57,9 @@ struct Server {
 }
 
 impl Server {
-    async fn start(database_url: String) -> Self {
+    /// Starts `serve` on the database, with Stripe's API and VIES at `stripe_api` and
+    /// `vies_api` (their local stand-ins: neither can be reached from here).
+    async fn start(database_url: String, stripe_api: &str, vies_api: &str) -> Self {
         let outbox = std::env::temp_dir()
             .join("humanproof-tests")
             .join(format!("serve-outbox-{}", secrets::new_id()));
@@ -61,6 +69,10 @@ impl Server {
             .env("HUMANPROOF_MASTER_SECRET", MASTER_SECRET)
             .env("HUMANPROOF_OUTBOX_DIR", &outbox)
             .env("HUMANPROOF_PUBLIC_URL", "http://localhost:8080")
+            .env("HUMANPROOF_STRIPE_SECRET_KEY", "sk_test_production")
+            .env("HUMANPROOF_STRIPE_WEBHOOK_SECRET", WEBHOOK_SECRET)
+            .env("HUMANPROOF_STRIPE_API_BASE", format!("{stripe_api}/"))
+            .env("HUMANPROOF_VIES_API_BASE", vies_api)
             // Request spans and responses, to check what a trace would reveal.
             .env("RUST_LOG", "info,tower_http=debug,sqlx=warn")
             .env_remove("HUMANPROOF_TRUSTED_PROXIES")
@@ -171,7 +183,16 @@ async fn the_production_binary_serves_customers_and_backends(backend: Backend) {
     let Some(database_url) = fresh_database_url(backend).await else {
         return;
     };
-    let server = Server::start(database_url).await;
+    let stripe = StripeStandIn::new(Clock::system(), &Catalogue::builtin());
+    let stripe_api = serve_app(stripe.router()).await;
+    let vies = ViesStandIn::new();
+    vies.register("DE123456789", "Kunde GmbH", "Musterstraße 1, 10115 Berlin");
+    let vies_api = serve_app(vies.router()).await;
+    let server = Server::start(database_url, &stripe_api, &vies_api).await;
+    stripe.deliver_webhooks_to(
+        &format!("{}/billing/stripe/webhook", server.base),
+        WEBHOOK_SECRET,
+    );
     let browser = Browser::new(&server.base);
 
     // Sign up; the emailed link confirms the address and signs in.
@@ -205,6 +226,79 @@ async fn the_production_binary_serves_customers_and_backends(backend: Backend) {
             billing["used_attempts"].as_u64()
         ),
         (Some("free"), Some("active"), Some(0))
+    );
+
+    // Billing through Stripe: checkout on the stand-in's page, its signed webhook back to
+    // `serve`, and the plan in `billing show`; a forged delivery changes nothing; a downgrade
+    // waits for the end of the period; a VAT id is checked against VIES.
+    let billing_page = format!("/orgs/{org}/billing");
+    let checkout = browser
+        .post(
+            &format!("{billing_page}/checkout"),
+            &[("plan", "pro"), ("interval", "month")],
+        )
+        .await
+        .expect(303)
+        .location
+        .unwrap();
+    let stand_in = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let paid = stand_in.post(&checkout).send().await.unwrap();
+    assert_eq!(paid.status().as_u16(), 303);
+    let billing = server
+        .cli(&["billing", "show", "--organisation-id", &org])
+        .await;
+    assert_eq!(
+        (billing["plan"]["id"].as_str(), billing["interval"].as_str()),
+        (Some("pro"), Some("month")),
+        "{billing}"
+    );
+    let forged = json!({ "id": "evt_forged", "type": "customer.subscription.deleted", "created": now_ms() / 1000,
+        "data": { "object": { "id": "sub_x", "object": "subscription" } } })
+    .to_string();
+    let refused = stand_in
+        .post(format!("{}/billing/stripe/webhook", server.base))
+        .header(
+            "stripe-signature",
+            signature_header("whsec_attacker", now_ms() / 1000, forged.as_bytes()),
+        )
+        .body(forged)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status().as_u16(), 400);
+    browser
+        .post(
+            &format!("{billing_page}/change"),
+            &[("plan", "starter"), ("interval", "month")],
+        )
+        .await
+        .expect(303);
+    let billing = server
+        .cli(&["billing", "show", "--organisation-id", &org])
+        .await;
+    assert_eq!(
+        (
+            billing["plan"]["id"].as_str(),
+            billing["pending_change"]["plan"].as_str()
+        ),
+        (Some("pro"), Some("starter")),
+        "{billing}"
+    );
+    browser
+        .post(
+            &format!("{billing_page}/vat"),
+            &[("vat_id", "de 123.456.789")],
+        )
+        .await
+        .expect(303);
+    let page = browser.get(&billing_page).await.expect(200);
+    assert!(
+        page.body.contains("DE123456789") && page.body.contains("Kunde GmbH"),
+        "{}",
+        page.body
     );
 
     // Two-factor on, with the key the page shows.
