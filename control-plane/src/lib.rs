@@ -39,7 +39,8 @@
 //! - [`totp`]: one-time codes and how their secrets are sealed at rest.
 //! - [`secrets`]: site keys, backend secrets, tokens, and how secrets are stored (hashed).
 //! - [`http`]: outbound HTTP clients and the TLS provider.
-//! - [`stripe`]: Stripe's webhook signatures, the subscriptions billing reads back, tax ids.
+//! - [`stripe`]: Stripe's webhook signatures, the subscriptions billing reads back and changes,
+//!   schedules, meter events, tax ids.
 //! - [`vies`]: EU VAT ids, and the EU's VIES service that checks them.
 //! - [`clock`]: the time source, swappable in tests.
 
