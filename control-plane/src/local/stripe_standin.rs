@@ -275,12 +275,9 @@ impl StripeStandIn {
                 .insert(id.to_owned(), subscription.clone());
             subscription
         };
-        let event = json!({
-            "id": self.next_id("evt"), "object": "event", "type": "customer.subscription.updated",
-            "created": now_s, "livemode": false, "pending_webhooks": 1,
-            "data": { "object": { "id": id, "object": "subscription", "customer": renewed.customer } },
-        });
-        self.send_webhook(&event).await;
+        let object = json!({ "id": id, "object": "subscription", "customer": renewed.customer });
+        self.send_event("customer.subscription.updated", object)
+            .await;
     }
 
     /// A phase's prices split into the plan's price and the metered one.
@@ -320,14 +317,18 @@ impl StripeStandIn {
             .with_state(self.clone())
     }
 
-    /// Sends `event` to the control plane, signed as Stripe signs it; once, as a stand-in
-    /// need not retry.
-    async fn send_webhook(&self, event: &Value) {
+    /// Sends an event of `kind` about `object` to the control plane, signed as Stripe signs
+    /// it; once, as a stand-in need not retry.
+    async fn send_event(&self, kind: &str, object: Value) {
         let Some(target) = self.accounts().webhook.clone() else {
             return;
         };
-        let body = event.to_string();
         let now_s = self.clock.now_ms() / 1000;
+        let event = json!({
+            "id": self.next_id("evt"), "object": "event", "type": kind, "created": now_s,
+            "livemode": false, "pending_webhooks": 1, "data": { "object": object },
+        });
+        let body = event.to_string();
         let delivered = crate::http::client()
             .post(&target.url)
             .header(
@@ -567,16 +568,14 @@ async fn pay(State(standin): State<StripeStandIn>, Path(id): Path<String>) -> Re
             schedule: None,
         },
     );
-    let event = json!({
-        "id": standin.next_id("evt"), "object": "event", "type": "checkout.session.completed",
-        "created": now_s, "livemode": false, "pending_webhooks": 1,
-        "data": { "object": {
-            "id": id, "object": "checkout.session", "client_reference_id": session.organisation_id,
-            "customer": customer, "subscription": subscription_id, "mode": "subscription",
-            "payment_status": "paid", "status": "complete",
-        }},
+    let object = json!({
+        "id": id, "object": "checkout.session", "client_reference_id": session.organisation_id,
+        "customer": customer, "subscription": subscription_id, "mode": "subscription",
+        "payment_status": "paid", "status": "complete",
     });
-    standin.send_webhook(&event).await;
+    standin
+        .send_event("checkout.session.completed", object)
+        .await;
     Redirect::to(&session.success_url).into_response()
 }
 
@@ -647,14 +646,14 @@ async fn cancel(State(standin): State<StripeStandIn>, Path(id): Path<String>) ->
             })
             .collect()
     };
-    let now_s = standin.clock.now_ms() / 1000;
     for subscription_id in cancelled {
-        let event = json!({
-            "id": standin.next_id("evt"), "object": "event", "type": "customer.subscription.deleted",
-            "created": now_s, "livemode": false, "pending_webhooks": 1,
-            "data": { "object": { "id": subscription_id, "object": "subscription", "customer": portal.customer, "status": "canceled" } },
+        let object = json!({
+            "id": subscription_id, "object": "subscription", "customer": portal.customer,
+            "status": "canceled",
         });
-        standin.send_webhook(&event).await;
+        standin
+            .send_event("customer.subscription.deleted", object)
+            .await;
     }
     Redirect::to(&portal.return_url).into_response()
 }
@@ -751,12 +750,10 @@ async fn update_subscription(
             .insert(id.clone(), subscription.clone());
         subscription
     };
-    let event = json!({
-        "id": standin.next_id("evt"), "object": "event", "type": "customer.subscription.updated",
-        "created": now_s, "livemode": false, "pending_webhooks": 1,
-        "data": { "object": { "id": id, "object": "subscription", "customer": updated.customer } },
-    });
-    standin.send_webhook(&event).await;
+    let object = json!({ "id": id, "object": "subscription", "customer": updated.customer });
+    standin
+        .send_event("customer.subscription.updated", object)
+        .await;
     Json(subscription_json(&id, &updated)).into_response()
 }
 
