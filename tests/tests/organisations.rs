@@ -873,7 +873,8 @@ on_both_databases! {
         assert_eq!(standin.prorations(), ["always_invoice"]);
         assert_eq!(overage_price().as_deref(), Some("price_pro_overage"));
         assert_eq!(world.start_challenge(&site_key, &unbranded).await.status, 200);
-        change("pro", "month").await.expect(409);
+        assert!(change("pro", "month").await.expect(409).body.contains("That is already your plan."));
+        assert!(owner.browser.get(&billing_page).await.expect(200).body.contains("The subscription is paid up. Billed monthly."));
         change("gold", "month").await.expect(400);
 
         // A downgrade waits for the end of the period paid for, shown and cancellable; a

@@ -202,6 +202,17 @@ impl IntoResponse for PageError {
                         "Your organisation already has a subscription.",
                     )
                     .to_owned(),
+                    ApiError::Conflict("no_change") => {
+                        i18n::translate(lang, "That is already your plan.").to_owned()
+                    }
+                    ApiError::Conflict("no_pending_change") => {
+                        i18n::translate(lang, "There is no scheduled change to cancel.").to_owned()
+                    }
+                    ApiError::Conflict("not_subscribed") => i18n::translate(
+                        lang,
+                        "Your organisation has no subscription to change. Choose a plan to buy one.",
+                    )
+                    .to_owned(),
                     ApiError::Conflict("billing_not_configured") => i18n::translate(
                         lang,
                         "Paid plans are not sold here yet: ask the operator of this HumanProof service.",
