@@ -254,7 +254,7 @@ test("two-factor setup: the QR code on screen scans to the key, and a code from 
   await context.close();
 });
 
-test("billing: the owner upgrades through the checkout, and a viewer sees the plan but no way to buy", async () => {
+test("billing: the owner buys through the checkout and changes plan, and a viewer sees the plan but no way to buy", async () => {
   const context = await browser.newContext();
   const page = await context.newPage();
   await signUp(page, "payer@shop.example");
@@ -275,7 +275,20 @@ test("billing: the owner upgrades through the checkout, and a viewer sees the pl
   await page.getByRole("button", { name: "Pay" }).click();
   await page.getByText("Thank you. Your plan changes as soon as Stripe confirms the payment.").waitFor();
   await page.locator("#current-plan").filter({ hasText: "Plan: Pro." }).waitFor();
-  assert.equal(await page.getByRole("button", { name: /Monthly|Yearly/ }).count(), 0, "a subscription is not bought twice");
+  // A subscription is changed, not bought twice: the plan table's buttons now change it.
+  assert.equal(await page.locator('form[action$="/billing/checkout"]').count(), 0, "a subscription is not bought twice");
+  await page.getByText("Upgrades take effect at once").waitFor();
+  await page.getByRole("row", { name: /^Business\b/ }).getByRole("button", { name: "Monthly" }).click();
+  await page.getByText("Your plan has changed.").waitFor();
+  await page.locator("#current-plan").filter({ hasText: "Plan: Business." }).waitFor();
+  // A downgrade waits for the end of the period, and can be taken back.
+  await page.getByRole("row", { name: /^Starter\b/ }).getByRole("button", { name: "Yearly" }).click();
+  await page.getByText("The change is scheduled for the end of the current period.").waitFor();
+  await page.locator("#pending-change").filter({ hasText: "Scheduled change: Starter, billed yearly" }).waitFor();
+  await page.locator("#current-plan").filter({ hasText: "Plan: Business." }).waitFor();
+  await page.getByRole("button", { name: "Cancel the scheduled change" }).click();
+  await page.getByText("The scheduled change is cancelled.").waitFor();
+  assert.equal(await page.locator("#pending-change").count(), 0);
   await context.close();
 
   // The viewer accepts the invitation and sees the plan, with nothing to buy.
@@ -286,7 +299,7 @@ test("billing: the owner upgrades through the checkout, and a viewer sees the pl
   await viewer.locator("article").filter({ hasText: "To: auditor@shop.example" }).locator('a[href*="/invitations/accept"]').first().click();
   await viewer.getByRole("button", { name: "Accept and join" }).click();
   await viewer.goto(`${dashboard}/orgs/${org}/billing`);
-  await viewer.locator("#current-plan").filter({ hasText: "Plan: Pro." }).waitFor();
+  await viewer.locator("#current-plan").filter({ hasText: "Plan: Business." }).waitFor();
   assert.equal(await viewer.getByRole("button", { name: /Monthly|Yearly/ }).count(), 0);
   await viewerContext.close();
 });
