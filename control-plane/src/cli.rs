@@ -121,6 +121,8 @@ enum Command {
     Retention {
         #[command(flatten)]
         database: DatabaseArgs,
+        #[command(flatten)]
+        plans: PlansArgs,
     },
 }
 
@@ -529,10 +531,16 @@ impl Cli {
                 );
                 Ok(())
             }
-            Command::Retention { database } => {
+            Command::Retention { database, plans } => {
                 let db = Db::connect(&database.database_url).await?;
-                let report = retention::apply(&db, Clock::system().now_ms()).await?;
-                println!("{}", serde_json::to_string(&report)?);
+                let now_ms = Clock::system().now_ms();
+                let rules = retention::apply(&db, now_ms).await?;
+                let windows =
+                    retention::apply_plan_windows(&db, &plans.catalogue()?, now_ms).await?;
+                println!(
+                    "{}",
+                    serde_json::json!({ "rules": rules, "plan_windows": windows })
+                );
                 Ok(())
             }
         }

@@ -50,6 +50,7 @@ pub fn app(state: AppState) -> Router {
             post(api::revoke_tokens),
         )
         .route("/api/v1/projects/{id}/usage", get(api::project_usage))
+        .route("/api/v1/projects/{id}/stats", get(api::project_stats))
         .route("/api/v1/billing", get(api::billing))
         // Customers, in a browser.
         .merge(dashboard(&state))

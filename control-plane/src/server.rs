@@ -18,7 +18,7 @@ use tower_http::request_id::{
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
-use crate::db::retention;
+use crate::db::{retention, stats};
 use crate::router::app;
 use crate::state::AppState;
 
@@ -38,6 +38,12 @@ pub async fn serve(
     let jobs = [
         tokio::spawn(retention::apply_hourly(
             state.db.clone(),
+            state.plans.clone(),
+            state.clock.clone(),
+        )),
+        tokio::spawn(stats::roll_up_hourly(
+            state.db.clone(),
+            state.plans.clone(),
             state.clock.clone(),
         )),
         tokio::spawn(crate::service::vat::run_retries(state.clone())),

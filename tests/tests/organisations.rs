@@ -3,7 +3,7 @@
 //! another organisation's ids.
 
 use humanproof_control_plane::db::projects::BillingStatus;
-use humanproof_control_plane::db::{accounts, billing, orgs, projects};
+use humanproof_control_plane::db::{accounts, billing, orgs, projects, stats};
 use humanproof_control_plane::local::{StandInSubscription, StripeStandIn};
 use humanproof_control_plane::plans::Catalogue;
 use humanproof_control_plane::roles::{Role, Scope};
@@ -1040,6 +1040,40 @@ on_both_databases! {
         let anonymous = ApiClient { base: base.clone(), key: String::new() };
         let (status, body) = anonymous.call("GET", "/api/v1/projects", None).await;
         assert_eq!((status, body["error"]["code"].as_str()), (401, Some("missing_api_key")));
+    }
+
+    async fn the_api_reports_daily_statistics_for_the_plans_window(world: World) {
+        let base = world.serve().await;
+        let owner = tenant(&world, &base, "stats@example.com").await;
+        let stranger = tenant(&world, &base, "stranger@example.com").await;
+        let (api, _) = api_key(&world, &base, &owner, &["usage:read"]).await;
+        let (no_usage, _) = api_key(&world, &base, &owner, &["projects:read"]).await;
+        let site_key = projects::find(&world.db, &owner.project).await.unwrap().unwrap().site_key;
+        world.publish().await;
+        world.verification_token(&site_key).await;
+        world.deliver_telemetry().await;
+        let now = world.clock.now_ms();
+        stats::roll_up_since(&world.db, &world.state().plans, now - stats::DAY_MS, now).await.unwrap();
+
+        // By default the plan's window (Business: 14 days) up to today.
+        let path = format!("/api/v1/projects/{}/stats", owner.project);
+        let (status, answer) = api.call("GET", &path, None).await;
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!((answer["from"].as_str(), answer["to"].as_str()), (Some(stats::day_of(now - 13 * stats::DAY_MS).as_str()), Some(stats::day_of(now).as_str())));
+        let days = answer["days"].as_array().unwrap();
+        assert_eq!((days.len(), days[0]["starts"].as_i64(), days[0]["solved"].as_i64()), (1, Some(1), Some(1)), "{answer}");
+        let today = stats::day_of(now);
+        let (status, answer) = api.call("GET", &format!("{path}?from={today}&to={today}"), None).await;
+        assert_eq!((status, answer["days"].as_array().map(Vec::len)), (200, Some(1)));
+
+        for (query, field) in [("from=2026-13-01", "from"), ("to=yesterday", "to"), ("from=2026-11-30&to=2026-11-01", "from"), ("from=2026-01-01&to=2026-03-01", "from")] {
+            let (status, answer) = api.call("GET", &format!("{path}?{query}"), None).await;
+            assert_eq!((status, answer["error"]["field"].as_str()), (400, Some(field)), "{query}: {answer}");
+        }
+        let (status, _) = api.call("GET", &format!("/api/v1/projects/{}/stats", stranger.project), None).await;
+        assert_eq!(status, 404, "another organisation's project");
+        let (status, _) = no_usage.call("GET", &path, None).await;
+        assert_eq!(status, 403);
     }
 
     async fn the_api_manages_projects_and_refuses_bad_input(world: World) {

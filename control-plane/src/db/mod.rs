@@ -12,6 +12,7 @@ pub mod passkeys;
 pub mod projects;
 pub mod retention;
 pub mod siteverify;
+pub mod stats;
 pub mod telemetry;
 pub mod vat;
 

@@ -2,8 +2,10 @@
 //!
 //! - Hashed IPs and user agents on telemetry events are erased after 24 hours: they only
 //!   serve short-term abuse analysis.
-//! - Telemetry and verification events are deleted after 90 days; monthly usage counters,
-//!   which hold no per-visitor data, are kept for billing.
+//! - Telemetry and verification events are deleted after the project's plan's log window
+//!   (Free 3 days, Starter 7, Pro and Business 14) and never kept over 14 days, whatever a
+//!   plan says; daily statistics after the plan's statistics window (Free 7 days, others 14).
+//!   Monthly usage counters, which hold no per-visitor data, are kept for billing.
 //! - Siteverify claims are deleted once their token has expired: an expired token is refused
 //!   on its signature's expiry alone, so the claim has nothing left to guard.
 //! - Expired sessions, email links and unfinished passkey ceremonies are deleted; attempt counters (keyed
@@ -18,12 +20,15 @@
 use serde::Serialize;
 
 use super::Db;
+use super::stats::{DAY_MS, day_of};
 use crate::clock::Clock;
+use crate::plans::{Catalogue, MAX_LOG_DAYS};
 
 /// How long hashed IPs and user agents stay on telemetry events.
 pub const HASH_TTL_MS: i64 = 24 * 60 * 60 * 1000;
-/// How long per-event records are kept.
-pub const EVENT_TTL_MS: i64 = 90 * 24 * 60 * 60 * 1000;
+/// How long per-event records are kept at the most, whatever the plan: the privacy policy's
+/// 14 days. Each plan's own, shorter or equal window is applied by [`apply_plan_windows`].
+pub const EVENT_TTL_MS: i64 = MAX_LOG_DAYS as i64 * DAY_MS;
 /// How long the record of a sent usage notice is kept: only the current month's stop a
 /// notice going out twice.
 pub const USAGE_NOTICE_TTL_MS: i64 = 62 * 24 * 60 * 60 * 1000;
@@ -146,14 +151,77 @@ pub async fn apply(db: &Db, now_ms: i64) -> Result<RetentionReport, sqlx::Error>
     })
 }
 
-/// Applies the rules now and every hour after; a failed run is logged and retried next hour.
-pub async fn apply_hourly(db: Db, clock: Clock) {
+/// What the plans' windows deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct PlanWindowsReport {
+    /// Telemetry events past their plan's log window.
+    pub telemetry_deleted: u64,
+    /// Verification events past their plan's log window.
+    pub verifications_deleted: u64,
+    /// Days of statistics past their plan's statistics window.
+    pub daily_stats_deleted: u64,
+}
+
+/// Applies each project's plan's windows as of `now_ms`: its events go after the plan's
+/// `log_days`, its daily statistics after its `stats_days` (today and the days before it).
+/// A project's plan is its organisation's (Free without a billing row), or its own for a
+/// project an operator created without an organisation; a plan the catalogue no longer has
+/// is Free's.
+pub async fn apply_plan_windows(
+    db: &Db,
+    plans: &Catalogue,
+    now_ms: i64,
+) -> Result<PlanWindowsReport, sqlx::Error> {
+    let projects: Vec<(String, String)> = sqlx::query_as(
+        "SELECT p.id, CASE WHEN p.organisation_id IS NULL THEN p.plan ELSE COALESCE(b.plan, 'free') END \
+         FROM projects p LEFT JOIN organisation_billing b ON b.organisation_id = p.organisation_id",
+    )
+    .fetch_all(db.pool())
+    .await?;
+    let mut report = PlanWindowsReport::default();
+    for (project_id, plan) in projects {
+        let plan = plans.get_or_free(&plan);
+        let events_before = now_ms - i64::from(plan.log_days.min(MAX_LOG_DAYS)) * DAY_MS;
+        let first_day_kept = day_of(now_ms - (i64::from(plan.stats_days.max(1)) - 1) * DAY_MS);
+        report.telemetry_deleted +=
+            sqlx::query("DELETE FROM telemetry_events WHERE project_id = $1 AND at < $2")
+                .bind(&project_id)
+                .bind(events_before)
+                .execute(db.pool())
+                .await?
+                .rows_affected();
+        report.verifications_deleted +=
+            sqlx::query("DELETE FROM verification_events WHERE project_id = $1 AND at < $2")
+                .bind(&project_id)
+                .bind(events_before)
+                .execute(db.pool())
+                .await?
+                .rows_affected();
+        report.daily_stats_deleted +=
+            sqlx::query("DELETE FROM daily_stats WHERE project_id = $1 AND day < $2")
+                .bind(&project_id)
+                .bind(first_day_kept)
+                .execute(db.pool())
+                .await?
+                .rows_affected();
+    }
+    Ok(report)
+}
+
+/// Applies the rules and the plans' windows now and every hour after; a failed run is
+/// logged and retried next hour.
+pub async fn apply_hourly(db: Db, plans: Catalogue, clock: Clock) {
     let mut every_hour = tokio::time::interval(std::time::Duration::from_secs(3600));
     loop {
         every_hour.tick().await;
-        match apply(&db, clock.now_ms()).await {
+        let now_ms = clock.now_ms();
+        match apply(&db, now_ms).await {
             Ok(report) => tracing::info!(?report, "retention applied"),
             Err(err) => tracing::warn!(error = %err, "retention failed; will retry next hour"),
+        }
+        match apply_plan_windows(&db, &plans, now_ms).await {
+            Ok(report) => tracing::info!(?report, "plan windows applied"),
+            Err(err) => tracing::warn!(error = %err, "plan windows failed; will retry next hour"),
         }
     }
 }

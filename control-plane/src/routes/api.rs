@@ -140,6 +140,33 @@ pub struct UsageQuery {
     month: Option<String>,
 }
 
+/// The days a statistics request asks for.
+#[derive(Debug, Deserialize)]
+pub struct StatsQuery {
+    from: Option<String>,
+    to: Option<String>,
+}
+
+/// `GET /api/v1/projects/{id}/stats?from=YYYY-MM-DD&to=YYYY-MM-DD`.
+pub async fn project_stats(
+    State(state): State<AppState>,
+    ApiActor(actor): ApiActor,
+    Path(id): Path<String>,
+    Query(query): Query<StatsQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let (from, to, days) = usage::project_stats(
+        &state,
+        &actor,
+        &id,
+        query.from.as_deref(),
+        query.to.as_deref(),
+    )
+    .await?;
+    Ok(Json(
+        json!({ "project_id": id, "from": from, "to": to, "days": days }),
+    ))
+}
+
 /// `GET /api/v1/billing`: the organisation's plan, billing status and this month's usage.
 pub async fn billing(
     State(state): State<AppState>,

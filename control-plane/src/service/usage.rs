@@ -6,6 +6,7 @@ use humanproof_protocol::TelemetryEvent;
 use super::projects::{ProjectView, find_project};
 use super::{Actor, billing};
 use crate::db::month_of;
+use crate::db::stats::{self, DailyStats};
 use crate::db::telemetry::{self, Dimension, IngestOutcome, NetworkStarts, RiskOverview, Usage};
 use crate::error::ApiError;
 use crate::roles::Permission;
@@ -27,6 +28,41 @@ pub async fn project_usage(
     };
     let usage = telemetry::usage(&state.db, &project.id, &month).await?;
     Ok((month, usage))
+}
+
+/// The longest range of days one statistics request may ask for (the rows are kept 14 days
+/// at the most; a longer range only costs a scan).
+pub const MAX_STATS_DAYS: i64 = 31;
+
+/// A project's daily statistics from `from` to `to` (`YYYY-MM-DD`, UTC, both included); by
+/// default the plan's statistics window up to today.
+pub async fn project_stats(
+    state: &AppState,
+    actor: &Actor,
+    project_id: &str,
+    from: Option<&str>,
+    to: Option<&str>,
+) -> Result<(String, String, Vec<DailyStats>), ApiError> {
+    actor.require(Permission::UsageRead)?;
+    let project = find_project(state, actor, project_id).await?;
+    let now = state.clock.now_ms();
+    let day = |name: &'static str, value: Option<&str>, default: i64| match value {
+        Some(value) => stats::day_start_ms(value)
+            .ok_or_else(|| ApiError::invalid(name, "Give the day as YYYY-MM-DD.")),
+        None => Ok(default),
+    };
+    let window = i64::from(billing::current_plan(state, actor).await?.stats_days.max(1));
+    let to_ms = day("to", to, now.div_euclid(stats::DAY_MS) * stats::DAY_MS)?;
+    let from_ms = day("from", from, to_ms - (window - 1) * stats::DAY_MS)?;
+    if from_ms > to_ms {
+        return Err(ApiError::invalid("from", "from is after to."));
+    }
+    if to_ms - from_ms >= MAX_STATS_DAYS * stats::DAY_MS {
+        return Err(ApiError::invalid("from", "Ask for 31 days at the most."));
+    }
+    let (from, to) = (stats::day_of(from_ms), stats::day_of(to_ms));
+    let days = stats::project_days(&state.db, &project.id, &from, &to).await?;
+    Ok((from, to, days))
 }
 
 /// How far back the risk view looks.

@@ -1,0 +1,112 @@
+//! Daily statistics and the plans' retention windows, on SQLite and PostgreSQL with a
+//! controlled clock: the roll-up counts what the edge and siteverify recorded, rolling a day up
+//! again gives the same row, a late delivery is counted, and each plan's events and statistics
+//! go when its windows end.
+
+use humanproof_control_plane::db::projects::{self, BillingStatus};
+use humanproof_control_plane::db::retention;
+use humanproof_control_plane::db::stats::{self, DAY_MS, DailyStats, day_of};
+use humanproof_tests::*;
+use serde_json::json;
+
+async fn day_row(world: &World, project_id: &str, at_ms: i64) -> Option<DailyStats> {
+    let day = day_of(at_ms);
+    stats::project_days(&world.db, project_id, &day, &day)
+        .await
+        .unwrap()
+        .pop()
+}
+
+async fn stored_events(world: &World, project_id: &str) -> i64 {
+    sqlx::query_scalar("SELECT COUNT(*) FROM telemetry_events WHERE project_id = $1")
+        .bind(project_id)
+        .fetch_one(world.db.pool())
+        .await
+        .unwrap()
+}
+
+on_both_databases! {
+    async fn a_day_is_rolled_up_from_its_events_and_again_to_the_same_row(world: World) {
+        let site = world.create_project(quick_project("stats")).await;
+        let other = world.create_project(quick_project("elsewhere")).await;
+        // Two visitors earn tokens; the backend verifies one twice and a forged one once.
+        let token = world.verification_token(site.site_key()).await;
+        world.verification_token(site.site_key()).await;
+        for response in [token.as_str(), token.as_str(), "forged"] {
+            world.siteverify(&[("secret", &site.secret), ("response", response)]).await;
+        }
+        // The project is paused: a start is refused with its reason.
+        projects::set_gates(&world.db, &site.project.id, false, BillingStatus::Active, None, world.clock.now_ms()).await.unwrap();
+        world.publish().await;
+        assert_eq!(world.start_challenge(site.site_key(), &json!({})).await.reason(), "project_paused");
+        world.verification_token(other.site_key()).await;
+        world.deliver_telemetry().await;
+
+        let now = world.clock.now_ms();
+        let since = now - DAY_MS;
+        let plans = world.state().plans.clone();
+        assert_eq!(stats::roll_up_since(&world.db, &plans, since, now).await.unwrap(), 2, "one row per project with events");
+        let row = day_row(&world, &site.project.id, now).await.unwrap();
+        assert_eq!(
+            (row.starts, row.solved, row.failed, row.refused, row.blocked),
+            (3, 2, 0, 1, 0),
+            "{row:?}"
+        );
+        assert_eq!(row.refusal_reasons.get("project_paused"), Some(&1));
+        assert_eq!((row.siteverify_calls, row.siteverify_success), (3, 1), "{row:?}");
+        assert_eq!(row.siteverify_errors.values().sum::<i64>(), 2, "{row:?}");
+        assert_eq!(day_row(&world, &other.project.id, now).await.unwrap().solved, 1, "projects are apart");
+
+        // Again: the same row.
+        stats::roll_up_since(&world.db, &plans, since, now).await.unwrap();
+        assert_eq!(day_row(&world, &site.project.id, now).await.unwrap(), row);
+
+        // A delivery that arrives late is counted when its day is rolled up again.
+        projects::set_gates(&world.db, &site.project.id, true, BillingStatus::Active, None, now).await.unwrap();
+        world.publish().await;
+        world.verification_token(site.site_key()).await;
+        world.clock.advance(60 * 60 * 1000);
+        world.deliver_telemetry().await;
+        let later = world.clock.now_ms();
+        stats::roll_up_since(&world.db, &plans, now, later).await.unwrap();
+        let row = day_row(&world, &site.project.id, now).await.unwrap();
+        assert_eq!((row.starts, row.solved), (4, 3), "{row:?}");
+    }
+
+    async fn each_plan_keeps_its_events_and_statistics_for_its_own_windows(world: World) {
+        let mut pro = quick_project("pro");
+        pro.plan = "pro".into();
+        let free = world.create_project(quick_project("free")).await;
+        let pro = world.create_project(pro).await;
+        let start = world.clock.now_ms();
+        for site in [&free, &pro] {
+            let token = world.verification_token(site.site_key()).await;
+            world.siteverify(&[("secret", &site.secret), ("response", &token)]).await;
+        }
+        world.deliver_telemetry().await;
+        let plans = world.state().plans.clone();
+        stats::roll_up_since(&world.db, &plans, start - DAY_MS, start).await.unwrap();
+        let at_day = |days: i64| start.div_euclid(DAY_MS) * DAY_MS + days * DAY_MS + 1;
+        let windows = async |at: i64| retention::apply_plan_windows(&world.db, &plans, at).await.unwrap();
+
+        // Free keeps events 3 days, Pro 14.
+        assert_eq!(windows(start + 3 * DAY_MS).await.telemetry_deleted, 0);
+        let report = windows(start + 3 * DAY_MS + 1).await;
+        assert_eq!((report.telemetry_deleted, report.verifications_deleted), (2, 1));
+        assert_eq!(stored_events(&world, &free.project.id).await, 0);
+        assert_eq!(stored_events(&world, &pro.project.id).await, 2);
+        // Free's statistics stay 7 days (today and the six before), longer than its events.
+        assert_eq!(windows(at_day(6)).await.daily_stats_deleted, 0);
+        assert!(day_row(&world, &free.project.id, start).await.is_some());
+        assert_eq!(windows(at_day(7)).await.daily_stats_deleted, 1);
+        assert!(day_row(&world, &free.project.id, start).await.is_none());
+        // Pro keeps its statistics 14 days and its events 14 days to the millisecond.
+        assert_eq!(windows(at_day(13)).await.daily_stats_deleted, 0);
+        assert_eq!(windows(at_day(14)).await.daily_stats_deleted, 1);
+        assert_eq!(windows(start + 14 * DAY_MS).await.telemetry_deleted, 0);
+        let report = windows(start + 14 * DAY_MS + 1).await;
+        assert_eq!((report.telemetry_deleted, report.verifications_deleted), (2, 1));
+        // And whatever a plan says, the general rule keeps no event over 14 days.
+        assert_eq!(retention::EVENT_TTL_MS, 14 * DAY_MS);
+    }
+}
