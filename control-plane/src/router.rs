@@ -140,6 +140,10 @@ fn dashboard(state: &AppState) -> Router<AppState> {
             get(projects::integration),
         )
         .route("/orgs/{org}/projects/{project}/usage", get(usage::usage))
+        .route(
+            "/orgs/{org}/projects/{project}/stats.csv",
+            get(usage::stats_csv),
+        )
         .route("/orgs/{org}/projects/{project}/risk", get(usage::risk))
         .route(
             "/orgs/{org}/projects/{project}/risk-mode",
@@ -190,6 +194,10 @@ fn dashboard(state: &AppState) -> Router<AppState> {
         .route("/orgs/{org}/billing/vat", post(billing::set_vat_id))
         // Local mode only.
         .route("/dev/outbox", get(dev::outbox))
+        .route(
+            "/orgs/{org}/projects/{project}/sample-traffic",
+            post(dev::sample_traffic),
+        )
         // Static files.
         .route("/static/favicon.svg", get(assets::favicon))
         .route("/static/dashboard.css", get(assets::stylesheet))

@@ -73,9 +73,6 @@ async fn insert_project(world: &World, org: &str) -> String {
     .id
 }
 
-/// Adds a new, verified user to `org` with `role`; returns a browser signed in as them.
-/// (Created in the database: sign-ups from one address are throttled, and these tests make
-/// many members.)
 /// The control plane served with Stripe pointed at a fresh stand-in, which sends its
 /// webhooks back signed with `whsec_test`.
 struct Billed {
@@ -126,6 +123,9 @@ async fn set_usage(world: &World, project: &str, attempts: i64) {
     .unwrap();
 }
 
+/// Adds a new, verified user to `org` with `role`; returns a browser signed in as them.
+/// (Created in the database: sign-ups from one address are throttled, and these tests make
+/// many members.)
 async fn member(
     world: &World,
     base: &str,
@@ -1074,6 +1074,43 @@ on_both_databases! {
         assert_eq!(status, 404, "another organisation's project");
         let (status, _) = no_usage.call("GET", &path, None).await;
         assert_eq!(status, 403);
+    }
+
+    async fn the_analytics_page_draws_the_plans_window_and_the_csv_has_its_days(world: World) {
+        let base = world.serve().await;
+        let owner = tenant(&world, &base, "charts@example.com").await;
+        world.on_plan(&owner.org, "free").await;
+        let site_key = projects::find(&world.db, &owner.project).await.unwrap().unwrap().site_key;
+        world.publish().await;
+        world.verification_token(&site_key).await;
+        world.deliver_telemetry().await;
+        let now = world.clock.now_ms();
+        humanproof_control_plane::db::siteverify::record_verification(&world.db, &owner.project, now, None).await.unwrap();
+        stats::roll_up_since(&world.db, &world.state().plans, now - stats::DAY_MS, now).await.unwrap();
+
+        let page_path = format!("/orgs/{}/projects/{}/usage", owner.org, owner.project);
+        let (viewer, _) = member(&world, &base, &owner.org, "glance@example.com", Role::Viewer).await;
+        let page = viewer.get(&page_path).await.expect(200);
+        let today = stats::day_of(now);
+        // Free's window is 7 days: seven bars a day, and 24 an hour, each with its numbers.
+        assert_eq!(page.body.matches("<svg class=\"chart\"").count(), 2, "{}", page.body);
+        assert_eq!(page.body.matches("class=\"chart-hit\"").count(), 7 + 24);
+        assert!(page.body.contains(&format!("<title>{today}: 1 starts, 1 solved, 0 failed, 0 blocked, 0 refused</title>")), "{}", page.body);
+        assert!(page.body.contains(&format!("<th scope=\"row\">{today}</th><td>1</td><td>1</td>")), "the numbers as a table");
+        assert!(page.body.contains("<td>Verified</td>"), "the latest verifications");
+        assert!(!page.body.contains("/sample-traffic"), "made-up traffic is for the local server only");
+        viewer.get(&format!("{page_path}?month=2026-13")).await.expect(400);
+        let month = humanproof_control_plane::db::month_of(now);
+        assert!(viewer.get(&format!("{page_path}?month={month}")).await.expect(200).body.contains(&format!("<option value=\"{month}\" selected>")));
+
+        let csv = viewer.get(&format!("/orgs/{}/projects/{}/stats.csv", owner.org, owner.project)).await.expect(200);
+        let lines: Vec<&str> = csv.body.lines().collect();
+        assert_eq!(lines.len(), 1 + 7, "{}", csv.body);
+        assert!(lines[0].starts_with("day,starts,solved,failed"));
+        let fields: Vec<&str> = lines.last().unwrap().split(',').collect();
+        assert_eq!((fields[0], fields[1], fields[2], fields[3], fields[8], fields[9]), (today.as_str(), "1", "1", "0", "1", "1"), "{}", csv.body);
+        let stranger = tenant(&world, &base, "nosy@example.com").await;
+        stranger.browser.get(&format!("/orgs/{}/projects/{}/stats.csv", owner.org, owner.project)).await.expect(404);
     }
 
     async fn the_api_manages_projects_and_refuses_bad_input(world: World) {

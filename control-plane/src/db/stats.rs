@@ -30,7 +30,8 @@ pub struct DailyStats {
     pub solved: i64,
     /// Redeems that failed after claiming the challenge (wrong solutions or check answer).
     pub failed: i64,
-    /// Starts scored "challenge" or "block", in observe mode too.
+    /// Starts scored "challenge" or "block", in observe mode too (counted on the start: the
+    /// events of its redeem carry the same assessment).
     pub suspicious: i64,
     /// Starts refused for their risk score (enforce mode).
     pub blocked: i64,
@@ -154,7 +155,7 @@ pub async fn roll_up_day(db: &Db, day_start: i64, now_ms: i64) -> Result<usize, 
          CAST(SUM(CASE WHEN kind IN ('challenge_issued', 'challenge_refused', 'challenge_blocked') THEN 1 ELSE 0 END) AS BIGINT) AS starts, \
          CAST(SUM(CASE WHEN kind = 'redeem_succeeded' THEN 1 ELSE 0 END) AS BIGINT) AS solved, \
          CAST(SUM(CASE WHEN kind = 'redeem_failed' THEN 1 ELSE 0 END) AS BIGINT) AS failed, \
-         CAST(SUM(CASE WHEN risk_decision IN ('challenge', 'block') THEN 1 ELSE 0 END) AS BIGINT) AS suspicious, \
+         CAST(SUM(CASE WHEN kind IN ('challenge_issued', 'challenge_blocked') AND risk_decision IN ('challenge', 'block') THEN 1 ELSE 0 END) AS BIGINT) AS suspicious, \
          CAST(SUM(CASE WHEN kind = 'challenge_blocked' THEN 1 ELSE 0 END) AS BIGINT) AS blocked, \
          CAST(SUM(CASE WHEN kind = 'challenge_refused' THEN 1 ELSE 0 END) AS BIGINT) AS refused \
          FROM telemetry_events WHERE at >= $1 AND at < $2 GROUP BY project_id",
@@ -332,4 +333,83 @@ pub async fn roll_up_hourly(db: Db, plans: Catalogue, clock: Clock) {
             Err(err) => tracing::warn!(error = %err, "roll-up failed; will retry next hour"),
         }
     }
+}
+
+/// An hour's starts and their outcomes, straight from the events (they are kept longer than
+/// the 24 hours the hourly view shows).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, FromRow)]
+pub struct HourStats {
+    /// The hour's first millisecond.
+    pub hour: i64,
+    /// Challenge starts: issued, refused or blocked.
+    pub starts: i64,
+    /// Redeems that earned a token.
+    pub solved: i64,
+    /// Redeems that failed.
+    pub failed: i64,
+    /// Starts blocked for their risk.
+    pub blocked: i64,
+    /// Starts refused by a gate.
+    pub refused: i64,
+}
+
+/// An hour in milliseconds.
+pub const HOUR_MS: i64 = 60 * 60 * 1000;
+
+/// A project's hours from `from_ms` on that had events, oldest first.
+pub async fn project_hours(
+    db: &Db,
+    project_id: &str,
+    from_ms: i64,
+) -> Result<Vec<HourStats>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT CAST(at / $3 AS BIGINT) * $3 AS hour, \
+         CAST(SUM(CASE WHEN kind IN ('challenge_issued', 'challenge_refused', 'challenge_blocked') THEN 1 ELSE 0 END) AS BIGINT) AS starts, \
+         CAST(SUM(CASE WHEN kind = 'redeem_succeeded' THEN 1 ELSE 0 END) AS BIGINT) AS solved, \
+         CAST(SUM(CASE WHEN kind = 'redeem_failed' THEN 1 ELSE 0 END) AS BIGINT) AS failed, \
+         CAST(SUM(CASE WHEN kind = 'challenge_blocked' THEN 1 ELSE 0 END) AS BIGINT) AS blocked, \
+         CAST(SUM(CASE WHEN kind = 'challenge_refused' THEN 1 ELSE 0 END) AS BIGINT) AS refused \
+         FROM telemetry_events WHERE project_id = $1 AND at >= $2 \
+         GROUP BY CAST(at / $3 AS BIGINT) ORDER BY hour",
+    )
+    .bind(project_id)
+    .bind(from_ms)
+    .bind(HOUR_MS)
+    .fetch_all(db.pool())
+    .await
+}
+
+/// One siteverify call, as the latest-verifications list shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, FromRow)]
+pub struct Verification {
+    /// When, Unix ms.
+    pub at: i64,
+    /// 1 if the token verified.
+    pub success: i64,
+    /// Why not, if it did not.
+    pub error_code: Option<String>,
+}
+
+/// A project's latest siteverify calls, newest first.
+pub async fn latest_verifications(
+    db: &Db,
+    project_id: &str,
+    limit: i64,
+) -> Result<Vec<Verification>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT at, success, error_code FROM verification_events WHERE project_id = $1 \
+         ORDER BY at DESC LIMIT $2",
+    )
+    .bind(project_id)
+    .bind(limit)
+    .fetch_all(db.pool())
+    .await
+}
+
+/// The months a project has usage counters for, newest first.
+pub async fn usage_months(db: &Db, project_id: &str) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar("SELECT month FROM usage_months WHERE project_id = $1 ORDER BY month DESC")
+        .bind(project_id)
+        .fetch_all(db.pool())
+        .await
 }

@@ -1,13 +1,14 @@
 //! What a project used and how risky its traffic looks: the monthly counters customers
 //! are billed by, and the recent risk decisions to review before turning on enforce mode.
 
-use humanproof_protocol::TelemetryEvent;
+use humanproof_protocol::wire::Reason;
+use humanproof_protocol::{TelemetryEvent, TelemetryKind};
 
 use super::projects::{ProjectView, find_project};
 use super::{Actor, billing};
-use crate::db::month_of;
-use crate::db::stats::{self, DailyStats};
+use crate::db::stats::{self, DailyStats, HourStats, Verification};
 use crate::db::telemetry::{self, Dimension, IngestOutcome, NetworkStarts, RiskOverview, Usage};
+use crate::db::{month_of, month_range_ms};
 use crate::error::ApiError;
 use crate::roles::Permission;
 use crate::state::AppState;
@@ -63,6 +64,189 @@ pub async fn project_stats(
     let (from, to) = (stats::day_of(from_ms), stats::day_of(to_ms));
     let days = stats::project_days(&state.db, &project.id, &from, &to).await?;
     Ok((from, to, days))
+}
+
+/// How many of the latest siteverify calls the analytics page lists.
+pub const LATEST_VERIFICATIONS: i64 = 10;
+
+/// Everything the analytics page shows about a project.
+#[derive(Debug, Clone)]
+pub struct ProjectAnalytics {
+    /// The month the counters are for, and the months there are counters for.
+    pub month: String,
+    /// Every month with counters, newest first, the current one included.
+    pub months: Vec<String>,
+    /// That month's counters.
+    pub usage: Usage,
+    /// The plan's statistics window: every day, a day without traffic as zeros.
+    pub days: Vec<DailyStats>,
+    /// The last 24 hours, oldest first, an hour without traffic as zeros.
+    pub hours: Vec<HourStats>,
+    /// The window's refusals by reason, most first.
+    pub refusal_reasons: Vec<(String, i64)>,
+    /// The window's failed siteverify calls by error code, most first.
+    pub siteverify_errors: Vec<(String, i64)>,
+    /// The latest siteverify calls, newest first.
+    pub latest_verifications: Vec<Verification>,
+}
+
+/// A project's analytics: the month's counters (`month`, default the current one), the
+/// plan's window of daily statistics, the last 24 hours, and the latest verifications.
+pub async fn project_analytics(
+    state: &AppState,
+    actor: &Actor,
+    project_id: &str,
+    month: Option<&str>,
+) -> Result<ProjectAnalytics, ApiError> {
+    let (month, usage) = project_usage(state, actor, project_id, month).await?;
+    let (from, _, stored) = project_stats(state, actor, project_id, None, None).await?;
+    let project = find_project(state, actor, project_id).await?;
+    let mut months = stats::usage_months(&state.db, &project.id).await?;
+    let current = month_of(state.clock.now_ms());
+    if !months.contains(&current) {
+        months.insert(0, current);
+    }
+    let first_day = stats::day_start_ms(&from).unwrap_or_default();
+    let now = state.clock.now_ms();
+    let day_count = (now.div_euclid(stats::DAY_MS) * stats::DAY_MS - first_day) / stats::DAY_MS + 1;
+    let days: Vec<DailyStats> = (0..day_count)
+        .map(|offset| {
+            let day = stats::day_of(first_day + offset * stats::DAY_MS);
+            stored
+                .iter()
+                .find(|row| row.day == day)
+                .cloned()
+                .unwrap_or(DailyStats {
+                    day,
+                    ..DailyStats::default()
+                })
+        })
+        .collect();
+    let first_hour = now.div_euclid(stats::HOUR_MS) * stats::HOUR_MS - 23 * stats::HOUR_MS;
+    let stored_hours = stats::project_hours(&state.db, &project.id, first_hour).await?;
+    let hours = (0..24)
+        .map(|offset| {
+            let hour = first_hour + offset * stats::HOUR_MS;
+            stored_hours
+                .iter()
+                .find(|row| row.hour == hour)
+                .cloned()
+                .unwrap_or(HourStats {
+                    hour,
+                    ..HourStats::default()
+                })
+        })
+        .collect();
+    let totals = |pick: fn(&DailyStats) -> &std::collections::BTreeMap<String, i64>| {
+        let mut totals = std::collections::BTreeMap::<String, i64>::new();
+        for day in &days {
+            for (code, count) in pick(day) {
+                *totals.entry(code.clone()).or_default() += count;
+            }
+        }
+        let mut totals: Vec<(String, i64)> = totals.into_iter().collect();
+        totals.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        totals
+    };
+    Ok(ProjectAnalytics {
+        refusal_reasons: totals(|day| &day.refusal_reasons),
+        siteverify_errors: totals(|day| &day.siteverify_errors),
+        latest_verifications: stats::latest_verifications(
+            &state.db,
+            &project.id,
+            LATEST_VERIFICATIONS,
+        )
+        .await?,
+        month,
+        months,
+        usage,
+        days,
+        hours,
+    })
+}
+
+/// Days of made-up traffic [`add_sample_traffic`] writes.
+pub const SAMPLE_DAYS: i64 = 7;
+
+/// Writes a week of made-up traffic for a project, hour by hour (starts, most of them
+/// solved, some failed, refused or blocked, and siteverify calls), then rolls those days up:
+/// so the analytics page of a project without visitors yet has something to draw. For the
+/// local all-in-one server only; the handler refuses it elsewhere. The numbers follow a
+/// fixed pattern, so two runs write the same shape.
+pub async fn add_sample_traffic(
+    state: &AppState,
+    actor: &Actor,
+    project_id: &str,
+) -> Result<(), ApiError> {
+    actor.require(Permission::ProjectsWrite)?;
+    let project = find_project(state, actor, project_id).await?;
+    let now = state.clock.now_ms();
+    let first_hour =
+        now.div_euclid(stats::HOUR_MS) * stats::HOUR_MS - SAMPLE_DAYS * 24 * stats::HOUR_MS;
+    let mut events = Vec::new();
+    let mut verifications = Vec::new();
+    for hour in 0..SAMPLE_DAYS * 24 {
+        let at = first_hour + hour * stats::HOUR_MS;
+        // Busier in the day than at night, and a little different every hour.
+        let daytime = (8..20).contains(&((hour + 2) % 24));
+        let starts = if daytime { 6 } else { 2 } + (hour * 7) % 5;
+        let event = |kind: TelemetryKind, reason: Option<Reason>| TelemetryEvent {
+            id: crate::secrets::new_id(),
+            kind,
+            at,
+            project_id: project.id.clone(),
+            site_key: project.site_key.clone(),
+            reason,
+            challenge_id: None,
+            hostname: None,
+            difficulty: None,
+            ip_hash: None,
+            ua_hash: None,
+            risk: None,
+            network: Default::default(),
+        };
+        let refused = i64::from(hour % 9 == 0);
+        let blocked = i64::from(hour % 13 == 0);
+        let failed = i64::from(hour % 5 == 0);
+        let issued = starts - refused - blocked;
+        let solved = (issued - failed).max(0) * 9 / 10;
+        for _ in 0..issued {
+            events.push(event(TelemetryKind::ChallengeIssued, None));
+        }
+        for _ in 0..refused {
+            events.push(event(
+                TelemetryKind::ChallengeRefused,
+                Some(Reason::OriginNotAllowed),
+            ));
+        }
+        for _ in 0..blocked {
+            events.push(event(TelemetryKind::ChallengeBlocked, None));
+        }
+        for _ in 0..failed {
+            events.push(event(
+                TelemetryKind::RedeemFailed,
+                Some(Reason::InvalidSolution),
+            ));
+        }
+        for index in 0..solved {
+            events.push(event(TelemetryKind::RedeemSucceeded, None));
+            verifications.push((
+                at,
+                (index == 0 && hour % 7 == 0).then_some("timeout-or-duplicate"),
+            ));
+        }
+    }
+    for batch in events.chunks(500) {
+        telemetry::ingest(&state.db, batch, now).await?;
+    }
+    for (at, error) in verifications {
+        crate::db::siteverify::record_verification(&state.db, &project.id, at, error).await?;
+    }
+    for day in 0..=SAMPLE_DAYS {
+        let day_start = first_hour.div_euclid(stats::DAY_MS) * stats::DAY_MS + day * stats::DAY_MS;
+        stats::roll_up_day(&state.db, day_start, now).await?;
+    }
+    Ok(())
 }
 
 /// How far back the risk view looks.
@@ -121,13 +305,7 @@ pub async fn project_risk(
 }
 
 fn is_month(text: &str) -> bool {
-    let bytes = text.as_bytes();
-    bytes.len() == 7
-        && bytes[4] == b'-'
-        && bytes
-            .iter()
-            .enumerate()
-            .all(|(i, b)| i == 4 || b.is_ascii_digit())
+    text.len() == 7 && month_range_ms(text).is_some()
 }
 
 /// Stores telemetry from the edge (each event once, by its id) and sends the usage notices it

@@ -19,6 +19,7 @@ pub mod assets;
 pub mod audit;
 pub mod auth;
 pub mod billing;
+pub mod charts;
 pub mod clients;
 pub mod dev;
 pub mod extract;
