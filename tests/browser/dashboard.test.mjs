@@ -5,9 +5,11 @@
 // with Chromium's virtual authenticator: register, sign in without a password, and serve as
 // the second factor after one. And two-factor setup, from scanning the QR code on screen.
 // And billing: an upgrade through the local Stripe stand-in's checkout, and a viewer's view.
+// And analytics: a week of traffic drawn as charts on a phone's screen, light and dark, with
+// screenshots in target/test-output/.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync } from "node:fs";
+import { mkdirSync, mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createServer } from "node:http";
@@ -302,4 +304,45 @@ test("billing: the owner buys through the checkout and changes plan, and a viewe
   await viewer.locator("#current-plan").filter({ hasText: "Plan: Business." }).waitFor();
   assert.equal(await viewer.getByRole("button", { name: /Monthly|Yearly/ }).count(), 0);
   await viewerContext.close();
+});
+
+test("analytics: a week of traffic drawn as charts on a phone, in light and dark, with the numbers as text", async () => {
+  const output = join(process.cwd(), "target", "test-output");
+  mkdirSync(output, { recursive: true });
+  const solvedColours = {};
+  for (const colorScheme of ["light", "dark"]) {
+    const context = await browser.newContext({ colorScheme, viewport: { width: 390, height: 844 } });
+    const page = await context.newPage();
+    const problems = [];
+    page.on("pageerror", (error) => problems.push(error.message));
+    page.on("console", (message) => message.type() === "error" && problems.push(message.text()));
+    await signUp(page, `analyst-${colorScheme}@shop.example`);
+    await page.goto(dashboard);
+    await page.getByRole("link", { name: "New project" }).click();
+    await page.getByLabel("Name", { exact: true }).fill("Charts");
+    await page.getByLabel("Testing domains").fill("localhost");
+    await page.getByRole("button", { name: "Create project" }).click();
+    await page.getByRole("link", { name: "Usage" }).click();
+    await page.getByRole("button", { name: "Add a week of made-up traffic (local server only)" }).click();
+
+    // Free keeps 7 days of statistics: a bar a day, every one with its numbers.
+    const daily = page.locator("#daily-chart svg.chart");
+    await daily.waitFor();
+    assert.equal(await daily.getAttribute("role"), "img");
+    assert.equal(await page.locator("#daily-chart svg g").count(), 7);
+    assert.match(await page.locator("#daily-chart svg g title").last().textContent(), /^\d{4}-\d{2}-\d{2}: \d+ starts, \d+ solved/);
+    assert.ok(await page.locator("#daily-chart rect.chart-solved").count() >= 6, "the made-up week is drawn");
+    assert.equal(await page.locator("#hourly-chart svg g").count(), 24);
+    assert.equal(await page.locator("#daily-table tbody tr").count(), 7, "the numbers as a table");
+    assert.ok(await page.getByRole("cell", { name: "origin_not_allowed" }).count() >= 1, "refusals by reason");
+    // On a 390 px screen the charts fit, and the page does not scroll sideways.
+    const box = await daily.boundingBox();
+    assert.ok(box.width > 250 && box.x + box.width <= 390, JSON.stringify(box));
+    assert.ok(await page.evaluate(() => document.documentElement.scrollWidth <= 390));
+    solvedColours[colorScheme] = await page.locator("#daily-chart rect.chart-solved").first().evaluate((rect) => getComputedStyle(rect).fill);
+    await page.screenshot({ path: join(output, `analytics-${colorScheme}.png`), fullPage: true });
+    assert.deepEqual(problems, []);
+    await context.close();
+  }
+  assert.notEqual(solvedColours.light, solvedColours.dark, "the charts follow the colour scheme");
 });
