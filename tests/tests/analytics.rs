@@ -1,7 +1,8 @@
-//! Daily statistics and the plans' retention windows, on SQLite and PostgreSQL with a
-//! controlled clock: the roll-up counts what the edge and siteverify recorded, rolling a day up
-//! again gives the same row, a late delivery is counted, and each plan's events and statistics
-//! go when its windows end.
+//! Daily statistics and retention, on SQLite and PostgreSQL with a controlled clock: the
+//! roll-up counts what the edge and siteverify recorded, rolling a day up again gives the same
+//! row, a late delivery is counted, each plan's events and statistics go when its windows end,
+//! and sessions, claims, attempt counters, passkey ceremonies and Stripe's events go when
+//! theirs do.
 
 use humanproof_control_plane::db::projects::{self, BillingStatus};
 use humanproof_control_plane::db::retention;
@@ -108,5 +109,49 @@ on_both_databases! {
         assert_eq!((report.telemetry_deleted, report.verifications_deleted), (2, 1));
         // And whatever a plan says, the general rule keeps no event over 14 days.
         assert_eq!(retention::EVENT_TTL_MS, 14 * DAY_MS);
+    }
+}
+
+on_both_databases! {
+    async fn sessions_claims_failed_sign_ins_ceremonies_and_stripe_events_go_when_they_expire(world: World) {
+        let base = world.serve().await;
+        let browser = Browser::new(&base);
+        browser.sign_up("kept@example.com", "correct horse battery").await;
+        // A failed sign-in leaves an attempt counter (keyed hashes of the email and address).
+        Browser::new(&base).sign_in("kept@example.com", "wrong horse battery").await;
+        let site = world.create_project(quick_project("claims")).await;
+        let token = world.verification_token(site.site_key()).await;
+        assert_eq!(world.siteverify(&[("secret", &site.secret), ("response", &token)]).await.status, 200);
+        let now = world.clock.now_ms();
+        sqlx::query("INSERT INTO webauthn_ceremonies (id, user_id, kind, state, expires_at) VALUES ('c1', NULL, 'authentication', '{}', $1)")
+            .bind(now + humanproof_control_plane::passkeys::CEREMONY_TTL_MS)
+            .execute(world.db.pool())
+            .await
+            .unwrap();
+        humanproof_control_plane::db::billing::record_stripe_event(&world.db, "evt_kept", "invoice.paid", "applied", now).await.unwrap();
+
+        // Nothing is due yet.
+        let report = retention::apply(&world.db, now).await.unwrap();
+        assert_eq!(
+            (report.sessions_deleted, report.claims_deleted, report.throttles_deleted, report.ceremonies_deleted, report.stripe_events_deleted),
+            (0, 0, 0, 0, 0)
+        );
+        // A ceremony after its 5 minutes, a claim once its token expired (5 minutes too),
+        // attempt counters a day after their window, a session after its 7 days, Stripe's
+        // events after 30.
+        let at = |after: i64| now + after;
+        let report = retention::apply(&world.db, at(humanproof_control_plane::passkeys::CEREMONY_TTL_MS + 1)).await.unwrap();
+        assert_eq!((report.ceremonies_deleted, report.claims_deleted), (1, 1));
+        assert!(retention::apply(&world.db, at(retention::HASH_TTL_MS + humanproof_control_plane::accounts::THROTTLE_WINDOW_MS)).await.unwrap().throttles_deleted >= 1);
+        assert!(retention::apply(&world.db, at(humanproof_control_plane::accounts::SESSION_TTL_MS + 1)).await.unwrap().sessions_deleted >= 1);
+        assert_eq!(retention::apply(&world.db, at(retention::STRIPE_EVENT_TTL_MS + 1)).await.unwrap().stripe_events_deleted, 1);
+        let left: i64 = sqlx::query_scalar(
+            "SELECT (SELECT COUNT(*) FROM sessions) + (SELECT COUNT(*) FROM siteverify_claims) + (SELECT COUNT(*) FROM throttles) \
+             + (SELECT COUNT(*) FROM webauthn_ceremonies) + (SELECT COUNT(*) FROM stripe_events)",
+        )
+        .fetch_one(world.db.pool())
+        .await
+        .unwrap();
+        assert_eq!(left, 0);
     }
 }
