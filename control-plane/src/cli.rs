@@ -31,6 +31,10 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "parsed once at startup: boxing serve's settings would save nothing worth having"
+)]
 enum Command {
     /// Serve the control plane (siteverify, telemetry ingestion) for production.
     Serve {
@@ -51,6 +55,10 @@ enum Command {
         /// Address to listen on.
         #[arg(long, env = "HUMANPROOF_LISTEN", default_value = "127.0.0.1:8080")]
         listen: SocketAddr,
+        /// Write the log to one file per UTC day in this folder, deleting files older than
+        /// 14 days, instead of to standard output.
+        #[arg(long, env = "HUMANPROOF_LOG_DIR")]
+        log_dir: Option<std::path::PathBuf>,
     },
     /// Run the whole platform locally: control plane, edge and a demo site, on SQLite.
     Dev(local::DevArgs),
@@ -314,7 +322,29 @@ struct CreateProjectArgs {
     paused: bool,
 }
 
+/// Where the log goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogTarget {
+    /// Standard output: `serve`, whose output is its log.
+    Stdout,
+    /// Standard error: every other command, whose standard output is its answer.
+    Stderr,
+    /// Daily files in a folder ([`crate::logs::DailyLogFiles`]).
+    Files(std::path::PathBuf),
+}
+
 impl Cli {
+    /// Where this command's log goes.
+    pub fn log_target(&self) -> LogTarget {
+        match &self.command {
+            Command::Serve {
+                log_dir: Some(dir), ..
+            } => LogTarget::Files(dir.clone()),
+            Command::Serve { .. } => LogTarget::Stdout,
+            _ => LogTarget::Stderr,
+        }
+    }
+
     /// Runs the chosen command.
     pub async fn run(self) -> anyhow::Result<()> {
         match self.command {
@@ -327,6 +357,7 @@ impl Cli {
                 stripe,
                 vies,
                 listen,
+                log_dir: _,
             } => {
                 let catalogue = plans.catalogue()?;
                 let vies = vies.vies()?;

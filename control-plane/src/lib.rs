@@ -42,6 +42,7 @@
 //! - [`stripe`]: Stripe's webhook signatures, the subscriptions billing reads back and changes,
 //!   schedules, meter events, tax ids.
 //! - [`vies`]: EU VAT ids, and the EU's VIES service that checks them.
+//! - [`logs`]: where `serve` writes its log, and log files kept 14 days.
 //! - [`clock`]: the time source, swappable in tests.
 
 #![deny(missing_docs)]
@@ -56,6 +57,7 @@ pub mod error;
 pub mod http;
 pub mod i18n;
 pub mod local;
+pub mod logs;
 pub mod mail;
 pub mod passkeys;
 pub mod plans;

@@ -81,7 +81,9 @@ impl Server {
             .kill_on_drop(true)
             .spawn()
             .expect("humanproof serve starts");
+        // `serve` logs to standard output; the line that says where it listens is among them.
         let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut early = String::new();
         let base = loop {
             let line = stdout
                 .next_line()
@@ -91,10 +93,17 @@ impl Server {
             if let Some(base) = line.strip_prefix("listening on ") {
                 break base.to_owned();
             }
+            early.push_str(&line);
+            early.push('\n');
         };
         let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
         let log = tokio::spawn(async move {
-            let mut log = String::new();
+            let mut log = early;
+            while let Ok(Some(line)) = stdout.next_line().await {
+                log.push_str(&line);
+                log.push('\n');
+            }
+            // Nothing is expected here; whatever came is checked with the rest.
             while let Ok(Some(line)) = stderr.next_line().await {
                 log.push_str(&line);
                 log.push('\n');
