@@ -63,6 +63,11 @@ pub const SECOND_FACTOR_TTL_MS: i64 = 10 * 60 * 1000;
 pub const MAX_SECOND_FACTOR_FAILURES: i64 = 5;
 /// Recovery codes issued when two-factor authentication is turned on.
 pub const RECOVERY_CODES: usize = 10;
+/// How long after the request an account is deleted: time to change one's mind, well
+/// within the 30 days the privacy policy promises.
+pub const DELETION_GRACE_MS: i64 = 14 * 24 * 60 * 60 * 1000;
+/// How long the "keep my account" button of the sign-in page works.
+pub const RESTORE_TOKEN_TTL_MS: i64 = 15 * 60 * 1000;
 
 /// Why an account action was refused.
 #[derive(Debug, thiserror::Error)]
@@ -102,6 +107,21 @@ pub enum AccountError {
     /// Not one of the dashboard's languages.
     #[error("Pick a language from the list.")]
     UnknownLanguage,
+    /// The password is right, but the account is marked for deletion: it can be kept until
+    /// then with this one-time token (the sign-in page offers it).
+    #[error("This account is scheduled for deletion.")]
+    DeletionPending {
+        /// Keeps the account, once, for [`RESTORE_TOKEN_TTL_MS`].
+        restore_token: String,
+        /// When the deletion job deletes the account, Unix ms.
+        deletion_at: i64,
+    },
+    /// An organisation only this account owns still pays for a subscription, which deleting
+    /// the account would leave billing.
+    #[error(
+        "An organisation you alone own still has a subscription. Cancel it on its billing page first, or make someone else an owner."
+    )]
+    SubscriptionRunning,
     /// Storage failed.
     #[error(transparent)]
     Database(#[from] sqlx::Error),
@@ -405,7 +425,21 @@ pub async fn sign_in(
     }
     let (user, _) = found.expect("a verified password has an account");
     if user.status == UserStatus::MarkedForDeletion {
-        return Err(AccountError::AccountClosed);
+        let requested_at = accounts::deletion_requested_at(&state.db, &user.id).await?;
+        let restore_token = new_token();
+        accounts::insert_email_token(
+            &state.db,
+            &hash_secret(&restore_token),
+            &user.id,
+            EmailTokenPurpose::RestoreAccount,
+            now,
+            now + RESTORE_TOKEN_TTL_MS,
+        )
+        .await?;
+        return Err(AccountError::DeletionPending {
+            restore_token,
+            deletion_at: requested_at.unwrap_or(now) + DELETION_GRACE_MS,
+        });
     }
     // A right password clears the account's count and gives the network its attempt back.
     accounts::clear_attempts(&state.db, &by_email).await?;
@@ -694,16 +728,94 @@ pub async fn disable_totp(
     Ok(())
 }
 
-/// Marks the account for deletion after checking the password; it can no longer sign in.
+/// Marks the account for deletion after checking the password: it is signed out, and the
+/// deletion job deletes it after [`DELETION_GRACE_MS`] unless its owner signs in and keeps
+/// it. Refused while an organisation only it owns pays for a subscription.
 pub async fn mark_for_deletion(
     state: &AppState,
     user: &User,
     password: &str,
 ) -> Result<(), AccountError> {
     check_current_password(state, user, password).await?;
+    for organisation_id in accounts::solely_owned_organisations(&state.db, &user.id).await? {
+        let subscribed = crate::db::billing::stripe_link(&state.db, &organisation_id)
+            .await?
+            .is_some_and(|link| link.subscription_id.is_some());
+        if subscribed {
+            return Err(AccountError::SubscriptionRunning);
+        }
+    }
+    let now = state.clock.now_ms();
     audit_account(state, user, "account.marked_for_deletion", None).await?;
-    accounts::mark_for_deletion(&state.db, &user.id, state.clock.now_ms()).await?;
+    accounts::mark_for_deletion(&state.db, &user.id, now).await?;
+    let date = crate::db::stats::day_of(now + DELETION_GRACE_MS);
+    email_user(
+        state,
+        user,
+        "Your HumanProof account will be deleted",
+        "You asked us to delete your HumanProof account {email}. It will be deleted on {date}, with the organisations only you own and their projects, events and statistics. To keep it, sign in before then and choose “Keep my account”.\n",
+        &[("email", &user.email), ("date", &date)],
+    )
+    .await;
     Ok(())
+}
+
+/// Keeps an account marked for deletion, with the token its right password gave; its owner
+/// then signs in again (with a second factor if it has one).
+pub async fn restore_account(state: &AppState, token: &str) -> Result<(), AccountError> {
+    let now = state.clock.now_ms();
+    let user_id = accounts::use_email_token(
+        &state.db,
+        &hash_secret(token),
+        EmailTokenPurpose::RestoreAccount,
+        now,
+    )
+    .await?
+    .ok_or(AccountError::InvalidLink)?;
+    accounts::restore(&state.db, &user_id, now).await?;
+    if let Some(user) = accounts::find_user(&state.db, &user_id).await? {
+        audit_account(state, &user, "account.kept", None).await?;
+    }
+    Ok(())
+}
+
+/// Deletes the accounts whose grace period is over, with the organisations only they own
+/// (their projects leave the edge with the next publish), and tells each by email; the
+/// number deleted.
+pub async fn delete_due_accounts(state: &AppState) -> Result<usize, sqlx::Error> {
+    let now = state.clock.now_ms();
+    let due = accounts::due_for_deletion(&state.db, now - DELETION_GRACE_MS).await?;
+    for user in &due {
+        let deletion = accounts::delete_account(&state.db, user, now).await?;
+        tracing::info!(
+            organisations = deletion.organisations.len(),
+            projects = deletion.site_keys,
+            "an account was deleted"
+        );
+        email_user(
+            state,
+            user,
+            "Your HumanProof account has been deleted",
+            "Your HumanProof account {email} has been deleted, with the organisations only you owned and their projects, events and statistics. Stripe keeps the invoices it issued, and HumanProof keeps its records of VAT id checks for 10 years, as tax law requires.\n",
+            &[("email", &user.email)],
+        )
+        .await;
+    }
+    if !due.is_empty() {
+        state.publish_changes().await;
+    }
+    Ok(due.len())
+}
+
+/// Runs [`delete_due_accounts`] now and every hour after, for as long as the server runs.
+pub async fn delete_due_accounts_hourly(state: AppState) {
+    let mut every_hour = tokio::time::interval(std::time::Duration::from_secs(3600));
+    loop {
+        every_hour.tick().await;
+        if let Err(err) = delete_due_accounts(&state).await {
+            tracing::warn!(error = %err, "account deletion failed; will retry next hour");
+        }
+    }
 }
 
 async fn check_current_password(

@@ -66,6 +66,7 @@ fn dashboard(state: &AppState) -> Router<AppState> {
         .route("/", get(auth::home))
         .route("/sign-up", get(auth::sign_up_page).post(auth::sign_up))
         .route("/sign-in", get(auth::sign_in_page).post(auth::sign_in))
+        .route("/account/restore", post(auth::restore_account))
         .route(
             "/sign-in/second-factor",
             get(auth::second_factor_page).post(auth::second_factor),

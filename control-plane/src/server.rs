@@ -56,6 +56,7 @@ pub async fn serve(
         tokio::spawn(crate::service::billing::report_overage_periodically(
             state.clone(),
         )),
+        tokio::spawn(crate::accounts::delete_due_accounts_hourly(state.clone())),
     ];
     let service = with_middleware(app(state)).into_make_service_with_connect_info::<SocketAddr>();
     let served = axum::serve(listener, service)

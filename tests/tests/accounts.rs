@@ -269,13 +269,17 @@ on_both_databases! {
         assert_eq!((status, answer["error"]["field"].as_str()), (400, Some("passkey")));
     }
 
-    async fn an_account_marked_for_deletion_cannot_sign_in(world: World) {
+    async fn an_account_marked_for_deletion_is_not_signed_in_but_offered_to_be_kept(world: World) {
         let browser = Browser::new(&world.serve().await);
         browser.sign_up("leaving@example.com", PASSWORD).await;
         browser.post("/account/delete", &[("password", "wrong password!")]).await.expect(401);
         browser.post("/account/delete", &[("password", PASSWORD)]).await.expect(303);
-        let refused = browser.sign_in("leaving@example.com", PASSWORD).await.expect(401);
-        assert!(refused.body.contains("marked for deletion"));
+        let refused = browser.sign_in("leaving@example.com", PASSWORD).await.expect(403);
+        assert!(refused.body.contains("scheduled for deletion") && refused.body.contains("Keep my account"));
+        browser.get("/account").await.expect(303);
+        // A wrong password learns nothing of it.
+        let wrong = browser.sign_in("leaving@example.com", "wrong password!").await.expect(401);
+        assert!(!wrong.body.contains("deletion"));
     }
 
     async fn fifty_parallel_wrong_passwords_get_no_more_than_the_limit_past_the_throttle(world: World) {

@@ -2,6 +2,7 @@
 //! SQLite and on PostgreSQL. Every organisation route is tried with every role, and with
 //! another organisation's ids.
 
+use humanproof_control_plane::accounts as accounts_service;
 use humanproof_control_plane::db::projects::BillingStatus;
 use humanproof_control_plane::db::{accounts, billing, orgs, projects, stats};
 use humanproof_control_plane::local::{StandInSubscription, StripeStandIn};
@@ -1111,6 +1112,77 @@ on_both_databases! {
         assert_eq!((fields[0], fields[1], fields[2], fields[3], fields[8], fields[9]), (today.as_str(), "1", "1", "0", "1", "1"), "{}", csv.body);
         let stranger = tenant(&world, &base, "nosy@example.com").await;
         stranger.browser.get(&format!("/orgs/{}/projects/{}/stats.csv", owner.org, owner.project)).await.expect(404);
+    }
+
+    async fn a_deleted_account_goes_after_its_grace_with_the_organisations_it_alone_owns(world: World) {
+        let base = world.serve().await;
+        let leaving = tenant(&world, &base, "leaving@example.com").await;
+        let staying = tenant(&world, &base, "staying@example.com").await;
+        let now = world.clock.now_ms();
+        orgs::put_member(&world.db, &staying.org, &leaving.user_id, Role::Admin, now).await.unwrap();
+        orgs::audit(&world.db, Some(&staying.org), "user:leaving@example.com", "project.updated", None, now).await.unwrap();
+        world.publish().await;
+        let leaving_site = projects::find(&world.db, &leaving.project).await.unwrap().unwrap().site_key;
+        let staying_site = projects::find(&world.db, &staying.project).await.unwrap().unwrap().site_key;
+        assert_eq!(world.start_challenge(&leaving_site, &json!({})).await.status, 200);
+
+        // Asked for: signed out, told by email when, and the password now offers to keep it.
+        leaving.browser.post("/account/delete", &[("password", PASSWORD)]).await.expect(303);
+        assert!(world.last_email("leaving@example.com").contains("It will be deleted on"));
+        let browser = Browser::new(&base);
+        let offer = browser.sign_in("leaving@example.com", PASSWORD).await.expect(403);
+        assert!(offer.body.contains("This account is scheduled for deletion on") && offer.body.contains("Keep my account"), "{}", offer.body);
+        let token = offer.body.split("name=\"token\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
+        let kept = browser.post("/account/restore", &[("token", &token)]).await.expect(200);
+        assert!(kept.body.contains("Your account is kept. Sign in again."));
+        browser.post("/account/restore", &[("token", &token)]).await.expect(400);
+        browser.sign_in("leaving@example.com", PASSWORD).await.expect(303);
+        world.clock.advance(accounts_service::DELETION_GRACE_MS + 1);
+        assert_eq!(accounts_service::delete_due_accounts(&world.state()).await.unwrap(), 0, "kept");
+
+        // Asked for again, and this time left: nothing happens during the grace period.
+        browser.sign_in("leaving@example.com", PASSWORD).await.expect(303);
+        browser.post("/account/delete", &[("password", PASSWORD)]).await.expect(303);
+        assert!(accounts::deletion_requested_at(&world.db, &leaving.user_id).await.unwrap().is_some());
+        world.clock.advance(accounts_service::DELETION_GRACE_MS);
+        assert_eq!(accounts_service::delete_due_accounts(&world.state()).await.unwrap(), 0);
+        world.clock.advance(1);
+        assert_eq!(accounts_service::delete_due_accounts(&world.state()).await.unwrap(), 1);
+        assert!(world.last_email("leaving@example.com").contains("has been deleted"));
+
+        // The account, the organisation it alone owned, its project, events and counters are
+        // gone, and the project is off the edge; the other organisation keeps its history,
+        // without the address.
+        assert!(accounts::find_user(&world.db, &leaving.user_id).await.unwrap().is_none());
+        assert!(orgs::organisation_name(&world.db, &leaving.org).await.unwrap().is_none());
+        assert!(projects::find(&world.db, &leaving.project).await.unwrap().is_none());
+        let leftovers: i64 = sqlx::query_scalar(
+            "SELECT (SELECT COUNT(*) FROM memberships WHERE user_id = $1) + (SELECT COUNT(*) FROM sessions WHERE user_id = $1) \
+             + (SELECT COUNT(*) FROM audit_log WHERE organisation_id = $2 OR actor = 'user:leaving@example.com')",
+        )
+        .bind(&leaving.user_id)
+        .bind(&leaving.org)
+        .fetch_one(world.db.pool())
+        .await
+        .unwrap();
+        assert_eq!(leftovers, 0);
+        assert!(orgs::audit_log(&world.db, &staying.org, 50).await.unwrap().iter().any(|e| e.actor == "deleted-user"));
+        world.publish().await;
+        assert_eq!(world.start_challenge(&leaving_site, &json!({})).await.reason(), "unknown_site_key");
+        assert_eq!(world.start_challenge(&staying_site, &json!({})).await.status, 200);
+    }
+
+    async fn an_account_cannot_be_deleted_while_an_organisation_it_alone_owns_pays(world: World) {
+        let base = world.serve().await;
+        let payer = tenant(&world, &base, "payer-leaving@example.com").await;
+        let link = billing::StripeLink {
+            customer_id: "cus_leaving".into(), subscription_id: Some("sub_leaving".into()), interval: Some("month".into()),
+            current_period_end: None, pending_change: None, cancel_at_period_end: false, billing_email: None,
+        };
+        billing::link_stripe(&world.db, &payer.org, &link, world.clock.now_ms()).await.unwrap();
+        let refused = payer.browser.post("/account/delete", &[("password", PASSWORD)]).await.expect(409);
+        assert!(refused.body.contains("still has a subscription"), "{}", refused.body);
+        assert!(accounts::deletion_requested_at(&world.db, &payer.user_id).await.unwrap().is_none());
     }
 
     async fn the_api_manages_projects_and_refuses_bad_input(world: World) {

@@ -41,6 +41,8 @@ pub enum EmailTokenPurpose {
     VerifyEmail,
     /// Sets a new password.
     ResetPassword,
+    /// Keeps an account marked for deletion: given on a right password, not emailed.
+    RestoreAccount,
 }
 
 impl EmailTokenPurpose {
@@ -48,6 +50,7 @@ impl EmailTokenPurpose {
         match self {
             Self::VerifyEmail => "verify_email",
             Self::ResetPassword => "reset_password",
+            Self::RestoreAccount => "restore_account",
         }
     }
 }
@@ -293,14 +296,17 @@ pub async fn complete_second_factor(
     Ok(())
 }
 
-/// Marks the account for deletion and ends its sessions.
+/// Marks the account for deletion as of now and ends its sessions.
 pub async fn mark_for_deletion(db: &Db, user_id: &str, now_ms: i64) -> Result<(), sqlx::Error> {
     let mut tx = db.begin_write().await?;
-    sqlx::query("UPDATE users SET status = 'marked_for_deletion', updated_at = $1 WHERE id = $2")
-        .bind(now_ms)
-        .bind(user_id)
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query(
+        "UPDATE users SET status = 'marked_for_deletion', deletion_requested_at = $1, \
+         updated_at = $1 WHERE id = $2",
+    )
+    .bind(now_ms)
+    .bind(user_id)
+    .execute(&mut *tx)
+    .await?;
     sqlx::query("DELETE FROM sessions WHERE user_id = $1")
         .bind(user_id)
         .execute(&mut *tx)
@@ -586,4 +592,114 @@ mod tests {
             );
         }
     }
+}
+
+/// When the account's deletion was asked for, if it is marked for deletion.
+pub async fn deletion_requested_at(db: &Db, user_id: &str) -> Result<Option<i64>, sqlx::Error> {
+    let at: Option<Option<i64>> = sqlx::query_scalar(
+        "SELECT deletion_requested_at FROM users WHERE id = $1 AND status = 'marked_for_deletion'",
+    )
+    .bind(user_id)
+    .fetch_optional(db.pool())
+    .await?;
+    Ok(at.flatten())
+}
+
+/// Keeps an account marked for deletion: active again.
+pub async fn restore(db: &Db, user_id: &str, now_ms: i64) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE users SET status = 'active', deletion_requested_at = NULL, updated_at = $1 \
+         WHERE id = $2",
+    )
+    .bind(now_ms)
+    .bind(user_id)
+    .execute(db.pool())
+    .await?;
+    Ok(())
+}
+
+/// The accounts whose deletion was asked for before `requested_before`: due for deletion.
+pub async fn due_for_deletion(db: &Db, requested_before: i64) -> Result<Vec<User>, sqlx::Error> {
+    let sql = format!(
+        "SELECT {USER_COLUMNS} FROM users WHERE status = 'marked_for_deletion' \
+         AND deletion_requested_at < $1 ORDER BY deletion_requested_at"
+    );
+    let rows: Vec<UserRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(requested_before)
+        .fetch_all(db.pool())
+        .await?;
+    Ok(rows.into_iter().map(User::from).collect())
+}
+
+/// The organisations the user is the only owner of: they go with the account.
+pub async fn solely_owned_organisations(
+    db: &Db,
+    user_id: &str,
+) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT m.organisation_id FROM memberships m WHERE m.user_id = $1 AND m.role = 'owner' \
+         AND NOT EXISTS (SELECT 1 FROM memberships o WHERE o.organisation_id = m.organisation_id \
+         AND o.role = 'owner' AND o.user_id <> $1) ORDER BY m.organisation_id",
+    )
+    .bind(user_id)
+    .fetch_all(db.pool())
+    .await
+}
+
+/// What deleting an account took with it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AccountDeletion {
+    /// The organisations it alone owned, deleted with their projects, events, statistics,
+    /// counters, billing state, keys and audit log.
+    pub organisations: Vec<String>,
+    /// The projects' site keys, queued for removal from the edge.
+    pub site_keys: u64,
+}
+
+/// Deletes the account in one transaction: the organisations it alone owns (their projects'
+/// site keys queued for removal from the edge, their audit log, and everything that
+/// references them), its name in other organisations' audit logs, and the account with its
+/// sessions, links, factors and memberships.
+pub async fn delete_account(
+    db: &Db,
+    user: &User,
+    now_ms: i64,
+) -> Result<AccountDeletion, sqlx::Error> {
+    let organisations = solely_owned_organisations(db, &user.id).await?;
+    let mut tx = db.begin_write().await?;
+    let mut site_keys = 0;
+    for organisation_id in &organisations {
+        site_keys += sqlx::query(
+            "INSERT INTO snapshot_deletions (site_key, requested_at) \
+             SELECT site_key, $2 FROM projects WHERE organisation_id = $1 \
+             ON CONFLICT (site_key) DO NOTHING",
+        )
+        .bind(organisation_id)
+        .bind(now_ms)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        sqlx::query("DELETE FROM audit_log WHERE organisation_id = $1")
+            .bind(organisation_id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM organisations WHERE id = $1")
+            .bind(organisation_id)
+            .execute(&mut *tx)
+            .await?;
+    }
+    // Other organisations keep their history, without the person's address.
+    sqlx::query("UPDATE audit_log SET actor = 'deleted-user' WHERE actor = $1")
+        .bind(format!("user:{}", user.email))
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("DELETE FROM users WHERE id = $1")
+        .bind(&user.id)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(AccountDeletion {
+        organisations,
+        site_keys,
+    })
 }

@@ -18,6 +18,7 @@ use super::render::{
 use super::security::CsrfToken;
 use crate::accounts::{self, AccountError, SignIn};
 use crate::client_ip::ClientIp;
+use crate::db::stats;
 use crate::error::ApiError;
 use crate::service::members;
 use crate::state::AppState;
@@ -153,6 +154,20 @@ pub async fn sign_in(
             Redirect::to("/sign-in/second-factor"),
         )
             .into_response(),
+        Err(AccountError::DeletionPending {
+            restore_token,
+            deletion_at,
+        }) => render(
+            &state,
+            StatusCode::FORBIDDEN,
+            "sign_in.html",
+            &anonymous(&csrf),
+            context! {
+                email => form.email, restore_token => restore_token,
+                deletion_date => stats::day_of(deletion_at),
+            },
+        )
+        .into_response(),
         Err(err) => with_retry_after(
             render(
                 &state,
@@ -163,6 +178,38 @@ pub async fn sign_in(
             ),
             &err,
         ),
+    }
+}
+
+/// The "keep my account" button's form.
+#[derive(Debug, Deserialize)]
+pub struct RestoreForm {
+    token: String,
+}
+
+/// `POST /account/restore`: keeps an account marked for deletion; its owner signs in again.
+pub async fn restore_account(
+    State(state): State<AppState>,
+    Extension(csrf): Extension<CsrfToken>,
+    Form(form): Form<RestoreForm>,
+) -> Response {
+    match accounts::restore_account(&state, &form.token).await {
+        Ok(()) => render(
+            &state,
+            StatusCode::OK,
+            "sign_in.html",
+            &anonymous(&csrf),
+            context! { email => "", kept => true },
+        )
+        .into_response(),
+        Err(err) => render(
+            &state,
+            account_error_status(&err),
+            "sign_in.html",
+            &anonymous(&csrf),
+            context! { error => account_error_text(&err), email => "" },
+        )
+        .into_response(),
     }
 }
 

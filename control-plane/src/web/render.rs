@@ -250,7 +250,8 @@ pub(super) fn account_error_status(err: &AccountError) -> StatusCode {
         AccountError::WrongCredentials | AccountError::AccountClosed | AccountError::WrongCode => {
             StatusCode::UNAUTHORIZED
         }
-        AccountError::AlreadyEnabled => StatusCode::CONFLICT,
+        AccountError::AlreadyEnabled | AccountError::SubscriptionRunning => StatusCode::CONFLICT,
+        AccountError::DeletionPending { .. } => StatusCode::FORBIDDEN,
         AccountError::Database(_) => StatusCode::INTERNAL_SERVER_ERROR,
         _ => StatusCode::BAD_REQUEST,
     }
