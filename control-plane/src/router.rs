@@ -100,6 +100,8 @@ fn dashboard(state: &AppState) -> Router<AppState> {
         .route("/account/two-factor/disable", post(account::disable_totp))
         .route("/account/confirm-identity", post(account::confirm_identity))
         .route("/account/delete", post(account::delete_account))
+        .route("/account/export", get(account::export_account))
+        .route("/orgs/{org}/export", get(members::export_organisation))
         .route(
             "/account/passkeys/register/start",
             post(passkeys::start_registration),

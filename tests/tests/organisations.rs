@@ -1185,6 +1185,43 @@ on_both_databases! {
         assert!(accounts::deletion_requested_at(&world.db, &payer.user_id).await.unwrap().is_none());
     }
 
+    async fn a_person_and_an_owner_download_their_data_and_nothing_of_others(world: World) {
+        let base = world.serve().await;
+        let owner = tenant(&world, &base, "exporter@example.com").await;
+        let other = tenant(&world, &base, "neighbour@example.com").await;
+        sqlx::query("UPDATE organisations SET name = 'Neighbour Ltd' WHERE id = $1").bind(&other.org).execute(world.db.pool()).await.unwrap();
+        sqlx::query("UPDATE projects SET name = 'Neighbour shop' WHERE id = $1").bind(&other.project).execute(world.db.pool()).await.unwrap();
+        world.publish().await;
+        let site_key = projects::find(&world.db, &owner.project).await.unwrap().unwrap().site_key;
+        world.verification_token(&site_key).await;
+        world.deliver_telemetry().await;
+        let now = world.clock.now_ms();
+        stats::roll_up_since(&world.db, &world.state().plans, now - stats::DAY_MS, now).await.unwrap();
+
+        let page = owner.browser.get("/account/export").await.expect(200);
+        let account: Value = serde_json::from_str(&page.body).unwrap();
+        assert_eq!(account["account"]["email"], "exporter@example.com");
+        assert_eq!(account["memberships"].as_array().unwrap().len(), 1);
+        assert!(account["sessions"].as_array().unwrap().len() >= 1);
+        assert!(account["audit"].as_array().unwrap().iter().any(|e| e["action"] == "account.signed_up"), "{account}");
+        assert!(!page.body.contains("neighbour") && !page.body.contains("Neighbour"));
+        assert!(!page.body.contains("hp_session") && !page.body.contains("password"), "no secrets");
+
+        let path = format!("/orgs/{}/export", owner.org);
+        let page = owner.browser.get(&path).await.expect(200);
+        let organisation: Value = serde_json::from_str(&page.body).unwrap();
+        assert_eq!(organisation["organisation"]["id"], owner.org.as_str());
+        let project = &organisation["projects"][0];
+        assert_eq!(project["project"]["id"], owner.project.as_str());
+        assert_eq!(project["daily_statistics"][0]["solved"], 1, "{organisation}");
+        assert_eq!(project["usage"][0]["usage"]["protected_attempts"], 1);
+        assert_eq!(organisation["members"][0]["email"], "exporter@example.com");
+        assert!(!page.body.contains("Neighbour") && !page.body.contains("hp_secret_"), "nothing of others, no secret");
+        let (viewer, _) = member(&world, &base, &owner.org, "peek@example.com", Role::Admin).await;
+        viewer.get(&path).await.expect(403);
+        other.browser.get(&path).await.expect(404);
+    }
+
     async fn the_api_manages_projects_and_refuses_bad_input(world: World) {
         let base = world.serve().await;
         let owner = tenant(&world, &base, "auto@example.com").await;

@@ -1,6 +1,7 @@
 //! Users, their sessions, one-time email links and failed sign-ins.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use sqlx::FromRow;
 
 use super::Db;
 use super::columns::Named;
@@ -702,4 +703,23 @@ pub async fn delete_account(
         organisations,
         site_keys,
     })
+}
+
+/// A session as the person's data export shows it: when, never the token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, FromRow)]
+pub struct SessionSummary {
+    /// When it began, Unix ms.
+    pub created_at: i64,
+    /// When it ends, Unix ms.
+    pub expires_at: i64,
+}
+
+/// The account's open sessions, newest first.
+pub async fn sessions(db: &Db, user_id: &str) -> Result<Vec<SessionSummary>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT created_at, expires_at FROM sessions WHERE user_id = $1 ORDER BY created_at DESC",
+    )
+    .bind(user_id)
+    .fetch_all(db.pool())
+    .await
 }

@@ -432,6 +432,25 @@ pub async fn audit_log(
         .await
 }
 
+/// The audit entries, in every organisation, of what a person did or what was done to their
+/// account: the person's own history, for their data export.
+pub async fn audit_about_user(
+    db: &Db,
+    email: &str,
+    user_id: &str,
+    limit: i64,
+) -> Result<Vec<AuditEntry>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT actor, action, target, at FROM audit_log WHERE actor = $1 OR target = $2 \
+         ORDER BY at DESC, id LIMIT $3",
+    )
+    .bind(format!("user:{email}"))
+    .bind(user_id)
+    .bind(limit)
+    .fetch_all(db.pool())
+    .await
+}
+
 /// A pending invitation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Invitation {

@@ -23,6 +23,7 @@ pub mod api_keys;
 pub mod audit;
 pub mod billing;
 pub mod clients;
+pub mod export;
 pub mod members;
 pub mod projects;
 pub mod siteverify;

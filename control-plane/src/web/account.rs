@@ -10,11 +10,12 @@ use serde::Deserialize;
 
 use super::extract::{Form, SignedIn, clear_session_cookie};
 use super::render::{
-    Frame, Page, PageError, account_error_status, account_error_text, format_time, render,
-    with_retry_after,
+    Frame, Page, PageError, account_error_status, account_error_text, format_time, json_download,
+    render, with_retry_after,
 };
 use super::security::CsrfToken;
 use crate::accounts::{self, AccountError};
+use crate::service::export;
 use crate::state::AppState;
 
 async fn account_page(
@@ -236,4 +237,13 @@ pub async fn delete_account(
         .await
         .into_response(),
     }
+}
+
+/// `GET /account/export`: everything HumanProof holds about the signed-in person, as JSON.
+pub async fn export_account(
+    State(state): State<AppState>,
+    SignedIn { user, .. }: SignedIn,
+) -> Result<Response, PageError> {
+    let data = export::account_data(&state, &user).await?;
+    Ok(json_download("humanproof-account.json", &data))
 }

@@ -10,11 +10,13 @@ use serde::Deserialize;
 
 use super::auth::TokenQuery;
 use super::extract::{Form, OrgActor, SignedIn};
-use super::render::{Frame, Page, PageError, can, format_time, message, org_frame, render};
+use super::render::{
+    Frame, Page, PageError, can, format_time, json_download, message, org_frame, render,
+};
 use super::security::CsrfToken;
 use crate::error::ApiError;
 use crate::roles::{Permission, Role};
-use crate::service::members;
+use crate::service::{export, members};
 use crate::state::AppState;
 
 /// `GET /orgs/{org}/members`.
@@ -36,7 +38,7 @@ pub async fn members(
         "members.html",
         &org_frame(&csrf, &actor, "members"),
         context! {
-            members => Value::from_serialize(members), invitations => invitations, roles => roles, can_write => can(&actor, Permission::MembersWrite),
+            members => Value::from_serialize(members), invitations => invitations, roles => roles, can_write => can(&actor, Permission::MembersWrite), is_owner => actor.is_owner(),
         },
     ))
 }
@@ -133,4 +135,17 @@ pub async fn accept_invitation(
 ) -> Result<Redirect, PageError> {
     let organisation_id = members::accept_invitation(&state, &user, &form.token).await?;
     Ok(Redirect::to(&format!("/orgs/{organisation_id}/projects")))
+}
+
+/// `GET /orgs/{org}/export`: everything HumanProof holds about the organisation, as JSON
+/// (owners only).
+pub async fn export_organisation(
+    State(state): State<AppState>,
+    OrgActor(actor): OrgActor,
+) -> Result<axum::response::Response, PageError> {
+    let data = export::organisation_data(&state, &actor).await?;
+    Ok(json_download(
+        &format!("humanproof-organisation-{}.json", actor.organisation_id),
+        &data,
+    ))
 }

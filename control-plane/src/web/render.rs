@@ -276,3 +276,18 @@ pub(super) fn with_retry_after(page: Page, err: &AccountError) -> Response {
     }
     response
 }
+
+/// A JSON file to save: `file` is the name the browser suggests.
+pub(super) fn json_download(file: &str, value: &serde_json::Value) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "application/json".to_owned()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{file}\""),
+            ),
+        ],
+        serde_json::to_string_pretty(value).unwrap_or_default(),
+    )
+        .into_response()
+}
