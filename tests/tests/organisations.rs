@@ -1100,6 +1100,10 @@ on_both_databases! {
         assert!(page.body.contains(&format!("<th scope=\"row\">{today}</th><td>1</td><td>1</td>")), "the numbers as a table");
         assert!(page.body.contains("<td>Verified</td>"), "the latest verifications");
         assert!(!page.body.contains("/sample-traffic"), "made-up traffic is for the local server only");
+        // The organisation's overview: each project's week at a glance.
+        let list = viewer.get(&format!("/orgs/{}/projects", owner.org)).await.expect(200);
+        assert!(list.body.contains("1 starts, 1 solved"), "{}", list.body);
+        assert!(list.body.contains("aria-label=\"Challenge starts, last 7 days: 0, 0, 0, 0, 0, 0, 1\""));
         viewer.get(&format!("{page_path}?month=2026-13")).await.expect(400);
         let month = humanproof_control_plane::db::month_of(now);
         assert!(viewer.get(&format!("{page_path}?month={month}")).await.expect(200).body.contains(&format!("<option value=\"{month}\" selected>")));

@@ -165,6 +165,61 @@ pub async fn project_analytics(
     })
 }
 
+/// How many days the organisation overview sums up.
+pub const OVERVIEW_DAYS: i64 = 7;
+
+/// One project's last [`OVERVIEW_DAYS`] days, for the organisation overview.
+#[derive(Debug, Clone)]
+pub struct ProjectWeek {
+    /// The project.
+    pub project_id: String,
+    /// Challenge starts per day, oldest first (a day without traffic as 0).
+    pub daily_starts: Vec<i64>,
+    /// The days' totals.
+    pub totals: DailyStats,
+}
+
+/// The last [`OVERVIEW_DAYS`] days of every project of the actor's organisation, from the
+/// daily statistics (so within the plan's window).
+pub async fn organisation_week(
+    state: &AppState,
+    actor: &Actor,
+) -> Result<Vec<ProjectWeek>, ApiError> {
+    actor.require(Permission::UsageRead)?;
+    let now = state.clock.now_ms();
+    let first = now.div_euclid(stats::DAY_MS) * stats::DAY_MS - (OVERVIEW_DAYS - 1) * stats::DAY_MS;
+    let (from, to) = (stats::day_of(first), stats::day_of(now));
+    let mut weeks = Vec::new();
+    for project in
+        crate::db::projects::list_for_organisation(&state.db, &actor.organisation_id).await?
+    {
+        let days = stats::project_days(&state.db, &project.id, &from, &to).await?;
+        let daily_starts = (0..OVERVIEW_DAYS)
+            .map(|offset| {
+                let day = stats::day_of(first + offset * stats::DAY_MS);
+                days.iter()
+                    .find(|row| row.day == day)
+                    .map_or(0, |row| row.starts)
+            })
+            .collect();
+        let mut totals = DailyStats::default();
+        for day in &days {
+            totals.starts += day.starts;
+            totals.solved += day.solved;
+            totals.failed += day.failed;
+            totals.blocked += day.blocked;
+            totals.refused += day.refused;
+            totals.siteverify_calls += day.siteverify_calls;
+        }
+        weeks.push(ProjectWeek {
+            project_id: project.id,
+            daily_starts,
+            totals,
+        });
+    }
+    Ok(weeks)
+}
+
 /// Days of made-up traffic [`add_sample_traffic`] writes.
 pub const SAMPLE_DAYS: i64 = 7;
 

@@ -87,6 +87,29 @@ pub fn stacked_bars(label: &str, series: &[&str], bars: &[Bar]) -> String {
     svg
 }
 
+/// A small bar chart of a few values in a table cell; `label` is its accessible name (the
+/// numbers, so a screen reader gets them all).
+pub fn sparkline(label: &str, values: &[i64]) -> String {
+    let most = values.iter().copied().max().unwrap_or(0).max(1);
+    let width = 6 * i64::try_from(values.len()).unwrap_or(0);
+    let mut svg = format!(
+        "<svg class=\"sparkline\" viewBox=\"0 0 {width} 20\" role=\"img\" aria-label=\"{}\"><title>{}</title>",
+        HtmlEscape(label),
+        HtmlEscape(label),
+    );
+    for (index, value) in values.iter().enumerate() {
+        let height = (value * 20 / most).max(i64::from(*value > 0));
+        let x = 6 * i64::try_from(index).unwrap_or(0);
+        let _ = write!(
+            svg,
+            "<rect class=\"chart-solved\" x=\"{x}\" y=\"{}\" width=\"4\" height=\"{height}\"/>",
+            20 - height
+        );
+    }
+    svg.push_str("</svg>");
+    svg
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

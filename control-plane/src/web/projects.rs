@@ -9,14 +9,16 @@ use humanproof_protocol::Protection;
 use minijinja::{Value, context};
 use serde::Deserialize;
 
+use super::charts;
 use super::extract::{Form, OrgActor};
 use super::render::{Page, PageError, can, org_frame, render};
 use super::security::CsrfToken;
 use crate::db::projects::{WidgetOptions, enum_name};
 use crate::error::ApiError;
+use crate::i18n;
 use crate::roles::Permission;
 use crate::service::projects::{self, ProjectInput, ProjectView, WIDGET_LANGUAGES};
-use crate::service::{Actor, billing, clients};
+use crate::service::{Actor, billing, clients, usage};
 use crate::state::AppState;
 
 /// A project as templates see it.
@@ -42,6 +44,7 @@ pub async fn projects(
 ) -> Result<Page, PageError> {
     let projects = projects::list_projects(&state, &actor).await?;
     let clients = clients::list_clients(&state, &actor).await?;
+    let weeks = usage::organisation_week(&state, &actor).await?;
     let projects: Vec<Value> = projects
         .iter()
         .map(|project| {
@@ -50,7 +53,16 @@ pub async fn projects(
                 .as_ref()
                 .and_then(|id| clients.iter().find(|c| &c.id == id))
                 .map(|c| c.name.clone());
-            context! { client => client, ..view(project) }
+            let week = weeks.iter().find(|week| week.project_id == project.id);
+            let starts = week.map(|week| week.daily_starts.clone()).unwrap_or_default();
+            let label = i18n::fill(
+                i18n::translate(i18n::request_language(), "Challenge starts, last 7 days: {starts}"),
+                &[("starts", starts.iter().map(i64::to_string).collect::<Vec<_>>().join(", "))],
+            );
+            context! {
+                client => client, week => week.map(|week| Value::from_serialize(&week.totals)),
+                sparkline => Value::from_safe_string(charts::sparkline(&label, &starts)), ..view(project)
+            }
         })
         .collect();
     let can_write = can(&actor, Permission::ProjectsWrite);
