@@ -380,7 +380,8 @@ impl Cli {
                     publisher,
                     web.mailer()?,
                     WebConfig::new(&web.public_url, &web.edge_url, false)
-                        .behind(web.trusted_proxies.clone()),
+                        .behind(web.trusted_proxies.clone())
+                        .with_subprocessors(web.subprocessors()),
                 )
                 .with(|state| {
                     state.plans = catalogue;

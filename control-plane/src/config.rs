@@ -117,9 +117,23 @@ pub struct WebArgs {
         default_value = ""
     )]
     pub trusted_proxies: crate::client_ip::TrustedProxies,
+    /// The sub-processors the privacy page names, separated by `;` (e.g. `Cloudflare, Inc.
+    /// — the edge (Workers, KV, Queues); Stripe Payments Europe — payments`).
+    #[arg(long, env = "HUMANPROOF_SUBPROCESSORS", default_value = "")]
+    pub subprocessors: String,
 }
 
 impl WebArgs {
+    /// The sub-processors, one per `;`-separated entry.
+    pub fn subprocessors(&self) -> Vec<String> {
+        self.subprocessors
+            .split(';')
+            .map(str::trim)
+            .filter(|entry| !entry.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+
     /// SMTP when configured, else the outbox folder.
     pub fn mailer(&self) -> anyhow::Result<crate::mail::Mailer> {
         match &self.smtp_url {

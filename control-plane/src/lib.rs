@@ -43,6 +43,7 @@
 //!   schedules, meter events, tax ids.
 //! - [`vies`]: EU VAT ids, and the EU's VIES service that checks them.
 //! - [`logs`]: where `serve` writes its log, and log files kept 14 days.
+//! - [`privacy`]: the retention promises, read from the README's table for the privacy page.
 //! - [`clock`]: the time source, swappable in tests.
 
 #![deny(missing_docs)]
@@ -61,6 +62,7 @@ pub mod logs;
 pub mod mail;
 pub mod passkeys;
 pub mod plans;
+pub mod privacy;
 pub mod publish;
 pub mod roles;
 pub mod router;

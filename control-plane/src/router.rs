@@ -12,7 +12,7 @@ use crate::routes::{api, health, siteverify, stripe_webhook, telemetry};
 use crate::state::AppState;
 use crate::web::{
     account, api_keys, assets, audit, auth, billing, clients, dev, members, passkeys, projects,
-    security, usage,
+    public, security, usage,
 };
 
 /// Largest body any control-plane endpoint reads.
@@ -67,6 +67,7 @@ fn dashboard(state: &AppState) -> Router<AppState> {
         .route("/sign-up", get(auth::sign_up_page).post(auth::sign_up))
         .route("/sign-in", get(auth::sign_in_page).post(auth::sign_in))
         .route("/account/restore", post(auth::restore_account))
+        .route("/privacy", get(public::privacy_page))
         .route(
             "/sign-in/second-factor",
             get(auth::second_factor_page).post(auth::second_factor),

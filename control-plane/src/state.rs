@@ -33,6 +33,8 @@ pub struct WebConfig {
     pub show_outbox: bool,
     /// Reverse proxies whose `X-Forwarded-For` names the client (none by default).
     pub trusted_proxies: TrustedProxies,
+    /// The operator's sub-processors, as the privacy page lists them.
+    pub subprocessors: Vec<String>,
 }
 
 impl WebConfig {
@@ -45,6 +47,15 @@ impl WebConfig {
             edge_url: edge_url.trim_end_matches('/').to_owned(),
             show_outbox,
             trusted_proxies: TrustedProxies::none(),
+            subprocessors: Vec::new(),
+        }
+    }
+
+    /// The same, naming these sub-processors on the privacy page.
+    pub fn with_subprocessors(self, subprocessors: Vec<String>) -> Self {
+        Self {
+            subprocessors,
+            ..self
         }
     }
 

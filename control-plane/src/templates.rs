@@ -27,6 +27,7 @@ pub fn environment() -> Environment<'static> {
         "project_form.html",
         "integration.html",
         "usage.html",
+        "privacy.html",
         "members.html",
         "api_keys.html",
         "audit.html",

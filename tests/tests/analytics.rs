@@ -155,3 +155,20 @@ on_both_databases! {
         assert_eq!(left, 0);
     }
 }
+
+on_both_databases! {
+    async fn the_privacy_page_shows_every_retention_promise_and_the_sub_processors(world: World) {
+        let base = serve_control_plane(world.state().with(|state| {
+            state.web.subprocessors = vec!["Cloudflare, Inc. — the edge".into(), "Stripe <payments>".into()];
+        }))
+        .await;
+        let page = Browser::new(&base).get("/privacy").await.expect(200);
+        let promises = humanproof_control_plane::privacy::promises();
+        assert_eq!(page.body.matches("<th scope=\"row\">").count(), promises.len(), "{}", page.body);
+        assert!(page.body.contains("<th scope=\"row\">telemetry events</th>"), "{}", page.body);
+        assert!(page.body.contains("<code>platform::retention_erases_hashes_and_old_rows_and_no_raw_ip_is_stored</code>"));
+        assert!(page.body.contains("<li>Stripe &lt;payments&gt;</li>"), "escaped");
+        let plain = Browser::new(&world.serve().await).get("/privacy").await.expect(200);
+        assert!(plain.body.contains("The operator of this service has named none."));
+    }
+}

@@ -26,6 +26,7 @@ pub mod extract;
 pub mod members;
 pub mod passkeys;
 pub mod projects;
+pub mod public;
 pub mod render;
 pub mod security;
 pub mod usage;
