@@ -107,6 +107,19 @@ pub fn day_start_ms(day: &str) -> Option<i64> {
     Some(date.midnight().assume_utc().unix_timestamp() * 1000)
 }
 
+/// What became of the starts, as SQL columns over `telemetry_events`: `starts` (issued,
+/// refused or blocked), `solved`, `failed`, `blocked`, `refused`. One text for the daily
+/// roll-up and the hourly view, so they count alike.
+macro_rules! outcome_columns {
+    () => {
+        "CAST(SUM(CASE WHEN kind IN ('challenge_issued', 'challenge_refused', 'challenge_blocked') THEN 1 ELSE 0 END) AS BIGINT) AS starts, \
+         CAST(SUM(CASE WHEN kind = 'redeem_succeeded' THEN 1 ELSE 0 END) AS BIGINT) AS solved, \
+         CAST(SUM(CASE WHEN kind = 'redeem_failed' THEN 1 ELSE 0 END) AS BIGINT) AS failed, \
+         CAST(SUM(CASE WHEN kind = 'challenge_blocked' THEN 1 ELSE 0 END) AS BIGINT) AS blocked, \
+         CAST(SUM(CASE WHEN kind = 'challenge_refused' THEN 1 ELSE 0 END) AS BIGINT) AS refused"
+    };
+}
+
 /// The project's row of the day being rolled up, made on its first count.
 fn day_row<'a>(
     rows: &'a mut BTreeMap<String, DailyStats>,
@@ -150,16 +163,13 @@ pub async fn roll_up_day(db: &Db, day_start: i64, now_ms: i64) -> Result<usize, 
     let range = (day_start, day_start + DAY_MS);
     let day = day_of(day_start);
     let mut rows: BTreeMap<String, DailyStats> = BTreeMap::new();
-    let counts: Vec<EventCounts> = sqlx::query_as(
-        "SELECT project_id, \
-         CAST(SUM(CASE WHEN kind IN ('challenge_issued', 'challenge_refused', 'challenge_blocked') THEN 1 ELSE 0 END) AS BIGINT) AS starts, \
-         CAST(SUM(CASE WHEN kind = 'redeem_succeeded' THEN 1 ELSE 0 END) AS BIGINT) AS solved, \
-         CAST(SUM(CASE WHEN kind = 'redeem_failed' THEN 1 ELSE 0 END) AS BIGINT) AS failed, \
-         CAST(SUM(CASE WHEN kind IN ('challenge_issued', 'challenge_blocked') AND risk_decision IN ('challenge', 'block') THEN 1 ELSE 0 END) AS BIGINT) AS suspicious, \
-         CAST(SUM(CASE WHEN kind = 'challenge_blocked' THEN 1 ELSE 0 END) AS BIGINT) AS blocked, \
-         CAST(SUM(CASE WHEN kind = 'challenge_refused' THEN 1 ELSE 0 END) AS BIGINT) AS refused \
+    let counts: Vec<EventCounts> = sqlx::query_as(concat!(
+        "SELECT project_id, ",
+        outcome_columns!(),
+        ", CAST(SUM(CASE WHEN kind IN ('challenge_issued', 'challenge_blocked') \
+         AND risk_decision IN ('challenge', 'block') THEN 1 ELSE 0 END) AS BIGINT) AS suspicious \
          FROM telemetry_events WHERE at >= $1 AND at < $2 GROUP BY project_id",
-    )
+    ))
     .bind(range.0)
     .bind(range.1)
     .fetch_all(db.pool())
@@ -362,16 +372,12 @@ pub async fn project_hours(
     project_id: &str,
     from_ms: i64,
 ) -> Result<Vec<HourStats>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT CAST(at / $3 AS BIGINT) * $3 AS hour, \
-         CAST(SUM(CASE WHEN kind IN ('challenge_issued', 'challenge_refused', 'challenge_blocked') THEN 1 ELSE 0 END) AS BIGINT) AS starts, \
-         CAST(SUM(CASE WHEN kind = 'redeem_succeeded' THEN 1 ELSE 0 END) AS BIGINT) AS solved, \
-         CAST(SUM(CASE WHEN kind = 'redeem_failed' THEN 1 ELSE 0 END) AS BIGINT) AS failed, \
-         CAST(SUM(CASE WHEN kind = 'challenge_blocked' THEN 1 ELSE 0 END) AS BIGINT) AS blocked, \
-         CAST(SUM(CASE WHEN kind = 'challenge_refused' THEN 1 ELSE 0 END) AS BIGINT) AS refused \
-         FROM telemetry_events WHERE project_id = $1 AND at >= $2 \
-         GROUP BY CAST(at / $3 AS BIGINT) ORDER BY hour",
-    )
+    sqlx::query_as(concat!(
+        "SELECT CAST(at / $3 AS BIGINT) * $3 AS hour, ",
+        outcome_columns!(),
+        " FROM telemetry_events WHERE project_id = $1 AND at >= $2 \
+             GROUP BY CAST(at / $3 AS BIGINT) ORDER BY hour",
+    ))
     .bind(project_id)
     .bind(from_ms)
     .bind(HOUR_MS)
