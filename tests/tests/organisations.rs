@@ -1226,6 +1226,24 @@ on_both_databases! {
         other.browser.get(&path).await.expect(404);
     }
 
+    async fn an_organisation_left_without_members_goes_a_day_later_with_its_projects(world: World) {
+        let base = world.serve().await;
+        let abandoned = tenant(&world, &base, "last-one-out@example.com").await;
+        let kept = tenant(&world, &base, "still-here@example.com").await;
+        world.publish().await;
+        let site_key = projects::find(&world.db, &abandoned.project).await.unwrap().unwrap().site_key;
+        sqlx::query("DELETE FROM memberships WHERE organisation_id = $1").bind(&abandoned.org).execute(world.db.pool()).await.unwrap();
+        let retention = async || humanproof_control_plane::db::retention::apply(&world.db, world.clock.now_ms()).await.unwrap();
+        assert_eq!(retention().await.memberless_organisations_deleted, 0, "one being set up is left alone for a day");
+        world.clock.advance(humanproof_control_plane::db::retention::MEMBERLESS_ORGANISATION_TTL_MS + 1);
+        assert_eq!(retention().await.memberless_organisations_deleted, 1);
+        assert!(orgs::organisation_name(&world.db, &abandoned.org).await.unwrap().is_none());
+        assert!(projects::find(&world.db, &abandoned.project).await.unwrap().is_none());
+        assert!(orgs::organisation_name(&world.db, &kept.org).await.unwrap().is_some());
+        world.publish().await;
+        assert_eq!(world.start_challenge(&site_key, &json!({})).await.reason(), "unknown_site_key");
+    }
+
     async fn the_api_manages_projects_and_refuses_bad_input(world: World) {
         let base = world.serve().await;
         let owner = tenant(&world, &base, "auto@example.com").await;

@@ -46,6 +46,11 @@ pub const VAT_CHECK_TTL_MS: i64 = 3653 * 24 * 60 * 60 * 1000;
 /// and only explains the retries of a grace period (30 days) for a while after.
 pub const VAT_DOWN_CHECK_TTL_MS: i64 = 90 * 24 * 60 * 60 * 1000;
 
+/// How long an organisation without a single member is kept: nobody can reach its data any
+/// more, so it goes (with its projects, off the edge), after a day so that one being set up
+/// is never caught between its creation and its first member.
+pub const MEMBERLESS_ORGANISATION_TTL_MS: i64 = DAY_MS;
+
 /// Rows each rule touched.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct RetentionReport {
@@ -71,6 +76,8 @@ pub struct RetentionReport {
     pub stripe_events_deleted: u64,
     /// Usage reports Stripe accepted over a year ago, deleted.
     pub meter_reports_deleted: u64,
+    /// Organisations left without members, deleted with everything of theirs.
+    pub memberless_organisations_deleted: u64,
     /// VIES checks that answered, deleted after ten years.
     pub vat_checks_deleted: u64,
     /// VIES checks that found the service down, deleted after 90 days.
@@ -132,6 +139,12 @@ pub async fn apply(db: &Db, now_ms: i64) -> Result<RetentionReport, sqlx::Error>
             now_ms - STRIPE_EVENT_TTL_MS,
         )
         .await?,
+        memberless_organisations_deleted: delete_memberless_organisations(
+            db,
+            now_ms - MEMBERLESS_ORGANISATION_TTL_MS,
+            now_ms,
+        )
+        .await?,
         // Unsent reports stay: they are usage still owed.
         meter_reports_deleted: run(
             "DELETE FROM meter_reports WHERE sent_at < $1",
@@ -149,6 +162,42 @@ pub async fn apply(db: &Db, now_ms: i64) -> Result<RetentionReport, sqlx::Error>
         )
         .await?,
     })
+}
+
+/// Deletes the organisations created before `created_before` that have no member left,
+/// queuing their projects' site keys for removal from the edge; how many.
+async fn delete_memberless_organisations(
+    db: &Db,
+    created_before: i64,
+    now_ms: i64,
+) -> Result<u64, sqlx::Error> {
+    const MEMBERLESS: &str = "SELECT id FROM organisations o WHERE o.created_at < $1 \
+         AND NOT EXISTS (SELECT 1 FROM memberships m WHERE m.organisation_id = o.id)";
+    let mut tx = db.begin_write().await?;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO snapshot_deletions (site_key, requested_at) \
+         SELECT site_key, $2 FROM projects WHERE organisation_id IN ({MEMBERLESS}) \
+         ON CONFLICT (site_key) DO NOTHING"
+    )))
+    .bind(created_before)
+    .bind(now_ms)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DELETE FROM audit_log WHERE organisation_id IN ({MEMBERLESS})"
+    )))
+    .bind(created_before)
+    .execute(&mut *tx)
+    .await?;
+    let deleted = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DELETE FROM organisations WHERE id IN ({MEMBERLESS})"
+    )))
+    .bind(created_before)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    tx.commit().await?;
+    Ok(deleted)
 }
 
 /// What the plans' windows deleted.
