@@ -113,7 +113,7 @@ on_both_databases! {
 }
 
 on_both_databases! {
-    async fn sessions_claims_failed_sign_ins_ceremonies_and_stripe_events_go_when_they_expire(world: World) {
+    async fn sessions_claims_failed_sign_ins_ceremonies_stripe_events_and_audit_entries_go_when_they_expire(world: World) {
         let base = world.serve().await;
         let browser = Browser::new(&base);
         browser.sign_up("kept@example.com", "correct horse battery").await;
@@ -129,6 +129,8 @@ on_both_databases! {
             .await
             .unwrap();
         humanproof_control_plane::db::billing::record_stripe_event(&world.db, "evt_kept", "invoice.paid", "applied", now).await.unwrap();
+        let audit_entries: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_log").fetch_one(world.db.pool()).await.unwrap();
+        assert!(audit_entries >= 1, "signing up is audited");
 
         // Nothing is due yet.
         let report = retention::apply(&world.db, now).await.unwrap();
@@ -145,6 +147,9 @@ on_both_databases! {
         assert!(retention::apply(&world.db, at(retention::HASH_TTL_MS + humanproof_control_plane::accounts::THROTTLE_WINDOW_MS)).await.unwrap().throttles_deleted >= 1);
         assert!(retention::apply(&world.db, at(humanproof_control_plane::accounts::SESSION_TTL_MS + 1)).await.unwrap().sessions_deleted >= 1);
         assert_eq!(retention::apply(&world.db, at(retention::STRIPE_EVENT_TTL_MS + 1)).await.unwrap().stripe_events_deleted, 1);
+        assert_eq!(retention::apply(&world.db, at(retention::AUDIT_TTL_MS)).await.unwrap().audit_entries_deleted, 0);
+        let report = retention::apply(&world.db, at(retention::AUDIT_TTL_MS + 1)).await.unwrap();
+        assert_eq!(u64::try_from(audit_entries).unwrap(), report.audit_entries_deleted);
         let left: i64 = sqlx::query_scalar(
             "SELECT (SELECT COUNT(*) FROM sessions) + (SELECT COUNT(*) FROM siteverify_claims) + (SELECT COUNT(*) FROM throttles) \
              + (SELECT COUNT(*) FROM webauthn_ceremonies) + (SELECT COUNT(*) FROM stripe_events)",

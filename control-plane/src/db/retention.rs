@@ -10,7 +10,7 @@
 //!   on its signature's expiry alone, so the claim has nothing left to guard.
 //! - Expired sessions, email links and unfinished passkey ceremonies are deleted; attempt counters (keyed
 //!   hashes) are deleted 24 hours after their window began, long after it was used.
-//! - Usage reports sent to Stripe's meter are kept 400 days, for questions about an invoice.
+//! - Usage reports sent to Stripe's meter, and the audit log, are kept 400 days.
 //! - VIES checks that answered (valid or invalid) are kept 10 years, the proof of a VAT
 //!   exemption tax authorities may ask for; checks that found VIES down prove nothing and go
 //!   after 90 days. A "down" row bound to an unsettled invoice would have to stay, but
@@ -46,6 +46,10 @@ pub const VAT_CHECK_TTL_MS: i64 = 3653 * 24 * 60 * 60 * 1000;
 /// and only explains the retries of a grace period (30 days) for a while after.
 pub const VAT_DOWN_CHECK_TTL_MS: i64 = 90 * 24 * 60 * 60 * 1000;
 
+/// How long an audit entry is kept: a year and a month, long enough to answer for any
+/// change to the last annual invoice and any security question about the past year.
+pub const AUDIT_TTL_MS: i64 = 400 * DAY_MS;
+
 /// How long an organisation without a single member is kept: nobody can reach its data any
 /// more, so it goes (with its projects, off the edge), after a day so that one being set up
 /// is never caught between its creation and its first member.
@@ -78,6 +82,8 @@ pub struct RetentionReport {
     pub meter_reports_deleted: u64,
     /// Organisations left without members, deleted with everything of theirs.
     pub memberless_organisations_deleted: u64,
+    /// Audit entries over 400 days old, deleted.
+    pub audit_entries_deleted: u64,
     /// VIES checks that answered, deleted after ten years.
     pub vat_checks_deleted: u64,
     /// VIES checks that found the service down, deleted after 90 days.
@@ -139,6 +145,8 @@ pub async fn apply(db: &Db, now_ms: i64) -> Result<RetentionReport, sqlx::Error>
             now_ms - STRIPE_EVENT_TTL_MS,
         )
         .await?,
+        audit_entries_deleted: run("DELETE FROM audit_log WHERE at < $1", now_ms - AUDIT_TTL_MS)
+            .await?,
         memberless_organisations_deleted: delete_memberless_organisations(
             db,
             now_ms - MEMBERLESS_ORGANISATION_TTL_MS,
