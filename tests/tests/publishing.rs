@@ -222,6 +222,7 @@ fn the_openapi_document_describes_every_api_route() {
         "POST /projects/{id}/rotate-secret",
         "POST /projects/{id}/revoke-tokens",
         "GET /projects/{id}/usage",
+        "GET /projects/{id}/stats",
         "GET /billing",
     ];
     let mut documented_sorted = documented.clone();
