@@ -343,6 +343,15 @@ impl World {
             .unwrap();
     }
 
+    /// How many telemetry events the control plane stored for a project.
+    pub async fn stored_events(&self, project_id: &str) -> i64 {
+        sqlx::query_scalar("SELECT COUNT(*) FROM telemetry_events WHERE project_id = $1")
+            .bind(project_id)
+            .fetch_one(self.db.pool())
+            .await
+            .unwrap()
+    }
+
     /// What the edge emitted since the last call.
     pub async fn take_events(&self) -> Vec<TelemetryEvent> {
         let mut receiver = self.events.lock().await;

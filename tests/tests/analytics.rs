@@ -18,14 +18,6 @@ async fn day_row(world: &World, project_id: &str, at_ms: i64) -> Option<DailySta
         .pop()
 }
 
-async fn stored_events(world: &World, project_id: &str) -> i64 {
-    sqlx::query_scalar("SELECT COUNT(*) FROM telemetry_events WHERE project_id = $1")
-        .bind(project_id)
-        .fetch_one(world.db.pool())
-        .await
-        .unwrap()
-}
-
 on_both_databases! {
     async fn a_day_is_rolled_up_from_its_events_and_again_to_the_same_row(world: World) {
         let site = world.create_project(quick_project("stats")).await;
@@ -94,8 +86,8 @@ on_both_databases! {
         assert_eq!(windows(start + 3 * DAY_MS).await.telemetry_deleted, 0);
         let report = windows(start + 3 * DAY_MS + 1).await;
         assert_eq!((report.telemetry_deleted, report.verifications_deleted), (2, 1));
-        assert_eq!(stored_events(&world, &free.project.id).await, 0);
-        assert_eq!(stored_events(&world, &pro.project.id).await, 2);
+        assert_eq!(world.stored_events(&free.project.id).await, 0);
+        assert_eq!(world.stored_events(&pro.project.id).await, 2);
         // Free's statistics stay 7 days (today and the six before), longer than its events.
         assert_eq!(windows(at_day(6)).await.daily_stats_deleted, 0);
         assert!(day_row(&world, &free.project.id, start).await.is_some());

@@ -88,7 +88,7 @@ on_both_databases! {
         let visitors = started.json["token"].as_str().unwrap().to_owned();
         let solutions = humanproof_protocol::pow::solve(&visitors, serde_json::from_value(started.json["challenge"].clone()).unwrap());
         world.deliver_telemetry().await;
-        let stored_before = stored_events(&world, &site.project.id).await;
+        let stored_before = world.stored_events(&site.project.id).await;
 
         let redeem_body = |token: &str| json!({ "token": token, "solutions": [0, 0, 0] }).to_string();
         let junk = [
@@ -110,7 +110,7 @@ on_both_databases! {
         }
         let events = world.deliver_telemetry().await;
         assert!(events.is_empty(), "80 junk redeems emit no event: {events:?}");
-        assert_eq!(stored_events(&world, &site.project.id).await, stored_before);
+        assert_eq!(world.stored_events(&site.project.id).await, stored_before);
         let month = month_of(world.clock.now_ms());
         assert_eq!(telemetry::usage(&world.db, &site.project.id, &month).await.unwrap().protected_attempts, 0);
 
@@ -138,7 +138,7 @@ on_both_databases! {
         assert_eq!(events.iter().map(|e| e.kind).collect::<Vec<_>>(), [TelemetryKind::ChallengeIssued, TelemetryKind::RedeemFailed]);
         let usage = telemetry::usage(&world.db, &site.project.id, &month_of(world.clock.now_ms())).await.unwrap();
         assert_eq!(usage.protected_attempts, 1, "{usage:?}");
-        assert_eq!(stored_events(&world, &site.project.id).await, 2);
+        assert_eq!(world.stored_events(&site.project.id).await, 2);
     }
 
     async fn concurrent_redeems_of_one_challenge_yield_one_token(world: World) {
@@ -511,13 +511,4 @@ on_both_databases! {
         world.clock.advance(retention::EVENT_TTL_MS);
         assert_eq!(retention::apply(&world.db, world.clock.now_ms()).await.unwrap().telemetry_deleted, 2);
     }
-}
-
-/// How many telemetry events the control plane stored for a project.
-async fn stored_events(world: &World, project_id: &str) -> i64 {
-    sqlx::query_scalar("SELECT COUNT(*) FROM telemetry_events WHERE project_id = $1")
-        .bind(project_id)
-        .fetch_one(world.db.pool())
-        .await
-        .unwrap()
 }
