@@ -670,24 +670,7 @@ pub async fn delete_account(
     let mut tx = db.begin_write().await?;
     let mut site_keys = 0;
     for organisation_id in &organisations {
-        site_keys += sqlx::query(
-            "INSERT INTO snapshot_deletions (site_key, requested_at) \
-             SELECT site_key, $2 FROM projects WHERE organisation_id = $1 \
-             ON CONFLICT (site_key) DO NOTHING",
-        )
-        .bind(organisation_id)
-        .bind(now_ms)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        sqlx::query("DELETE FROM audit_log WHERE organisation_id = $1")
-            .bind(organisation_id)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("DELETE FROM organisations WHERE id = $1")
-            .bind(organisation_id)
-            .execute(&mut *tx)
-            .await?;
+        site_keys += super::orgs::delete_organisation(&mut tx, organisation_id, now_ms).await?;
     }
     // Other organisations keep their history, without the person's address.
     sqlx::query("UPDATE audit_log SET actor = 'deleted-user' WHERE actor = $1")

@@ -689,6 +689,35 @@ pub async fn delete_client(
     Ok(done.rows_affected() > 0)
 }
 
+/// Deletes an organisation inside `tx` with everything that references it: its projects'
+/// site keys are queued for removal from the edge first, and its audit log (which names the
+/// organisation without a foreign key) goes with it; the site keys queued.
+pub async fn delete_organisation(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    organisation_id: &str,
+    now_ms: i64,
+) -> Result<u64, sqlx::Error> {
+    let site_keys = sqlx::query(
+        "INSERT INTO snapshot_deletions (site_key, requested_at) \
+         SELECT site_key, $2 FROM projects WHERE organisation_id = $1 \
+         ON CONFLICT (site_key) DO NOTHING",
+    )
+    .bind(organisation_id)
+    .bind(now_ms)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    sqlx::query("DELETE FROM audit_log WHERE organisation_id = $1")
+        .bind(organisation_id)
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query("DELETE FROM organisations WHERE id = $1")
+        .bind(organisation_id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(site_keys)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -179,33 +179,22 @@ async fn delete_memberless_organisations(
     created_before: i64,
     now_ms: i64,
 ) -> Result<u64, sqlx::Error> {
-    const MEMBERLESS: &str = "SELECT id FROM organisations o WHERE o.created_at < $1 \
-         AND NOT EXISTS (SELECT 1 FROM memberships m WHERE m.organisation_id = o.id)";
+    let memberless: Vec<String> = sqlx::query_scalar(
+        "SELECT id FROM organisations o WHERE o.created_at < $1 \
+         AND NOT EXISTS (SELECT 1 FROM memberships m WHERE m.organisation_id = o.id)",
+    )
+    .bind(created_before)
+    .fetch_all(db.pool())
+    .await?;
+    if memberless.is_empty() {
+        return Ok(0);
+    }
     let mut tx = db.begin_write().await?;
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "INSERT INTO snapshot_deletions (site_key, requested_at) \
-         SELECT site_key, $2 FROM projects WHERE organisation_id IN ({MEMBERLESS}) \
-         ON CONFLICT (site_key) DO NOTHING"
-    )))
-    .bind(created_before)
-    .bind(now_ms)
-    .execute(&mut *tx)
-    .await?;
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "DELETE FROM audit_log WHERE organisation_id IN ({MEMBERLESS})"
-    )))
-    .bind(created_before)
-    .execute(&mut *tx)
-    .await?;
-    let deleted = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "DELETE FROM organisations WHERE id IN ({MEMBERLESS})"
-    )))
-    .bind(created_before)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
+    for organisation_id in &memberless {
+        super::orgs::delete_organisation(&mut tx, organisation_id, now_ms).await?;
+    }
     tx.commit().await?;
-    Ok(deleted)
+    Ok(memberless.len() as u64)
 }
 
 /// What the plans' windows deleted.
