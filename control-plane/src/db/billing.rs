@@ -64,22 +64,7 @@ struct BillingRow {
 
 /// The organisation's billing state.
 pub async fn find(db: &Db, organisation_id: &str) -> Result<OrganisationBilling, sqlx::Error> {
-    let row: Option<BillingRow> = sqlx::query_as(
-        "SELECT plan, status, past_due_since, cap_reached_at, cap_banner_seen \
-         FROM organisation_billing WHERE organisation_id = $1",
-    )
-    .bind(organisation_id)
-    .fetch_optional(db.pool())
-    .await?;
-    Ok(
-        row.map_or_else(OrganisationBilling::default, |row| OrganisationBilling {
-            plan: row.plan,
-            status: row.status.0,
-            past_due_since: row.past_due_since,
-            cap_reached_at: row.cap_reached_at,
-            cap_banner_seen: row.cap_banner_seen != 0,
-        }),
-    )
+    Ok(find_with_link(db, organisation_id).await?.0)
 }
 
 /// Sets the organisation's plan, status and past-due time (not the cap fields, which the
@@ -294,30 +279,56 @@ pub async fn stripe_link(
     db: &Db,
     organisation_id: &str,
 ) -> Result<Option<StripeLink>, sqlx::Error> {
-    let row: Option<StripeLinkRow> = sqlx::query_as(
-        "SELECT stripe_customer_id, stripe_subscription_id, billing_interval, current_period_end, \
+    Ok(find_with_link(db, organisation_id).await?.1)
+}
+
+/// One billing row, whole: what the plan and status columns say, and the Stripe columns.
+#[derive(FromRow)]
+struct FullBillingRow {
+    #[sqlx(flatten)]
+    billing: BillingRow,
+    #[sqlx(flatten)]
+    link: StripeLinkRow,
+}
+
+/// The organisation's billing state and its Stripe customer and subscription, read in one
+/// query (the billing overview needs both, and runs with every batch of telemetry).
+pub async fn find_with_link(
+    db: &Db,
+    organisation_id: &str,
+) -> Result<(OrganisationBilling, Option<StripeLink>), sqlx::Error> {
+    let row: Option<FullBillingRow> = sqlx::query_as(
+        "SELECT plan, status, past_due_since, cap_reached_at, cap_banner_seen, \
+         stripe_customer_id, stripe_subscription_id, billing_interval, current_period_end, \
          pending_plan, pending_interval, pending_at, cancel_at_period_end, billing_email \
          FROM organisation_billing WHERE organisation_id = $1",
     )
     .bind(organisation_id)
     .fetch_optional(db.pool())
     .await?;
-    Ok(row.and_then(|row| {
-        row.stripe_customer_id.map(|customer_id| StripeLink {
-            customer_id,
-            subscription_id: row.stripe_subscription_id,
-            interval: row.billing_interval,
-            current_period_end: row.current_period_end,
-            pending_change: match (row.pending_plan, row.pending_interval, row.pending_at) {
-                (Some(plan), Some(interval), Some(at)) => {
-                    Some(PendingChange { plan, interval, at })
-                }
-                _ => None,
-            },
-            cancel_at_period_end: row.cancel_at_period_end != 0,
-            billing_email: row.billing_email,
-        })
-    }))
+    let Some(FullBillingRow { billing, link }) = row else {
+        return Ok((OrganisationBilling::default(), None));
+    };
+    let account = OrganisationBilling {
+        plan: billing.plan,
+        status: billing.status.0,
+        past_due_since: billing.past_due_since,
+        cap_reached_at: billing.cap_reached_at,
+        cap_banner_seen: billing.cap_banner_seen != 0,
+    };
+    let link = link.stripe_customer_id.map(|customer_id| StripeLink {
+        customer_id,
+        subscription_id: link.stripe_subscription_id,
+        interval: link.billing_interval,
+        current_period_end: link.current_period_end,
+        pending_change: match (link.pending_plan, link.pending_interval, link.pending_at) {
+            (Some(plan), Some(interval), Some(at)) => Some(PendingChange { plan, interval, at }),
+            _ => None,
+        },
+        cancel_at_period_end: link.cancel_at_period_end != 0,
+        billing_email: link.billing_email,
+    });
+    Ok((account, link))
 }
 
 /// Whether the Stripe event with this id was applied already.

@@ -64,8 +64,7 @@ pub async fn overview_of(
     organisation_id: &str,
     now_ms: i64,
 ) -> Result<BillingOverview, sqlx::Error> {
-    let account = billing::find(db, organisation_id).await?;
-    let link = billing::stripe_link(db, organisation_id).await?;
+    let (account, link) = billing::find_with_link(db, organisation_id).await?;
     let subscription = link.filter(|link| link.subscription_id.is_some());
     let month = month_of(now_ms);
     let used_attempts = billing::organisation_usage(db, organisation_id, &month).await?;
@@ -475,7 +474,7 @@ async fn sync_subscription(
         None => None,
     };
     let now = state.clock.now_ms();
-    let previous = billing::find(&state.db, &organisation_id).await?;
+    let (previous, previous_link) = billing::find_with_link(&state.db, &organisation_id).await?;
     // A subscription that ended, or never started, leaves the organisation on Free.
     let (plan, status, interval) = match subscription.status.as_str() {
         "active" => (plan.id.as_str(), BillingStatus::Active, Some(interval)),
@@ -485,7 +484,6 @@ async fn sync_subscription(
     };
     let account = previous.changed_to(plan, status, now);
     billing::set(&state.db, &organisation_id, &account, now).await?;
-    let previous_link = billing::stripe_link(&state.db, &organisation_id).await?;
     let link = StripeLink {
         customer_id: subscription.customer.clone(),
         subscription_id: interval.map(|_| subscription.id.clone()),
