@@ -90,26 +90,19 @@ pub struct ProjectAnalytics {
     pub latest_verifications: Vec<Verification>,
 }
 
-/// A project's analytics: the month's counters (`month`, default the current one), the
-/// plan's window of daily statistics, the last 24 hours, and the latest verifications.
-pub async fn project_analytics(
+/// Every day of the plan's statistics window up to today, oldest first, a day without
+/// traffic as zeros: what the analytics page draws and its CSV download holds.
+pub async fn window_days(
     state: &AppState,
     actor: &Actor,
     project_id: &str,
-    month: Option<&str>,
-) -> Result<ProjectAnalytics, ApiError> {
-    let (month, usage) = project_usage(state, actor, project_id, month).await?;
-    let (from, _, stored) = project_stats(state, actor, project_id, None, None).await?;
-    let project = find_project(state, actor, project_id).await?;
-    let mut months = stats::usage_months(&state.db, &project.id).await?;
-    let current = month_of(state.clock.now_ms());
-    if !months.contains(&current) {
-        months.insert(0, current);
-    }
-    let first_day = stats::day_start_ms(&from).unwrap_or_default();
-    let now = state.clock.now_ms();
-    let day_count = (now.div_euclid(stats::DAY_MS) * stats::DAY_MS - first_day) / stats::DAY_MS + 1;
-    let days: Vec<DailyStats> = (0..day_count)
+) -> Result<Vec<DailyStats>, ApiError> {
+    let (from, to, stored) = project_stats(state, actor, project_id, None, None).await?;
+    let (first_day, last_day) = (
+        stats::day_start_ms(&from).unwrap_or_default(),
+        stats::day_start_ms(&to).unwrap_or_default(),
+    );
+    Ok((0..=(last_day - first_day) / stats::DAY_MS)
         .map(|offset| {
             let day = stats::day_of(first_day + offset * stats::DAY_MS);
             stored
@@ -121,7 +114,26 @@ pub async fn project_analytics(
                     ..DailyStats::default()
                 })
         })
-        .collect();
+        .collect())
+}
+
+/// A project's analytics: the month's counters (`month`, default the current one), the
+/// plan's window of daily statistics, the last 24 hours, and the latest verifications.
+pub async fn project_analytics(
+    state: &AppState,
+    actor: &Actor,
+    project_id: &str,
+    month: Option<&str>,
+) -> Result<ProjectAnalytics, ApiError> {
+    let (month, usage) = project_usage(state, actor, project_id, month).await?;
+    let days = window_days(state, actor, project_id).await?;
+    let project = find_project(state, actor, project_id).await?;
+    let mut months = stats::usage_months(&state.db, &project.id).await?;
+    let current = month_of(state.clock.now_ms());
+    if !months.contains(&current) {
+        months.insert(0, current);
+    }
+    let now = state.clock.now_ms();
     let first_hour = now.div_euclid(stats::HOUR_MS) * stats::HOUR_MS - 23 * stats::HOUR_MS;
     let stored_hours = stats::project_hours(&state.db, &project.id, first_hour).await?;
     let hours = (0..24)

@@ -171,7 +171,7 @@ pub async fn stats_csv(
     OrgActor(actor): OrgActor,
     Path((_, project_id)): Path<(String, String)>,
 ) -> Result<Response, PageError> {
-    let analytics = usage::project_analytics(&state, &actor, &project_id, None).await?;
+    let days = usage::window_days(&state, &actor, &project_id).await?;
     let mut csv = String::from(
         "day,starts,solved,failed,suspicious,blocked,refused,refusal_reasons,siteverify_calls,siteverify_success,siteverify_errors\r\n",
     );
@@ -182,7 +182,7 @@ pub async fn stats_csv(
             .collect::<Vec<_>>()
             .join(" ")
     };
-    for day in &analytics.days {
+    for day in &days {
         csv.push_str(&format!(
             "{},{},{},{},{},{},{},{},{},{},{}\r\n",
             day.day,
