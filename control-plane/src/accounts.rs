@@ -188,23 +188,9 @@ async fn verify_or_waste_time(stored: Option<&str>, password: &str) -> bool {
     }
 }
 
-/// A normalised email address: trimmed and lowercased, one `@`, a dot in the domain.
+/// A normalised email address ([`crate::mail::normalize_address`]).
 pub fn normalize_email(raw: &str) -> Result<String, AccountError> {
-    let email = raw.trim().to_lowercase();
-    let valid = email.len() <= 254
-        && !email.chars().any(|c| c.is_whitespace() || c.is_control())
-        && email.split_once('@').is_some_and(|(local, domain)| {
-            !local.is_empty()
-                && !domain.contains('@')
-                && domain.contains('.')
-                && !domain.starts_with('.')
-                && !domain.ends_with('.')
-        });
-    if valid {
-        Ok(email)
-    } else {
-        Err(AccountError::InvalidEmail)
-    }
+    crate::mail::normalize_address(raw).ok_or(AccountError::InvalidEmail)
 }
 
 fn check_password(password: &str) -> Result<(), AccountError> {
@@ -342,6 +328,7 @@ async fn email_user(
         to: user.email.clone(),
         subject: i18n::translate(lang, subject).to_owned(),
         body: i18n::fill(i18n::translate(lang, body), values),
+        reply_to: None,
     };
     deliver(state, &email).await;
 }

@@ -125,6 +125,18 @@ enum Command {
         #[arg(long)]
         month: Option<String>,
     },
+    /// Print the messages sent through the contact form (oldest first), as a JSON array; each
+    /// says whether its topic's inbox has accepted it (`forwarded_at`).
+    Messages {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        /// Only this topic's: support, sales, dpa, security or privacy.
+        #[arg(long)]
+        topic: Option<String>,
+        /// Only those of the last this many days (messages are kept 90).
+        #[arg(long, default_value_t = 90)]
+        days: u32,
+    },
     /// Apply the retention rules once and print what they touched.
     Retention {
         #[command(flatten)]
@@ -381,7 +393,8 @@ impl Cli {
                     web.mailer()?,
                     WebConfig::new(&web.public_url, &web.edge_url, false)
                         .behind(web.trusted_proxies.clone())
-                        .with_subprocessors(web.subprocessors()),
+                        .with_subprocessors(web.subprocessors())
+                        .with_contact_form(web.contact_form()?),
                 )
                 .with(|state| {
                     state.plans = catalogue;
@@ -537,6 +550,23 @@ impl Cli {
                     "countries": countries, "networks": networks,
                 });
                 println!("{output}");
+                Ok(())
+            }
+            Command::Messages {
+                database,
+                topic,
+                days,
+            } => {
+                if let Some(topic) = &topic {
+                    anyhow::ensure!(
+                        crate::contact::Topic::parse(topic).is_some(),
+                        "{topic:?} is not a topic: support, sales, dpa, security or privacy"
+                    );
+                }
+                let db = Db::connect(&database.database_url).await?;
+                let since = Clock::system().now_ms() - i64::from(days) * crate::db::stats::DAY_MS;
+                let messages = crate::db::support::list(&db, topic.as_deref(), since).await?;
+                println!("{}", serde_json::to_string_pretty(&messages)?);
                 Ok(())
             }
             Command::Instrumentation {

@@ -6,6 +6,7 @@ use anyhow::Context as _;
 use clap::Args;
 use humanproof_protocol::MasterSecret;
 
+use crate::contact::ContactForm;
 use crate::plans::Catalogue;
 use crate::stripe::Stripe;
 use crate::vies::{VatId, Vies};
@@ -121,6 +122,18 @@ pub struct WebArgs {
     /// — the edge (Workers, KV, Queues); Stripe Payments Europe — payments`).
     #[arg(long, env = "HUMANPROOF_SUBPROCESSORS", default_value = "")]
     pub subprocessors: String,
+    /// The site key of the HumanProof project that protects the public contact form (a
+    /// project of this very service, whose domains include the dashboard's).
+    #[arg(long, env = "HUMANPROOF_CONTACT_SITE_KEY")]
+    pub contact_site_key: Option<String>,
+    /// That project's backend secret, which the form verifies its tokens with.
+    #[arg(long, env = "HUMANPROOF_CONTACT_SECRET", hide_env_values = true)]
+    pub contact_secret: Option<String>,
+    /// Where each contact topic's messages go, as `topic=address` pairs separated by commas
+    /// (topics: support, sales, dpa, security, privacy; one not listed is not offered), e.g.
+    /// `support=help@example.com,dpa=legal@example.com`.
+    #[arg(long, env = "HUMANPROOF_CONTACT_INBOXES", default_value = "")]
+    pub contact_inboxes: String,
 }
 
 impl WebArgs {
@@ -132,6 +145,32 @@ impl WebArgs {
             .filter(|entry| !entry.is_empty())
             .map(str::to_owned)
             .collect()
+    }
+
+    /// The contact form: its site key, secret and inboxes all set, or none of them (the
+    /// form is then off).
+    pub fn contact_form(&self) -> anyhow::Result<Option<ContactForm>> {
+        let inboxes = ContactForm::parse_inboxes(&self.contact_inboxes)
+            .map_err(|err| anyhow::anyhow!("HUMANPROOF_CONTACT_INBOXES: {err}"))?;
+        match (
+            &self.contact_site_key,
+            &self.contact_secret,
+            inboxes.is_empty(),
+        ) {
+            (Some(site_key), Some(secret), false) => Ok(Some(ContactForm {
+                site_key: site_key.clone(),
+                secret: secret.clone(),
+                inboxes,
+            })),
+            (None, None, true) => {
+                tracing::warn!("no contact form configured: /contact says so");
+                Ok(None)
+            }
+            _ => anyhow::bail!(
+                "the contact form needs HUMANPROOF_CONTACT_SITE_KEY, HUMANPROOF_CONTACT_SECRET \
+                 and HUMANPROOF_CONTACT_INBOXES together"
+            ),
+        }
     }
 
     /// SMTP when configured, else the outbox folder.

@@ -43,6 +43,8 @@
 //!   schedules, meter events, tax ids.
 //! - [`vies`]: EU VAT ids, and the EU's VIES service that checks them.
 //! - [`logs`]: where `serve` writes its log, and log files kept 14 days.
+//! - [`contact`]: the contact form's topics, their inboxes, and storing and forwarding its
+//!   messages.
 //! - [`privacy`]: the retention promises, read from the README's table for the privacy page.
 //! - [`clock`]: the time source, swappable in tests.
 
@@ -53,6 +55,7 @@ pub mod cli;
 pub mod client_ip;
 pub mod clock;
 pub mod config;
+pub mod contact;
 pub mod db;
 pub mod error;
 pub mod http;

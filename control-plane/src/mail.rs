@@ -17,6 +17,8 @@ pub struct Email {
     pub subject: String,
     /// Plain-text body.
     pub body: String,
+    /// Where replies go instead of the sender (a contact message's author), if anywhere.
+    pub reply_to: Option<String>,
 }
 
 /// Where email goes.
@@ -61,6 +63,22 @@ pub enum MailError {
     Smtp(#[from] lettre::transport::smtp::Error),
 }
 
+/// A normalised email address: trimmed and lowercased, one `@`, a dot in the domain, no
+/// whitespace or control characters (so it cannot break a header); `None` if it is not one.
+pub fn normalize_address(raw: &str) -> Option<String> {
+    let email = raw.trim().to_lowercase();
+    let valid = email.len() <= 254
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control())
+        && email.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty()
+                && !domain.contains('@')
+                && domain.contains('.')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
+        });
+    valid.then_some(email)
+}
+
 impl Mailer {
     /// SMTP from a URL such as `smtps://user:password@smtp.example.com` (credentials and
     /// TLS mode as lettre reads them) and a sender address.
@@ -83,8 +101,13 @@ impl Mailer {
                     .duration_since(std::time::UNIX_EPOCH)
                     .unwrap_or_default();
                 let name = format!("{:020}-{}.eml", sent.as_nanos(), crate::secrets::new_id());
+                let reply_to = email
+                    .reply_to
+                    .as_ref()
+                    .map(|address| format!("Reply-To: {address}\r\n"))
+                    .unwrap_or_default();
                 let text = format!(
-                    "To: {}\r\nSubject: {}\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{}\r\n",
+                    "To: {}\r\n{reply_to}Subject: {}\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{}\r\n",
                     email.to, email.subject, email.body
                 );
                 tokio::fs::write(dir.join(name), text).await?;
@@ -95,9 +118,14 @@ impl Mailer {
                     .to
                     .parse()
                     .map_err(|err| MailError::Message(format!("recipient: {err}")))?;
-                let message = Message::builder()
-                    .from(from.clone())
-                    .to(to)
+                let mut message = Message::builder().from(from.clone()).to(to);
+                if let Some(reply_to) = &email.reply_to {
+                    let reply_to: Mailbox = reply_to
+                        .parse()
+                        .map_err(|err| MailError::Message(format!("reply-to: {err}")))?;
+                    message = message.reply_to(reply_to);
+                }
+                let message = message
                     .subject(&email.subject)
                     .header(ContentType::TEXT_PLAIN)
                     .body(email.body.clone())

@@ -11,8 +11,8 @@ use crate::error::ApiError;
 use crate::routes::{api, health, siteverify, stripe_webhook, telemetry};
 use crate::state::AppState;
 use crate::web::{
-    account, api_keys, assets, audit, auth, billing, clients, dev, members, passkeys, projects,
-    public, security, usage,
+    account, api_keys, assets, audit, auth, billing, clients, contact, dev, members, passkeys,
+    projects, public, security, usage,
 };
 
 /// Largest body any control-plane endpoint reads.
@@ -67,7 +67,15 @@ fn dashboard(state: &AppState) -> Router<AppState> {
         .route("/sign-up", get(auth::sign_up_page).post(auth::sign_up))
         .route("/sign-in", get(auth::sign_in_page).post(auth::sign_in))
         .route("/account/restore", post(auth::restore_account))
+        // Public pages: anyone may read them, and write to us.
         .route("/privacy", get(public::privacy_page))
+        .route("/how-it-works", get(public::how_it_works_page))
+        .route("/dpa", get(public::dpa_page))
+        .route(
+            "/contact",
+            get(contact::contact_page).post(contact::send_message),
+        )
+        .route("/contact/sent", get(contact::message_sent))
         .route(
             "/sign-in/second-factor",
             get(auth::second_factor_page).post(auth::second_factor),

@@ -1,7 +1,8 @@
 //! Serving the control plane. `humanproof serve`, the all-in-one `humanproof dev` server and
 //! the test harness all go through [`serve`], so what the tests run is the production wiring:
 //! peer addresses for per-client limits, the middleware stack, graceful shutdown and the
-//! background jobs (retention, snapshot publishing, VAT check retries).
+//! background jobs (retention, snapshot publishing, VAT check retries, contact messages not
+//! forwarded yet).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -35,7 +36,7 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let jobs = [
+    let mut jobs = vec![
         tokio::spawn(retention::apply_hourly(
             state.db.clone(),
             state.plans.clone(),
@@ -58,6 +59,14 @@ pub async fn serve(
         )),
         tokio::spawn(crate::accounts::delete_due_accounts_hourly(state.clone())),
     ];
+    if let Some(form) = &state.web.contact {
+        jobs.push(tokio::spawn(crate::contact::forward_pending_periodically(
+            state.db.clone(),
+            state.mailer.clone(),
+            form.clone(),
+            state.clock.clone(),
+        )));
+    }
     let service = with_middleware(app(state)).into_make_service_with_connect_info::<SocketAddr>();
     let served = axum::serve(listener, service)
         .with_graceful_shutdown(shutdown)

@@ -13,6 +13,7 @@ use tokio::sync::Notify;
 
 use crate::client_ip::TrustedProxies;
 use crate::clock::Clock;
+use crate::contact::ContactForm;
 use crate::db::Db;
 use crate::mail::Mailer;
 use crate::plans::Catalogue;
@@ -35,6 +36,8 @@ pub struct WebConfig {
     pub trusted_proxies: TrustedProxies,
     /// The operator's sub-processors, as the privacy page lists them.
     pub subprocessors: Vec<String>,
+    /// The public contact form, when the operator set it up.
+    pub contact: Option<ContactForm>,
 }
 
 impl WebConfig {
@@ -48,7 +51,13 @@ impl WebConfig {
             show_outbox,
             trusted_proxies: TrustedProxies::none(),
             subprocessors: Vec::new(),
+            contact: None,
         }
+    }
+
+    /// The same, with the public contact form.
+    pub fn with_contact_form(self, contact: Option<ContactForm>) -> Self {
+        Self { contact, ..self }
     }
 
     /// The same, naming these sub-processors on the privacy page.

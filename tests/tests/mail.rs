@@ -78,6 +78,7 @@ async fn messages_go_out_over_smtp() {
         to: "ada@example.com".into(),
         subject: "Hello".into(),
         body: "A line of text.".into(),
+        reply_to: Some("grace@example.org".into()),
     };
     mailer.send(&email).await.unwrap();
     let received = inbox.lock().unwrap().clone();
@@ -86,6 +87,7 @@ async fn messages_go_out_over_smtp() {
     assert_eq!(received[0].to, ["<ada@example.com>"]);
     assert!(received[0].data.contains("Subject: Hello"));
     assert!(received[0].data.contains("A line of text."));
+    assert!(received[0].data.contains("Reply-To: grace@example.org"));
 
     // A refused connection is an error the caller sees, not a panic.
     let nowhere = Mailer::smtp("smtp://127.0.0.1:9", "no-reply@humanproof.example").unwrap();

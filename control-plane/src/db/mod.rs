@@ -13,6 +13,7 @@ pub mod projects;
 pub mod retention;
 pub mod siteverify;
 pub mod stats;
+pub mod support;
 pub mod telemetry;
 pub mod vat;
 

@@ -11,6 +11,8 @@
 //! - Expired sessions, email links and unfinished passkey ceremonies are deleted; attempt counters (keyed
 //!   hashes) are deleted 24 hours after their window began, long after it was used.
 //! - Usage reports sent to Stripe's meter, and the audit log, are kept 400 days.
+//! - Contact form messages are kept 90 days: long enough for a conversation that started
+//!   there, and they reached their inbox by email within minutes.
 //! - VIES checks that answered (valid or invalid) are kept 10 years, the proof of a VAT
 //!   exemption tax authorities may ask for; checks that found VIES down prove nothing and go
 //!   after 90 days. A "down" row bound to an unsettled invoice would have to stay, but
@@ -50,6 +52,9 @@ pub const VAT_DOWN_CHECK_TTL_MS: i64 = 90 * 24 * 60 * 60 * 1000;
 /// change to the last annual invoice and any security question about the past year.
 pub const AUDIT_TTL_MS: i64 = 400 * DAY_MS;
 
+/// How long a message from the contact form is kept.
+pub const SUPPORT_MESSAGE_TTL_MS: i64 = 90 * DAY_MS;
+
 /// How long an organisation without a single member is kept: nobody can reach its data any
 /// more, so it goes (with its projects, off the edge), after a day so that one being set up
 /// is never caught between its creation and its first member.
@@ -88,6 +93,8 @@ pub struct RetentionReport {
     pub vat_checks_deleted: u64,
     /// VIES checks that found the service down, deleted after 90 days.
     pub vat_down_checks_deleted: u64,
+    /// Contact form messages over 90 days old, deleted.
+    pub support_messages_deleted: u64,
 }
 
 /// Applies every rule as of `now_ms`.
@@ -167,6 +174,11 @@ pub async fn apply(db: &Db, now_ms: i64) -> Result<RetentionReport, sqlx::Error>
         vat_down_checks_deleted: run(
             "DELETE FROM vat_checks WHERE outcome = 'down' AND checked_at < $1",
             now_ms - VAT_DOWN_CHECK_TTL_MS,
+        )
+        .await?,
+        support_messages_deleted: run(
+            "DELETE FROM support_messages WHERE received_at < $1",
+            now_ms - SUPPORT_MESSAGE_TTL_MS,
         )
         .await?,
     })

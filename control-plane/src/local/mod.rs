@@ -9,6 +9,8 @@
 //!   (`--geoip-country-db`, `--geoip-asn-db`) instead of Cloudflare's `request.cf`.
 //! - Stripe and VIES are local stand-ins (`stripe_standin`, `vies_standin`) speaking their
 //!   HTTP APIs, reached by the production clients through their base URLs.
+//! - The dashboard's contact form is protected by a project of the local service, and its
+//!   topics' inboxes (`dpa@inbox.humanproof.localhost`…) are the outbox.
 //! - Telemetry goes through an in-process channel to the database with retries, instead of a
 //!   Cloudflare Queue and a signed HTTP batch.
 
@@ -34,6 +36,7 @@ use tokio::sync::Notify;
 
 use crate::clock::Clock;
 use crate::config::{PlansArgs, SecretArgs, write_private};
+use crate::contact::{ContactForm, Topic};
 use crate::db::Db;
 use crate::db::projects::{self, BillingStatus, ProjectSettings};
 use crate::mail::Mailer;
@@ -98,6 +101,9 @@ pub const DEV_VALID_VAT_ID: &str = "DE123456789";
 /// numbers as they do in production with `HUMANPROOF_VIES_REQUESTER`.
 const DEV_REQUESTER_VAT_ID: &str = "DE999999999";
 
+/// The domain of the development contact form's inboxes (`dpa@…`, `support@…`).
+pub const DEV_INBOX_DOMAIN: &str = "inbox.humanproof.localhost";
+
 /// How often the local edge's snapshot is rebuilt even when nothing signalled a change.
 const SNAPSHOT_REFRESH: Duration = Duration::from_secs(2);
 
@@ -111,6 +117,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let db = Db::connect(&database_url).await?;
     let clock = Clock::system();
     let demo = ensure_demo_project(&db, &args, clock.now_ms()).await?;
+    let contact = ensure_contact_project(&db, &args, clock.now_ms()).await?;
     let geo = GeoLookup::open(
         args.geoip_country_db.as_deref(),
         args.geoip_asn_db.as_deref(),
@@ -176,7 +183,15 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         clock,
         Publisher::Local(edge.clone()),
         Mailer::Outbox(args.data_dir.join("outbox")),
-        WebConfig::new(&dashboard_url, &edge_url, true),
+        WebConfig::new(&dashboard_url, &edge_url, true).with_contact_form(Some(ContactForm {
+            site_key: contact.site_key,
+            secret: contact.secret,
+            // Every topic, each to its own address, all of them landing in the outbox.
+            inboxes: Topic::ALL
+                .into_iter()
+                .map(|topic| (topic, format!("{}@{DEV_INBOX_DOMAIN}", topic.as_str())))
+                .collect(),
+        })),
     )
     .with(|state| {
         state.plans = plans;
@@ -233,17 +248,70 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The demo customer's keys, as the customer's own backend would keep them.
-struct DemoKeys {
+/// A project's keys, as its site's backend would keep them.
+struct ProjectKeys {
     site_key: String,
     secret: String,
 }
 
 /// Creates the demo project on first start (testing domains `localhost` and `127.0.0.1`)
 /// and keeps its keys in `data/demo-site.json`; the environment can fix both keys.
-async fn ensure_demo_project(db: &Db, args: &DevArgs, now: i64) -> anyhow::Result<DemoKeys> {
-    let keys_file = args.data_dir.join("demo-site.json");
-    let saved: Option<serde_json::Value> = std::fs::read_to_string(&keys_file)
+async fn ensure_demo_project(db: &Db, args: &DevArgs, now: i64) -> anyhow::Result<ProjectKeys> {
+    let fixed = ProjectKeys {
+        site_key: args.demo_site_key.clone().unwrap_or_default(),
+        secret: args.demo_secret.clone().unwrap_or_default(),
+    };
+    // Relaxed keeps the demo page's plain-JavaScript solver quick.
+    let demo = local_project("Demo site", Preset::Relaxed);
+    ensure_project(db, &args.data_dir.join("demo-site.json"), fixed, &demo, now).await
+}
+
+/// Creates the project that protects the dashboard's own contact form on first start, as an
+/// operator does in production, and keeps its keys in `data/contact-form.json`.
+async fn ensure_contact_project(db: &Db, args: &DevArgs, now: i64) -> anyhow::Result<ProjectKeys> {
+    let contact = local_project("HumanProof contact form", Preset::Relaxed);
+    let none = ProjectKeys {
+        site_key: String::new(),
+        secret: String::new(),
+    };
+    ensure_project(
+        db,
+        &args.data_dir.join("contact-form.json"),
+        none,
+        &contact,
+        now,
+    )
+    .await
+}
+
+/// A project of the operator's for pages served on this machine.
+fn local_project(name: &str, preset: Preset) -> ProjectSettings {
+    ProjectSettings {
+        name: name.into(),
+        production_domains: vec![],
+        testing_domains: vec!["localhost".into(), "127.0.0.1".into()],
+        allow_subdomains: false,
+        preset,
+        risk_mode: RiskMode::Observe,
+        // The demo shows every widget look, which the Business plan includes.
+        plan: "business".into(),
+        billing_status: BillingStatus::Active,
+        monthly_limit: None,
+        active: true,
+        widget: Default::default(),
+    }
+}
+
+/// Creates the project on first start and keeps its keys in `keys_file`; a non-empty key in
+/// `fixed` overrides the saved one.
+async fn ensure_project(
+    db: &Db,
+    keys_file: &std::path::Path,
+    fixed: ProjectKeys,
+    settings: &ProjectSettings,
+    now: i64,
+) -> anyhow::Result<ProjectKeys> {
+    let saved: Option<serde_json::Value> = std::fs::read_to_string(keys_file)
         .ok()
         .and_then(|text| serde_json::from_str(&text).ok());
     let saved_field = |name: &str| {
@@ -252,41 +320,24 @@ async fn ensure_demo_project(db: &Db, args: &DevArgs, now: i64) -> anyhow::Resul
             .and_then(|v| v[name].as_str())
             .map(str::to_owned)
     };
-    let site_key = args
-        .demo_site_key
-        .clone()
+    let site_key = Some(fixed.site_key)
+        .filter(|key| !key.is_empty())
         .or_else(|| saved_field("site_key"))
         .unwrap_or_else(secrets::new_site_key);
-    let secret = args
-        .demo_secret
-        .clone()
+    let secret = Some(fixed.secret)
+        .filter(|secret| !secret.is_empty())
         .or_else(|| saved_field("secret"))
         .unwrap_or_else(secrets::new_backend_secret);
 
     match projects::find_by_site_key(db, &site_key).await? {
         Some(project) => projects::set_secret(db, &project.id, &secret, now).await?,
         None => {
-            let demo = ProjectSettings {
-                name: "Demo site".into(),
-                production_domains: vec![],
-                testing_domains: vec!["localhost".into(), "127.0.0.1".into()],
-                allow_subdomains: false,
-                // Relaxed keeps the demo page's plain-JavaScript solver quick.
-                preset: Preset::Relaxed,
-                risk_mode: RiskMode::Observe,
-                // The demo shows every widget look, which the Business plan includes.
-                plan: "business".into(),
-                billing_status: BillingStatus::Active,
-                monthly_limit: None,
-                active: true,
-                widget: Default::default(),
-            };
-            projects::insert(db, None, &demo, &site_key, &secret, now).await?;
+            projects::insert(db, None, settings, &site_key, &secret, now).await?;
         }
     }
     let keys = serde_json::json!({ "site_key": site_key, "secret": secret });
-    write_private(&keys_file, &keys.to_string())?;
-    Ok(DemoKeys { site_key, secret })
+    write_private(keys_file, &keys.to_string())?;
+    Ok(ProjectKeys { site_key, secret })
 }
 
 /// Rebuilds every entry and hands it to the in-process edge: the local "KV publish".

@@ -253,6 +253,7 @@ async fn email_usage_notice(
                 &values,
             ),
             body: i18n::fill(i18n::translate(lang, body), &values),
+            reply_to: None,
         };
         if let Err(err) = state.mailer.send(&email).await {
             tracing::error!(error = %err, "could not send a usage notice");

@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 use super::Actor;
 use super::projects::ProjectView;
 use crate::db::accounts::{self, User};
-use crate::db::{orgs, passkeys, projects, stats, telemetry};
+use crate::db::{orgs, passkeys, projects, stats, support, telemetry};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -15,12 +15,14 @@ const AUDIT_ENTRIES: i64 = 1000;
 
 /// Everything about a person's account: profile, memberships, sign-in factors (what they
 /// are, never their secrets), sessions (when, never their tokens), and the audit entries of
-/// what they did or what was done to their account, in every organisation.
+/// what they did or what was done to their account, in every organisation, and the messages
+/// they sent through the contact form while signed in.
 pub async fn account_data(state: &AppState, user: &User) -> Result<Value, ApiError> {
     let memberships = orgs::memberships(&state.db, &user.id).await?;
     let passkeys = passkeys::list(&state.db, &user.id).await?;
     let sessions = accounts::sessions(&state.db, &user.id).await?;
     let audit = orgs::audit_about_user(&state.db, &user.email, &user.id, AUDIT_ENTRIES).await?;
+    let messages = support::sent_by(&state.db, &user.id).await?;
     Ok(json!({
         "exported_at": state.clock.now_ms(),
         "account": {
@@ -31,6 +33,7 @@ pub async fn account_data(state: &AppState, user: &User) -> Result<Value, ApiErr
         },
         "memberships": memberships,
         "sessions": sessions,
+        "contact_messages": messages,
         "audit": audit,
     }))
 }

@@ -113,6 +113,7 @@ async fn invite(state: &AppState, actor: &Actor, email: &str, role: Role) -> Res
             &values,
         ),
         body: i18n::fill(i18n::translate(&lang, body), &values),
+        reply_to: None,
     };
     if let Err(err) = state.mailer.send(&message).await {
         tracing::error!(error = %err, "could not send an invitation");

@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use super::extract::{Form, OrgActor};
 use super::render::{PageError, can, format_time, org_frame, render};
-use super::security::{CsrfToken, FormActionAlso};
+use super::security::{CspAlso, CsrfToken};
 use crate::error::ApiError;
 use crate::plans::Interval;
 use crate::roles::Permission;
@@ -65,7 +65,7 @@ pub async fn billing_page(
         .stripe
         .as_ref()
         .filter(|_| can_buy || can_manage)
-        .map(|stripe| FormActionAlso(stripe.checkout_origin().to_owned()));
+        .map(|stripe| CspAlso::FormAction(stripe.checkout_origin().to_owned()));
     let page = render(
         &state,
         StatusCode::OK,

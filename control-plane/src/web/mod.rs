@@ -11,7 +11,8 @@
 //! Plumbing: [`extract`] (form, session, organisation actor), [`security`] (CSRF and
 //! headers), [`render`] (pages and error pages), [`assets`] (static files). Handlers, one
 //! file per area: [`auth`], [`account`], [`passkeys`], [`projects`], [`usage`], [`members`],
-//! [`clients`], [`api_keys`], [`audit`], [`billing`], [`dev`].
+//! [`clients`], [`api_keys`], [`audit`], [`billing`], [`public`] (privacy, how it works, DPA),
+//! [`contact`], [`dev`].
 
 pub mod account;
 pub mod api_keys;
@@ -21,6 +22,7 @@ pub mod auth;
 pub mod billing;
 pub mod charts;
 pub mod clients;
+pub mod contact;
 pub mod dev;
 pub mod extract;
 pub mod members;

@@ -1,4 +1,5 @@
-//! Pages anyone may read: the privacy policy.
+//! Pages anyone may read: how HumanProof works, the privacy policy, and how to ask for a data
+//! processing agreement.
 
 use axum::Extension;
 use axum::extract::State;
@@ -33,5 +34,41 @@ pub async fn privacy_page(
         "privacy.html",
         &anonymous(&csrf),
         context! { promises => promises, subprocessors => state.web.subprocessors.clone() },
+    )
+}
+
+/// `GET /how-it-works`: what the widget, the edge and the control plane each do with a
+/// visitor's request, for customers deciding and for their data protection officers.
+pub async fn how_it_works_page(
+    State(state): State<AppState>,
+    Extension(csrf): Extension<CsrfToken>,
+) -> Page {
+    let frame = anonymous(&csrf);
+    render(
+        &state,
+        StatusCode::OK,
+        "how_it_works.html",
+        &frame,
+        context! {},
+    )
+}
+
+/// `GET /dpa`: what a data processing agreement with this service covers and how to ask for
+/// one (through the contact form's DPA topic, when it is offered).
+pub async fn dpa_page(
+    State(state): State<AppState>,
+    Extension(csrf): Extension<CsrfToken>,
+) -> Page {
+    let dpa_inbox = state
+        .web
+        .contact
+        .as_ref()
+        .is_some_and(|form| form.inbox(crate::contact::Topic::Dpa).is_some());
+    render(
+        &state,
+        StatusCode::OK,
+        "dpa.html",
+        &anonymous(&csrf),
+        context! { dpa_form => dpa_inbox, subprocessors => state.web.subprocessors.clone() },
     )
 }

@@ -22,10 +22,18 @@ fn csrf_cookie(secure: bool) -> &'static str {
     if secure { "__Host-hp_csrf" } else { "hp_csrf" }
 }
 
-/// A page whose form is answered with a redirect to this origin (the billing page's, to
-/// Stripe's checkout): set as a response extension, it is added to the page's `form-action`.
+/// What a page allows beyond the dashboard's own origin, set on its response as an
+/// extension.
 #[derive(Debug, Clone)]
-pub struct FormActionAlso(pub String);
+pub enum CspAlso {
+    /// Its form is answered with a redirect to this origin (billing's, to Stripe's
+    /// checkout), which `form-action` also governs.
+    FormAction(String),
+    /// It embeds HumanProof's widget from this edge origin (the contact form): the widget's
+    /// script, compiling its wasm solver, its workers (started from `blob:` URLs), and its
+    /// calls to the edge — what the README tells customers to allow.
+    Widget(String),
+}
 
 /// Largest dashboard form read.
 const MAX_FORM: usize = 64 * 1024;
@@ -33,6 +41,29 @@ const MAX_FORM: usize = 64 * 1024;
 /// Pages load only their own stylesheet and scripts, and nothing may frame them.
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
     connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
+
+/// [`CSP`], with what `also` allows added.
+fn content_security_policy(also: Option<&CspAlso>) -> HeaderValue {
+    let (script, connect, worker, form) = match also {
+        None => return HeaderValue::from_static(CSP),
+        Some(CspAlso::FormAction(origin)) => {
+            (String::new(), String::new(), "", format!(" {origin}"))
+        }
+        Some(CspAlso::Widget(edge)) => (
+            format!(" {edge} 'wasm-unsafe-eval'"),
+            format!(" {edge}"),
+            " worker-src blob:;",
+            String::new(),
+        ),
+    };
+    let csp = format!(
+        "default-src 'none'; script-src 'self'{script}; style-src 'self'; img-src 'self'; \
+         connect-src 'self'{connect};{worker} form-action 'self'{form}; base-uri 'none'; \
+         frame-ancestors 'none'"
+    );
+    // Origins come from configuration; one a header cannot carry leaves the strict policy.
+    HeaderValue::from_str(&csp).unwrap_or_else(|_| HeaderValue::from_static(CSP))
+}
 
 /// The page's CSRF token, from the cookie or minted for this response.
 #[derive(Debug, Clone)]
@@ -85,15 +116,7 @@ pub async fn protect(State(state): State<AppState>, mut request: Request, next: 
     }
     request.extensions_mut().insert(CsrfToken(token.clone()));
     let mut response = i18n::with_request_language(lang, next.run(request)).await;
-    let csp = match response.extensions().get::<FormActionAlso>() {
-        // The form leaves for this origin through a redirect, which form-action also governs.
-        Some(FormActionAlso(origin)) => HeaderValue::from_str(&CSP.replace(
-            "form-action 'self'",
-            &format!("form-action 'self' {origin}"),
-        ))
-        .unwrap_or_else(|_| HeaderValue::from_static(CSP)),
-        None => HeaderValue::from_static(CSP),
-    };
+    let csp = content_security_policy(response.extensions().get::<CspAlso>());
     let headers = response.headers_mut();
     if existing.is_none() {
         let value = format!(
