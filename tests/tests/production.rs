@@ -3,7 +3,8 @@
 //! backend would: sign up, confirm the address, sign in with a password and then a TOTP
 //! code, make an API key and a project, verify a token, revoke outstanding tokens with the
 //! CLI, pay for a plan through Stripe's stand-in and its webhook, check a VAT id against
-//! VIES's stand-in, and shut down on SIGTERM. Nothing here goes through an in-process router.
+//! VIES's stand-in, send a DPA request through the contact form and list it with the CLI,
+//! and shut down on SIGTERM. Nothing here goes through an in-process router.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -22,6 +23,11 @@ use tokio::process::{Child, Command};
 
 const PASSWORD: &str = "correct horse battery";
 const WEBHOOK_SECRET: &str = "whsec_production";
+/// The keys of the project that protects `serve`'s own contact form, and its DPA inbox.
+const CONTACT_SITE_KEY: &str = "hp_site_0c0ac7f00c0ac7f00c0ac7f0";
+const CONTACT_SECRET: &str =
+    "hp_secret_c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0";
+const DPA_INBOX: &str = "legal@ops.example";
 
 /// `target/debug/humanproof`, built once per test run by the same cargo that runs the tests.
 fn humanproof_binary() -> &'static Path {
@@ -73,6 +79,12 @@ impl Server {
             .env("HUMANPROOF_STRIPE_WEBHOOK_SECRET", WEBHOOK_SECRET)
             .env("HUMANPROOF_STRIPE_API_BASE", format!("{stripe_api}/"))
             .env("HUMANPROOF_VIES_API_BASE", vies_api)
+            .env("HUMANPROOF_CONTACT_SITE_KEY", CONTACT_SITE_KEY)
+            .env("HUMANPROOF_CONTACT_SECRET", CONTACT_SECRET)
+            .env(
+                "HUMANPROOF_CONTACT_INBOXES",
+                format!("dpa={DPA_INBOX},support=help@ops.example"),
+            )
             // Request spans and responses, to check what a trace would reveal.
             .env("RUST_LOG", "info,tower_http=debug,sqlx=warn")
             .env_remove("HUMANPROOF_TRUSTED_PROXIES")
@@ -438,6 +450,66 @@ async fn the_production_binary_serves_customers_and_backends(backend: Backend) {
     );
     assert_eq!(siteverify(mint(2)).await["success"], true);
 
+    // The contact form, protected by a project of this very service (created as an operator
+    // would, before the first message): a DPA request with that project's token reaches the
+    // DPA inbox, and the operators' CLI lists it.
+    let db = humanproof_control_plane::db::Db::connect(&server.database_url)
+        .await
+        .unwrap();
+    let contact = humanproof_control_plane::db::projects::insert(
+        &db,
+        None,
+        &quick_project("contact form"),
+        CONTACT_SITE_KEY,
+        CONTACT_SECRET,
+        now_ms(),
+    )
+    .await
+    .unwrap();
+    db.pool().close().await;
+    let now = now_ms();
+    let contact_token = MasterSecret::new(MASTER_SECRET)
+        .unwrap()
+        .project_key(&contact.id, contact.key_version)
+        .sign(&VerificationClaims {
+            sk: CONTACT_SITE_KEY.into(),
+            jti: secrets::new_id(),
+            cid: secrets::new_id(),
+            iat: now,
+            exp: now + 300_000,
+            host: "localhost".into(),
+            d: 1,
+            c: 3,
+            act: None,
+            cd: None,
+            risk: None,
+        });
+    let sender = "dpo@customer-of-production.example";
+    Browser::new(&server.base)
+        .post(
+            "/contact",
+            &[
+                ("topic", "dpa"),
+                ("email", sender),
+                ("message", "Please send us your DPA."),
+                ("humanproof-token", &contact_token),
+            ],
+        )
+        .await
+        .expect(303);
+    let forwarded = last_email_in(&server.outbox, DPA_INBOX).expect("the DPA inbox has it");
+    assert!(forwarded.contains("Please send us your DPA.") && forwarded.contains(sender));
+    let listed = server.cli(&["messages", "--topic", "dpa"]).await;
+    assert_eq!(
+        (listed[0]["email"].as_str(), listed[0]["body"].as_str()),
+        (Some(sender), Some("Please send us your DPA."))
+    );
+    assert!(listed[0]["forwarded_at"].is_i64(), "{listed}");
+    assert_eq!(
+        server.cli(&["messages", "--topic", "support"]).await,
+        json!([])
+    );
+
     // Dashboard pages are compressed for clients that ask.
     let page = http
         .get(format!("{}/sign-in", server.base))
@@ -462,6 +534,9 @@ async fn the_production_binary_serves_customers_and_backends(backend: Backend) {
     for secret in [
         PASSWORD,
         email,
+        sender,
+        CONTACT_SECRET,
+        &contact_token,
         &backend_secret,
         &key,
         &token,
