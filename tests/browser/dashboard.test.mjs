@@ -6,7 +6,8 @@
 // the second factor after one. And two-factor setup, from scanning the QR code on screen.
 // And billing: an upgrade through the local Stripe stand-in's checkout, and a viewer's view.
 // And analytics: a week of traffic drawn as charts on a phone's screen, light and dark, with
-// screenshots in target/test-output/.
+// screenshots in target/test-output/. And a DPA request through the contact form, protected by
+// HumanProof's own widget, found in the DPA inbox.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { mkdirSync, mkdtempSync } from "node:fs";
@@ -345,4 +346,42 @@ test("analytics: a week of traffic drawn as charts on a phone, in light and dark
     await context.close();
   }
   assert.notEqual(solvedColours.light, solvedColours.dark, "the charts follow the colour scheme");
+});
+
+test("contact: a DPA request sent through the form, with HumanProof's own widget, lands in the DPA inbox", async () => {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  const problems = [];
+  page.on("pageerror", (error) => problems.push(error.message));
+  page.on("console", (message) => message.type() === "error" && problems.push(`${message.text()} ${message.location().url}`));
+
+  // From any page's footer to the DPA page, and from there to the form with the topic chosen.
+  await page.goto(`${dashboard}/sign-in`);
+  await page.getByRole("link", { name: "DPA", exact: true }).click();
+  await page.getByRole("heading", { name: "Data processing agreement" }).waitFor();
+  await page.getByRole("link", { name: "Request a DPA" }).click();
+  assert.equal(await page.getByLabel("Topic").inputValue(), "dpa");
+  await page.getByLabel("Email").fill("dpo@customer.example");
+  await page.getByLabel("Message").fill("Please send us your DPA. Customer GmbH, Musterstraße 1, Berlin.");
+
+  // The widget solves under the dashboard's policy (which adds only the edge for this page).
+  await page.locator("humanproof-widget .box").click();
+  await page.waitForFunction(() => document.querySelector('input[name="humanproof-token"]')?.value);
+  await page.getByRole("button", { name: "Send" }).click();
+  await page.getByRole("heading", { name: "Message sent" }).waitFor();
+  const reference = (await page.locator("main p").first().textContent()).match(/[0-9a-f]{32}/)[0];
+
+  await page.goto(`${dashboard}/dev/outbox`);
+  const inbox = page.locator("article").filter({ hasText: "To: dpa@inbox.humanproof.localhost" });
+  assert.equal(await inbox.count(), 1);
+  const forwarded = await inbox.textContent();
+  assert.match(forwarded, /Customer GmbH, Musterstraße 1, Berlin/);
+  assert.match(forwarded, /Reply-To: dpo@customer\.example/);
+  assert.match(forwarded, new RegExp(reference));
+  const acknowledgement = await page.locator("article").filter({ hasText: "Subject: We received your message" }).textContent();
+  assert.match(acknowledgement, /^\s*To: dpo@customer\.example/);
+  assert.match(acknowledgement, new RegExp(reference));
+  assert.doesNotMatch(acknowledgement, /Musterstraße/);
+  assert.deepEqual(problems, []);
+  await context.close();
 });
