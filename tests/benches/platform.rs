@@ -17,7 +17,9 @@ use humanproof_protocol::preset::RATE_WINDOW_MS;
 use humanproof_protocol::snapshot::RiskMode;
 use humanproof_protocol::wire::ChallengeRequest;
 use humanproof_protocol::{ChallengeClaims, Obfuscation, Preset, VerificationClaims};
-use humanproof_tests::{Backend, Client, MASTER_SECRET, ORIGIN, World, fresh_db, quick_project};
+use humanproof_tests::{
+    Backend, Client, MASTER_SECRET, ORIGIN, World, fresh_db, quick_project, verification_claims,
+};
 use serde_json::json;
 use tower::ServiceExt as _;
 
@@ -185,17 +187,9 @@ async fn siteverify_throughput(backend: Backend) {
     let now = world.clock.now_ms();
     let token = |n: usize| {
         key.sign(&VerificationClaims {
-            sk: site.site_key().to_owned(),
             jti: format!("{n:032x}"),
             cid: format!("{n:032x}"),
-            iat: now,
-            exp: now + 300_000,
-            host: "localhost".into(),
-            d: 1,
-            c: 3,
-            act: None,
-            cd: None,
-            risk: None,
+            ..verification_claims(site.site_key(), "localhost", now)
         })
     };
     let router = app(world.state());

@@ -30,7 +30,9 @@ use humanproof_edge::memory::{MemoryClaims, MemorySnapshots, MemoryVisitors};
 use humanproof_edge::risk::ClientHeaders;
 use humanproof_edge::{EdgeRequest, RequestBody};
 use humanproof_protocol::snapshot::RiskMode;
-use humanproof_protocol::{MasterSecret, Network, Preset, Protection, TelemetryEvent};
+use humanproof_protocol::{
+    MasterSecret, Network, Preset, Protection, TelemetryEvent, VerificationClaims,
+};
 use serde_json::Value;
 use tokio::sync::mpsc::UnboundedReceiver;
 use tower::ServiceExt as _;
@@ -111,6 +113,25 @@ pub async fn fresh_db_url(backend: Backend) -> Option<(Db, String)> {
             .expect("the test database opens and migrates"),
         url,
     ))
+}
+
+/// The claims of a verification token as the edge signs them after a redeem on `host`: for
+/// `site_key`, issued at `now`, valid five minutes, with fresh random ids, for Custom work
+/// of difficulty 1 and 3 sub-challenges.
+pub fn verification_claims(site_key: &str, host: &str, now: i64) -> VerificationClaims {
+    VerificationClaims {
+        sk: site_key.to_owned(),
+        jti: secrets::new_id(),
+        cid: secrets::new_id(),
+        iat: now,
+        exp: now + 300_000,
+        host: host.to_owned(),
+        d: 1,
+        c: 3,
+        act: None,
+        cd: None,
+        risk: None,
+    }
 }
 
 /// Everything wired together on one manual clock.

@@ -388,19 +388,10 @@ async fn the_production_binary_serves_customers_and_backends(backend: Backend) {
 
     // A verification token as the edge signs it, verified once by the backend.
     let mint = |key_version: u32| {
-        let now = now_ms();
         let claims = VerificationClaims {
-            sk: site_key.clone(),
-            jti: secrets::new_id(),
-            cid: secrets::new_id(),
-            iat: now,
-            exp: now + 300_000,
-            host: "shop.example".into(),
             d: 4,
             c: 80,
-            act: None,
-            cd: None,
-            risk: None,
+            ..verification_claims(&site_key, "shop.example", now_ms())
         };
         MasterSecret::new(MASTER_SECRET)
             .unwrap()
@@ -467,23 +458,14 @@ async fn the_production_binary_serves_customers_and_backends(backend: Backend) {
     .await
     .unwrap();
     db.pool().close().await;
-    let now = now_ms();
     let contact_token = MasterSecret::new(MASTER_SECRET)
         .unwrap()
         .project_key(&contact.id, contact.key_version)
-        .sign(&VerificationClaims {
-            sk: CONTACT_SITE_KEY.into(),
-            jti: secrets::new_id(),
-            cid: secrets::new_id(),
-            iat: now,
-            exp: now + 300_000,
-            host: "localhost".into(),
-            d: 1,
-            c: 3,
-            act: None,
-            cd: None,
-            risk: None,
-        });
+        .sign(&verification_claims(
+            CONTACT_SITE_KEY,
+            "localhost",
+            now_ms(),
+        ));
     let sender = "dpo@customer-of-production.example";
     Browser::new(&server.base)
         .post(
