@@ -1,8 +1,14 @@
-//! Public site keys, backend secrets, and the rule that secrets are stored only as hashes.
+//! Public site keys, backend secrets, the rule that secrets are stored only as hashes, and
+//! sealing what must be kept secret but read back (TOTP keys, the dashboard's flash).
 //!
 //! Backend secrets are 256 random bits, so a plain SHA-256 is a sound storage hash (no
 //! dictionary to attack); it also allows the indexed lookup siteverify needs.
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD_NO_PAD;
+use chacha20poly1305::aead::{Aead, KeyInit};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use humanproof_protocol::MasterSecret;
 use sha2::{Digest, Sha256};
 
 fn random_token(bytes: usize) -> String {
@@ -29,6 +35,35 @@ pub fn new_token() -> String {
 /// A new internal id.
 pub fn new_id() -> String {
     random_token(16)
+}
+
+/// Encrypts `plain` with XChaCha20-Poly1305 under a key derived from the master secret for
+/// `purpose` (so what is sealed for one use never opens for another): base64(nonce ‖
+/// ciphertext).
+pub fn seal(master: &MasterSecret, purpose: &str, plain: &[u8]) -> String {
+    let mut nonce = [0u8; 24];
+    getrandom::fill(&mut nonce).expect("the OS provides randomness");
+    let sealed = cipher(master, purpose)
+        .encrypt(XNonce::from_slice(&nonce), plain)
+        .expect("encryption of a short value cannot fail");
+    STANDARD_NO_PAD.encode([nonce.as_slice(), &sealed].concat())
+}
+
+/// Decrypts what [`seal`] sealed for `purpose`; `None` if it was tampered with, sealed for
+/// another purpose, or the master secret changed.
+pub fn open(master: &MasterSecret, purpose: &str, sealed: &str) -> Option<Vec<u8>> {
+    let bytes = STANDARD_NO_PAD.decode(sealed).ok()?;
+    if bytes.len() < 24 {
+        return None;
+    }
+    let (nonce, ciphertext) = bytes.split_at(24);
+    cipher(master, purpose)
+        .decrypt(XNonce::from_slice(nonce), ciphertext)
+        .ok()
+}
+
+fn cipher(master: &MasterSecret, purpose: &str) -> XChaCha20Poly1305 {
+    XChaCha20Poly1305::new(&master.derive(purpose).into())
 }
 
 /// How a backend secret is stored and looked up.

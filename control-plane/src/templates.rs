@@ -31,6 +31,7 @@ pub fn environment() -> Environment<'static> {
         "how_it_works.html",
         "dpa.html",
         "contact.html",
+        "confirm.html",
         "members.html",
         "api_keys.html",
         "audit.html",

@@ -5,10 +5,6 @@
 //! secret, so a copy of the database alone does not yield working codes. A code is accepted
 //! for the current step and one step either side (clock drift), and each step only once.
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD_NO_PAD;
-use chacha20poly1305::aead::{Aead, KeyInit};
-use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use hmac::{Hmac, Mac};
 use humanproof_protocol::MasterSecret;
 use qrcode::QrCode;
@@ -112,30 +108,17 @@ pub fn qr_code_svg(uri: &str) -> String {
         .map_or(svg.clone(), |start| svg[start..].to_owned())
 }
 
-fn cipher(master: &MasterSecret) -> XChaCha20Poly1305 {
-    XChaCha20Poly1305::new(&master.derive("humanproof/totp-secret/v1").into())
-}
+/// What sealed TOTP secrets are sealed for.
+const SEALED_FOR: &str = "humanproof/totp-secret/v1";
 
-/// Encrypts a secret for storage: base64(nonce ‖ ciphertext).
+/// Encrypts a secret for storage ([`crate::secrets::seal`]).
 pub fn seal(master: &MasterSecret, secret: &[u8]) -> String {
-    let mut nonce = [0u8; 24];
-    getrandom::fill(&mut nonce).expect("the OS provides randomness");
-    let sealed = cipher(master)
-        .encrypt(XNonce::from_slice(&nonce), secret)
-        .expect("encryption of a short secret cannot fail");
-    STANDARD_NO_PAD.encode([nonce.as_slice(), &sealed].concat())
+    crate::secrets::seal(master, SEALED_FOR, secret)
 }
 
 /// Decrypts a stored secret; `None` if it was tampered with or the master secret changed.
 pub fn open(master: &MasterSecret, stored: &str) -> Option<Vec<u8>> {
-    let bytes = STANDARD_NO_PAD.decode(stored).ok()?;
-    if bytes.len() < 24 {
-        return None;
-    }
-    let (nonce, sealed) = bytes.split_at(24);
-    cipher(master)
-        .decrypt(XNonce::from_slice(nonce), sealed)
-        .ok()
+    crate::secrets::open(master, SEALED_FOR, stored)
 }
 
 #[cfg(test)]

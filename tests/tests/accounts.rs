@@ -59,8 +59,12 @@ on_both_databases! {
         elsewhere.get(&local(&link)).await.expect(200);
         assert!(elsewhere.get("/").await.expect(303).location.unwrap().starts_with("/orgs/"));
 
-        let created = browser.post(&format!("/orgs/{org}/projects/new"), &fields).await.expect(201);
-        assert!(created.body.contains("hp_secret_"), "the secret is shown once");
+        // Post/redirect/get: the new project's page shows the secret once; reloading it (or
+        // going back) neither shows it again nor creates a second project.
+        let created = browser.post(&format!("/orgs/{org}/projects/new"), &fields).await.expect(303);
+        let project_page = created.location.unwrap();
+        assert!(browser.get(&project_page).await.expect(200).body.contains("hp_secret_"), "the secret is shown once");
+        assert!(!browser.get(&project_page).await.expect(200).body.contains("hp_secret_"));
         let listed = browser.get(&format!("/orgs/{org}/projects")).await.expect(200);
         assert!(listed.body.contains("Shop") && !listed.body.contains("hp_secret_"));
 

@@ -274,10 +274,17 @@ impl Route {
                     project.to_owned()
                 };
                 browser
-                    .post(&format!("/orgs/{org}/projects/{victim}/delete"), &[])
+                    .post(
+                        &format!("/orgs/{org}/projects/{victim}/delete"),
+                        &[("confirmed", "yes")],
+                    )
                     .await
             }
-            Route::RotateSecret => browser.post(&p("/rotate-secret"), &[]).await,
+            Route::RotateSecret => {
+                browser
+                    .post(&p("/rotate-secret"), &[("confirmed", "yes")])
+                    .await
+            }
             Route::Integration => browser.get(&p("/integration")).await,
             Route::Usage => browser.get(&p("/usage")).await,
             Route::Risk => browser.get(&p("/risk")).await,
@@ -297,7 +304,10 @@ impl Route {
                 let email = format!("{}@example.com", secrets::new_id());
                 let (_, user_id) = member(world, base, home, &email, Role::Viewer).await;
                 browser
-                    .post(&format!("/orgs/{org}/members/{user_id}/remove"), &[])
+                    .post(
+                        &format!("/orgs/{org}/members/{user_id}/remove"),
+                        &[("confirmed", "yes")],
+                    )
                     .await
             }
             Route::RevokeInvitation => {
@@ -360,7 +370,10 @@ impl Route {
                 .await
                 .unwrap();
                 browser
-                    .post(&format!("/orgs/{org}/api-keys/{}/disable", key.id), &[])
+                    .post(
+                        &format!("/orgs/{org}/api-keys/{}/disable", key.id),
+                        &[("confirmed", "yes")],
+                    )
                     .await
             }
             Route::Audit => browser.get(&format!("/orgs/{org}/audit")).await,
@@ -369,6 +382,48 @@ impl Route {
 }
 
 on_both_databases! {
+    async fn destructive_actions_ask_first_change_nothing_until_confirmed_and_then_say_what_happened(world: World) {
+        let base = world.serve().await;
+        let owner = tenant(&world, &base, "careful@example.com").await;
+        let (_, viewer_id) = member(&world, &base, &owner.org, "leaving@example.com", Role::Viewer).await;
+        let project_page = format!("/orgs/{}/projects/{}", owner.org, owner.project);
+        let members_page = format!("/orgs/{}/members", owner.org);
+        let asks = [
+            (format!("{project_page}/delete"), "Delete this project?"),
+            (format!("{project_page}/rotate-secret"), "Rotate the backend secret?"),
+            (format!("{project_page}/revoke-tokens"), "Revoke every token issued so far?"),
+            (format!("{members_page}/{viewer_id}/remove"), "Remove this member?"),
+        ];
+        let stored = async || projects::find(&world.db, &owner.project).await.unwrap();
+        let before = stored().await.unwrap();
+        for (action, question) in &asks {
+            // The first post only asks, naming what it acts on, with a form that confirms.
+            let asked = owner.browser.post(action, &[]).await.expect(200);
+            assert!(asked.body.contains(question), "{action}: {}", asked.body);
+            assert!(asked.body.contains("name=\"confirmed\" value=\"yes\""));
+            assert!(asked.body.contains(&format!("action=\"{}\"", action.replace('/', "&#x2f;"))), "{}", asked.body);
+        }
+        // Nothing happened: the project is there, with its secret and its tokens' key.
+        let after = stored().await.unwrap();
+        assert_eq!((after.previous_secret_expires_at, after.key_version), (before.previous_secret_expires_at, before.key_version));
+        assert!(owner.browser.get(&members_page).await.expect(200).body.contains("leaving@example.com"));
+
+        // Confirmed, each happens and the next page says so, once.
+        let rotated = owner.browser.post(&asks[1].0, &[("confirmed", "yes")]).await.expect(303);
+        assert_eq!(rotated.location.as_deref(), Some(project_page.as_str()));
+        let shown = owner.browser.get(&project_page).await.expect(200);
+        assert!(shown.body.contains("New secret issued") && shown.body.contains("hp_secret_"));
+        let again = owner.browser.get(&project_page).await.expect(200);
+        assert!(!again.body.contains("New secret issued") && !again.body.contains("hp_secret_"));
+        owner.browser.post(&asks[3].0, &[("confirmed", "yes")]).await.expect(303);
+        let members = owner.browser.get(&members_page).await.expect(200);
+        assert!(members.body.contains("Member removed.") && !members.body.contains("leaving@example.com"));
+        let deleted = owner.browser.post(&asks[0].0, &[("confirmed", "yes")]).await.expect(303);
+        let list = owner.browser.get(&deleted.location.unwrap()).await.expect(200);
+        assert!(list.body.contains("Project deleted."));
+        assert!(stored().await.is_none());
+    }
+
     async fn every_organisation_route_checks_the_role(world: World) {
         let base = world.serve().await;
         let owner = tenant(&world, &base, "owner@example.com").await;
@@ -485,7 +540,7 @@ on_both_databases! {
         let bakery = orgs::clients(&world.db, &agency.org).await.unwrap().remove(0);
         let mut form = PROJECT_FORM.to_vec();
         form.push(("client_id", &bakery.id));
-        agency.browser.post(&format!("/orgs/{}/projects/{}", agency.org, agency.project), &form).await.expect(200);
+        agency.browser.post(&format!("/orgs/{}/projects/{}", agency.org, agency.project), &form).await.expect(303);
         let listed = agency.browser.get(&format!("/orgs/{}/projects", agency.org)).await.expect(200);
         assert!(listed.body.contains("<td>Bakery</td>"));
         // Removing the client keeps the project, unfiled.
@@ -1011,7 +1066,7 @@ on_both_databases! {
     async fn an_organisation_keeps_an_owner(world: World) {
         let base = world.serve().await;
         let owner = tenant(&world, &base, "solo@example.com").await;
-        owner.browser.post(&format!("/orgs/{}/members/{}/remove", owner.org, owner.user_id), &[]).await.expect(409);
+        owner.browser.post(&format!("/orgs/{}/members/{}/remove", owner.org, owner.user_id), &[("confirmed", "yes")]).await.expect(409);
         owner.browser.post(&format!("/orgs/{}/members", owner.org), &[("email", "solo@example.com"), ("role", "viewer")]).await.expect(409);
         // Admins cannot appoint owners.
         let (admin, _) = member(&world, &base, &owner.org, "admin@example.com", Role::Admin).await;
@@ -1035,7 +1090,7 @@ on_both_databases! {
         let (status, _) = reader.call("GET", &format!("/api/v1/projects/{}/usage", owner.project), None).await;
         assert_eq!(status, 403);
 
-        owner.browser.post(&format!("/orgs/{}/api-keys/{key_id}/disable", owner.org), &[]).await.expect(303);
+        owner.browser.post(&format!("/orgs/{}/api-keys/{key_id}/disable", owner.org), &[("confirmed", "yes")]).await.expect(303);
         let (status, body) = reader.call("GET", "/api/v1/projects", None).await;
         assert_eq!((status, body["error"]["code"].as_str()), (401, Some("invalid_api_key")));
         let anonymous = ApiClient { base: base.clone(), key: String::new() };
@@ -1370,7 +1425,7 @@ on_both_databases! {
             ("preset", "custom"), ("difficulty", "3"), ("challenge_count", "10"), ("obfuscation", "lighter"),
             ("rate_limit", "100"), ("block_threshold", "7.5"),
         ]);
-        owner.browser.post(&path, &form).await.expect(200);
+        owner.browser.post(&path, &form).await.expect(303);
         let own = Protection {
             difficulty: 3,
             challenge_count: 10,
@@ -1454,7 +1509,8 @@ on_both_databases! {
         // Removal races the same way.
         let (remove_second, remove_first) =
             (format!("{members_url}/{second_id}/remove"), format!("{members_url}/{}/remove", first.user_id));
-        let (a, b) = tokio::join!(first.browser.post(&remove_second, &[]), second.post(&remove_first, &[]));
+        let confirmed = [("confirmed", "yes")];
+        let (a, b) = tokio::join!(first.browser.post(&remove_second, &confirmed), second.post(&remove_first, &confirmed));
         let owners = orgs::members(&world.db, &first.org).await.unwrap().iter().filter(|m| m.role == Role::Owner).count();
         assert_eq!(owners, 1, "answers {} and {}", a.status, b.status);
     }
@@ -1492,7 +1548,9 @@ on_both_databases! {
         assert_eq!(world.siteverify(&[("secret", &secret), ("response", &fresh)]).await.json["success"], true);
 
         // The dashboard button does the same, and the audit log names who did it.
-        let page = owner.browser.post(&format!("/orgs/{}/projects/{id}/revoke-tokens", owner.org), &[]).await.expect(200);
+        let revoke = format!("/orgs/{}/projects/{id}/revoke-tokens", owner.org);
+        let done = owner.browser.post(&revoke, &[("confirmed", "yes")]).await.expect(303);
+        let page = owner.browser.get(&done.location.unwrap()).await.expect(200);
         assert!(page.body.contains("Every token issued until now is revoked"), "{}", page.body);
         assert_eq!(projects::find(&world.db, &id).await.unwrap().unwrap().key_version, 3);
         let audit = orgs::audit_log(&world.db, &owner.org, 50).await.unwrap();

@@ -3,11 +3,12 @@
 use axum::Extension;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::Redirect;
+use axum::response::{IntoResponse, Response};
 use minijinja::{Value, context};
 
 use super::extract::{Form, OrgActor};
-use super::render::{Page, PageError, format_time, org_frame, render};
+use super::flash::{self, Flash};
+use super::render::{Confirm, Confirmation, Page, PageError, format_time, org_frame, render};
 use super::security::CsrfToken;
 use crate::db::orgs::ApiKey;
 use crate::error::ApiError;
@@ -74,17 +75,36 @@ pub async fn create_api_key(
     Ok(keys_page(&state, &csrf, &actor, keys, Some(key)))
 }
 
-/// `POST /orgs/{org}/api-keys/{key}/disable` or `/enable`.
+/// `POST /orgs/{org}/api-keys/{key}/disable` (asked first) or `/enable`.
 pub async fn set_api_key_active(
     State(state): State<AppState>,
+    Extension(csrf): Extension<CsrfToken>,
     OrgActor(actor): OrgActor,
     Path((org, key_id, action)): Path<(String, String, String)>,
-) -> Result<Redirect, PageError> {
-    let active = match action.as_str() {
-        "enable" => true,
-        "disable" => false,
+    Form(confirmation): Form<Confirmation>,
+) -> Result<Response, PageError> {
+    let keys_page = format!("/orgs/{org}/api-keys");
+    let (active, notice) = match action.as_str() {
+        "enable" => (true, "API key enabled."),
+        "disable" => (false, "API key disabled. Requests with it are refused."),
         _ => return Err(ApiError::NotFound.into()),
     };
+    if !active && !confirmation.given() {
+        let key = api_keys::list_api_keys(&state, &actor)
+            .await?
+            .into_iter()
+            .find(|key| key.id == key_id)
+            .ok_or(ApiError::NotFound)?;
+        let confirm = Confirm {
+            question: "Disable this API key?",
+            consequence: "Requests with it are refused at once. You can enable it again.",
+            subject: &key.name,
+            button: "Disable key",
+            action: format!("{keys_page}/{key_id}/disable"),
+            cancel: keys_page,
+        };
+        return Ok(confirm.page(&state, &csrf, &actor, "keys").into_response());
+    }
     api_keys::set_api_key_active(&state, &actor, &key_id, active).await?;
-    Ok(Redirect::to(&format!("/orgs/{org}/api-keys")))
+    Ok(flash::redirect(&state, &keys_page, &Flash::notice(notice)))
 }

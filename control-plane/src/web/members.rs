@@ -4,14 +4,16 @@
 use axum::Extension;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::response::Redirect;
+use axum::response::{IntoResponse, Redirect, Response};
 use minijinja::{Value, context};
 use serde::Deserialize;
 
 use super::auth::TokenQuery;
 use super::extract::{Form, OrgActor, SignedIn};
+use super::flash::{self, Flash};
 use super::render::{
-    Frame, Page, PageError, can, format_time, json_download, message, org_frame, render,
+    Confirm, Confirmation, Frame, Page, PageError, can, format_time, json_download, message,
+    org_frame, render,
 };
 use super::security::CsrfToken;
 use crate::error::ApiError;
@@ -80,14 +82,40 @@ pub async fn revoke_invitation(
     Ok(Redirect::to(&format!("/orgs/{org}/members")))
 }
 
-/// `POST /orgs/{org}/members/{user}/remove`.
+/// `POST /orgs/{org}/members/{user}/remove`: asks first, then removes.
 pub async fn remove_member(
     State(state): State<AppState>,
+    Extension(csrf): Extension<CsrfToken>,
     OrgActor(actor): OrgActor,
     Path((org, user_id)): Path<(String, String)>,
-) -> Result<Redirect, PageError> {
+    Form(confirmation): Form<Confirmation>,
+) -> Result<Response, PageError> {
+    let members_page = format!("/orgs/{org}/members");
+    if !confirmation.given() {
+        actor.require(Permission::MembersWrite)?;
+        let member = members::list_members(&state, &actor)
+            .await?
+            .into_iter()
+            .find(|member| member.user_id == user_id)
+            .ok_or(ApiError::NotFound)?;
+        let confirm = Confirm {
+            question: "Remove this member?",
+            consequence: "They lose access to this organisation at once. You can invite them again.",
+            subject: &member.email,
+            button: "Remove member",
+            action: format!("{members_page}/{user_id}/remove"),
+            cancel: members_page,
+        };
+        return Ok(confirm
+            .page(&state, &csrf, &actor, "members")
+            .into_response());
+    }
     members::remove_member(&state, &actor, &user_id).await?;
-    Ok(Redirect::to(&format!("/orgs/{org}/members")))
+    Ok(flash::redirect(
+        &state,
+        &members_page,
+        &Flash::notice("Member removed."),
+    ))
 }
 
 /// `GET /invitations/accept?token=…`: says whose invitation it is and how to accept it.

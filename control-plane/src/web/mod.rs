@@ -9,7 +9,8 @@
 //!   through [`crate::service`] for every rule.
 //!
 //! Plumbing: [`extract`] (form, session, organisation actor), [`security`] (CSRF and
-//! headers), [`render`] (pages and error pages), [`assets`] (static files). Handlers, one
+//! headers), [`flash`] (what a form says after its redirect), [`render`] (pages and error
+//! pages), [`assets`] (static files). Handlers, one
 //! file per area: [`auth`], [`account`], [`passkeys`], [`projects`], [`usage`], [`members`],
 //! [`clients`], [`api_keys`], [`audit`], [`billing`], [`public`] (privacy, how it works, DPA),
 //! [`contact`], [`dev`].
@@ -25,6 +26,7 @@ pub mod clients;
 pub mod contact;
 pub mod dev;
 pub mod extract;
+pub mod flash;
 pub mod members;
 pub mod passkeys;
 pub mod projects;

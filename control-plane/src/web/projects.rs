@@ -11,7 +11,8 @@ use serde::Deserialize;
 
 use super::charts;
 use super::extract::{Form, OrgActor};
-use super::render::{Page, PageError, can, org_frame, render};
+use super::flash::{self, Flash};
+use super::render::{Confirm, Confirmation, Page, PageError, can, org_frame, render};
 use super::security::CsrfToken;
 use crate::db::projects::{WidgetOptions, enum_name};
 use crate::error::ApiError;
@@ -288,7 +289,8 @@ fn typed_back(form: &ProjectForm) -> Value {
     }
 }
 
-/// `POST /orgs/{org}/projects/new`: shows the new project with its secret, once.
+/// `POST /orgs/{org}/projects/new`: on to the new project's page, which shows its secret
+/// once.
 pub async fn create_project(
     State(state): State<AppState>,
     Extension(csrf): Extension<CsrfToken>,
@@ -298,13 +300,21 @@ pub async fn create_project(
     let typed = typed_back(&form);
     let result = async { projects::create_project(&state, &actor, form.into_input()?).await }.await;
     match result {
-        Ok((project, secret)) => form_page(&state, &csrf, &actor, StatusCode::CREATED, view(&project), context! {
-            secret => secret, notice => "Project created. Add the widget from the Integration tab.",
-        })
-        .await
-        .into_response(),
+        Ok((project, secret)) => flash::redirect(
+            &state,
+            &project_path(&actor, &project.id),
+            &Flash::secret(
+                "Project created. Add the widget from the Integration tab.",
+                secret,
+            ),
+        ),
         Err(err) => refused(&state, &csrf, &actor, err, typed).await,
     }
+}
+
+/// A project's settings page.
+fn project_path(actor: &Actor, project_id: &str) -> String {
+    format!("/orgs/{}/projects/{project_id}", actor.organisation_id)
 }
 
 /// `GET /orgs/{org}/projects/{project}`.
@@ -343,16 +353,11 @@ pub async fn update_project(
         async { projects::update_project(&state, &actor, &project_id, form.into_input()?).await }
             .await;
     match result {
-        Ok(project) => form_page(
+        Ok(project) => flash::redirect(
             &state,
-            &csrf,
-            &actor,
-            StatusCode::OK,
-            view(&project),
-            context! { notice => "Saved. The edge has the new settings." },
-        )
-        .await
-        .into_response(),
+            &project_path(&actor, &project.id),
+            &Flash::notice("Saved. The edge has the new settings."),
+        ),
         Err(err) => {
             typed = context! { id => project_id, ..typed };
             refused(&state, &csrf, &actor, err, typed).await
@@ -360,42 +365,126 @@ pub async fn update_project(
     }
 }
 
-/// `POST /orgs/{org}/projects/{project}/delete`.
-pub async fn delete_project(
-    State(state): State<AppState>,
-    OrgActor(actor): OrgActor,
-    Path((org, project_id)): Path<(String, String)>,
-) -> Result<Redirect, PageError> {
-    projects::delete_project(&state, &actor, &project_id).await?;
-    Ok(Redirect::to(&format!("/orgs/{org}/projects")))
+/// Asks before a destructive action on a project (once the member may take it on this
+/// project); `None` once the member said yes.
+async fn confirm_first(
+    state: &AppState,
+    csrf: &CsrfToken,
+    actor: &Actor,
+    project_id: &str,
+    confirmation: &Confirmation,
+    ask: impl FnOnce(String) -> Confirm<'static>,
+) -> Result<Option<Response>, PageError> {
+    if confirmation.given() {
+        return Ok(None);
+    }
+    actor.require(Permission::ProjectsWrite)?;
+    let project = projects::get_project(state, actor, project_id).await?;
+    let confirm = ask(project_path(actor, project_id));
+    Ok(Some(
+        Confirm {
+            subject: &project.name,
+            ..confirm
+        }
+        .page(state, csrf, actor, "projects")
+        .into_response(),
+    ))
 }
 
-/// `POST /orgs/{org}/projects/{project}/rotate-secret`: shows the new secret, once.
+/// `POST /orgs/{org}/projects/{project}/delete`: asks first, then deletes.
+pub async fn delete_project(
+    State(state): State<AppState>,
+    Extension(csrf): Extension<CsrfToken>,
+    OrgActor(actor): OrgActor,
+    Path((org, project_id)): Path<(String, String)>,
+    Form(confirmation): Form<Confirmation>,
+) -> Result<Response, PageError> {
+    let ask = |path: String| Confirm {
+        question: "Delete this project?",
+        consequence: "Its site key stops working at once on every page that embeds it, and its settings, statistics and usage are deleted. This cannot be undone.",
+        subject: "",
+        button: "Delete project",
+        action: format!("{path}/delete"),
+        cancel: path,
+    };
+    if let Some(asked) =
+        confirm_first(&state, &csrf, &actor, &project_id, &confirmation, ask).await?
+    {
+        return Ok(asked);
+    }
+    projects::delete_project(&state, &actor, &project_id).await?;
+    Ok(flash::redirect(
+        &state,
+        &format!("/orgs/{org}/projects"),
+        &Flash::notice("Project deleted."),
+    ))
+}
+
+/// `POST /orgs/{org}/projects/{project}/rotate-secret`: asks first, then shows the new
+/// secret once.
 pub async fn rotate_secret(
     State(state): State<AppState>,
     Extension(csrf): Extension<CsrfToken>,
     OrgActor(actor): OrgActor,
     Path((_, project_id)): Path<(String, String)>,
-) -> Result<Page, PageError> {
-    let rotated = projects::rotate_secret(&state, &actor, &project_id).await?;
-    let extra = context! {
-        secret => rotated.secret, notice => "New secret issued. The previous one keeps working for 24 hours.",
+    Form(confirmation): Form<Confirmation>,
+) -> Result<Response, PageError> {
+    let ask = |path: String| Confirm {
+        question: "Rotate the backend secret?",
+        consequence: "A new secret is issued and shown once. The current one keeps working for 24 hours, time to put the new one in your backend.",
+        subject: "",
+        button: "Rotate secret",
+        action: format!("{path}/rotate-secret"),
+        cancel: path,
     };
-    settings_page(&state, &csrf, &actor, &project_id, extra).await
+    if let Some(asked) =
+        confirm_first(&state, &csrf, &actor, &project_id, &confirmation, ask).await?
+    {
+        return Ok(asked);
+    }
+    let rotated = projects::rotate_secret(&state, &actor, &project_id).await?;
+    let flash = Flash::secret(
+        "New secret issued. The previous one keeps working for 24 hours.",
+        rotated.secret,
+    );
+    Ok(flash::redirect(
+        &state,
+        &project_path(&actor, &project_id),
+        &flash,
+    ))
 }
 
-/// `POST /orgs/{org}/projects/{project}/revoke-tokens`: every token issued so far stops working.
+/// `POST /orgs/{org}/projects/{project}/revoke-tokens`: asks first, then every token issued
+/// so far stops working.
 pub async fn revoke_tokens(
     State(state): State<AppState>,
     Extension(csrf): Extension<CsrfToken>,
     OrgActor(actor): OrgActor,
     Path((_, project_id)): Path<(String, String)>,
-) -> Result<Page, PageError> {
-    projects::revoke_tokens(&state, &actor, &project_id).await?;
-    let extra = context! {
-        notice => "Every token issued until now is revoked: unfinished challenges and unverified tokens are refused.",
+    Form(confirmation): Form<Confirmation>,
+) -> Result<Response, PageError> {
+    let ask = |path: String| Confirm {
+        question: "Revoke every token issued so far?",
+        consequence: "Unfinished challenges and tokens your backend has not verified yet are refused, including those of visitors filling in a form right now. New ones work as before.",
+        subject: "",
+        button: "Revoke outstanding tokens",
+        action: format!("{path}/revoke-tokens"),
+        cancel: path,
     };
-    settings_page(&state, &csrf, &actor, &project_id, extra).await
+    if let Some(asked) =
+        confirm_first(&state, &csrf, &actor, &project_id, &confirmation, ask).await?
+    {
+        return Ok(asked);
+    }
+    projects::revoke_tokens(&state, &actor, &project_id).await?;
+    let flash = Flash::notice(
+        "Every token issued until now is revoked: unfinished challenges and unverified tokens are refused.",
+    );
+    Ok(flash::redirect(
+        &state,
+        &project_path(&actor, &project_id),
+        &flash,
+    ))
 }
 
 /// The widget options that differ from the widget's defaults, as the snippet's `data-`

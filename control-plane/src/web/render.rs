@@ -67,6 +67,8 @@ pub fn render(
         .user
         .and_then(|user| i18n::supported(&user.language))
         .unwrap_or_else(i18n::request_language);
+    // What the form before the redirect said, unless the page says otherwise.
+    let page = minijinja::value::merge_maps([super::flash::current().context(), page]);
     let ctx = context! { csrf => frame.csrf.0, user => user, org => org, section => frame.section, lang => lang, ..page };
     let html = state
         .templates
@@ -123,6 +125,60 @@ pub(super) fn message(
         &anonymous(csrf),
         context! { heading => heading, text => text, link => link },
     )
+}
+
+/// The page a destructive form leads to first: what it will do to what, asked once more, with
+/// a form that posts the same action again with `confirmed=yes`. It works without
+/// JavaScript, and a reload of it changes nothing.
+pub(super) struct Confirm<'a> {
+    /// The question, as the heading (English; translated).
+    pub question: &'a str,
+    /// What follows from saying yes (English; translated).
+    pub consequence: &'a str,
+    /// What it acts on, by its name.
+    pub subject: &'a str,
+    /// The button that does it (English; translated).
+    pub button: &'a str,
+    /// Where the form posts again (the action's own path).
+    pub action: String,
+    /// Where "Cancel" goes.
+    pub cancel: String,
+}
+
+impl Confirm<'_> {
+    /// The confirmation page.
+    pub(super) fn page(
+        &self,
+        state: &AppState,
+        csrf: &CsrfToken,
+        actor: &Actor,
+        section: &str,
+    ) -> Page {
+        render(
+            state,
+            StatusCode::OK,
+            "confirm.html",
+            &org_frame(csrf, actor, section),
+            context! {
+                question => self.question, consequence => self.consequence, subject => self.subject,
+                button => self.button, action => self.action, cancel => self.cancel,
+            },
+        )
+    }
+}
+
+/// A destructive form's answer to its confirmation page.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct Confirmation {
+    #[serde(default)]
+    confirmed: String,
+}
+
+impl Confirmation {
+    /// Whether the member said yes on the confirmation page.
+    pub fn given(&self) -> bool {
+        self.confirmed == "yes"
+    }
 }
 
 /// Whether the actor may do this: pages hide what the role does not allow.

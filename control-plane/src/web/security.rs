@@ -13,6 +13,7 @@ use axum::response::{Html, IntoResponse, Response};
 use subtle::ConstantTimeEq as _;
 
 use super::extract::cookie;
+use super::flash::{self, Flash};
 use crate::i18n;
 use crate::state::AppState;
 
@@ -115,7 +116,24 @@ pub async fn protect(State(state): State<AppState>, mut request: Request, next: 
         request = Request::from_parts(parts, Body::from(bytes));
     }
     request.extensions_mut().insert(CsrfToken(token.clone()));
-    let mut response = i18n::with_request_language(lang, next.run(request)).await;
+    let sealed_flash = cookie(request.headers(), flash::COOKIE);
+    let shown = sealed_flash
+        .as_deref()
+        .and_then(|sealed| Flash::open(&state, sealed))
+        .unwrap_or_default();
+    let mut response =
+        flash::scope(shown, i18n::with_request_language(lang, next.run(request))).await;
+    // A flash is shown once: this answer cleared it, unless it brings the next one.
+    let sets_flash = response
+        .headers()
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .any(|value| value.as_bytes().starts_with(flash::COOKIE.as_bytes()));
+    if sealed_flash.is_some() && !sets_flash {
+        response
+            .headers_mut()
+            .append(header::SET_COOKIE, flash::clear(secure));
+    }
     let csp = content_security_policy(response.extensions().get::<CspAlso>());
     let headers = response.headers_mut();
     if existing.is_none() {
