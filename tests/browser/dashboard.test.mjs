@@ -385,3 +385,46 @@ test("contact: a DPA request sent through the form, with HumanProof's own widget
   assert.deepEqual(problems, []);
   await context.close();
 });
+
+test("fit and finish: creating a project survives a reload, and destructive buttons ask first and then say what happened", async () => {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  await signUp(page, "careful@shop.example");
+  await page.goto(dashboard);
+  const projects = page.url();
+
+  // Post/redirect/get: the secret is shown once, and reloading creates nothing.
+  await page.getByRole("link", { name: "New project" }).click();
+  await page.getByLabel("Name", { exact: true }).fill("Reload me");
+  await page.getByLabel("Testing domains").fill("localhost");
+  await page.getByRole("button", { name: "Create project" }).click();
+  await page.locator("#secret").waitFor();
+  await page.reload();
+  assert.equal(await page.locator("#secret").count(), 0, "the secret is shown once");
+  await page.goto(projects);
+  assert.equal(await page.getByRole("link", { name: "Reload me" }).count(), 1, "one project, not two");
+
+  // Rotating the secret asks first; "Cancel" leaves everything as it was.
+  await page.getByRole("link", { name: "Reload me" }).click();
+  const settings = page.url();
+  await page.getByRole("button", { name: "Rotate secret" }).click();
+  await page.getByRole("heading", { name: "Rotate the backend secret?" }).waitFor();
+  await page.getByRole("link", { name: "Cancel" }).click();
+  assert.equal(page.url(), settings);
+  assert.equal(await page.locator("#secret").count(), 0);
+  await page.getByRole("button", { name: "Rotate secret" }).click();
+  await page.getByRole("button", { name: "Rotate secret" }).click();
+  await page.getByText("New secret issued.").waitFor();
+  assert.match(await page.locator("#secret").textContent(), /hp_secret_/);
+
+  // Deleting names the project, and the list then says it is gone.
+  await page.getByRole("button", { name: "Delete Reload me" }).click();
+  await page.getByRole("heading", { name: "Delete this project?" }).waitFor();
+  assert.equal(await page.locator("#confirm-subject").textContent(), "Reload me");
+  await page.getByRole("button", { name: "Delete project" }).click();
+  await page.getByText("Project deleted.").waitFor();
+  assert.equal(await page.getByRole("link", { name: "Reload me" }).count(), 0);
+  await page.reload();
+  assert.equal(await page.getByText("Project deleted.").count(), 0, "a notice is said once");
+  await context.close();
+});
