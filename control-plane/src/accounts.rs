@@ -98,6 +98,9 @@ pub enum AccountError {
         "That code is not valid. Enter the current code from your app, or an unused recovery code."
     )]
     WrongCode,
+    /// A code that does not match the secret being set up (there are no recovery codes yet).
+    #[error("That code is not valid. Enter the current code your app shows for HumanProof.")]
+    WrongSetupCode,
     /// The password step of a two-factor sign-in expired or never happened.
     #[error("Your sign-in expired. Sign in again.")]
     SignInAgain,
@@ -641,14 +644,25 @@ pub async fn set_language(
     Ok(())
 }
 
-/// Starts setting up TOTP: a new secret, kept unconfirmed until [`confirm_totp`]. Returns
-/// the secret in base32 and the `otpauth://` URI for authenticator apps.
-pub async fn begin_totp_setup(
-    state: &AppState,
-    user: &User,
-) -> Result<(String, String), AccountError> {
+/// A TOTP setup begun and not confirmed yet: the secret in base32 and the `otpauth://` URI
+/// for authenticator apps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingTotp {
+    /// The secret, as a person types it into an app.
+    pub secret: String,
+    /// The `otpauth://` URI the QR code carries.
+    pub uri: String,
+}
+
+/// Starts setting up TOTP: a secret kept unconfirmed until [`confirm_totp`]. A setup already
+/// begun keeps its secret, so the app that scanned it keeps working after a wrong code or a
+/// reload; only [`cancel_totp_setup`] throws it away.
+pub async fn begin_totp_setup(state: &AppState, user: &User) -> Result<PendingTotp, AccountError> {
     if user.totp_enabled {
         return Err(AccountError::AlreadyEnabled);
+    }
+    if let Some(pending) = pending_totp(state, user).await? {
+        return Ok(pending);
     }
     let secret = totp::new_secret();
     accounts::set_pending_totp(
@@ -658,10 +672,38 @@ pub async fn begin_totp_setup(
         state.clock.now_ms(),
     )
     .await?;
-    Ok((
-        totp::base32(&secret),
-        totp::otpauth_uri(&user.email, &secret),
-    ))
+    Ok(PendingTotp {
+        secret: totp::base32(&secret),
+        uri: totp::otpauth_uri(&user.email, &secret),
+    })
+}
+
+/// The TOTP setup the user began and has not confirmed, if any.
+pub async fn pending_totp(
+    state: &AppState,
+    user: &User,
+) -> Result<Option<PendingTotp>, AccountError> {
+    if user.totp_enabled {
+        return Ok(None);
+    }
+    let Some((sealed, _)) = accounts::totp_secret(&state.db, &user.id).await? else {
+        return Ok(None);
+    };
+    Ok(
+        totp::open(&state.master, &sealed).map(|secret| PendingTotp {
+            secret: totp::base32(&secret),
+            uri: totp::otpauth_uri(&user.email, &secret),
+        }),
+    )
+}
+
+/// Throws away a TOTP setup that was begun and not confirmed.
+pub async fn cancel_totp_setup(state: &AppState, user: &User) -> Result<(), AccountError> {
+    if user.totp_enabled {
+        return Err(AccountError::AlreadyEnabled);
+    }
+    accounts::disable_totp(&state.db, &user.id, state.clock.now_ms()).await?;
+    Ok(())
 }
 
 /// Turns TOTP on once the user proves their app has the secret; returns the recovery codes,
@@ -677,9 +719,9 @@ pub async fn confirm_totp(
     let now = state.clock.now_ms();
     let (sealed, _) = accounts::totp_secret(&state.db, &user.id)
         .await?
-        .ok_or(AccountError::WrongCode)?;
-    let secret = totp::open(&state.master, &sealed).ok_or(AccountError::WrongCode)?;
-    let step = totp::verify(&secret, code, now, None).ok_or(AccountError::WrongCode)?;
+        .ok_or(AccountError::WrongSetupCode)?;
+    let secret = totp::open(&state.master, &sealed).ok_or(AccountError::WrongSetupCode)?;
+    let step = totp::verify(&secret, code, now, None).ok_or(AccountError::WrongSetupCode)?;
     let codes: Vec<String> = (0..RECOVERY_CODES)
         .map(|_| {
             // 50 random bits as ten base32 characters, e.g. `k3xq7-m2pva`.

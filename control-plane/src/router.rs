@@ -106,6 +106,7 @@ fn dashboard(state: &AppState) -> Router<AppState> {
         .route("/account/language", post(account::set_language))
         .route("/account/two-factor/setup", post(account::begin_totp))
         .route("/account/two-factor/confirm", post(account::confirm_totp))
+        .route("/account/two-factor/cancel", post(account::cancel_totp))
         .route("/account/two-factor/disable", post(account::disable_totp))
         .route("/account/confirm-identity", post(account::confirm_identity))
         .route("/account/delete", post(account::delete_account))

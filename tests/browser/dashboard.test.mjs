@@ -224,7 +224,7 @@ function totpCode(base32Secret) {
   return String((mac.readUInt32BE(offset) & 0x7fffffff) % 1_000_000).padStart(6, "0");
 }
 
-test("two-factor setup: the QR code on screen scans to the key, and a code from it turns TOTP on", async () => {
+test("two-factor setup: the QR code on screen scans to the key, a mistyped code keeps it, and a code from it turns TOTP on", async () => {
   const context = await browser.newContext();
   const page = await context.newPage();
   await signUp(page, "scanner@shop.example");
@@ -250,6 +250,14 @@ test("two-factor setup: the QR code on screen scans to the key, and a code from 
   assert.equal(uri.protocol, "otpauth:");
   const secret = uri.searchParams.get("secret");
   assert.equal(secret, (await page.locator("#totp-secret").textContent()).trim());
+
+  // A mistyped code keeps the key the app has scanned, and says nothing of recovery codes yet.
+  const wrong = totpCode(secret) === "000000" ? "111111" : "000000";
+  await page.getByRole("textbox", { name: "Code", exact: true }).fill(wrong);
+  await page.getByRole("button", { name: "Turn on" }).click();
+  await page.getByText("That code is not valid. Enter the current code your app shows for HumanProof.").waitFor();
+  assert.equal((await page.locator("#totp-secret").textContent()).trim(), secret);
+  assert.equal(await page.getByText(/recovery code/i).count(), 0);
 
   await page.getByRole("textbox", { name: "Code", exact: true }).fill(totpCode(secret));
   await page.getByRole("button", { name: "Turn on" }).click();

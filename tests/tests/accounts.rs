@@ -179,7 +179,20 @@ on_both_databases! {
         browser.sign_up(email, PASSWORD).await;
         let setup = browser.post("/account/two-factor/setup", &[]).await.expect(200);
         assert!(setup.body.contains("HumanProof:mfa%40example.com?secret="), "{}", setup.body);
-        browser.post("/account/two-factor/confirm", &[("code", "000000")]).await.expect(401);
+        let key = |body: &str| body.split("<code id=\"totp-secret\">").nth(1).unwrap().split('<').next().unwrap().to_owned();
+        let scanned = key(&setup.body);
+        // A wrong code keeps the key the app scanned on screen, says nothing of recovery codes
+        // (there are none yet), and "Set up" again shows the same key.
+        let wrong = browser.post("/account/two-factor/confirm", &[("code", "000000")]).await.expect(401);
+        assert_eq!(key(&wrong.body), scanned);
+        assert!(wrong.body.contains("Enter the current code your app shows") && !wrong.body.contains("recovery code"), "{}", wrong.body);
+        assert_eq!(key(&browser.get("/account").await.expect(200).body), scanned);
+        assert_eq!(key(&browser.post("/account/two-factor/setup", &[]).await.expect(200).body), scanned);
+        // Cancelling throws it away; the next setup has a new key.
+        browser.post("/account/two-factor/cancel", &[]).await.expect(303);
+        assert!(!browser.get("/account").await.expect(200).body.contains("totp-secret"));
+        let setup = browser.post("/account/two-factor/setup", &[]).await.expect(200);
+        assert_ne!(key(&setup.body), scanned);
         let code = current_code(&world, email).await;
         let enabled = browser.post("/account/two-factor/confirm", &[("code", &code)]).await.expect(200);
         let codes: Vec<String> = enabled.body.split("<pre id=\"recovery-codes\">").nth(1).unwrap().split("</pre>").next().unwrap()

@@ -47,6 +47,11 @@ async fn account_page(
             }
         })
         .collect();
+    // A setup begun and not confirmed stays on the page, with the key the app scanned.
+    let setup = accounts::pending_totp(state, user)
+        .await
+        .unwrap_or_default()
+        .map(|pending| setup_view(&pending));
     render(
         state,
         status,
@@ -54,7 +59,7 @@ async fn account_page(
         &frame,
         context! {
             totp_enabled => user.totp_enabled, language => user.language, languages => languages, passkeys => passkeys,
-            recently_authenticated => recently_authenticated, ..extra
+            recently_authenticated => recently_authenticated, setup => setup, ..extra
         },
     )
 }
@@ -122,7 +127,15 @@ pub async fn set_language(
     .await)
 }
 
-/// `POST /account/two-factor/setup`: shows a new secret to scan, unconfirmed.
+/// A TOTP setup as the page shows it: the key, its URI, and the QR code of the URI.
+fn setup_view(pending: &accounts::PendingTotp) -> minijinja::Value {
+    // The SVG is built here from the URI alone, so it needs no escaping.
+    let qr = minijinja::Value::from_safe_string(crate::totp::qr_code_svg(&pending.uri));
+    context! { secret => pending.secret, uri => pending.uri, qr => qr }
+}
+
+/// `POST /account/two-factor/setup`: shows the secret to scan, unconfirmed (the same one
+/// again for a setup already begun).
 pub async fn begin_totp(
     State(state): State<AppState>,
     Extension(csrf): Extension<CsrfToken>,
@@ -130,12 +143,21 @@ pub async fn begin_totp(
 ) -> Page {
     let result = accounts::begin_totp_setup(&state, &user)
         .await
-        .map(|(secret, uri)| {
-            // The SVG is built here from the URI alone, so it needs no escaping.
-            let qr = minijinja::Value::from_safe_string(crate::totp::qr_code_svg(&uri));
-            context! { setup => context! { secret => secret, uri => uri, qr => qr } }
-        });
+        .map(|pending| context! { setup => setup_view(&pending) });
     account_result(&state, &csrf, &user, &token, result).await
+}
+
+/// `POST /account/two-factor/cancel`: throws away a setup not confirmed.
+pub async fn cancel_totp(
+    State(state): State<AppState>,
+    SignedIn { user, .. }: SignedIn,
+) -> Result<Response, PageError> {
+    accounts::cancel_totp_setup(&state, &user).await?;
+    Ok(super::flash::redirect(
+        &state,
+        "/account",
+        &super::flash::Flash::notice("Two-factor setup cancelled."),
+    ))
 }
 
 /// `POST /account/two-factor/confirm`: turns TOTP on and shows the recovery codes once.

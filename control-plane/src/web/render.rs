@@ -303,9 +303,10 @@ impl IntoResponse for PageError {
 pub(super) fn account_error_status(err: &AccountError) -> StatusCode {
     match err {
         AccountError::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
-        AccountError::WrongCredentials | AccountError::AccountClosed | AccountError::WrongCode => {
-            StatusCode::UNAUTHORIZED
-        }
+        AccountError::WrongCredentials
+        | AccountError::AccountClosed
+        | AccountError::WrongCode
+        | AccountError::WrongSetupCode => StatusCode::UNAUTHORIZED,
         AccountError::AlreadyEnabled | AccountError::SubscriptionRunning => StatusCode::CONFLICT,
         AccountError::DeletionPending { .. } => StatusCode::FORBIDDEN,
         AccountError::Database(_) => StatusCode::INTERNAL_SERVER_ERROR,
