@@ -32,6 +32,7 @@ pub fn environment() -> Environment<'static> {
         "dpa.html",
         "contact.html",
         "confirm.html",
+        "refused.html",
         "members.html",
         "api_keys.html",
         "audit.html",

@@ -394,15 +394,24 @@ test("contact: a DPA request sent through the form, with HumanProof's own widget
   await context.close();
 });
 
-test("fit and finish: creating a project survives a reload, and destructive buttons ask first and then say what happened", async () => {
+test("fit and finish: custom fields only under Custom, creating survives a reload, destructive buttons ask first and then say what happened, refused forms keep what was typed", async () => {
   const context = await browser.newContext();
   const page = await context.newPage();
   await signUp(page, "careful@shop.example");
   await page.goto(dashboard);
   const projects = page.url();
 
-  // Post/redirect/get: the secret is shown once, and reloading creates nothing.
+  // The custom protection fields show only with Custom chosen (CSS alone, no script):
+  // under a named preset there is nothing to type that a save would ignore.
   await page.getByRole("link", { name: "New project" }).click();
+  assert.equal(await page.locator("#custom-protection").isVisible(), false);
+  // (Free has no Custom preset; the option is chosen by hand to see the stylesheet at work.)
+  await page.evaluate(() => { document.querySelector('select[name="preset"]').value = "custom"; });
+  await page.locator("#custom-protection").waitFor({ state: "visible" });
+  await page.getByLabel("Protection preset").selectOption("strict");
+  assert.equal(await page.locator("#custom-protection").isVisible(), false);
+
+  // Post/redirect/get: the secret is shown once, and reloading creates nothing.
   await page.getByLabel("Name", { exact: true }).fill("Reload me");
   await page.getByLabel("Testing domains").fill("localhost");
   await page.getByRole("button", { name: "Create project" }).click();
@@ -434,5 +443,22 @@ test("fit and finish: creating a project survives a reload, and destructive butt
   assert.equal(await page.getByRole("link", { name: "Reload me" }).count(), 0);
   await page.reload();
   assert.equal(await page.getByText("Project deleted.").count(), 0, "a notice is said once");
+
+  // A refused form says why inside the form, keeps what was typed, and keeps the navigation.
+  await page.getByRole("link", { name: "API keys" }).click();
+  await page.locator('input[name="name"]').fill("nightly deploys");
+  await page.getByRole("button", { name: "Create key" }).click();
+  await page.getByRole("alert").filter({ hasText: "Pick at least one scope." }).waitFor();
+  assert.equal(await page.locator('input[name="name"]').inputValue(), "nightly deploys");
+  await page.getByLabel("projects:read").check();
+  await page.getByRole("button", { name: "Create key" }).click();
+  await page.getByText("API key created.").waitFor();
+  assert.match(await page.locator("#new-key").textContent(), /^hp_key_/);
+  await page.reload();
+  assert.equal(await page.locator("#new-key").count(), 0, "the key is shown once");
+  await page.getByRole("button", { name: "Disable" }).click();
+  await page.getByRole("heading", { name: "Disable this API key?" }).waitFor();
+  await page.getByRole("button", { name: "Disable key" }).click();
+  await page.getByText("API key disabled. Requests with it are refused.").waitFor();
   await context.close();
 });

@@ -382,6 +382,74 @@ impl Route {
 }
 
 on_both_databases! {
+    async fn refused_forms_say_why_in_the_form_with_what_was_typed_and_the_navigation(world: World) {
+        let base = world.serve().await;
+        let owner = tenant(&world, &base, "typist@example.com").await;
+        let org = &owner.org;
+        // An API key without a scope: the form again, with the name and the error.
+        let page = owner.browser.post(&format!("/orgs/{org}/api-keys"), &[("name", "nightly deploys")]).await.expect(400);
+        assert!(page.body.contains("at least one scope") && page.body.contains("value=\"nightly deploys\""), "{}", page.body);
+        assert!(page.body.contains(&format!("href=\"/orgs/{org}/projects\"")), "the navigation is there");
+        // A bad scope keeps the scopes that were ticked.
+        let page = owner.browser.post(&format!("/orgs/{org}/api-keys"), &[("name", "x"), ("scope", "projects:read"), ("scope", "nope")]).await.expect(400);
+        assert!(page.body.contains("value=\"projects:read\" checked"), "{}", page.body);
+        // Demoting the only owner: the members page, with the address and role typed.
+        let page = owner.browser.post(&format!("/orgs/{org}/members"), &[("email", "typist@example.com"), ("role", "viewer")]).await.expect(409);
+        assert!(page.body.contains("keeps at least one owner") && page.body.contains("value=\"typist@example.com\""));
+        assert!(page.body.contains("<option value=\"viewer\" selected>"), "{}", page.body);
+        // Removing the only owner, confirmed: the members page says why.
+        let page = owner.browser.post(&format!("/orgs/{org}/members/{}/remove", owner.user_id), &[("confirmed", "yes")]).await.expect(409);
+        assert!(page.body.contains("keeps at least one owner") && page.body.contains("<h1>Members</h1>"), "{}", page.body);
+        // A forbidden action gets the dashboard's frame and a way back, not a bare page.
+        let (viewer, _) = member(&world, &base, org, "looker@example.com", Role::Viewer).await;
+        let page = viewer.post(&format!("/orgs/{org}/clients"), &[("name", "Bakery")]).await.expect(403);
+        assert!(page.body.contains("Your role does not allow this"), "{}", page.body);
+        assert!(page.body.contains(&format!("href=\"/orgs/{org}/projects\"")) && page.body.contains(&format!("href=\"/orgs/{org}/clients\"")), "{}", page.body);
+        assert!(page.body.contains("looker@example.com"), "signed in as whom");
+    }
+
+    async fn custom_values_typed_under_a_named_preset_are_refused_not_silently_dropped(world: World) {
+        let base = world.serve().await;
+        let owner = tenant(&world, &base, "presets@example.com").await;
+        let path = format!("/orgs/{}/projects/{}", owner.org, owner.project);
+        let with = |preset: &'static str, extra: &[(&'static str, String)]| {
+            let mut form: Vec<(&str, String)> = PROJECT_FORM.iter().map(|(k, v)| (*k, v.to_string())).collect();
+            form.retain(|(name, _)| *name != "preset");
+            form.push(("preset", preset.to_owned()));
+            form.extend(extra.iter().cloned());
+            form
+        };
+        let post = async |path: &str, form: Vec<(&str, String)>| {
+            let fields: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            owner.browser.post(path, &fields).await
+        };
+        let values = |p: Protection| -> Vec<(&'static str, String)> {
+            vec![
+                ("difficulty", p.difficulty.to_string()), ("challenge_count", p.challenge_count.to_string()),
+                ("obfuscation", p.obfuscation.name().to_owned()), ("rate_limit", p.rate_limit.to_string()),
+                ("block_threshold", p.block_threshold.as_decimal().to_string()),
+            ]
+        };
+        // Leaving Custom: the page still carries the custom values it showed, which is fine.
+        let current = projects::find(&world.db, &owner.project).await.unwrap().unwrap().settings.preset.protection();
+        post(&path, with("relaxed", &values(current))).await.expect(303);
+        // Under a named preset, the page shows that preset's values: saving them is fine too.
+        post(&path, with("balanced", &values(Protection::BALANCED))).await.expect(303);
+        // A value typed under a named preset would be ignored: refused, nothing saved.
+        let typed = [("difficulty", "7".to_owned()), ("challenge_count", "77".to_owned())];
+        let refused = post(&path, with("strict", &typed)).await.expect(400);
+        assert!(refused.body.contains("apply only to the Custom preset"), "{}", refused.body);
+        assert!(refused.body.contains("value=\"77\""), "what was typed is kept");
+        assert_eq!(projects::find(&world.db, &owner.project).await.unwrap().unwrap().settings.preset, Preset::Balanced);
+        let new_project = format!("/orgs/{}/projects/new", owner.org);
+        post(&new_project, with("relaxed", &typed)).await.expect(400);
+        post(&new_project, with("strict", &values(Protection::BALANCED))).await.expect(303);
+        // With Custom chosen they are the point.
+        post(&path, with("custom", &typed)).await.expect(303);
+        let stored = projects::find(&world.db, &owner.project).await.unwrap().unwrap().settings.preset.protection();
+        assert_eq!((stored.difficulty, stored.challenge_count), (7, 77));
+    }
+
     async fn destructive_actions_ask_first_change_nothing_until_confirmed_and_then_say_what_happened(world: World) {
         let base = world.serve().await;
         let owner = tenant(&world, &base, "careful@example.com").await;
@@ -1608,7 +1676,8 @@ async fn api_key(
         .browser
         .post(&format!("/orgs/{}/api-keys", owner.org), &fields)
         .await
-        .expect(200);
+        .expect(303);
+    let page = owner.browser.get(&page.location.unwrap()).await.expect(200);
     let key = api_key_on_page(&page.body);
     let stored = orgs::list_api_keys(&world.db, &owner.org).await.unwrap();
     let id = stored

@@ -369,7 +369,8 @@ async fn the_production_binary_serves_customers_and_backends(backend: Backend) {
             ],
         )
         .await
-        .expect(200);
+        .expect(303);
+    let page = browser.get(&page.location.unwrap()).await.expect(200);
     let key = api_key_on_page(&page.body);
     let http = humanproof_control_plane::http::client();
     let created: Value = http

@@ -74,6 +74,17 @@ pub struct ProjectView {
 }
 
 impl ProjectView {
+    /// What its preset decides, as the view shows it.
+    pub fn protection(&self) -> Protection {
+        Protection {
+            difficulty: self.difficulty,
+            challenge_count: self.challenge_count,
+            obfuscation: self.obfuscation,
+            rate_limit: self.rate_limit,
+            block_threshold: self.block_threshold,
+        }
+    }
+
     /// The view of a project of an organisation on `plan`.
     pub fn new(project: &Project, plan: &Plan) -> Self {
         let settings = &project.settings;

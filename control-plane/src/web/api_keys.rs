@@ -8,7 +8,9 @@ use minijinja::{Value, context};
 
 use super::extract::{Form, OrgActor};
 use super::flash::{self, Flash};
-use super::render::{Confirm, Confirmation, Page, PageError, format_time, org_frame, render};
+use super::render::{
+    Confirm, Confirmation, Page, PageError, error_text, format_time, org_frame, render,
+};
 use super::security::CsrfToken;
 use crate::db::orgs::ApiKey;
 use crate::error::ApiError;
@@ -20,8 +22,9 @@ fn keys_page(
     state: &AppState,
     csrf: &CsrfToken,
     actor: &Actor,
+    status: StatusCode,
     keys: Vec<ApiKey>,
-    new_key: Option<String>,
+    extra: Value,
 ) -> Page {
     let keys: Vec<Value> = keys
         .iter()
@@ -33,10 +36,10 @@ fn keys_page(
     let scopes: Vec<&str> = Scope::ALL.iter().map(|scope| scope.as_str()).collect();
     render(
         state,
-        StatusCode::OK,
+        status,
         "api_keys.html",
         &org_frame(csrf, actor, "keys"),
-        context! { keys => keys, scopes => scopes, new_key => new_key },
+        context! { keys => keys, scopes => scopes, ..extra },
     )
 }
 
@@ -47,32 +50,59 @@ pub async fn api_keys(
     OrgActor(actor): OrgActor,
 ) -> Result<Page, PageError> {
     let keys = api_keys::list_api_keys(&state, &actor).await?;
-    Ok(keys_page(&state, &csrf, &actor, keys, None))
+    Ok(keys_page(
+        &state,
+        &csrf,
+        &actor,
+        StatusCode::OK,
+        keys,
+        context! {},
+    ))
 }
 
-/// `POST /orgs/{org}/api-keys`: shows the new key, once. Scopes arrive as repeated `scope`
+/// `POST /orgs/{org}/api-keys`: on to the keys page, which shows the new key once; a
+/// refusal shows the form again with what was typed. Scopes arrive as repeated `scope`
 /// fields, which axum's `Form` cannot collect, so the body is parsed as pairs.
 pub async fn create_api_key(
     State(state): State<AppState>,
     Extension(csrf): Extension<CsrfToken>,
     OrgActor(actor): OrgActor,
     Form(pairs): Form<Vec<(String, String)>>,
-) -> Result<Page, PageError> {
+) -> Result<Response, PageError> {
     let name = pairs
         .iter()
         .find(|(key, _)| key == "name")
         .map(|(_, value)| value.as_str())
         .unwrap_or_default();
-    let scopes = pairs
+    let chosen: Vec<&str> = pairs
         .iter()
         .filter(|(key, _)| key == "scope")
-        .map(|(_, value)| {
-            Scope::parse(value).ok_or_else(|| ApiError::invalid("scopes", "Unknown scope."))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let (_, key) = api_keys::create_api_key(&state, &actor, name, scopes).await?;
-    let keys = api_keys::list_api_keys(&state, &actor).await?;
-    Ok(keys_page(&state, &csrf, &actor, keys, Some(key)))
+        .map(|(_, value)| value.as_str())
+        .collect();
+    let created = async {
+        let scopes = chosen
+            .iter()
+            .map(|value| {
+                Scope::parse(value).ok_or_else(|| ApiError::invalid("scopes", "Unknown scope."))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        api_keys::create_api_key(&state, &actor, name, scopes).await
+    }
+    .await;
+    match created {
+        Ok((_, key)) => Ok(flash::redirect(
+            &state,
+            &format!("/orgs/{}/api-keys", actor.organisation_id),
+            &Flash::secret("API key created.", key),
+        )),
+        Err(err @ (ApiError::Invalid { .. } | ApiError::Conflict(_))) => {
+            let keys = api_keys::list_api_keys(&state, &actor).await?;
+            let typed =
+                context! { error => error_text(&err), typed_name => name, typed_scopes => chosen };
+            Ok(keys_page(&state, &csrf, &actor, err.status_code(), keys, typed).into_response())
+        }
+        Err(err) => Err(err.into()),
+    }
 }
 
 /// `POST /orgs/{org}/api-keys/{key}/disable` (asked first) or `/enable`.

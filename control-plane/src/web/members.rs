@@ -12,13 +12,13 @@ use super::auth::TokenQuery;
 use super::extract::{Form, OrgActor, SignedIn};
 use super::flash::{self, Flash};
 use super::render::{
-    Confirm, Confirmation, Frame, Page, PageError, can, format_time, json_download, message,
-    org_frame, render,
+    Confirm, Confirmation, Frame, Page, PageError, can, error_text, format_time, json_download,
+    message, org_frame, render,
 };
 use super::security::CsrfToken;
 use crate::error::ApiError;
 use crate::roles::{Permission, Role};
-use crate::service::{export, members};
+use crate::service::{Actor, export, members};
 use crate::state::AppState;
 
 /// `GET /orgs/{org}/members`.
@@ -27,22 +27,54 @@ pub async fn members(
     Extension(csrf): Extension<CsrfToken>,
     OrgActor(actor): OrgActor,
 ) -> Result<Page, PageError> {
-    let members = members::list_members(&state, &actor).await?;
-    let invitations: Vec<Value> = members::list_invitations(&state, &actor)
+    members_page(&state, &csrf, &actor, StatusCode::OK, context! {}).await
+}
+
+/// The members page, with `extra` for the template (a refusal and what was typed).
+async fn members_page(
+    state: &AppState,
+    csrf: &CsrfToken,
+    actor: &Actor,
+    status: StatusCode,
+    extra: Value,
+) -> Result<Page, PageError> {
+    let members = members::list_members(state, actor).await?;
+    let invitations: Vec<Value> = members::list_invitations(state, actor)
         .await?
         .iter()
         .map(|i| context! { email => i.email, role => i.role.as_str(), expires => format_time(i.expires_at) })
         .collect();
     let roles: Vec<&str> = Role::ALL.iter().map(|role| role.as_str()).collect();
     Ok(render(
-        &state,
-        StatusCode::OK,
+        state,
+        status,
         "members.html",
-        &org_frame(&csrf, &actor, "members"),
+        &org_frame(csrf, actor, "members"),
         context! {
-            members => Value::from_serialize(members), invitations => invitations, roles => roles, can_write => can(&actor, Permission::MembersWrite), is_owner => actor.is_owner(),
+            members => Value::from_serialize(members), invitations => invitations, roles => roles, can_write => can(actor, Permission::MembersWrite), is_owner => actor.is_owner(),
+            ..extra
         },
     ))
+}
+
+/// A refusal of the members page's forms, shown on the page with what was typed; anything
+/// else (not found, a database failure) as an error page.
+async fn refused_on_members_page(
+    state: &AppState,
+    csrf: &CsrfToken,
+    actor: &Actor,
+    err: ApiError,
+    typed: Value,
+) -> Result<Response, PageError> {
+    match err {
+        ApiError::Invalid { .. } | ApiError::Conflict(_) | ApiError::Forbidden(_) => {
+            let extra = context! { error => error_text(&err), ..typed };
+            Ok(members_page(state, csrf, actor, err.status_code(), extra)
+                .await?
+                .into_response())
+        }
+        other => Err(other.into()),
+    }
 }
 
 /// The member form.
@@ -52,17 +84,31 @@ pub struct MemberForm {
     role: String,
 }
 
-/// `POST /orgs/{org}/members`.
+/// `POST /orgs/{org}/members`: invites, or changes a member's role.
 pub async fn put_member(
     State(state): State<AppState>,
+    Extension(csrf): Extension<CsrfToken>,
     OrgActor(actor): OrgActor,
     Path(org): Path<String>,
     Form(form): Form<MemberForm>,
-) -> Result<Redirect, PageError> {
-    let role = Role::parse(&form.role)
-        .ok_or_else(|| ApiError::invalid("role", "Pick a role from the list."))?;
-    members::put_member(&state, &actor, &form.email, role).await?;
-    Ok(Redirect::to(&format!("/orgs/{org}/members")))
+) -> Result<Response, PageError> {
+    let result = async {
+        let role = Role::parse(&form.role)
+            .ok_or_else(|| ApiError::invalid("role", "Pick a role from the list."))?;
+        members::put_member(&state, &actor, &form.email, role).await
+    }
+    .await;
+    match result {
+        Ok(_) => Ok(flash::redirect(
+            &state,
+            &format!("/orgs/{org}/members"),
+            &Flash::notice("Saved."),
+        )),
+        Err(err) => {
+            let typed = context! { typed_email => form.email, typed_role => form.role };
+            refused_on_members_page(&state, &csrf, &actor, err, typed).await
+        }
+    }
 }
 
 /// The revoke form.
@@ -110,12 +156,14 @@ pub async fn remove_member(
             .page(&state, &csrf, &actor, "members")
             .into_response());
     }
-    members::remove_member(&state, &actor, &user_id).await?;
-    Ok(flash::redirect(
-        &state,
-        &members_page,
-        &Flash::notice("Member removed."),
-    ))
+    match members::remove_member(&state, &actor, &user_id).await {
+        Ok(()) => Ok(flash::redirect(
+            &state,
+            &members_page,
+            &Flash::notice("Member removed."),
+        )),
+        Err(err) => refused_on_members_page(&state, &csrf, &actor, err, context! {}).await,
+    }
 }
 
 /// `GET /invitations/accept?token=…`: says whose invitation it is and how to accept it.

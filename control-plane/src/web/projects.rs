@@ -5,7 +5,7 @@ use axum::Extension;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
-use humanproof_protocol::Protection;
+use humanproof_protocol::{Protection, Score};
 use minijinja::{Value, context};
 use serde::Deserialize;
 
@@ -164,6 +164,43 @@ pub struct ProjectForm {
 }
 
 impl ProjectForm {
+    /// Whether the form carries custom protection values under a named preset that the
+    /// save would ignore: values the member typed, since they are neither a named preset's
+    /// (what the page shows under one) nor the project's `current` ones (what it showed
+    /// before the member switched away from Custom).
+    fn ignores_custom_values(&self, current: Option<&Protection>) -> bool {
+        fn typed(field: &Option<String>) -> Option<&str> {
+            field
+                .as_deref()
+                .map(str::trim)
+                .filter(|text| !text.is_empty())
+        }
+        if self.preset == "custom" {
+            return false;
+        }
+        let shown = |protection: &Protection| {
+            let number = |field: &Option<String>, value: u32| {
+                typed(field).is_none_or(|text| text.parse::<u32>().ok() == Some(value))
+            };
+            number(&self.difficulty, protection.difficulty)
+                && number(&self.challenge_count, protection.challenge_count)
+                && number(&self.rate_limit, protection.rate_limit)
+                && typed(&self.obfuscation).is_none_or(|text| text == protection.obfuscation.name())
+                && typed(&self.block_threshold).is_none_or(|text| {
+                    text.parse::<f64>().ok().and_then(Score::from_decimal)
+                        == Some(protection.block_threshold)
+                })
+        };
+        ![
+            Protection::RELAXED,
+            Protection::BALANCED,
+            Protection::STRICT,
+        ]
+        .iter()
+        .chain(current)
+        .any(shown)
+    }
+
     /// The same input the API takes, so both go through one set of rules.
     fn into_input(self) -> Result<ProjectInput, ApiError> {
         let lines = |text: &str| {
@@ -298,6 +335,9 @@ pub async fn create_project(
     Form(form): Form<ProjectForm>,
 ) -> Response {
     let typed = typed_back(&form);
+    if form.ignores_custom_values(None) {
+        return refused(&state, &csrf, &actor, custom_values_refusal(), typed).await;
+    }
     let result = async { projects::create_project(&state, &actor, form.into_input()?).await }.await;
     match result {
         Ok((project, secret)) => flash::redirect(
@@ -310,6 +350,14 @@ pub async fn create_project(
         ),
         Err(err) => refused(&state, &csrf, &actor, err, typed).await,
     }
+}
+
+/// The refusal of custom values typed under a named preset.
+fn custom_values_refusal() -> ApiError {
+    ApiError::invalid(
+        "preset",
+        "Custom difficulty, challenge count, obfuscation, rate limit and threshold apply only to the Custom preset. Choose Custom to use them, or keep the preset's values.",
+    )
 }
 
 /// A project's settings page.
@@ -349,9 +397,14 @@ pub async fn update_project(
     Form(form): Form<ProjectForm>,
 ) -> Response {
     let mut typed = typed_back(&form);
-    let result =
-        async { projects::update_project(&state, &actor, &project_id, form.into_input()?).await }
-            .await;
+    let result = async {
+        let current = projects::get_project(&state, &actor, &project_id).await?;
+        if form.ignores_custom_values(Some(&current.protection())) {
+            return Err(custom_values_refusal());
+        }
+        projects::update_project(&state, &actor, &project_id, form.into_input()?).await
+    }
+    .await;
     match result {
         Ok(project) => flash::redirect(
             &state,

@@ -232,6 +232,54 @@ impl From<sqlx::Error> for PageError {
     }
 }
 
+/// What a refusal says to a person, in the request's language (a database failure is not
+/// described, only logged by the caller).
+pub(super) fn error_text(err: &ApiError) -> String {
+    let lang = i18n::request_language();
+    match err {
+        ApiError::NotFound => i18n::translate(
+            lang,
+            "There is nothing here, or it belongs to another organisation.",
+        )
+        .to_owned(),
+        ApiError::Forbidden(code) => i18n::fill(
+            i18n::translate(lang, "Your role does not allow this ({code})."),
+            &[("code", code)],
+        ),
+        ApiError::Conflict("last_owner") => {
+            i18n::translate(lang, "An organisation keeps at least one owner.").to_owned()
+        }
+        ApiError::Conflict("already_subscribed") => {
+            i18n::translate(lang, "Your organisation already has a subscription.").to_owned()
+        }
+        ApiError::Conflict("no_change") => {
+            i18n::translate(lang, "That is already your plan.").to_owned()
+        }
+        ApiError::Conflict("no_pending_change") => {
+            i18n::translate(lang, "There is no scheduled change to cancel.").to_owned()
+        }
+        ApiError::Conflict("not_subscribed") => i18n::translate(
+            lang,
+            "Your organisation has no subscription to change. Choose a plan to buy one.",
+        )
+        .to_owned(),
+        ApiError::Conflict("billing_not_configured") => i18n::translate(
+            lang,
+            "Paid plans are not sold here yet: ask the operator of this HumanProof service.",
+        )
+        .to_owned(),
+        ApiError::Conflict("vat_check_limit") => i18n::translate(
+            lang,
+            "Your organisation checked VAT ids too often today. Try again tomorrow.",
+        )
+        .to_owned(),
+        ApiError::Database(_) => {
+            i18n::translate(lang, "Something went wrong on our side. Try again.").to_owned()
+        }
+        other => i18n::translate(lang, &other.to_string()).to_owned(),
+    }
+}
+
 impl IntoResponse for PageError {
     fn into_response(self) -> Response {
         match self {
@@ -239,52 +287,7 @@ impl IntoResponse for PageError {
             Self::Api(err) => {
                 let status = err.status_code();
                 let lang = i18n::request_language();
-                let text = match &err {
-                    ApiError::NotFound => i18n::translate(
-                        lang,
-                        "There is nothing here, or it belongs to another organisation.",
-                    )
-                    .to_owned(),
-                    ApiError::Forbidden(code) => i18n::fill(
-                        i18n::translate(lang, "Your role does not allow this ({code})."),
-                        &[("code", code)],
-                    ),
-                    ApiError::Conflict("last_owner") => {
-                        i18n::translate(lang, "An organisation keeps at least one owner.")
-                            .to_owned()
-                    }
-                    ApiError::Conflict("already_subscribed") => i18n::translate(
-                        lang,
-                        "Your organisation already has a subscription.",
-                    )
-                    .to_owned(),
-                    ApiError::Conflict("no_change") => {
-                        i18n::translate(lang, "That is already your plan.").to_owned()
-                    }
-                    ApiError::Conflict("no_pending_change") => {
-                        i18n::translate(lang, "There is no scheduled change to cancel.").to_owned()
-                    }
-                    ApiError::Conflict("not_subscribed") => i18n::translate(
-                        lang,
-                        "Your organisation has no subscription to change. Choose a plan to buy one.",
-                    )
-                    .to_owned(),
-                    ApiError::Conflict("billing_not_configured") => i18n::translate(
-                        lang,
-                        "Paid plans are not sold here yet: ask the operator of this HumanProof service.",
-                    )
-                    .to_owned(),
-                    ApiError::Conflict("vat_check_limit") => i18n::translate(
-                        lang,
-                        "Your organisation checked VAT ids too often today. Try again tomorrow.",
-                    )
-                    .to_owned(),
-                    ApiError::Database(_) => {
-                        i18n::translate(lang, "Something went wrong on our side. Try again.")
-                            .to_owned()
-                    }
-                    other => i18n::translate(lang, &other.to_string()).to_owned(),
-                };
+                let text = error_text(&err);
                 if let ApiError::Database(db) = &err {
                     tracing::error!(error = %db, "database error");
                 }
@@ -293,10 +296,62 @@ impl IntoResponse for PageError {
                     minijinja::HtmlEscape(&text),
                     minijinja::HtmlEscape(i18n::translate(lang, "Back to the dashboard")),
                 );
-                (status, Html(html)).into_response()
+                let mut response = (status, Html(html)).into_response();
+                response.extensions_mut().insert(Refused(text));
+                response
             }
         }
     }
+}
+
+/// A refusal answered as a bare page, which [`super::security::protect`] shows in the
+/// dashboard's frame (header, navigation, a way back) for the person who was refused.
+#[derive(Debug, Clone)]
+pub(super) struct Refused(pub String);
+
+/// The refusal `text` in the dashboard's frame for whoever is signed in with `session`
+/// (with their organisation's navigation under `/orgs/{org}/…`), and a link back to the
+/// page the refused form was on.
+pub(super) async fn framed_refusal(
+    state: &AppState,
+    csrf: &CsrfToken,
+    status: StatusCode,
+    path: &str,
+    session: Option<&str>,
+    text: &str,
+) -> Page {
+    let user = match session {
+        Some(token) => crate::accounts::session_user(state, token)
+            .await
+            .ok()
+            .flatten(),
+        None => None,
+    };
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let (actor, back) = match (&user, segments.as_slice()) {
+        (Some(user), ["orgs", org, section, ..]) => (
+            Actor::member(state, user.clone(), org).await.ok().flatten(),
+            format!("/orgs/{org}/{section}"),
+        ),
+        (Some(_), ["account", ..]) => (None, "/account".to_owned()),
+        _ => (None, "/".to_owned()),
+    };
+    let frame = match &actor {
+        Some(actor) => org_frame(csrf, actor, ""),
+        None => Frame {
+            csrf,
+            user: user.as_ref(),
+            actor: None,
+            section: "",
+        },
+    };
+    render(
+        state,
+        status,
+        "refused.html",
+        &frame,
+        context! { error => text, back => back },
+    )
 }
 
 /// The status of a page that reports an account refusal.

@@ -12,8 +12,9 @@ use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
 use subtle::ConstantTimeEq as _;
 
-use super::extract::cookie;
+use super::extract::{SESSION_COOKIE, cookie};
 use super::flash::{self, Flash};
+use super::render::{Refused, framed_refusal};
 use crate::i18n;
 use crate::state::AppState;
 
@@ -117,12 +118,36 @@ pub async fn protect(State(state): State<AppState>, mut request: Request, next: 
     }
     request.extensions_mut().insert(CsrfToken(token.clone()));
     let sealed_flash = cookie(request.headers(), flash::COOKIE);
+    let path = request.uri().path().to_owned();
+    let session = cookie(request.headers(), SESSION_COOKIE);
     let shown = sealed_flash
         .as_deref()
         .and_then(|sealed| Flash::open(&state, sealed))
         .unwrap_or_default();
     let mut response =
         flash::scope(shown, i18n::with_request_language(lang, next.run(request))).await;
+    if let Some(Refused(text)) = response.extensions().get::<Refused>().cloned() {
+        let framed = i18n::with_request_language(
+            lang,
+            framed_refusal(
+                &state,
+                &CsrfToken(token.clone()),
+                response.status(),
+                &path,
+                session.as_deref(),
+                &text,
+            ),
+        )
+        .await;
+        let mut framed = framed.into_response();
+        // Whatever else the refusal said (a `Retry-After`, a cookie) still holds.
+        for (name, value) in response.headers() {
+            if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+                framed.headers_mut().append(name, value.clone());
+            }
+        }
+        response = framed;
+    }
     // A flash is shown once: this answer cleared it, unless it brings the next one.
     let sets_flash = response
         .headers()
