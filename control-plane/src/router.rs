@@ -193,7 +193,7 @@ fn dashboard(state: &AppState) -> Router<AppState> {
         )
         .route(
             "/orgs/{org}/api-keys/{key}/{action}",
-            post(api_keys::set_api_key_active),
+            post(api_keys::api_key_action),
         )
         .route("/orgs/{org}/audit", get(audit::audit))
         .route("/orgs/{org}/billing", get(billing::billing_page))

@@ -1141,7 +1141,7 @@ on_both_databases! {
         admin.post(&format!("/orgs/{}/members", owner.org), &[("email", "admin@example.com"), ("role", "owner")]).await.expect(403);
     }
 
-    async fn api_keys_are_shown_once_scoped_and_can_be_disabled(world: World) {
+    async fn api_keys_are_shown_once_scoped_and_can_be_disabled_and_deleted(world: World) {
         let base = world.serve().await;
         let owner = tenant(&world, &base, "api@example.com").await;
         let (reader, key_id) = api_key(&world, &base, &owner, &["projects:read"]).await;
@@ -1164,6 +1164,19 @@ on_both_databases! {
         let anonymous = ApiClient { base: base.clone(), key: String::new() };
         let (status, body) = anonymous.call("GET", "/api/v1/projects", None).await;
         assert_eq!((status, body["error"]["code"].as_str()), (401, Some("missing_api_key")));
+
+        // Deleted (after a confirmation page), it is gone, and the page says what keys are for.
+        let delete = format!("/orgs/{}/api-keys/{key_id}/delete", owner.org);
+        let asked = owner.browser.post(&delete, &[]).await.expect(200);
+        assert!(asked.body.contains("Delete this API key?") && asked.body.contains("automation"));
+        assert_eq!(orgs::list_api_keys(&world.db, &owner.org).await.unwrap().len(), 1);
+        owner.browser.post(&delete, &[("confirmed", "yes")]).await.expect(303);
+        let page = owner.browser.get(&format!("/orgs/{}/api-keys", owner.org)).await.expect(200);
+        assert!(page.body.contains("API key deleted.") && page.body.contains("id=\"no-keys\""), "{}", page.body);
+        assert!(orgs::list_api_keys(&world.db, &owner.org).await.unwrap().is_empty());
+        owner.browser.post(&delete, &[("confirmed", "yes")]).await.expect(404);
+        let audit = orgs::audit_log(&world.db, &owner.org, 50).await.unwrap();
+        assert!(audit.iter().any(|entry| entry.action == "api_key.deleted"));
     }
 
     async fn the_api_reports_daily_statistics_for_the_plans_window(world: World) {

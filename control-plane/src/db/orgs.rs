@@ -385,6 +385,20 @@ pub async fn set_api_key_active(
     Ok(done.rows_affected() > 0)
 }
 
+/// Deletes an organisation's key; whether there was one.
+pub async fn delete_api_key(
+    db: &Db,
+    organisation_id: &str,
+    key_id: &str,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query("DELETE FROM api_keys WHERE id = $1 AND organisation_id = $2")
+        .bind(key_id)
+        .bind(organisation_id)
+        .execute(db.pool())
+        .await?;
+    Ok(done.rows_affected() > 0)
+}
+
 /// One audit log entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
 pub struct AuditEntry {

@@ -90,3 +90,12 @@ pub async fn set_api_key_active(
         )
         .await
 }
+
+/// Deletes a key for good (its audit entries stay, under its id).
+pub async fn delete_api_key(state: &AppState, actor: &Actor, key_id: &str) -> Result<(), ApiError> {
+    actor.require(Permission::ApiKeysWrite)?;
+    if !orgs::delete_api_key(&state.db, &actor.organisation_id, key_id).await? {
+        return Err(ApiError::NotFound);
+    }
+    actor.audit(state, "api_key.deleted", Some(key_id)).await
+}

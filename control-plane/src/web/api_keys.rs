@@ -105,8 +105,16 @@ pub async fn create_api_key(
     }
 }
 
-/// `POST /orgs/{org}/api-keys/{key}/disable` (asked first) or `/enable`.
-pub async fn set_api_key_active(
+/// What the keys page's buttons do to a key.
+enum KeyAction {
+    Enable,
+    Disable,
+    Delete,
+}
+
+/// `POST /orgs/{org}/api-keys/{key}/enable`, `/disable` or `/delete` (the last two asked
+/// first).
+pub async fn api_key_action(
     State(state): State<AppState>,
     Extension(csrf): Extension<CsrfToken>,
     OrgActor(actor): OrgActor,
@@ -114,27 +122,56 @@ pub async fn set_api_key_active(
     Form(confirmation): Form<Confirmation>,
 ) -> Result<Response, PageError> {
     let keys_page = format!("/orgs/{org}/api-keys");
-    let (active, notice) = match action.as_str() {
-        "enable" => (true, "API key enabled."),
-        "disable" => (false, "API key disabled. Requests with it are refused."),
+    let action = match action.as_str() {
+        "enable" => KeyAction::Enable,
+        "disable" => KeyAction::Disable,
+        "delete" => KeyAction::Delete,
         _ => return Err(ApiError::NotFound.into()),
     };
-    if !active && !confirmation.given() {
+    let ask = match action {
+        KeyAction::Enable => None,
+        KeyAction::Disable => Some((
+            "Disable this API key?",
+            "Requests with it are refused at once. You can enable it again.",
+            "Disable key",
+            "disable",
+        )),
+        KeyAction::Delete => Some((
+            "Delete this API key?",
+            "Requests with it are refused at once, and it cannot be enabled again. The audit log keeps what it did.",
+            "Delete key",
+            "delete",
+        )),
+    };
+    if let Some((question, consequence, button, path)) = ask.filter(|_| !confirmation.given()) {
         let key = api_keys::list_api_keys(&state, &actor)
             .await?
             .into_iter()
             .find(|key| key.id == key_id)
             .ok_or(ApiError::NotFound)?;
         let confirm = Confirm {
-            question: "Disable this API key?",
-            consequence: "Requests with it are refused at once. You can enable it again.",
+            question,
+            consequence,
             subject: &key.name,
-            button: "Disable key",
-            action: format!("{keys_page}/{key_id}/disable"),
+            button,
+            action: format!("{keys_page}/{key_id}/{path}"),
             cancel: keys_page,
         };
         return Ok(confirm.page(&state, &csrf, &actor, "keys").into_response());
     }
-    api_keys::set_api_key_active(&state, &actor, &key_id, active).await?;
+    let notice = match action {
+        KeyAction::Enable => {
+            api_keys::set_api_key_active(&state, &actor, &key_id, true).await?;
+            "API key enabled."
+        }
+        KeyAction::Disable => {
+            api_keys::set_api_key_active(&state, &actor, &key_id, false).await?;
+            "API key disabled. Requests with it are refused."
+        }
+        KeyAction::Delete => {
+            api_keys::delete_api_key(&state, &actor, &key_id).await?;
+            "API key deleted."
+        }
+    };
     Ok(flash::redirect(&state, &keys_page, &Flash::notice(notice)))
 }
