@@ -7,7 +7,7 @@ use humanproof_control_plane::db::projects::BillingStatus;
 use humanproof_control_plane::db::{accounts, billing, orgs, projects, stats};
 use humanproof_control_plane::local::{StandInSubscription, StripeStandIn};
 use humanproof_control_plane::plans::Catalogue;
-use humanproof_control_plane::roles::{Role, Scope};
+use humanproof_control_plane::roles::{Permission, Role, Scope};
 use humanproof_control_plane::secrets;
 use humanproof_control_plane::service::billing as billing_service;
 use humanproof_control_plane::service::projects::SECRET_OVERLAP_MS;
@@ -382,6 +382,38 @@ impl Route {
 }
 
 on_both_databases! {
+    async fn each_role_sees_only_the_tabs_and_buttons_it_may_use(world: World) {
+        let base = world.serve().await;
+        let owner = tenant(&world, &base, "boss@example.com").await;
+        let org = &owner.org;
+        let tab = |path: &str| format!("href=\"/orgs/{org}/{path}\"");
+        let project_page = format!("/orgs/{org}/projects/{}", owner.project);
+        let page = owner.browser.get(&project_page).await.expect(200);
+        for path in ["projects", "clients", "members", "api-keys", "audit", "billing"] {
+            assert!(page.body.contains(&tab(path)), "the owner sees {path}");
+        }
+        assert!(page.body.contains(">Save</button>") && !page.body.contains("id=\"read-only\""));
+        for (role, hidden, shown) in [
+            (Role::Viewer, &["api-keys", "audit"][..], &["projects", "members", "billing"][..]),
+            (Role::Developer, &["api-keys", "audit"], &["projects", "members", "billing"]),
+            (Role::Billing, &["api-keys", "audit"], &["billing", "members"]),
+            (Role::Admin, &[], &["api-keys", "audit", "members"]),
+        ] {
+            let (browser, _) = member(&world, &base, org, &format!("{}@example.com", role.as_str()), role).await;
+            let page = browser.get(&project_page).await.expect(200);
+            for path in hidden {
+                assert!(!page.body.contains(&tab(path)), "{role:?} does not see {path}");
+            }
+            for path in shown {
+                assert!(page.body.contains(&tab(path)), "{role:?} sees {path}");
+            }
+            let writes = role.allows(Permission::ProjectsWrite);
+            assert_eq!(page.body.contains(">Save</button>"), writes, "{role:?}");
+            assert_eq!(page.body.contains("id=\"read-only\""), !writes, "{role:?}");
+            assert_eq!(page.body.contains("/rotate-secret"), writes, "{role:?}");
+        }
+    }
+
     async fn refused_forms_say_why_in_the_form_with_what_was_typed_and_the_navigation(world: World) {
         let base = world.serve().await;
         let owner = tenant(&world, &base, "typist@example.com").await;

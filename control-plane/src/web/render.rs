@@ -57,7 +57,14 @@ pub fn render(
             Principal::Member { role, .. } => role.as_str(),
             Principal::ApiKey(_) => "api key",
         };
-        context! { id => actor.organisation_id, name => actor.organisation_name, role => role }
+        // The organisation's tabs this actor may open: a role sees only what it can use.
+        let may = |permission| can(actor, permission);
+        let tabs = context! {
+            clients => may(Permission::ProjectsRead), members => may(Permission::MembersRead),
+            keys => may(Permission::ApiKeysWrite), audit => may(Permission::AuditRead),
+            billing => may(Permission::BillingRead),
+        };
+        context! { id => actor.organisation_id, name => actor.organisation_name, role => role, tabs => tabs }
     });
     let user = frame
         .user
