@@ -297,6 +297,11 @@ on_both_databases! {
         assert!(page.body.contains("enforce mode would have refused it; observe mode only recorded it"));
         assert!(page.body.contains("Nothing unusual was seen."), "the people's starts are explained too");
         assert!(page.body.contains("2026-03-15</td><td>2</td><td>0</td><td>1</td>"), "decisions per day");
+        // In observe mode the header's figure is the table's block decisions, in total.
+        assert!(page.body.contains(r#"id="block-decisions-total">1</td>"#), "{}", page.body);
+        // Bands say their severity against the block threshold, in words and colour.
+        assert!(page.body.contains(r#"<tr class="band band-low"><td>0–1</td><td>Low</td>"#), "{}", page.body);
+        assert!(page.body.contains(r#"<tr class="band band-high"><td>9–10</td><td>Blocked in enforce mode</td>"#));
 
         browser.post(&format!("/orgs/{org}/projects/{}/risk-mode", site.id), &[("mode", "sideways")]).await.expect(400);
         browser.post(&format!("/orgs/{org}/projects/{}/risk-mode", site.id), &[("mode", "enforce")]).await.expect(303);

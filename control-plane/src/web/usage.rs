@@ -234,9 +234,35 @@ pub async fn risk(
         .max()
         .unwrap_or(0)
         .max(1);
+    // A band's severity by where it lies against the block threshold: from half of it up the
+    // score is raised; a band that reaches it holds starts enforce mode blocks.
+    let threshold = project.block_threshold.as_decimal();
     let bands: Vec<Value> = (0..10)
-        .map(|band| context! { label => format!("{band}–{}", band + 1), count => overview.score_bands[band], max => busiest_band })
+        .map(|band| {
+            let top = (band + 1) as f64;
+            let (severity, label) = if top > threshold {
+                ("high", "Blocked in enforce mode")
+            } else if top > threshold / 2.0 {
+                ("raised", "Raised")
+            } else {
+                ("low", "Low")
+            };
+            context! {
+                label => format!("{band}–{}", band + 1), count => overview.score_bands[band], max => busiest_band,
+                severity => severity, severity_label => label,
+            }
+        })
         .collect();
+    let day_totals = overview
+        .days
+        .iter()
+        .fold((0, 0, 0), |(allow, challenge, block), day| {
+            (
+                allow + day.allow,
+                challenge + day.challenge,
+                block + day.block,
+            )
+        });
     let reasons: Vec<Value> = overview
         .top_reasons
         .iter()
@@ -267,6 +293,7 @@ pub async fn risk(
             starts => overview.starts, truncated => overview.truncated, block_decisions => overview.block_decisions,
             blocked => overview.blocked, bands => bands, days => Value::from_serialize(&overview.days), reasons => reasons,
             recent => recent, window_days => usage::RISK_VIEW_WINDOW_MS / (24 * 60 * 60 * 1000),
+            totals => context! { allow => day_totals.0, challenge => day_totals.1, block => day_totals.2 },
             can_write => can(&actor, Permission::ProjectsWrite), month => month,
             countries => Value::from_serialize(&countries), networks => Value::from_serialize(&networks),
         },
