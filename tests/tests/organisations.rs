@@ -382,6 +382,54 @@ impl Route {
 }
 
 on_both_databases! {
+    async fn a_project_near_its_monthly_limit_warns_on_the_pages_and_emails_its_admins_once(world: World) {
+        let base = world.serve().await;
+        let owner = tenant(&world, &base, "limits@example.com").await;
+        member(&world, &base, &owner.org, "deputy@example.com", Role::Admin).await;
+        member(&world, &base, &owner.org, "looker@example.com", Role::Viewer).await;
+        projects::set_gates(&world.db, &owner.project, true, BillingStatus::Active, Some(10), world.clock.now_ms()).await.unwrap();
+        let site_key = projects::find(&world.db, &owner.project).await.unwrap().unwrap().site_key;
+        world.publish().await;
+        let attempt = async || {
+            world.verification_token(&site_key).await;
+            world.deliver_telemetry().await;
+        };
+        let notices = |to: &str, percent: &str| {
+            emails_in(&world.outbox, to).iter().filter(|email| email.contains(&format!("used {percent} % of its monthly limit"))).count()
+        };
+        let projects_page = format!("/orgs/{}/projects", owner.org);
+        let usage_page = format!("/orgs/{}/projects/{}/usage", owner.org, owner.project);
+
+        set_usage(&world, &owner.project, 6).await;
+        attempt().await;
+        assert_eq!(notices("limits@example.com", "80"), 0, "7 of 10 is under 80 %");
+        assert!(!owner.browser.get(&usage_page).await.expect(200).body.contains("limit-warning"));
+        attempt().await;
+        attempt().await;
+        // 9 of 10: one notice (from when it crossed 8) to each owner and admin, none to the
+        // viewer, and the pages say so.
+        for admin in ["limits@example.com", "deputy@example.com"] {
+            assert_eq!(notices(admin, "80"), 1, "{admin}");
+        }
+        assert!(emails_in(&world.outbox, "looker@example.com").iter().all(|email| !email.contains("monthly limit")));
+        assert!(world.last_email("limits@example.com").contains("has used 8 of its monthly limit of 10 protected attempts"), "sent when it crossed 80 %");
+        assert!(owner.browser.get(&projects_page).await.expect(200).body.contains("90 % of its monthly limit used"));
+        assert!(owner.browser.get(&usage_page).await.expect(200).body.contains("used 9 of its monthly limit of 10 protected attempts (90 %)"));
+
+        attempt().await;
+        assert_eq!((notices("limits@example.com", "80"), notices("limits@example.com", "100")), (1, 1));
+        assert!(owner.browser.get(&projects_page).await.expect(200).body.contains("Monthly limit reached: new challenges are refused"));
+        assert!(owner.browser.get(&usage_page).await.expect(200).body.contains("reached its monthly limit of 10 protected attempts"));
+        // At the limit the edge refuses: no more attempts, and no second notice.
+        world.publish().await;
+        assert_eq!(world.start_challenge(&site_key, &json!({})).await.reason(), "usage_exhausted");
+        world.deliver_telemetry().await;
+        assert_eq!(notices("limits@example.com", "100"), 1);
+        world.clock.advance(humanproof_control_plane::db::retention::USAGE_NOTICE_TTL_MS + 1);
+        let report = humanproof_control_plane::db::retention::apply(&world.db, world.clock.now_ms()).await.unwrap();
+        assert_eq!(report.project_limit_notices_deleted, 2);
+    }
+
     async fn each_role_sees_only_the_tabs_and_buttons_it_may_use(world: World) {
         let base = world.serve().await;
         let owner = tenant(&world, &base, "boss@example.com").await;

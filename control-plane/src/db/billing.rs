@@ -136,6 +136,28 @@ pub async fn record_usage_notice(
     Ok(inserted.rows_affected() == 1)
 }
 
+/// Records that the notice at `percent` of a project's own monthly limit went out for
+/// `month`; `false` if it already had.
+pub async fn record_project_limit_notice(
+    db: &Db,
+    project_id: &str,
+    month: &str,
+    percent: u8,
+    now_ms: i64,
+) -> Result<bool, sqlx::Error> {
+    let inserted = sqlx::query(
+        "INSERT INTO project_limit_notices (project_id, month, percent, sent_at) \
+         VALUES ($1, $2, $3, $4) ON CONFLICT (project_id, month, percent) DO NOTHING",
+    )
+    .bind(project_id)
+    .bind(month)
+    .bind(i64::from(percent))
+    .bind(now_ms)
+    .execute(db.pool())
+    .await?;
+    Ok(inserted.rows_affected() == 1)
+}
+
 /// Records that the organisation used up its plan's included attempts now, and shows the
 /// dashboard's banner about it again. An organisation without a billing row is on Free.
 pub async fn record_cap_reached(

@@ -81,6 +81,8 @@ pub struct RetentionReport {
     pub ceremonies_deleted: u64,
     /// Records of usage notices from past months deleted.
     pub usage_notices_deleted: u64,
+    /// Records of projects' monthly-limit notices from past months deleted.
+    pub project_limit_notices_deleted: u64,
     /// Records of applied Stripe events deleted.
     pub stripe_events_deleted: u64,
     /// Usage reports Stripe accepted over a year ago, deleted.
@@ -144,6 +146,11 @@ pub async fn apply(db: &Db, now_ms: i64) -> Result<RetentionReport, sqlx::Error>
         .await?,
         usage_notices_deleted: run(
             "DELETE FROM usage_notices WHERE sent_at < $1",
+            now_ms - USAGE_NOTICE_TTL_MS,
+        )
+        .await?,
+        project_limit_notices_deleted: run(
+            "DELETE FROM project_limit_notices WHERE sent_at < $1",
             now_ms - USAGE_NOTICE_TTL_MS,
         )
         .await?,

@@ -40,7 +40,38 @@ pub struct Usage {
     pub verifications: u64,
 }
 
+/// How much of a project's own monthly limit its protected attempts have used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct LimitUse {
+    /// Protected attempts this month.
+    pub used: u64,
+    /// The project's monthly limit.
+    pub limit: u64,
+    /// `used` as a whole percentage of `limit` (100 once reached, even for a limit of 0).
+    pub percent: u64,
+    /// Whether the limit is reached: the edge refuses new challenges until the month ends.
+    pub reached: bool,
+}
+
 impl Usage {
+    /// This month's use of a project's monthly `limit`, if it has one.
+    pub fn against_limit(&self, limit: Option<u64>) -> Option<LimitUse> {
+        let limit = limit?;
+        let used = self.protected_attempts;
+        let reached = used >= limit;
+        let percent = if reached {
+            (used * 100).checked_div(limit).unwrap_or(100).max(100)
+        } else {
+            used * 100 / limit
+        };
+        Some(LimitUse {
+            used,
+            limit,
+            percent,
+            reached,
+        })
+    }
+
     fn record(&mut self, kind: TelemetryKind) {
         if kind.is_protected_attempt() {
             self.protected_attempts += 1;

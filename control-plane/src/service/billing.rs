@@ -10,12 +10,13 @@ use serde::Serialize;
 use super::{Actor, Principal};
 use crate::db::billing::{self, MeterReport, PendingChange, StripeLink};
 use crate::db::projects::enum_name;
+use crate::db::telemetry::{self, LimitUse};
 use crate::db::{Db, accounts, month_of, month_range_ms, orgs, projects};
 use crate::error::ApiError;
 use crate::i18n;
 use crate::mail::Email;
 use crate::plans::{self, BillingStatus, Catalogue, Interval, Plan};
-use crate::roles::Permission;
+use crate::roles::{Permission, Role};
 use crate::state::AppState;
 use crate::stripe::{
     CheckoutRequest, ItemChange, MeterEvent, Stripe, SubscriptionState, WebhookEvent,
@@ -171,17 +172,15 @@ pub async fn send_usage_notices(
     state: &AppState,
     events: &[TelemetryEvent],
 ) -> Result<(), sqlx::Error> {
-    let project_ids: BTreeSet<&str> = events
-        .iter()
-        .map(|event| event.project_id.as_str())
-        .collect();
+    let project_ids = project_ids_of(events);
     let mut organisations = BTreeSet::new();
-    for project_id in project_ids {
+    for project_id in &project_ids {
         if let Some(project) = projects::find(&state.db, project_id).await? {
             organisations.extend(project.organisation_id);
         }
     }
     let now = state.clock.now_ms();
+    send_project_limit_notices(state, &project_ids, now).await?;
     for organisation_id in organisations {
         let overview = overview_of(&state.db, &state.plans, &organisation_id, now).await?;
         if !overview.plan.hard_cap {
@@ -205,6 +204,105 @@ pub async fn send_usage_notices(
                 billing::record_cap_reached(&state.db, &organisation_id, now).await?;
             }
             email_usage_notice(state, &overview, percent).await?;
+        }
+    }
+    Ok(())
+}
+
+fn project_ids_of(events: &[TelemetryEvent]) -> BTreeSet<&str> {
+    events
+        .iter()
+        .map(|event| event.project_id.as_str())
+        .collect()
+}
+
+/// For each project with a monthly limit of its own that these events counted for, emails
+/// the organisation's owners and admins when it crosses 80 % and 100 % of it (each once a
+/// month): at 100 % the edge refuses the project's new challenges until the month ends.
+async fn send_project_limit_notices(
+    state: &AppState,
+    project_ids: &BTreeSet<&str>,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    let month = month_of(now);
+    for project_id in project_ids {
+        let Some(project) = projects::find(&state.db, project_id).await? else {
+            continue;
+        };
+        let (Some(organisation_id), Some(_)) =
+            (&project.organisation_id, project.settings.monthly_limit)
+        else {
+            continue;
+        };
+        let usage = telemetry::usage(&state.db, project_id, &month).await?;
+        let Some(limit) = usage.against_limit(project.settings.monthly_limit) else {
+            continue;
+        };
+        // The highest threshold crossed is the one worth saying; a lower one not yet sent is
+        // recorded with it, so a project that jumps past both gets one email.
+        let mut crossed = None;
+        for percent in NOTICE_PERCENTS {
+            if limit.percent >= u64::from(percent)
+                && billing::record_project_limit_notice(&state.db, project_id, &month, percent, now)
+                    .await?
+            {
+                crossed = Some(percent);
+            }
+        }
+        if let Some(percent) = crossed {
+            email_project_limit_notice(state, organisation_id, &project, &limit, percent).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Tells the organisation's owners and admins, each in their language, how much of a
+/// project's monthly limit it has used.
+async fn email_project_limit_notice(
+    state: &AppState,
+    organisation_id: &str,
+    project: &projects::Project,
+    limit: &LimitUse,
+    percent: u8,
+) -> Result<(), sqlx::Error> {
+    let body = if percent >= 100 {
+        "{project} reached its monthly limit of {limit} protected attempts. Until the month ends, its widget refuses new challenges. Raise or remove the limit in the project's settings:\n\n{link}\n"
+    } else {
+        "{project} has used {used} of its monthly limit of {limit} protected attempts. When it reaches the limit, its widget refuses new challenges until the month ends. Raise or remove the limit in the project's settings:\n\n{link}\n"
+    };
+    let link = format!(
+        "{}/orgs/{organisation_id}/projects/{}",
+        state.web.public_url, project.id
+    );
+    for member in orgs::members(&state.db, organisation_id).await? {
+        if !matches!(member.role, Role::Owner | Role::Admin) {
+            continue;
+        }
+        let Some(user) = accounts::find_user(&state.db, &member.user_id).await? else {
+            continue;
+        };
+        let lang = &user.language;
+        let values = [
+            ("project", project.settings.name.clone()),
+            ("percent", percent.to_string()),
+            ("used", limit.used.to_string()),
+            ("limit", limit.limit.to_string()),
+            ("link", link.clone()),
+        ];
+        let email = Email {
+            to: user.email.clone(),
+            subject: i18n::fill(
+                i18n::translate(
+                    lang,
+                    "{project} used {percent} % of its monthly limit on HumanProof",
+                ),
+                &values,
+            ),
+            body: i18n::fill(i18n::translate(lang, body), &values),
+            reply_to: None,
+        };
+        if let Err(err) = state.mailer.send(&email).await {
+            tracing::error!(error = %err, "could not send a project limit notice");
         }
     }
     Ok(())

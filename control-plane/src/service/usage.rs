@@ -7,7 +7,9 @@ use humanproof_protocol::{TelemetryEvent, TelemetryKind};
 use super::projects::{ProjectView, find_project};
 use super::{Actor, billing};
 use crate::db::stats::{self, DailyStats, HourStats, Verification};
-use crate::db::telemetry::{self, Dimension, IngestOutcome, NetworkStarts, RiskOverview, Usage};
+use crate::db::telemetry::{
+    self, Dimension, IngestOutcome, LimitUse, NetworkStarts, RiskOverview, Usage,
+};
 use crate::db::{month_of, month_range_ms};
 use crate::error::ApiError;
 use crate::roles::Permission;
@@ -189,6 +191,8 @@ pub struct ProjectWeek {
     pub daily_starts: Vec<i64>,
     /// The days' totals.
     pub totals: DailyStats,
+    /// This month's use of the project's own monthly limit, if it has one.
+    pub limit: Option<LimitUse>,
 }
 
 /// The last [`OVERVIEW_DAYS`] days of every project of the actor's organisation, from the
@@ -201,6 +205,7 @@ pub async fn organisation_week(
     let now = state.clock.now_ms();
     let first = now.div_euclid(stats::DAY_MS) * stats::DAY_MS - (OVERVIEW_DAYS - 1) * stats::DAY_MS;
     let (from, to) = (stats::day_of(first), stats::day_of(now));
+    let month = month_of(now);
     let mut weeks = Vec::new();
     for project in
         crate::db::projects::list_for_organisation(&state.db, &actor.organisation_id).await?
@@ -223,10 +228,17 @@ pub async fn organisation_week(
             totals.refused += day.refused;
             totals.siteverify_calls += day.siteverify_calls;
         }
+        let limit = match project.settings.monthly_limit {
+            Some(_) => telemetry::usage(&state.db, &project.id, &month)
+                .await?
+                .against_limit(project.settings.monthly_limit),
+            None => None,
+        };
         weeks.push(ProjectWeek {
             project_id: project.id,
             daily_starts,
             totals,
+            limit,
         });
     }
     Ok(weeks)

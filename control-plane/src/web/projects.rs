@@ -62,6 +62,7 @@ pub async fn projects(
             );
             context! {
                 client => client, week => week.map(|week| Value::from_serialize(&week.totals)),
+                limit => week.and_then(|week| week.limit).map(Value::from_serialize),
                 sparkline => Value::from_safe_string(charts::sparkline(&label, &starts)), ..view(project)
             }
         })

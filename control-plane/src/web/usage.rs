@@ -14,6 +14,7 @@ use super::extract::{Form, OrgActor};
 use super::projects::view;
 use super::render::{Page, PageError, can, format_time, org_frame, render};
 use super::security::CsrfToken;
+use crate::db::month_of;
 use crate::error::ApiError;
 use crate::i18n;
 use crate::roles::Permission;
@@ -155,6 +156,7 @@ pub async fn usage(
         "usage.html",
         &org_frame(&csrf, &actor, "projects"),
         context! {
+            limit => (analytics.month == month_of(state.clock.now_ms())).then(|| analytics.usage.against_limit(project.monthly_limit)).flatten().map(Value::from_serialize),
             project => view(&project), month => analytics.month, months => analytics.months,
             usage => Value::from_serialize(analytics.usage), days => Value::from_serialize(&analytics.days),
             daily_chart => Value::from_safe_string(daily_chart), hourly_chart => Value::from_safe_string(hourly_chart),
