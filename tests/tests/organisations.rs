@@ -382,6 +382,24 @@ impl Route {
 }
 
 on_both_databases! {
+    async fn the_audit_log_names_people_projects_and_keys(world: World) {
+        let base = world.serve().await;
+        let owner = tenant(&world, &base, "auditor@example.com").await;
+        let (api, key_id) = api_key(&world, &base, &owner, &["projects:read", "projects:write"]).await;
+        let (_, created) = api.call("POST", "/api/v1/projects", Some(json!({ "name": "Named shop", "testing_domains": ["localhost"] }))).await;
+        let project_id = created["project"]["id"].as_str().unwrap().to_owned();
+        let (_, viewer_id) = member(&world, &base, &owner.org, "seen@example.com", Role::Viewer).await;
+        owner.browser.post(&format!("/orgs/{}/members/{viewer_id}/remove", owner.org), &[("confirmed", "yes")]).await.expect(303);
+        let page = owner.browser.get(&format!("/orgs/{}/audit", owner.org)).await.expect(200);
+        let row = |action: &str| page.body.split("<tr>").find(|row| row.contains(&format!("<code>{action}</code>"))).unwrap_or_default().to_owned();
+        let created_row = row("project.created");
+        assert!(created_row.contains("<td>API key automation</td>") && created_row.contains("<td>Named shop</td>"), "{created_row}");
+        assert!(!page.body.contains(&project_id) && !page.body.contains(&key_id), "no raw ids: {}", page.body);
+        assert!(row("api_key.created").contains("<td>auditor@example.com</td>"));
+        assert!(row("member.removed").contains("<td>seen@example.com</td>"), "{}", row("member.removed"));
+        assert!(page.body.contains(r#"<td class="when">"#) && page.body.contains(r#"tabindex="0" role="region""#));
+    }
+
     async fn a_project_near_its_monthly_limit_warns_on_the_pages_and_emails_its_admins_once(world: World) {
         let base = world.serve().await;
         let owner = tenant(&world, &base, "limits@example.com").await;

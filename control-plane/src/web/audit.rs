@@ -17,10 +17,10 @@ pub async fn audit(
     Extension(csrf): Extension<CsrfToken>,
     OrgActor(actor): OrgActor,
 ) -> Result<Page, PageError> {
-    let entries: Vec<Value> = audit::audit_log(&state, &actor)
+    let entries: Vec<Value> = audit::named_audit_log(&state, &actor)
         .await?
         .iter()
-        .map(|entry| context! { when => format_time(entry.at), actor => entry.actor, action => entry.action, target => entry.target })
+        .map(|entry| context! { when => format_time(entry.at), who => entry.who, action => entry.action, target => entry.target })
         .collect();
     Ok(render(
         &state,
