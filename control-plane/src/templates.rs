@@ -33,6 +33,7 @@ pub fn environment() -> Environment<'static> {
         "contact.html",
         "confirm.html",
         "refused.html",
+        "api_reference.html",
         "members.html",
         "api_keys.html",
         "audit.html",

@@ -3,6 +3,7 @@
 //! acknowledged without its text; hostile input is refused with a code and the form kept;
 //! a message the mail server refused is kept and forwarded later; a signed-in sender sees
 //! their messages and nobody else's; messages go after 90 days or with the sender's account.
+//! And the public pages the footer links, the API reference among them.
 
 use humanproof_control_plane::contact::{self, ContactForm, Topic};
 use humanproof_control_plane::db::accounts;
@@ -227,4 +228,61 @@ async fn without_configuration_the_form_is_off() {
     browser.post("/contact", &fields).await.expect(404);
     assert!(stored(&world).await.is_empty());
     assert!(ContactForm::parse_inboxes("dpa=legal@example.com").unwrap()[0].0 == Topic::Dpa);
+}
+
+/// Every page's footer links the public pages, and each of them answers, the API reference
+/// with every operation of the OpenAPI document, under the dashboard's strict policy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_public_pages_are_linked_from_every_page_and_answer() {
+    let world = World::new(Backend::Sqlite).await;
+    let base = world.serve().await;
+    let sign_in = reqwest::get(format!("{base}/sign-in"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for path in [
+        "/how-it-works",
+        "/privacy",
+        "/dpa",
+        "/api-reference",
+        "/contact",
+    ] {
+        assert!(
+            sign_in.contains(&format!("href=\"{path}\"")),
+            "the footer links {path}"
+        );
+        let page = reqwest::get(format!("{base}{path}")).await.unwrap();
+        assert_eq!(page.status(), 200, "{path}");
+        let csp = page.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(
+            csp.starts_with("default-src 'none'; script-src 'self';"),
+            "{path}: {csp}"
+        );
+    }
+    // minijinja escapes `/` in text.
+    let reference = reqwest::get(format!("{base}/api-reference"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+        .replace("&#x2f;", "/");
+    for operation in [
+        "GET /projects",
+        "POST /projects",
+        "PATCH /projects/{id}",
+        "GET /projects/{id}/stats",
+        "GET /billing",
+    ] {
+        assert!(
+            reference.contains(&format!("<code>{operation}</code>")),
+            "{operation}"
+        );
+    }
+    assert!(reference.contains("id=\"schema-ProjectInput\""));
 }

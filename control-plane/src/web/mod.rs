@@ -12,11 +12,12 @@
 //! headers), [`flash`] (what a form says after its redirect), [`render`] (pages and error
 //! pages), [`assets`] (static files). Handlers, one
 //! file per area: [`auth`], [`account`], [`passkeys`], [`projects`], [`usage`], [`members`],
-//! [`clients`], [`api_keys`], [`audit`], [`billing`], [`public`] (privacy, how it works, DPA),
+//! [`clients`], [`api_keys`], [`audit`], [`billing`], [`public`] (privacy, how it works, DPA), [`api_reference`],
 //! [`contact`], [`dev`].
 
 pub mod account;
 pub mod api_keys;
+pub mod api_reference;
 pub mod assets;
 pub mod audit;
 pub mod auth;
