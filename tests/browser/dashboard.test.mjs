@@ -462,3 +462,70 @@ test("fit and finish: custom fields only under Custom, creating survives a reloa
   await page.getByText("API key disabled. Requests with it are refused.").waitFor();
   await context.close();
 });
+
+test("accessibility: axe-core finds nothing on the main pages, light and dark, and screenshots at 1280 and 390 px", async () => {
+  const { readFileSync } = await import("node:fs");
+  const axeSource = readFileSync(join(process.cwd(), "node_modules", "axe-core", "axe.min.js"), "utf8");
+  const output = join(process.cwd(), "target", "test-output", "pages");
+  mkdirSync(output, { recursive: true });
+  // One organisation with a project, a key and traffic, so every page has something on it.
+  const setup = await browser.newContext();
+  const owner = await setup.newPage();
+  await signUp(owner, "inspector@shop.example");
+  await owner.goto(dashboard);
+  const projects = owner.url();
+  const org = projects.match(/\/orgs\/([0-9a-f]+)\//)[1];
+  await owner.getByRole("link", { name: "New project" }).click();
+  await owner.getByLabel("Name", { exact: true }).fill("Inspected");
+  await owner.getByLabel("Testing domains").fill("localhost");
+  await owner.getByRole("button", { name: "Create project" }).click();
+  await owner.locator("#secret").waitFor();
+  const project = owner.url();
+  await owner.goto(`${project}/usage`);
+  await owner.getByRole("button", { name: "Add a week of made-up traffic (local server only)" }).click();
+  await owner.goto(`${dashboard}/orgs/${org}/api-keys`);
+  await owner.locator('input[name="name"]').fill("ci");
+  await owner.getByLabel("projects:read").check();
+  await owner.getByRole("button", { name: "Create key" }).click();
+  await owner.getByText("API key created.").waitFor();
+  const cookies = await setup.cookies();
+  await setup.close();
+
+  const pages = {
+    "sign-in": "/sign-in", "sign-up": "/sign-up", projects: `/orgs/${org}/projects`, settings: new URL(project).pathname,
+    integration: `${new URL(project).pathname}/integration`, usage: `${new URL(project).pathname}/usage`,
+    risk: `${new URL(project).pathname}/risk`, members: `/orgs/${org}/members`, "api-keys": `/orgs/${org}/api-keys`,
+    audit: `/orgs/${org}/audit`, billing: `/orgs/${org}/billing`, account: "/account", contact: "/contact",
+    privacy: "/privacy", "how-it-works": "/how-it-works", dpa: "/dpa", "api-reference": "/api-reference",
+  };
+  const found = [];
+  for (const colorScheme of ["light", "dark"]) {
+    for (const width of [1280, 390]) {
+      const context = await browser.newContext({ colorScheme, viewport: { width, height: 900 } });
+      await context.addCookies(cookies);
+      const page = await context.newPage();
+      for (const [name, path] of Object.entries(pages)) {
+        await page.goto(`${dashboard}${path}`);
+        // The signed-out pages are looked at signed in too: the same frame, more in it.
+        await page.screenshot({ path: join(output, `${name}-${width}-${colorScheme}.png`), fullPage: true });
+        if (width !== 1280) continue;
+        // Injected through the DevTools protocol, which the pages' script policy does not govern.
+        await page.evaluate(axeSource);
+        const result = await page.evaluate(() => window.axe.run(document, { runOnly: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "best-practice"] }));
+        for (const violation of result.violations) {
+          found.push(`${name} (${colorScheme}): ${violation.id} — ${violation.nodes.slice(0, 3).map((node) => node.target.join(" ")).join(", ")}`);
+        }
+      }
+      // Nothing important starts off-screen on a phone: no page is wider than the screen.
+      if (width === 390) {
+        for (const [name, path] of Object.entries(pages)) {
+          await page.goto(`${dashboard}${path}`);
+          const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+          if (overflow > 0) found.push(`${name} (${colorScheme}, 390 px): ${overflow} px wider than the screen`);
+        }
+      }
+      await context.close();
+    }
+  }
+  assert.deepEqual(found, []);
+});
