@@ -980,6 +980,61 @@ pub async fn reset_password(
     Ok(paused)
 }
 
+/// Changes the password of a signed-in user who knows the current one; their other sessions
+/// end, and they are told by email in case it was not them.
+pub async fn change_password(
+    state: &AppState,
+    user: &User,
+    session_token: &str,
+    current: &str,
+    new_password: &str,
+) -> Result<(), AccountError> {
+    check_current_password(state, user, current).await?;
+    check_password(new_password)?;
+    let now = state.clock.now_ms();
+    let hash = hash_password(new_password).await;
+    accounts::change_password(&state.db, &user.id, &hash, &hash_secret(session_token), now).await?;
+    audit_account(state, user, "account.password_changed", None).await?;
+    email_user(
+        state,
+        user,
+        "Your HumanProof password was changed",
+        "The password of your HumanProof account {email} was changed, and every other session of it was signed out. If that was not you, reset your password now from the sign-in page and check your account's passkeys and two-factor settings.\n",
+        &[("email", &user.email)],
+    )
+    .await;
+    Ok(())
+}
+
+/// The signed-in user's sessions, and which of them is this one (`session_token`'s).
+pub async fn sessions(
+    state: &AppState,
+    user: &User,
+    session_token: &str,
+) -> Result<(Vec<accounts::SessionSummary>, String), AccountError> {
+    let sessions = accounts::sessions(&state.db, &user.id).await?;
+    let this = hash_secret(session_token)[..16].to_owned();
+    Ok((sessions, this))
+}
+
+/// Ends one of the user's other sessions (this one ends by signing out); whether it was
+/// there.
+pub async fn end_session(
+    state: &AppState,
+    user: &User,
+    session_token: &str,
+    handle: &str,
+) -> Result<bool, AccountError> {
+    if hash_secret(session_token).starts_with(handle) || handle.len() != 16 {
+        return Ok(false);
+    }
+    let ended = accounts::end_session(&state.db, &user.id, handle).await?;
+    if ended {
+        audit_account(state, user, "account.session_ended", None).await?;
+    }
+    Ok(ended)
+}
+
 /// Email failures must not fail the action that sent it: the user can ask again.
 async fn deliver(state: &AppState, email: &Email) {
     if let Err(err) = state.mailer.send(email).await {

@@ -105,6 +105,8 @@ fn dashboard(state: &AppState) -> Router<AppState> {
         // The signed-in user's account.
         .route("/account", get(account::account))
         .route("/account/language", post(account::set_language))
+        .route("/account/password", post(account::change_password))
+        .route("/account/sessions/{handle}/end", post(account::end_session))
         .route("/account/two-factor/setup", post(account::begin_totp))
         .route("/account/two-factor/confirm", post(account::confirm_totp))
         .route("/account/two-factor/cancel", post(account::cancel_totp))

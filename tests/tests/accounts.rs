@@ -28,6 +28,42 @@ fn local(link: &str) -> String {
 }
 
 on_both_databases! {
+    async fn a_member_sees_their_sessions_ends_one_and_changes_the_password(world: World) {
+        let base = world.serve().await;
+        let here = Browser::new(&base);
+        here.sign_up("moving@example.com", PASSWORD).await;
+        let laptop = Browser::new(&base);
+        laptop.sign_in("moving@example.com", PASSWORD).await.expect(303);
+        let phone = Browser::new(&base);
+        phone.sign_in("moving@example.com", PASSWORD).await.expect(303);
+
+        // Three sessions, this one marked; ending the laptop's signs it out and only it.
+        let page = here.get("/account").await.expect(200);
+        assert_eq!(page.body.matches("Signed in ").count(), 3, "{}", page.body);
+        assert_eq!(page.body.matches("(this browser)").count(), 1);
+        let ends: Vec<String> = page.body.split("action=\"").skip(1).filter_map(|rest| rest.split('"').next())
+            .map(|href| href.replace("&#x2f;", "/")).filter(|href| href.ends_with("/end")).collect();
+        assert_eq!(ends.len(), 2, "no button ends this session");
+        here.post(&ends[0], &[]).await.expect(303);
+        let signed_in = async |browser: &Browser| browser.get("/account").await.status == 200;
+        assert_eq!([signed_in(&laptop).await, signed_in(&phone).await].iter().filter(|s| **s).count(), 1);
+        assert!(here.get("/account").await.expect(200).body.contains("That session is signed out."));
+        here.post("/account/sessions/0000000000000000/end", &[]).await.expect(404);
+
+        // The password: the current one is needed, the new one must be long enough.
+        here.post("/account/password", &[("password", "wrong password!"), ("new_password", "another long passphrase")]).await.expect(401);
+        here.post("/account/password", &[("password", PASSWORD), ("new_password", "short")]).await.expect(400);
+        here.post("/account/password", &[("password", PASSWORD), ("new_password", "another long passphrase")]).await.expect(303);
+        assert!(here.get("/account").await.expect(200).body.contains("Password changed."), "this session goes on");
+        assert!(!signed_in(&laptop).await && !signed_in(&phone).await, "every other session ended");
+        assert!(world.last_email("moving@example.com").contains("was changed"));
+        Browser::new(&base).sign_in("moving@example.com", PASSWORD).await.expect(401);
+        Browser::new(&base).sign_in("moving@example.com", "another long passphrase").await.expect(303);
+        // The export lists sessions by time, without their handles.
+        let export = here.get("/account/export").await.expect(200);
+        assert!(export.body.contains("\"sessions\"") && !export.body.contains("handle"));
+    }
+
     async fn sign_up_verify_email_then_create_a_project(world: World) {
         let browser = Browser::new(&world.serve().await);
         // Sign-up answers "check your email" and signs nobody in: the emailed link does.

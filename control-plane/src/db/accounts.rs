@@ -688,9 +688,14 @@ pub async fn delete_account(
     })
 }
 
-/// A session as the person's data export shows it: when, never the token.
+/// A session as the account page and the person's data export show it: when, never the
+/// token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, FromRow)]
 pub struct SessionSummary {
+    /// The first 16 hex digits of the token's hash, which name the session on the account
+    /// page (a hash's prefix gives away nothing of the token); not exported.
+    #[serde(skip)]
+    pub handle: String,
     /// When it began, Unix ms.
     pub created_at: i64,
     /// When it ends, Unix ms.
@@ -700,9 +705,49 @@ pub struct SessionSummary {
 /// The account's open sessions, newest first.
 pub async fn sessions(db: &Db, user_id: &str) -> Result<Vec<SessionSummary>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT created_at, expires_at FROM sessions WHERE user_id = $1 ORDER BY created_at DESC",
+        "SELECT SUBSTR(token_hash, 1, 16) AS handle, created_at, expires_at FROM sessions \
+         WHERE user_id = $1 ORDER BY created_at DESC",
     )
     .bind(user_id)
     .fetch_all(db.pool())
     .await
+}
+
+/// Ends the account's session named by `handle`; whether there was one.
+pub async fn end_session(db: &Db, user_id: &str, handle: &str) -> Result<bool, sqlx::Error> {
+    let ended =
+        sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND SUBSTR(token_hash, 1, 16) = $2")
+            .bind(user_id)
+            .bind(handle)
+            .execute(db.pool())
+            .await?;
+    Ok(ended.rows_affected() > 0)
+}
+
+/// Replaces the password of a signed-in user who gave the current one, and ends every other
+/// session of theirs (one may be an intruder's); the session `kept` goes on.
+pub async fn change_password(
+    db: &Db,
+    user_id: &str,
+    password_hash: &str,
+    kept: &str,
+    now_ms: i64,
+) -> Result<(), sqlx::Error> {
+    let mut tx = db.begin_write().await?;
+    sqlx::query(
+        "UPDATE users SET password_hash = $1, updated_at = $2, password_set_at = $3 WHERE id = $4",
+    )
+    .bind(password_hash)
+    .bind(now_ms)
+    .bind(now_ms)
+    .bind(user_id)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND token_hash <> $2")
+        .bind(user_id)
+        .bind(kept)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(())
 }

@@ -52,6 +52,19 @@ async fn account_page(
         .await
         .unwrap_or_default()
         .map(|pending| setup_view(&pending));
+    let sessions: Vec<minijinja::Value> = match accounts::sessions(state, user, session_token).await
+    {
+        Ok((sessions, this)) => sessions
+            .iter()
+            .map(|s| {
+                context! {
+                    handle => s.handle, this => s.handle == this,
+                    started => format_time(s.created_at), ends => format_time(s.expires_at),
+                }
+            })
+            .collect(),
+        Err(_) => Vec::new(),
+    };
     render(
         state,
         status,
@@ -59,7 +72,7 @@ async fn account_page(
         &frame,
         context! {
             totp_enabled => user.totp_enabled, language => user.language, languages => languages, passkeys => passkeys,
-            recently_authenticated => recently_authenticated, setup => setup, ..extra
+            recently_authenticated => recently_authenticated, setup => setup, sessions => sessions, ..extra
         },
     )
 }
@@ -76,6 +89,8 @@ pub async fn account(
 /// Forms of the account page that take one field.
 #[derive(Debug, Deserialize)]
 pub struct AccountForm {
+    #[serde(default)]
+    new_password: String,
     #[serde(default)]
     language: String,
     #[serde(default)]
@@ -268,4 +283,40 @@ pub async fn export_account(
 ) -> Result<Response, PageError> {
     let data = export::account_data(&state, &user).await?;
     Ok(json_download("humanproof-account.json", &data))
+}
+
+/// `POST /account/password`: a new password, given the current one.
+pub async fn change_password(
+    State(state): State<AppState>,
+    Extension(csrf): Extension<CsrfToken>,
+    SignedIn { user, token }: SignedIn,
+    Form(form): Form<AccountForm>,
+) -> Response {
+    match accounts::change_password(&state, &user, &token, &form.password, &form.new_password).await
+    {
+        Ok(()) => super::flash::redirect(
+            &state,
+            "/account",
+            &super::flash::Flash::notice("Password changed. Your other sessions were signed out."),
+        ),
+        Err(err) => account_result(&state, &csrf, &user, &token, Err(err))
+            .await
+            .into_response(),
+    }
+}
+
+/// `POST /account/sessions/{handle}/end`: signs out one of the user's other sessions.
+pub async fn end_session(
+    State(state): State<AppState>,
+    SignedIn { user, token }: SignedIn,
+    axum::extract::Path(handle): axum::extract::Path<String>,
+) -> Result<Response, PageError> {
+    if !accounts::end_session(&state, &user, &token, &handle).await? {
+        return Err(crate::error::ApiError::NotFound.into());
+    }
+    Ok(super::flash::redirect(
+        &state,
+        "/account",
+        &super::flash::Flash::notice("That session is signed out."),
+    ))
 }
