@@ -75,6 +75,9 @@ pub enum AccountError {
     /// Not an email address.
     #[error("Enter a valid email address.")]
     InvalidEmail,
+    /// The address the account already has.
+    #[error("That is already your address.")]
+    SameEmail,
     /// Too short or too long.
     #[error("Use a password of {MIN_PASSWORD_LEN} to {MAX_PASSWORD_LEN} characters.")]
     WeakPassword,
@@ -1004,6 +1007,95 @@ pub async fn change_password(
     )
     .await;
     Ok(())
+}
+
+/// Starts moving the account to `new_email`, given the current password: a link goes to the
+/// new address (following it proves the person reads it), valid for a day. An address
+/// another account has gets a note saying so instead, and the form answers the same, so it
+/// does not tell who has an account.
+pub async fn request_email_change(
+    state: &AppState,
+    user: &User,
+    password: &str,
+    new_email: &str,
+) -> Result<String, AccountError> {
+    check_current_password(state, user, password).await?;
+    let new_email = normalize_email(new_email)?;
+    if new_email == user.email {
+        return Err(AccountError::SameEmail);
+    }
+    let now = state.clock.now_ms();
+    let lang = &user.language;
+    let email = if accounts::find_user_by_email(&state.db, &new_email)
+        .await?
+        .is_some()
+    {
+        Email {
+            to: new_email.clone(),
+            subject: i18n::translate(lang, "Someone asked to move a HumanProof account to this address").to_owned(),
+            body: i18n::translate(lang, "Someone signed in to a HumanProof account asked to move it to this address, which another HumanProof account already uses, so nothing was changed. If that was you, sign in with this address instead.\n").to_owned(),
+            reply_to: None,
+        }
+    } else {
+        let token = new_token();
+        accounts::insert_email_change_token(
+            &state.db,
+            &hash_secret(&token),
+            &user.id,
+            &new_email,
+            now,
+            now + VERIFY_LINK_TTL_MS,
+        )
+        .await?;
+        let link = format!(
+            "{}/account/email/confirm?token={token}",
+            state.web.public_url
+        );
+        Email {
+            to: new_email.clone(),
+            subject: i18n::translate(lang, "Confirm your new address for HumanProof").to_owned(),
+            body: i18n::fill(
+                i18n::translate(
+                    lang,
+                    "To move your HumanProof account from {old} to this address, open this link within a day. It works once:\n\n{link}\n\nIf you did not ask for this, ignore this message.\n",
+                ),
+                &[("old", &user.email), ("link", &link)],
+            ),
+            reply_to: None,
+        }
+    };
+    deliver(state, &email).await;
+    Ok(new_email)
+}
+
+/// Follows an email change link: the account moves to the new address, the old address is
+/// told, and the audit log records it. Returns the new address.
+pub async fn confirm_email_change(state: &AppState, token: &str) -> Result<String, AccountError> {
+    let now = state.clock.now_ms();
+    let (user_id, new_email) =
+        accounts::use_email_change_token(&state.db, &hash_secret(token), now)
+            .await?
+            .ok_or(AccountError::InvalidLink)?;
+    let Some(user) = accounts::find_user(&state.db, &user_id).await? else {
+        return Err(AccountError::InvalidLink);
+    };
+    if !accounts::set_email(&state.db, &user_id, &new_email, now).await? {
+        return Err(AccountError::InvalidLink);
+    }
+    email_user(
+        state,
+        &user,
+        "Your HumanProof account moved to another address",
+        "Your HumanProof account {old} now signs in as {new}, and its email goes there. If that was not you, reset the password from the sign-in page with the new address, or write to us.\n",
+        &[("old", &user.email), ("new", &new_email)],
+    )
+    .await;
+    let moved = User {
+        email: new_email.clone(),
+        ..user
+    };
+    audit_account(state, &moved, "account.email_changed", None).await?;
+    Ok(new_email)
 }
 
 /// The signed-in user's sessions, and which of them is this one (`session_token`'s).

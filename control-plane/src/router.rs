@@ -106,6 +106,8 @@ fn dashboard(state: &AppState) -> Router<AppState> {
         .route("/account", get(account::account))
         .route("/account/language", post(account::set_language))
         .route("/account/password", post(account::change_password))
+        .route("/account/email", post(account::change_email))
+        .route("/account/email/confirm", get(account::confirm_email_change))
         .route("/account/sessions/{handle}/end", post(account::end_session))
         .route("/account/two-factor/setup", post(account::begin_totp))
         .route("/account/two-factor/confirm", post(account::confirm_totp))

@@ -28,6 +28,41 @@ fn local(link: &str) -> String {
 }
 
 on_both_databases! {
+    async fn the_email_address_changes_once_the_new_one_confirms_and_the_old_one_is_told(world: World) {
+        let base = world.serve().await;
+        let browser = Browser::new(&base);
+        let org = browser.sign_up("old@example.com", PASSWORD).await;
+        browser.post(&format!("/orgs/{org}/clients"), &[("name", "Bakery")]).await.expect(303);
+        Browser::new(&base).sign_up("taken@example.com", PASSWORD).await;
+        let change = |to: &'static str, password: &'static str| {
+            let browser = &browser;
+            async move { browser.post("/account/email", &[("new_email", to), ("password", password)]).await }
+        };
+        change("new@example.com", "wrong password!").await.expect(401);
+        change("OLD@example.com", PASSWORD).await.expect(400);
+        change("not an address", PASSWORD).await.expect(400);
+        // An address another account has: the same answer, and a note there without a link.
+        change("taken@example.com", PASSWORD).await.expect(303);
+        assert!(world.last_email("taken@example.com").contains("already uses"));
+        assert!(world.email_links("taken@example.com").iter().all(|link| !link.contains("/account/email/confirm")));
+
+        change("new@example.com", PASSWORD).await.expect(303);
+        assert!(browser.get("/account").await.expect(200).body.contains("We sent a link to the new address."));
+        let link = local(&link_with(&world.email_links("new@example.com"), "/account/email/confirm?token="));
+        // Nothing changes until the link is opened (from any browser).
+        Browser::new(&base).sign_in("old@example.com", PASSWORD).await.expect(303);
+        Browser::new(&base).get(&link).await.expect(303);
+        Browser::new(&base).get(&link).await.expect(400);
+        assert!(world.last_email("old@example.com").contains("now signs in as new@example.com"));
+        Browser::new(&base).sign_in("old@example.com", PASSWORD).await.expect(401);
+        Browser::new(&base).sign_in("new@example.com", PASSWORD).await.expect(303);
+        // The audit log follows the person to the new address, so export and deletion find it.
+        let export = browser.get("/account/export").await.expect(200);
+        assert!(export.body.contains("\"email\": \"new@example.com\"") && export.body.contains("client.created"), "{}", export.body);
+        assert!(export.body.contains("account.email_changed"));
+        assert!(!export.body.contains("old@example.com"), "{}", export.body);
+    }
+
     async fn a_member_sees_their_sessions_ends_one_and_changes_the_password(world: World) {
         let base = world.serve().await;
         let here = Browser::new(&base);

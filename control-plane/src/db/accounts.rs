@@ -44,6 +44,8 @@ pub enum EmailTokenPurpose {
     ResetPassword,
     /// Keeps an account marked for deletion: given on a right password, not emailed.
     RestoreAccount,
+    /// Moves the account to a new address; sent to that address.
+    ChangeEmail,
 }
 
 impl EmailTokenPurpose {
@@ -52,6 +54,7 @@ impl EmailTokenPurpose {
             Self::VerifyEmail => "verify_email",
             Self::ResetPassword => "reset_password",
             Self::RestoreAccount => "restore_account",
+            Self::ChangeEmail => "change_email",
         }
     }
 }
@@ -481,6 +484,88 @@ pub async fn insert_email_token(
     .execute(&mut *tx)
     .await?;
     tx.commit().await
+}
+
+/// Stores a link that moves the user to `new_email` (replacing an earlier unused one).
+pub async fn insert_email_change_token(
+    db: &Db,
+    token_hash: &str,
+    user_id: &str,
+    new_email: &str,
+    now_ms: i64,
+    expires_at: i64,
+) -> Result<(), sqlx::Error> {
+    insert_email_token(
+        db,
+        token_hash,
+        user_id,
+        EmailTokenPurpose::ChangeEmail,
+        now_ms,
+        expires_at,
+    )
+    .await?;
+    sqlx::query("UPDATE email_tokens SET new_email = $1 WHERE token_hash = $2")
+        .bind(new_email)
+        .bind(token_hash)
+        .execute(db.pool())
+        .await?;
+    Ok(())
+}
+
+/// Uses an email change link, once: the user and the address it moves them to.
+pub async fn use_email_change_token(
+    db: &Db,
+    token_hash: &str,
+    now_ms: i64,
+) -> Result<Option<(String, String)>, sqlx::Error> {
+    sqlx::query_as(
+        "UPDATE email_tokens SET used_at = $1 \
+         WHERE token_hash = $2 AND purpose = $3 AND used_at IS NULL AND expires_at > $1 \
+         AND new_email IS NOT NULL RETURNING user_id, new_email",
+    )
+    .bind(now_ms)
+    .bind(token_hash)
+    .bind(EmailTokenPurpose::ChangeEmail.as_str())
+    .fetch_optional(db.pool())
+    .await
+}
+
+/// Moves the user to a confirmed new address, and the audit entries that name them by their
+/// old one along (so the account's deletion still finds them); `false` if another account
+/// has the address by now.
+pub async fn set_email(
+    db: &Db,
+    user_id: &str,
+    email: &str,
+    now_ms: i64,
+) -> Result<bool, sqlx::Error> {
+    let mut tx = db.begin_write().await?;
+    let old: Option<String> = sqlx::query_scalar("SELECT email FROM users WHERE id = $1")
+        .bind(user_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+    let Some(old) = old else {
+        return Ok(false);
+    };
+    let changed = sqlx::query(
+        "UPDATE users SET email = $1, email_verified_at = $2, updated_at = $2 WHERE id = $3 \
+         AND NOT EXISTS (SELECT 1 FROM users WHERE email = $1)",
+    )
+    .bind(email)
+    .bind(now_ms)
+    .bind(user_id)
+    .execute(&mut *tx)
+    .await?;
+    if changed.rows_affected() != 1 {
+        return Ok(false);
+    }
+    sqlx::query("UPDATE audit_log SET actor = $1 WHERE actor = $2")
+        .bind(format!("user:{email}"))
+        .bind(format!("user:{old}"))
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(true)
 }
 
 /// Uses a one-time link: the user it belongs to if it is unused and unexpired, once.

@@ -90,6 +90,8 @@ pub async fn account(
 #[derive(Debug, Deserialize)]
 pub struct AccountForm {
     #[serde(default)]
+    new_email: String,
+    #[serde(default)]
     new_password: String,
     #[serde(default)]
     language: String,
@@ -319,4 +321,49 @@ pub async fn end_session(
         "/account",
         &super::flash::Flash::notice("That session is signed out."),
     ))
+}
+
+/// `POST /account/email`: a link to the new address, which moves the account when opened.
+pub async fn change_email(
+    State(state): State<AppState>,
+    Extension(csrf): Extension<CsrfToken>,
+    SignedIn { user, token }: SignedIn,
+    Form(form): Form<AccountForm>,
+) -> Response {
+    match accounts::request_email_change(&state, &user, &form.password, &form.new_email).await {
+        Ok(_) => super::flash::redirect(
+            &state,
+            "/account",
+            &super::flash::Flash::notice(
+                "We sent a link to the new address. Your address changes when you open it.",
+            ),
+        ),
+        Err(err) => account_result(&state, &csrf, &user, &token, Err(err))
+            .await
+            .into_response(),
+    }
+}
+
+/// `GET /account/email/confirm?token=…`: the emailed link that moves the account.
+pub async fn confirm_email_change(
+    State(state): State<AppState>,
+    Extension(csrf): Extension<CsrfToken>,
+    axum::extract::Query(query): axum::extract::Query<super::auth::TokenQuery>,
+) -> Response {
+    match accounts::confirm_email_change(&state, &query.token).await {
+        Ok(_) => super::flash::redirect(
+            &state,
+            "/account",
+            &super::flash::Flash::notice("Your address is changed."),
+        ),
+        Err(err) => super::render::message(
+            &state,
+            &csrf,
+            account_error_status(&err),
+            "Link not valid",
+            &account_error_text(&err),
+            Some(("/", "Go to your dashboard")),
+        )
+        .into_response(),
+    }
 }
