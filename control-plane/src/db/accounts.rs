@@ -165,15 +165,7 @@ pub async fn reset_password(
     .execute(&mut *tx)
     .await?
     .rows_affected();
-    sqlx::query(
-        "UPDATE users SET password_hash = $1, updated_at = $2, password_set_at = $3 WHERE id = $4",
-    )
-    .bind(password_hash)
-    .bind(now_ms)
-    .bind(now_ms)
-    .bind(user_id)
-    .execute(&mut *tx)
-    .await?;
+    set_password(&mut tx, user_id, password_hash, now_ms).await?;
     sqlx::query("DELETE FROM sessions WHERE user_id = $1")
         .bind(user_id)
         .execute(&mut *tx)
@@ -809,6 +801,24 @@ pub async fn end_session(db: &Db, user_id: &str, handle: &str) -> Result<bool, s
     Ok(ended.rows_affected() > 0)
 }
 
+/// Stores a new password hash, and when it was set (passkeys added after it survive a reset).
+async fn set_password(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    user_id: &str,
+    password_hash: &str,
+    now_ms: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE users SET password_hash = $1, updated_at = $2, password_set_at = $2 WHERE id = $3",
+    )
+    .bind(password_hash)
+    .bind(now_ms)
+    .bind(user_id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
 /// Replaces the password of a signed-in user who gave the current one, and ends every other
 /// session of theirs (one may be an intruder's); the session `kept` goes on.
 pub async fn change_password(
@@ -819,15 +829,7 @@ pub async fn change_password(
     now_ms: i64,
 ) -> Result<(), sqlx::Error> {
     let mut tx = db.begin_write().await?;
-    sqlx::query(
-        "UPDATE users SET password_hash = $1, updated_at = $2, password_set_at = $3 WHERE id = $4",
-    )
-    .bind(password_hash)
-    .bind(now_ms)
-    .bind(now_ms)
-    .bind(user_id)
-    .execute(&mut *tx)
-    .await?;
+    set_password(&mut tx, user_id, password_hash, now_ms).await?;
     sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND token_hash <> $2")
         .bind(user_id)
         .bind(kept)

@@ -274,38 +274,22 @@ async fn email_project_limit_notice(
         "{}/orgs/{organisation_id}/projects/{}",
         state.web.public_url, project.id
     );
-    for member in orgs::members(&state.db, organisation_id).await? {
-        if !matches!(member.role, Role::Owner | Role::Admin) {
-            continue;
-        }
-        let Some(user) = accounts::find_user(&state.db, &member.user_id).await? else {
-            continue;
-        };
-        let lang = &user.language;
-        let values = [
-            ("project", project.settings.name.clone()),
-            ("percent", percent.to_string()),
-            ("used", limit.used.to_string()),
-            ("limit", limit.limit.to_string()),
-            ("link", link.clone()),
-        ];
-        let email = Email {
-            to: user.email.clone(),
-            subject: i18n::fill(
-                i18n::translate(
-                    lang,
-                    "{project} used {percent} % of its monthly limit on HumanProof",
-                ),
-                &values,
-            ),
-            body: i18n::fill(i18n::translate(lang, body), &values),
-            reply_to: None,
-        };
-        if let Err(err) = state.mailer.send(&email).await {
-            tracing::error!(error = %err, "could not send a project limit notice");
-        }
-    }
-    Ok(())
+    let values = [
+        ("project", project.settings.name.clone()),
+        ("percent", percent.to_string()),
+        ("used", limit.used.to_string()),
+        ("limit", limit.limit.to_string()),
+        ("link", link),
+    ];
+    email_members(
+        state,
+        organisation_id,
+        |role| matches!(role, Role::Owner | Role::Admin),
+        "{project} used {percent} % of its monthly limit on HumanProof",
+        body,
+        &values,
+    )
+    .await
 }
 
 /// Tells the members who manage billing (owners and billing members), each in their
@@ -325,36 +309,52 @@ async fn email_usage_notice(
     let Some(organisation) = orgs::organisation_name(&state.db, organisation_id).await? else {
         return Ok(());
     };
+    let values = [
+        ("organisation", organisation),
+        ("percent", percent.to_string()),
+        ("used", overview.used_attempts.to_string()),
+        ("included", overview.included_attempts.to_string()),
+        ("plan", overview.plan.name.clone()),
+        ("link", link),
+    ];
+    email_members(
+        state,
+        organisation_id,
+        |role| role.allows(Permission::BillingWrite),
+        "{organisation} used {percent} % of its protected attempts on HumanProof",
+        body,
+        &values,
+    )
+    .await
+}
+
+/// Emails the organisation's members whose role `to` picks, each in their language, the
+/// `subject` and `body` (English keys) filled with `values`. A failed send is logged: a
+/// notice must not fail the telemetry it came with.
+async fn email_members(
+    state: &AppState,
+    organisation_id: &str,
+    to: impl Fn(Role) -> bool,
+    subject: &str,
+    body: &str,
+    values: &[(&str, String)],
+) -> Result<(), sqlx::Error> {
     for member in orgs::members(&state.db, organisation_id).await? {
-        if !member.role.allows(Permission::BillingWrite) {
+        if !to(member.role) {
             continue;
         }
         let Some(user) = accounts::find_user(&state.db, &member.user_id).await? else {
             continue;
         };
         let lang = &user.language;
-        let values = [
-            ("organisation", organisation.clone()),
-            ("percent", percent.to_string()),
-            ("used", overview.used_attempts.to_string()),
-            ("included", overview.included_attempts.to_string()),
-            ("plan", overview.plan.name.clone()),
-            ("link", link.clone()),
-        ];
         let email = Email {
             to: user.email.clone(),
-            subject: i18n::fill(
-                i18n::translate(
-                    lang,
-                    "{organisation} used {percent} % of its protected attempts on HumanProof",
-                ),
-                &values,
-            ),
-            body: i18n::fill(i18n::translate(lang, body), &values),
+            subject: i18n::fill(i18n::translate(lang, subject), values),
+            body: i18n::fill(i18n::translate(lang, body), values),
             reply_to: None,
         };
         if let Err(err) = state.mailer.send(&email).await {
-            tracing::error!(error = %err, "could not send a usage notice");
+            tracing::error!(error = %err, subject, "could not send a notice");
         }
     }
     Ok(())
