@@ -117,6 +117,8 @@ fn dashboard(state: &AppState) -> Router<AppState> {
         .route("/account/delete", post(account::delete_account))
         .route("/account/export", get(account::export_account))
         .route("/orgs/{org}/export", get(members::export_organisation))
+        .route("/orgs/{org}/rename", post(members::rename_organisation))
+        .route("/orgs/{org}/leave", post(members::leave_organisation))
         .route(
             "/account/passkeys/register/start",
             post(passkeys::start_registration),

@@ -382,6 +382,41 @@ impl Route {
 }
 
 on_both_databases! {
+    async fn members_switch_rename_and_leave_organisations(world: World) {
+        let base = world.serve().await;
+        let owner = tenant(&world, &base, "founder@example.com").await;
+        let other = tenant(&world, &base, "partner@example.com").await;
+        // A member of two organisations gets a switcher naming both; one of one does not.
+        let (both, _) = member(&world, &base, &other.org, "founder-too@example.com", Role::Admin).await;
+        orgs::put_member(&world.db, &owner.org, &accounts::find_user_by_email(&world.db, "founder-too@example.com").await.unwrap().unwrap().0.id, Role::Developer, 0).await.unwrap();
+        let page = both.get(&format!("/orgs/{}/projects", owner.org)).await.expect(200);
+        assert!(page.body.contains("id=\"organisation-switcher\""));
+        for org in [&owner.org, &other.org] {
+            assert!(page.body.contains(&format!("href=\"/orgs/{org}/projects\"")), "{org}");
+        }
+        assert!(!owner.browser.get(&format!("/orgs/{}/projects", owner.org)).await.expect(200).body.contains("organisation-switcher"));
+
+        // The members page explains the roles, and invitations default to viewer.
+        let members = owner.browser.get(&format!("/orgs/{}/members", owner.org)).await.expect(200);
+        assert!(members.body.contains("id=\"roles\"") && members.body.contains("<option value=\"viewer\" selected>"));
+
+        // Owners rename; others are refused on the page.
+        owner.browser.post(&format!("/orgs/{}/rename", owner.org), &[("name", "  Founders GmbH ")]).await.expect(303);
+        assert_eq!(orgs::organisation_name(&world.db, &owner.org).await.unwrap().as_deref(), Some("Founders GmbH"));
+        both.post(&format!("/orgs/{}/rename", owner.org), &[("name", "Mine now")]).await.expect(403);
+        owner.browser.post(&format!("/orgs/{}/rename", owner.org), &[("name", "")]).await.expect(400);
+
+        // Leaving asks first; the last owner cannot; a developer can.
+        let leave = format!("/orgs/{}/leave", owner.org);
+        assert!(both.post(&leave, &[]).await.expect(200).body.contains("Leave this organisation?"));
+        owner.browser.post(&leave, &[("confirmed", "yes")]).await.expect(409);
+        both.post(&leave, &[("confirmed", "yes")]).await.expect(303);
+        both.get(&format!("/orgs/{}/projects", owner.org)).await.expect(404);
+        both.get(&format!("/orgs/{}/projects", other.org)).await.expect(200);
+        let audit = orgs::audit_log(&world.db, &owner.org, 50).await.unwrap();
+        assert!(audit.iter().any(|entry| entry.action == "member.left") && audit.iter().any(|entry| entry.action == "organisation.renamed"));
+    }
+
     async fn the_audit_log_names_people_projects_and_keys(world: World) {
         let base = world.serve().await;
         let owner = tenant(&world, &base, "auditor@example.com").await;

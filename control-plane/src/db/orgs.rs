@@ -101,6 +101,20 @@ pub async fn organisation_name(
         .await
 }
 
+/// Gives the organisation a new name.
+pub async fn rename_organisation(
+    db: &Db,
+    organisation_id: &str,
+    name: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE organisations SET name = $1 WHERE id = $2")
+        .bind(name)
+        .bind(organisation_id)
+        .execute(db.pool())
+        .await?;
+    Ok(())
+}
+
 /// The organisations a user belongs to, oldest first.
 pub async fn memberships(db: &Db, user_id: &str) -> Result<Vec<Membership>, sqlx::Error> {
     let rows: Vec<MembershipRow> = sqlx::query_as(
@@ -112,18 +126,6 @@ pub async fn memberships(db: &Db, user_id: &str) -> Result<Vec<Membership>, sqlx
     .fetch_all(db.pool())
     .await?;
     Ok(rows.into_iter().map(Membership::from).collect())
-}
-
-/// The user's membership in one organisation, if any.
-pub async fn membership(
-    db: &Db,
-    organisation_id: &str,
-    user_id: &str,
-) -> Result<Option<Membership>, sqlx::Error> {
-    Ok(memberships(db, user_id)
-        .await?
-        .into_iter()
-        .find(|m| m.organisation_id == organisation_id))
 }
 
 /// Everyone in an organisation.

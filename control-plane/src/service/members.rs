@@ -228,6 +228,35 @@ pub async fn remove_member(state: &AppState, actor: &Actor, user_id: &str) -> Re
         .await
 }
 
+/// Renames the organisation (owners only).
+pub async fn rename_organisation(
+    state: &AppState,
+    actor: &Actor,
+    name: &str,
+) -> Result<(), ApiError> {
+    if !actor.is_owner() {
+        return Err(ApiError::Forbidden("owners_only"));
+    }
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
+        return Err(ApiError::invalid(
+            "name",
+            "Give the organisation a name of 1 to 100 characters.",
+        ));
+    }
+    orgs::rename_organisation(&state.db, &actor.organisation_id, name).await?;
+    actor.audit(state, "organisation.renamed", Some(name)).await
+}
+
+/// The signed-in member leaves the organisation; its last owner cannot.
+pub async fn leave(state: &AppState, actor: &Actor) -> Result<(), ApiError> {
+    let Principal::Member { user, .. } = &actor.principal else {
+        return Err(ApiError::Forbidden("members_only"));
+    };
+    change_membership(state, actor, &user.id, orgs::MembershipChange::Remove).await?;
+    actor.audit(state, "member.left", Some(&user.email)).await
+}
+
 /// Applies a membership change; the last owner rule is checked by the database layer in the
 /// same transaction as the change, so parallel requests cannot both pass it.
 async fn change_membership(

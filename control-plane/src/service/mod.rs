@@ -56,6 +56,9 @@ pub enum Principal {
         user: User,
         /// Their role in the organisation.
         role: Role,
+        /// Every organisation they belong to, this one included (id and name), for the
+        /// dashboard's organisation switcher.
+        organisations: Vec<(String, String)>,
     },
     /// An API key with scopes.
     ApiKey(ApiKey),
@@ -68,11 +71,22 @@ impl Actor {
         user: User,
         organisation_id: &str,
     ) -> Result<Option<Actor>, ApiError> {
-        let membership = orgs::membership(&state.db, organisation_id, &user.id).await?;
+        let memberships = orgs::memberships(&state.db, &user.id).await?;
+        let organisations = memberships
+            .iter()
+            .map(|m| (m.organisation_id.clone(), m.organisation_name.clone()))
+            .collect();
+        let membership = memberships
+            .into_iter()
+            .find(|m| m.organisation_id == organisation_id);
         Ok(membership.map(|m| Actor {
             organisation_id: m.organisation_id,
             organisation_name: Some(m.organisation_name),
-            principal: Principal::Member { user, role: m.role },
+            principal: Principal::Member {
+                user,
+                role: m.role,
+                organisations,
+            },
         }))
     }
 

@@ -30,6 +30,25 @@ pub async fn members(
     members_page(&state, &csrf, &actor, StatusCode::OK, context! {}).await
 }
 
+/// Every permission, as the members page explains roles with it.
+const PERMISSION_LABELS: [(Permission, &str); 9] = [
+    (Permission::ProjectsRead, "See projects and their settings"),
+    (
+        Permission::ProjectsWrite,
+        "Create, change and delete projects",
+    ),
+    (Permission::UsageRead, "See usage and analytics"),
+    (Permission::MembersRead, "See members"),
+    (
+        Permission::MembersWrite,
+        "Invite and remove members, change roles",
+    ),
+    (Permission::ApiKeysWrite, "Manage API keys"),
+    (Permission::AuditRead, "Read the audit log"),
+    (Permission::BillingRead, "See the plan and billing"),
+    (Permission::BillingWrite, "Buy, change and cancel the plan"),
+];
+
 /// The members page, with `extra` for the template (a refusal and what was typed).
 async fn members_page(
     state: &AppState,
@@ -45,13 +64,24 @@ async fn members_page(
         .map(|i| context! { email => i.email, role => i.role.as_str(), expires => format_time(i.expires_at) })
         .collect();
     let roles: Vec<&str> = Role::ALL.iter().map(|role| role.as_str()).collect();
+    // What each role can do, row by permission, for the page's explanation.
+    let permissions: Vec<Value> = PERMISSION_LABELS
+        .iter()
+        .map(|(permission, label)| {
+            let allowed: Vec<bool> = Role::ALL
+                .iter()
+                .map(|role| role.allows(*permission))
+                .collect();
+            context! { label => label, allowed => allowed }
+        })
+        .collect();
     Ok(render(
         state,
         status,
         "members.html",
         &org_frame(csrf, actor, "members"),
         context! {
-            members => Value::from_serialize(members), invitations => invitations, roles => roles, can_write => can(actor, Permission::MembersWrite), is_owner => actor.is_owner(),
+            members => Value::from_serialize(members), invitations => invitations, roles => roles, permissions => permissions, can_write => can(actor, Permission::MembersWrite), is_owner => actor.is_owner(),
             ..extra
         },
     ))
@@ -161,6 +191,71 @@ pub async fn remove_member(
             &state,
             &members_page,
             &Flash::notice("Member removed."),
+        )),
+        Err(err) => refused_on_members_page(&state, &csrf, &actor, err, context! {}).await,
+    }
+}
+
+/// The rename form.
+#[derive(Debug, Deserialize)]
+pub struct RenameForm {
+    #[serde(default)]
+    name: String,
+}
+
+/// `POST /orgs/{org}/rename` (owners).
+pub async fn rename_organisation(
+    State(state): State<AppState>,
+    Extension(csrf): Extension<CsrfToken>,
+    OrgActor(actor): OrgActor,
+    Path(org): Path<String>,
+    Form(form): Form<RenameForm>,
+) -> Result<Response, PageError> {
+    match members::rename_organisation(&state, &actor, &form.name).await {
+        Ok(()) => Ok(flash::redirect(
+            &state,
+            &format!("/orgs/{org}/members"),
+            &Flash::notice("Organisation renamed."),
+        )),
+        Err(err) => {
+            refused_on_members_page(
+                &state,
+                &csrf,
+                &actor,
+                err,
+                context! { typed_name => form.name },
+            )
+            .await
+        }
+    }
+}
+
+/// `POST /orgs/{org}/leave`: asks first, then the member leaves.
+pub async fn leave_organisation(
+    State(state): State<AppState>,
+    Extension(csrf): Extension<CsrfToken>,
+    OrgActor(actor): OrgActor,
+    Path(org): Path<String>,
+    Form(confirmation): Form<Confirmation>,
+) -> Result<Response, PageError> {
+    if !confirmation.given() {
+        let confirm = Confirm {
+            question: "Leave this organisation?",
+            consequence: "You lose access to its projects at once. A member who may invite can invite you again.",
+            subject: actor.organisation_name.as_deref().unwrap_or_default(),
+            button: "Leave",
+            action: format!("/orgs/{org}/leave"),
+            cancel: format!("/orgs/{org}/members"),
+        };
+        return Ok(confirm
+            .page(&state, &csrf, &actor, "members")
+            .into_response());
+    }
+    match members::leave(&state, &actor).await {
+        Ok(()) => Ok(flash::redirect(
+            &state,
+            "/",
+            &Flash::notice("You left the organisation."),
         )),
         Err(err) => refused_on_members_page(&state, &csrf, &actor, err, context! {}).await,
     }

@@ -64,7 +64,15 @@ pub fn render(
             keys => may(Permission::ApiKeysWrite), audit => may(Permission::AuditRead),
             billing => may(Permission::BillingRead),
         };
-        context! { id => actor.organisation_id, name => actor.organisation_name, role => role, tabs => tabs }
+        // The organisations to switch to, for a member of more than one.
+        let organisations: Vec<Value> = match &actor.principal {
+            Principal::Member { organisations, .. } => organisations
+                .iter()
+                .map(|(id, name)| context! { id => id, name => name })
+                .collect(),
+            Principal::ApiKey(_) => Vec::new(),
+        };
+        context! { id => actor.organisation_id, name => actor.organisation_name, role => role, tabs => tabs, organisations => organisations }
     });
     let user = frame
         .user
