@@ -274,7 +274,7 @@ test("billing: the owner buys through the checkout and changes plan, and a viewe
   const org = page.url().match(/\/orgs\/([0-9a-f]+)\//)[1];
   await page.getByRole("link", { name: "Members" }).click();
   await page.getByLabel("Email").fill("auditor@shop.example");
-  await page.getByLabel("Role").selectOption("viewer");
+  await page.locator('select[name="role"]').selectOption("viewer");
   await page.getByRole("button", { name: "Save" }).click();
 
   // Free, then Pro through checkout: the stand-in's page says plainly that it is not Stripe.
