@@ -1394,6 +1394,7 @@ on_both_databases! {
         let now = world.clock.now_ms();
         orgs::put_member(&world.db, &staying.org, &leaving.user_id, Role::Admin, now).await.unwrap();
         orgs::audit(&world.db, Some(&staying.org), "user:leaving@example.com", "project.updated", None, now).await.unwrap();
+        orgs::audit(&world.db, Some(&staying.org), "user:owner@example.com", "member.joined", Some("leaving@example.com"), now).await.unwrap();
         world.publish().await;
         let leaving_site = projects::find(&world.db, &leaving.project).await.unwrap().unwrap().site_key;
         let staying_site = projects::find(&world.db, &staying.project).await.unwrap().unwrap().site_key;
@@ -1440,6 +1441,10 @@ on_both_databases! {
         .unwrap();
         assert_eq!(leftovers, 0);
         assert!(orgs::audit_log(&world.db, &staying.org, 50).await.unwrap().iter().any(|e| e.actor == "deleted-user"));
+        // Nor as whom an entry was about.
+        let kept = orgs::audit_log(&world.db, &staying.org, 50).await.unwrap();
+        assert!(kept.iter().all(|e| e.target.as_deref() != Some("leaving@example.com")), "{kept:?}");
+        assert!(kept.iter().any(|e| e.action == "member.joined" && e.target.as_deref() == Some("deleted-user")));
         world.publish().await;
         assert_eq!(world.start_challenge(&leaving_site, &json!({})).await.reason(), "unknown_site_key");
         assert_eq!(world.start_challenge(&staying_site, &json!({})).await.status, 200);

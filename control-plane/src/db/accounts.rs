@@ -556,6 +556,11 @@ pub async fn set_email(
         .bind(format!("user:{old}"))
         .execute(&mut *tx)
         .await?;
+    sqlx::query("UPDATE audit_log SET target = $1 WHERE target = $2")
+        .bind(email)
+        .bind(&old)
+        .execute(&mut *tx)
+        .await?;
     tx.commit().await?;
     Ok(true)
 }
@@ -749,9 +754,14 @@ pub async fn delete_account(
     for organisation_id in &organisations {
         site_keys += super::orgs::delete_organisation(&mut tx, organisation_id, now_ms).await?;
     }
-    // Other organisations keep their history, without the person's address.
+    // Other organisations keep their history, without the person's address, whether the
+    // entry names them as who acted or as whom it was about (joined, removed, left).
     sqlx::query("UPDATE audit_log SET actor = 'deleted-user' WHERE actor = $1")
         .bind(format!("user:{}", user.email))
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("UPDATE audit_log SET target = 'deleted-user' WHERE target = $1")
+        .bind(&user.email)
         .execute(&mut *tx)
         .await?;
     sqlx::query("DELETE FROM users WHERE id = $1")
