@@ -128,6 +128,10 @@ pub enum AccountError {
         "An organisation you alone own still has a subscription. Cancel it on its billing page first, or make someone else an owner."
     )]
     SubscriptionRunning,
+    /// Someone following an invitation to an address that already has an account: the
+    /// invitation reached that mailbox, so saying so tells them nothing new.
+    #[error("This address already has an account. Sign in to accept the invitation.")]
+    AddressHasAccount,
     /// Storage failed.
     #[error(transparent)]
     Database(#[from] sqlx::Error),
@@ -281,11 +285,7 @@ pub async fn sign_up(
         }
         Err(err) => return Err(err.into()),
     };
-    if let Some(language) = i18n::supported(language).filter(|language| *language != user.language)
-    {
-        accounts::set_language(&state.db, &user.id, language, now).await?;
-        user.language = language.to_owned();
-    }
+    adopt_language(state, &mut user, language, now).await?;
     let organisation = organisation.trim();
     let organisation = if organisation.is_empty() {
         email.as_str()
@@ -303,6 +303,68 @@ pub async fn sign_up(
     )
     .await?;
     send_verification(state, &user).await?;
+    Ok(())
+}
+
+/// Creates the account of someone following an invitation, and signs it in. The address is
+/// the invited one and counts as confirmed (the invitation's link reached it), and no
+/// organisation of its own is created: they came to join one. Accepting stays a step of its
+/// own, on the invitation's page.
+pub async fn sign_up_invited(
+    state: &AppState,
+    invitation_token: &str,
+    password: &str,
+    language: &str,
+    client_ip: IpAddr,
+) -> Result<SignIn, AccountError> {
+    check_password(password)?;
+    let now = state.clock.now_ms();
+    take_attempt(
+        state,
+        &network_subject(state, "sign-up", client_ip),
+        MAX_SIGN_UPS_PER_IP,
+        now,
+    )
+    .await?;
+    let (_, _, invitation) = orgs::find_invitation(&state.db, &hash_secret(invitation_token), now)
+        .await?
+        .ok_or(AccountError::InvalidLink)?;
+    let password_hash = hash_password(password).await;
+    let mut user =
+        match accounts::insert_user(&state.db, &invitation.email, &password_hash, false, now).await
+        {
+            Ok(user) => user,
+            Err(err) if is_unique_violation(&err) => return Err(AccountError::AddressHasAccount),
+            Err(err) => return Err(err.into()),
+        };
+    accounts::mark_email_verified(&state.db, &user.id, now).await?;
+    user.email_verified = true;
+    adopt_language(state, &mut user, language, now).await?;
+    orgs::audit(
+        &state.db,
+        None,
+        &format!("user:{}", user.email),
+        "account.signed_up",
+        None,
+        now,
+    )
+    .await?;
+    after_first_factor(state, &user, FirstFactor::Password).await
+}
+
+/// Makes `language` (the one the sign-up request asked for), when the dashboard speaks it,
+/// the new account's preference, so its emails and pages speak it from the start.
+async fn adopt_language(
+    state: &AppState,
+    user: &mut User,
+    language: &str,
+    now: i64,
+) -> Result<(), AccountError> {
+    if let Some(language) = i18n::supported(language).filter(|language| *language != user.language)
+    {
+        accounts::set_language(&state.db, &user.id, language, now).await?;
+        user.language = language.to_owned();
+    }
     Ok(())
 }
 

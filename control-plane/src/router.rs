@@ -182,6 +182,8 @@ fn dashboard(state: &AppState) -> Router<AppState> {
             "/orgs/{org}/invitations/revoke",
             post(members::revoke_invitation),
         )
+        .route("/orgs/new", get(members::new_organisation_page))
+        .route("/orgs", post(members::create_organisation))
         .route(
             "/invitations/accept",
             get(members::invitation_page).post(members::accept_invitation),

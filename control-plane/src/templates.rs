@@ -41,6 +41,7 @@ pub fn environment() -> Environment<'static> {
         "second_factor.html",
         "project_tabs.html",
         "invitation.html",
+        "new_organisation.html",
         "clients.html",
         "risk.html",
         "account.html",

@@ -61,7 +61,8 @@ document.addEventListener("click", async (event) => {
       action === "register"
         ? await register(document.getElementById("passkey-name")?.value ?? "")
         : await authenticate(action === "sign-in" ? "/sign-in/passkey" : "/sign-in/second-factor/passkey");
-    location.assign(done.redirect);
+    // Sign-in pages carry where the visitor was going (an invitation, say) in data-next.
+    location.assign(button.dataset.next || done.redirect);
   } catch (error) {
     status.textContent = error.name === "NotAllowedError" ? pageText("passkey-cancelled") : error.message;
     button.disabled = false;

@@ -734,6 +734,70 @@ on_both_databases! {
         hire.get(&later[later.find("/invitations").unwrap()..]).await.expect(404);
     }
 
+    async fn signing_up_through_an_invitation_joins_without_an_organisation_of_ones_own(world: World) {
+        let base = world.serve().await;
+        let owner = tenant(&world, &base, "lead@example.com").await;
+        owner.browser.post(&format!("/orgs/{}/members", owner.org), &[("email", "joiner@example.com"), ("role", "developer")]).await.expect(303);
+        let link = world.email_links("joiner@example.com").into_iter().find(|l| l.contains("/invitations/accept?token=")).unwrap();
+        let invitation = link[link.find("/invitations").unwrap()..].to_owned();
+        let token = invitation.split("token=").nth(1).unwrap().to_owned();
+
+        // The invitation offers sign-in and sign-up, both coming back to it.
+        let joiner = Browser::new(&base);
+        let page = joiner.get(&invitation).await.expect(200).body;
+        assert!(page.contains(&format!("href=\"/sign-up?invitation={token}\"")), "{page}");
+        assert!(page.contains(&format!("href=\"/sign-in?next=&#x2f;invitations&#x2f;accept%3Ftoken%3D{token}\"")), "{page}");
+
+        // The sign-up form is for the invited address, with no organisation to name.
+        let form = joiner.get(&format!("/sign-up?invitation={token}")).await.expect(200).body;
+        assert!(form.contains("value=\"joiner@example.com\" readonly") || form.contains("readonly value=\"joiner@example.com\""), "{form}");
+        assert!(!form.contains("name=\"organisation\""));
+
+        // Signing up (whatever address the form is made to send) signs in at once, as the
+        // invited address, confirmed, in no organisation, and goes back to the invitation.
+        let signed_up = joiner.post("/sign-up", &[("invitation", &token), ("email", "someone.else@example.com"), ("password", PASSWORD)]).await.expect(303);
+        assert_eq!(signed_up.location.as_deref(), Some(invitation.as_str()));
+        let (user, _) = accounts::find_user_by_email(&world.db, "joiner@example.com").await.unwrap().unwrap();
+        assert!(user.email_verified);
+        assert!(accounts::find_user_by_email(&world.db, "someone.else@example.com").await.unwrap().is_none());
+        assert!(orgs::memberships(&world.db, &user.id).await.unwrap().is_empty());
+        assert!(joiner.get(&invitation).await.expect(200).body.contains("Accept and join"));
+        joiner.post("/invitations/accept", &[("token", &token)]).await.expect(303);
+        let memberships = orgs::memberships(&world.db, &user.id).await.unwrap();
+        assert_eq!(memberships.len(), 1);
+        assert_eq!((memberships[0].organisation_id.as_str(), memberships[0].role), (owner.org.as_str(), Role::Developer));
+
+        // A used invitation signs no one up; a new one to an address with an account says to
+        // sign in (the invitation reached that mailbox, so this tells no one anything).
+        let again = Browser::new(&base);
+        assert!(again.post("/sign-up", &[("invitation", &token), ("password", PASSWORD)]).await.expect(400).body.contains("invalid, already used or expired"));
+        Browser::new(&base).sign_up("boss@example.com", PASSWORD).await;
+        owner.browser.post(&format!("/orgs/{}/members", owner.org), &[("email", "boss@example.com"), ("role", "viewer")]).await.expect(303);
+        let link = world.email_links("boss@example.com").into_iter().find(|l| l.contains("/invitations/accept?token=")).unwrap();
+        let other_token = link.split("token=").nth(1).unwrap();
+        let refused = Browser::new(&base).post("/sign-up", &[("invitation", other_token), ("password", PASSWORD)]).await.expect(400).body;
+        assert!(refused.contains("already has an account"), "{refused}");
+
+        // Sign-in comes back to where it was sent from, and only to a page of this site.
+        let back = format!("/invitations/accept?token={other_token}");
+        for (next, expected) in [(back.as_str(), back.as_str()), ("https://evil.example/x", "/"), ("//evil.example", "/"), ("/\\evil.example", "/")] {
+            let browser = Browser::new(&base);
+            browser.get("/sign-in").await;
+            let signed_in = browser.post("/sign-in", &[("email", "boss@example.com"), ("password", PASSWORD), ("next", next)]).await.expect(303);
+            assert_eq!(signed_in.location.as_deref(), Some(expected), "{next}");
+        }
+
+        // Someone who leaves their only organisation starts from a page that creates one.
+        joiner.post(&format!("/orgs/{}/leave", owner.org), &[("confirmed", "yes")]).await.expect(303);
+        assert_eq!(joiner.get("/").await.expect(303).location.as_deref(), Some("/orgs/new"));
+        assert!(joiner.get("/orgs/new").await.expect(200).body.contains("You are not a member of any organisation"));
+        assert!(joiner.post("/orgs", &[("name", "  ")]).await.expect(400).body.contains("1 to 100 characters"));
+        let created = joiner.post("/orgs", &[("name", "Joiner Ltd")]).await.expect(303);
+        let org = created.location.unwrap().trim_start_matches("/orgs/").trim_end_matches("/projects").to_owned();
+        assert_eq!(orgs::organisation_name(&world.db, &org).await.unwrap().as_deref(), Some("Joiner Ltd"));
+        assert_eq!(orgs::memberships(&world.db, &user.id).await.unwrap()[0].role, Role::Owner);
+    }
+
     async fn projects_are_filed_under_clients(world: World) {
         let base = world.serve().await;
         let agency = tenant(&world, &base, "agency@example.com").await;

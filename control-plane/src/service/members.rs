@@ -237,6 +237,51 @@ pub async fn rename_organisation(
     if !actor.is_owner() {
         return Err(ApiError::Forbidden("owners_only"));
     }
+    let name = organisation_name(name)?;
+    orgs::rename_organisation(&state.db, &actor.organisation_id, name).await?;
+    actor.audit(state, "organisation.renamed", Some(name)).await
+}
+
+/// Most organisations one account may own: more than anyone needs, and a bound on what a
+/// script can create through one account.
+pub const MAX_OWNED_ORGANISATIONS: usize = 10;
+
+/// Creates an organisation with `user` as its owner (on the free plan, as every new one is),
+/// e.g. for someone who joined through an invitation and now wants one of their own. Returns
+/// its id.
+pub async fn create_organisation(
+    state: &AppState,
+    user: &User,
+    name: &str,
+) -> Result<String, ApiError> {
+    let name = organisation_name(name)?;
+    let owned = orgs::memberships(&state.db, &user.id)
+        .await?
+        .iter()
+        .filter(|membership| membership.role == Role::Owner)
+        .count();
+    if owned >= MAX_OWNED_ORGANISATIONS {
+        return Err(ApiError::invalid(
+            "name",
+            "You own 10 organisations, the most one account may own.",
+        ));
+    }
+    let now = state.clock.now_ms();
+    let organisation_id = orgs::create_organisation(&state.db, name, &user.id, now).await?;
+    orgs::audit(
+        &state.db,
+        Some(&organisation_id),
+        &format!("user:{}", user.email),
+        "organisation.created",
+        Some(name),
+        now,
+    )
+    .await?;
+    Ok(organisation_id)
+}
+
+/// An organisation's name as given, trimmed, or why it cannot be one.
+fn organisation_name(name: &str) -> Result<&str, ApiError> {
     let name = name.trim();
     if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
         return Err(ApiError::invalid(
@@ -244,8 +289,7 @@ pub async fn rename_organisation(
             "Give the organisation a name of 1 to 100 characters.",
         ));
     }
-    orgs::rename_organisation(&state.db, &actor.organisation_id, name).await?;
-    actor.audit(state, "organisation.renamed", Some(name)).await
+    Ok(name)
 }
 
 /// The signed-in member leaves the organisation; its last owner cannot.

@@ -5,7 +5,7 @@ use axum::Extension;
 use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
-use minijinja::context;
+use minijinja::{Value, context};
 use serde::Deserialize;
 
 use super::extract::{
@@ -32,34 +32,63 @@ pub async fn home(
         return Ok(Redirect::to("/sign-in"));
     };
     let memberships = members::organisations_of(&state, &user).await?;
-    let first = memberships.first().ok_or(ApiError::NotFound)?;
-    Ok(Redirect::to(&format!(
-        "/orgs/{}/projects",
-        first.organisation_id
-    )))
+    Ok(Redirect::to(&match memberships.first() {
+        Some(first) => format!("/orgs/{}/projects", first.organisation_id),
+        // Joined through an invitation and left, or removed: a place to start one's own.
+        None => "/orgs/new".to_owned(),
+    }))
 }
 
-/// `GET /sign-up`.
+/// What the sign-up page is opened with: an invitation's token, when someone follows
+/// "Create an account" from one.
+#[derive(Debug, Deserialize)]
+pub struct SignUpQuery {
+    #[serde(default)]
+    invitation: String,
+}
+
+/// `GET /sign-up[?invitation=…]`: from an invitation, the form is for its address and has
+/// no organisation to name.
 pub async fn sign_up_page(
     State(state): State<AppState>,
     Extension(csrf): Extension<CsrfToken>,
-) -> Page {
-    render(
+    Query(query): Query<SignUpQuery>,
+) -> Result<Page, PageError> {
+    let invitation = invitation_context(&state, &query.invitation).await?;
+    Ok(render(
         &state,
         StatusCode::OK,
         "sign_up.html",
         &anonymous(&csrf),
-        context! { email => "", organisation => "" },
-    )
+        context! { email => "", organisation => "", invitation => invitation },
+    ))
+}
+
+/// What the sign-up page shows of an invitation: its token, organisation and address. An
+/// unknown or used token shows the plain form.
+async fn invitation_context(state: &AppState, token: &str) -> Result<Value, ApiError> {
+    if token.is_empty() {
+        return Ok(Value::UNDEFINED);
+    }
+    Ok(match members::find_invitation(state, token).await? {
+        Some((organisation, invitation)) => {
+            context! { token => token, organisation => organisation, email => invitation.email }
+        }
+        None => Value::UNDEFINED,
+    })
 }
 
 /// The sign-up form.
 #[derive(Debug, Deserialize)]
 pub struct SignUpForm {
+    #[serde(default)]
     email: String,
     password: String,
     #[serde(default)]
     organisation: String,
+    /// Set when the form was opened from an invitation.
+    #[serde(default)]
+    invitation: String,
 }
 
 /// `POST /sign-up`: creates the account in the language the browser asked for and sends the
@@ -72,6 +101,9 @@ pub async fn sign_up(
     Form(form): Form<SignUpForm>,
 ) -> Response {
     let language = crate::i18n::request_language();
+    if !form.invitation.is_empty() {
+        return sign_up_invited(&state, &csrf, client_ip, &form, language).await;
+    }
     match accounts::sign_up(
         &state,
         &form.email,
@@ -114,18 +146,102 @@ pub async fn sign_up(
     }
 }
 
-/// A refusal page, with `Retry-After` when the refusal was a throttle.
-/// `GET /sign-in`.
+/// Sign-up through an invitation: the account is created signed in, and the browser goes
+/// back to the invitation to accept it.
+async fn sign_up_invited(
+    state: &AppState,
+    csrf: &CsrfToken,
+    client_ip: std::net::IpAddr,
+    form: &SignUpForm,
+    language: &str,
+) -> Response {
+    let signed_up =
+        accounts::sign_up_invited(state, &form.invitation, &form.password, language, client_ip)
+            .await;
+    let err = match signed_up {
+        Ok(SignIn::Done(token)) => {
+            return (
+                [(header::SET_COOKIE, session_cookie(state, &token))],
+                Redirect::to(&invitation_path(&form.invitation)),
+            )
+                .into_response();
+        }
+        // A new account has no second factor yet; should that change, it signs in as usual.
+        Ok(SignIn::SecondFactorDue(token)) => {
+            return (
+                [(header::SET_COOKIE, session_cookie(state, &token))],
+                Redirect::to(&second_factor_path(&invitation_path(&form.invitation))),
+            )
+                .into_response();
+        }
+        Err(err) => err,
+    };
+    let invitation = match invitation_context(state, &form.invitation).await {
+        Ok(invitation) => invitation,
+        Err(err) => return PageError::from(err).into_response(),
+    };
+    with_retry_after(
+        render(
+            state,
+            account_error_status(&err),
+            "sign_up.html",
+            &anonymous(csrf),
+            context! { error => account_error_text(&err), invitation => invitation },
+        ),
+        &err,
+    )
+}
+
+/// The page of the invitation with this token.
+fn invitation_path(token: &str) -> String {
+    format!(
+        "/invitations/accept?{}",
+        serde_urlencoded::to_string([("token", token)]).unwrap_or_default()
+    )
+}
+
+/// Where to go once signed in: the page on this site that sent the visitor to sign in (an
+/// invitation, say), never another site, so the parameter cannot be used to send someone
+/// from our sign-in page to a look-alike.
+fn return_path(next: &str) -> &str {
+    let local = next.starts_with('/')
+        && !next.starts_with("//")
+        && !next.starts_with("/\\")
+        && next.len() <= 2048
+        && !next.chars().any(char::is_control);
+    if local { next } else { "/" }
+}
+
+/// The second-factor step, coming back to `next` after it.
+fn second_factor_path(next: &str) -> String {
+    match return_path(next) {
+        "/" => "/sign-in/second-factor".to_owned(),
+        next => format!(
+            "/sign-in/second-factor?{}",
+            serde_urlencoded::to_string([("next", next)]).unwrap_or_default()
+        ),
+    }
+}
+
+/// Where a sign-in page was sent from, to go back to afterwards.
+#[derive(Debug, Default, Deserialize)]
+pub struct ReturnTo {
+    #[serde(default)]
+    next: String,
+}
+
+/// `GET /sign-in[?next=…]`.
 pub async fn sign_in_page(
     State(state): State<AppState>,
     Extension(csrf): Extension<CsrfToken>,
+    Query(ReturnTo { next }): Query<ReturnTo>,
 ) -> Page {
     render(
         &state,
         StatusCode::OK,
         "sign_in.html",
         &anonymous(&csrf),
-        context! { email => "" },
+        context! { email => "", next => return_path(&next) },
     )
 }
 
@@ -134,6 +250,8 @@ pub async fn sign_in_page(
 pub struct SignInForm {
     email: String,
     password: String,
+    #[serde(default)]
+    next: String,
 }
 
 /// `POST /sign-in`.
@@ -146,12 +264,12 @@ pub async fn sign_in(
     match accounts::sign_in(&state, &form.email, &form.password, client_ip).await {
         Ok((_, SignIn::Done(token))) => (
             [(header::SET_COOKIE, session_cookie(&state, &token))],
-            Redirect::to("/"),
+            Redirect::to(return_path(&form.next)),
         )
             .into_response(),
         Ok((_, SignIn::SecondFactorDue(token))) => (
             [(header::SET_COOKIE, session_cookie(&state, &token))],
-            Redirect::to("/sign-in/second-factor"),
+            Redirect::to(&second_factor_path(&form.next)),
         )
             .into_response(),
         Err(AccountError::DeletionPending {
@@ -164,7 +282,7 @@ pub async fn sign_in(
             &anonymous(&csrf),
             context! {
                 email => form.email, restore_token => restore_token,
-                deletion_date => stats::day_of(deletion_at),
+                deletion_date => stats::day_of(deletion_at), next => return_path(&form.next),
             },
         )
         .into_response(),
@@ -174,7 +292,7 @@ pub async fn sign_in(
                 account_error_status(&err),
                 "sign_in.html",
                 &anonymous(&csrf),
-                context! { error => account_error_text(&err), email => form.email },
+                context! { error => account_error_text(&err), email => form.email, next => return_path(&form.next) },
             ),
             &err,
         ),
@@ -407,6 +525,7 @@ pub async fn second_factor_page(
     State(state): State<AppState>,
     Extension(csrf): Extension<CsrfToken>,
     headers: axum::http::HeaderMap,
+    Query(ReturnTo { next }): Query<ReturnTo>,
 ) -> Result<Response, PageError> {
     let pending = match cookie(&headers, SESSION_COOKIE) {
         Some(token) => accounts::second_factor_user(&state, &token).await?,
@@ -420,7 +539,7 @@ pub async fn second_factor_page(
         StatusCode::OK,
         "second_factor.html",
         &anonymous(&csrf),
-        context! {},
+        context! { next => return_path(&next) },
     )
     .into_response())
 }
@@ -429,6 +548,8 @@ pub async fn second_factor_page(
 #[derive(Debug, Deserialize)]
 pub struct SecondFactorForm {
     code: String,
+    #[serde(default)]
+    next: String,
 }
 
 /// `POST /sign-in/second-factor`: a TOTP code or a recovery code.
@@ -440,7 +561,7 @@ pub async fn second_factor(
 ) -> Response {
     let token = cookie(&headers, SESSION_COOKIE).unwrap_or_default();
     match accounts::complete_second_factor(&state, &token, &form.code).await {
-        Ok(_) => Redirect::to("/").into_response(),
+        Ok(_) => Redirect::to(return_path(&form.next)).into_response(),
         Err(AccountError::SignInAgain) => Redirect::to("/sign-in").into_response(),
         Err(err) => with_retry_after(
             render(
@@ -448,7 +569,7 @@ pub async fn second_factor(
                 account_error_status(&err),
                 "second_factor.html",
                 &anonymous(&csrf),
-                context! { error => account_error_text(&err) },
+                context! { error => account_error_text(&err), next => return_path(&form.next) },
             ),
             &err,
         ),

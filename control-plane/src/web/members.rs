@@ -16,6 +16,7 @@ use super::render::{
     message, org_frame, render,
 };
 use super::security::CsrfToken;
+use crate::db::accounts::User;
 use crate::error::ApiError;
 use crate::roles::{Permission, Role};
 use crate::service::{Actor, export, members};
@@ -228,6 +229,62 @@ pub async fn rename_organisation(
             .await
         }
     }
+}
+
+/// `GET /orgs/new`: a form to create an organisation, which is also the start page of an
+/// account that belongs to none (it joined through an invitation and left, say).
+pub async fn new_organisation_page(
+    State(state): State<AppState>,
+    Extension(csrf): Extension<CsrfToken>,
+    SignedIn { user, .. }: SignedIn,
+) -> Result<Page, PageError> {
+    new_organisation_form(&state, &csrf, &user, StatusCode::OK, context! {}).await
+}
+
+/// `POST /orgs`: creates an organisation the signed-in account owns.
+pub async fn create_organisation(
+    State(state): State<AppState>,
+    Extension(csrf): Extension<CsrfToken>,
+    SignedIn { user, .. }: SignedIn,
+    Form(form): Form<RenameForm>,
+) -> Result<Response, PageError> {
+    match members::create_organisation(&state, &user, &form.name).await {
+        Ok(organisation_id) => Ok(flash::redirect(
+            &state,
+            &format!("/orgs/{organisation_id}/projects"),
+            &Flash::notice("Organisation created. Create its first project."),
+        )),
+        Err(err @ ApiError::Invalid { .. }) => {
+            let refused = context! { error => error_text(&err), typed_name => form.name };
+            let status = err.status_code();
+            Ok(new_organisation_form(&state, &csrf, &user, status, refused)
+                .await?
+                .into_response())
+        }
+        Err(err) => Err(err.into()),
+    }
+}
+
+async fn new_organisation_form(
+    state: &AppState,
+    csrf: &CsrfToken,
+    user: &User,
+    status: StatusCode,
+    refused: Value,
+) -> Result<Page, PageError> {
+    let memberships = members::organisations_of(state, user).await?;
+    let frame = Frame {
+        csrf,
+        user: Some(user),
+        actor: None,
+        section: "",
+    };
+    let organisations: Vec<Value> = memberships
+        .iter()
+        .map(|m| context! { id => m.organisation_id, name => m.organisation_name })
+        .collect();
+    let page = context! { organisations => organisations, ..refused };
+    Ok(render(state, status, "new_organisation.html", &frame, page))
 }
 
 /// `POST /orgs/{org}/leave`: asks first, then the member leaves.
