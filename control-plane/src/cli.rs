@@ -162,7 +162,7 @@ enum AdminCommand {
 #[derive(Debug, Subcommand)]
 enum ProjectCommand {
     /// Create a project and print its id, site key and backend secret (shown only now).
-    Create(CreateProjectArgs),
+    Create(Box<CreateProjectArgs>),
     /// Change a project's gates: active flag, billing status, monthly limit.
     SetGates {
         #[command(flatten)]
@@ -332,6 +332,21 @@ struct CreateProjectArgs {
     /// Create the project paused.
     #[arg(long)]
     paused: bool,
+    /// Widget variant: checkbox, invisible or floating.
+    #[arg(long, default_value = "checkbox")]
+    widget_variant: String,
+    /// Widget theme: auto, light or dark.
+    #[arg(long, default_value = "auto")]
+    widget_theme: String,
+    /// Widget language: auto or a language the widget speaks (en, de, fr…).
+    #[arg(long, default_value = "auto")]
+    widget_language: String,
+    /// Widget size: normal or compact.
+    #[arg(long, default_value = "normal")]
+    widget_size: String,
+    /// Widget branding: full, minimal or none, as far as the plan allows.
+    #[arg(long, default_value = "full")]
+    widget_branding: String,
 }
 
 /// Where the log goes.
@@ -415,7 +430,7 @@ impl Cli {
             }
             Command::Project {
                 command: ProjectCommand::Create(args),
-            } => create_project(args).await,
+            } => create_project(*args).await,
             Command::Project {
                 command:
                     ProjectCommand::SetGates {
@@ -690,6 +705,11 @@ async fn create_project(args: CreateProjectArgs) -> anyhow::Result<()> {
         block_threshold: args.block_threshold,
         monthly_limit: args.monthly_limit,
         active: Some(!args.paused),
+        widget: Some(serde_json::from_value(json!({
+            "variant": args.widget_variant, "theme": args.widget_theme,
+            "language": args.widget_language, "size": args.widget_size,
+            "branding": args.widget_branding,
+        }))?),
         ..ProjectInput::default()
     };
     let new = input

@@ -54,6 +54,7 @@ pub fn build(project: &Project, usage: &Usage, terms: &Terms<'_>, now_ms: i64) -
             usage_left,
         },
         widget: terms.plan.widget_policy(),
+        widget_settings: settings.widget.clone(),
         published_at: now_ms,
     }
 }

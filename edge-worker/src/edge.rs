@@ -11,7 +11,7 @@ use humanproof_protocol::snapshot::origin_host;
 use humanproof_protocol::token::{ChallengeClaims, TokenError, VerificationClaims};
 use humanproof_protocol::wire::{
     ChallengeRequest, ChallengeResponse, ErrorBody, Instrumentation, RedeemRequest, RedeemResponse,
-    WidgetContext,
+    SettingsResponse, WidgetContext,
 };
 use humanproof_protocol::{
     MasterSecret, Network, Reason, RiskAssessment, SiteSnapshot, TelemetryEvent, TelemetryKind,
@@ -29,6 +29,9 @@ pub const MAX_CHALLENGE_BODY: usize = 16 * 1024;
 pub const MAX_REDEEM_BODY: usize = 64 * 1024;
 /// The larger of the two; shells may refuse bigger bodies before reading them.
 pub const MAX_BODY: usize = MAX_REDEEM_BODY;
+/// How long browsers and caches keep a site's widget settings, in seconds: a dashboard change
+/// shows on embedded widgets within a minute of reaching the edge.
+pub const SETTINGS_MAX_AGE_S: u32 = 60;
 
 /// Edge settings that do not come from the snapshot.
 #[derive(Debug, Clone)]
@@ -108,6 +111,19 @@ impl EdgeResponse {
         Self::json(reason.status(), &ErrorBody::from(reason))
     }
 
+    fn with_header(mut self, name: &'static str, value: &str) -> Self {
+        self.headers.push((name, value.to_owned()));
+        self
+    }
+
+    /// Shared caches and browsers may keep the answer for [`SETTINGS_MAX_AGE_S`].
+    fn cacheable(self) -> Self {
+        self.with_header(
+            "cache-control",
+            &format!("public, max-age={SETTINGS_MAX_AGE_S}"),
+        )
+    }
+
     fn with_cors(mut self, origin: &str) -> Self {
         self.headers.extend([
             ("access-control-allow-origin", origin.to_owned()),
@@ -125,6 +141,7 @@ impl EdgeResponse {
 enum Endpoint {
     Challenge,
     Redeem,
+    Settings,
 }
 
 impl Endpoint {
@@ -141,6 +158,7 @@ impl Endpoint {
             Endpoint::Redeem => refusal
                 .claimed_challenge
                 .then_some(TelemetryKind::RedeemFailed),
+            Endpoint::Settings => None,
         }
     }
 }
@@ -218,6 +236,9 @@ impl<S: SnapshotStore, C: ClaimStore, V: VisitorStore, T: TelemetrySink> Edge<S,
         let Some((site_key, endpoint)) = route(req.path) else {
             return EdgeResponse::refusal(Reason::NotFound);
         };
+        if let Endpoint::Settings = endpoint {
+            return self.settings(&req, site_key).await;
+        }
         let preflight = match req.method {
             "POST" => false,
             "OPTIONS" => true,
@@ -263,6 +284,7 @@ impl<S: SnapshotStore, C: ClaimStore, V: VisitorStore, T: TelemetrySink> Edge<S,
         let outcome = match endpoint {
             Endpoint::Challenge => self.start_challenge(&req, &site, &visitor, &host).await,
             Endpoint::Redeem => self.redeem(&req, &site, &visitor, &host).await,
+            Endpoint::Settings => unreachable!("answered before the origin check"),
         };
         let response = match outcome {
             Ok(response) => response,
@@ -297,6 +319,28 @@ impl<S: SnapshotStore, C: ClaimStore, V: VisitorStore, T: TelemetrySink> Edge<S,
             }
         };
         response.with_cors(allowed_origin)
+    }
+
+    /// `GET /{siteKey}/settings`: how the widget looks, from the snapshot. Answered to any
+    /// origin and with no telemetry: it is what every visitor of the site sees anyway, not an
+    /// attempt, and one answer for all lets browsers and the CDN cache it. A dashboard change
+    /// reaches embedded widgets within the publishing delay plus [`SETTINGS_MAX_AGE_S`].
+    async fn settings(&self, req: &EdgeRequest<'_>, site_key: &str) -> EdgeResponse {
+        let response = match (req.method, self.snapshots.site(site_key).await) {
+            ("GET", Ok(Some(site))) => EdgeResponse::json(
+                200,
+                &SettingsResponse {
+                    active: site.active,
+                    widget: site.widget_settings,
+                    allowed: site.widget,
+                },
+            )
+            .cacheable(),
+            ("GET", Ok(None)) => EdgeResponse::refusal(Reason::UnknownSiteKey).cacheable(),
+            ("GET", Err(_)) => EdgeResponse::refusal(Reason::Unavailable),
+            _ => EdgeResponse::refusal(Reason::MethodNotAllowed),
+        };
+        response.with_header("access-control-allow-origin", "*")
     }
 
     async fn start_challenge(
@@ -599,6 +643,7 @@ fn route(path: &str) -> Option<(&str, Endpoint)> {
     match action {
         "challenge" => Some((site_key, Endpoint::Challenge)),
         "redeem" => Some((site_key, Endpoint::Redeem)),
+        "settings" => Some((site_key, Endpoint::Settings)),
         _ => None,
     }
 }
@@ -633,6 +678,10 @@ mod tests {
             Some(("hp_site_a-1", Endpoint::Challenge))
         ));
         assert!(matches!(route("/k/redeem"), Some(("k", Endpoint::Redeem))));
+        assert!(matches!(
+            route("/k/settings"),
+            Some(("k", Endpoint::Settings))
+        ));
         for path in [
             "",
             "/",

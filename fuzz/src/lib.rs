@@ -12,6 +12,7 @@ use humanproof_edge::memory::{MemoryClaims, MemorySnapshots, MemoryVisitors};
 use humanproof_edge::risk::ClientHeaders;
 use humanproof_edge::{Edge, EdgeConfig, EdgeRequest, EdgeResponse, RequestBody, TelemetrySink};
 use humanproof_protocol::snapshot::{BillingGate, RiskMode, WidgetPolicy};
+use humanproof_protocol::wire::WidgetSettings;
 use humanproof_protocol::{
     MasterSecret, Network, Preset, Protection, SiteSnapshot, TelemetryEvent,
 };
@@ -75,6 +76,7 @@ pub fn site() -> SiteSnapshot {
             usage_left: None,
         },
         widget: WidgetPolicy::default(),
+        widget_settings: WidgetSettings::default(),
         published_at: NOW_MS,
     }
 }

@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::preset::Preset;
-use crate::wire::{Branding, Variant};
+use crate::wire::{Branding, Variant, WidgetSettings};
 
 /// KV key of a site key's snapshot entry.
 pub fn kv_key(site_key: &str) -> String {
@@ -39,6 +39,10 @@ pub struct SiteSnapshot {
     /// Widget variants and branding modes the plan includes.
     #[serde(default)]
     pub widget: WidgetPolicy,
+    /// How the widget looks, as set in the dashboard. Entries published before this field
+    /// existed get the widget's defaults.
+    #[serde(default)]
+    pub widget_settings: WidgetSettings,
     /// When the control plane built this entry, Unix ms.
     pub published_at: i64,
 }
@@ -175,6 +179,7 @@ mod tests {
                 usage_left: None,
             },
             widget: WidgetPolicy::default(),
+            widget_settings: WidgetSettings::default(),
             published_at: 0,
         }
     }

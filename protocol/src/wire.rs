@@ -6,6 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::pow::ChallengeParams;
+use crate::snapshot::WidgetPolicy;
 
 /// Longest `action` a widget may send (Turnstile's limit).
 pub const MAX_ACTION_LEN: usize = 32;
@@ -34,6 +35,72 @@ pub enum Branding {
     Minimal,
     /// No branding.
     None,
+}
+
+/// The widget's colours.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Theme {
+    /// Follows the visitor's system (`prefers-color-scheme`).
+    #[default]
+    Auto,
+    /// Light.
+    Light,
+    /// Dark.
+    Dark,
+}
+
+/// The widget's size.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WidgetSize {
+    /// The standard box.
+    #[default]
+    Normal,
+    /// A narrower box for tight forms.
+    Compact,
+}
+
+/// How a project's widget looks, as set in the dashboard. Every embedded widget reads it
+/// from the edge, so a change reaches pages without touching their snippet; attributes on
+/// the page override it where the plan allows.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+pub struct WidgetSettings {
+    /// How the widget is shown.
+    pub variant: Variant,
+    /// Its colours.
+    pub theme: Theme,
+    /// `auto` (the page's language, then the browser's) or a language the widget speaks.
+    pub language: String,
+    /// Its size.
+    pub size: WidgetSize,
+    /// How much HumanProof branding it shows.
+    pub branding: Branding,
+}
+
+impl Default for WidgetSettings {
+    fn default() -> Self {
+        Self {
+            variant: Variant::Checkbox,
+            theme: Theme::Auto,
+            language: "auto".into(),
+            size: WidgetSize::Normal,
+            branding: Branding::Full,
+        }
+    }
+}
+
+/// Answer to `GET /{siteKey}/settings`: the widget's settings from the site's snapshot entry,
+/// the same for every page (so caches may share it) and never secret.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+pub struct SettingsResponse {
+    /// False while the project is paused: the widget tells visitors verification is paused
+    /// instead of offering a check that would be refused.
+    pub active: bool,
+    /// The dashboard's settings.
+    pub widget: WidgetSettings,
+    /// What the plan includes: page attributes asking for more are ignored.
+    pub allowed: WidgetPolicy,
 }
 
 /// What the widget says about itself with a challenge start.

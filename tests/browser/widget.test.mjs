@@ -2,8 +2,9 @@
 // local all-in-one server: the demo form end to end, the challenge payload, the invisible
 // variant (submit and execute()), reset and expiry, strict CSP (with and without constructable
 // stylesheets), reduced motion, the JavaScript fallback without WebAssembly, the error
-// state when the edge refuses, a person's low risk score reaching the backend, and no raw
-// user agent left in the database.
+// state when the edge refuses, the dashboard's widget settings read from the edge (and
+// overridden by attributes where the plan allows), a paused project, a person's low risk
+// score reaching the backend, and no raw user agent left in the database.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
@@ -24,6 +25,8 @@ let urls;
 let dataDir;
 let rateLimitedSiteKey;
 let freeSiteKey;
+let styledSiteKey;
+let pausedSiteKey;
 // Customer pages under test, served from 127.0.0.1 (reached as localhost, which the demo
 // project lists) and from 127.0.0.2 (another loopback address it does not list).
 const pages = new Map();
@@ -53,6 +56,11 @@ before(async () => {
   // Business, so that it shows every look).
   const createFree = ["project", "create", "--database-url", databaseUrl, "--name", "Free", "--testing-domain", "localhost", "--plan", "free"];
   freeSiteKey = JSON.parse(execFileSync(BINARY, createFree, { encoding: "utf8" })).site_key;
+  // One whose look is set in the dashboard only (its pages carry no attributes), and one paused.
+  const createStyled = [...createFree.slice(0, 5), "Styled", "--testing-domain", "localhost", "--plan", "business", "--widget-variant", "floating", "--widget-theme", "dark", "--widget-language", "de", "--widget-size", "compact", "--widget-branding", "minimal"];
+  styledSiteKey = JSON.parse(execFileSync(BINARY, createStyled, { encoding: "utf8" })).site_key;
+  const createPaused = [...createFree.slice(0, 5), "Paused", "--testing-domain", "localhost", "--paused"];
+  pausedSiteKey = JSON.parse(execFileSync(BINARY, createPaused, { encoding: "utf8" })).site_key;
   const args = ["dev", "--data-dir", dataDir, "--control-listen", "127.0.0.1:0", "--edge-listen", "127.0.0.1:0", "--demo-listen", "127.0.0.1:0"];
   const env = { ...process.env, RUST_LOG: "warn", HUMANPROOF_DEMO_SITE_KEY: SITE_KEY, HUMANPROOF_DEMO_SECRET: "hp_secret_browser-tests" };
   const { child, output } = await spawnUntil(args, env, /Press Ctrl-C/);
@@ -275,13 +283,17 @@ test("an edge refusal shows the error state with a retry", async () => {
   assert.equal((await failed).reason, "invalid_action");
   await page.close();
 
-  // The free plan requires full branding.
+  // The free plan requires full branding: the page's "none" is ignored, not sent and refused.
   servePage("/unbranded", formPage('data-branding="none"', freeSiteKey));
   const unbranded = await newPage();
+  const warnings = [];
+  unbranded.on("console", (message) => message.type() === "warning" && warnings.push(message.text()));
   await unbranded.goto(`${TEST_ORIGIN}/unbranded`);
-  failed = errorOf(unbranded);
+  await unbranded.waitForFunction(() => document.querySelector("humanproof-widget").shadowRoot.querySelector(".brand").textContent === "Protected by HumanProof");
+  const unbrandedSolved = solved(unbranded);
   await unbranded.locator("humanproof-widget .box").click();
-  assert.equal((await failed).reason, "branding_not_allowed");
+  await unbrandedSolved;
+  assert.match(warnings.join("\n"), /data-branding="none" is not in this site's plan/);
   await unbranded.close();
 
   // An origin the project does not list gets no CORS headers, so the browser hides the
@@ -294,6 +306,57 @@ test("an edge refusal shows the error state with a retry", async () => {
   assert.equal((await failed).reason, "network_error");
   assert.equal(await foreign.locator("humanproof-widget .retry").isVisible(), true);
   await foreign.close();
+});
+
+test("the dashboard's widget settings apply to a page without attributes; attributes override them", async () => {
+  const looks = (page) =>
+    page.evaluate(() => {
+      const root = document.querySelector("humanproof-widget").shadowRoot;
+      const widget = root.querySelector(".widget");
+      return { ...widget.dataset, label: root.querySelector(".label").textContent, brand: root.querySelector(".brand").textContent };
+    });
+  // Nothing on the page but the site key: floating, dark, compact, German, minimal branding.
+  servePage("/styled", formPage("", styledSiteKey));
+  const page = await newPage();
+  const starts = [];
+  page.on("request", (request) => request.url().endsWith("/challenge") && starts.push(JSON.parse(request.postData())));
+  await page.goto(`${TEST_ORIGIN}/styled`);
+  await page.waitForFunction(() => document.querySelector("humanproof-widget").shadowRoot.querySelector(".widget").dataset.variant === "floating");
+  assert.deepEqual(await looks(page), { theme: "dark", size: "compact", variant: "floating", state: "idle", label: "Ich bin ein Mensch", brand: "HumanProof" });
+  // Floating waits for the submit; the start says what the visitor saw.
+  const detail = solved(page);
+  await page.evaluate(() => humanproof.execute());
+  await detail;
+  assert.deepEqual([starts[0].widget.variant, starts[0].widget.branding], ["floating", "minimal"]);
+  assert.equal((await looks(page)).label, "Verifiziert");
+  assert.deepEqual(page.problems, []);
+  await page.close();
+
+  // The page's attributes win where the plan allows.
+  servePage("/restyled", formPage('data-variant="checkbox" data-theme="light" data-branding="full"', styledSiteKey));
+  const restyled = await newPage();
+  await restyled.goto(`${TEST_ORIGIN}/restyled`);
+  await restyled.waitForFunction(() => document.querySelector("humanproof-widget").shadowRoot.querySelector(".label").textContent === "Ich bin ein Mensch");
+  assert.deepEqual(await looks(restyled), { theme: "light", size: "compact", variant: "checkbox", state: "idle", label: "Ich bin ein Mensch", brand: "Geschützt durch HumanProof" });
+  await restyled.close();
+});
+
+test("a paused project's widget says verification is paused and starts nothing", async () => {
+  servePage("/paused", formPage("", pausedSiteKey));
+  const page = await newPage();
+  const starts = [];
+  page.on("request", (request) => request.url().endsWith("/challenge") && starts.push(request.url()));
+  await page.goto(`${TEST_ORIGIN}/paused`);
+  const label = page.locator("humanproof-widget .label");
+  await page.waitForFunction(() => document.querySelector("humanproof-widget").shadowRoot.querySelector(".widget").dataset.state === "paused");
+  assert.equal(await label.textContent(), "Verification is paused on this site.");
+  assert.equal(await page.locator("humanproof-widget .box").isDisabled(), true);
+  assert.equal(await page.locator("humanproof-widget .retry").isVisible(), false);
+  const reason = await page.evaluate(() => humanproof.execute().then(() => "solved", (error) => error.reason));
+  assert.equal(reason, "project_paused");
+  assert.equal(await label.textContent(), "Verification is paused on this site.");
+  assert.deepEqual(starts, []);
+  await page.close();
 });
 
 test("a rate-limited visitor is told how long to wait, in the widget's language", async () => {

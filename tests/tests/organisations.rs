@@ -822,10 +822,12 @@ on_both_databases! {
         settings.widget.language = "de".into();
         projects::update_settings(&world.db, &project.id, &settings, world.clock.now_ms()).await.unwrap();
         let page = owner.browser.get(&format!("/orgs/{}/projects/{}/integration", owner.org, project.id)).await.expect(200);
+        // The snippet names the site key only: the widget reads its look from the edge, so
+        // a later change in the dashboard needs no new snippet.
         // The page shows code as escaped text; read it as a person copying it would.
         let shown = page.body.replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", "\"").replace("&#x2f;", "/").replace("&#x27;", "'").replace("&amp;", "&");
         let snippet = format!(
-            "<script src=\"http://127.0.0.1:8787/widget.js\" async defer></script>\n\n<form method=\"post\" action=\"/signup\">\n  <!-- your fields -->\n  <humanproof-widget data-sitekey=\"{}\" data-variant=\"invisible\" data-language=\"de\"></humanproof-widget>\n  <button type=\"submit\">Send</button>\n</form></code>",
+            "<script src=\"http://127.0.0.1:8787/widget.js\" async defer></script>\n\n<form method=\"post\" action=\"/signup\">\n  <!-- your fields -->\n  <humanproof-widget data-sitekey=\"{}\"></humanproof-widget>\n  <button type=\"submit\">Send</button>\n</form></code>",
             project.site_key
         );
         assert!(shown.contains(&snippet), "{shown}");
@@ -1604,6 +1606,8 @@ on_both_databases! {
             (json!({ "production_domains": ["https://shop.example.com/path"] }), "production_domains"),
             (json!({ "production_domains": [], "testing_domains": [] }), "production_domains"),
             (json!({ "widget": { "variant": "checkbox", "theme": "neon", "language": "en", "size": "normal", "branding": "full" } }), "widget.theme"),
+            (json!({ "risk_mode": "panic" }), "risk_mode"),
+            (json!({ "difficulty": "hard" }), "difficulty"),
             (json!({ "surprise": true }), "body"),
         ] {
             let (status, answer) = api.call("PATCH", &format!("/api/v1/projects/{id}"), Some(body.clone())).await;

@@ -351,6 +351,44 @@ on_both_databases! {
         assert_eq!((unknown.status, unknown.reason()), (400, "bad_request"));
     }
 
+    async fn the_widget_reads_its_dashboard_settings_from_the_edge_and_a_change_after_publishing(world: World) {
+        use humanproof_protocol::wire::{Branding, Theme, Variant, WidgetSettings, WidgetSize};
+        let widget = WidgetSettings { variant: Variant::Invisible, theme: Theme::Dark, language: "de".into(), size: WidgetSize::Compact, branding: Branding::Full };
+        let site = world.create_project(projects::ProjectSettings { widget, ..quick_project("looks") }).await;
+        let path = format!("/{}/settings", site.site_key());
+        // Any origin, or none, gets the same public answer that caches may share; nothing is
+        // recorded for it.
+        for origin in [Some(ORIGIN), Some("https://evil.example"), None] {
+            let answer = world.edge("GET", &path, origin, b"").await;
+            assert_eq!(answer.status, 200, "{origin:?}");
+            assert_eq!(answer.json, json!({
+                "active": true,
+                "widget": { "variant": "invisible", "theme": "dark", "language": "de", "size": "compact", "branding": "full" },
+                "allowed": { "variants": ["checkbox", "invisible"], "branding": ["full"] },
+            }));
+            assert_eq!(answer.header("access-control-allow-origin"), Some("*"));
+            assert_eq!(answer.header("cache-control"), Some("public, max-age=60"));
+            assert_eq!(answer.header("vary"), None);
+        }
+        assert!(world.take_events().await.is_empty());
+
+        // A pause and a new look reach it with the next publish.
+        let mut settings = site.project.settings.clone();
+        settings.active = false;
+        settings.widget.theme = Theme::Light;
+        projects::update_settings(&world.db, &site.project.id, &settings, world.clock.now_ms()).await.unwrap();
+        world.publish().await;
+        let answer = world.edge("GET", &path, None, b"").await;
+        assert_eq!((answer.json["active"].as_bool(), answer.json["widget"]["theme"].as_str()), (Some(false), Some("light")));
+
+        // Unknown keys and other methods get their codes, readable by any page.
+        let unknown = world.edge("GET", "/hp_site_nobody/settings", Some(ORIGIN), b"").await;
+        assert_eq!((unknown.status, unknown.reason()), (404, "unknown_site_key"));
+        assert_eq!(unknown.header("access-control-allow-origin"), Some("*"));
+        let posted = world.edge("POST", &path, Some(ORIGIN), b"{}").await;
+        assert_eq!((posted.status, posted.reason()), (405, "method_not_allowed"));
+    }
+
     async fn cors_preflight_answers_allowed_origins_only(world: World) {
         let site = world.create_project(quick_project("cors")).await;
         let path = format!("/{}/challenge", site.site_key());

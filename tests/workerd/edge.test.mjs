@@ -3,8 +3,8 @@
 // challenge, redeem, gates, CORS, single redeem (Durable Object), body size caps (declared or
 // streamed), risk scoring with the visitor-state Durable Object (blocks, repeat failures,
 // rate limits), queue telemetry delivery (including redelivery after a lost acknowledgement)
-// and usage accounting (junk redeems count nothing), and the widget's files served as the
-// Worker's static assets.
+// and usage accounting (junk redeems count nothing), the widget's settings read from the
+// snapshot, and the widget's files served as the Worker's static assets.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { createServer, request as httpRequest } from "node:http";
@@ -141,6 +141,7 @@ before(async () => {
   projects.open = control.createProject("open", ...QUICK);
   projects.usage = control.createProject("usage", ...QUICK, "--monthly-limit", "2");
   projects.paused = control.createProject("paused", ...QUICK, "--paused");
+  projects.styled = control.createProject("styled", ...QUICK, "--widget-variant", "invisible", "--widget-theme", "dark", "--widget-language", "fr", "--widget-size", "compact");
   projects.unpaid = control.createProject("unpaid", ...QUICK, "--billing-status", "past-due");
   projects.other = control.createProject("other", ...QUICK);
   projects.enforcing = control.createProject("enforcing", ...QUICK, "--risk-mode", "enforce");
@@ -249,6 +250,26 @@ describe("challenge and redeem in workerd", () => {
       assert.deepEqual([answer.status, answer.json.reason], [status, reason], `${siteKey} from ${origin}`);
       assert.equal(answer.json.success, false);
     }
+  });
+
+  test("widget settings: the dashboard's look and the pause, from the snapshot, to any page, cacheable", async () => {
+    for (const origin of [ORIGIN, "https://evil.example", null]) {
+      const open = await edge(`/${projects.styled.site_key}/settings`, { method: "GET", origin, body: undefined });
+      assert.equal(open.status, 200, JSON.stringify(open.json));
+      assert.deepEqual(open.json, {
+        active: true,
+        widget: { variant: "invisible", theme: "dark", language: "fr", size: "compact", branding: "full" },
+        allowed: { variants: ["checkbox", "invisible"], branding: ["full"] },
+      });
+      assert.equal(open.headers.get("access-control-allow-origin"), "*");
+      assert.equal(open.headers.get("cache-control"), "public, max-age=60");
+    }
+    const paused = await edge(`/${projects.paused.site_key}/settings`, { method: "GET", body: undefined });
+    assert.deepEqual([paused.status, paused.json.active], [200, false]);
+    const unknown = await edge("/hp_site_unknown/settings", { method: "GET", body: undefined });
+    assert.deepEqual([unknown.status, unknown.json.reason], [404, "unknown_site_key"]);
+    const posted = await edge(`/${projects.styled.site_key}/settings`, { body: "{}" });
+    assert.deepEqual([posted.status, posted.json.reason], [405, "method_not_allowed"]);
   });
 
   test("CORS: preflight for allowed origins only", async () => {

@@ -16,6 +16,21 @@ const SCRIPT_URL = document.currentScript?.src || location.href;
 
 const oneOf = (value, allowed, fallback) => (allowed.includes(value) ? value : fallback);
 
+// The project's dashboard settings, fetched once per edge and site key on a page, however
+// many widgets it has: a promise of `{active, widget, allowed}`, or of null when the edge
+// could not say (the widget then goes by its attributes, and a start reports any refusal).
+const settingsBySite = new Map();
+function siteSettings(edge, siteKey) {
+  const url = `${edge}/${encodeURIComponent(siteKey)}/settings`;
+  if (!settingsBySite.has(url)) {
+    const loaded = fetch(url, { credentials: "omit" })
+      .then((response) => (response.ok ? response.json() : null))
+      .catch(() => null);
+    settingsBySite.set(url, loaded);
+  }
+  return settingsBySite.get(url);
+}
+
 let styleSheet;
 /** One constructable stylesheet shared by every widget on the page, or null where the
  *  browser lacks them (the widget then inlines a <style>, honouring data-nonce). */
@@ -42,6 +57,11 @@ class HumanProofWidget extends HTMLElement {
   #expiryTimer = 0;
   #language = "en";
   #options = {};
+  // The dashboard's settings once the edge answered: what the widget shows unless the page
+  // says otherwise (where the plan allows).
+  #settings = null;
+  #settingsLoaded = null;
+  #settingsSettled = false;
 
   /** Options from `humanproof.render()`, merged over the data attributes. */
   configure(options) {
@@ -52,8 +72,26 @@ class HumanProofWidget extends HTMLElement {
     return this.#options[name] ?? this.getAttribute(`data-${attribute ?? name}`) ?? undefined;
   }
 
+  /** A look the plan limits (variant, branding): the page's choice where the plan includes
+   *  it, else the dashboard's, else the first the plan includes. */
+  #limited(name, known, allowedList) {
+    const allowed = this.#settings?.allowed?.[allowedList] ?? known;
+    const pick = [this.#option(name), this.#settings?.widget?.[name]].find((value) => known.includes(value) && allowed.includes(value));
+    return pick ?? allowed.find((value) => known.includes(value)) ?? known[0];
+  }
+
+  /** A look any plan may change (theme, size, language): the page's, else the dashboard's. */
+  #look(name, known, fallback) {
+    return oneOf(this.#option(name), known, oneOf(this.#settings?.widget?.[name], known, fallback));
+  }
+
   get variant() {
-    return oneOf(this.#option("variant"), VARIANTS, "checkbox");
+    return this.#limited("variant", VARIANTS, "variants");
+  }
+
+  /** Whether the dashboard says the project is paused. */
+  get paused() {
+    return this.#settings?.active === false;
   }
 
   get trigger() {
@@ -62,7 +100,7 @@ class HumanProofWidget extends HTMLElement {
   }
 
   get branding() {
-    return oneOf(this.#option("branding"), BRANDINGS, "full");
+    return this.#limited("branding", BRANDINGS, "branding");
   }
 
   get fieldName() {
@@ -77,11 +115,12 @@ class HumanProofWidget extends HTMLElement {
     this.#listeners = new AbortController();
     this.#signals = new SignalCollector(this.form ?? document);
     this.#render();
+    this.#loadSettings();
     const { signal } = this.#listeners;
     const form = this.form;
-    if (form && (this.trigger === "submit" || this.variant !== "checkbox")) {
-      form.addEventListener("submit", (event) => this.#onSubmit(event), { signal, capture: true });
-    }
+    // Whether a submit waits for verification depends on the variant, which the dashboard's
+    // settings may still change: the listener decides when the form is submitted.
+    if (form) form.addEventListener("submit", (event) => this.#onSubmit(event), { signal, capture: true });
     if (this.trigger === "interaction") {
       const start = () => this.execute();
       (form ?? document).addEventListener("focusin", start, { signal, once: true });
@@ -89,6 +128,28 @@ class HumanProofWidget extends HTMLElement {
     }
     if (this.trigger === "load") queueMicrotask(() => this.execute());
     this.#setValidity();
+  }
+
+  /** Fetches the dashboard's settings and shows them; a start waits for them. */
+  #loadSettings() {
+    const siteKey = this.#option("sitekey");
+    if (!siteKey) {
+      this.#settingsSettled = true;
+      return;
+    }
+    this.#settingsLoaded = siteSettings(this.#edgeUrl(), siteKey).then((settings) => {
+      this.#settingsSettled = true;
+      if (!settings || !this.isConnected) return;
+      this.#settings = settings;
+      for (const [name, known] of [["variant", VARIANTS], ["branding", BRANDINGS]]) {
+        const asked = this.#option(name);
+        if (asked && known.includes(asked) && this[name] !== asked) {
+          console.warn(`humanproof: data-${name}="${asked}" is not in this site's plan; showing "${this[name]}"`);
+        }
+      }
+      this.#render();
+      if (this.paused && this.#state !== "verified") this.#setState("paused");
+    });
   }
 
   disconnectedCallback() {
@@ -135,6 +196,9 @@ class HumanProofWidget extends HTMLElement {
       const edge = this.#edgeUrl();
       const siteKey = this.#option("sitekey", "sitekey");
       if (!siteKey) throw Object.assign(new Error("missing site key"), { reason: "missing_site_key" });
+      // The start states the variant and branding, which come from the settings.
+      await this.#settingsLoaded;
+      if (this.paused) throw Object.assign(new Error("verification is paused on this site"), { reason: "project_paused" });
       const started = await this.#post(`${edge}/${encodeURIComponent(siteKey)}/challenge`, this.#challengeBody(), run.signal);
       // The environment check runs beside the solver; the redeem carries its answer.
       const check = started.instrumentation ? runInstrumentation(started.instrumentation.script, run.signal) : null;
@@ -164,7 +228,7 @@ class HumanProofWidget extends HTMLElement {
     } catch (error) {
       if (error.name === "AbortError") throw error;
       const failure = { reason: error.reason || "network_error", retryAfter: error.retryAfter };
-      this.#setState("error", failure);
+      this.#setState(failure.reason === "project_paused" ? "paused" : "error", failure);
       this.#emit("error", { ...failure, message: error.message });
       this.#options.errorCallback?.(failure.reason);
       throw error;
@@ -236,6 +300,17 @@ class HumanProofWidget extends HTMLElement {
 
   async #onSubmit(event) {
     if (this.#token) return;
+    if (!this.#settingsSettled) {
+      // Whether this submit must wait depends on settings still on their way: hold it until
+      // they are here, then submit again.
+      event.preventDefault();
+      event.stopImmediatePropagation();
+      await this.#settingsLoaded;
+      this.#settingsSettled = true;
+      event.target.requestSubmit(event.submitter ?? undefined);
+      return;
+    }
+    if (this.variant === "checkbox" && this.trigger !== "submit") return;
     event.preventDefault();
     event.stopImmediatePropagation();
     const form = event.target;
@@ -298,9 +373,9 @@ class HumanProofWidget extends HTMLElement {
   #details = {};
 
   #render() {
-    this.#language = pickLanguage(this.#option("language"), document.documentElement.lang);
-    const theme = oneOf(this.#option("theme"), ["light", "dark", "auto"], "auto");
-    const size = oneOf(this.#option("size"), ["normal", "compact"], "normal");
+    this.#language = pickLanguage(this.#option("language") ?? this.#settings?.widget?.language, document.documentElement.lang);
+    const theme = this.#look("theme", ["light", "dark", "auto"], "auto");
+    const size = this.#look("size", ["normal", "compact"], "normal");
     const sheet = sharedStyleSheet(this.#root);
     if (sheet) this.#root.adoptedStyleSheets = [sheet];
     const nonce = String(this.#option("nonce") ?? "").replace(/[^A-Za-z0-9+/=_-]/g, "");
@@ -338,18 +413,21 @@ class HumanProofWidget extends HTMLElement {
       verified: this.#t("verified"),
       error: this.#errorText(),
       expired: this.#t("expired"),
+      paused: this.#t("paused"),
     };
     label.textContent = texts[this.#state];
     box.setAttribute("aria-checked", this.#state === "verified" ? "true" : this.#state === "verifying" ? "mixed" : "false");
-    box.disabled = this.#state === "verifying" || this.#state === "verified";
+    box.disabled = this.#state === "verifying" || this.#state === "verified" || this.#state === "paused";
     retry.hidden = this.#state !== "error";
     retry.textContent = this.#t("retry");
     brand.textContent = this.branding === "none" ? "" : this.branding === "minimal" ? "HumanProof" : this.#t("protected_by");
     // Announce state changes, not every progress step.
     const announcement = this.#state === "verifying" ? this.#t("verifying") : texts[this.#state];
     if (live.textContent !== announcement && this.#state !== "idle") live.textContent = announcement;
-    // Invisible widgets show nothing; floating ones appear while work runs or on error.
-    this.hidden = this.variant === "invisible" || (this.variant === "floating" && this.#state === "idle");
+    // Invisible widgets show nothing but a pause (which explains why the form waits);
+    // floating ones appear while work runs, on error, or paused.
+    this.hidden =
+      (this.variant === "invisible" && this.#state !== "paused") || (this.variant === "floating" && this.#state === "idle");
   }
 }
 

@@ -1,9 +1,9 @@
 //! Projects: the rows behind site keys, and what the snapshot is built from.
 
 use humanproof_protocol::snapshot::RiskMode;
-use humanproof_protocol::wire::{Branding, Variant};
+use humanproof_protocol::wire::{Branding, Theme, Variant, WidgetSettings, WidgetSize};
 use humanproof_protocol::{Obfuscation, Preset, Protection, Score};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use sqlx::any::{Any, AnyArguments};
 use sqlx::query::QueryAs;
 use sqlx::{FromRow as _, Row as _};
@@ -57,7 +57,7 @@ pub struct ProjectSettings {
     /// Whether the project is active (not paused).
     pub active: bool,
     /// How the widget looks on the customer's pages.
-    pub widget: WidgetOptions,
+    pub widget: WidgetSettings,
 }
 
 impl ProjectSettings {
@@ -75,34 +75,7 @@ impl ProjectSettings {
             billing_status,
             monthly_limit: None,
             active: true,
-            widget: WidgetOptions::default(),
-        }
-    }
-}
-
-/// Widget defaults the integration page writes into the snippet.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct WidgetOptions {
-    /// checkbox, invisible or floating.
-    pub variant: Variant,
-    /// auto, light or dark.
-    pub theme: String,
-    /// auto (the page's language) or a language code the widget knows.
-    pub language: String,
-    /// normal or compact.
-    pub size: String,
-    /// full, minimal or none, as far as the plan allows.
-    pub branding: Branding,
-}
-
-impl Default for WidgetOptions {
-    fn default() -> Self {
-        Self {
-            variant: Variant::Checkbox,
-            theme: "auto".into(),
-            language: "auto".into(),
-            size: "normal".into(),
-            branding: Branding::Full,
+            widget: WidgetSettings::default(),
         }
     }
 }
@@ -151,9 +124,9 @@ fn settings_columns(settings: &ProjectSettings) -> ColumnValues {
         .set("risk_mode", settings.risk_mode.as_str())
         .set("monthly_limit", stored_limit(settings.monthly_limit))
         .set("widget_variant", enum_name(&settings.widget.variant))
-        .set("widget_theme", settings.widget.theme.as_str())
+        .set("widget_theme", enum_name(&settings.widget.theme))
         .set("widget_language", settings.widget.language.as_str())
-        .set("widget_size", settings.widget.size.as_str())
+        .set("widget_size", enum_name(&settings.widget.size))
         .set("widget_branding", enum_name(&settings.widget.branding))
 }
 
@@ -187,9 +160,9 @@ struct ProjectRow {
     billing_status: Named<BillingStatus>,
     monthly_limit: Option<InRange<u64>>,
     widget_variant: Named<Variant>,
-    widget_theme: String,
+    widget_theme: Named<Theme>,
     widget_language: String,
-    widget_size: String,
+    widget_size: Named<WidgetSize>,
     widget_branding: Named<Branding>,
     revision: i64,
     previous_secret_expires_at: Option<i64>,
@@ -210,11 +183,11 @@ impl TryFrom<ProjectRow> for Project {
             billing_status: row.billing_status.0,
             monthly_limit: row.monthly_limit.map(|limit| limit.0),
             active: row.active != 0,
-            widget: WidgetOptions {
+            widget: WidgetSettings {
                 variant: row.widget_variant.0,
-                theme: row.widget_theme,
+                theme: row.widget_theme.0,
                 language: row.widget_language,
-                size: row.widget_size,
+                size: row.widget_size.0,
                 branding: row.widget_branding.0,
             },
         };

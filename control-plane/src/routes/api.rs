@@ -41,10 +41,45 @@ impl FromRequestParts<AppState> for ApiActor {
     }
 }
 
+/// A project body's fields, as [`ApiError::Invalid`] names one whose value has the wrong type
+/// or is not one of its names; anything else wrong (an unknown field, broken JSON) is the
+/// body's.
+const INPUT_FIELDS: [&str; 21] = [
+    "name",
+    "production_domains",
+    "testing_domains",
+    "allow_subdomains",
+    "preset",
+    "difficulty",
+    "challenge_count",
+    "obfuscation",
+    "rate_limit",
+    "block_threshold",
+    "risk_mode",
+    "monthly_limit",
+    "unlimited",
+    "active",
+    "widget",
+    "widget.variant",
+    "widget.theme",
+    "widget.language",
+    "widget.size",
+    "widget.branding",
+    "client_id",
+];
+
 fn parse_input(body: Result<Bytes, BytesRejection>) -> Result<ProjectInput, ApiError> {
-    serde_json::from_slice(&body?).map_err(|err| ApiError::Invalid {
-        field: "body",
-        message: format!("Not a project object: {err}"),
+    let body = body?;
+    let mut json = serde_json::Deserializer::from_slice(&body);
+    serde_path_to_error::deserialize(&mut json).map_err(|err| {
+        let path = err.path().to_string();
+        ApiError::Invalid {
+            field: INPUT_FIELDS
+                .into_iter()
+                .find(|field| *field == path)
+                .unwrap_or("body"),
+            message: format!("Not a project object: {}", err.into_inner()),
+        }
     })
 }
 

@@ -4,12 +4,13 @@ use humanproof_protocol::preset::{
     BLOCK_THRESHOLD_RANGE, COUNT_RANGE, DIFFICULTY_RANGE, RATE_LIMIT_RANGE,
 };
 use humanproof_protocol::snapshot::RiskMode;
+use humanproof_protocol::wire::WidgetSettings;
 use humanproof_protocol::{Obfuscation, Preset, Protection, Score};
 use serde::{Deserialize, Serialize};
 
 use super::clients::checked_client;
 use super::{Actor, Principal, billing};
-use crate::db::projects::{self, BillingStatus, Project, ProjectSettings, WidgetOptions};
+use crate::db::projects::{self, BillingStatus, Project, ProjectSettings};
 use crate::error::ApiError;
 use crate::i18n;
 use crate::plans::{self, Plan};
@@ -21,10 +22,6 @@ use crate::state::AppState;
 /// can be redeployed with the new one without failing verifications.
 pub const SECRET_OVERLAP_MS: i64 = 24 * 60 * 60 * 1000;
 
-/// Themes the widget knows.
-pub const THEMES: [&str; 3] = ["auto", "light", "dark"];
-/// Sizes the widget knows.
-pub const SIZES: [&str; 2] = ["normal", "compact"];
 /// Languages the widget ships, plus `auto` (the page's language).
 pub const WIDGET_LANGUAGES: [&str; 11] = [
     "auto", "en", "de", "fr", "es", "it", "nl", "pl", "cs", "pt", "sv",
@@ -66,7 +63,7 @@ pub struct ProjectView {
     /// The organisation's plan.
     pub plan: String,
     /// Widget defaults.
-    pub widget: WidgetOptions,
+    pub widget: WidgetSettings,
     /// Unix ms until which the previous secret still verifies, after a rotation.
     pub previous_secret_valid_until: Option<i64>,
     /// The agency client it is filed under.
@@ -148,7 +145,7 @@ pub struct ProjectInput {
     /// false pauses the project.
     pub active: Option<bool>,
     /// Widget defaults.
-    pub widget: Option<WidgetOptions>,
+    pub widget: Option<WidgetSettings>,
     /// File under this client of the organisation; `""` files under none.
     pub client_id: Option<String>,
 }
@@ -265,15 +262,6 @@ impl ProjectInput {
             settings.active = active;
         }
         if let Some(widget) = self.widget {
-            if !THEMES.contains(&widget.theme.as_str()) {
-                return Err(ApiError::invalid(
-                    "widget.theme",
-                    "Use auto, light or dark.",
-                ));
-            }
-            if !SIZES.contains(&widget.size.as_str()) {
-                return Err(ApiError::invalid("widget.size", "Use normal or compact."));
-            }
             if !WIDGET_LANGUAGES.contains(&widget.language.as_str()) {
                 return Err(ApiError::invalid(
                     "widget.language",

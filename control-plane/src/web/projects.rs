@@ -5,6 +5,7 @@ use axum::Extension;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
+use humanproof_protocol::wire::WidgetSettings;
 use humanproof_protocol::{Protection, Score};
 use minijinja::{Value, context};
 use serde::Deserialize;
@@ -14,7 +15,6 @@ use super::extract::{Form, OrgActor};
 use super::flash::{self, Flash};
 use super::render::{Confirm, Confirmation, Page, PageError, can, org_frame, render};
 use super::security::CsrfToken;
-use crate::db::projects::{WidgetOptions, enum_name};
 use crate::error::ApiError;
 use crate::i18n;
 use crate::roles::Permission;
@@ -85,7 +85,7 @@ fn blank_project() -> Value {
         allow_subdomains => false, preset => "balanced",
         difficulty => balanced.difficulty, challenge_count => balanced.challenge_count, obfuscation => balanced.obfuscation.name(),
         rate_limit => balanced.rate_limit, block_threshold => balanced.block_threshold.to_string(),
-        risk_mode => "observe", monthly_limit => (), widget => Value::from_serialize(WidgetOptions::default()), active => true,
+        risk_mode => "observe", monthly_limit => (), widget => Value::from_serialize(WidgetSettings::default()), active => true,
     }
 }
 
@@ -235,7 +235,7 @@ impl ProjectForm {
                 )
             })?),
         };
-        let widget: WidgetOptions = serde_json::from_value(serde_json::json!({
+        let widget: WidgetSettings = serde_json::from_value(serde_json::json!({
             "variant": self.widget_variant,
             "theme": self.widget_theme,
             "language": self.widget_language,
@@ -245,7 +245,7 @@ impl ProjectForm {
         .map_err(|_| {
             ApiError::invalid(
                 "widget",
-                "Pick a widget variant and branding from the lists.",
+                "Pick the widget's variant, theme, language, size and branding from the lists.",
             )
         })?;
         Ok(ProjectInput {
@@ -541,23 +541,6 @@ pub async fn revoke_tokens(
     ))
 }
 
-/// The widget options that differ from the widget's defaults, as the snippet's `data-`
-/// attributes.
-fn snippet_attributes(project: &ProjectView) -> Vec<(&'static str, String)> {
-    let widget = &project.widget;
-    [
-        ("variant", enum_name(&widget.variant), "checkbox"),
-        ("theme", widget.theme.clone(), "auto"),
-        ("language", widget.language.clone(), "auto"),
-        ("size", widget.size.clone(), "normal"),
-        ("branding", enum_name(&widget.branding), "full"),
-    ]
-    .into_iter()
-    .filter(|(_, value, default)| value != default)
-    .map(|(name, value, _)| (name, value))
-    .collect()
-}
-
 /// The siteverify samples of the integration page: a label and the template (in
 /// `templates/`) that writes the sample for this control plane's URL.
 const SITEVERIFY_SAMPLES: [(&str, &str); 5] = [
@@ -602,7 +585,7 @@ pub async fn integration(
         &state,
         "snippet.txt",
         context! {
-            edge_url => state.web.edge_url, site_key => project.site_key, attributes => snippet_attributes(&project),
+            edge_url => state.web.edge_url, site_key => project.site_key,
         },
     );
     Ok(render(
