@@ -323,7 +323,7 @@ impl<S: SnapshotStore, C: ClaimStore, V: VisitorStore, T: TelemetrySink> Edge<S,
 
     /// `GET /{siteKey}/settings`: how the widget looks, from the snapshot. Answered to any
     /// origin and with no telemetry: it is what every visitor of the site sees anyway, not an
-    /// attempt, and one answer for all lets browsers and the CDN cache it. A dashboard change
+    /// attempt, and one answer for all lets browsers and shared caches keep it. A dashboard change
     /// reaches embedded widgets within the publishing delay plus [`SETTINGS_MAX_AGE_S`].
     async fn settings(&self, req: &EdgeRequest<'_>, site_key: &str) -> EdgeResponse {
         let response = match (req.method, self.snapshots.site(site_key).await) {
