@@ -11,8 +11,8 @@ use crate::error::ApiError;
 use crate::routes::{api, health, siteverify, stripe_webhook, telemetry};
 use crate::state::AppState;
 use crate::web::{
-    account, api_keys, api_reference, assets, audit, auth, billing, clients, contact, dev, members,
-    passkeys, projects, public, security, usage,
+    account, api_keys, api_reference, assets, audit, auth, billing, clients, contact, dev, docs,
+    members, passkeys, projects, public, security, usage,
 };
 
 /// Largest body any control-plane endpoint reads.
@@ -70,6 +70,7 @@ fn dashboard(state: &AppState) -> Router<AppState> {
         // Public pages: anyone may read them, and write to us.
         .route("/privacy", get(public::privacy_page))
         .route("/how-it-works", get(public::how_it_works_page))
+        .route("/docs", get(docs::docs_page))
         .route("/dpa", get(public::dpa_page))
         .route("/api-reference", get(api_reference::api_reference_page))
         .route(

@@ -42,6 +42,7 @@ pub fn environment() -> Environment<'static> {
         "project_tabs.html",
         "invitation.html",
         "new_organisation.html",
+        "docs.html",
         "clients.html",
         "risk.html",
         "account.html",

@@ -497,6 +497,7 @@ test("accessibility: axe-core finds nothing on the main pages, light and dark, a
     risk: `${new URL(project).pathname}/risk`, members: `/orgs/${org}/members`, "api-keys": `/orgs/${org}/api-keys`,
     audit: `/orgs/${org}/audit`, billing: `/orgs/${org}/billing`, account: "/account", contact: "/contact",
     privacy: "/privacy", "how-it-works": "/how-it-works", dpa: "/dpa", "api-reference": "/api-reference",
+    docs: "/docs", "new-organisation": "/orgs/new",
   };
   const found = [];
   for (const colorScheme of ["light", "dark"]) {

@@ -243,6 +243,7 @@ async fn the_public_pages_are_linked_from_every_page_and_answer() {
         .await
         .unwrap();
     for path in [
+        "/docs",
         "/how-it-works",
         "/privacy",
         "/dpa",
@@ -264,6 +265,20 @@ async fn the_public_pages_are_linked_from_every_page_and_answer() {
             "{path}: {csp}"
         );
     }
+    // The docs are the README, each section where the dashboard's links expect it.
+    let docs = reqwest::get(format!("{base}/docs"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for anchor in ["embedding-the-widget", "siteverify-your-backend", "plans"] {
+        assert!(docs.contains(&format!(" id=\"{anchor}\"")), "{anchor}");
+    }
+    assert!(
+        docs.contains("href=\"#siteverify-your-backend\""),
+        "the contents list"
+    );
     // minijinja escapes `/` in text.
     let reference = reqwest::get(format!("{base}/api-reference"))
         .await

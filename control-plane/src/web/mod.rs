@@ -13,7 +13,7 @@
 //! pages), [`assets`] (static files). Handlers, one
 //! file per area: [`auth`], [`account`], [`passkeys`], [`projects`], [`usage`], [`members`],
 //! [`clients`], [`api_keys`], [`audit`], [`billing`], [`public`] (privacy, how it works, DPA), [`api_reference`],
-//! [`contact`], [`dev`].
+//! [`docs`] (the README), [`contact`], [`dev`].
 
 pub mod account;
 pub mod api_keys;
@@ -26,6 +26,7 @@ pub mod charts;
 pub mod clients;
 pub mod contact;
 pub mod dev;
+pub mod docs;
 pub mod extract;
 pub mod flash;
 pub mod members;
