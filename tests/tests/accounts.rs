@@ -309,7 +309,8 @@ on_both_databases! {
         browser.sign_in(email, PASSWORD).await.expect(303);
         browser.post("/sign-in/second-factor", &[("code", &codes[1])]).await.expect(303);
         browser.post("/account/two-factor/disable", &[("password", "not my password")]).await.expect(401);
-        browser.post("/account/two-factor/disable", &[("password", PASSWORD)]).await.expect(200);
+        browser.post("/account/two-factor/disable", &[("password", PASSWORD)]).await.expect(303);
+        assert!(browser.get("/account").await.expect(200).body.contains("Two-factor authentication is off."));
         browser.post("/sign-out", &[]).await.expect(303);
         assert_eq!(browser.sign_in(email, PASSWORD).await.expect(303).location.as_deref(), Some("/"));
     }
@@ -532,7 +533,7 @@ on_both_databases! {
         let code = current_code(&world, email).await;
         browser.post("/account/two-factor/confirm", &[("code", &code)]).await.expect(200);
         assert!(world.last_email(email).contains("two-factor authentication with an authenticator app"));
-        browser.post("/account/two-factor/disable", &[("password", PASSWORD)]).await.expect(200);
+        browser.post("/account/two-factor/disable", &[("password", PASSWORD)]).await.expect(303);
 
         // An intruder's passkey, added after the password was set (stored as registration does).
         world.clock.advance(60_000);

@@ -27,7 +27,9 @@ on_both_databases! {
         let english = browser.get(&format!("/orgs/{org}/projects")).await.expect(200);
         assert!(english.body.contains(r#"<html lang="en">"#) && english.body.contains("<h1>Projects</h1>"), "{}", english.body);
 
-        let saved = browser.post("/account/language", &[("language", "de")]).await.expect(200);
+        // Saved, then the account page (after the redirect) in the new language.
+        browser.post("/account/language", &[("language", "de")]).await.expect(303);
+        let saved = browser.get("/account").await.expect(200);
         assert!(saved.body.contains(r#"<html lang="de">"#), "{}", saved.body);
         assert!(saved.body.contains("Sprache gespeichert."), "the notice is translated too: {}", saved.body);
         assert!(saved.body.contains(r#"<option value="de" selected>Deutsch</option>"#), "{}", saved.body);
@@ -105,10 +107,10 @@ on_both_databases! {
         let owner = Browser::new(&base);
         let org = owner.sign_up("ada@example.com", PASSWORD).await;
         world.on_plan(&org, "business").await;
-        owner.post("/account/language", &[("language", "de")]).await.expect(200);
+        owner.post("/account/language", &[("language", "de")]).await.expect(303);
         let french = Browser::new(&base);
         french.sign_up("marie@example.com", PASSWORD).await;
-        french.post("/account/language", &[("language", "fr")]).await.expect(200);
+        french.post("/account/language", &[("language", "fr")]).await.expect(303);
 
         owner.post(&format!("/orgs/{org}/members"), &[("email", "marie@example.com"), ("role", "viewer")]).await.expect(303);
         let to_marie = world.last_email("marie@example.com");

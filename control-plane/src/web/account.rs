@@ -124,24 +124,18 @@ async fn account_result(
     }
 }
 
-/// `POST /account/language`.
+/// `POST /account/language`: saves it, then shows the account page in it.
 pub async fn set_language(
     State(state): State<AppState>,
-    Extension(csrf): Extension<CsrfToken>,
-    SignedIn { mut user, token }: SignedIn,
+    SignedIn { user, .. }: SignedIn,
     Form(form): Form<AccountForm>,
-) -> Result<Page, PageError> {
+) -> Result<Response, PageError> {
     accounts::set_language(&state, &user, &form.language).await?;
-    user.language = form.language;
-    Ok(account_page(
+    Ok(super::flash::redirect(
         &state,
-        &csrf,
-        &user,
-        &token,
-        StatusCode::OK,
-        context! { notice => "Language saved." },
-    )
-    .await)
+        "/account",
+        &super::flash::Flash::notice("Language saved."),
+    ))
 }
 
 /// A TOTP setup as the page shows it: the key, its URI, and the QR code of the URI.
@@ -194,25 +188,24 @@ pub async fn confirm_totp(
     account_result(&state, &csrf, &user, &token, result).await
 }
 
-/// `POST /account/two-factor/disable`.
+/// `POST /account/two-factor/disable`: asks for the password; a wrong one is refused in the
+/// form.
 pub async fn disable_totp(
     State(state): State<AppState>,
     Extension(csrf): Extension<CsrfToken>,
-    SignedIn { mut user, token }: SignedIn,
+    SignedIn { user, token }: SignedIn,
     Form(form): Form<AccountForm>,
-) -> Page {
-    let result = accounts::disable_totp(&state, &user, &form.password).await;
-    if result.is_ok() {
-        user.totp_enabled = false;
+) -> Response {
+    match accounts::disable_totp(&state, &user, &form.password).await {
+        Ok(()) => super::flash::redirect(
+            &state,
+            "/account",
+            &super::flash::Flash::notice("Two-factor authentication is off."),
+        ),
+        Err(err) => account_result(&state, &csrf, &user, &token, Err(err))
+            .await
+            .into_response(),
     }
-    account_result(
-        &state,
-        &csrf,
-        &user,
-        &token,
-        result.map(|()| context! { notice => "Two-factor authentication is off." }),
-    )
-    .await
 }
 
 /// The confirm-identity form.

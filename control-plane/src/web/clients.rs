@@ -3,11 +3,12 @@
 use axum::Extension;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::Redirect;
+use axum::response::Response;
 use minijinja::{Value, context};
 use serde::Deserialize;
 
 use super::extract::{Form, OrgActor};
+use super::flash::{self, Flash};
 use super::render::{Page, PageError, can, org_frame, render};
 use super::security::CsrfToken;
 use crate::roles::Permission;
@@ -44,9 +45,13 @@ pub async fn create_client(
     OrgActor(actor): OrgActor,
     Path(org): Path<String>,
     Form(form): Form<ClientForm>,
-) -> Result<Redirect, PageError> {
+) -> Result<Response, PageError> {
     clients::create_client(&state, &actor, &form.name).await?;
-    Ok(Redirect::to(&format!("/orgs/{org}/clients")))
+    Ok(flash::redirect(
+        &state,
+        &format!("/orgs/{org}/clients"),
+        &Flash::notice("Client added."),
+    ))
 }
 
 /// `POST /orgs/{org}/clients/{client}/delete`.
@@ -54,7 +59,11 @@ pub async fn delete_client(
     State(state): State<AppState>,
     OrgActor(actor): OrgActor,
     Path((org, client_id)): Path<(String, String)>,
-) -> Result<Redirect, PageError> {
+) -> Result<Response, PageError> {
     clients::delete_client(&state, &actor, &client_id).await?;
-    Ok(Redirect::to(&format!("/orgs/{org}/clients")))
+    Ok(flash::redirect(
+        &state,
+        &format!("/orgs/{org}/clients"),
+        &Flash::notice("Client deleted. Its projects are kept, filed under no client."),
+    ))
 }
