@@ -45,7 +45,8 @@
 //! - [`logs`]: where `serve` writes its log, and log files kept 14 days.
 //! - [`contact`]: the contact form's topics, their inboxes, and storing and forwarding its
 //!   messages.
-//! - [`privacy`]: the retention promises, read from the README's table for the privacy page.
+//! - [`privacy`]: the README, and the retention promises read from its table for the privacy
+//!   page.
 //! - [`clock`]: the time source, swappable in tests.
 
 #![deny(missing_docs)]

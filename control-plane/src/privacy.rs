@@ -3,8 +3,8 @@
 //! on the public privacy page, where every promise names the code that keeps it and the
 //! test that proves it, so a reader can check it in the source.
 
-/// The README, whose retention table this reads.
-const README: &str = include_str!("../../README.md");
+/// The README: this reads its retention table, and `/docs` shows it whole.
+pub const README: &str = include_str!("../../README.md");
 
 /// The retention table's header row.
 const HEADER: &str = "| data | stored in | kept | enforced by | proved by |";

@@ -23,7 +23,8 @@ const settingsBySite = new Map();
 function siteSettings(edge, siteKey) {
   const url = `${edge}/${encodeURIComponent(siteKey)}/settings`;
   if (!settingsBySite.has(url)) {
-    const loaded = fetch(url, { credentials: "omit" })
+    // A page must not wait on an edge that does not answer: after 5 s the attributes decide.
+    const loaded = fetch(url, { credentials: "omit", signal: AbortSignal.timeout?.(5000) })
       .then((response) => (response.ok ? response.json() : null))
       .catch(() => null);
     settingsBySite.set(url, loaded);

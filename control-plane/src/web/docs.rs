@@ -14,12 +14,11 @@ use pulldown_cmark::{CowStr, Event, HeadingLevel, Options, Parser, Tag, TagEnd};
 use super::extract::SignedIn;
 use super::render::{Frame, Page, render};
 use super::security::CsrfToken;
+use crate::privacy;
 use crate::state::AppState;
 
-const README: &str = include_str!("../../../README.md");
-
 /// The README as HTML, rendered once.
-static DOCS: LazyLock<Docs> = LazyLock::new(|| Docs::from_markdown(README));
+static DOCS: LazyLock<Docs> = LazyLock::new(|| Docs::from_markdown(privacy::README));
 
 /// A Markdown document as a page: its HTML and its sections, for a table of contents.
 pub struct Docs {
