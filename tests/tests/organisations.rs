@@ -1421,7 +1421,8 @@ on_both_databases! {
         world.verification_token(&site_key).await;
         world.deliver_telemetry().await;
         let now = world.clock.now_ms();
-        humanproof_control_plane::db::siteverify::record_verification(&world.db, &owner.project, now, None).await.unwrap();
+        let record = humanproof_control_plane::db::siteverify::VerificationRecord { project_id: owner.project.clone(), at: now, error_code: None };
+        humanproof_control_plane::db::siteverify::record_verifications(&world.db, &[record]).await.unwrap();
         stats::roll_up_since(&world.db, &world.state().plans, now - stats::DAY_MS, now).await.unwrap();
 
         let page_path = format!("/orgs/{}/projects/{}/usage", owner.org, owner.project);

@@ -182,6 +182,44 @@ on_both_databases! {
         assert_eq!(no_key.json["humanproof"]["reason"], "already_verified");
     }
 
+    async fn a_burst_of_verifications_accepts_each_token_once_and_counts_every_answer(world: World) {
+        let site = world.create_project(quick_project("burst")).await;
+        let key = world.master.project_key(&site.project.id, site.project.key_version);
+        let now = world.clock.now_ms();
+        let tokens: Vec<String> = (0..100).map(|_| key.sign(&verification_claims(site.site_key(), "localhost", now))).collect();
+        // Each token three times, all at once, with garbage between: the writer groups them.
+        let world = std::sync::Arc::new(world);
+        let calls: Vec<_> = tokens
+            .iter()
+            .flat_map(|token| [token.clone(), token.clone(), token.clone(), "hpv1.garbage.x".to_owned()])
+            .map(|token| {
+                let (world, secret) = (world.clone(), site.secret.clone());
+                tokio::spawn(async move { world.siteverify(&[("secret", &secret), ("response", &token)]).await })
+            })
+            .collect();
+        let mut answers = Vec::new();
+        for call in calls {
+            answers.push(call.await.unwrap());
+        }
+        assert!(answers.iter().all(|answer| answer.status == 200), "no error under the burst");
+        let accepted: Vec<&str> = answers.iter().filter(|answer| answer.json["success"] == true).map(|answer| answer.json["humanproof"]["challenge_id"].as_str().unwrap()).collect();
+        assert_eq!(accepted.len(), 100);
+        assert_eq!(accepted.iter().collect::<std::collections::HashSet<_>>().len(), 100, "each token once");
+        let duplicates = answers.iter().filter(|answer| answer.json["error-codes"] == json!(["timeout-or-duplicate"])).count();
+        assert_eq!(duplicates, 200);
+        // Every answer is counted, once it was given.
+        let month = humanproof_control_plane::db::month_of(now);
+        let usage = humanproof_control_plane::db::telemetry::usage(&world.db, &site.project.id, &month).await.unwrap();
+        assert_eq!(usage.verifications, 400);
+        assert_eq!(usage.protected_attempts, 0, "verifying is never a protected attempt");
+        // What the README promises of a claim answered `success` on SQLite: fsynced on commit.
+        if world.db.backend() == humanproof_control_plane::db::Backend::Sqlite {
+            let mode: String = sqlx::query_scalar("PRAGMA journal_mode").fetch_one(world.db.pool()).await.unwrap();
+            let synchronous: i64 = sqlx::query_scalar("PRAGMA synchronous").fetch_one(world.db.pool()).await.unwrap();
+            assert_eq!((mode.as_str(), synchronous), ("wal", 2), "WAL with synchronous=FULL");
+        }
+    }
+
     async fn expired_challenges_and_tokens_are_refused(world: World) {
         let site = world.create_project(quick_project("expiry")).await;
         let started = world.start_challenge(site.site_key(), &json!({})).await;

@@ -31,11 +31,12 @@ pub enum Backend {
     Postgres,
 }
 
-/// A connection pool and the backend behind it.
+/// A connection pool, the backend behind it, and siteverify's group-committing writer.
 #[derive(Debug, Clone)]
 pub struct Db {
     pool: AnyPool,
     backend: Backend,
+    siteverify: siteverify::Writer,
 }
 
 /// Why the database could not be opened.
@@ -79,7 +80,12 @@ impl Db {
                 .execute(&pool)
                 .await?;
         }
-        let db = Self { pool, backend };
+        let siteverify = siteverify::Writer::start(pool.clone(), backend);
+        let db = Self {
+            pool,
+            backend,
+            siteverify,
+        };
         db.migrate().await?;
         Ok(db)
     }
@@ -99,10 +105,12 @@ impl Db {
     /// (`BEGIN IMMEDIATE`): a transaction that reads first and upgrades later fails at once
     /// with "database is locked" when another writer is active, instead of waiting its turn.
     pub async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
-        match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
-            Backend::Postgres => self.pool.begin().await,
-        }
+        begin_write(&self.pool, self.backend).await
+    }
+
+    /// Siteverify's writes (claims and analytics), committed in groups.
+    pub fn siteverify(&self) -> &siteverify::Writer {
+        &self.siteverify
     }
 
     /// The pool, for queries.
@@ -113,6 +121,17 @@ impl Db {
     /// Which database this is.
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+}
+
+/// [`Db::begin_write`] on a pool.
+async fn begin_write(
+    pool: &AnyPool,
+    backend: Backend,
+) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+    match backend {
+        Backend::Sqlite => pool.begin_with("BEGIN IMMEDIATE").await,
+        Backend::Postgres => pool.begin().await,
     }
 }
 

@@ -1,8 +1,17 @@
 //! Siteverify state: single-use claims on verification tokens (with the stored answer that
 //! makes idempotent retries possible) and verification analytics.
 
+use std::collections::HashMap;
+
+use tokio::sync::{mpsc, oneshot};
+
+use sqlx::AnyPool;
+
 use super::telemetry::{Usage, add_usage};
-use super::{Db, month_of};
+use super::{Backend, Db, month_of};
+
+/// The Turnstile code of an answer about a token verified before.
+pub const DUPLICATE: &str = "timeout-or-duplicate";
 
 /// Result of trying to claim a verification token.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,25 +27,231 @@ pub enum Claim {
     },
 }
 
-/// Claims `token_id` for good, storing `response` for idempotent retries until `expires_at`.
-pub async fn claim(
-    db: &Db,
-    token_id: &str,
-    project_id: &str,
-    idempotency_key: Option<&str>,
-    response: &str,
-    expires_at: i64,
+impl Claim {
+    /// Whether the caller who sent `idempotency_key` gets a success: on first use, or on a
+    /// retry that repeats the first call's key (which gets the first answer again).
+    pub fn succeeds_for(&self, idempotency_key: Option<&str>) -> bool {
+        match self {
+            Self::Fresh => true,
+            Self::Used {
+                idempotency_key: first,
+                ..
+            } => first.is_some() && first.as_deref() == idempotency_key,
+        }
+    }
+}
+
+/// A genuine token to claim for good, with the answer stored for idempotent retries until
+/// `expires_at`.
+#[derive(Debug, Clone)]
+pub struct ClaimRequest {
+    /// The verification token's id.
+    pub token_id: String,
+    /// Its project.
+    pub project_id: String,
+    /// The caller's idempotency key, if any.
+    pub idempotency_key: Option<String>,
+    /// The JSON answer to store.
+    pub response: String,
+    /// When the token expires, Unix ms: the claim is kept until then.
+    pub expires_at: i64,
+    /// When the call came, Unix ms, for its analytics row.
+    pub at: i64,
+}
+
+/// One siteverify answer as verification analytics (never a protected attempt).
+#[derive(Debug, Clone)]
+pub struct VerificationRecord {
+    /// The project asked about.
+    pub project_id: String,
+    /// When, Unix ms.
+    pub at: i64,
+    /// The Turnstile error code, or `None` for a success.
+    pub error_code: Option<String>,
+}
+
+/// Most jobs one transaction takes: enough to amortise a commit's fsync over a burst, few
+/// enough that one transaction stays short.
+const MAX_GROUP: usize = 256;
+
+/// What the writer is asked to do; each is answered once its group is committed.
+enum Job {
+    /// Claim a token, and count the answer the claim leads to.
+    Claim(ClaimRequest, oneshot::Sender<Result<Claim, sqlx::Error>>),
+    /// Count an answer given without a claim (a bad or expired token).
+    Record(VerificationRecord, oneshot::Sender<Result<(), sqlx::Error>>),
+}
+
+/// Siteverify's writes, committed in groups by one task per process: every request waiting
+/// when a commit ends goes into the next transaction, so a burst of verifications pays for
+/// one commit (one fsync) instead of two each, and no claim is answered before it is
+/// durable. Reads do not wait for it: they go to the pool directly.
+#[derive(Debug, Clone)]
+pub struct Writer {
+    jobs: mpsc::Sender<Job>,
+}
+
+impl Writer {
+    /// Starts the writing task over `pool`; it ends when the last [`Writer`] is dropped.
+    pub(super) fn start(pool: AnyPool, backend: Backend) -> Self {
+        let (jobs, queue) = mpsc::channel(4 * MAX_GROUP);
+        tokio::spawn(write_groups(pool, backend, queue));
+        Self { jobs }
+    }
+
+    /// Claims a token for good and counts the answer. `Fresh` only once the claim is
+    /// committed; an error (the database is unreachable, say) claimed nothing the caller may
+    /// count on.
+    pub async fn claim(&self, request: ClaimRequest) -> Result<Claim, sqlx::Error> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Job::Claim(request, reply), answer).await
+    }
+
+    /// Counts an answer that claimed nothing.
+    pub async fn record(&self, record: VerificationRecord) -> Result<(), sqlx::Error> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Job::Record(record, reply), answer).await
+    }
+
+    async fn send<T>(
+        &self,
+        job: Job,
+        answer: oneshot::Receiver<Result<T, sqlx::Error>>,
+    ) -> Result<T, sqlx::Error> {
+        self.jobs
+            .send(job)
+            .await
+            .map_err(|_| sqlx::Error::PoolClosed)?;
+        answer.await.map_err(|_| sqlx::Error::PoolClosed)?
+    }
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Job::Claim(..) => "Claim",
+            Job::Record(..) => "Record",
+        })
+    }
+}
+
+/// The writing task: takes what is waiting (at most [`MAX_GROUP`]), writes it in one
+/// transaction, answers every job, repeats. A failed group fails each of its jobs, so
+/// nobody is told of a claim that was not committed.
+async fn write_groups(pool: AnyPool, backend: Backend, mut queue: mpsc::Receiver<Job>) {
+    let mut group = Vec::with_capacity(MAX_GROUP);
+    while queue.recv_many(&mut group, MAX_GROUP).await > 0 {
+        let mut claims = Vec::new();
+        let mut claim_replies = Vec::new();
+        let mut records = Vec::new();
+        let mut record_replies = Vec::new();
+        for job in group.drain(..) {
+            match job {
+                Job::Claim(request, reply) => {
+                    claims.push(request);
+                    claim_replies.push(reply);
+                }
+                Job::Record(record, reply) => {
+                    records.push(record);
+                    record_replies.push(reply);
+                }
+            }
+        }
+        match write_group(&pool, backend, &claims, records).await {
+            Ok(outcomes) => {
+                for (reply, outcome) in claim_replies.into_iter().zip(outcomes) {
+                    let _ = reply.send(Ok(outcome));
+                }
+                for reply in record_replies {
+                    let _ = reply.send(Ok(()));
+                }
+            }
+            Err(err) => {
+                tracing::error!(error = %err, claims = claims.len(), "siteverify group failed");
+                let failed = || sqlx::Error::Protocol(format!("siteverify group failed: {err}"));
+                for reply in claim_replies {
+                    let _ = reply.send(Err(failed()));
+                }
+                for reply in record_replies {
+                    let _ = reply.send(Err(failed()));
+                }
+            }
+        }
+    }
+}
+
+/// One group in one transaction: each claim in order (a token claimed twice in the group is
+/// `Used` the second time, as it would be a moment later), then the analytics of every
+/// answer, summed per project and month.
+async fn write_group(
+    pool: &AnyPool,
+    backend: Backend,
+    claims: &[ClaimRequest],
+    mut records: Vec<VerificationRecord>,
+) -> Result<Vec<Claim>, sqlx::Error> {
+    let mut tx = super::begin_write(pool, backend).await?;
+    let mut outcomes = Vec::with_capacity(claims.len());
+    for request in claims {
+        let outcome = claim_in(&mut tx, request).await?;
+        let succeeded = outcome.succeeds_for(request.idempotency_key.as_deref());
+        records.push(VerificationRecord {
+            project_id: request.project_id.clone(),
+            at: request.at,
+            error_code: (!succeeded).then(|| DUPLICATE.to_owned()),
+        });
+        outcomes.push(outcome);
+    }
+    record_in(&mut tx, &records).await?;
+    tx.commit().await?;
+    Ok(outcomes)
+}
+
+/// Stores each answer's row and adds them to the month's verification count, per project.
+async fn record_in(
+    tx: &mut sqlx::AnyConnection,
+    records: &[VerificationRecord],
+) -> Result<(), sqlx::Error> {
+    let mut verifications: HashMap<(&str, String), u64> = HashMap::new();
+    for record in records {
+        sqlx::query(
+            "INSERT INTO verification_events (id, project_id, at, success, error_code) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(crate::secrets::new_id())
+        .bind(&record.project_id)
+        .bind(record.at)
+        .bind(i64::from(record.error_code.is_none()))
+        .bind(record.error_code.as_deref())
+        .execute(&mut *tx)
+        .await?;
+        *verifications
+            .entry((record.project_id.as_str(), month_of(record.at)))
+            .or_default() += 1;
+    }
+    for ((project_id, month), count) in verifications {
+        let usage = Usage {
+            verifications: count,
+            ..Usage::default()
+        };
+        add_usage(&mut *tx, project_id, &month, usage).await?;
+    }
+    Ok(())
+}
+
+async fn claim_in(
+    tx: &mut sqlx::AnyConnection,
+    request: &ClaimRequest,
 ) -> Result<Claim, sqlx::Error> {
     let inserted = sqlx::query(
         "INSERT INTO siteverify_claims (token_id, project_id, idempotency_key, response, \
          expires_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (token_id) DO NOTHING",
     )
-    .bind(token_id)
-    .bind(project_id)
-    .bind(idempotency_key)
-    .bind(response)
-    .bind(expires_at)
-    .execute(db.pool())
+    .bind(&request.token_id)
+    .bind(&request.project_id)
+    .bind(request.idempotency_key.as_deref())
+    .bind(&request.response)
+    .bind(request.expires_at)
+    .execute(&mut *tx)
     .await?
     .rows_affected()
         == 1;
@@ -46,8 +261,8 @@ pub async fn claim(
     let (idempotency_key, response) = sqlx::query_as(
         "SELECT idempotency_key, response FROM siteverify_claims WHERE token_id = $1",
     )
-    .bind(token_id)
-    .fetch_one(db.pool())
+    .bind(&request.token_id)
+    .fetch_one(&mut *tx)
     .await?;
     Ok(Claim::Used {
         idempotency_key,
@@ -55,34 +270,13 @@ pub async fn claim(
     })
 }
 
-/// Records one siteverify answer as verification analytics (never as a protected attempt).
-pub async fn record_verification(
+/// Records siteverify answers as verification analytics in one transaction of their own (the
+/// usage page's made-up traffic, tests); siteverify itself records through its [`Writer`].
+pub async fn record_verifications(
     db: &Db,
-    project_id: &str,
-    at: i64,
-    error_code: Option<&str>,
+    records: &[VerificationRecord],
 ) -> Result<(), sqlx::Error> {
     let mut tx = db.begin_write().await?;
-    sqlx::query(
-        "INSERT INTO verification_events (id, project_id, at, success, error_code) \
-         VALUES ($1, $2, $3, $4, $5)",
-    )
-    .bind(crate::secrets::new_id())
-    .bind(project_id)
-    .bind(at)
-    .bind(i64::from(error_code.is_none()))
-    .bind(error_code)
-    .execute(&mut *tx)
-    .await?;
-    add_usage(
-        &mut tx,
-        project_id,
-        &month_of(at),
-        Usage {
-            verifications: 1,
-            ..Usage::default()
-        },
-    )
-    .await?;
+    record_in(&mut tx, records).await?;
     tx.commit().await
 }

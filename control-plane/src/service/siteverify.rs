@@ -12,7 +12,8 @@ use humanproof_protocol::token::{MAX_TOKEN_LEN, TokenError, peek_unverified};
 use humanproof_protocol::{Reason, RiskAssessment, VerificationClaims};
 use serde::{Deserialize, Serialize};
 
-use crate::db::{projects, siteverify};
+use crate::db::projects;
+use crate::db::siteverify::{Claim, ClaimRequest, DUPLICATE, VerificationRecord};
 use crate::state::AppState;
 
 /// An answer and the status it is sent with.
@@ -86,18 +87,30 @@ pub async fn verify(
     };
 
     let now = state.clock.now_ms();
-    let outcome = check_token(state, &project, token, idempotency_key, now).await;
-    let (status, Json(answer)) = match outcome {
-        Ok(answer) => answer,
-        Err(err) => return internal_error(&err),
-    };
-    let error_code = answer.error_codes.first().map(String::as_str);
-    if let Err(err) = siteverify::record_verification(&state.db, &project.id, now, error_code).await
-    {
-        // Analytics must not turn a correct answer into an error.
-        tracing::warn!(error = %err, "could not record verification analytics");
+    match check_token(state, &project, token, idempotency_key, now).await {
+        Ok(Checked::Claimed(answer)) => answer,
+        Ok(Checked::Refused(answer)) => {
+            let record = VerificationRecord {
+                project_id: project.id,
+                at: now,
+                error_code: answer.1.error_codes.first().cloned(),
+            };
+            // Analytics must not turn a correct answer into an error.
+            if let Err(err) = state.db.siteverify().record(record).await {
+                tracing::warn!(error = %err, "could not record verification analytics");
+            }
+            answer
+        }
+        Err(err) => internal_error(&err),
     }
-    (status, Json(answer))
+}
+
+/// What checking a token came to.
+enum Checked {
+    /// Refused before any claim (bad, expired or another project's token): not counted yet.
+    Refused(Answer),
+    /// Claimed, or found claimed: counted with the claim.
+    Claimed(Answer),
 }
 
 async fn check_token(
@@ -106,23 +119,23 @@ async fn check_token(
     token: &str,
     idempotency_key: Option<&str>,
     now: i64,
-) -> Result<Answer, sqlx::Error> {
+) -> Result<Checked, sqlx::Error> {
     if token.len() > MAX_TOKEN_LEN {
-        return Ok(failure(
+        return Ok(Checked::Refused(failure(
             StatusCode::OK,
             "invalid-input-response",
             Some(Reason::InvalidToken.as_str()),
-        ));
+        )));
     }
     let key = state.master.project_key(&project.id, project.key_version);
     let claims: VerificationClaims = match key.open(token, now) {
         Ok(claims) => claims,
         Err(TokenError::Expired) => {
-            return Ok(failure(
+            return Ok(Checked::Refused(failure(
                 StatusCode::OK,
-                "timeout-or-duplicate",
+                DUPLICATE,
                 Some(Reason::Expired.as_str()),
-            ));
+            )));
         }
         Err(TokenError::Malformed | TokenError::BadSignature) => {
             // Say precisely when the token is genuine-looking but another project's.
@@ -133,19 +146,19 @@ async fn check_token(
             } else {
                 Reason::InvalidToken
             };
-            return Ok(failure(
+            return Ok(Checked::Refused(failure(
                 StatusCode::OK,
                 "invalid-input-response",
                 Some(reason.as_str()),
-            ));
+            )));
         }
     };
     if claims.sk != project.site_key {
-        return Ok(failure(
+        return Ok(Checked::Refused(failure(
             StatusCode::OK,
             "invalid-input-response",
             Some(Reason::ScopeMismatch.as_str()),
-        ));
+        )));
     }
 
     let answer = VerifyResponse {
@@ -166,35 +179,29 @@ async fn check_token(
         }),
     };
     let stored = serde_json::to_string(&answer).expect("answers serialize");
-    match siteverify::claim(
-        &state.db,
-        &claims.jti,
-        &project.id,
-        idempotency_key,
-        &stored,
-        claims.exp,
-    )
-    .await?
-    {
-        siteverify::Claim::Fresh => Ok((StatusCode::OK, Json(answer))),
-        siteverify::Claim::Used {
-            idempotency_key: Some(first),
-            response,
-        } if Some(first.as_str()) == idempotency_key => {
+    let claim = ClaimRequest {
+        token_id: claims.jti,
+        project_id: project.id.clone(),
+        idempotency_key: idempotency_key.map(str::to_owned),
+        response: stored,
+        expires_at: claims.exp,
+        at: now,
+    };
+    let claimed = state.db.siteverify().claim(claim).await?;
+    let answer = match claimed {
+        Claim::Fresh => (StatusCode::OK, Json(answer)),
+        Claim::Used { response, .. } if claimed.succeeds_for(idempotency_key) => {
             let mut first_answer: VerifyResponse = serde_json::from_str(&response)
                 .map_err(|err| sqlx::Error::Decode(Box::new(err)))?;
             first_answer
                 .humanproof
                 .get_or_insert_with(Extras::default)
                 .replayed = true;
-            Ok((StatusCode::OK, Json(first_answer)))
+            (StatusCode::OK, Json(first_answer))
         }
-        siteverify::Claim::Used { .. } => Ok(failure(
-            StatusCode::OK,
-            "timeout-or-duplicate",
-            Some("already_verified"),
-        )),
-    }
+        Claim::Used { .. } => failure(StatusCode::OK, DUPLICATE, Some("already_verified")),
+    };
+    Ok(Checked::Claimed(answer))
 }
 
 fn internal_error(err: &sqlx::Error) -> Answer {

@@ -6,6 +6,7 @@ use humanproof_protocol::{TelemetryEvent, TelemetryKind};
 
 use super::projects::{ProjectView, find_project};
 use super::{Actor, billing};
+use crate::db::siteverify::{self, VerificationRecord};
 use crate::db::stats::{self, DailyStats, HourStats, Verification};
 use crate::db::telemetry::{
     self, Dimension, IngestOutcome, LimitUse, NetworkStarts, RiskOverview, Usage,
@@ -309,18 +310,17 @@ pub async fn add_sample_traffic(
         }
         for index in 0..solved {
             events.push(event(TelemetryKind::RedeemSucceeded, None));
-            verifications.push((
+            verifications.push(VerificationRecord {
+                project_id: project.id.clone(),
                 at,
-                (index == 0 && hour % 7 == 0).then_some("timeout-or-duplicate"),
-            ));
+                error_code: (index == 0 && hour % 7 == 0).then(|| siteverify::DUPLICATE.into()),
+            });
         }
     }
     for batch in events.chunks(500) {
         telemetry::ingest(&state.db, batch, now).await?;
     }
-    for (at, error) in verifications {
-        crate::db::siteverify::record_verification(&state.db, &project.id, at, error).await?;
-    }
+    siteverify::record_verifications(&state.db, &verifications).await?;
     for day in 0..=SAMPLE_DAYS {
         let day_start = first_hour.div_euclid(stats::DAY_MS) * stats::DAY_MS + day * stats::DAY_MS;
         stats::roll_up_day(&state.db, day_start, now).await?;
