@@ -266,13 +266,7 @@ pub async fn sign_up(
     let email = normalize_email(email)?;
     check_password(password)?;
     let now = state.clock.now_ms();
-    take_attempt(
-        state,
-        &network_subject(state, "sign-up", client_ip),
-        MAX_SIGN_UPS_PER_IP,
-        now,
-    )
-    .await?;
+    take_sign_up_attempt(state, client_ip, now).await?;
     let password_hash = hash_password(password).await;
     let mut user = match accounts::insert_user(&state.db, &email, &password_hash, false, now).await
     {
@@ -319,13 +313,7 @@ pub async fn sign_up_invited(
 ) -> Result<SignIn, AccountError> {
     check_password(password)?;
     let now = state.clock.now_ms();
-    take_attempt(
-        state,
-        &network_subject(state, "sign-up", client_ip),
-        MAX_SIGN_UPS_PER_IP,
-        now,
-    )
-    .await?;
+    take_sign_up_attempt(state, client_ip, now).await?;
     let (_, _, invitation) = orgs::find_invitation(&state.db, &hash_secret(invitation_token), now)
         .await?
         .ok_or(AccountError::InvalidLink)?;
@@ -350,6 +338,16 @@ pub async fn sign_up_invited(
     )
     .await?;
     after_first_factor(state, &user, FirstFactor::Password).await
+}
+
+/// Counts a sign-up from the client's network against [`MAX_SIGN_UPS_PER_IP`].
+async fn take_sign_up_attempt(
+    state: &AppState,
+    client_ip: IpAddr,
+    now: i64,
+) -> Result<(), AccountError> {
+    let subject = network_subject(state, "sign-up", client_ip);
+    take_attempt(state, &subject, MAX_SIGN_UPS_PER_IP, now).await
 }
 
 /// Makes `language` (the one the sign-up request asked for), when the dashboard speaks it,

@@ -3,7 +3,9 @@
 
 use std::collections::HashMap;
 
-use tokio::sync::{mpsc, oneshot};
+use std::sync::Arc;
+
+use tokio::sync::{Mutex, mpsc, oneshot};
 
 use sqlx::AnyPool;
 
@@ -74,6 +76,9 @@ pub struct VerificationRecord {
 /// enough that one transaction stays short.
 const MAX_GROUP: usize = 256;
 
+/// Writing tasks on PostgreSQL: commits overlap, and the pool (8) keeps room for readers.
+const POSTGRES_WRITERS: usize = 4;
+
 /// What the writer is asked to do; each is answered once its group is committed.
 enum Job {
     /// Claim a token, and count the answer the claim leads to.
@@ -82,20 +87,30 @@ enum Job {
     Record(VerificationRecord, oneshot::Sender<Result<(), sqlx::Error>>),
 }
 
-/// Siteverify's writes, committed in groups by one task per process: every request waiting
-/// when a commit ends goes into the next transaction, so a burst of verifications pays for
-/// one commit (one fsync) instead of two each, and no claim is answered before it is
-/// durable. Reads do not wait for it: they go to the pool directly.
+/// Siteverify's writes, committed in groups: every request waiting when a writing task is free
+/// goes into its next transaction, so a burst of verifications pays for one commit instead
+/// of two each, and no claim is answered before it is committed. Reads do not wait for it:
+/// they go to the pool directly.
 #[derive(Debug, Clone)]
 pub struct Writer {
     jobs: mpsc::Sender<Job>,
 }
 
 impl Writer {
-    /// Starts the writing task over `pool`; it ends when the last [`Writer`] is dropped.
+    /// Starts the writing tasks over `pool`; they end when the last [`Writer`] is dropped.
+    /// SQLite takes one writer at a time, so one task; PostgreSQL commits several
+    /// transactions at once (and flushes their log together), so a few, each taking its
+    /// group from the same queue.
     pub(super) fn start(pool: AnyPool, backend: Backend) -> Self {
         let (jobs, queue) = mpsc::channel(4 * MAX_GROUP);
-        tokio::spawn(write_groups(pool, backend, queue));
+        let queue = Arc::new(Mutex::new(queue));
+        let tasks = match backend {
+            Backend::Sqlite => 1,
+            Backend::Postgres => POSTGRES_WRITERS,
+        };
+        for _ in 0..tasks {
+            tokio::spawn(write_groups(pool.clone(), backend, queue.clone()));
+        }
         Self { jobs }
     }
 
@@ -138,9 +153,9 @@ impl std::fmt::Debug for Job {
 /// The writing task: takes what is waiting (at most [`MAX_GROUP`]), writes it in one
 /// transaction, answers every job, repeats. A failed group fails each of its jobs, so
 /// nobody is told of a claim that was not committed.
-async fn write_groups(pool: AnyPool, backend: Backend, mut queue: mpsc::Receiver<Job>) {
+async fn write_groups(pool: AnyPool, backend: Backend, queue: Arc<Mutex<mpsc::Receiver<Job>>>) {
     let mut group = Vec::with_capacity(MAX_GROUP);
-    while queue.recv_many(&mut group, MAX_GROUP).await > 0 {
+    while queue.lock().await.recv_many(&mut group, MAX_GROUP).await > 0 {
         let mut claims = Vec::new();
         let mut claim_replies = Vec::new();
         let mut records = Vec::new();

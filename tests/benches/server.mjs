@@ -1,0 +1,207 @@
+// `./dev bench server`: siteverify over HTTP, the production binary (`humanproof serve`,
+// release build) on SQLite and on PostgreSQL, next to Cap's `@cap.js/server` (in memory, behind
+// the smallest Node HTTP front), driven by autocannon at the same concurrency with the same
+// request mix, taking turns, three rounds; prints medians with min and max, and the ratios.
+//
+// Each request is one of: a fresh token (verified once, must succeed), a duplicate of a token
+// sent earlier in the run (possibly still in flight: must fail), or garbage (must fail). The
+// run fails loudly if any answer is not what its request deserves, or on any error or 5xx.
+import autocannon from "autocannon";
+import { createHash, randomBytes } from "node:crypto";
+import { execFileSync, spawn } from "node:child_process";
+import { once } from "node:events";
+import { cpus, totalmem } from "node:os";
+import { ControlPlane, ROOT, stopProcess } from "../support/control-plane.mjs";
+import { projectKey, sign } from "../support/tokens.mjs";
+
+const CONNECTIONS = 10;
+const REQUESTS = Number(process.env.BENCH_REQUESTS ?? 20000);
+const ROUNDS = 3;
+const MASTER_SECRET = randomBytes(32).toString("hex");
+
+/** What the i-th request of a run is: 85 % fresh, 10 % a repeat of the request 5 before, 5 % garbage. */
+function kindOf(i) {
+  if (i % 20 === 7) return "garbage";
+  if (i % 10 === 5 && i >= 5) return "duplicate";
+  return "fresh";
+}
+const expectedSuccesses = Array.from({ length: REQUESTS }, (_, i) => kindOf(i)).filter((k) => k === "fresh").length;
+
+/** Drives `url` with `bodies[i]` as the i-th request; returns figures and the outcome counts. */
+async function drive(url, bodies) {
+  let next = 0;
+  let successes = 0;
+  let serverErrors = 0;
+  const latencies = new Float64Array(bodies.length + CONNECTIONS);
+  let answered = 0;
+  let first = 0n;
+  let last = 0n;
+  const instance = autocannon({
+    url,
+    connections: CONNECTIONS,
+    amount: bodies.length,
+    method: "POST",
+    headers: { "content-type": "application/x-www-form-urlencoded" },
+    requests: [
+      {
+        setupRequest: (request) => ({ ...request, body: bodies[next++ % bodies.length] }),
+        onResponse: (status, body) => {
+          if (status >= 500) serverErrors++;
+          if (status === 200 && body.includes('"success":true')) successes++;
+        },
+      },
+    ],
+  });
+  instance.on("start", () => (first = process.hrtime.bigint()));
+  // autocannon's own percentiles are whole milliseconds; these are exact.
+  instance.on("response", (_client, _status, _bytes, ms) => {
+    last = process.hrtime.bigint();
+    if (answered < latencies.length) latencies[answered++] = ms;
+  });
+  const result = await instance;
+  const sorted = latencies.subarray(0, answered).sort();
+  const percentile = (p) => sorted[Math.min(answered - 1, Math.ceil((p / 100) * answered) - 1)];
+  return {
+    perSecond: answered / (Number(last - first) / 1e9),
+    p50: percentile(50),
+    p99: percentile(99),
+    errors: result.errors + result.timeouts + serverErrors,
+    successes,
+  };
+}
+
+/** The request bodies of one run against our siteverify: tokens minted with the master secret. */
+function ourBodies(project) {
+  const key = projectKey(MASTER_SECRET, project.project_id, 1);
+  const now = Date.now();
+  const tokens = [];
+  return Array.from({ length: REQUESTS }, (_, i) => {
+    let token;
+    switch (kindOf(i)) {
+      case "garbage":
+        token = `hpv1.${randomBytes(24).toString("base64url")}.${randomBytes(32).toString("base64url")}`;
+        break;
+      case "duplicate":
+        token = tokens[i - 5];
+        break;
+      default:
+        token = sign(key, "hpv1", {
+          sk: project.site_key, jti: randomBytes(16).toString("hex"), cid: randomBytes(16).toString("hex"),
+          iat: now, exp: now + 3_600_000, host: "shop.example", d: 4, c: 40,
+        });
+    }
+    tokens[i] = token;
+    return new URLSearchParams({ secret: project.secret, response: token }).toString();
+  });
+}
+
+/** Cap's token for request `i` of run `run`: `<id>:<verification>`, derived so that the Cap
+ *  process can seed exactly the tokens this process will send. */
+function capToken(run, i) {
+  const digest = createHash("sha256").update(`${run}/${i}`).digest("hex");
+  return `${digest.slice(0, 16)}:${digest.slice(16, 46)}`;
+}
+
+/** Cap's siteverify in a process of its own, as ours runs in its own: `@cap.js/server` in
+ *  memory (no state file), every token of every run seeded as its redeem stores them, and
+ *  `validateToken` (single use) behind a minimal HTTP front. */
+async function startCap() {
+  const secret = "cap-bench-secret";
+  const program = `
+    import Cap from "@cap.js/server";
+    import { createHash } from "node:crypto";
+    import { createServer } from "node:http";
+    const cap = new Cap({ noFSState: true, disableAutoCleanup: true });
+    const expires = Date.now() + 3_600_000;
+    ${capToken.toString()}
+    for (let run = 0; run < ${ROUNDS}; run++) {
+      for (let i = 0; i < ${REQUESTS}; i++) {
+        const [id, verification] = capToken(run, i).split(":");
+        cap.config.state.tokensList[id + ":" + createHash("sha256").update(verification).digest("hex")] = expires;
+      }
+    }
+    const server = createServer((req, res) => {
+      const chunks = [];
+      req.on("data", (chunk) => chunks.push(chunk));
+      req.on("end", async () => {
+        const body = Object.fromEntries(new URLSearchParams(Buffer.concat(chunks).toString()));
+        if (body.secret !== "${secret}") return res.writeHead(401).end('{"success":false}');
+        const { success } = await cap.validateToken(body.response);
+        res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ success }));
+      });
+    });
+    server.listen(0, "127.0.0.1", () => console.log("listening " + server.address().port));
+  `;
+  const child = spawn(process.execPath, ["--input-type=module", "-e", program], { cwd: ROOT, stdio: ["ignore", "pipe", "inherit"] });
+  const exited = once(child, "exit").then(([code]) => Promise.reject(new Error(`Cap's server exited (${code})`)));
+  const [line] = await Promise.race([once(child.stdout, "data"), exited]);
+  exited.catch(() => {}); // stopping it later is not a failure
+  const port = String(line).match(/listening (\d+)/)[1];
+  let run = 0;
+  const bodies = () => {
+    const tokens = [];
+    const thisRun = run++;
+    return Array.from({ length: REQUESTS }, (_, i) => {
+      let token;
+      switch (kindOf(i)) {
+        case "garbage":
+          token = `${randomBytes(8).toString("hex")}:${randomBytes(15).toString("hex")}`;
+          break;
+        case "duplicate":
+          token = tokens[i - 5];
+          break;
+        default:
+          token = capToken(thisRun, i);
+      }
+      tokens[i] = token;
+      return new URLSearchParams({ secret, response: token }).toString();
+    });
+  };
+  return { url: `http://127.0.0.1:${port}/siteverify`, bodies, stop: () => stopProcess(child) };
+}
+
+async function startOurs(databaseUrl) {
+  const control = new ControlPlane(MASTER_SECRET);
+  if (databaseUrl) control.env.HUMANPROOF_DATABASE_URL = databaseUrl;
+  const project = control.createProject("bench", "--production-domain", "shop.example");
+  const url = `${await control.start()}/siteverify`;
+  return { url, bodies: () => ourBodies(project), stop: () => control.stop() };
+}
+
+function freshPostgresDatabase(adminUrl) {
+  const name = `hp_bench_${randomBytes(4).toString("hex")}`;
+  execFileSync(process.env.PSQL ?? "psql", [adminUrl, "-q", "-c", `CREATE DATABASE ${name}`]);
+  return adminUrl.replace(/\/[^/]*$/, `/${name}`);
+}
+
+const median = (values) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
+const spread = (values, digits) =>
+  `${median(values).toFixed(digits)} (${Math.min(...values).toFixed(digits)}–${Math.max(...values).toFixed(digits)})`;
+
+const servers = { "ours, SQLite": await startOurs() };
+const postgres = process.env.HUMANPROOF_BENCH_POSTGRES_URL;
+if (postgres) servers["ours, PostgreSQL"] = await startOurs(freshPostgresDatabase(postgres));
+servers["Cap 4.0.5, in memory"] = await startCap();
+
+console.log(`siteverify over HTTP: ${cpus().length} × ${cpus()[0].model}, ${Math.round(totalmem() / 2 ** 30)} GiB`);
+console.log(`autocannon, ${CONNECTIONS} connections, ${REQUESTS} requests a run (${expectedSuccesses} fresh tokens, the rest duplicates and garbage), ${ROUNDS} rounds taking turns`);
+const figures = Object.fromEntries(Object.keys(servers).map((name) => [name, []]));
+for (let round = 0; round < ROUNDS; round++) {
+  for (const [name, server] of Object.entries(servers)) {
+    const run = await drive(server.url, server.bodies());
+    if (run.successes !== expectedSuccesses || run.errors !== 0) {
+      throw new Error(`${name}: ${run.successes} successes (expected ${expectedSuccesses}), ${run.errors} errors`);
+    }
+    figures[name].push(run);
+  }
+}
+for (const server of Object.values(servers)) await server.stop();
+
+const capRate = median(figures["Cap 4.0.5, in memory"].map((run) => run.perSecond));
+console.log("\n| server | req/s | p50 ms | p99 ms | errors | ÷ Cap |\n| --- | --- | --- | --- | --- | --- |");
+for (const [name, runs] of Object.entries(figures)) {
+  const rates = runs.map((run) => run.perSecond);
+  console.log(
+    `| ${name} | ${spread(rates, 0)} | ${spread(runs.map((run) => run.p50), 2)} | ${spread(runs.map((run) => run.p99), 2)} | ${runs.reduce((sum, run) => sum + run.errors, 0)} | ${(median(rates) / capRate).toFixed(2)}× |`,
+  );
+}
