@@ -124,6 +124,11 @@ async fn account_result(
     }
 }
 
+/// The account page again, after a form that changed something, saying what.
+fn back_to_account(state: &AppState, notice: &str) -> Response {
+    super::flash::redirect(state, "/account", &super::flash::Flash::notice(notice))
+}
+
 /// `POST /account/language`: saves it, then shows the account page in it.
 pub async fn set_language(
     State(state): State<AppState>,
@@ -131,11 +136,7 @@ pub async fn set_language(
     Form(form): Form<AccountForm>,
 ) -> Result<Response, PageError> {
     accounts::set_language(&state, &user, &form.language).await?;
-    Ok(super::flash::redirect(
-        &state,
-        "/account",
-        &super::flash::Flash::notice("Language saved."),
-    ))
+    Ok(back_to_account(&state, "Language saved."))
 }
 
 /// A TOTP setup as the page shows it: the key, its URI, and the QR code of the URI.
@@ -164,11 +165,7 @@ pub async fn cancel_totp(
     SignedIn { user, .. }: SignedIn,
 ) -> Result<Response, PageError> {
     accounts::cancel_totp_setup(&state, &user).await?;
-    Ok(super::flash::redirect(
-        &state,
-        "/account",
-        &super::flash::Flash::notice("Two-factor setup cancelled."),
-    ))
+    Ok(back_to_account(&state, "Two-factor setup cancelled."))
 }
 
 /// `POST /account/two-factor/confirm`: turns TOTP on and shows the recovery codes once.
@@ -197,11 +194,7 @@ pub async fn disable_totp(
     Form(form): Form<AccountForm>,
 ) -> Response {
     match accounts::disable_totp(&state, &user, &form.password).await {
-        Ok(()) => super::flash::redirect(
-            &state,
-            "/account",
-            &super::flash::Flash::notice("Two-factor authentication is off."),
-        ),
+        Ok(()) => back_to_account(&state, "Two-factor authentication is off."),
         Err(err) => account_result(&state, &csrf, &user, &token, Err(err))
             .await
             .into_response(),
@@ -289,10 +282,9 @@ pub async fn change_password(
 ) -> Response {
     match accounts::change_password(&state, &user, &token, &form.password, &form.new_password).await
     {
-        Ok(()) => super::flash::redirect(
+        Ok(()) => back_to_account(
             &state,
-            "/account",
-            &super::flash::Flash::notice("Password changed. Your other sessions were signed out."),
+            "Password changed. Your other sessions were signed out.",
         ),
         Err(err) => account_result(&state, &csrf, &user, &token, Err(err))
             .await
@@ -309,11 +301,7 @@ pub async fn end_session(
     if !accounts::end_session(&state, &user, &token, &handle).await? {
         return Err(crate::error::ApiError::NotFound.into());
     }
-    Ok(super::flash::redirect(
-        &state,
-        "/account",
-        &super::flash::Flash::notice("That session is signed out."),
-    ))
+    Ok(back_to_account(&state, "That session is signed out."))
 }
 
 /// `POST /account/email`: a link to the new address, which moves the account when opened.
@@ -324,12 +312,9 @@ pub async fn change_email(
     Form(form): Form<AccountForm>,
 ) -> Response {
     match accounts::request_email_change(&state, &user, &form.password, &form.new_email).await {
-        Ok(_) => super::flash::redirect(
+        Ok(_) => back_to_account(
             &state,
-            "/account",
-            &super::flash::Flash::notice(
-                "We sent a link to the new address. Your address changes when you open it.",
-            ),
+            "We sent a link to the new address. Your address changes when you open it.",
         ),
         Err(err) => account_result(&state, &csrf, &user, &token, Err(err))
             .await
@@ -344,11 +329,7 @@ pub async fn confirm_email_change(
     axum::extract::Query(query): axum::extract::Query<super::auth::TokenQuery>,
 ) -> Response {
     match accounts::confirm_email_change(&state, &query.token).await {
-        Ok(_) => super::flash::redirect(
-            &state,
-            "/account",
-            &super::flash::Flash::notice("Your address is changed."),
-        ),
+        Ok(_) => back_to_account(&state, "Your address is changed."),
         Err(err) => super::render::message(
             &state,
             &csrf,

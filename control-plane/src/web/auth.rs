@@ -159,20 +159,8 @@ async fn sign_up_invited(
         accounts::sign_up_invited(state, &form.invitation, &form.password, language, client_ip)
             .await;
     let err = match signed_up {
-        Ok(SignIn::Done(token)) => {
-            return (
-                [(header::SET_COOKIE, session_cookie(state, &token))],
-                Redirect::to(&invitation_path(&form.invitation)),
-            )
-                .into_response();
-        }
-        // A new account has no second factor yet; should that change, it signs in as usual.
-        Ok(SignIn::SecondFactorDue(token)) => {
-            return (
-                [(header::SET_COOKIE, session_cookie(state, &token))],
-                Redirect::to(&second_factor_path(&invitation_path(&form.invitation))),
-            )
-                .into_response();
+        Ok(signed_in) => {
+            return continue_signed_in(state, signed_in, &invitation_path(&form.invitation));
         }
         Err(err) => err,
     };
@@ -210,6 +198,20 @@ fn return_path(next: &str) -> &str {
         && next.len() <= 2048
         && !next.chars().any(char::is_control);
     if local { next } else { "/" }
+}
+
+/// The answer to a first factor passed: the session cookie, and on to `next` (a local path),
+/// or first to the second factor when the account has one.
+fn continue_signed_in(state: &AppState, signed_in: SignIn, next: &str) -> Response {
+    let (token, to) = match signed_in {
+        SignIn::Done(token) => (token, return_path(next).to_owned()),
+        SignIn::SecondFactorDue(token) => (token, second_factor_path(next)),
+    };
+    (
+        [(header::SET_COOKIE, session_cookie(state, &token))],
+        Redirect::to(&to),
+    )
+        .into_response()
 }
 
 /// The second-factor step, coming back to `next` after it.
@@ -262,16 +264,7 @@ pub async fn sign_in(
     Form(form): Form<SignInForm>,
 ) -> Response {
     match accounts::sign_in(&state, &form.email, &form.password, client_ip).await {
-        Ok((_, SignIn::Done(token))) => (
-            [(header::SET_COOKIE, session_cookie(&state, &token))],
-            Redirect::to(return_path(&form.next)),
-        )
-            .into_response(),
-        Ok((_, SignIn::SecondFactorDue(token))) => (
-            [(header::SET_COOKIE, session_cookie(&state, &token))],
-            Redirect::to(&second_factor_path(&form.next)),
-        )
-            .into_response(),
+        Ok((_, signed_in)) => continue_signed_in(&state, signed_in, &form.next),
         Err(AccountError::DeletionPending {
             restore_token,
             deletion_at,

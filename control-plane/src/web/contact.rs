@@ -10,7 +10,7 @@ use minijinja::context;
 use serde::Deserialize;
 
 use super::extract::{Form, SignedIn};
-use super::render::{Frame, PageError, format_time, message, render};
+use super::render::{PageError, format_time, message, outside_organisations, render};
 use super::security::{CspAlso, CsrfToken};
 use crate::contact::{self, ContactForm, Topic};
 use crate::db::support;
@@ -165,12 +165,7 @@ async fn contact_form(
         state,
         status,
         "contact.html",
-        &Frame {
-            csrf,
-            user,
-            actor: None,
-            section: "",
-        },
+        &outside_organisations(csrf, user),
         context! {
             configured => form.is_some(), site_key => form.map(|form| form.site_key.clone()),
             edge_url => state.web.edge_url, topics => topics,

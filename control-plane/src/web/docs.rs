@@ -12,7 +12,7 @@ use minijinja::{Value, context};
 use pulldown_cmark::{CowStr, Event, HeadingLevel, Options, Parser, Tag, TagEnd};
 
 use super::extract::SignedIn;
-use super::render::{Frame, Page, render};
+use super::render::{Page, outside_organisations, render};
 use super::security::CsrfToken;
 use crate::privacy;
 use crate::state::AppState;
@@ -32,32 +32,39 @@ impl Docs {
     /// Renders `markdown`. Raw HTML in it is shown as text, so the page keeps the dashboard's
     /// escaping and CSP whatever the README says; wide tables scroll on their own.
     pub fn from_markdown(markdown: &str) -> Self {
-        let mut events: Vec<Event<'_>> = Parser::new_ext(markdown, Options::ENABLE_TABLES)
-            .map(|event| match event {
-                Event::Html(html) | Event::InlineHtml(html) => Event::Text(html),
-                event => event,
-            })
-            .collect();
+        let events = Parser::new_ext(markdown, Options::ENABLE_TABLES).map(|event| match event {
+            Event::Html(html) | Event::InlineHtml(html) => Event::Text(html),
+            event => event,
+        });
         let mut taken = HashMap::new();
         let mut tables = HashMap::new();
         let mut sections = Vec::new();
+        // The heading being read: where it starts in `page`, its level, its text so far.
+        let mut heading: Option<(usize, HeadingLevel, String)> = None;
         let mut section = String::new();
-        let mut page = Vec::with_capacity(events.len());
-        for index in 0..events.len() {
-            if let Event::Start(Tag::Heading { level, .. }) = &events[index] {
-                let level = *level;
-                let text = heading_text(&events[index + 1..]);
-                let anchor = unique(slug(&text), &mut taken);
-                if level == HeadingLevel::H2 {
-                    sections.push((anchor.clone(), text.clone()));
-                }
-                section = text;
-                if let Event::Start(Tag::Heading { id, .. }) = &mut events[index] {
-                    *id = Some(CowStr::from(anchor));
-                }
-            }
-            let event = std::mem::replace(&mut events[index], Event::SoftBreak);
+        let mut page = Vec::new();
+        for event in events {
             match &event {
+                Event::Start(Tag::Heading { level, .. }) => {
+                    heading = Some((page.len(), *level, String::new()));
+                }
+                Event::Text(text) | Event::Code(text) => {
+                    if let Some((_, _, heading_text)) = &mut heading {
+                        heading_text.push_str(text);
+                    }
+                }
+                Event::End(TagEnd::Heading(_)) => {
+                    if let Some((start, level, text)) = heading.take() {
+                        let anchor = unique(slug(&text), &mut taken);
+                        if level == HeadingLevel::H2 {
+                            sections.push((anchor.clone(), text.clone()));
+                        }
+                        if let Event::Start(Tag::Heading { id, .. }) = &mut page[start] {
+                            *id = Some(CowStr::from(anchor));
+                        }
+                        section = text;
+                    }
+                }
                 Event::Start(Tag::Table(_)) => {
                     // Each scrolling region needs its own name: the section's, numbered
                     // from the second table in it.
@@ -66,13 +73,13 @@ impl Docs {
                     page.push(Event::Html(CowStr::from(format!(
                         "<div class=\"table-scroll\" tabindex=\"0\" role=\"region\" aria-label=\"{label}\">"
                     ))));
-                    page.push(event);
                 }
-                Event::End(TagEnd::Table) => {
-                    page.push(event);
-                    page.push(Event::Html(CowStr::Borrowed("</div>")));
-                }
-                _ => page.push(event),
+                _ => {}
+            }
+            let ends_table = matches!(event, Event::End(TagEnd::Table));
+            page.push(event);
+            if ends_table {
+                page.push(Event::Html(CowStr::Borrowed("</div>")));
             }
         }
         let mut html = String::with_capacity(markdown.len() * 3 / 2);
@@ -84,18 +91,6 @@ impl Docs {
     pub fn has_anchor(&self, anchor: &str) -> bool {
         self.html.contains(&format!(" id=\"{anchor}\""))
     }
-}
-
-/// The text of the heading whose events start `events`.
-fn heading_text(events: &[Event<'_>]) -> String {
-    events
-        .iter()
-        .take_while(|event| !matches!(event, Event::End(TagEnd::Heading(_))))
-        .filter_map(|event| match event {
-            Event::Text(text) | Event::Code(text) => Some(text.as_ref()),
-            _ => None,
-        })
-        .collect()
 }
 
 /// GitHub's anchor for a heading: lower case, punctuation dropped, spaces as hyphens.
@@ -131,12 +126,7 @@ pub async fn docs_page(
     signed_in: Option<SignedIn>,
 ) -> Page {
     let user = signed_in.map(|signed_in| signed_in.user);
-    let frame = Frame {
-        csrf: &csrf,
-        user: user.as_ref(),
-        actor: None,
-        section: "",
-    };
+    let frame = outside_organisations(&csrf, user.as_ref());
     let docs = readme();
     let sections: Vec<Value> = docs
         .sections

@@ -12,8 +12,8 @@ use super::auth::TokenQuery;
 use super::extract::{Form, OrgActor, SignedIn};
 use super::flash::{self, Flash};
 use super::render::{
-    Confirm, Confirmation, Frame, Page, PageError, can, error_text, format_time, json_download,
-    message, org_frame, render,
+    Confirm, Confirmation, Page, PageError, can, error_text, format_time, json_download, message,
+    org_frame, outside_organisations, render,
 };
 use super::security::CsrfToken;
 use crate::db::accounts::User;
@@ -273,12 +273,7 @@ async fn new_organisation_form(
     refused: Value,
 ) -> Result<Page, PageError> {
     let memberships = members::organisations_of(state, user).await?;
-    let frame = Frame {
-        csrf,
-        user: Some(user),
-        actor: None,
-        section: "",
-    };
+    let frame = outside_organisations(csrf, Some(user));
     let organisations: Vec<Value> = memberships
         .iter()
         .map(|m| context! { id => m.organisation_id, name => m.organisation_name })
@@ -337,12 +332,7 @@ pub async fn invitation_page(
         ));
     };
     let user = signed_in.map(|s| s.user);
-    let frame = Frame {
-        csrf: &csrf,
-        user: user.as_ref(),
-        actor: None,
-        section: "",
-    };
+    let frame = outside_organisations(&csrf, user.as_ref());
     Ok(render(
         &state,
         StatusCode::OK,

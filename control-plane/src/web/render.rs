@@ -115,9 +115,15 @@ pub(super) fn org_frame<'a>(csrf: &'a CsrfToken, actor: &'a Actor, section: &'a 
 
 /// The frame of a page shown before sign-in.
 pub(super) fn anonymous(csrf: &CsrfToken) -> Frame<'_> {
+    outside_organisations(csrf, None)
+}
+
+/// The frame of a page of no organisation (docs, contact, an invitation…), with whoever is
+/// signed in.
+pub(super) fn outside_organisations<'a>(csrf: &'a CsrfToken, user: Option<&'a User>) -> Frame<'a> {
     Frame {
         csrf,
-        user: None,
+        user,
         actor: None,
         section: "",
     }
@@ -353,12 +359,7 @@ pub(super) async fn framed_refusal(
     };
     let frame = match &actor {
         Some(actor) => org_frame(csrf, actor, ""),
-        None => Frame {
-            csrf,
-            user: user.as_ref(),
-            actor: None,
-            section: "",
-        },
+        None => outside_organisations(csrf, user.as_ref()),
     };
     render(
         state,
