@@ -138,10 +138,18 @@ impl EdgeResponse {
     }
 }
 
+/// What a path asks for, with its site key.
+enum Route<'a> {
+    /// A step of a protected attempt, answered only to the site's origins.
+    Attempt(&'a str, Endpoint),
+    /// The widget's settings, answered to anyone.
+    Settings(&'a str),
+}
+
+/// The steps of a protected attempt.
 enum Endpoint {
     Challenge,
     Redeem,
-    Settings,
 }
 
 impl Endpoint {
@@ -158,7 +166,6 @@ impl Endpoint {
             Endpoint::Redeem => refusal
                 .claimed_challenge
                 .then_some(TelemetryKind::RedeemFailed),
-            Endpoint::Settings => None,
         }
     }
 }
@@ -233,12 +240,11 @@ impl<S: SnapshotStore, C: ClaimStore, V: VisitorStore, T: TelemetrySink> Edge<S,
 
     /// Answers one request. Never panics on client input; every refusal is a 4xx with a code.
     pub async fn handle(&self, req: EdgeRequest<'_>) -> EdgeResponse {
-        let Some((site_key, endpoint)) = route(req.path) else {
-            return EdgeResponse::refusal(Reason::NotFound);
+        let (site_key, endpoint) = match route(req.path) {
+            Some(Route::Attempt(site_key, endpoint)) => (site_key, endpoint),
+            Some(Route::Settings(site_key)) => return self.settings(&req, site_key).await,
+            None => return EdgeResponse::refusal(Reason::NotFound),
         };
-        if let Endpoint::Settings = endpoint {
-            return self.settings(&req, site_key).await;
-        }
         let preflight = match req.method {
             "POST" => false,
             "OPTIONS" => true,
@@ -284,7 +290,6 @@ impl<S: SnapshotStore, C: ClaimStore, V: VisitorStore, T: TelemetrySink> Edge<S,
         let outcome = match endpoint {
             Endpoint::Challenge => self.start_challenge(&req, &site, &visitor, &host).await,
             Endpoint::Redeem => self.redeem(&req, &site, &visitor, &host).await,
-            Endpoint::Settings => unreachable!("answered before the origin check"),
         };
         let response = match outcome {
             Ok(response) => response,
@@ -326,19 +331,22 @@ impl<S: SnapshotStore, C: ClaimStore, V: VisitorStore, T: TelemetrySink> Edge<S,
     /// attempt, and one answer for all lets browsers and shared caches keep it. A dashboard change
     /// reaches embedded widgets within the publishing delay plus [`SETTINGS_MAX_AGE_S`].
     async fn settings(&self, req: &EdgeRequest<'_>, site_key: &str) -> EdgeResponse {
-        let response = match (req.method, self.snapshots.site(site_key).await) {
-            ("GET", Ok(Some(site))) => EdgeResponse::json(
-                200,
-                &SettingsResponse {
-                    active: site.active,
-                    widget: site.widget_settings,
-                    allowed: site.widget,
-                },
-            )
-            .cacheable(),
-            ("GET", Ok(None)) => EdgeResponse::refusal(Reason::UnknownSiteKey).cacheable(),
-            ("GET", Err(_)) => EdgeResponse::refusal(Reason::Unavailable),
-            _ => EdgeResponse::refusal(Reason::MethodNotAllowed),
+        let response = if req.method != "GET" {
+            EdgeResponse::refusal(Reason::MethodNotAllowed)
+        } else {
+            match self.snapshots.site(site_key).await {
+                Ok(Some(site)) => EdgeResponse::json(
+                    200,
+                    &SettingsResponse {
+                        active: site.active,
+                        widget: site.widget_settings,
+                        allowed: site.widget,
+                    },
+                )
+                .cacheable(),
+                Ok(None) => EdgeResponse::refusal(Reason::UnknownSiteKey).cacheable(),
+                Err(_) => EdgeResponse::refusal(Reason::Unavailable),
+            }
         };
         response.with_header("access-control-allow-origin", "*")
     }
@@ -630,7 +638,7 @@ fn counts_against_visitor(reason: Reason) -> bool {
     )
 }
 
-fn route(path: &str) -> Option<(&str, Endpoint)> {
+fn route(path: &str) -> Option<Route<'_>> {
     let (site_key, action) = path.strip_prefix('/')?.split_once('/')?;
     let well_formed = !site_key.is_empty()
         && site_key.len() <= 64
@@ -641,9 +649,9 @@ fn route(path: &str) -> Option<(&str, Endpoint)> {
         return None;
     }
     match action {
-        "challenge" => Some((site_key, Endpoint::Challenge)),
-        "redeem" => Some((site_key, Endpoint::Redeem)),
-        "settings" => Some((site_key, Endpoint::Settings)),
+        "challenge" => Some(Route::Attempt(site_key, Endpoint::Challenge)),
+        "redeem" => Some(Route::Attempt(site_key, Endpoint::Redeem)),
+        "settings" => Some(Route::Settings(site_key)),
         _ => None,
     }
 }
@@ -675,13 +683,13 @@ mod tests {
     fn routes_accept_only_well_formed_site_keys_and_known_endpoints() {
         assert!(matches!(
             route("/hp_site_a-1/challenge"),
-            Some(("hp_site_a-1", Endpoint::Challenge))
+            Some(Route::Attempt("hp_site_a-1", Endpoint::Challenge))
         ));
-        assert!(matches!(route("/k/redeem"), Some(("k", Endpoint::Redeem))));
         assert!(matches!(
-            route("/k/settings"),
-            Some(("k", Endpoint::Settings))
+            route("/k/redeem"),
+            Some(Route::Attempt("k", Endpoint::Redeem))
         ));
+        assert!(matches!(route("/k/settings"), Some(Route::Settings("k"))));
         for path in [
             "",
             "/",

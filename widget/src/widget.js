@@ -307,7 +307,6 @@ class HumanProofWidget extends HTMLElement {
       event.preventDefault();
       event.stopImmediatePropagation();
       await this.#settingsLoaded;
-      this.#settingsSettled = true;
       event.target.requestSubmit(event.submitter ?? undefined);
       return;
     }

@@ -2,12 +2,10 @@
 //! makes idempotent retries possible) and verification analytics.
 
 use std::collections::HashMap;
-
 use std::sync::Arc;
 
-use tokio::sync::{Mutex, mpsc, oneshot};
-
 use sqlx::AnyPool;
+use tokio::sync::{Mutex, mpsc, oneshot};
 
 use super::telemetry::{Usage, add_usage};
 use super::{Backend, Db, month_of};
@@ -138,15 +136,6 @@ impl Writer {
             .await
             .map_err(|_| sqlx::Error::PoolClosed)?;
         answer.await.map_err(|_| sqlx::Error::PoolClosed)?
-    }
-}
-
-impl std::fmt::Debug for Job {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Job::Claim(..) => "Claim",
-            Job::Record(..) => "Record",
-        })
     }
 }
 
