@@ -1,7 +1,7 @@
 //! Siteverify state: single-use claims on verification tokens (with the stored answer that
 //! makes idempotent retries possible) and verification analytics.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use sqlx::AnyPool;
@@ -184,18 +184,25 @@ async fn write_groups(pool: AnyPool, backend: Backend, queue: Arc<Mutex<mpsc::Re
     }
 }
 
-/// One group in one transaction: each claim in order (a token claimed twice in the group is
-/// `Used` the second time, as it would be a moment later), then the analytics of every
-/// answer, summed per project and month.
+/// One group in one transaction: the claims in token order (a token claimed twice in the
+/// group is `Used` the second time, as it would be a moment later), then the analytics of
+/// every answer, summed per project and month. Outcomes come back in the order of `claims`.
+///
+/// Token order is what keeps PostgreSQL's writers apart: two groups claiming the same tokens
+/// each wait for the other's uncommitted rows, and in different orders they would wait in a
+/// cycle, which PostgreSQL ends by failing one group (every call in it).
 async fn write_group(
     pool: &AnyPool,
     backend: Backend,
     claims: &[ClaimRequest],
     mut records: Vec<VerificationRecord>,
 ) -> Result<Vec<Claim>, sqlx::Error> {
+    let mut in_token_order: Vec<usize> = (0..claims.len()).collect();
+    in_token_order.sort_by(|&a, &b| claims[a].token_id.cmp(&claims[b].token_id));
     let mut tx = super::begin_write(pool, backend).await?;
-    let mut outcomes = Vec::with_capacity(claims.len());
-    for request in claims {
+    let mut outcomes = vec![Claim::Fresh; claims.len()];
+    for index in in_token_order {
+        let request = &claims[index];
         let outcome = claim_in(&mut tx, request).await?;
         let succeeded = outcome.succeeds_for(request.idempotency_key.as_deref());
         records.push(VerificationRecord {
@@ -203,19 +210,20 @@ async fn write_group(
             at: request.at,
             error_code: (!succeeded).then(|| DUPLICATE.to_owned()),
         });
-        outcomes.push(outcome);
+        outcomes[index] = outcome;
     }
     record_in(&mut tx, &records).await?;
     tx.commit().await?;
     Ok(outcomes)
 }
 
-/// Stores each answer's row and adds them to the month's verification count, per project.
+/// Stores each answer's row and adds them to the month's verification count, per project,
+/// in (project, month) order: the order telemetry ingest takes the same rows in.
 async fn record_in(
     tx: &mut sqlx::AnyConnection,
     records: &[VerificationRecord],
 ) -> Result<(), sqlx::Error> {
-    let mut verifications: HashMap<(&str, String), u64> = HashMap::new();
+    let mut verifications: BTreeMap<(&str, String), u64> = BTreeMap::new();
     for record in records {
         sqlx::query(
             "INSERT INTO verification_events (id, project_id, at, success, error_code) \

@@ -3,7 +3,7 @@
 //! An event is stored once, keyed by its id; usage counters move only when an event is
 //! stored for the first time, in the same transaction, so redelivery never double-counts.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use humanproof_protocol::risk::RiskFactor;
 use humanproof_protocol::{Decision, RiskReason, Score, TelemetryEvent, TelemetryKind};
@@ -95,8 +95,10 @@ pub async fn ingest(
     let mut outcome = IngestOutcome::default();
     let mut known_projects = HashSet::new();
     let mut unknown_projects = HashSet::new();
-    let mut usage: HashMap<(String, String), Usage> = HashMap::new();
-    let mut networks: HashMap<NetworkKey, NetworkCount> = HashMap::new();
+    // Counters are added in key order, the order siteverify's writers take usage rows in:
+    // transactions that lock rows in one order never wait on each other in a cycle.
+    let mut usage: BTreeMap<(String, String), Usage> = BTreeMap::new();
+    let mut networks: BTreeMap<NetworkKey, NetworkCount> = BTreeMap::new();
 
     for event in events {
         if unknown_projects.contains(&event.project_id) {
@@ -183,7 +185,7 @@ pub async fn ingest(
 type NetworkKey = (String, String, Dimension, String);
 
 /// A country or a network (autonomous system).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Dimension {
     /// ISO 3166-1 alpha-2 code.
     Country,
@@ -207,7 +209,7 @@ struct NetworkCount {
 }
 
 /// Counts an assessed start under its country and network, the only place they are kept.
-fn count_network(networks: &mut HashMap<NetworkKey, NetworkCount>, event: &TelemetryEvent) {
+fn count_network(networks: &mut BTreeMap<NetworkKey, NetworkCount>, event: &TelemetryEvent) {
     let blocked = match event.kind {
         TelemetryKind::ChallengeIssued => false,
         TelemetryKind::ChallengeBlocked => true,
