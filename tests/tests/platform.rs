@@ -208,10 +208,31 @@ on_both_databases! {
         assert_eq!(accepted.iter().collect::<std::collections::HashSet<_>>().len(), 100, "each token once");
         let duplicates = answers.iter().filter(|answer| answer.json["error-codes"] == json!(["timeout-or-duplicate"])).count();
         assert_eq!(duplicates, 200);
+        // Retries with the first call's key, all at once: each gets the one success, and
+        // only one of them is the first answer.
+        let retried: Vec<_> = (0..10)
+            .flat_map(|n| {
+                let token = key.sign(&verification_claims(site.site_key(), "localhost", now));
+                [0, 1, 2].map(|_| (token.clone(), format!("key-{n}")))
+            })
+            .map(|(token, idempotency_key)| {
+                let (world, secret) = (world.clone(), site.secret.clone());
+                tokio::spawn(async move {
+                    world.siteverify(&[("secret", &secret), ("response", &token), ("idempotency_key", &idempotency_key)]).await
+                })
+            })
+            .collect();
+        let mut retry_answers = Vec::new();
+        for call in retried {
+            retry_answers.push(call.await.unwrap());
+        }
+        assert!(retry_answers.iter().all(|answer| answer.json["success"] == true), "{retry_answers:?}");
+        let first_answers = retry_answers.iter().filter(|answer| answer.json["humanproof"].get("replayed").is_none()).count();
+        assert_eq!(first_answers, 10);
         // Every answer is counted, once it was given.
         let month = humanproof_control_plane::db::month_of(now);
         let usage = humanproof_control_plane::db::telemetry::usage(&world.db, &site.project.id, &month).await.unwrap();
-        assert_eq!(usage.verifications, 400);
+        assert_eq!(usage.verifications, 430);
         assert_eq!(usage.protected_attempts, 0, "verifying is never a protected attempt");
         // The durability the README describes for SQLite: WAL, synced at checkpoints.
         if world.db.backend() == humanproof_control_plane::db::Backend::Sqlite {

@@ -160,6 +160,20 @@ impl From<bool> for ColumnValue {
     }
 }
 
+/// `($1, $2), ($3, $4)` for `rows` rows of `columns` values: the VALUES (or IN) list of a
+/// multi-row statement, numbered as the values are then bound, row by row.
+pub fn rows_of_placeholders(rows: usize, columns: usize) -> String {
+    (0..rows)
+        .map(|row| {
+            let values: Vec<String> = (1..=columns)
+                .map(|column| format!("${}", row * columns + column))
+                .collect();
+            format!("({})", values.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Columns listed beside the values they get, for the statements too long to pair `$n`
 /// placeholders with binds by eye. The SQL is built from the list with `$n` placeholders,
 /// which both databases accept through Any (sqlx's `QueryBuilder` would write `?` for Any,

@@ -1,12 +1,13 @@
 //! Siteverify state: single-use claims on verification tokens (with the stored answer that
 //! makes idempotent retries possible) and verification analytics.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use sqlx::AnyPool;
 use tokio::sync::{Mutex, mpsc, oneshot};
 
+use super::columns::rows_of_placeholders;
 use super::telemetry::{Usage, add_usage};
 use super::{Backend, Db, month_of};
 
@@ -184,38 +185,120 @@ async fn write_groups(pool: AnyPool, backend: Backend, queue: Arc<Mutex<mpsc::Re
     }
 }
 
-/// One group in one transaction: the claims in token order (a token claimed twice in the
-/// group is `Used` the second time, as it would be a moment later), then the analytics of
-/// every answer, summed per project and month. Outcomes come back in the order of `claims`.
-///
-/// Token order is what keeps PostgreSQL's writers apart: two groups claiming the same tokens
-/// each wait for the other's uncommitted rows, and in different orders they would wait in a
-/// cycle, which PostgreSQL ends by failing one group (every call in it).
+/// One group in one transaction: the claims in one statement, then the analytics of every
+/// answer, summed per project and month. Outcomes come back in the order of `claims`.
 async fn write_group(
     pool: &AnyPool,
     backend: Backend,
     claims: &[ClaimRequest],
     mut records: Vec<VerificationRecord>,
 ) -> Result<Vec<Claim>, sqlx::Error> {
-    let mut in_token_order: Vec<usize> = (0..claims.len()).collect();
-    in_token_order.sort_by(|&a, &b| claims[a].token_id.cmp(&claims[b].token_id));
     let mut tx = super::begin_write(pool, backend).await?;
-    let mut outcomes = vec![Claim::Fresh; claims.len()];
-    for index in in_token_order {
-        let request = &claims[index];
-        let outcome = claim_in(&mut tx, request).await?;
+    let outcomes = claim_all(&mut tx, claims).await?;
+    for (request, outcome) in claims.iter().zip(&outcomes) {
         let succeeded = outcome.succeeds_for(request.idempotency_key.as_deref());
         records.push(VerificationRecord {
             project_id: request.project_id.clone(),
             at: request.at,
             error_code: (!succeeded).then(|| DUPLICATE.to_owned()),
         });
-        outcomes[index] = outcome;
     }
     record_in(&mut tx, &records).await?;
     tx.commit().await?;
     Ok(outcomes)
 }
+
+/// Claims every token of a group: one multi-row INSERT of the first request for each token,
+/// in token order, then one read of the answers stored for the tokens claimed before. A
+/// token asked about twice in the group is `Used` the second time, as it would be a moment
+/// later.
+///
+/// Token order is what keeps PostgreSQL's writers apart: two groups claiming the same tokens
+/// each wait for the other's uncommitted rows, and in different orders they would wait in a
+/// cycle, which PostgreSQL ends by failing one group (every call in it).
+async fn claim_all(
+    tx: &mut sqlx::AnyConnection,
+    claims: &[ClaimRequest],
+) -> Result<Vec<Claim>, sqlx::Error> {
+    // The first request for each token, by arrival, in token order.
+    let mut firsts: BTreeMap<&str, usize> = BTreeMap::new();
+    for (index, request) in claims.iter().enumerate() {
+        firsts.entry(&request.token_id).or_insert(index);
+    }
+    if firsts.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "INSERT INTO siteverify_claims (token_id, project_id, idempotency_key, response, \
+         expires_at) VALUES {} ON CONFLICT (token_id) DO NOTHING RETURNING token_id",
+        rows_of_placeholders(firsts.len(), 5)
+    );
+    let mut insert = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql)).persistent(false);
+    for request in firsts.values().map(|&index| &claims[index]) {
+        insert = insert
+            .bind(&request.token_id)
+            .bind(&request.project_id)
+            .bind(request.idempotency_key.as_deref())
+            .bind(&request.response)
+            .bind(request.expires_at);
+    }
+    let claimed: HashSet<String> = insert.fetch_all(&mut *tx).await?.into_iter().collect();
+
+    // What the first use of each token claimed before stored: its key and answer.
+    let mut stored: HashMap<String, Claim> = HashMap::new();
+    let before: Vec<&str> = firsts
+        .keys()
+        .copied()
+        .filter(|token_id| !claimed.contains(*token_id))
+        .collect();
+    if !before.is_empty() {
+        let sql = format!(
+            "SELECT token_id, idempotency_key, response FROM siteverify_claims \
+             WHERE token_id IN {}",
+            rows_of_placeholders(1, before.len())
+        );
+        let mut select =
+            sqlx::query_as::<_, (String, Option<String>, String)>(sqlx::AssertSqlSafe(sql))
+                .persistent(false);
+        for token_id in &before {
+            select = select.bind(*token_id);
+        }
+        for (token_id, idempotency_key, response) in select.fetch_all(&mut *tx).await? {
+            let used = Claim::Used {
+                idempotency_key,
+                response,
+            };
+            stored.insert(token_id, used);
+        }
+    }
+
+    claims
+        .iter()
+        .enumerate()
+        .map(|(index, request)| {
+            let first = firsts[request.token_id.as_str()];
+            if !claimed.contains(&request.token_id) {
+                // Claimed before and read back above; a row gone since is an error, not a
+                // success.
+                stored
+                    .get(&request.token_id)
+                    .cloned()
+                    .ok_or(sqlx::Error::RowNotFound)
+            } else if first == index {
+                Ok(Claim::Fresh)
+            } else {
+                Ok(Claim::Used {
+                    idempotency_key: claims[first].idempotency_key.clone(),
+                    response: claims[first].response.clone(),
+                })
+            }
+        })
+        .collect()
+}
+
+/// Most verification rows one INSERT takes (five values each: well under either database's
+/// limit on bound values).
+const MAX_ROWS_PER_INSERT: usize = 1000;
 
 /// Stores each answer's row and adds them to the month's verification count, per project,
 /// in (project, month) order: the order telemetry ingest takes the same rows in.
@@ -223,19 +306,24 @@ async fn record_in(
     tx: &mut sqlx::AnyConnection,
     records: &[VerificationRecord],
 ) -> Result<(), sqlx::Error> {
+    for chunk in records.chunks(MAX_ROWS_PER_INSERT) {
+        let sql = format!(
+            "INSERT INTO verification_events (id, project_id, at, success, error_code) VALUES {}",
+            rows_of_placeholders(chunk.len(), 5)
+        );
+        let mut insert = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
+        for record in chunk {
+            insert = insert
+                .bind(crate::secrets::new_id())
+                .bind(&record.project_id)
+                .bind(record.at)
+                .bind(i64::from(record.error_code.is_none()))
+                .bind(record.error_code.as_deref());
+        }
+        insert.execute(&mut *tx).await?;
+    }
     let mut verifications: BTreeMap<(&str, String), u64> = BTreeMap::new();
     for record in records {
-        sqlx::query(
-            "INSERT INTO verification_events (id, project_id, at, success, error_code) \
-             VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(crate::secrets::new_id())
-        .bind(&record.project_id)
-        .bind(record.at)
-        .bind(i64::from(record.error_code.is_none()))
-        .bind(record.error_code.as_deref())
-        .execute(&mut *tx)
-        .await?;
         *verifications
             .entry((record.project_id.as_str(), month_of(record.at)))
             .or_default() += 1;
@@ -248,38 +336,6 @@ async fn record_in(
         add_usage(&mut *tx, project_id, &month, usage).await?;
     }
     Ok(())
-}
-
-async fn claim_in(
-    tx: &mut sqlx::AnyConnection,
-    request: &ClaimRequest,
-) -> Result<Claim, sqlx::Error> {
-    let inserted = sqlx::query(
-        "INSERT INTO siteverify_claims (token_id, project_id, idempotency_key, response, \
-         expires_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (token_id) DO NOTHING",
-    )
-    .bind(&request.token_id)
-    .bind(&request.project_id)
-    .bind(request.idempotency_key.as_deref())
-    .bind(&request.response)
-    .bind(request.expires_at)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected()
-        == 1;
-    if inserted {
-        return Ok(Claim::Fresh);
-    }
-    let (idempotency_key, response) = sqlx::query_as(
-        "SELECT idempotency_key, response FROM siteverify_claims WHERE token_id = $1",
-    )
-    .bind(&request.token_id)
-    .fetch_one(&mut *tx)
-    .await?;
-    Ok(Claim::Used {
-        idempotency_key,
-        response,
-    })
 }
 
 /// Records siteverify answers as verification analytics in one transaction of their own (the
