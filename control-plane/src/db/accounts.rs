@@ -769,6 +769,7 @@ pub async fn delete_account(
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
+    db.found_by_secret().forget();
     Ok(AccountDeletion {
         organisations,
         site_keys,

@@ -31,12 +31,14 @@ pub enum Backend {
     Postgres,
 }
 
-/// A connection pool, the backend behind it, and siteverify's group-committing writer.
+/// A connection pool, the backend behind it, siteverify's group-committing writer, and the
+/// projects siteverify found by secret a moment ago.
 #[derive(Debug, Clone)]
 pub struct Db {
     pool: AnyPool,
     backend: Backend,
     siteverify: siteverify::Writer,
+    found_by_secret: projects::FoundBySecret,
 }
 
 /// Why the database could not be opened.
@@ -96,6 +98,7 @@ impl Db {
             pool,
             backend,
             siteverify,
+            found_by_secret: projects::FoundBySecret::default(),
         };
         db.migrate().await?;
         Ok(db)
@@ -122,6 +125,12 @@ impl Db {
     /// Siteverify's writes (claims and analytics), committed in groups.
     pub fn siteverify(&self) -> &siteverify::Writer {
         &self.siteverify
+    }
+
+    /// Projects found by backend secret a moment ago; forget them after changing one's
+    /// secrets, key version or existence.
+    pub fn found_by_secret(&self) -> &projects::FoundBySecret {
+        &self.found_by_secret
     }
 
     /// The pool, for queries.

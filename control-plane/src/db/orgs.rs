@@ -707,7 +707,8 @@ pub async fn delete_client(
 
 /// Deletes an organisation inside `tx` with everything that references it: its projects'
 /// site keys are queued for removal from the edge first, and its audit log (which names the
-/// organisation without a foreign key) goes with it; the site keys queued.
+/// organisation without a foreign key) goes with it; the site keys queued. Once `tx`
+/// commits, the caller forgets the projects found by secret ([`Db::found_by_secret`]).
 pub async fn delete_organisation(
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,
     organisation_id: &str,

@@ -327,7 +327,9 @@ pub async fn delete(db: &Db, project: &Project, now_ms: i64) -> Result<(), sqlx:
         .bind(&project.id)
         .execute(&mut *tx)
         .await?;
-    tx.commit().await
+    tx.commit().await?;
+    db.found_by_secret().forget();
+    Ok(())
 }
 
 /// The project with this id.
@@ -386,16 +388,97 @@ pub async fn find_by_secret(
     secret: &str,
     now_ms: i64,
 ) -> Result<Option<Project>, sqlx::Error> {
-    select(
-        "WHERE secret_hash = $1 \
-         OR (previous_secret_hash = $1 AND previous_secret_expires_at > $2)",
-    )
-    .bind(crate::secrets::hash_secret(secret))
+    let secret_hash = crate::secrets::hash_secret(secret);
+    if let Some(found) = db.found_by_secret().get(&secret_hash) {
+        return Ok(found.at(now_ms));
+    }
+    let Some(row) = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS}, CAST(CASE WHEN secret_hash = $1 THEN 1 ELSE 0 END AS BIGINT) \
+         AS by_current_secret FROM projects WHERE secret_hash = $1 \
+         OR (previous_secret_hash = $1 AND previous_secret_expires_at > $2)"
+    )))
+    .bind(&secret_hash)
     .bind(now_ms)
     .fetch_optional(db.pool())
     .await?
-    .map(Project::try_from)
-    .transpose()
+    else {
+        return Ok(None);
+    };
+    let current = row.try_get::<i64, _>("by_current_secret")? == 1;
+    let project = Project::try_from(ProjectRow::from_row(&row)?)?;
+    db.found_by_secret()
+        .remember(secret_hash, project.clone(), current);
+    Ok(Some(project))
+}
+
+/// How long a project found by its backend secret is answered from memory: siteverify asks
+/// for the same few projects thousands of times a second, and reading one costs more than
+/// the rest of a verification. A change made in this process forgets them at once
+/// ([`FoundBySecret::forget`]); one made by another replica or the CLI reaches this process
+/// within this time.
+const FOUND_BY_SECRET_FOR: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Most projects remembered at once; beyond, all are forgotten (unknown secrets are never
+/// remembered, so guessing cannot fill it).
+const MAX_FOUND_BY_SECRET: usize = 10_000;
+
+/// Projects recently found by backend secret, by the secret's hash.
+#[derive(Debug, Clone, Default)]
+pub struct FoundBySecret(
+    std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, Found>>>,
+);
+
+/// A project found by secret, when, and whether by its current secret or the previous one.
+#[derive(Debug, Clone)]
+pub struct Found {
+    project: Project,
+    at: std::time::Instant,
+    current: bool,
+}
+
+impl Found {
+    /// The project, if the secret still names it at `now_ms`: a previous secret only until
+    /// its grace period ends.
+    fn at(self, now_ms: i64) -> Option<Project> {
+        let valid = self.current
+            || self
+                .project
+                .previous_secret_expires_at
+                .is_some_and(|until| until > now_ms);
+        valid.then_some(self.project)
+    }
+}
+
+impl FoundBySecret {
+    fn get(&self, secret_hash: &str) -> Option<Found> {
+        let found = self.0.lock().expect("not poisoned");
+        found
+            .get(secret_hash)
+            .filter(|found| found.at.elapsed() < FOUND_BY_SECRET_FOR)
+            .cloned()
+    }
+
+    fn remember(&self, secret_hash: String, project: Project, current: bool) {
+        let mut found = self.0.lock().expect("not poisoned");
+        if found.len() >= MAX_FOUND_BY_SECRET {
+            found.clear();
+        }
+        let at = std::time::Instant::now();
+        found.insert(
+            secret_hash,
+            Found {
+                project,
+                at,
+                current,
+            },
+        );
+    }
+
+    /// Forgets every project: called after a change to a project's secrets, key version or
+    /// existence commits.
+    pub fn forget(&self) {
+        self.0.lock().expect("not poisoned").clear();
+    }
 }
 
 /// Every project, for a full snapshot publish; unreadable rows are left out
@@ -422,6 +505,7 @@ pub async fn rotate_secret(
     .bind(project_id)
     .execute(db.pool())
     .await?;
+    db.found_by_secret().forget();
     Ok(())
 }
 
@@ -436,6 +520,7 @@ pub async fn bump_key_version(db: &Db, project_id: &str, now_ms: i64) -> Result<
     .bind(project_id)
     .fetch_one(db.pool())
     .await?;
+    db.found_by_secret().forget();
     Ok(version.0)
 }
 
@@ -517,6 +602,7 @@ pub async fn set_secret(
         .bind(project_id)
         .execute(db.pool())
         .await?;
+    db.found_by_secret().forget();
     Ok(())
 }
 
@@ -577,6 +663,65 @@ mod tests {
             .execute(db.pool())
             .await
             .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_project_found_by_secret_is_remembered_for_a_second_unless_changed_here() {
+        for db in fresh_databases().await {
+            let settings = ProjectSettings::new_project("free", BillingStatus::Active);
+            let project = insert(&db, None, &settings, "sk-remembered", "first", 1)
+                .await
+                .unwrap();
+            let found = |secret: &'static str, now_ms: i64| {
+                let db = db.clone();
+                async move {
+                    find_by_secret(&db, secret, now_ms)
+                        .await
+                        .unwrap()
+                        .map(|p| p.id)
+                }
+            };
+            assert_eq!(
+                found("first", 2).await.as_deref(),
+                Some(project.id.as_str())
+            );
+            // Rotated here with a grace period: both secrets verify, the old one only until
+            // the period ends, remembered or not.
+            rotate_secret(&db, &project.id, "second", 10, 3)
+                .await
+                .unwrap();
+            assert_eq!(
+                found("first", 4).await.as_deref(),
+                Some(project.id.as_str())
+            );
+            assert_eq!(found("first", 10).await, None);
+            assert_eq!(
+                found("second", 10).await.as_deref(),
+                Some(project.id.as_str())
+            );
+            // Changed behind this process's back (another replica, the CLI): remembered
+            // until the second is up, then read again.
+            store(
+                &db,
+                &project,
+                "secret_hash",
+                crate::secrets::hash_secret("third"),
+            )
+            .await;
+            assert_eq!(
+                found("second", 11).await.as_deref(),
+                Some(project.id.as_str())
+            );
+            tokio::time::sleep(FOUND_BY_SECRET_FOR + std::time::Duration::from_millis(50)).await;
+            assert_eq!(found("second", 12).await, None);
+            assert_eq!(
+                found("third", 12).await.as_deref(),
+                Some(project.id.as_str())
+            );
+            // Deleted here: forgotten at once.
+            delete(&db, &project, 13).await.unwrap();
+            assert_eq!(found("third", 14).await, None);
+        }
     }
 
     #[tokio::test]

@@ -213,6 +213,7 @@ async fn delete_memberless_organisations(
         super::orgs::delete_organisation(&mut tx, organisation_id, now_ms).await?;
     }
     tx.commit().await?;
+    db.found_by_secret().forget();
     Ok(memberless.len() as u64)
 }
 
