@@ -42,7 +42,7 @@ pub enum ApiError {
     /// No such route.
     #[error("not found")]
     NotFound,
-    /// A service HumanProof depends on (Stripe) did not answer; try again later.
+    /// A service HumanProof depends on (Stripe, the database) did not answer; try again later.
     #[error("unavailable")]
     Unavailable(&'static str),
     /// A database failure; logged, never shown.

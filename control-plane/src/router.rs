@@ -22,7 +22,8 @@ pub const MAX_BODY: usize = 1024 * 1024;
 pub fn app(state: AppState) -> Router {
     Router::new()
         // Operators and load balancers.
-        .route("/healthz", get(health::check_health))
+        .route("/livez", get(health::check_liveness))
+        .route("/readyz", get(health::check_readiness))
         // Site backends.
         .route("/siteverify", post(siteverify::verify_token))
         // Stripe's webhooks.

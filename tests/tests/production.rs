@@ -541,3 +541,139 @@ async fn the_production_binary_on_sqlite() {
 async fn the_production_binary_on_postgres() {
     the_production_binary_serves_customers_and_backends(Backend::Postgres).await;
 }
+
+/// PostgreSQL goes away under `serve` (it refuses connections and drops the ones open) and
+/// comes back: meanwhile the process stays live, is not ready, and siteverify answers
+/// `internal-error`, never a success it could not record; afterwards it recovers without a
+/// restart, the tokens refused during the outage verify once, and none verifies twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_rides_out_a_postgresql_outage() {
+    let Some(database_url) = fresh_database_url(Backend::Postgres).await else {
+        return;
+    };
+    let admin_url = std::env::var("HUMANPROOF_TEST_POSTGRES_URL").unwrap();
+    let database = database_url.rsplit_once('/').unwrap().1.to_owned();
+    let unused = "http://127.0.0.1:9";
+    let server = Server::start(database_url, unused, unused).await;
+    let created = server
+        .cli(&[
+            "project",
+            "create",
+            "--name",
+            "outage",
+            "--production-domain",
+            "shop.example",
+        ])
+        .await;
+    let project_id = created["project_id"].as_str().unwrap().to_owned();
+    let site_key = created["site_key"].as_str().unwrap().to_owned();
+    let secret = created["secret"].as_str().unwrap().to_owned();
+    let http = humanproof_control_plane::http::client();
+    let get = |path: &str| {
+        let request = http.get(format!("{}{path}", server.base));
+        async move {
+            let answer = request.send().await.unwrap();
+            (
+                answer.status().as_u16(),
+                answer.json::<Value>().await.unwrap(),
+            )
+        }
+    };
+    let siteverify = |token: &str| {
+        let request = http
+            .post(format!("{}/siteverify", server.base))
+            .form(&[("secret", secret.as_str()), ("response", token)]);
+        async move {
+            let answer = request.send().await.unwrap();
+            (
+                answer.status().as_u16(),
+                answer.json::<Value>().await.unwrap(),
+            )
+        }
+    };
+    let key = MasterSecret::new(MASTER_SECRET)
+        .unwrap()
+        .project_key(&project_id, 1);
+    let mint = || key.sign(&verification_claims(&site_key, "shop.example", now_ms()));
+
+    assert_eq!(get("/livez").await, (200, json!({"status": "ok"})));
+    assert_eq!(get("/readyz").await, (200, json!({"status": "ready"})));
+    let before = mint();
+    assert_eq!(siteverify(&before).await.1["success"], true);
+
+    let admin = sqlx::AnyPool::connect(&admin_url).await.unwrap();
+    let allow_connections = |allow: bool| {
+        let statement = format!("ALTER DATABASE {database} WITH ALLOW_CONNECTIONS {allow}");
+        let admin = admin.clone();
+        async move {
+            sqlx::query(sqlx::AssertSqlSafe(statement))
+                .execute(&admin)
+                .await
+                .unwrap();
+        }
+    };
+    allow_connections(false).await;
+    sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1")
+        .bind(&database)
+        .execute(&admin)
+        .await
+        .unwrap();
+
+    assert_eq!(
+        get("/livez").await.0,
+        200,
+        "an outage does not make the process look dead"
+    );
+    let (status, body) = get("/readyz").await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (503, Some("database_unavailable")),
+        "{body}"
+    );
+    let during = mint();
+    let (first, second, spent) = tokio::join!(
+        siteverify(&during),
+        siteverify(&during),
+        siteverify(&before)
+    );
+    for (status, body) in [&first, &second, &spent] {
+        assert_eq!(
+            (*status, &body["error-codes"]),
+            (500, &json!(["internal-error"])),
+            "{body}"
+        );
+        assert_eq!(body["success"], false);
+    }
+
+    allow_connections(true).await;
+    let mut ready = false;
+    for _ in 0..50 {
+        if get("/readyz").await.0 == 200 {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert!(
+        ready,
+        "ready again once PostgreSQL is back, without a restart"
+    );
+    // Nothing was claimed during the outage: the token refused then verifies now, once.
+    assert_eq!(siteverify(&during).await.1["success"], true);
+    for token in [&during, &before] {
+        let (status, body) = siteverify(token).await;
+        assert_eq!(
+            (status, &body["error-codes"]),
+            (200, &json!(["timeout-or-duplicate"])),
+            "{body}"
+        );
+    }
+    let usage = server.cli(&["usage", "--project-id", &project_id]).await;
+    assert_eq!(
+        usage["usage"]["verifications"], 4,
+        "the answers given, each counted once: {usage}"
+    );
+    admin.close().await;
+    let (status, _) = server.stop().await;
+    assert!(status.success());
+}
