@@ -28,6 +28,7 @@ use crate::db::accounts::{self, EmailTokenPurpose, User, UserStatus};
 use crate::db::{is_unique_violation, orgs};
 use crate::i18n;
 use crate::mail::Email;
+use crate::metrics::Job;
 use crate::secrets::{hash_secret, new_token};
 use crate::state::AppState;
 use crate::totp;
@@ -904,7 +905,11 @@ pub async fn delete_due_accounts_hourly(state: AppState) {
     let mut every_hour = tokio::time::interval(std::time::Duration::from_secs(3600));
     loop {
         every_hour.tick().await;
-        if let Err(err) = delete_due_accounts(&state).await {
+        let deleted = delete_due_accounts(&state).await;
+        state
+            .metrics
+            .job_run(Job::AccountDeletion, deleted.is_ok(), state.clock.now_ms());
+        if let Err(err) = deleted {
             tracing::warn!(error = %err, "account deletion failed; will retry next hour");
         }
     }

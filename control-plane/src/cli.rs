@@ -55,6 +55,10 @@ enum Command {
         /// Address to listen on.
         #[arg(long, env = "HUMANPROOF_LISTEN", default_value = "127.0.0.1:8080")]
         listen: SocketAddr,
+        /// Serve Prometheus metrics at `/metrics` on this address (e.g. 127.0.0.1:9464),
+        /// apart from the public one; none by default.
+        #[arg(long, env = "HUMANPROOF_METRICS_LISTEN")]
+        metrics_listen: Option<SocketAddr>,
         /// Write the log to one file per UTC day in this folder, deleting files older than
         /// 14 days, instead of to standard output.
         #[arg(long, env = "HUMANPROOF_LOG_DIR")]
@@ -384,6 +388,7 @@ impl Cli {
                 stripe,
                 vies,
                 listen,
+                metrics_listen,
                 log_dir: _,
             } => {
                 let catalogue = plans.catalogue()?;
@@ -416,10 +421,21 @@ impl Cli {
                     state.stripe = stripe;
                     state.vies = vies;
                 });
+                let metrics = match metrics_listen {
+                    Some(address) => {
+                        let listener = server::bind(address).await?;
+                        println!("metrics on http://{}/metrics", listener.local_addr()?);
+                        Some(tokio::spawn(server::serve_metrics(listener, state.clone())))
+                    }
+                    None => None,
+                };
                 let listener = server::bind(listen).await?;
                 // Printed, not logged: scripts and tests read the real port from it.
                 println!("listening on http://{}", listener.local_addr()?);
                 server::serve(listener, state, server::shutdown_signal()).await?;
+                if let Some(metrics) = metrics {
+                    metrics.abort();
+                }
                 Ok(())
             }
             Command::Dev(args) => local::run(args).await,

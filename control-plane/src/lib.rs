@@ -13,7 +13,8 @@
 //!
 //! HTTP
 //! - [`router`]: the whole route table, grouped by audience.
-//! - [`routes`]: the JSON endpoints: siteverify, telemetry ingestion, `/api/v1`, health.
+//! - [`routes`]: the JSON endpoints: siteverify, telemetry ingestion, `/api/v1`, health,
+//!   and `/metrics`.
 //! - [`web`]: the dashboard: extractors, CSRF and headers, rendering, one file per area.
 //!
 //! Services: the rules, each checking its own permissions and input
@@ -43,6 +44,7 @@
 //!   schedules, meter events, tax ids.
 //! - [`vies`]: EU VAT ids, and the EU's VIES service that checks them.
 //! - [`logs`]: where `serve` writes its log, and log files kept 14 days.
+//! - [`metrics`]: the counters operators scrape, in Prometheus' text format.
 //! - [`contact`]: the contact form's topics, their inboxes, and storing and forwarding its
 //!   messages.
 //! - [`privacy`]: the README, and the retention promises read from its table for the privacy
@@ -64,6 +66,7 @@ pub mod i18n;
 pub mod local;
 pub mod logs;
 pub mod mail;
+pub mod metrics;
 pub mod passkeys;
 pub mod plans;
 pub mod privacy;

@@ -21,6 +21,7 @@ use tokio::sync::Notify;
 
 use crate::clock::Clock;
 use crate::db::{Db, projects};
+use crate::metrics::{Job, Metrics};
 use crate::plans::Catalogue;
 use crate::snapshot::{self, KvPair, kv_pairs};
 
@@ -173,18 +174,27 @@ impl Publisher {
 
     /// Publishes pending changes whenever `wake` fires or [`RETRY_EVERY`] passes, and
     /// everything every [`REPUBLISH_EVERY`]. Failures are logged and retried.
-    pub async fn run(self, db: Db, plans: Catalogue, clock: Clock, wake: Arc<Notify>) {
+    pub async fn run(
+        self,
+        db: Db,
+        plans: Catalogue,
+        clock: Clock,
+        wake: Arc<Notify>,
+        metrics: Metrics,
+    ) {
         if matches!(self, Self::Disabled) {
             return;
         }
         let mut last_full = None::<tokio::time::Instant>;
         loop {
             let full = last_full.is_none_or(|at| at.elapsed() >= REPUBLISH_EVERY);
+            let now_ms = clock.now_ms();
             let result = if full {
-                self.republish_all(&db, &plans, clock.now_ms()).await
+                self.republish_all(&db, &plans, now_ms).await
             } else {
-                self.publish_pending(&db, &plans, clock.now_ms()).await
+                self.publish_pending(&db, &plans, now_ms).await
             };
+            metrics.job_run(Job::Publish, result.is_ok(), now_ms);
             match result {
                 Ok(report) => {
                     if full {

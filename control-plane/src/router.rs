@@ -8,7 +8,7 @@ use axum::middleware;
 use axum::routing::{get, post};
 
 use crate::error::ApiError;
-use crate::routes::{api, health, siteverify, stripe_webhook, telemetry};
+use crate::routes::{api, health, metrics, siteverify, stripe_webhook, telemetry};
 use crate::state::AppState;
 use crate::web::{
     account, api_keys, api_reference, assets, audit, auth, billing, clients, contact, dev, docs,
@@ -57,6 +57,14 @@ pub fn app(state: AppState) -> Router {
         .merge(dashboard(&state))
         .fallback(|| async { ApiError::NotFound })
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(state)
+}
+
+/// The operator's own listener: `/metrics`, and nothing else.
+pub fn metrics_app(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics::export))
+        .fallback(|| async { ApiError::NotFound })
         .with_state(state)
 }
 

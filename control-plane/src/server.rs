@@ -2,15 +2,17 @@
 //! the test harness all go through [`serve`], so what the tests run is the production wiring:
 //! peer addresses for per-client limits, the middleware stack, graceful shutdown and the
 //! background jobs (retention, snapshot publishing, VAT check retries, contact messages not
-//! forwarded yet).
+//! forwarded yet). [`serve_metrics`] serves `/metrics` on the operator's own address.
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::extract::MatchedPath;
+use axum::extract::{MatchedPath, State};
 use axum::http::{HeaderName, Request, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::Response;
 use tokio::net::TcpListener;
 use tower_http::compression::CompressionLayer;
 use tower_http::request_id::{
@@ -20,7 +22,8 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::db::{retention, stats};
-use crate::router::app;
+use crate::metrics::Metrics;
+use crate::router::{app, metrics_app};
 use crate::state::AppState;
 
 /// How long one request may take, body included: a client that trickles its body in is cut
@@ -41,11 +44,13 @@ pub async fn serve(
             state.db.clone(),
             state.plans.clone(),
             state.clock.clone(),
+            state.metrics.clone(),
         )),
         tokio::spawn(stats::roll_up_hourly(
             state.db.clone(),
             state.plans.clone(),
             state.clock.clone(),
+            state.metrics.clone(),
         )),
         tokio::spawn(crate::service::vat::run_retries(state.clone())),
         tokio::spawn(state.publisher.clone().run(
@@ -53,6 +58,7 @@ pub async fn serve(
             state.plans.clone(),
             state.clock.clone(),
             state.publish_wake.clone(),
+            state.metrics.clone(),
         )),
         tokio::spawn(crate::service::billing::report_overage_periodically(
             state.clone(),
@@ -67,7 +73,9 @@ pub async fn serve(
             state.clock.clone(),
         )));
     }
-    let service = with_middleware(app(state)).into_make_service_with_connect_info::<SocketAddr>();
+    let metrics = state.metrics.clone();
+    let service =
+        with_middleware(app(state), metrics).into_make_service_with_connect_info::<SocketAddr>();
     let served = axum::serve(listener, service)
         .with_graceful_shutdown(shutdown)
         .await;
@@ -77,9 +85,16 @@ pub async fn serve(
     served
 }
 
+/// Serves `/metrics` on `listener` (the operator's address, apart from the public one) for as
+/// long as the future runs: `humanproof serve` drops it when [`serve`] returns.
+pub async fn serve_metrics(listener: TcpListener, state: AppState) -> std::io::Result<()> {
+    axum::serve(listener, metrics_app(state)).await
+}
+
 /// The layers every request passes: a request id (kept from a proxy, else minted) echoed in
-/// the response, a trace span per request, the timeout, and gzip for clients that ask.
-fn with_middleware(router: Router) -> Router {
+/// the response, a trace span per request, its count and latency, the timeout, and gzip for
+/// clients that ask.
+fn with_middleware(router: Router, metrics: Metrics) -> Router {
     // Spans name the route template (`/orgs/{org}/projects`), never the raw URI: query
     // strings carry email and reset tokens. No IPs, user agents, cookies or bodies are
     // recorded anywhere in the span.
@@ -103,7 +118,28 @@ fn with_middleware(router: Router) -> Router {
         ))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(trace)
+        .layer(middleware::from_fn_with_state(metrics, count_request))
         .layer(SetRequestIdLayer::new(REQUEST_ID, RandomRequestId))
+}
+
+/// Counts the request by route template (never the raw path, which carries tokens and would
+/// make a series per URL), method and status, with its latency; timeouts included.
+async fn count_request(
+    State(metrics): State<Metrics>,
+    request: Request<axum::body::Body>,
+    next: Next,
+) -> Response {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let route = request.extensions().get::<MatchedPath>().cloned();
+    let response = next.run(request).await;
+    metrics.request(
+        route.as_ref().map_or("unmatched", MatchedPath::as_str),
+        &method,
+        response.status().as_u16(),
+        started.elapsed(),
+    );
+    response
 }
 
 /// 128 random bits, as for every other id here.

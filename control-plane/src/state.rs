@@ -1,5 +1,6 @@
 //! What every handler and service reaches: the database, the master secret, the clock, the
-//! publisher, the mailer, Stripe and VIES, the dashboard's settings and its parsed templates.
+//! publisher, the mailer, Stripe and VIES, the dashboard's settings and its parsed templates,
+//! and the metrics.
 //!
 //! [`AppState`] is one `Arc`, so axum clones it per request for the price of a reference
 //! count. It knows nothing of routes or handlers: those depend on it, never the reverse.
@@ -16,6 +17,7 @@ use crate::clock::Clock;
 use crate::contact::ContactForm;
 use crate::db::Db;
 use crate::mail::Mailer;
+use crate::metrics::Metrics;
 use crate::plans::Catalogue;
 use crate::publish::Publisher;
 use crate::stripe::Stripe;
@@ -107,6 +109,8 @@ pub struct Shared {
     pub stripe: Option<Stripe>,
     /// VIES, which checks customers' EU VAT ids (the Commission's, unless configured).
     pub vies: Vies,
+    /// What operators scrape at `/metrics`.
+    pub metrics: Metrics,
 }
 
 impl AppState {
@@ -131,6 +135,7 @@ impl AppState {
             plans: Catalogue::builtin(),
             stripe: None,
             vies: Vies::new(crate::vies::DEFAULT_API_BASE, None),
+            metrics: Metrics::default(),
         }))
     }
 

@@ -57,6 +57,8 @@ fn humanproof_binary() -> &'static Path {
 struct Server {
     child: Child,
     base: String,
+    /// `/metrics` on the operator's own address.
+    metrics: String,
     database_url: String,
     outbox: PathBuf,
     log: tokio::task::JoinHandle<String>,
@@ -70,7 +72,13 @@ impl Server {
             .join("humanproof-tests")
             .join(format!("serve-outbox-{}", secrets::new_id()));
         let mut child = Command::new(humanproof_binary())
-            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--metrics-listen",
+                "127.0.0.1:0",
+            ])
             .env("HUMANPROOF_DATABASE_URL", &database_url)
             .env("HUMANPROOF_MASTER_SECRET", MASTER_SECRET)
             .env("HUMANPROOF_OUTBOX_DIR", &outbox)
@@ -96,6 +104,7 @@ impl Server {
         // `serve` logs to standard output; the line that says where it listens is among them.
         let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
         let mut early = String::new();
+        let mut metrics = None;
         let base = loop {
             let line = stdout
                 .next_line()
@@ -105,9 +114,15 @@ impl Server {
             if let Some(base) = line.strip_prefix("listening on ") {
                 break base.to_owned();
             }
+            // Like the line above, printed rather than logged.
+            if let Some(url) = line.strip_prefix("metrics on ") {
+                metrics = Some(url.to_owned());
+                continue;
+            }
             early.push_str(&line);
             early.push('\n');
         };
+        let metrics = metrics.expect("serve prints where its metrics are, before the rest");
         let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
         let log = tokio::spawn(async move {
             let mut log = early;
@@ -125,6 +140,7 @@ impl Server {
         Self {
             child,
             base,
+            metrics,
             database_url,
             outbox,
             log,
@@ -156,8 +172,24 @@ impl Server {
         serde_json::from_slice(&output.stdout).unwrap()
     }
 
-    /// SIGTERM, then the exit status and everything it logged.
-    async fn stop(mut self) -> (std::process::ExitStatus, String) {
+    /// A project for shop.example made with the CLI: its id, site key and backend secret.
+    async fn create_project(&self, name: &str) -> (String, String, String) {
+        let created = self
+            .cli(&[
+                "project",
+                "create",
+                "--name",
+                name,
+                "--production-domain",
+                "shop.example",
+            ])
+            .await;
+        let field = |name: &str| created[name].as_str().unwrap().to_owned();
+        (field("project_id"), field("site_key"), field("secret"))
+    }
+
+    /// Sends SIGTERM, as an orchestrator does before it stops a replica.
+    async fn terminate(&self) {
         let pid = self.child.id().unwrap().to_string();
         let signalled = Command::new("kill")
             .args(["-TERM", &pid])
@@ -165,6 +197,16 @@ impl Server {
             .await
             .unwrap();
         assert!(signalled.success());
+    }
+
+    /// SIGTERM, then the exit status and everything it logged.
+    async fn stop(self) -> (std::process::ExitStatus, String) {
+        self.terminate().await;
+        self.stop_after_terminate().await
+    }
+
+    /// The exit status and everything it logged, once [`Self::terminate`] was sent.
+    async fn stop_after_terminate(mut self) -> (std::process::ExitStatus, String) {
         let status = tokio::time::timeout(std::time::Duration::from_secs(20), self.child.wait())
             .await
             .unwrap()
@@ -555,19 +597,7 @@ async fn serve_rides_out_a_postgresql_outage() {
     let database = database_url.rsplit_once('/').unwrap().1.to_owned();
     let unused = "http://127.0.0.1:9";
     let server = Server::start(database_url, unused, unused).await;
-    let created = server
-        .cli(&[
-            "project",
-            "create",
-            "--name",
-            "outage",
-            "--production-domain",
-            "shop.example",
-        ])
-        .await;
-    let project_id = created["project_id"].as_str().unwrap().to_owned();
-    let site_key = created["site_key"].as_str().unwrap().to_owned();
-    let secret = created["secret"].as_str().unwrap().to_owned();
+    let (project_id, site_key, secret) = server.create_project("outage").await;
     let http = humanproof_control_plane::http::client();
     let get = |path: &str| {
         let request = http.get(format!("{}{path}", server.base));
@@ -676,4 +706,201 @@ async fn serve_rides_out_a_postgresql_outage() {
     admin.close().await;
     let (status, _) = server.stop().await;
     assert!(status.success());
+}
+
+/// `/metrics`, scraped from the operator's address the way Prometheus does, after a backend,
+/// the edge's queue consumer and a hostile script have used the public one: every answer
+/// counted by outcome, every batch and event, the routes by template (never a raw path), and
+/// the database's figures. Then SIGTERM with a siteverify request half sent: it is answered
+/// and recorded, new connections are refused, and the process exits cleanly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_exposes_metrics_and_finishes_requests_in_flight_on_sigterm() {
+    use humanproof_protocol::telemetry::{SIGNATURE_HEADER, sign_batch};
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    let database_url = fresh_database_url(Backend::Sqlite).await.unwrap();
+    let unused = "http://127.0.0.1:9";
+    let server = Server::start(database_url, unused, unused).await;
+    let (project_id, site_key, secret) = server.create_project("metrics").await;
+    let master = MasterSecret::new(MASTER_SECRET).unwrap();
+    let key = master.project_key(&project_id, 1);
+    let mint = || key.sign(&verification_claims(&site_key, "shop.example", now_ms()));
+    let http = humanproof_control_plane::http::client();
+    let siteverify = |secret: &str, token: &str| {
+        let request = http
+            .post(format!("{}/siteverify", server.base))
+            .form(&[("secret", secret), ("response", token)]);
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+
+    let token = mint();
+    assert_eq!(siteverify(&secret, &token).await, 200);
+    assert_eq!(siteverify(&secret, &token).await, 200, "a duplicate");
+    assert_eq!(siteverify(&secret, "forged").await, 200, "garbage");
+    assert_eq!(siteverify("hp_secret_made_up", &token).await, 401);
+
+    let events: Vec<Value> = ["challenge_issued", "redeem_succeeded"]
+        .iter()
+        .map(|kind| {
+            json!({
+                "id": secrets::new_id(),
+                "kind": kind,
+                "at": now_ms() - 90_000,
+                "project_id": project_id,
+                "site_key": site_key,
+            })
+        })
+        .collect();
+    let batch = serde_json::to_vec(&json!({ "events": events })).unwrap();
+    let post_batch = |signature: Option<String>| {
+        let mut request = http
+            .post(format!("{}/internal/telemetry", server.base))
+            .header("content-type", "application/json")
+            .body(batch.clone());
+        if let Some(signature) = signature {
+            request = request.header(SIGNATURE_HEADER, signature);
+        }
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+    for _ in 0..2 {
+        assert_eq!(
+            post_batch(Some(sign_batch(&master, now_ms(), &batch))).await,
+            200
+        );
+    }
+    assert_eq!(post_batch(None).await, 401);
+
+    // What a script sends: a path with a secret in it, a made-up method.
+    let probe = format!(
+        "{}/reset-password/leaked-token-in-path?token=leaked",
+        server.base
+    );
+    assert_eq!(http.get(&probe).send().await.unwrap().status(), 404);
+    let brew = http
+        .request(reqwest::Method::from_bytes(b"BREW").unwrap(), &server.base)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(brew.status(), 405);
+    let public = http.get(format!("{}/metrics", server.base)).send().await;
+    assert_eq!(
+        public.unwrap().status(),
+        404,
+        "metrics are not served on the public address"
+    );
+
+    // Retention runs when serve starts; wait for its first run to be counted.
+    let mut scrape = String::new();
+    for _ in 0..50 {
+        let answer = http.get(&server.metrics).send().await.unwrap();
+        assert_eq!(answer.status(), 200);
+        assert_eq!(
+            answer.headers()["content-type"],
+            "text/plain; version=0.0.4; charset=utf-8"
+        );
+        scrape = answer.text().await.unwrap();
+        if scrape.contains("humanproof_job_runs_total{job=\"retention\",result=\"ok\"} 1") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    // Every sample is `name{labels} value`, and its family has HELP and TYPE lines.
+    for line in scrape.lines().filter(|line| !line.starts_with('#')) {
+        let (series, value) = line.rsplit_once(' ').unwrap();
+        assert!(value.parse::<f64>().is_ok(), "{line}");
+        let family = series.split('{').next().unwrap();
+        let family = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|suffix| {
+                family
+                    .strip_suffix(suffix)
+                    .filter(|base| scrape.contains(&format!("# TYPE {base} histogram")))
+            })
+            .unwrap_or(family);
+        assert!(scrape.contains(&format!("# HELP {family} ")), "{line}");
+        assert!(scrape.contains(&format!("# TYPE {family} ")), "{line}");
+    }
+    for sample in [
+        r#"humanproof_siteverify_total{outcome="success"} 1"#,
+        r#"humanproof_siteverify_total{outcome="timeout-or-duplicate"} 1"#,
+        r#"humanproof_siteverify_total{outcome="invalid-input-response"} 1"#,
+        r#"humanproof_siteverify_total{outcome="invalid-input-secret"} 1"#,
+        r#"humanproof_http_requests_total{route="/siteverify",method="POST",status="200"} 3"#,
+        r#"humanproof_http_requests_total{route="/siteverify",method="POST",status="401"} 1"#,
+        r#"humanproof_http_request_duration_seconds_count{route="/siteverify"} 4"#,
+        // The probe and `/metrics` on the public address.
+        r#"humanproof_http_requests_total{route="unmatched",method="GET",status="404"} 2"#,
+        r#"humanproof_http_requests_total{route="/",method="other",status="405"} 1"#,
+        r#"humanproof_telemetry_batches_total{result="stored"} 2"#,
+        r#"humanproof_telemetry_batches_total{result="refused"} 1"#,
+        r#"humanproof_telemetry_events_total{result="stored"} 2"#,
+        r#"humanproof_telemetry_events_total{result="duplicate"} 2"#,
+        r#"humanproof_telemetry_lag_seconds_bucket{le="60"} 0"#,
+        r#"humanproof_telemetry_lag_seconds_bucket{le="300"} 4"#,
+        r#"humanproof_job_runs_total{job="retention",result="ok"} 1"#,
+        "humanproof_database_up 1",
+        // No KV is configured here: the new project waits for `humanproof snapshot`.
+        r#"humanproof_publisher_backlog{change="project"} 1"#,
+        r#"humanproof_publisher_backlog{change="deletion"} 0"#,
+    ] {
+        assert!(
+            scrape.lines().any(|line| line == sample),
+            "{sample} in\n{scrape}"
+        );
+    }
+    for family in [
+        "humanproof_db_pool_connections{state=\"idle\"}",
+        "humanproof_db_pool_connections{state=\"in_use\"}",
+        "humanproof_db_pool_max_connections",
+        "humanproof_job_last_success_timestamp_seconds{job=\"retention\"}",
+    ] {
+        assert!(scrape.contains(family), "{family} in\n{scrape}");
+    }
+    for secret_thing in ["leaked", &secret, &token] {
+        assert!(
+            !scrape.contains(secret_thing),
+            "{secret_thing} in\n{scrape}"
+        );
+    }
+
+    // A siteverify request whose body is half sent when SIGTERM arrives.
+    let last = mint();
+    // Both are URL-safe (hex, base64url and dots): no form encoding needed.
+    let body = format!("secret={secret}&response={last}");
+    let address = server.base.strip_prefix("http://").unwrap().to_owned();
+    let mut in_flight = tokio::net::TcpStream::connect(&address).await.unwrap();
+    let (first_half, second_half) = body.split_at(body.len() / 2);
+    let head = format!(
+        "POST /siteverify HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    in_flight.write_all(head.as_bytes()).await.unwrap();
+    in_flight.write_all(first_half.as_bytes()).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    server.terminate().await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(
+        tokio::net::TcpStream::connect(&address).await.is_err(),
+        "no new connections once shutting down"
+    );
+    in_flight.write_all(second_half.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    in_flight.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
+    assert!(answer.contains(r#""success":true"#), "{answer}");
+
+    let database_url = server.database_url.clone();
+    let (status, _) = server.stop_after_terminate().await;
+    assert!(status.success(), "{status}");
+    let usage = Command::new(humanproof_binary())
+        .args(["usage", "--project-id", &project_id])
+        .env("HUMANPROOF_DATABASE_URL", &database_url)
+        .output()
+        .await
+        .unwrap();
+    let usage: Value = serde_json::from_slice(&usage.stdout).unwrap();
+    assert_eq!(
+        usage["usage"]["verifications"], 4,
+        "the request in flight was recorded before the exit: {usage}"
+    );
 }

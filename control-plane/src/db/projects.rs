@@ -571,6 +571,30 @@ pub async fn mark_published(db: &Db, project_id: &str, revision: i64) -> Result<
     Ok(())
 }
 
+/// What the edge does not have yet: projects changed since their last publish, and
+/// deletions KV has not confirmed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PublishBacklog {
+    /// Projects whose revision is ahead of the one published.
+    pub projects: i64,
+    /// Deleted projects' site keys still in KV.
+    pub deletions: i64,
+}
+
+/// Counts the publisher's backlog (read by `/metrics`).
+pub async fn publish_backlog(db: &Db) -> Result<PublishBacklog, sqlx::Error> {
+    let (projects, deletions) = sqlx::query_as(
+        "SELECT (SELECT COUNT(*) FROM projects WHERE published_revision < revision), \
+                (SELECT COUNT(*) FROM snapshot_deletions)",
+    )
+    .fetch_one(db.pool())
+    .await?;
+    Ok(PublishBacklog {
+        projects,
+        deletions,
+    })
+}
+
 /// Site keys of deleted projects still in the edge's KV.
 pub async fn pending_deletions(db: &Db) -> Result<Vec<String>, sqlx::Error> {
     sqlx::query_scalar("SELECT site_key FROM snapshot_deletions ORDER BY requested_at, site_key")

@@ -24,6 +24,7 @@ use serde::Serialize;
 use super::Db;
 use super::stats::{DAY_MS, day_of};
 use crate::clock::Clock;
+use crate::metrics::{Job, Metrics};
 use crate::plans::{Catalogue, MAX_LOG_DAYS};
 
 /// How long hashed IPs and user agents stay on telemetry events.
@@ -276,16 +277,20 @@ pub async fn apply_plan_windows(
 
 /// Applies the rules and the plans' windows now and every hour after; a failed run is
 /// logged and retried next hour.
-pub async fn apply_hourly(db: Db, plans: Catalogue, clock: Clock) {
+pub async fn apply_hourly(db: Db, plans: Catalogue, clock: Clock, metrics: Metrics) {
     let mut every_hour = tokio::time::interval(std::time::Duration::from_secs(3600));
     loop {
         every_hour.tick().await;
         let now_ms = clock.now_ms();
-        match apply(&db, now_ms).await {
+        let applied = apply(&db, now_ms).await;
+        metrics.job_run(Job::Retention, applied.is_ok(), now_ms);
+        match applied {
             Ok(report) => tracing::info!(?report, "retention applied"),
             Err(err) => tracing::warn!(error = %err, "retention failed; will retry next hour"),
         }
-        match apply_plan_windows(&db, &plans, now_ms).await {
+        let applied = apply_plan_windows(&db, &plans, now_ms).await;
+        metrics.job_run(Job::PlanWindows, applied.is_ok(), now_ms);
+        match applied {
             Ok(report) => tracing::info!(?report, "plan windows applied"),
             Err(err) => tracing::warn!(error = %err, "plan windows failed; will retry next hour"),
         }

@@ -14,6 +14,7 @@ use sqlx::FromRow;
 use super::Db;
 use super::columns::JsonText;
 use crate::clock::Clock;
+use crate::metrics::{Job, Metrics};
 use crate::plans::Catalogue;
 
 /// A day in milliseconds.
@@ -329,13 +330,15 @@ pub const ROLL_UP_PERIOD: std::time::Duration = std::time::Duration::from_secs(3
 
 /// Rolls up now and every [`ROLL_UP_PERIOD`] after, each run redoing the days of the events
 /// received since the previous run began (a day back on the first).
-pub async fn roll_up_hourly(db: Db, plans: Catalogue, clock: Clock) {
+pub async fn roll_up_hourly(db: Db, plans: Catalogue, clock: Clock, metrics: Metrics) {
     let mut every = tokio::time::interval(ROLL_UP_PERIOD);
     let mut since = clock.now_ms() - DAY_MS;
     loop {
         every.tick().await;
         let started = clock.now_ms();
-        match roll_up_since(&db, &plans, since, started).await {
+        let rolled_up = roll_up_since(&db, &plans, since, started).await;
+        metrics.job_run(Job::RollUp, rolled_up.is_ok(), started);
+        match rolled_up {
             Ok(rows) => {
                 tracing::info!(rows, "daily statistics rolled up");
                 since = started;

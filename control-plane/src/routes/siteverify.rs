@@ -18,10 +18,32 @@ use crate::state::AppState;
 /// Longest idempotency key accepted (Turnstile uses UUIDs).
 const MAX_IDEMPOTENCY_KEY_LEN: usize = 128;
 
-/// `POST /siteverify`.
+/// `POST /siteverify`, counted by outcome for `/metrics`.
 pub async fn verify_token(
     State(state): State<AppState>,
     headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Answer {
+    let answer = answer(&state, &headers, body).await;
+    let response = &answer.1;
+    let outcome = match response.error_codes.first() {
+        Some(code) => code.as_str(),
+        None if response
+            .humanproof
+            .as_ref()
+            .is_some_and(|extras| extras.replayed) =>
+        {
+            "replayed"
+        }
+        None => "success",
+    };
+    state.metrics.siteverify(outcome);
+    answer
+}
+
+async fn answer(
+    state: &AppState,
+    headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Answer {
     let Ok(body) = body else {
@@ -54,5 +76,5 @@ pub async fn verify_token(
             Some("idempotency_key_too_long"),
         );
     }
-    siteverify::verify(&state, &secret, &token, idempotency_key.as_deref()).await
+    siteverify::verify(state, &secret, &token, idempotency_key.as_deref()).await
 }

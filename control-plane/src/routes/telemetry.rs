@@ -10,15 +10,48 @@ use humanproof_protocol::telemetry::{MAX_BATCH_EVENTS, SIGNATURE_HEADER, verify_
 
 use crate::db::telemetry::IngestOutcome;
 use crate::error::ApiError;
+use crate::metrics::BatchResult;
 use crate::service::usage;
 use crate::state::AppState;
 
-/// Checks the batch signature, then stores the events idempotently.
+/// Checks the batch signature, then stores the events idempotently; counts the batch, its
+/// events and their lag for `/metrics`.
 pub async fn ingest_batch(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<IngestOutcome>, ApiError> {
+    let batch = match read_batch(&state, &headers, body) {
+        Ok(batch) => batch,
+        Err(err) => {
+            state.metrics.telemetry_batch(BatchResult::Refused);
+            return Err(err);
+        }
+    };
+    match usage::record_telemetry(&state, &batch.events).await {
+        Ok(outcome) => {
+            state.metrics.telemetry_batch(BatchResult::Stored {
+                stored: outcome.stored,
+                duplicates: outcome.duplicates,
+                unknown_project: outcome.unknown_project,
+                events: &batch.events,
+                now_ms: state.clock.now_ms(),
+            });
+            Ok(Json(outcome))
+        }
+        Err(err) => {
+            state.metrics.telemetry_batch(BatchResult::Failed);
+            Err(err.into())
+        }
+    }
+}
+
+/// The batch, once its signature, shape and size are checked.
+fn read_batch(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<TelemetryBatch, ApiError> {
     let body = body?;
     let signature = headers
         .get(SIGNATURE_HEADER)
@@ -32,5 +65,5 @@ pub async fn ingest_batch(
     if batch.events.len() > MAX_BATCH_EVENTS {
         return Err(ApiError::PayloadTooLarge);
     }
-    Ok(Json(usage::record_telemetry(&state, &batch.events).await?))
+    Ok(batch)
 }
