@@ -904,3 +904,179 @@ async fn serve_exposes_metrics_and_finishes_requests_in_flight_on_sigterm() {
         "the request in flight was recorded before the exit: {usage}"
     );
 }
+
+/// Two `serve` replicas on one PostgreSQL, the way operators scale the control plane out.
+/// They start (and migrate) at once; siteverify load reaches both, every token sent to each
+/// of them at the same moment, a third of them as idempotent retries, with garbage in between;
+/// and the edge's queue delivers every telemetry batch to both. Afterwards each token was
+/// accepted by one replica only, nothing answered a 5xx, the monthly counters equal exactly
+/// what was sent, and the background jobs that ran in both at start succeeded in both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_on_one_postgresql_count_everything_once() {
+    use humanproof_protocol::telemetry::{SIGNATURE_HEADER, sign_batch};
+
+    const TOKENS: usize = 120;
+    const IN_FLIGHT: usize = 16;
+    let Some(database_url) = fresh_database_url(Backend::Postgres).await else {
+        return;
+    };
+    let unused = "http://127.0.0.1:9";
+    let (first, second) = tokio::join!(
+        Server::start(database_url.clone(), unused, unused),
+        Server::start(database_url, unused, unused)
+    );
+    let replicas = [first.base.clone(), second.base.clone()];
+    let (project_id, site_key, secret) = first.create_project("replicas").await;
+    let master = MasterSecret::new(MASTER_SECRET).unwrap();
+    let key = master.project_key(&project_id, 1);
+    let http = humanproof_control_plane::http::client();
+    let limit = std::sync::Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT));
+
+    // (token index, answer) for every siteverify call, in whatever order they finish.
+    let mut calls = tokio::task::JoinSet::new();
+    let tokens: Vec<String> = (0..TOKENS)
+        .map(|_| key.sign(&verification_claims(&site_key, "shop.example", now_ms())))
+        .collect();
+    for (index, token) in tokens.iter().enumerate() {
+        let idempotency_key = (index % 3 == 0).then(|| format!("retry-{index}"));
+        let garbage = (index % 10 == 0).then(|| format!("{token}x"));
+        for (replica, token) in replicas
+            .iter()
+            .map(|replica| (replica, token.clone()))
+            .chain(garbage.map(|garbage| (&replicas[index % 2], garbage)))
+        {
+            let mut form = vec![("secret", secret.clone()), ("response", token)];
+            if let Some(idempotency_key) = &idempotency_key {
+                form.push(("idempotency_key", idempotency_key.clone()));
+            }
+            let request = http.post(format!("{replica}/siteverify")).form(&form);
+            let limit = limit.clone();
+            calls.spawn(async move {
+                let _permit = limit.acquire_owned().await.unwrap();
+                let answer = request.send().await.unwrap();
+                let status = answer.status().as_u16();
+                (index, status, answer.json::<Value>().await.unwrap())
+            });
+        }
+    }
+    let mut accepted = vec![0; TOKENS];
+    let mut answers = 0;
+    while let Some(call) = calls.join_next().await {
+        let (index, status, body) = call.unwrap();
+        assert_eq!(status, 200, "{body}");
+        answers += 1;
+        if body["success"] == true && body["humanproof"]["replayed"] != true {
+            accepted[index] += 1;
+        } else if body["success"] == true {
+            assert!(index % 3 == 0, "only a retry is replayed: {body}");
+        } else {
+            let code = body["error-codes"][0].as_str().unwrap();
+            assert!(
+                ["timeout-or-duplicate", "invalid-input-response"].contains(&code),
+                "{body}"
+            );
+        }
+    }
+    assert!(
+        accepted.iter().all(|&count| count == 1),
+        "each token accepted once, by one replica: {accepted:?}"
+    );
+
+    // What the edge's queue sends: starts, solves, failed redeems and blocks, in batches of
+    // 25, each delivered to both replicas at once (a redelivery racing the first delivery).
+    let kinds = [
+        "challenge_issued",
+        "challenge_issued",
+        "redeem_succeeded",
+        "redeem_failed",
+        "challenge_blocked",
+        "challenge_refused",
+    ];
+    let events: Vec<Value> = (0..300)
+        .map(|index| {
+            json!({
+                "id": secrets::new_id(),
+                "kind": kinds[index % kinds.len()],
+                "at": now_ms(),
+                "project_id": project_id,
+                "site_key": site_key,
+            })
+        })
+        .collect();
+    let mut deliveries = tokio::task::JoinSet::new();
+    for batch in events.chunks(25) {
+        let body = serde_json::to_vec(&json!({ "events": batch })).unwrap();
+        for replica in &replicas {
+            let request = http
+                .post(format!("{replica}/internal/telemetry"))
+                .header("content-type", "application/json")
+                .header(SIGNATURE_HEADER, sign_batch(&master, now_ms(), &body))
+                .body(body.clone());
+            let limit = limit.clone();
+            deliveries.spawn(async move {
+                let _permit = limit.acquire_owned().await.unwrap();
+                let answer = request.send().await.unwrap();
+                (
+                    answer.status().as_u16(),
+                    answer.json::<Value>().await.unwrap(),
+                )
+            });
+        }
+    }
+    let mut stored = 0;
+    while let Some(delivery) = deliveries.join_next().await {
+        let (status, outcome) = delivery.unwrap();
+        assert_eq!(status, 200, "{outcome}");
+        stored += outcome["stored"].as_u64().unwrap();
+    }
+    assert_eq!(stored, 300, "each event stored by one delivery only");
+
+    let usage = first.cli(&["usage", "--project-id", &project_id]).await;
+    let per_kind = |kind: &str| (0..300).filter(|i| kinds[i % kinds.len()] == kind).count();
+    assert_eq!(
+        usage["usage"],
+        json!({
+            "protected_attempts": per_kind("redeem_succeeded")
+                + per_kind("redeem_failed")
+                + per_kind("challenge_blocked"),
+            "challenges_issued": per_kind("challenge_issued"),
+            "refusals": per_kind("challenge_refused"),
+            "risk_blocked": per_kind("challenge_blocked"),
+            "verifications": answers,
+        }),
+        "{usage}"
+    );
+
+    // Each replica counted its own share; together, one success per token. Retention and
+    // roll-ups ran in both at start, at the same time, and succeeded in both.
+    let mut successes = 0;
+    for server in [&first, &second] {
+        let scrape = http
+            .get(&server.metrics)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        successes += scrape
+            .lines()
+            .find_map(|line| {
+                line.strip_prefix(r#"humanproof_siteverify_total{outcome="success"} "#)
+            })
+            .map_or(0, |count| count.parse::<usize>().unwrap());
+        for job in ["retention", "plan_windows", "roll_up"] {
+            let ok = format!("humanproof_job_runs_total{{job=\"{job}\",result=\"ok\"}} 1");
+            assert!(scrape.contains(&ok), "{ok} in\n{scrape}");
+            assert!(!scrape.contains(&format!("job=\"{job}\",result=\"failed\"")));
+        }
+    }
+    assert!(
+        successes >= TOKENS,
+        "first answers and replays: {successes}"
+    );
+    for server in [first, second] {
+        let (status, log) = server.stop().await;
+        assert!(status.success(), "{log}");
+    }
+}
