@@ -544,6 +544,26 @@ on_both_databases! {
         assert_eq!((malformed.status, malformed.json["error"]["code"].clone()), (400, json!("bad_request")));
     }
 
+    async fn a_batch_with_repeats_and_deleted_projects_stores_each_new_event_once(world: World) {
+        let site = world.create_project(quick_project("repeats")).await;
+        world.verification_token(site.site_key()).await;
+        let events = world.take_events().await;
+        assert_eq!(events.len(), 2);
+        let mut gone = events[0].clone();
+        gone.id = "0".repeat(32);
+        gone.project_id = "a-project-deleted-since".into();
+        // Each event twice in one batch, and one for a project that no longer exists.
+        let batch = [events.clone(), events.clone(), vec![gone]].concat();
+        let now = world.clock.now_ms();
+        let first = telemetry::ingest(&world.db, &batch, now).await.unwrap();
+        assert_eq!((first.stored, first.duplicates, first.unknown_project), (2, 2, 1));
+        let again = telemetry::ingest(&world.db, &batch, now).await.unwrap();
+        assert_eq!((again.stored, again.duplicates, again.unknown_project), (0, 4, 1));
+        let usage = telemetry::usage(&world.db, &site.project.id, &month_of(now)).await.unwrap();
+        assert_eq!((usage.protected_attempts, usage.challenges_issued), (1, 1));
+        assert_eq!(telemetry::ingest(&world.db, &[], now).await.unwrap(), Default::default());
+    }
+
     async fn usage_counts_protected_attempts_and_gates_the_edge(world: World) {
         let site = world
             .create_project(projects::ProjectSettings { monthly_limit: Some(3), ..quick_project("usage") })

@@ -195,14 +195,38 @@ impl ColumnValues {
         table: &'static str,
         then: &'static str,
     ) -> Query<'static, Any, AnyArguments> {
-        let columns: Vec<&str> = self.0.iter().map(|(column, _)| *column).collect();
-        let placeholders: Vec<String> = (1..=columns.len()).map(|n| format!("${n}")).collect();
-        let sql = format!(
-            "INSERT INTO {table} ({}) VALUES ({}) {then}",
-            columns.join(", "),
-            placeholders.join(", ")
+        Self::insert_rows_into(vec![self], table, then)
+    }
+
+    /// `INSERT INTO {table} (…) VALUES ($1, …), ($n, …) {then}`: one statement for all of
+    /// `rows`, which set the same columns in the same order. Only a single row's statement is
+    /// kept prepared: one per row count would crowd the connection's statement cache.
+    pub fn insert_rows_into(
+        rows: Vec<Self>,
+        table: &'static str,
+        then: &'static str,
+    ) -> Query<'static, Any, AnyArguments> {
+        let columns: Vec<&str> = rows
+            .first()
+            .map(|row| row.0.iter().map(|(column, _)| *column).collect())
+            .unwrap_or_default();
+        debug_assert!(
+            rows.iter().all(|row| row
+                .0
+                .iter()
+                .map(|(column, _)| *column)
+                .eq(columns.iter().copied())),
+            "every row sets the same columns"
         );
-        self.bind_to(sqlx::query(sqlx::AssertSqlSafe(sql)))
+        let sql = format!(
+            "INSERT INTO {table} ({}) VALUES {} {then}",
+            columns.join(", "),
+            rows_of_placeholders(rows.len(), columns.len())
+        );
+        let single = rows.len() == 1;
+        let query = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(single);
+        rows.into_iter()
+            .fold(query, |query, row| row.bind_to(query))
     }
 
     /// `UPDATE {table} SET column = $1, …, {also} WHERE {key_column} = $n`, with every value

@@ -3,13 +3,15 @@
 //! An event is stored once, keyed by its id; usage counters move only when an event is
 //! stored for the first time, in the same transaction, so redelivery never double-counts.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use humanproof_protocol::risk::RiskFactor;
+use humanproof_protocol::telemetry::MAX_BATCH_EVENTS;
 use humanproof_protocol::{Decision, RiskReason, Score, TelemetryEvent, TelemetryKind};
 use serde::Serialize;
+use sqlx::Row as _;
 
-use super::columns::{ColumnValues, InRange, JsonText, Named};
+use super::columns::{ColumnValues, InRange, JsonText, Named, rows_of_placeholders};
 use super::{Db, month_of};
 
 /// What happened to a batch.
@@ -85,7 +87,8 @@ impl Usage {
     }
 }
 
-/// Stores a batch in one transaction and bumps usage for the events that are new.
+/// Stores a batch in one transaction and bumps usage for the events that are new: one read
+/// of which projects exist and one multi-row INSERT, whatever the batch's size (to 500).
 pub async fn ingest(
     db: &Db,
     events: &[TelemetryEvent],
@@ -93,61 +96,42 @@ pub async fn ingest(
 ) -> Result<IngestOutcome, sqlx::Error> {
     let mut tx = db.begin_write().await?;
     let mut outcome = IngestOutcome::default();
-    let mut known_projects = HashSet::new();
-    let mut unknown_projects = HashSet::new();
     // Counters are added in key order, the order siteverify's writers take usage rows in:
     // transactions that lock rows in one order never wait on each other in a cycle.
     let mut usage: BTreeMap<(String, String), Usage> = BTreeMap::new();
     let mut networks: BTreeMap<NetworkKey, NetworkCount> = BTreeMap::new();
 
+    let known_projects = existing_projects(&mut tx, events).await?;
+    let mut seen = HashSet::new();
+    let mut candidates = Vec::with_capacity(events.len());
     for event in events {
-        if unknown_projects.contains(&event.project_id) {
-            outcome.unknown_project += 1;
-            continue;
-        }
         if !known_projects.contains(&event.project_id) {
-            let exists = sqlx::query("SELECT 1 FROM projects WHERE id = $1")
-                .bind(&event.project_id)
-                .fetch_optional(&mut *tx)
-                .await?
-                .is_some();
-            if !exists {
-                unknown_projects.insert(event.project_id.clone());
-                outcome.unknown_project += 1;
-                continue;
-            }
-            known_projects.insert(event.project_id.clone());
+            outcome.unknown_project += 1;
+        } else if !seen.insert(event.id.as_str()) {
+            // Repeated within the batch: the first occurrence is the one that may be new.
+            outcome.duplicates += 1;
+        } else {
+            candidates.push(event);
         }
-        let risk = event.risk.as_ref();
-        let inserted = ColumnValues::default()
-            .set("id", event.id.as_str())
-            .set("project_id", event.project_id.as_str())
-            .set("kind", event.kind.as_str())
-            .set("reason", event.reason.map(|reason| reason.as_str()))
-            .set("at", event.at)
-            .set("challenge_id", event.challenge_id.as_deref())
-            .set("hostname", event.hostname.as_deref())
-            .set("difficulty", event.difficulty.map(i64::from))
-            .set("ip_hash", event.ip_hash.as_deref())
-            .set("ua_hash", event.ua_hash.as_deref())
-            .set("received_at", received_at)
-            .set(
-                "risk_score",
-                risk.map(|risk| i64::from(risk.score.tenths())),
-            )
-            .set(
-                "risk_factors",
-                risk.map(|risk| serde_json::to_string(&risk.factors).expect("factors serialize")),
-            )
-            .set("risk_decision", risk.map(|risk| risk.decision.as_str()))
-            .set("preset", risk.map(|risk| risk.preset.as_str()))
-            .set("risk_mode", risk.map(|risk| risk.mode.as_str()))
-            .insert_into("telemetry_events", "ON CONFLICT (id) DO NOTHING")
-            .execute(&mut *tx)
-            .await?
-            .rows_affected()
-            == 1;
-        if inserted {
+    }
+    // One statement per chunk; the ids it returns are the events stored for the first time.
+    let mut stored = HashSet::new();
+    for chunk in candidates.chunks(MAX_EVENTS_PER_INSERT) {
+        let rows = chunk
+            .iter()
+            .map(|event| event_row(event, received_at))
+            .collect();
+        let insert = ColumnValues::insert_rows_into(
+            rows,
+            "telemetry_events",
+            "ON CONFLICT (id) DO NOTHING RETURNING id",
+        );
+        for row in insert.fetch_all(&mut *tx).await? {
+            stored.insert(row.try_get::<String, _>(0)?);
+        }
+    }
+    for event in candidates {
+        if stored.contains(&event.id) {
             outcome.stored += 1;
             usage
                 .entry((event.project_id.clone(), month_of(event.at)))
@@ -179,6 +163,61 @@ pub async fn ingest(
     }
     tx.commit().await?;
     Ok(outcome)
+}
+
+/// Most events one INSERT takes: sixteen values each, well under either database's limit on
+/// bound values, and a whole batch of the edge's ([`MAX_BATCH_EVENTS`]).
+const MAX_EVENTS_PER_INSERT: usize = MAX_BATCH_EVENTS;
+
+/// The ids, among the events' projects, of those that still exist.
+async fn existing_projects(
+    tx: &mut sqlx::AnyConnection,
+    events: &[TelemetryEvent],
+) -> Result<HashSet<String>, sqlx::Error> {
+    let asked: BTreeSet<&str> = events
+        .iter()
+        .map(|event| event.project_id.as_str())
+        .collect();
+    if asked.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let sql = format!(
+        "SELECT id FROM projects WHERE id IN {}",
+        rows_of_placeholders(1, asked.len())
+    );
+    let select = asked.into_iter().fold(
+        sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql)).persistent(false),
+        |select, id| select.bind(id),
+    );
+    Ok(select.fetch_all(&mut *tx).await?.into_iter().collect())
+}
+
+/// The row an event is stored as.
+fn event_row(event: &TelemetryEvent, received_at: i64) -> ColumnValues {
+    let risk = event.risk.as_ref();
+    ColumnValues::default()
+        .set("id", event.id.as_str())
+        .set("project_id", event.project_id.as_str())
+        .set("kind", event.kind.as_str())
+        .set("reason", event.reason.map(|reason| reason.as_str()))
+        .set("at", event.at)
+        .set("challenge_id", event.challenge_id.as_deref())
+        .set("hostname", event.hostname.as_deref())
+        .set("difficulty", event.difficulty.map(i64::from))
+        .set("ip_hash", event.ip_hash.as_deref())
+        .set("ua_hash", event.ua_hash.as_deref())
+        .set("received_at", received_at)
+        .set(
+            "risk_score",
+            risk.map(|risk| i64::from(risk.score.tenths())),
+        )
+        .set(
+            "risk_factors",
+            risk.map(|risk| serde_json::to_string(&risk.factors).expect("factors serialize")),
+        )
+        .set("risk_decision", risk.map(|risk| risk.decision.as_str()))
+        .set("preset", risk.map(|risk| risk.preset.as_str()))
+        .set("risk_mode", risk.map(|risk| risk.mode.as_str()))
 }
 
 /// Which counter a start's country or network goes to: project, month, dimension, value.
