@@ -2,8 +2,8 @@
 // in the repository's wrangler.toml, against the real control plane binary:
 // challenge, redeem, gates, CORS, single redeem (Durable Object), body size caps (declared or
 // streamed), risk scoring with the visitor-state Durable Object (blocks, repeat failures,
-// rate limits), queue telemetry delivery (including redelivery after a lost acknowledgement)
-// and usage accounting (junk redeems count nothing), the widget's settings read from the
+// rate limits), queue telemetry delivery (including redelivery after a lost acknowledgement,
+// and a control plane stopped and started again while the edge serves) and usage accounting (junk redeems count nothing), the widget's settings read from the
 // snapshot, and the widget's files served as the Worker's static assets.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
@@ -45,10 +45,12 @@ let control;
 let flakyProxy;
 const projects = {};
 
-/** Forwards to the control plane, but answers 503 after forwarding while `dropAcks` > 0.
- *  Keeps every telemetry event it forwarded, by id, in `events`. */
+/** Forwards to the control plane, but answers 503 after forwarding while `dropAcks` > 0,
+ *  and 502 when the control plane cannot be reached (counted in `unreachable`), as a load
+ *  balancer in front of a stopped control plane does. Keeps every telemetry event it
+ *  forwarded, by id, in `events`. */
 function startFlakyProxy(target) {
-  const proxy = { dropAcks: 0, forwarded: 0, events: new Map() };
+  const proxy = { dropAcks: 0, forwarded: 0, unreachable: 0, events: new Map() };
   proxy.server = createServer((req, res) => {
     const upstream = new URL(req.url, target);
     const sent = [];
@@ -66,6 +68,10 @@ function startFlakyProxy(target) {
           res.writeHead(up.statusCode, up.headers).end(Buffer.concat(chunks));
         }
       });
+    });
+    forward.on("error", () => {
+      proxy.unreachable++;
+      res.writeHead(502).end("control plane unreachable");
     });
     req.pipe(forward);
   });
@@ -147,6 +153,7 @@ before(async () => {
   projects.enforcing = control.createProject("enforcing", ...QUICK, "--risk-mode", "enforce");
   projects.tight = control.createProject("tight", ...QUICK, "--rate-limit", "3");
   projects.junk = control.createProject("junk", ...QUICK);
+  projects.outage = control.createProject("outage", ...QUICK);
   await control.start();
   flakyProxy = await startFlakyProxy(control.url);
 
@@ -486,6 +493,34 @@ describe("telemetry and usage through the queue", () => {
     await seedSnapshot();
     const refused = await edge(`/${siteKey}/challenge`);
     assert.deepEqual([refused.status, refused.json.reason], [429, "usage_exhausted"]);
+  });
+
+  test("the control plane stops while the edge keeps serving, then comes back: every event arrives once", async () => {
+    const siteKey = projects.outage.site_key;
+    const address = new URL(control.url).host;
+    await control.stop();
+    const unreachableBefore = flakyProxy.unreachable;
+    // The edge decides from its snapshot: starts and redeems go on without the control plane.
+    for (let i = 0; i < 4; i++) {
+      const { challenge, token } = await startChallenge(siteKey);
+      assert.equal((await redeem(siteKey, token, solve(token, challenge))).status, 200);
+    }
+    const spent = await startChallenge(siteKey);
+    assert.equal((await redeem(siteKey, spent.token, [])).status, 400);
+    await waitFor("a delivery to fail", () => flakyProxy.unreachable > unreachableBefore);
+    // Back on the same address and database, as after a restart or a deploy.
+    await control.start(address);
+    const counted = (usage) => ({
+      protected_attempts: usage.protected_attempts,
+      challenges_issued: usage.challenges_issued,
+      refusals: usage.refusals,
+      risk_blocked: usage.risk_blocked,
+    });
+    const sent = { protected_attempts: 5, challenges_issued: 5, refusals: 0, risk_blocked: 0 };
+    await waitFor("the events sent during the outage", () => control.usage(projects.outage.project_id).protected_attempts >= 5);
+    // Give any further redelivery time to land before checking each counted once.
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    assert.deepEqual(counted(control.usage(projects.outage.project_id)), sent);
   });
 
   test("junk at the redeem endpoint reaches neither the queue nor the plan", async () => {
