@@ -31,11 +31,17 @@ pub enum Backend {
     Postgres,
 }
 
-/// A connection pool, the backend behind it, siteverify's group-committing writer, and the
-/// projects siteverify found by secret a moment ago.
+/// A connection pool, the connections write transactions take, the backend behind them,
+/// siteverify's group-committing writer, and the projects siteverify found by secret a
+/// moment ago.
 #[derive(Debug, Clone)]
 pub struct Db {
     pool: AnyPool,
+    /// On SQLite a pool of one connection: SQLite takes one writer at a time, and writers
+    /// holding connections of their own would wait for its lock in SQLite's busy handler,
+    /// which sleeps up to 100 ms a try. Queued for the one connection instead, they take
+    /// turns first come, first served. On PostgreSQL, `pool` itself.
+    writer: AnyPool,
     backend: Backend,
     siteverify: siteverify::Writer,
     found_by_secret: projects::FoundBySecret,
@@ -72,33 +78,42 @@ impl Db {
         if backend == Backend::Sqlite {
             create_sqlite_folder(url)?;
         }
-        let pool = AnyPoolOptions::new()
-            .max_connections(8)
-            // While the database is away, a caller (siteverify's backend, a load balancer's
-            // probe) gets an error within seconds rather than waiting half a minute.
-            .acquire_timeout(std::time::Duration::from_secs(5))
-            .after_connect(move |connection, _| {
-                Box::pin(async move {
-                    if backend == Backend::Sqlite {
-                        // In WAL mode, NORMAL syncs the log at checkpoints, not at every commit:
-                        // a crash of the process loses nothing, a power loss at most the last
-                        // commits (the README says what that means for siteverify).
-                        sqlx::Executor::execute(connection, "PRAGMA synchronous = NORMAL").await?;
-                    }
-                    Ok(())
+        let options = |connections| {
+            AnyPoolOptions::new()
+                .max_connections(connections)
+                // While the database is away, a caller (siteverify's backend, a load
+                // balancer's probe) gets an error within seconds rather than waiting half a
+                // minute.
+                .acquire_timeout(std::time::Duration::from_secs(5))
+                .after_connect(move |connection, _| {
+                    Box::pin(async move {
+                        if backend == Backend::Sqlite {
+                            // In WAL mode, NORMAL syncs the log at checkpoints, not at every
+                            // commit: a crash of the process loses nothing, a power loss at
+                            // most the last commits (the README says what that means for
+                            // siteverify).
+                            sqlx::Executor::execute(connection, "PRAGMA synchronous = NORMAL")
+                                .await?;
+                        }
+                        Ok(())
+                    })
                 })
-            })
-            .connect(url)
-            .await?;
-        if backend == Backend::Sqlite {
-            // WAL lets the dashboard and siteverify read while telemetry is being written.
-            sqlx::query("PRAGMA journal_mode = WAL")
-                .execute(&pool)
-                .await?;
-        }
-        let siteverify = siteverify::Writer::start(pool.clone(), backend);
+        };
+        let pool = options(8).connect(url).await?;
+        let writer = match backend {
+            Backend::Sqlite => {
+                // WAL lets the dashboard and siteverify read while telemetry is being written.
+                sqlx::query("PRAGMA journal_mode = WAL")
+                    .execute(&pool)
+                    .await?;
+                options(1).connect(url).await?
+            }
+            Backend::Postgres => pool.clone(),
+        };
+        let siteverify = siteverify::Writer::start(writer.clone(), backend);
         let db = Self {
             pool,
+            writer,
             backend,
             siteverify,
             found_by_secret: projects::FoundBySecret::default(),
@@ -118,11 +133,12 @@ impl Db {
         }
     }
 
-    /// A transaction that will write. On SQLite it takes the write lock up front
+    /// A transaction that will write, on the writers' connection (SQLite) or any of the pool's
+    /// (PostgreSQL). On SQLite it takes the write lock up front
     /// (`BEGIN IMMEDIATE`): a transaction that reads first and upgrades later fails at once
     /// with "database is locked" when another writer is active, instead of waiting its turn.
     pub async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
-        begin_write(&self.pool, self.backend).await
+        begin_write(&self.writer, self.backend).await
     }
 
     /// Siteverify's writes (claims and analytics), committed in groups.
