@@ -1080,3 +1080,139 @@ async fn two_replicas_on_one_postgresql_count_everything_once() {
         assert!(status.success(), "{log}");
     }
 }
+
+/// The SQLite file's disk fills up under `serve`: siteverify answers `internal-error` (never a
+/// success it could not record) and the log says why. Then `serve` starts on the disk mounted
+/// read-only: the same answer, the same clear log. When space and writes come back, every token
+/// answered `success` stays spent, the token refused meanwhile verifies once, and the file
+/// passes SQLite's integrity check. The disk is a 4 MiB tmpfs, which takes root to mount:
+/// without root this test says so and checks nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_on_a_full_or_read_only_disk_fails_clearly_and_loses_nothing() {
+    let disk = std::env::temp_dir().join(format!("humanproof-disk-{}", secrets::new_id()));
+    std::fs::create_dir_all(&disk).unwrap();
+    let mount = |options: &str| {
+        std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", options, "tmpfs"])
+            .arg(&disk)
+            .status()
+            .is_ok_and(|status| status.success())
+    };
+    if !mount("size=4m") {
+        eprintln!(
+            "skipping: cannot mount a tmpfs at {} (needs root)",
+            disk.display()
+        );
+        return;
+    }
+    let _unmount = Unmount(disk.clone());
+    let remount = |options: &str| {
+        let status = std::process::Command::new("mount")
+            .args(["-o", &format!("remount,{options}")])
+            .arg(&disk)
+            .status()
+            .unwrap();
+        assert!(status.success(), "mount -o remount,{options}");
+    };
+    let database_url = format!("sqlite://{}?mode=rwc", disk.join("humanproof.db").display());
+    let unused = "http://127.0.0.1:9";
+    let server = Server::start(database_url.clone(), unused, unused).await;
+    let (project_id, site_key, secret) = server.create_project("disk").await;
+    let key = MasterSecret::new(MASTER_SECRET)
+        .unwrap()
+        .project_key(&project_id, 1);
+    let mint = || key.sign(&verification_claims(&site_key, "shop.example", now_ms()));
+    let http = humanproof_control_plane::http::client();
+    let siteverify = |base: &str, token: &str| {
+        let request = http
+            .post(format!("{base}/siteverify"))
+            .form(&[("secret", secret.as_str()), ("response", token)]);
+        async move {
+            let answer = request.send().await.unwrap();
+            let status = answer.status().as_u16();
+            (status, answer.json::<Value>().await.unwrap())
+        }
+    };
+
+    // Fill the disk, then verify until SQLite has no room left for what a claim writes.
+    let filler = disk.join("filler");
+    {
+        use std::io::Write as _;
+        let mut file = std::fs::File::create(&filler).unwrap();
+        while file.write_all(&[0; 64 * 1024]).is_ok() {}
+    }
+    let mut spent = Vec::new();
+    let mut refused = None;
+    for _ in 0..2000 {
+        let token = mint();
+        let (status, body) = siteverify(&server.base, &token).await;
+        if status == 500 {
+            assert_eq!(body["error-codes"], json!(["internal-error"]), "{body}");
+            refused = Some(token);
+            break;
+        }
+        assert_eq!((status, &body["success"]), (200, &json!(true)), "{body}");
+        spent.push(token);
+    }
+    let refused = refused.expect("a full disk refuses a claim at last");
+    let (status, log) = server.stop().await;
+    assert!(status.success(), "{log}");
+    assert!(
+        log.contains("database or disk is full"),
+        "the log says why:\n{log}"
+    );
+    std::fs::remove_file(&filler).unwrap();
+
+    // A read-only disk: `serve` starts and reads, but every write fails, saying why.
+    remount("ro");
+    let server = Server::start(database_url.clone(), unused, unused).await;
+    let (status, body) = siteverify(&server.base, &refused).await;
+    assert_eq!(
+        (status, &body["error-codes"]),
+        (500, &json!(["internal-error"])),
+        "{body}"
+    );
+    let (status, log) = server.stop().await;
+    assert!(status.success(), "{log}");
+    assert!(
+        log.contains("readonly database"),
+        "the log says why:\n{log}"
+    );
+    remount("rw");
+
+    // Space and writes are back: the refused token verifies once, the spent ones never again.
+    let server = Server::start(database_url.clone(), unused, unused).await;
+    let (status, body) = siteverify(&server.base, &refused).await;
+    assert_eq!((status, &body["success"]), (200, &json!(true)), "{body}");
+    for token in spent.iter().chain([&refused]) {
+        let (status, body) = siteverify(&server.base, token).await;
+        assert_eq!(
+            (status, &body["error-codes"]),
+            (200, &json!(["timeout-or-duplicate"])),
+            "{body}"
+        );
+    }
+    let (status, log) = server.stop().await;
+    assert!(status.success(), "{log}");
+    sqlx::any::install_default_drivers();
+    let db = sqlx::AnyPool::connect(&database_url).await.unwrap();
+    let (check,): (String,) = sqlx::query_as("PRAGMA integrity_check")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(check, "ok");
+    db.close().await;
+}
+
+/// Unmounts a test's disk when the test ends, passed or failed.
+struct Unmount(PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("--lazy")
+            .arg(&self.0)
+            .status();
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
