@@ -275,7 +275,7 @@ pub async fn insert(
         .set("billing_status", new.billing_status.as_str())
         .set("created_at", now_ms)
         .set("updated_at", now_ms)
-        .insert_into("projects", "")
+        .insert_into(db.backend(), "projects", "")
         .execute(db.pool())
         .await?;
     find(db, &id).await?.ok_or(sqlx::Error::RowNotFound)

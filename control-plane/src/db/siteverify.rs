@@ -194,7 +194,7 @@ async fn write_group(
     mut records: Vec<VerificationRecord>,
 ) -> Result<Vec<Claim>, sqlx::Error> {
     let mut tx = super::begin_write(pool, backend).await?;
-    let outcomes = claim_all(&mut tx, claims).await?;
+    let outcomes = claim_all(&mut tx, backend, claims).await?;
     for (request, outcome) in claims.iter().zip(&outcomes) {
         let succeeded = outcome.succeeds_for(request.idempotency_key.as_deref());
         records.push(VerificationRecord {
@@ -203,7 +203,7 @@ async fn write_group(
             error_code: (!succeeded).then(|| DUPLICATE.to_owned()),
         });
     }
-    record_in(&mut tx, &records).await?;
+    record_in(&mut tx, backend, &records).await?;
     tx.commit().await?;
     Ok(outcomes)
 }
@@ -218,6 +218,7 @@ async fn write_group(
 /// cycle, which PostgreSQL ends by failing one group (every call in it).
 async fn claim_all(
     tx: &mut sqlx::AnyConnection,
+    backend: Backend,
     claims: &[ClaimRequest],
 ) -> Result<Vec<Claim>, sqlx::Error> {
     // The first request for each token, by arrival, in token order.
@@ -231,7 +232,7 @@ async fn claim_all(
     let sql = format!(
         "INSERT INTO siteverify_claims (token_id, project_id, idempotency_key, response, \
          expires_at) VALUES {} ON CONFLICT (token_id) DO NOTHING RETURNING token_id",
-        rows_of_placeholders(firsts.len(), 5)
+        rows_of_placeholders(backend, firsts.len(), 5)
     );
     let mut insert = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql)).persistent(false);
     for request in firsts.values().map(|&index| &claims[index]) {
@@ -255,7 +256,7 @@ async fn claim_all(
         let sql = format!(
             "SELECT token_id, idempotency_key, response FROM siteverify_claims \
              WHERE token_id IN {}",
-            rows_of_placeholders(1, before.len())
+            rows_of_placeholders(backend, 1, before.len())
         );
         let mut select =
             sqlx::query_as::<_, (String, Option<String>, String)>(sqlx::AssertSqlSafe(sql))
@@ -304,12 +305,13 @@ const MAX_ROWS_PER_INSERT: usize = 1000;
 /// in (project, month) order: the order telemetry ingest takes the same rows in.
 async fn record_in(
     tx: &mut sqlx::AnyConnection,
+    backend: Backend,
     records: &[VerificationRecord],
 ) -> Result<(), sqlx::Error> {
     for chunk in records.chunks(MAX_ROWS_PER_INSERT) {
         let sql = format!(
             "INSERT INTO verification_events (id, project_id, at, success, error_code) VALUES {}",
-            rows_of_placeholders(chunk.len(), 5)
+            rows_of_placeholders(backend, chunk.len(), 5)
         );
         let mut insert = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
         for record in chunk {
@@ -345,6 +347,6 @@ pub async fn record_verifications(
     records: &[VerificationRecord],
 ) -> Result<(), sqlx::Error> {
     let mut tx = db.begin_write().await?;
-    record_in(&mut tx, records).await?;
+    record_in(&mut tx, db.backend(), records).await?;
     tx.commit().await
 }

@@ -12,7 +12,7 @@ use serde::Serialize;
 use sqlx::Row as _;
 
 use super::columns::{ColumnValues, InRange, JsonText, Named, rows_of_placeholders};
-use super::{Db, month_of};
+use super::{Backend, Db, month_of};
 
 /// What happened to a batch.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -101,7 +101,7 @@ pub async fn ingest(
     let mut usage: BTreeMap<(String, String), Usage> = BTreeMap::new();
     let mut networks: BTreeMap<NetworkKey, NetworkCount> = BTreeMap::new();
 
-    let known_projects = existing_projects(&mut tx, events).await?;
+    let known_projects = existing_projects(&mut tx, db.backend(), events).await?;
     let mut seen = HashSet::new();
     let mut candidates = Vec::with_capacity(events.len());
     for event in events {
@@ -122,6 +122,7 @@ pub async fn ingest(
             .map(|event| event_row(event, received_at))
             .collect();
         let insert = ColumnValues::insert_rows_into(
+            db.backend(),
             rows,
             "telemetry_events",
             "ON CONFLICT (id) DO NOTHING RETURNING id",
@@ -172,6 +173,7 @@ const MAX_EVENTS_PER_INSERT: usize = MAX_BATCH_EVENTS;
 /// The ids, among the events' projects, of those that still exist.
 async fn existing_projects(
     tx: &mut sqlx::AnyConnection,
+    backend: Backend,
     events: &[TelemetryEvent],
 ) -> Result<HashSet<String>, sqlx::Error> {
     let asked: BTreeSet<&str> = events
@@ -183,7 +185,7 @@ async fn existing_projects(
     }
     let sql = format!(
         "SELECT id FROM projects WHERE id IN {}",
-        rows_of_placeholders(1, asked.len())
+        rows_of_placeholders(backend, 1, asked.len())
     );
     let select = asked.into_iter().fold(
         sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql)).persistent(false),
@@ -540,7 +542,7 @@ mod tests {
             .set("risk_score", 35_i64)
             .set("risk_factors", factors)
             .set("risk_decision", decision)
-            .insert_into("telemetry_events", "")
+            .insert_into(db.backend(), "telemetry_events", "")
             .execute(db.pool())
             .await
             .unwrap();
