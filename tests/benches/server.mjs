@@ -6,13 +6,19 @@
 // Each request is one of: a fresh token (verified once, must succeed), a duplicate of a token
 // sent earlier in the run (possibly still in flight: must fail), or garbage (must fail). The
 // run fails loudly if any answer is not what its request deserves, or on any error or 5xx.
+//
+// Then telemetry ingestion: signed batches of 100 events (the edge queue's batch size) posted
+// by 4 senders to `POST /internal/telemetry`, next to the same rows written straight into the
+// same database as one multi-row INSERT per batch, each in its own transaction (psql or the
+// sqlite3 shell, one connection): what storing them costs without the HTTP hop, signature,
+// idempotency and usage counters. Taking turns, three rounds.
 import autocannon from "autocannon";
 import { createHash, randomBytes } from "node:crypto";
 import { execFileSync, spawn } from "node:child_process";
 import { once } from "node:events";
 import { cpus, totalmem } from "node:os";
 import { ControlPlane, ROOT, stopProcess } from "../support/control-plane.mjs";
-import { projectKey, sign } from "../support/tokens.mjs";
+import { projectKey, sign, signBatch } from "../support/tokens.mjs";
 
 const CONNECTIONS = 10;
 const REQUESTS = Number(process.env.BENCH_REQUESTS ?? 20000);
@@ -164,8 +170,81 @@ async function startOurs(databaseUrl) {
   const control = new ControlPlane(MASTER_SECRET);
   if (databaseUrl) control.env.HUMANPROOF_DATABASE_URL = databaseUrl;
   const project = control.createProject("bench", "--production-domain", "shop.example");
-  const url = `${await control.start()}/siteverify`;
-  return { url, bodies: () => ourBodies(project), stop: () => control.stop() };
+  const base = await control.start();
+  return {
+    url: `${base}/siteverify`,
+    bodies: () => ourBodies(project),
+    stop: () => control.stop(),
+    telemetry: { base, project, databaseUrl: control.env.HUMANPROOF_DATABASE_URL },
+  };
+}
+
+const TELEMETRY_BATCH = 100;
+const TELEMETRY_BATCHES = Number(process.env.BENCH_TELEMETRY_BATCHES ?? 200);
+const TELEMETRY_SENDERS = 4;
+const KINDS = ["challenge_issued", "redeem_succeeded", "challenge_issued", "redeem_failed", "challenge_blocked"];
+
+/** A run's events, in batches, as the edge sends them: hashed visitor, page, network. */
+function telemetryBatches(project) {
+  const now = Date.now();
+  return Array.from({ length: TELEMETRY_BATCHES }, () =>
+    Array.from({ length: TELEMETRY_BATCH }, (_, i) => ({
+      id: randomBytes(16).toString("hex"),
+      kind: KINDS[i % KINDS.length],
+      at: now,
+      project_id: project.project_id,
+      site_key: project.site_key,
+      challenge_id: randomBytes(16).toString("hex"),
+      hostname: "shop.example",
+      difficulty: 4,
+      ip_hash: randomBytes(32).toString("hex"),
+      ua_hash: randomBytes(32).toString("hex"),
+      network: { country: "DE", asn: 3320 },
+    })),
+  );
+}
+
+/** Posts every batch, signed, from `TELEMETRY_SENDERS` senders; events stored per second. */
+async function ingestOverHttp({ base }, batches) {
+  let next = 0;
+  const started = process.hrtime.bigint();
+  const sender = async () => {
+    while (next < batches.length) {
+      const body = JSON.stringify({ events: batches[next++] });
+      const answer = await fetch(`${base}/internal/telemetry`, {
+        method: "POST",
+        headers: { "content-type": "application/json", "x-humanproof-signature": signBatch(MASTER_SECRET, Date.now(), body) },
+        body,
+      });
+      const outcome = await answer.json();
+      if (answer.status !== 200 || outcome.stored !== TELEMETRY_BATCH) throw new Error(`ingest: ${answer.status} ${JSON.stringify(outcome)}`);
+    }
+  };
+  await Promise.all(Array.from({ length: TELEMETRY_SENDERS }, sender));
+  return (batches.length * TELEMETRY_BATCH) / (Number(process.hrtime.bigint() - started) / 1e9);
+}
+
+/** The same rows straight into the database: a multi-row INSERT per batch, a transaction
+ *  each, through one connection of the database's own shell; events stored per second. */
+function rawInsert({ databaseUrl }, batches) {
+  const text = (value) => `'${value}'`;
+  const script = batches
+    .map((batch) => {
+      const rows = batch.map((e) =>
+        `(${[text(e.id), text(e.project_id), text(e.kind), "NULL", e.at, text(e.challenge_id), text(e.hostname), e.difficulty, text(e.ip_hash), text(e.ua_hash), e.at].join(", ")})`,
+      );
+      return `BEGIN;\nINSERT INTO telemetry_events (id, project_id, kind, reason, at, challenge_id, hostname, difficulty, ip_hash, ua_hash, received_at) VALUES ${rows.join(", ")};\nCOMMIT;\n`;
+    })
+    .join("");
+  const started = process.hrtime.bigint();
+  if (databaseUrl.startsWith("sqlite:")) {
+    const path = databaseUrl.replace(/^sqlite:\/\//, "").replace(/\?.*$/, "");
+    // As `serve` opens it: WAL (kept in the file) and synchronous=NORMAL.
+    execFileSync("sqlite3", [path], { input: `.timeout 5000\nPRAGMA synchronous=NORMAL;\n${script}` });
+  } else {
+    execFileSync(process.env.PSQL ?? "psql", [databaseUrl, "-q", "-v", "ON_ERROR_STOP=1"], { input: script });
+  }
+  return (batches.length * TELEMETRY_BATCH) / (Number(process.hrtime.bigint() - started) / 1e9);
 }
 
 function freshPostgresDatabase(adminUrl) {
@@ -195,6 +274,16 @@ for (let round = 0; round < ROUNDS; round++) {
     figures[name].push(run);
   }
 }
+
+const ingestion = {};
+for (const [name, server] of Object.entries(servers)) {
+  if (!server.telemetry) continue;
+  ingestion[name] = { ingest: [], raw: [] };
+  for (let round = 0; round < ROUNDS; round++) {
+    ingestion[name].ingest.push(await ingestOverHttp(server.telemetry, telemetryBatches(server.telemetry.project)));
+    ingestion[name].raw.push(rawInsert(server.telemetry, telemetryBatches(server.telemetry.project)));
+  }
+}
 for (const server of Object.values(servers)) await server.stop();
 
 const capRate = median(figures["Cap 4.0.5, in memory"].map((run) => run.perSecond));
@@ -204,4 +293,12 @@ for (const [name, runs] of Object.entries(figures)) {
   console.log(
     `| ${name} | ${spread(rates, 0)} | ${spread(runs.map((run) => run.p50), 2)} | ${spread(runs.map((run) => run.p99), 2)} | ${runs.reduce((sum, run) => sum + run.errors, 0)} | ${(median(rates) / capRate).toFixed(2)}× |`,
   );
+}
+
+console.log(
+  `\ntelemetry ingestion: ${TELEMETRY_BATCHES} batches of ${TELEMETRY_BATCH} events a run, ${TELEMETRY_SENDERS} senders over HTTP, next to the same rows INSERTed straight (one transaction a batch), ${ROUNDS} rounds taking turns`,
+);
+console.log("\n| database | ingest over HTTP, events/s | raw INSERT, events/s | ingest ÷ raw |\n| --- | --- | --- | --- |");
+for (const [name, { ingest, raw }] of Object.entries(ingestion)) {
+  console.log(`| ${name} | ${spread(ingest, 0)} | ${spread(raw, 0)} | ${(median(ingest) / median(raw)).toFixed(2)}× |`);
 }
