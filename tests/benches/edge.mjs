@@ -1,0 +1,141 @@
+// `./dev bench edge`: the built wasm edge worker in workerd (Miniflare, the bindings of
+// wrangler.toml), timed from Node per request, warm isolate:
+// - challenge starts on Balanced (d=4, c=80 before risk scaling; the c each start actually
+//   got is printed), from a browser's headers and a widget's signals, each from its own
+//   address so no rate limit is reached;
+// - redeems of the same number of sub-challenges as those starts (Custom with Balanced's c,
+//   risk-scaled the same way, solved at d=1 here: the edge checks one hash per sub-challenge
+//   whatever the difficulty, which only changes the solver's work);
+// - `GET /{siteKey}/settings`, a KV read and nothing else: the floor that Miniflare's hop
+//   between Node and workerd puts under every figure;
+// then the wasm bundle's size gzipped, and the cold start (a new workerd until its first
+// answer), three times. Medians with min and max, and p99; figures only.
+import { readFileSync } from "node:fs";
+import { gzipSync } from "node:zlib";
+import { join } from "node:path";
+import { cpus, totalmem } from "node:os";
+import { Miniflare } from "miniflare";
+import { unstable_getMiniflareWorkerOptions } from "wrangler";
+import { solve } from "../support/cap.mjs";
+import { ControlPlane, ROOT } from "../support/control-plane.mjs";
+import { answerEnvironmentCheck } from "../support/environment-check.mjs";
+
+const MASTER_SECRET = "edge-bench-master-secret-0123456789abcdef";
+const ORIGIN = "http://localhost:3000";
+const REQUESTS = Number(process.env.BENCH_EDGE_REQUESTS ?? 300);
+const COLD_STARTS = 3;
+const HUMAN_START = JSON.stringify({
+  widget: { variant: "checkbox", trigger: "click" },
+  signals: { elapsed_ms: 9000, focus_count: 3, blur_count: 2, key_count: 41, pointer_moves: 88, pointer_downs: 2, interactions: 46, visibility: "visible", was_hidden: false },
+  form: { page_path: "/signup", method: "post", action_path: "/signup", email: "ada@example.com" },
+});
+const browser = (i) => ({
+  "cf-connecting-ip": `198.51.${(i >> 8) & 255}.${i & 255}`,
+  "user-agent": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/156.0.0.0 Safari/537.36",
+  "accept-language": "en-GB,en;q=0.9",
+  "sec-fetch-site": "cross-site",
+  "sec-fetch-mode": "cors",
+  "sec-fetch-dest": "empty",
+  origin: ORIGIN,
+  "content-type": "application/json",
+});
+
+const control = new ControlPlane(MASTER_SECRET);
+const balanced = control.createProject("balanced", "--testing-domain", "localhost");
+const redeems = control.createProject("redeems", "--preset", "custom", "--difficulty", "1", "--challenge-count", "80", "--rate-limit", "1000", "--testing-domain", "localhost");
+const controlUrl = await control.start();
+
+const bundle = join(ROOT, "edge-worker/build/worker/shim.mjs");
+const { workerOptions } = unstable_getMiniflareWorkerOptions(join(ROOT, "wrangler.toml"));
+const newEdge = () =>
+  new Miniflare({
+    ...workerOptions,
+    modules: true,
+    modulesRoot: ROOT,
+    scriptPath: bundle,
+    modulesRules: [
+      { type: "ESModule", include: ["**/*.js", "**/*.mjs"] },
+      { type: "CompiledWasm", include: ["**/*.wasm"] },
+    ],
+    bindings: { ...workerOptions.bindings, CONTROL_PLANE_URL: controlUrl, HUMANPROOF_MASTER_SECRET: MASTER_SECRET },
+    host: "127.0.0.1",
+  });
+async function seed(mf) {
+  const kv = await mf.getKVNamespace("SNAPSHOT");
+  for (const { key, value } of control.snapshotPairs()) await kv.put(key, value);
+}
+
+/** Wall time of one request (ms) and its parsed answer. */
+async function timed(mf, path, init) {
+  const started = performance.now();
+  const response = await mf.dispatchFetch(`http://edge.test${path}`, init);
+  const text = await response.text();
+  const ms = performance.now() - started;
+  if (response.status !== 200) throw new Error(`${path}: ${response.status} ${text}`);
+  return { ms, json: JSON.parse(text) };
+}
+
+const median = (values) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
+const p99 = (values) => [...values].sort((a, b) => a - b)[Math.min(values.length - 1, Math.ceil(0.99 * values.length) - 1)];
+const row = (name, values, note = "") =>
+  console.log(`| ${name} | ${median(values).toFixed(2)} (${Math.min(...values).toFixed(2)}–${Math.max(...values).toFixed(2)}) | ${p99(values).toFixed(2)} | ${values.length} | ${note} |`);
+
+const mf = newEdge();
+await mf.ready;
+await seed(mf);
+// Warm up the isolate and its Durable Objects.
+for (let i = 0; i < 20; i++) {
+  await timed(mf, `/${balanced.site_key}/challenge`, { method: "POST", headers: browser(60000 + i), body: HUMAN_START });
+}
+
+const settings = [];
+const starts = [];
+const counts = new Map();
+for (let i = 0; i < REQUESTS; i++) {
+  settings.push((await timed(mf, `/${balanced.site_key}/settings`, { method: "GET" })).ms);
+  const started = await timed(mf, `/${balanced.site_key}/challenge`, { method: "POST", headers: browser(i), body: HUMAN_START });
+  starts.push(started.ms);
+  const { c, d } = started.json.challenge;
+  counts.set(`c=${c} d=${d}`, (counts.get(`c=${c} d=${d}`) ?? 0) + 1);
+}
+
+// Starts and solutions first, so the timed loop holds redeems only.
+const ready = [];
+for (let i = 0; i < REQUESTS; i++) {
+  const started = await timed(mf, `/${redeems.site_key}/challenge`, { method: "POST", headers: browser(30000 + i), body: HUMAN_START });
+  const { challenge, token, instrumentation } = started.json;
+  ready.push({
+    headers: browser(30000 + i),
+    body: JSON.stringify({ token, solutions: solve(token, challenge), instrumentation: instrumentation && answerEnvironmentCheck(instrumentation.script) }),
+    c: challenge.c,
+  });
+}
+const redeemTimes = [];
+for (const { headers, body } of ready) {
+  const redeemed = await timed(mf, `/${redeems.site_key}/redeem`, { method: "POST", headers, body });
+  if (!redeemed.json.success) throw new Error(JSON.stringify(redeemed.json));
+  redeemTimes.push(redeemed.ms);
+}
+await mf.dispose();
+
+const cold = [];
+for (let i = 0; i < COLD_STARTS; i++) {
+  const started = performance.now();
+  const fresh = newEdge();
+  await fresh.ready;
+  const response = await fresh.dispatchFetch(`http://edge.test/${balanced.site_key}/settings`);
+  await response.text();
+  cold.push(performance.now() - started);
+  await fresh.dispose();
+}
+await control.stop();
+
+const wasm = readFileSync(join(ROOT, "edge-worker/build/index_bg.wasm"));
+const redeemCounts = [...new Set(ready.map((r) => r.c))].join(", ");
+console.log(`the edge in workerd (Miniflare): ${cpus().length} × ${cpus()[0].model}, ${Math.round(totalmem() / 2 ** 30)} GiB, ${REQUESTS} requests each, one at a time`);
+console.log("\n| request | median ms (min–max) | p99 ms | n | work |\n| --- | --- | --- | --- | --- |");
+row("GET settings (KV read only: the Node↔workerd floor)", settings);
+row("POST challenge, Balanced", starts, [...counts].map(([work, n]) => `${work} ×${n}`).join(", "));
+row("POST redeem, Balanced's sub-challenges", redeemTimes, `c=${redeemCounts} (d=1)`);
+row("cold start: new workerd to first answer", cold);
+console.log(`\nwasm bundle: ${(wasm.length / 1024).toFixed(0)} KiB, ${(gzipSync(wasm, { level: 9 }).length / 1024).toFixed(0)} KiB gzipped`);
