@@ -31,14 +31,20 @@ pub struct Metrics(Arc<Registry>);
 
 #[derive(Debug, Default)]
 struct Registry {
-    requests: Counters<(String, &'static str, u16)>,
-    request_latency: Mutex<BTreeMap<String, Histogram>>,
+    routes: Mutex<BTreeMap<String, RouteStats>>,
     siteverify: Counters<String>,
     telemetry_batches: Counters<&'static str>,
     telemetry_events: Counters<&'static str>,
     telemetry_lag: Mutex<Option<Histogram>>,
     job_runs: Counters<(&'static str, &'static str)>,
     job_last_success: Mutex<BTreeMap<&'static str, f64>>,
+}
+
+/// One route template's answers by method and status, and their latency.
+#[derive(Debug)]
+struct RouteStats {
+    answers: BTreeMap<(&'static str, u16), u64>,
+    latency: Histogram,
 }
 
 /// A labelled counter family.
@@ -164,16 +170,22 @@ impl Metrics {
     /// Counts one answered request: its route template (or `unmatched`), method and status,
     /// and how long the answer took.
     pub fn request(&self, route: &str, method: &Method, status: u16, took: Duration) {
-        let method = standard_method(method);
-        self.0.requests.add((route.to_owned(), method, status), 1);
-        let mut latency = lock(&self.0.request_latency);
-        let histogram = match latency.get_mut(route) {
-            Some(histogram) => histogram,
-            None => latency
+        let mut routes = lock(&self.0.routes);
+        // Looked up by `&str` first: the key is allocated once per route, not per request.
+        let stats = match routes.get_mut(route) {
+            Some(stats) => stats,
+            None => routes
                 .entry(route.to_owned())
-                .or_insert_with(|| Histogram::new(&LATENCY_BUCKETS)),
+                .or_insert_with(|| RouteStats {
+                    answers: BTreeMap::new(),
+                    latency: Histogram::new(&LATENCY_BUCKETS),
+                }),
         };
-        histogram.observe(took.as_secs_f64());
+        *stats
+            .answers
+            .entry((standard_method(method), status))
+            .or_default() += 1;
+        stats.latency.observe(took.as_secs_f64());
     }
 
     /// Counts one siteverify answer by outcome: `success`, `replayed` or the error code.
@@ -223,31 +235,37 @@ impl Metrics {
     pub fn render(&self) -> String {
         let mut out = String::new();
         let registry = &self.0;
-        registry.requests.write(
+        let routes = lock(&registry.routes);
+        header(
             &mut out,
             "humanproof_http_requests_total",
+            "counter",
             "Requests answered, by route template, method and status.",
-            |(route, method, status)| {
-                format!(
-                    "route=\"{}\",method=\"{method}\",status=\"{status}\"",
-                    escape(route)
-                )
-            },
         );
+        for (route, stats) in routes.iter() {
+            let route = escape(route);
+            for ((method, status), count) in &stats.answers {
+                let _ = writeln!(
+                    out,
+                    "humanproof_http_requests_total{{route=\"{route}\",method=\"{method}\",status=\"{status}\"}} {count}"
+                );
+            }
+        }
         header(
             &mut out,
             "humanproof_http_request_duration_seconds",
             "histogram",
             "Time to answer a request (until its headers), by route template.",
         );
-        for (route, histogram) in lock(&registry.request_latency).iter() {
+        for (route, stats) in routes.iter() {
             let labels = format!("route=\"{}\",", escape(route));
-            histogram.write(
+            stats.latency.write(
                 &mut out,
                 "humanproof_http_request_duration_seconds",
                 &labels,
             );
         }
+        drop(routes);
         registry.siteverify.write(
             &mut out,
             "humanproof_siteverify_total",
