@@ -14,10 +14,9 @@ import { readFileSync } from "node:fs";
 import { gzipSync } from "node:zlib";
 import { join } from "node:path";
 import { cpus, totalmem } from "node:os";
-import { Miniflare } from "miniflare";
-import { unstable_getMiniflareWorkerOptions } from "wrangler";
 import { solve } from "../support/cap.mjs";
 import { ControlPlane, ROOT } from "../support/control-plane.mjs";
+import { newEdge, seedSnapshot } from "../support/edge.mjs";
 import { answerEnvironmentCheck } from "../support/environment-check.mjs";
 
 const MASTER_SECRET = "edge-bench-master-secret-0123456789abcdef";
@@ -45,25 +44,7 @@ const balanced = control.createProject("balanced", "--testing-domain", "localhos
 const redeems = control.createProject("redeems", "--preset", "custom", "--difficulty", "1", "--challenge-count", "80", "--rate-limit", "1000", "--testing-domain", "localhost");
 const controlUrl = await control.start();
 
-const bundle = join(ROOT, "edge-worker/build/worker/shim.mjs");
-const { workerOptions } = unstable_getMiniflareWorkerOptions(join(ROOT, "wrangler.toml"));
-const newEdge = () =>
-  new Miniflare({
-    ...workerOptions,
-    modules: true,
-    modulesRoot: ROOT,
-    scriptPath: bundle,
-    modulesRules: [
-      { type: "ESModule", include: ["**/*.js", "**/*.mjs"] },
-      { type: "CompiledWasm", include: ["**/*.wasm"] },
-    ],
-    bindings: { ...workerOptions.bindings, CONTROL_PLANE_URL: controlUrl, HUMANPROOF_MASTER_SECRET: MASTER_SECRET },
-    host: "127.0.0.1",
-  });
-async function seed(mf) {
-  const kv = await mf.getKVNamespace("SNAPSHOT");
-  for (const { key, value } of control.snapshotPairs()) await kv.put(key, value);
-}
+const edge = () => newEdge({ controlPlaneUrl: controlUrl, masterSecret: MASTER_SECRET });
 
 /** Wall time of one request (ms) and its parsed answer. */
 async function timed(mf, path, init) {
@@ -80,9 +61,9 @@ const p99 = (values) => [...values].sort((a, b) => a - b)[Math.min(values.length
 const row = (name, values, note = "") =>
   console.log(`| ${name} | ${median(values).toFixed(2)} (${Math.min(...values).toFixed(2)}–${Math.max(...values).toFixed(2)}) | ${p99(values).toFixed(2)} | ${values.length} | ${note} |`);
 
-const mf = newEdge();
+const mf = edge();
 await mf.ready;
-await seed(mf);
+await seedSnapshot(mf, control);
 // Warm up the isolate and its Durable Objects.
 for (let i = 0; i < 20; i++) {
   await timed(mf, `/${balanced.site_key}/challenge`, { method: "POST", headers: browser(60000 + i), body: HUMAN_START });
@@ -121,7 +102,7 @@ await mf.dispose();
 const cold = [];
 for (let i = 0; i < COLD_STARTS; i++) {
   const started = performance.now();
-  const fresh = newEdge();
+  const fresh = edge();
   await fresh.ready;
   const response = await fresh.dispatchFetch(`http://edge.test/${balanced.site_key}/settings`);
   await response.text();

@@ -9,11 +9,9 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { createServer, request as httpRequest } from "node:http";
 import { existsSync } from "node:fs";
-import { join } from "node:path";
-import { Miniflare } from "miniflare";
-import { unstable_getMiniflareWorkerOptions } from "wrangler";
 import { solve } from "../support/cap.mjs";
-import { ControlPlane, ROOT } from "../support/control-plane.mjs";
+import { ControlPlane } from "../support/control-plane.mjs";
+import { EDGE_BUNDLE, newEdge, seedSnapshot } from "../support/edge.mjs";
 import { answerEnvironmentCheck } from "../support/environment-check.mjs";
 import { peek, projectKey, sign } from "../support/tokens.mjs";
 
@@ -125,11 +123,6 @@ async function siteverify(secret, response) {
   return { status: answer.status, json: await answer.json() };
 }
 
-async function seedSnapshot() {
-  const kv = await mf.getKVNamespace("SNAPSHOT");
-  for (const { key, value } of control.snapshotPairs()) await kv.put(key, value);
-}
-
 async function waitFor(what, check, timeoutMs = 20000) {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
@@ -141,8 +134,7 @@ async function waitFor(what, check, timeoutMs = 20000) {
 }
 
 before(async () => {
-  const bundle = join(ROOT, "edge-worker/build/worker/shim.mjs");
-  assert.ok(existsSync(bundle), "build the worker first (./dev test does)");
+  assert.ok(existsSync(EDGE_BUNDLE), "build the worker first (./dev test does)");
   control = new ControlPlane(MASTER_SECRET);
   projects.open = control.createProject("open", ...QUICK);
   projects.usage = control.createProject("usage", ...QUICK, "--monthly-limit", "2");
@@ -157,23 +149,10 @@ before(async () => {
   await control.start();
   flakyProxy = await startFlakyProxy(control.url);
 
-  const { workerOptions } = unstable_getMiniflareWorkerOptions(join(ROOT, "wrangler.toml"));
   // Deliver telemetry within a second instead of the production batching window.
-  for (const consumer of Object.values(workerOptions.queueConsumers)) consumer.maxBatchTimeout = 1;
-  mf = new Miniflare({
-    ...workerOptions,
-    modules: true,
-    modulesRoot: ROOT,
-    scriptPath: bundle,
-    modulesRules: [
-      { type: "ESModule", include: ["**/*.js", "**/*.mjs"] },
-      { type: "CompiledWasm", include: ["**/*.wasm"] },
-    ],
-    bindings: { ...workerOptions.bindings, CONTROL_PLANE_URL: flakyProxy.url, HUMANPROOF_MASTER_SECRET: MASTER_SECRET },
-    host: "127.0.0.1",
-  });
+  mf = newEdge({ controlPlaneUrl: flakyProxy.url, masterSecret: MASTER_SECRET, queueBatchTimeout: 1 });
   await mf.ready;
-  await seedSnapshot();
+  await seedSnapshot(mf, control);
 });
 
 after(async () => {
@@ -490,7 +469,7 @@ describe("telemetry and usage through the queue", () => {
     assert.deepEqual(control.usage(projects.usage.project_id), { ...usage, protected_attempts: 2, challenges_issued: 2, risk_blocked: 0 });
 
     // The limit (2) is spent: once the control plane republishes, the edge refuses.
-    await seedSnapshot();
+    await seedSnapshot(mf, control);
     const refused = await edge(`/${siteKey}/challenge`);
     assert.deepEqual([refused.status, refused.json.reason], [429, "usage_exhausted"]);
   });

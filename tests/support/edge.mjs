@@ -1,0 +1,36 @@
+// The built wasm edge worker in workerd through Miniflare, with the bindings declared in the
+// repository's wrangler.toml: what the workerd tests and the edge benchmark both run.
+import { join } from "node:path";
+import { Miniflare } from "miniflare";
+import { unstable_getMiniflareWorkerOptions } from "wrangler";
+import { ROOT } from "./control-plane.mjs";
+
+/** What `worker-build` makes (`./dev test` and `./dev bench edge` build it first). */
+export const EDGE_BUNDLE = join(ROOT, "edge-worker/build/worker/shim.mjs");
+
+/** A new workerd running the bundle, its queue consumer posting to `controlPlaneUrl`;
+ *  `queueBatchTimeout` (seconds), when given, replaces wrangler.toml's batching window. */
+export function newEdge({ controlPlaneUrl, masterSecret, queueBatchTimeout }) {
+  const { workerOptions } = unstable_getMiniflareWorkerOptions(join(ROOT, "wrangler.toml"));
+  if (queueBatchTimeout !== undefined) {
+    for (const consumer of Object.values(workerOptions.queueConsumers)) consumer.maxBatchTimeout = queueBatchTimeout;
+  }
+  return new Miniflare({
+    ...workerOptions,
+    modules: true,
+    modulesRoot: ROOT,
+    scriptPath: EDGE_BUNDLE,
+    modulesRules: [
+      { type: "ESModule", include: ["**/*.js", "**/*.mjs"] },
+      { type: "CompiledWasm", include: ["**/*.wasm"] },
+    ],
+    bindings: { ...workerOptions.bindings, CONTROL_PLANE_URL: controlPlaneUrl, HUMANPROOF_MASTER_SECRET: masterSecret },
+    host: "127.0.0.1",
+  });
+}
+
+/** Puts the control plane's snapshot into the edge's KV, as `wrangler kv bulk put` does. */
+export async function seedSnapshot(mf, control) {
+  const kv = await mf.getKVNamespace("SNAPSHOT");
+  for (const { key, value } of control.snapshotPairs()) await kv.put(key, value);
+}
