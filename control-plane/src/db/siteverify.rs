@@ -23,7 +23,8 @@ pub enum Claim {
     Used {
         /// The key the first caller sent, if any.
         idempotency_key: Option<String>,
-        /// The JSON answer given then.
+        /// The JSON answer given then; empty if that caller sent no key, since nobody can be
+        /// given it again.
         response: String,
     },
 }
@@ -42,8 +43,8 @@ impl Claim {
     }
 }
 
-/// A genuine token to claim for good, with the answer stored for idempotent retries until
-/// `expires_at`.
+/// A genuine token to claim for good, with the answer stored for idempotent retries (if the
+/// caller sent a key) until `expires_at`.
 #[derive(Debug, Clone)]
 pub struct ClaimRequest {
     /// The verification token's id.
@@ -52,8 +53,8 @@ pub struct ClaimRequest {
     pub project_id: String,
     /// The caller's idempotency key, if any.
     pub idempotency_key: Option<String>,
-    /// The JSON answer to store.
-    pub response: String,
+    /// The JSON answer to give again to a retry with the same key; `None` without a key.
+    pub response: Option<String>,
     /// When the token expires, Unix ms: the claim is kept until then.
     pub expires_at: i64,
     /// When the call came, Unix ms, for its analytics row.
@@ -234,13 +235,15 @@ async fn claim_all(
          expires_at) VALUES {} ON CONFLICT (token_id) DO NOTHING RETURNING token_id",
         rows_of_placeholders(backend, firsts.len(), 5)
     );
-    let mut insert = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql)).persistent(false);
+    // Kept prepared, one statement per group size (sqlx keeps a connection's last 100): under
+    // load, groups come in the few sizes the callers in flight allow.
+    let mut insert = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql));
     for request in firsts.values().map(|&index| &claims[index]) {
         insert = insert
             .bind(&request.token_id)
             .bind(&request.project_id)
             .bind(request.idempotency_key.as_deref())
-            .bind(&request.response)
+            .bind(request.response.as_deref().unwrap_or_default())
             .bind(request.expires_at);
     }
     let claimed: HashSet<String> = insert.fetch_all(&mut *tx).await?.into_iter().collect();
@@ -290,7 +293,7 @@ async fn claim_all(
             } else {
                 Ok(Claim::Used {
                     idempotency_key: claims[first].idempotency_key.clone(),
-                    response: claims[first].response.clone(),
+                    response: claims[first].response.clone().unwrap_or_default(),
                 })
             }
         })
@@ -313,10 +316,11 @@ async fn record_in(
             "INSERT INTO verification_events (id, project_id, at, success, error_code) VALUES {}",
             rows_of_placeholders(backend, chunk.len(), 5)
         );
-        let mut insert = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
+        // Kept prepared per size, as the claims' INSERT is.
+        let mut insert = sqlx::query(sqlx::AssertSqlSafe(sql));
         for record in chunk {
             insert = insert
-                .bind(crate::secrets::new_id())
+                .bind(crate::secrets::new_id_at(record.at))
                 .bind(&record.project_id)
                 .bind(record.at)
                 .bind(i64::from(record.error_code.is_none()))

@@ -178,7 +178,10 @@ async fn check_token(
             replayed: false,
         }),
     };
-    let stored = serde_json::to_string(&answer).expect("answers serialize");
+    // Only a retry with the caller's key can be given this answer again; without a key
+    // there is nothing to store (and an answer is a third of a claim's row).
+    let stored =
+        idempotency_key.map(|_| serde_json::to_string(&answer).expect("answers serialize"));
     let claim = ClaimRequest {
         token_id: claims.jti,
         project_id: project.id.clone(),
