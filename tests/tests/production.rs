@@ -849,9 +849,12 @@ async fn serve_exposes_metrics_and_finishes_requests_in_flight_on_sigterm() {
         );
     }
     for family in [
-        "humanproof_db_pool_connections{state=\"idle\"}",
-        "humanproof_db_pool_connections{state=\"in_use\"}",
-        "humanproof_db_pool_max_connections",
+        // SQLite: reads on `main`, writes queued for the one `writer` connection.
+        "humanproof_db_pool_connections{pool=\"main\",state=\"idle\"}",
+        "humanproof_db_pool_connections{pool=\"main\",state=\"in_use\"}",
+        "humanproof_db_pool_connections{pool=\"writer\",state=\"idle\"}",
+        "humanproof_db_pool_max_connections{pool=\"main\"} 8",
+        "humanproof_db_pool_max_connections{pool=\"writer\"} 1",
         "humanproof_job_last_success_timestamp_seconds{job=\"retention\"}",
     ] {
         assert!(scrape.contains(family), "{family} in\n{scrape}");

@@ -175,6 +175,15 @@ impl Db {
         &self.pool
     }
 
+    /// Every pool, named for `/metrics`: `main` (reads, and every write on PostgreSQL) and,
+    /// on SQLite, `writer` (the one connection write transactions queue for).
+    pub fn pools(&self) -> Vec<(&'static str, &AnyPool)> {
+        match self.backend {
+            Backend::Sqlite => vec![("main", &self.pool), ("writer", &self.writer)],
+            Backend::Postgres => vec![("main", &self.pool)],
+        }
+    }
+
     /// Which database this is.
     pub fn backend(&self) -> Backend {
         self.backend

@@ -16,7 +16,7 @@ use crate::state::AppState;
 /// `humanproof_database_up 0`, since an outage is when the rest matters most.
 const DATABASE_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// The counters, then what is read now: the publisher's backlog and the connection pool.
+/// The counters, then what is read now: the publisher's backlog and the connection pools.
 pub async fn export(State(state): State<AppState>) -> impl IntoResponse {
     let mut out = state.metrics.render();
     let backlog = tokio::time::timeout(DATABASE_TIMEOUT, projects::publish_backlog(&state.db))
@@ -46,30 +46,33 @@ pub async fn export(State(state): State<AppState>) -> impl IntoResponse {
         }
         Err(err) => tracing::warn!(error = %err, "metrics: the database's figures are missing"),
     }
-    let pool = state.db.pool();
-    let idle = pool.num_idle();
     header(
         &mut out,
         "humanproof_db_pool_connections",
         "gauge",
-        "Database connections open, by state (idle or in_use).",
+        "Database connections open, by pool (main; writer on SQLite) and state (idle or in_use).",
     );
-    let _ = writeln!(
-        out,
-        "humanproof_db_pool_connections{{state=\"idle\"}} {idle}\nhumanproof_db_pool_connections{{state=\"in_use\"}} {}",
-        (pool.size() as usize).saturating_sub(idle)
-    );
+    for (name, pool) in state.db.pools() {
+        let idle = pool.num_idle();
+        let in_use = (pool.size() as usize).saturating_sub(idle);
+        let _ = writeln!(
+            out,
+            "humanproof_db_pool_connections{{pool=\"{name}\",state=\"idle\"}} {idle}\nhumanproof_db_pool_connections{{pool=\"{name}\",state=\"in_use\"}} {in_use}",
+        );
+    }
     header(
         &mut out,
         "humanproof_db_pool_max_connections",
         "gauge",
-        "The most connections the pool opens.",
+        "The most connections each pool opens.",
     );
-    let _ = writeln!(
-        out,
-        "humanproof_db_pool_max_connections {}",
-        pool.options().get_max_connections()
-    );
+    for (name, pool) in state.db.pools() {
+        let _ = writeln!(
+            out,
+            "humanproof_db_pool_max_connections{{pool=\"{name}\"}} {}",
+            pool.options().get_max_connections()
+        );
+    }
     (
         [(
             header::CONTENT_TYPE,
