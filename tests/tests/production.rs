@@ -235,6 +235,18 @@ fn base32_decode(text: &str) -> Vec<u8> {
     out
 }
 
+/// `POST /siteverify` on `base` as a site backend sends it: the status and the JSON answer.
+async fn siteverify(base: &str, secret: &str, token: &str) -> (u16, Value) {
+    let answer = humanproof_control_plane::http::client()
+        .post(format!("{base}/siteverify"))
+        .form(&[("secret", secret), ("response", token)])
+        .send()
+        .await
+        .unwrap();
+    let status = answer.status().as_u16();
+    (status, answer.json().await.unwrap())
+}
+
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -609,18 +621,6 @@ async fn serve_rides_out_a_postgresql_outage() {
             )
         }
     };
-    let siteverify = |token: &str| {
-        let request = http
-            .post(format!("{}/siteverify", server.base))
-            .form(&[("secret", secret.as_str()), ("response", token)]);
-        async move {
-            let answer = request.send().await.unwrap();
-            (
-                answer.status().as_u16(),
-                answer.json::<Value>().await.unwrap(),
-            )
-        }
-    };
     let key = MasterSecret::new(MASTER_SECRET)
         .unwrap()
         .project_key(&project_id, 1);
@@ -629,7 +629,10 @@ async fn serve_rides_out_a_postgresql_outage() {
     assert_eq!(get("/livez").await, (200, json!({"status": "ok"})));
     assert_eq!(get("/readyz").await, (200, json!({"status": "ready"})));
     let before = mint();
-    assert_eq!(siteverify(&before).await.1["success"], true);
+    assert_eq!(
+        siteverify(&server.base, &secret, &before).await.1["success"],
+        true
+    );
 
     let admin = sqlx::AnyPool::connect(&admin_url).await.unwrap();
     let allow_connections = |allow: bool| {
@@ -662,9 +665,9 @@ async fn serve_rides_out_a_postgresql_outage() {
     );
     let during = mint();
     let (first, second, spent) = tokio::join!(
-        siteverify(&during),
-        siteverify(&during),
-        siteverify(&before)
+        siteverify(&server.base, &secret, &during),
+        siteverify(&server.base, &secret, &during),
+        siteverify(&server.base, &secret, &before)
     );
     for (status, body) in [&first, &second, &spent] {
         assert_eq!(
@@ -689,9 +692,12 @@ async fn serve_rides_out_a_postgresql_outage() {
         "ready again once PostgreSQL is back, without a restart"
     );
     // Nothing was claimed during the outage: the token refused then verifies now, once.
-    assert_eq!(siteverify(&during).await.1["success"], true);
+    assert_eq!(
+        siteverify(&server.base, &secret, &during).await.1["success"],
+        true
+    );
     for token in [&during, &before] {
-        let (status, body) = siteverify(token).await;
+        let (status, body) = siteverify(&server.base, &secret, token).await;
         assert_eq!(
             (status, &body["error-codes"]),
             (200, &json!(["timeout-or-duplicate"])),
@@ -726,18 +732,24 @@ async fn serve_exposes_metrics_and_finishes_requests_in_flight_on_sigterm() {
     let key = master.project_key(&project_id, 1);
     let mint = || key.sign(&verification_claims(&site_key, "shop.example", now_ms()));
     let http = humanproof_control_plane::http::client();
-    let siteverify = |secret: &str, token: &str| {
-        let request = http
-            .post(format!("{}/siteverify", server.base))
-            .form(&[("secret", secret), ("response", token)]);
-        async move { request.send().await.unwrap().status().as_u16() }
-    };
-
     let token = mint();
-    assert_eq!(siteverify(&secret, &token).await, 200);
-    assert_eq!(siteverify(&secret, &token).await, 200, "a duplicate");
-    assert_eq!(siteverify(&secret, "forged").await, 200, "garbage");
-    assert_eq!(siteverify("hp_secret_made_up", &token).await, 401);
+    assert_eq!(siteverify(&server.base, &secret, &token).await.0, 200);
+    assert_eq!(
+        siteverify(&server.base, &secret, &token).await.0,
+        200,
+        "a duplicate"
+    );
+    assert_eq!(
+        siteverify(&server.base, &secret, "forged").await.0,
+        200,
+        "garbage"
+    );
+    assert_eq!(
+        siteverify(&server.base, "hp_secret_made_up", &token)
+            .await
+            .0,
+        401
+    );
 
     let events: Vec<Value> = ["challenge_issued", "redeem_succeeded"]
         .iter()
@@ -1125,17 +1137,6 @@ async fn serve_on_a_full_or_read_only_disk_fails_clearly_and_loses_nothing() {
         .unwrap()
         .project_key(&project_id, 1);
     let mint = || key.sign(&verification_claims(&site_key, "shop.example", now_ms()));
-    let http = humanproof_control_plane::http::client();
-    let siteverify = |base: &str, token: &str| {
-        let request = http
-            .post(format!("{base}/siteverify"))
-            .form(&[("secret", secret.as_str()), ("response", token)]);
-        async move {
-            let answer = request.send().await.unwrap();
-            let status = answer.status().as_u16();
-            (status, answer.json::<Value>().await.unwrap())
-        }
-    };
 
     // Fill the disk, then verify until SQLite has no room left for what a claim writes.
     let filler = disk.join("filler");
@@ -1148,7 +1149,7 @@ async fn serve_on_a_full_or_read_only_disk_fails_clearly_and_loses_nothing() {
     let mut refused = None;
     for _ in 0..2000 {
         let token = mint();
-        let (status, body) = siteverify(&server.base, &token).await;
+        let (status, body) = siteverify(&server.base, &secret, &token).await;
         if status == 500 {
             assert_eq!(body["error-codes"], json!(["internal-error"]), "{body}");
             refused = Some(token);
@@ -1169,7 +1170,7 @@ async fn serve_on_a_full_or_read_only_disk_fails_clearly_and_loses_nothing() {
     // A read-only disk: `serve` starts and reads, but every write fails, saying why.
     remount("ro");
     let server = Server::start(database_url.clone(), unused, unused).await;
-    let (status, body) = siteverify(&server.base, &refused).await;
+    let (status, body) = siteverify(&server.base, &secret, &refused).await;
     assert_eq!(
         (status, &body["error-codes"]),
         (500, &json!(["internal-error"])),
@@ -1185,10 +1186,10 @@ async fn serve_on_a_full_or_read_only_disk_fails_clearly_and_loses_nothing() {
 
     // Space and writes are back: the refused token verifies once, the spent ones never again.
     let server = Server::start(database_url.clone(), unused, unused).await;
-    let (status, body) = siteverify(&server.base, &refused).await;
+    let (status, body) = siteverify(&server.base, &secret, &refused).await;
     assert_eq!((status, &body["success"]), (200, &json!(true)), "{body}");
     for token in spent.iter().chain([&refused]) {
-        let (status, body) = siteverify(&server.base, token).await;
+        let (status, body) = siteverify(&server.base, &secret, token).await;
         assert_eq!(
             (status, &body["error-codes"]),
             (200, &json!(["timeout-or-duplicate"])),
