@@ -387,7 +387,7 @@ pub async fn find_by_secret(
     db: &Db,
     secret: &str,
     now_ms: i64,
-) -> Result<Option<Project>, sqlx::Error> {
+) -> Result<Option<std::sync::Arc<Project>>, sqlx::Error> {
     let secret_hash = crate::secrets::hash_secret(secret);
     if let Some(found) = db.found_by_secret().get(&secret_hash) {
         return Ok(found.at(now_ms));
@@ -405,7 +405,7 @@ pub async fn find_by_secret(
         return Ok(None);
     };
     let current = row.try_get::<i64, _>("by_current_secret")? == 1;
-    let project = Project::try_from(ProjectRow::from_row(&row)?)?;
+    let project = std::sync::Arc::new(Project::try_from(ProjectRow::from_row(&row)?)?);
     db.found_by_secret()
         .remember(secret_hash, project.clone(), current);
     Ok(Some(project))
@@ -429,9 +429,10 @@ pub struct FoundBySecret(
 );
 
 /// A project found by secret, when, and whether by its current secret or the previous one.
+/// Shared, not copied, with each siteverify call that finds it.
 #[derive(Debug, Clone)]
-pub struct Found {
-    project: Project,
+struct Found {
+    project: std::sync::Arc<Project>,
     at: std::time::Instant,
     current: bool,
 }
@@ -439,7 +440,7 @@ pub struct Found {
 impl Found {
     /// The project, if the secret still names it at `now_ms`: a previous secret only until
     /// its grace period ends.
-    fn at(self, now_ms: i64) -> Option<Project> {
+    fn at(self, now_ms: i64) -> Option<std::sync::Arc<Project>> {
         let valid = self.current
             || self
                 .project
@@ -458,7 +459,7 @@ impl FoundBySecret {
             .cloned()
     }
 
-    fn remember(&self, secret_hash: String, project: Project, current: bool) {
+    fn remember(&self, secret_hash: String, project: std::sync::Arc<Project>, current: bool) {
         let mut found = self.0.lock().expect("not poisoned");
         if found.len() >= MAX_FOUND_BY_SECRET {
             found.clear();
@@ -702,7 +703,7 @@ mod tests {
                     find_by_secret(&db, secret, now_ms)
                         .await
                         .unwrap()
-                        .map(|p| p.id)
+                        .map(|p| p.id.clone())
                 }
             };
             assert_eq!(

@@ -91,7 +91,7 @@ pub async fn verify(
         Ok(Checked::Claimed(answer)) => answer,
         Ok(Checked::Refused(answer)) => {
             let record = VerificationRecord {
-                project_id: project.id,
+                project_id: project.id.clone(),
                 at: now,
                 error_code: answer.1.error_codes.first().cloned(),
             };
