@@ -18,6 +18,7 @@ import { solve } from "../support/cap.mjs";
 import { ControlPlane, ROOT } from "../support/control-plane.mjs";
 import { newEdge, seedSnapshot } from "../support/edge.mjs";
 import { answerEnvironmentCheck } from "../support/environment-check.mjs";
+import { median, percentile } from "../support/stats.mjs";
 
 const MASTER_SECRET = "edge-bench-master-secret-0123456789abcdef";
 const ORIGIN = "http://localhost:3000";
@@ -56,10 +57,8 @@ async function timed(mf, path, init) {
   return { ms, json: JSON.parse(text) };
 }
 
-const median = (values) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
-const p99 = (values) => [...values].sort((a, b) => a - b)[Math.min(values.length - 1, Math.ceil(0.99 * values.length) - 1)];
 const row = (name, values, note = "") =>
-  console.log(`| ${name} | ${median(values).toFixed(2)} (${Math.min(...values).toFixed(2)}–${Math.max(...values).toFixed(2)}) | ${p99(values).toFixed(2)} | ${values.length} | ${note} |`);
+  console.log(`| ${name} | ${median(values).toFixed(2)} (${Math.min(...values).toFixed(2)}–${Math.max(...values).toFixed(2)}) | ${percentile(values, 99).toFixed(2)} | ${values.length} | ${note} |`);
 
 const mf = edge();
 await mf.ready;

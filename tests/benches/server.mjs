@@ -19,6 +19,7 @@ import { once } from "node:events";
 import { cpus, totalmem } from "node:os";
 import { ControlPlane, ROOT, stopProcess } from "../support/control-plane.mjs";
 import { projectKey, sign, signBatch } from "../support/tokens.mjs";
+import { median, percentile } from "../support/stats.mjs";
 
 const CONNECTIONS = 10;
 const REQUESTS = Number(process.env.BENCH_REQUESTS ?? 20000);
@@ -65,12 +66,11 @@ async function drive(url, bodies) {
     if (answered < latencies.length) latencies[answered++] = ms;
   });
   const result = await instance;
-  const sorted = latencies.subarray(0, answered).sort();
-  const percentile = (p) => sorted[Math.min(answered - 1, Math.ceil((p / 100) * answered) - 1)];
+  const answeredLatencies = latencies.subarray(0, answered);
   return {
     perSecond: answered / (Number(last - first) / 1e9),
-    p50: percentile(50),
-    p99: percentile(99),
+    p50: percentile(answeredLatencies, 50),
+    p99: percentile(answeredLatencies, 99),
     errors: result.errors + result.timeouts + serverErrors,
     successes,
   };
@@ -253,7 +253,6 @@ function freshPostgresDatabase(adminUrl) {
   return adminUrl.replace(/\/[^/]*$/, `/${name}`);
 }
 
-const median = (values) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
 const spread = (values, digits) =>
   `${median(values).toFixed(digits)} (${Math.min(...values).toFixed(digits)}–${Math.max(...values).toFixed(digits)})`;
 
