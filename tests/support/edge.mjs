@@ -10,7 +10,7 @@ export const EDGE_BUNDLE = join(ROOT, "edge-worker/build/worker/shim.mjs");
 
 /** A new workerd running the bundle, its queue consumer posting to `controlPlaneUrl`;
  *  `queueBatchTimeout` (seconds), when given, replaces wrangler.toml's batching window. */
-export function newEdge({ controlPlaneUrl, masterSecret, queueBatchTimeout }) {
+export function newEdge({ controlPlaneUrl, masterSecret, queueBatchTimeout, inspectorPort }) {
   const { workerOptions } = unstable_getMiniflareWorkerOptions(join(ROOT, "wrangler.toml"));
   if (queueBatchTimeout !== undefined) {
     for (const consumer of Object.values(workerOptions.queueConsumers)) consumer.maxBatchTimeout = queueBatchTimeout;
@@ -26,6 +26,7 @@ export function newEdge({ controlPlaneUrl, masterSecret, queueBatchTimeout }) {
     ],
     bindings: { ...workerOptions.bindings, CONTROL_PLANE_URL: controlPlaneUrl, HUMANPROOF_MASTER_SECRET: masterSecret },
     host: "127.0.0.1",
+    inspectorPort,
   });
 }
 
