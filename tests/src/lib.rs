@@ -134,6 +134,47 @@ pub fn verification_claims(site_key: &str, host: &str, now: i64) -> Verification
     }
 }
 
+/// A project for [`World::crowd`]: cheap work (d=1, three sub-challenges), no rate limit in
+/// reach, and risk in enforce mode, so scripts are blocked.
+pub fn crowd_project(name: &str) -> ProjectSettings {
+    ProjectSettings {
+        risk_mode: RiskMode::Enforce,
+        preset: Preset::Custom(Protection {
+            difficulty: 1,
+            challenge_count: 3,
+            rate_limit: 1000,
+            ..Protection::BALANCED
+        }),
+        ..quick_project(name)
+    }
+}
+
+/// What a [`World::crowd`] did at the edge, by outcome.
+#[derive(Debug, Default)]
+pub struct Crowd {
+    pub issued: u64,
+    pub blocked: u64,
+    pub refused: u64,
+    pub solved: u64,
+    pub failed: u64,
+    /// The verification tokens the solved challenges were given.
+    pub tokens: Vec<String>,
+}
+
+impl Crowd {
+    /// The monthly counters this crowd must leave (with `verifications` siteverify answers):
+    /// protected attempts, challenges issued, risk blocks, refusals, verifications.
+    pub fn expected_usage(&self, verifications: u64) -> (u64, u64, u64, u64, u64) {
+        (
+            self.solved + self.failed + self.blocked,
+            self.issued,
+            self.blocked,
+            self.refused,
+            verifications,
+        )
+    }
+}
+
 /// Everything wired together on one manual clock.
 pub struct World {
     pub db: Db,
@@ -490,6 +531,80 @@ impl World {
         let solutions = humanproof_protocol::pow::solve(&token, params);
         let redeemed = self.redeem(site_key, &token, &solutions).await;
         (token, redeemed)
+    }
+
+    /// A bounded crowd through the edge logic: `visitors` at once, each starting three
+    /// challenges on `site_key` (a script among every five, which enforce mode blocks),
+    /// solving them (one in four redeemed wrong); what each outcome counted, and the
+    /// verification tokens the good redeems got.
+    pub async fn crowd(self: &Arc<Self>, site_key: &str, visitors: usize) -> Crowd {
+        let mut running = tokio::task::JoinSet::new();
+        for visitor in 0..visitors {
+            let (world, site_key) = (self.clone(), site_key.to_owned());
+            running.spawn(async move {
+                let mut sent = Crowd::default();
+                let client = if visitor % 5 == 0 {
+                    Client::SCRIPT
+                } else {
+                    Client::BROWSER
+                };
+                for round in 0..3 {
+                    let path = format!("/{site_key}/challenge");
+                    let started = world
+                        .edge_from(client, "POST", &path, Some(ORIGIN), b"{}")
+                        .await;
+                    match (started.status, started.reason()) {
+                        (200, _) => sent.issued += 1,
+                        (403, "risk_blocked") => {
+                            sent.blocked += 1;
+                            continue;
+                        }
+                        (429, _) => {
+                            sent.refused += 1;
+                            continue;
+                        }
+                        other => panic!("start: {other:?} {:?}", started.json),
+                    }
+                    let token = started.json["token"].as_str().unwrap().to_owned();
+                    let params = serde_json::from_value(started.json["challenge"].clone()).unwrap();
+                    let wrong = (visitor + round) % 4 == 0;
+                    let solutions = if wrong {
+                        vec![]
+                    } else {
+                        humanproof_protocol::pow::solve(&token, params)
+                    };
+                    let redeemed = world.redeem(&site_key, &token, &solutions).await;
+                    match (redeemed.status, wrong) {
+                        (200, false) => {
+                            sent.solved += 1;
+                            let verification = redeemed.json["token"].as_str().unwrap();
+                            sent.tokens.push(verification.to_owned());
+                        }
+                        (400, true) => {
+                            assert_eq!(redeemed.reason(), "invalid_solution");
+                            sent.failed += 1;
+                        }
+                        other => panic!("redeem: {other:?} {:?}", redeemed.json),
+                    }
+                }
+                sent
+            });
+        }
+        let mut crowd = Crowd::default();
+        while let Some(visitor) = running.join_next().await {
+            let visitor = visitor.unwrap();
+            crowd.issued += visitor.issued;
+            crowd.blocked += visitor.blocked;
+            crowd.refused += visitor.refused;
+            crowd.solved += visitor.solved;
+            crowd.failed += visitor.failed;
+            crowd.tokens.extend(visitor.tokens);
+        }
+        assert!(
+            crowd.blocked > 0 && crowd.failed > 0 && crowd.solved > 0,
+            "every kind of outcome happened"
+        );
+        crowd
     }
 
     /// A verification token for `site_key`, ready for siteverify.

@@ -549,69 +549,10 @@ on_both_databases! {
         // (a script among every five, refused in enforce mode), solving them (one in four
         // redeemed wrong), and their backend verifying every token twice at the same moment
         // over HTTP, with garbage between. Then the queue delivers the telemetry, twice.
-        const VISITORS: usize = 30;
-        let site = world
-            .create_project(projects::ProjectSettings {
-                risk_mode: humanproof_protocol::snapshot::RiskMode::Enforce,
-                preset: humanproof_protocol::Preset::Custom(humanproof_protocol::Protection {
-                    difficulty: 1,
-                    challenge_count: 3,
-                    rate_limit: 1000,
-                    ..humanproof_protocol::Protection::BALANCED
-                }),
-                ..quick_project("crowd")
-            })
-            .await;
+        let site = world.create_project(crowd_project("crowd")).await;
         let base = world.serve().await;
         let world = std::sync::Arc::new(world);
-        #[derive(Default)]
-        struct Sent { issued: u64, blocked: u64, refused: u64, solved: u64, failed: u64, tokens: Vec<String> }
-        let mut visitors = tokio::task::JoinSet::new();
-        for visitor in 0..VISITORS {
-            let (world, site_key) = (world.clone(), site.site_key().to_owned());
-            visitors.spawn(async move {
-                let mut sent = Sent::default();
-                let client = if visitor % 5 == 0 { Client::SCRIPT } else { Client::BROWSER };
-                for round in 0..3 {
-                    let path = format!("/{site_key}/challenge");
-                    let started = world.edge_from(client, "POST", &path, Some(ORIGIN), b"{}").await;
-                    match (started.status, started.reason()) {
-                        (200, _) => sent.issued += 1,
-                        (403, "risk_blocked") => { sent.blocked += 1; continue; }
-                        (429, _) => { sent.refused += 1; continue; }
-                        other => panic!("start: {other:?} {:?}", started.json),
-                    }
-                    let token = started.json["token"].as_str().unwrap().to_owned();
-                    let params = serde_json::from_value(started.json["challenge"].clone()).unwrap();
-                    let wrong = (visitor + round) % 4 == 0;
-                    let solutions = if wrong { vec![] } else { humanproof_protocol::pow::solve(&token, params) };
-                    let redeemed = world.redeem(&site_key, &token, &solutions).await;
-                    match (redeemed.status, wrong) {
-                        (200, false) => {
-                            sent.solved += 1;
-                            sent.tokens.push(redeemed.json["token"].as_str().unwrap().to_owned());
-                        }
-                        (400, true) => {
-                            assert_eq!(redeemed.reason(), "invalid_solution");
-                            sent.failed += 1;
-                        }
-                        other => panic!("redeem: {other:?} {:?}", redeemed.json),
-                    }
-                }
-                sent
-            });
-        }
-        let mut sent = Sent::default();
-        while let Some(visitor) = visitors.join_next().await {
-            let visitor = visitor.unwrap();
-            sent.issued += visitor.issued;
-            sent.blocked += visitor.blocked;
-            sent.refused += visitor.refused;
-            sent.solved += visitor.solved;
-            sent.failed += visitor.failed;
-            sent.tokens.extend(visitor.tokens);
-        }
-        assert!(sent.blocked > 0 && sent.failed > 0 && sent.solved > 0, "every kind of outcome happened");
+        let sent = world.crowd(site.site_key(), 30).await;
 
         let http = humanproof_control_plane::http::client();
         let mut calls = tokio::task::JoinSet::new();
@@ -648,7 +589,7 @@ on_both_databases! {
         let usage = telemetry::usage(&world.db, &site.project.id, &month_of(world.clock.now_ms())).await.unwrap();
         assert_eq!(
             (usage.protected_attempts, usage.challenges_issued, usage.risk_blocked, usage.refusals, usage.verifications),
-            (sent.solved + sent.failed + sent.blocked, sent.issued, sent.blocked, sent.refused, answers),
+            sent.expected_usage(answers),
             "the counters are what was sent"
         );
     }

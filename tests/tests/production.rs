@@ -920,17 +920,19 @@ async fn serve_exposes_metrics_and_finishes_requests_in_flight_on_sigterm() {
     );
 }
 
-/// Two `serve` replicas on one PostgreSQL, the way operators scale the control plane out.
-/// They start (and migrate) at once; siteverify load reaches both, every token sent to each
-/// of them at the same moment, a third of them as idempotent retries, with garbage in between;
-/// and the edge's queue delivers every telemetry batch to both. Afterwards each token was
-/// accepted by one replica only, nothing answered a 5xx, the monthly counters equal exactly
-/// what was sent, and the background jobs that ran in both at start succeeded in both.
+/// Two `serve` replicas on one PostgreSQL, the way operators scale the control plane out,
+/// under the traffic an edge makes: a crowd of visitors through the edge logic (published to
+/// from the same database) starts, solves, fails and gets blocked; their backends send every
+/// verification token to both replicas at the same moment, a third of them as idempotent
+/// retries, with garbage in between; and the edge's queue delivers every telemetry batch the
+/// crowd caused to both. Afterwards each token was accepted by one replica only, nothing
+/// answered a 5xx, the monthly counters equal exactly what the edge saw, and the background
+/// jobs that ran in both at start succeeded in both.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_on_one_postgresql_count_everything_once() {
+    use humanproof_control_plane::db::Db;
     use humanproof_protocol::telemetry::{SIGNATURE_HEADER, sign_batch};
 
-    const TOKENS: usize = 120;
     const IN_FLIGHT: usize = 16;
     let Some(database_url) = fresh_database_url(Backend::Postgres).await else {
         return;
@@ -938,20 +940,20 @@ async fn two_replicas_on_one_postgresql_count_everything_once() {
     let unused = "http://127.0.0.1:9";
     let (first, second) = tokio::join!(
         Server::start(database_url.clone(), unused, unused),
-        Server::start(database_url, unused, unused)
+        Server::start(database_url.clone(), unused, unused)
     );
     let replicas = [first.base.clone(), second.base.clone()];
-    let (project_id, site_key, secret) = first.create_project("replicas").await;
-    let master = MasterSecret::new(MASTER_SECRET).unwrap();
-    let key = master.project_key(&project_id, 1);
+    // The edge logic on the replicas' database, its clock at the replicas' time.
+    let world = std::sync::Arc::new(World::with_db(Db::connect(&database_url).await.unwrap()));
+    world.clock.advance(now_ms() - START_MS);
+    let site = world.create_project(crowd_project("replicas")).await;
+    let crowd = world.crowd(site.site_key(), 30).await;
+    let tokens = &crowd.tokens;
     let http = humanproof_control_plane::http::client();
     let limit = std::sync::Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT));
 
     // (token index, answer) for every siteverify call, in whatever order they finish.
     let mut calls = tokio::task::JoinSet::new();
-    let tokens: Vec<String> = (0..TOKENS)
-        .map(|_| key.sign(&verification_claims(&site_key, "shop.example", now_ms())))
-        .collect();
     for (index, token) in tokens.iter().enumerate() {
         let idempotency_key = (index % 3 == 0).then(|| format!("retry-{index}"));
         let garbage = (index % 10 == 0).then(|| format!("{token}x"));
@@ -960,7 +962,7 @@ async fn two_replicas_on_one_postgresql_count_everything_once() {
             .map(|replica| (replica, token.clone()))
             .chain(garbage.map(|garbage| (&replicas[index % 2], garbage)))
         {
-            let mut form = vec![("secret", secret.clone()), ("response", token)];
+            let mut form = vec![("secret", site.secret.clone()), ("response", token)];
             if let Some(idempotency_key) = &idempotency_key {
                 form.push(("idempotency_key", idempotency_key.clone()));
             }
@@ -974,7 +976,7 @@ async fn two_replicas_on_one_postgresql_count_everything_once() {
             });
         }
     }
-    let mut accepted = vec![0; TOKENS];
+    let mut accepted = vec![0; tokens.len()];
     let mut answers = 0;
     while let Some(call) = calls.join_next().await {
         let (index, status, body) = call.unwrap();
@@ -997,27 +999,10 @@ async fn two_replicas_on_one_postgresql_count_everything_once() {
         "each token accepted once, by one replica: {accepted:?}"
     );
 
-    // What the edge's queue sends: starts, solves, failed redeems and blocks, in batches of
-    // 25, each delivered to both replicas at once (a redelivery racing the first delivery).
-    let kinds = [
-        "challenge_issued",
-        "challenge_issued",
-        "redeem_succeeded",
-        "redeem_failed",
-        "challenge_blocked",
-        "challenge_refused",
-    ];
-    let events: Vec<Value> = (0..300)
-        .map(|index| {
-            json!({
-                "id": secrets::new_id(),
-                "kind": kinds[index % kinds.len()],
-                "at": now_ms(),
-                "project_id": project_id,
-                "site_key": site_key,
-            })
-        })
-        .collect();
+    // What the edge's queue sends: the crowd's starts, solves, failed redeems and blocks, in
+    // batches of 25, each delivered to both replicas at once (a redelivery racing the first).
+    let events = world.take_events().await;
+    let master = MasterSecret::new(MASTER_SECRET).unwrap();
     let mut deliveries = tokio::task::JoinSet::new();
     for batch in events.chunks(25) {
         let body = serde_json::to_vec(&json!({ "events": batch })).unwrap();
@@ -1044,20 +1029,25 @@ async fn two_replicas_on_one_postgresql_count_everything_once() {
         assert_eq!(status, 200, "{outcome}");
         stored += outcome["stored"].as_u64().unwrap();
     }
-    assert_eq!(stored, 300, "each event stored by one delivery only");
+    assert_eq!(
+        stored,
+        events.len() as u64,
+        "each event stored by one delivery only"
+    );
 
-    let usage = first.cli(&["usage", "--project-id", &project_id]).await;
-    let per_kind = |kind: &str| (0..300).filter(|i| kinds[i % kinds.len()] == kind).count();
+    let usage = first
+        .cli(&["usage", "--project-id", &site.project.id])
+        .await;
+    let (protected_attempts, challenges_issued, risk_blocked, refusals, verifications) =
+        crowd.expected_usage(answers);
     assert_eq!(
         usage["usage"],
         json!({
-            "protected_attempts": per_kind("redeem_succeeded")
-                + per_kind("redeem_failed")
-                + per_kind("challenge_blocked"),
-            "challenges_issued": per_kind("challenge_issued"),
-            "refusals": per_kind("challenge_refused"),
-            "risk_blocked": per_kind("challenge_blocked"),
-            "verifications": answers,
+            "protected_attempts": protected_attempts,
+            "challenges_issued": challenges_issued,
+            "refusals": refusals,
+            "risk_blocked": risk_blocked,
+            "verifications": verifications,
         }),
         "{usage}"
     );
@@ -1087,7 +1077,7 @@ async fn two_replicas_on_one_postgresql_count_everything_once() {
         }
     }
     assert!(
-        successes >= TOKENS,
+        successes >= tokens.len(),
         "first answers and replays: {successes}"
     );
     for server in [first, second] {
