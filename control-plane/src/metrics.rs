@@ -20,9 +20,10 @@ const LATENCY_BUCKETS: [f64; 13] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 /// Upper bounds (seconds) of the telemetry lag buckets: from an event at the edge to its
-/// batch here, normally seconds, minutes after a queue backlog, hours after an outage.
-const LAG_BUCKETS: [f64; 10] = [
-    1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0, 21600.0, 86400.0, 259200.0,
+/// batch here, normally seconds, minutes after a queue backlog, hours or days after an
+/// outage (the edge's queues keep trying for about a week).
+const LAG_BUCKETS: [f64; 11] = [
+    1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0, 21600.0, 86400.0, 259200.0, 691200.0,
 ];
 
 /// The process's counters; clones share them.

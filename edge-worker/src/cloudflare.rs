@@ -8,11 +8,12 @@ use humanproof_protocol::snapshot::kv_key;
 use humanproof_protocol::telemetry::{SIGNATURE_HEADER, sign_batch};
 use humanproof_protocol::{MasterSecret, Network, SiteSnapshot, TelemetryBatch, TelemetryEvent};
 use worker::{
-    ByteStream, Context, Date, DurableObject, Env, Fetch, Headers, MessageBatch, Method,
-    ObjectNamespace, Queue, Request, RequestInit, Response, Result, State, durable_object, event,
-    kv::KvStore,
+    ByteStream, Context, Date, DurableObject, Env, Fetch, Headers, MessageBatch, MessageExt as _,
+    Method, ObjectNamespace, Queue, QueueRetryOptionsBuilder, Request, RequestInit, Response,
+    Result, State, durable_object, event, kv::KvStore,
 };
 
+use crate::delivery::{Enqueued, EventQueue, RetryPolicy, enqueue_or_spill};
 use crate::edge::{Edge, EdgeConfig, EdgeRequest, EdgeResponse, MAX_BODY, RequestBody};
 use crate::risk::ClientHeaders;
 use crate::stores::{
@@ -28,6 +29,13 @@ const CLAIMS_BINDING: &str = "CHALLENGE_CLAIMS";
 const VISITORS_BINDING: &str = "VISITOR_STATE";
 /// Queue carrying telemetry to the consumer below.
 const TELEMETRY_BINDING: &str = "TELEMETRY";
+/// The telemetry queue's dead-letter queue, as a producer: where an event goes when the
+/// telemetry queue refuses it. The consumer below takes both.
+const SPILL_BINDING: &str = "TELEMETRY_SPILL";
+/// Variables: the shortest and longest wait before a failed delivery is tried again, seconds
+/// ([`RetryPolicy`]); unset, [`RetryPolicy::PRODUCTION`]'s.
+const RETRY_MIN_SECONDS: &str = "TELEMETRY_RETRY_MIN_SECONDS";
+const RETRY_MAX_SECONDS: &str = "TELEMETRY_RETRY_MAX_SECONDS";
 /// Worker secret: the operator's master secret.
 const MASTER_SECRET: &str = "HUMANPROOF_MASTER_SECRET";
 /// Variable: base URL of the control plane, for telemetry delivery only.
@@ -46,7 +54,10 @@ async fn fetch(mut req: Request, env: Env, _ctx: Context) -> Result<Response> {
         KvSnapshots(env.kv(SNAPSHOT_BINDING)?),
         DurableClaims(env.durable_object(CLAIMS_BINDING)?),
         DurableVisitors(env.durable_object(VISITORS_BINDING)?),
-        QueueTelemetry(env.queue(TELEMETRY_BINDING)?),
+        QueueTelemetry {
+            queue: WorkersQueue(env.queue(TELEMETRY_BINDING)?),
+            spill: WorkersQueue(env.queue(SPILL_BINDING)?),
+        },
     );
     let headers = req.headers().clone();
     let declared_len = headers
@@ -136,8 +147,10 @@ async fn drain(chunks: &mut ByteStream) {
     while let Some(Ok(_)) = chunks.next().await {}
 }
 
-/// Queue consumer: posts each batch to the control plane, signed; retries the whole batch
-/// on any failure (the control plane stores events idempotently, so retries are safe).
+/// Consumer of the telemetry queue and of its dead-letter queue: posts each batch to the
+/// control plane, signed; on any failure tries each message again later, after a wait that
+/// grows with its age ([`RetryPolicy`]). The control plane stores events idempotently, so
+/// retries and re-drives are safe.
 #[event(queue)]
 async fn deliver_telemetry(
     batch: MessageBatch<TelemetryEvent>,
@@ -176,14 +189,41 @@ async fn deliver_telemetry(
         Ok(response) if (200..300).contains(&response.status_code()) => batch.ack_all(),
         Ok(response) => {
             worker::console_error!("telemetry delivery refused: {}", response.status_code());
-            batch.retry_all();
+            retry_later(&batch, retry_policy(&env));
         }
         Err(err) => {
             worker::console_error!("telemetry delivery failed: {err}");
-            batch.retry_all();
+            retry_later(&batch, retry_policy(&env));
         }
     }
     Ok(())
+}
+
+/// Marks each message of a failed batch for another try after its own wait.
+fn retry_later(batch: &MessageBatch<TelemetryEvent>, policy: RetryPolicy) {
+    let now = now_ms();
+    for message in batch.raw_iter() {
+        let delay = policy.delay_seconds(now - message.timestamp().as_millis() as i64);
+        message.retry_with_options(
+            &QueueRetryOptionsBuilder::new()
+                .with_delay_seconds(delay)
+                .build(),
+        );
+    }
+}
+
+/// The retry waits `wrangler.toml` sets, or the production ones.
+fn retry_policy(env: &Env) -> RetryPolicy {
+    let seconds = |name: &str, default: u32| {
+        env.var(name)
+            .ok()
+            .and_then(|value| value.to_string().parse().ok())
+            .unwrap_or(default)
+    };
+    RetryPolicy {
+        min_seconds: seconds(RETRY_MIN_SECONDS, RetryPolicy::PRODUCTION.min_seconds),
+        max_seconds: seconds(RETRY_MAX_SECONDS, RetryPolicy::PRODUCTION.max_seconds),
+    }
 }
 
 /// A queue message body is a plain JS object; malformed ones are dropped, not retried forever.
@@ -392,12 +432,33 @@ impl DurableObject for VisitorAbuseState {
     }
 }
 
-struct QueueTelemetry(Queue);
+struct WorkersQueue(Queue);
+
+impl EventQueue for WorkersQueue {
+    async fn send(&self, event: &TelemetryEvent) -> std::result::Result<(), StoreError> {
+        self.0
+            .send(event)
+            .await
+            .map_err(|e| StoreError(e.to_string()))
+    }
+}
+
+/// Telemetry into the queue, or the spill queue when the queue refuses it.
+struct QueueTelemetry {
+    queue: WorkersQueue,
+    spill: WorkersQueue,
+}
 
 impl TelemetrySink for QueueTelemetry {
     async fn emit(&self, event: TelemetryEvent) {
-        if let Err(err) = self.0.send(&event).await {
-            worker::console_error!("telemetry could not be queued: {err}");
+        match enqueue_or_spill(&self.queue, &self.spill, &event).await {
+            Enqueued::Queued => {}
+            Enqueued::Spilled(err) => {
+                worker::console_warn!("telemetry queue refused an event, spilled it: {err}");
+            }
+            Enqueued::Lost(err, spill_err) => {
+                worker::console_error!("telemetry event lost: queue {err}; spill {spill_err}");
+            }
         }
     }
 }

@@ -7,6 +7,8 @@
 //! Layout:
 //! - [`stores`]: the traits the logic needs: snapshot lookup, single-use claims, visitor
 //!   abuse state, telemetry.
+//! - [`delivery`]: how telemetry outlasts a long control-plane outage: a spill queue when
+//!   the queue refuses an event, and retries that back off to an hour.
 //! - [`edge`]: routing, gates, challenge issuing and redeeming ([`Edge::handle`]).
 //! - [`risk`]: scores a challenge start from the widget's signals, the request's headers and
 //!   the visitor's history, and scales the work with the score.
@@ -18,6 +20,7 @@
 
 #![deny(missing_docs)]
 
+pub mod delivery;
 pub mod edge;
 pub mod instrumentation;
 #[cfg(not(target_arch = "wasm32"))]

@@ -10,7 +10,7 @@ use humanproof_protocol::{SiteSnapshot, TelemetryEvent};
 use crate::visitor::{VisitorEvent, VisitorHistory};
 
 /// A store did not answer; the request fails with `unavailable` and can be retried.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoreError(pub String);
 
 impl std::fmt::Display for StoreError {

@@ -8,13 +8,22 @@ import { ROOT } from "./control-plane.mjs";
 /** What `worker-build` makes (`./dev test` and `./dev bench edge` build it first). */
 export const EDGE_BUNDLE = join(ROOT, "edge-worker/build/worker/shim.mjs");
 
-/** A new workerd running the bundle, its queue consumer posting to `controlPlaneUrl`;
- *  `queueBatchTimeout` (seconds), when given, replaces wrangler.toml's batching window. */
-export function newEdge({ controlPlaneUrl, masterSecret, queueBatchTimeout, inspectorPort }) {
+/** A new workerd running the bundle, its queue consumers posting to `controlPlaneUrl`.
+ *  `queueBatchTimeout` (seconds), when given, replaces wrangler.toml's batching window;
+ *  `telemetryRetry` ({ minSeconds, maxSeconds, maxRetries }, each optional) replaces its
+ *  waits between delivery tries and the telemetry queue's tries before the dead-letter queue,
+ *  so a test can outlast them in seconds on the same code path; `inspectorPort` opens V8's
+ *  inspector (the edge benchmark's CPU profile). */
+export function newEdge({ controlPlaneUrl, masterSecret, queueBatchTimeout, telemetryRetry = {}, inspectorPort }) {
   const { workerOptions } = unstable_getMiniflareWorkerOptions(join(ROOT, "wrangler.toml"));
-  if (queueBatchTimeout !== undefined) {
-    for (const consumer of Object.values(workerOptions.queueConsumers)) consumer.maxBatchTimeout = queueBatchTimeout;
+  for (const consumer of Object.values(workerOptions.queueConsumers)) {
+    if (queueBatchTimeout !== undefined) consumer.maxBatchTimeout = queueBatchTimeout;
+    if (telemetryRetry.maxRetries !== undefined && consumer.deadLetterQueue) consumer.maxRetries = telemetryRetry.maxRetries;
   }
+  const retryVars = {
+    ...(telemetryRetry.minSeconds !== undefined && { TELEMETRY_RETRY_MIN_SECONDS: String(telemetryRetry.minSeconds) }),
+    ...(telemetryRetry.maxSeconds !== undefined && { TELEMETRY_RETRY_MAX_SECONDS: String(telemetryRetry.maxSeconds) }),
+  };
   return new Miniflare({
     ...workerOptions,
     modules: true,
@@ -24,7 +33,7 @@ export function newEdge({ controlPlaneUrl, masterSecret, queueBatchTimeout, insp
       { type: "ESModule", include: ["**/*.js", "**/*.mjs"] },
       { type: "CompiledWasm", include: ["**/*.wasm"] },
     ],
-    bindings: { ...workerOptions.bindings, CONTROL_PLANE_URL: controlPlaneUrl, HUMANPROOF_MASTER_SECRET: masterSecret },
+    bindings: { ...workerOptions.bindings, ...retryVars, CONTROL_PLANE_URL: controlPlaneUrl, HUMANPROOF_MASTER_SECRET: masterSecret },
     host: "127.0.0.1",
     inspectorPort,
   });

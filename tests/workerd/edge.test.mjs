@@ -3,12 +3,15 @@
 // challenge, redeem, gates, CORS, single redeem (Durable Object), body size caps (declared or
 // streamed), risk scoring with the visitor-state Durable Object (blocks, repeat failures,
 // rate limits), queue telemetry delivery (including redelivery after a lost acknowledgement,
-// and a control plane stopped and started again while the edge serves) and usage accounting (junk redeems count nothing), the widget's settings read from the
-// snapshot, and the widget's files served as the Worker's static assets.
+// a control plane away for longer than the telemetry queue's tries, which the dead-letter
+// queue rides out, and the dead-letter queue re-driven twice) and usage accounting (junk
+// redeems count nothing), the widget's settings read from the snapshot, and the widget's
+// files served as the Worker's static assets.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { createServer, request as httpRequest } from "node:http";
 import { existsSync } from "node:fs";
+import { randomBytes } from "node:crypto";
 import { solve } from "../support/cap.mjs";
 import { ControlPlane } from "../support/control-plane.mjs";
 import { EDGE_BUNDLE, newEdge, seedSnapshot } from "../support/edge.mjs";
@@ -16,6 +19,7 @@ import { answerEnvironmentCheck } from "../support/environment-check.mjs";
 import { peek, projectKey, sign } from "../support/tokens.mjs";
 
 const MASTER_SECRET = "workerd-test-master-secret-0123456789abcdef";
+const TELEMETRY_RETRY = { minSeconds: 1, maxSeconds: 2, maxRetries: 2 };
 const ORIGIN = "http://localhost:3000";
 const QUICK = ["--preset", "custom", "--difficulty", "1", "--challenge-count", "3", "--testing-domain", "localhost"];
 // What a page's fetch() from a desktop browser sends; requests override parts of it.
@@ -45,33 +49,40 @@ const projects = {};
 
 /** Forwards to the control plane, but answers 503 after forwarding while `dropAcks` > 0,
  *  and 502 when the control plane cannot be reached (counted in `unreachable`), as a load
- *  balancer in front of a stopped control plane does. Keeps every telemetry event it
- *  forwarded, by id, in `events`. */
+ *  balancer in front of a stopped control plane does. Keeps every event it was sent, by id
+ *  (`sent`), how often it was sent (`attempts`), and every event it forwarded (`events`). */
 function startFlakyProxy(target) {
-  const proxy = { dropAcks: 0, forwarded: 0, unreachable: 0, events: new Map() };
+  const proxy = { dropAcks: 0, forwarded: 0, unreachable: 0, sent: new Map(), attempts: new Map(), events: new Map() };
   proxy.server = createServer((req, res) => {
-    const upstream = new URL(req.url, target);
     const sent = [];
     req.on("data", (c) => sent.push(c));
-    const forward = httpRequest(upstream, { method: req.method, headers: req.headers }, (up) => {
-      const chunks = [];
-      up.on("data", (c) => chunks.push(c));
-      up.on("end", () => {
-        for (const event of JSON.parse(Buffer.concat(sent)).events ?? []) proxy.events.set(event.id, event);
-        proxy.forwarded++;
-        if (proxy.dropAcks > 0) {
-          proxy.dropAcks--;
-          res.writeHead(503).end("acknowledgement lost");
-        } else {
-          res.writeHead(up.statusCode, up.headers).end(Buffer.concat(chunks));
-        }
+    req.on("end", () => {
+      const body = Buffer.concat(sent);
+      const events = JSON.parse(body).events ?? [];
+      for (const event of events) {
+        proxy.sent.set(event.id, event);
+        proxy.attempts.set(event.id, (proxy.attempts.get(event.id) ?? 0) + 1);
+      }
+      const forward = httpRequest(new URL(req.url, target), { method: req.method, headers: req.headers }, (up) => {
+        const chunks = [];
+        up.on("data", (c) => chunks.push(c));
+        up.on("end", () => {
+          for (const event of events) proxy.events.set(event.id, event);
+          proxy.forwarded++;
+          if (proxy.dropAcks > 0) {
+            proxy.dropAcks--;
+            res.writeHead(503).end("acknowledgement lost");
+          } else {
+            res.writeHead(up.statusCode, up.headers).end(Buffer.concat(chunks));
+          }
+        });
       });
+      forward.on("error", () => {
+        proxy.unreachable++;
+        res.writeHead(502).end("control plane unreachable");
+      });
+      forward.end(body);
     });
-    forward.on("error", () => {
-      proxy.unreachable++;
-      res.writeHead(502).end("control plane unreachable");
-    });
-    req.pipe(forward);
   });
   return new Promise((resolve) =>
     proxy.server.listen(0, "127.0.0.1", () => {
@@ -149,8 +160,10 @@ before(async () => {
   await control.start();
   flakyProxy = await startFlakyProxy(control.url);
 
-  // Deliver telemetry within a second instead of the production batching window.
-  mf = newEdge({ controlPlaneUrl: flakyProxy.url, masterSecret: MASTER_SECRET, queueBatchTimeout: 1 });
+  // Deliver telemetry within a second instead of the production batching window; wait a
+  // second or two between tries instead of 10 s to an hour; and move a message to the
+  // dead-letter queue after its third try instead of its 101st.
+  mf = newEdge({ controlPlaneUrl: flakyProxy.url, masterSecret: MASTER_SECRET, queueBatchTimeout: 1, telemetryRetry: TELEMETRY_RETRY });
   await mf.ready;
   await seedSnapshot(mf, control);
 });
@@ -474,11 +487,10 @@ describe("telemetry and usage through the queue", () => {
     assert.deepEqual([refused.status, refused.json.reason], [429, "usage_exhausted"]);
   });
 
-  test("the control plane stops while the edge keeps serving, then comes back: every event arrives once", async () => {
+  test("the control plane is away for longer than the telemetry queue's tries, then comes back: every event arrives once", async () => {
     const siteKey = projects.outage.site_key;
     const address = new URL(control.url).host;
     await control.stop();
-    const unreachableBefore = flakyProxy.unreachable;
     // The edge decides from its snapshot: starts and redeems go on without the control plane.
     for (let i = 0; i < 4; i++) {
       const { challenge, token } = await startChallenge(siteKey);
@@ -486,7 +498,16 @@ describe("telemetry and usage through the queue", () => {
     }
     const spent = await startChallenge(siteKey);
     assert.equal((await redeem(siteKey, spent.token, [])).status, 400);
-    await waitFor("a delivery to fail", () => flakyProxy.unreachable > unreachableBefore);
+    // Past the telemetry queue's last try: each event is then in the dead-letter queue, whose
+    // consumer keeps trying.
+    const triesBeforeDeadLetters = TELEMETRY_RETRY.maxRetries + 1;
+    const outageEvents = () => [...flakyProxy.sent.values()].filter((event) => event.project_id === projects.outage.project_id);
+    await waitFor(
+      "every event tried more often than the telemetry queue allows",
+      () => outageEvents().length === 10 && outageEvents().every((event) => flakyProxy.attempts.get(event.id) > triesBeforeDeadLetters),
+      30000,
+    );
+    assert.ok(outageEvents().every((event) => !flakyProxy.events.has(event.id)), "none arrived during the outage");
     // Back on the same address and database, as after a restart or a deploy.
     await control.start(address);
     const counted = (usage) => ({
@@ -498,8 +519,27 @@ describe("telemetry and usage through the queue", () => {
     const sent = { protected_attempts: 5, challenges_issued: 5, refusals: 0, risk_blocked: 0 };
     await waitFor("the events sent during the outage", () => control.usage(projects.outage.project_id).protected_attempts >= 5);
     // Give any further redelivery time to land before checking each counted once.
-    await new Promise((resolve) => setTimeout(resolve, 1500));
+    await new Promise((resolve) => setTimeout(resolve, 2500));
     assert.deepEqual(counted(control.usage(projects.outage.project_id)), sent);
+  });
+
+  test("re-driving the dead-letter queue twice counts its new events once, and nothing the second time", async () => {
+    const projectId = projects.outage.project_id;
+    // The outage's events, counted already, and as many the control plane never saw.
+    const counted = [...flakyProxy.events.values()].filter((event) => event.project_id === projectId);
+    assert.equal(counted.length, 10, "the outage's events, from the test before");
+    const unseen = counted.map((event) => ({ ...event, id: randomBytes(16).toString("hex") }));
+    const before = control.usage(projectId);
+    const spill = await mf.getQueueProducer("TELEMETRY_SPILL");
+    const redrive = async (round) => {
+      for (const event of [...counted, ...unseen]) await spill.send(event);
+      await waitFor(`re-drive ${round} delivered`, () => unseen.every((event) => flakyProxy.attempts.get(event.id) >= round && flakyProxy.events.has(event.id)));
+      await new Promise((resolve) => setTimeout(resolve, 1500));
+      return control.usage(projectId);
+    };
+    const doubled = { ...before, protected_attempts: 2 * before.protected_attempts, challenges_issued: 2 * before.challenges_issued };
+    assert.deepEqual(await redrive(1), doubled, "the unseen events counted once, the counted ones not again");
+    assert.deepEqual(await redrive(2), doubled, "a second re-drive changes nothing");
   });
 
   test("junk at the redeem endpoint reaches neither the queue nor the plan", async () => {
