@@ -1,12 +1,12 @@
 //! Daily statistics and retention, on SQLite and PostgreSQL with a controlled clock: the
 //! roll-up counts what the edge and siteverify recorded, rolling a day up again gives the same
-//! row, a late delivery is counted, each plan's events and statistics go when its windows end,
-//! and sessions, claims, attempt counters, passkey ceremonies and Stripe's events go when
-//! theirs do.
+//! row, a late delivery is counted, each plan's events and statistics go when its windows end
+//! while their receipts keep a redelivery from counting again, and sessions, claims, attempt
+//! counters, passkey ceremonies and Stripe's events go when theirs do.
 
 use humanproof_control_plane::db::projects::{self, BillingStatus};
-use humanproof_control_plane::db::retention;
 use humanproof_control_plane::db::stats::{self, DAY_MS, DailyStats, day_of};
+use humanproof_control_plane::db::{month_of, retention, telemetry};
 use humanproof_tests::*;
 use serde_json::json;
 
@@ -101,6 +101,34 @@ on_both_databases! {
         assert_eq!((report.telemetry_deleted, report.verifications_deleted), (2, 1));
         // And whatever a plan says, the general rule keeps no event over 14 days.
         assert_eq!(retention::EVENT_TTL_MS, 14 * DAY_MS);
+    }
+
+    async fn an_event_delivered_again_after_its_plan_deleted_it_counts_once(world: World) {
+        // Free keeps events 3 days; after an outage the edge's queues may deliver an event
+        // again days later (a lost acknowledgement, a re-driven dead-letter queue).
+        let site = world.create_project(quick_project("late-again")).await;
+        world.verification_token(site.site_key()).await;
+        let received = world.clock.now_ms();
+        let events = world.deliver_telemetry().await;
+        let month = month_of(received);
+        let counted = telemetry::usage(&world.db, &site.project.id, &month).await.unwrap();
+        assert_eq!(counted.protected_attempts, 1);
+        let plans = world.state().plans.clone();
+        let days_later = received + 5 * DAY_MS;
+        retention::apply_plan_windows(&world.db, &plans, days_later).await.unwrap();
+        assert_eq!(world.stored_events(&site.project.id).await, 0, "the plan's window deleted the events");
+
+        let again = telemetry::ingest(&world.db, &events, days_later).await.unwrap();
+        assert_eq!((again.stored, again.duplicates), (0, events.len()));
+        assert_eq!(world.stored_events(&site.project.id).await, 0, "nothing stored again");
+        assert_eq!(telemetry::usage(&world.db, &site.project.id, &month).await.unwrap(), counted);
+
+        // The receipts go 15 days after the first delivery, long after the queues gave up.
+        assert_eq!(retention::RECEIPT_TTL_MS, 15 * DAY_MS);
+        let report = retention::apply(&world.db, received + retention::RECEIPT_TTL_MS).await.unwrap();
+        assert_eq!(report.receipts_deleted, 0);
+        let report = retention::apply(&world.db, received + retention::RECEIPT_TTL_MS + 1).await.unwrap();
+        assert_eq!(report.receipts_deleted, events.len() as u64);
     }
 }
 

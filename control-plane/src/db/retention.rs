@@ -2,6 +2,8 @@
 //!
 //! - Hashed IPs and user agents on telemetry events are erased after 24 hours: they only
 //!   serve short-term abuse analysis.
+//! - The receipts of telemetry events (their random ids) are deleted after 15 days: until
+//!   then a late redelivery from the edge's queues is recognised and not counted again.
 //! - Telemetry and verification events are deleted after the project's plan's log window
 //!   (Free 3 days, Starter 7, Pro and Business 14) and never kept over 14 days, whatever a
 //!   plan says; daily statistics after the plan's statistics window (Free 7 days, others 14).
@@ -32,6 +34,9 @@ pub const HASH_TTL_MS: i64 = 24 * 60 * 60 * 1000;
 /// How long per-event records are kept at the most, whatever the plan: the privacy policy's
 /// 14 days. Each plan's own, shorter or equal window is applied by [`apply_plan_windows`].
 pub const EVENT_TTL_MS: i64 = MAX_LOG_DAYS as i64 * DAY_MS;
+/// How long the receipt of a telemetry event is kept: longer than the edge's queues keep
+/// trying one event (about 8 days) and than a queue keeps a message (14 days at most).
+pub const RECEIPT_TTL_MS: i64 = 15 * DAY_MS;
 /// How long the record of a sent usage notice is kept: only the current month's stop a
 /// notice going out twice.
 pub const USAGE_NOTICE_TTL_MS: i64 = 62 * 24 * 60 * 60 * 1000;
@@ -68,6 +73,8 @@ pub struct RetentionReport {
     pub hashes_erased: u64,
     /// Telemetry events deleted.
     pub telemetry_deleted: u64,
+    /// Receipts of telemetry events deleted.
+    pub receipts_deleted: u64,
     /// Verification events deleted.
     pub verifications_deleted: u64,
     /// Expired siteverify claims deleted.
@@ -121,6 +128,11 @@ pub async fn apply(db: &Db, now_ms: i64) -> Result<RetentionReport, sqlx::Error>
         telemetry_deleted: run(
             "DELETE FROM telemetry_events WHERE at < $1",
             now_ms - EVENT_TTL_MS,
+        )
+        .await?,
+        receipts_deleted: run(
+            "DELETE FROM telemetry_receipts WHERE received_at < $1",
+            now_ms - RECEIPT_TTL_MS,
         )
         .await?,
         verifications_deleted: run(

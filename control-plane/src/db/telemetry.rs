@@ -2,6 +2,9 @@
 //!
 //! An event is stored once, keyed by its id; usage counters move only when an event is
 //! stored for the first time, in the same transaction, so redelivery never double-counts.
+//! Whether an id was seen is read from its receipt (`telemetry_receipts`), which outlives
+//! the event's row: a plan's log window may delete the row after 3 days, and the edge's
+//! queues may deliver an event again for about a week after an outage.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
@@ -114,22 +117,41 @@ pub async fn ingest(
             candidates.push(event);
         }
     }
-    // One statement per chunk; the ids it returns are the events stored for the first time.
+    // One receipt statement per chunk; the ids it returns are the events never seen, which
+    // are stored and counted.
     let mut stored = HashSet::new();
     for chunk in candidates.chunks(MAX_EVENTS_PER_INSERT) {
-        let rows = chunk
+        let receipts = chunk
             .iter()
-            .map(|event| event_row(event, received_at))
+            .map(|event| {
+                ColumnValues::default()
+                    .set("id", event.id.as_str())
+                    .set("received_at", received_at)
+            })
             .collect();
         let insert = ColumnValues::insert_rows_into(
             db.backend(),
-            rows,
-            "telemetry_events",
+            receipts,
+            "telemetry_receipts",
             "ON CONFLICT (id) DO NOTHING RETURNING id",
         );
-        for row in insert.fetch_all(&mut *tx).await? {
-            stored.insert(row.try_get::<String, _>(0)?);
+        let new: HashSet<String> = insert
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|row| row.try_get::<String, _>(0))
+            .collect::<Result<_, _>>()?;
+        let rows: Vec<ColumnValues> = chunk
+            .iter()
+            .filter(|event| new.contains(&event.id))
+            .map(|event| event_row(event, received_at))
+            .collect();
+        if !rows.is_empty() {
+            ColumnValues::insert_rows_into(db.backend(), rows, "telemetry_events", "")
+                .execute(&mut *tx)
+                .await?;
         }
+        stored.extend(new);
     }
     for event in candidates {
         if stored.contains(&event.id) {
