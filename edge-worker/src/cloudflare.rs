@@ -165,8 +165,26 @@ async fn deliver_telemetry(
         batch.ack_all();
         return Ok(());
     }
+    // Whatever goes wrong (the control plane away or refusing, a secret or URL missing), the
+    // batch waits its turn: an error thrown from here would be retried at once, and spend
+    // the queue's tries in minutes.
+    let failure = match post_batch(&env, events).await {
+        Ok(status) if (200..300).contains(&status) => {
+            batch.ack_all();
+            return Ok(());
+        }
+        Ok(status) => format!("refused with {status}"),
+        Err(err) => err.to_string(),
+    };
+    worker::console_error!("telemetry delivery failed: {failure}");
+    retry_later(&batch, retry_policy(&env));
+    Ok(())
+}
+
+/// Posts `events` to the control plane, signed; the status it answered.
+async fn post_batch(env: &Env, events: Vec<TelemetryEvent>) -> Result<u16> {
     let body = serde_json::to_vec(&TelemetryBatch { events })?;
-    let signature = sign_batch(&master_secret(&env)?, now_ms(), &body);
+    let signature = sign_batch(&master_secret(env)?, now_ms(), &body);
     let url = format!(
         "{}/internal/telemetry",
         env.var(CONTROL_PLANE_URL)?
@@ -182,21 +200,10 @@ async fn deliver_telemetry(
         .with_body(Some(
             worker::js_sys::Uint8Array::from(body.as_slice()).into(),
         ));
-    match Fetch::Request(Request::new_with_init(&url, &init)?)
+    let response = Fetch::Request(Request::new_with_init(&url, &init)?)
         .send()
-        .await
-    {
-        Ok(response) if (200..300).contains(&response.status_code()) => batch.ack_all(),
-        Ok(response) => {
-            worker::console_error!("telemetry delivery refused: {}", response.status_code());
-            retry_later(&batch, retry_policy(&env));
-        }
-        Err(err) => {
-            worker::console_error!("telemetry delivery failed: {err}");
-            retry_later(&batch, retry_policy(&env));
-        }
-    }
-    Ok(())
+        .await?;
+    Ok(response.status_code())
 }
 
 /// Marks each message of a failed batch for another try after its own wait.
@@ -214,11 +221,12 @@ fn retry_later(batch: &MessageBatch<TelemetryEvent>, policy: RetryPolicy) {
 
 /// The retry waits `wrangler.toml` sets, or the production ones.
 fn retry_policy(env: &Env) -> RetryPolicy {
-    let seconds = |name: &str, default: u32| {
-        env.var(name)
-            .ok()
-            .and_then(|value| value.to_string().parse().ok())
-            .unwrap_or(default)
+    let seconds = |name: &str, default: u32| match env.var(name) {
+        Ok(value) => value.to_string().parse().unwrap_or_else(|_| {
+            worker::console_warn!("{name} is not a whole number of seconds; using {default}");
+            default
+        }),
+        Err(_) => default,
     };
     RetryPolicy {
         min_seconds: seconds(RETRY_MIN_SECONDS, RetryPolicy::PRODUCTION.min_seconds),

@@ -51,16 +51,19 @@ pub async fn enqueue_or_spill(
 
 /// How long a failed delivery waits before the next try: as long again as the message has
 /// waited since it was sent, within bounds. That doubles the wait at each failure
-/// (exponential backoff) without counting attempts, which the Workers runtime does not tell
-/// the Rust side, and a message re-driven from the dead-letter queue, already old, waits the
-/// longest at once.
+/// (exponential backoff) without counting attempts, which workers-rs 0.8 does not expose
+/// (`Message.attempts` has no binding there), and a message moved to the dead-letter queue
+/// with its first timestamp, already old, waits the longest at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryPolicy {
     /// The shortest wait, seconds.
     pub min_seconds: u32,
-    /// The longest wait, seconds (Cloudflare Queues accept up to 12 hours).
+    /// The longest wait, seconds; above [`MAX_RETRY_DELAY_SECONDS`] that limit applies.
     pub max_seconds: u32,
 }
+
+/// The longest retry delay Cloudflare Queues accept: 12 hours.
+pub const MAX_RETRY_DELAY_SECONDS: u32 = 12 * 60 * 60;
 
 impl RetryPolicy {
     /// What `wrangler.toml` sets: 10 seconds at first, an hour at most.
@@ -72,16 +75,8 @@ impl RetryPolicy {
     /// The wait before the next try of a message sent `age_ms` ago.
     pub fn delay_seconds(self, age_ms: i64) -> u32 {
         let age_seconds = u32::try_from(age_ms.max(0) / 1000).unwrap_or(u32::MAX);
-        age_seconds.clamp(self.min_seconds, self.max_seconds.max(self.min_seconds))
-    }
-
-    /// How long a message is kept trying over `retries` failed deliveries in a row, seconds:
-    /// the outage one queue rides out (the queue's message retention may end it sooner).
-    pub fn budget_seconds(self, retries: u32) -> u64 {
-        (0..retries).fold(0u64, |waited, _| {
-            let age_ms = i64::try_from(waited.saturating_mul(1000)).unwrap_or(i64::MAX);
-            waited + u64::from(self.delay_seconds(age_ms))
-        })
+        let longest = self.max_seconds.min(MAX_RETRY_DELAY_SECONDS);
+        age_seconds.clamp(self.min_seconds.min(longest), longest)
     }
 }
 
@@ -112,6 +107,15 @@ mod tests {
         let wire = r#"{"id": "00000000000000000000000000000000", "kind": "challenge_issued",
                        "at": 0, "project_id": "project", "site_key": "site"}"#;
         serde_json::from_str(wire).unwrap()
+    }
+
+    /// How long a message first sent at age 0 keeps being tried over `retries` failed
+    /// deliveries in a row, seconds: the outage one queue rides out.
+    fn budget_seconds(policy: RetryPolicy, retries: u32) -> u64 {
+        (0..retries).fold(0u64, |waited, _| {
+            let age_ms = i64::try_from(waited * 1000).unwrap();
+            waited + u64::from(policy.delay_seconds(age_ms))
+        })
     }
 
     fn refusing() -> TestQueue {
@@ -156,20 +160,34 @@ mod tests {
         assert_eq!(policy.delay_seconds(600_000), 600);
         assert_eq!(policy.delay_seconds(86_400_000), 3600);
         assert_eq!(policy.delay_seconds(i64::MAX), 3600);
-        // Tries at 10 s, 20 s, 40 s, ... of age: 2^n apart until the hour.
-        let ages: Vec<u64> = (1..=4).map(|n| policy.budget_seconds(n)).collect();
+        // Retries at 10 s, 20 s, 40 s, ... of age: 10 s, 10 s, 20 s, 40 s apart until the hour.
+        let ages: Vec<u64> = (1..=4).map(|n| budget_seconds(policy, n)).collect();
         assert_eq!(ages, [10, 20, 40, 80]);
+        // Settings beyond Cloudflare's limit, or crossed, still give a wait it accepts.
+        let wild = RetryPolicy {
+            min_seconds: 100_000,
+            max_seconds: 200_000,
+        };
+        assert_eq!(wild.delay_seconds(0), MAX_RETRY_DELAY_SECONDS);
+        let crossed = RetryPolicy {
+            min_seconds: 60,
+            max_seconds: 30,
+        };
+        assert_eq!(crossed.delay_seconds(0), 30);
     }
 
     #[test]
     fn one_queue_rides_out_days_of_outage_with_the_retries_wrangler_toml_sets() {
         // wrangler.toml: max_retries = 100 on each queue; the README quotes these figures.
-        let budget = RetryPolicy::PRODUCTION.budget_seconds(100);
+        let policy = RetryPolicy::PRODUCTION;
+        let budget = budget_seconds(policy, 100);
         assert_eq!(budget / 3600, 91, "about 91 hours per queue: {budget} s");
-        // An hour apart from the tenth try on: after recovery, delivery within an hour.
+        // An hour apart from the eleventh retry on: after recovery, delivery within an hour.
+        assert_eq!(budget - budget_seconds(policy, 99), 3600);
+        // A message moved to the dead-letter queue with its first timestamp waits an hour at
+        // once: its 100 retries there last 100 hours.
         assert_eq!(
-            RetryPolicy::PRODUCTION.budget_seconds(100)
-                - RetryPolicy::PRODUCTION.budget_seconds(99),
+            policy.delay_seconds(i64::try_from(budget * 1000).unwrap()),
             3600
         );
     }

@@ -50,7 +50,8 @@ const projects = {};
 /** Forwards to the control plane, but answers 503 after forwarding while `dropAcks` > 0,
  *  and 502 when the control plane cannot be reached (counted in `unreachable`), as a load
  *  balancer in front of a stopped control plane does. Keeps every event it was sent, by id
- *  (`sent`), how often it was sent (`attempts`), and every event it forwarded (`events`). */
+ *  (`sent`), when each was sent (`attempts`, Date.now() of each try), and every event it
+ *  forwarded (`events`). */
 function startFlakyProxy(target) {
   const proxy = { dropAcks: 0, forwarded: 0, unreachable: 0, sent: new Map(), attempts: new Map(), events: new Map() };
   proxy.server = createServer((req, res) => {
@@ -61,7 +62,7 @@ function startFlakyProxy(target) {
       const events = JSON.parse(body).events ?? [];
       for (const event of events) {
         proxy.sent.set(event.id, event);
-        proxy.attempts.set(event.id, (proxy.attempts.get(event.id) ?? 0) + 1);
+        proxy.attempts.set(event.id, [...(proxy.attempts.get(event.id) ?? []), Date.now()]);
       }
       const forward = httpRequest(new URL(req.url, target), { method: req.method, headers: req.headers }, (up) => {
         const chunks = [];
@@ -157,6 +158,7 @@ before(async () => {
   projects.tight = control.createProject("tight", ...QUICK, "--rate-limit", "3");
   projects.junk = control.createProject("junk", ...QUICK);
   projects.outage = control.createProject("outage", ...QUICK);
+  projects.redrive = control.createProject("redrive", ...QUICK);
   await control.start();
   flakyProxy = await startFlakyProxy(control.url);
 
@@ -502,38 +504,49 @@ describe("telemetry and usage through the queue", () => {
     // consumer keeps trying.
     const triesBeforeDeadLetters = TELEMETRY_RETRY.maxRetries + 1;
     const outageEvents = () => [...flakyProxy.sent.values()].filter((event) => event.project_id === projects.outage.project_id);
+    const tries = (event) => flakyProxy.attempts.get(event.id);
     await waitFor(
       "every event tried more often than the telemetry queue allows",
-      () => outageEvents().length === 10 && outageEvents().every((event) => flakyProxy.attempts.get(event.id) > triesBeforeDeadLetters),
+      () => outageEvents().length === 10 && outageEvents().every((event) => tries(event).length > triesBeforeDeadLetters),
       30000,
     );
     assert.ok(outageEvents().every((event) => !flakyProxy.events.has(event.id)), "none arrived during the outage");
+    // The waits between tries grew to the longest one, and none fell back to the consumer's
+    // retry_delay (60 s), kept for a handler that fails outright.
+    const waits = outageEvents().flatMap((event) => tries(event).slice(1).map((at, i) => at - tries(event)[i]));
+    assert.ok(Math.max(...waits) >= TELEMETRY_RETRY.maxSeconds * 1000 - 100, `waits ${waits}`);
+    assert.ok(Math.max(...waits) < 10000, `waits ${waits}`);
     // Back on the same address and database, as after a restart or a deploy.
     await control.start(address);
-    const counted = (usage) => ({
-      protected_attempts: usage.protected_attempts,
-      challenges_issued: usage.challenges_issued,
-      refusals: usage.refusals,
-      risk_blocked: usage.risk_blocked,
-    });
+    const counted = () => {
+      const usage = control.usage(projects.outage.project_id);
+      return { protected_attempts: usage.protected_attempts, challenges_issued: usage.challenges_issued, refusals: usage.refusals, risk_blocked: usage.risk_blocked };
+    };
     const sent = { protected_attempts: 5, challenges_issued: 5, refusals: 0, risk_blocked: 0 };
-    await waitFor("the events sent during the outage", () => control.usage(projects.outage.project_id).protected_attempts >= 5);
+    await waitFor("the events sent during the outage", () => JSON.stringify(counted()) === JSON.stringify(sent));
     // Give any further redelivery time to land before checking each counted once.
     await new Promise((resolve) => setTimeout(resolve, 2500));
-    assert.deepEqual(counted(control.usage(projects.outage.project_id)), sent);
+    assert.deepEqual(counted(), sent);
   });
 
   test("re-driving the dead-letter queue twice counts its new events once, and nothing the second time", async () => {
-    const projectId = projects.outage.project_id;
-    // The outage's events, counted already, and as many the control plane never saw.
-    const counted = [...flakyProxy.events.values()].filter((event) => event.project_id === projectId);
-    assert.equal(counted.length, 10, "the outage's events, from the test before");
+    const { project_id: projectId, site_key: siteKey } = projects.redrive;
+    for (let i = 0; i < 2; i++) {
+      const { challenge, token } = await startChallenge(siteKey);
+      assert.equal((await redeem(siteKey, token, solve(token, challenge))).status, 200);
+    }
+    const delivered = () => [...flakyProxy.events.values()].filter((event) => event.project_id === projectId);
+    await waitFor("the four events delivered", () => delivered().length === 4 && control.usage(projectId).protected_attempts === 2);
+    // Events counted already, and as many the control plane never saw.
+    const counted = delivered();
     const unseen = counted.map((event) => ({ ...event, id: randomBytes(16).toString("hex") }));
     const before = control.usage(projectId);
     const spill = await mf.getQueueProducer("TELEMETRY_SPILL");
     const redrive = async (round) => {
-      for (const event of [...counted, ...unseen]) await spill.send(event);
-      await waitFor(`re-drive ${round} delivered`, () => unseen.every((event) => flakyProxy.attempts.get(event.id) >= round && flakyProxy.events.has(event.id)));
+      const all = [...counted, ...unseen];
+      const triedBefore = new Map(all.map((event) => [event.id, flakyProxy.attempts.get(event.id)?.length ?? 0]));
+      for (const event of all) await spill.send(event);
+      await waitFor(`re-drive ${round} delivered`, () => all.every((event) => flakyProxy.attempts.get(event.id)?.length > triedBefore.get(event.id) && flakyProxy.events.has(event.id)));
       await new Promise((resolve) => setTimeout(resolve, 1500));
       return control.usage(projectId);
     };
