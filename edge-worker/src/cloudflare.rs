@@ -9,8 +9,8 @@ use humanproof_protocol::telemetry::{SIGNATURE_HEADER, sign_batch};
 use humanproof_protocol::{MasterSecret, Network, SiteSnapshot, TelemetryBatch, TelemetryEvent};
 use worker::{
     ByteStream, Context, Date, DurableObject, Env, Fetch, Headers, MessageBatch, MessageExt as _,
-    Method, ObjectNamespace, Queue, QueueRetryOptionsBuilder, Request, RequestInit, Response,
-    Result, State, durable_object, event, kv::KvStore,
+    Method, QueueRetryOptionsBuilder, Request, RequestInit, Response, Result, State,
+    durable_object, event,
 };
 
 use crate::delivery::{Enqueued, EventQueue, RetryPolicy, enqueue_or_spill};
@@ -49,14 +49,23 @@ fn start() {
 #[event(fetch)]
 async fn fetch(mut req: Request, env: Env, _ctx: Context) -> Result<Response> {
     let master = master_secret(&env)?;
+    // Each store looks its binding up when first used: workers-rs checks a binding's
+    // JavaScript type by name on every lookup, which only the routes that use it should pay
+    // for (a settings read uses KV alone; the spill queue is for when the queue refuses).
     let edge = Edge::new(
         EdgeConfig::new(master),
-        KvSnapshots(env.kv(SNAPSHOT_BINDING)?),
-        DurableClaims(env.durable_object(CLAIMS_BINDING)?),
-        DurableVisitors(env.durable_object(VISITORS_BINDING)?),
+        KvSnapshots(env.clone()),
+        DurableClaims(env.clone()),
+        DurableVisitors(env.clone()),
         QueueTelemetry {
-            queue: WorkersQueue(env.queue(TELEMETRY_BINDING)?),
-            spill: WorkersQueue(env.queue(SPILL_BINDING)?),
+            queue: WorkersQueue {
+                env: env.clone(),
+                binding: TELEMETRY_BINDING,
+            },
+            spill: WorkersQueue {
+                env: env.clone(),
+                binding: SPILL_BINDING,
+            },
         },
     );
     let headers = req.headers().clone();
@@ -259,12 +268,15 @@ fn into_worker_response(response: EdgeResponse) -> Result<Response> {
         .with_headers(headers))
 }
 
-struct KvSnapshots(KvStore);
+/// The KV namespace of snapshots (its binding looked up on use).
+struct KvSnapshots(Env);
 
 impl SnapshotStore for KvSnapshots {
     async fn site(&self, site_key: &str) -> std::result::Result<Option<SiteSnapshot>, StoreError> {
         let text = self
             .0
+            .kv(SNAPSHOT_BINDING)
+            .map_err(store_error)?
             .get(&kv_key(site_key))
             .text()
             .await
@@ -281,7 +293,7 @@ impl SnapshotStore for KvSnapshots {
 /// One Durable Object per challenge id: the claim is strongly consistent wherever the
 /// redeem lands, and each object deletes itself by alarm an hour after its challenge expires
 /// ([`crate::stores::CLAIM_RETENTION_AFTER_EXPIRY_MS`]).
-struct DurableClaims(ObjectNamespace);
+struct DurableClaims(Env);
 
 impl ClaimStore for DurableClaims {
     async fn claim(
@@ -292,13 +304,11 @@ impl ClaimStore for DurableClaims {
     ) -> std::result::Result<bool, StoreError> {
         let stub = self
             .0
-            .get_by_name(id)
-            .map_err(|e| StoreError(e.to_string()))?;
+            .durable_object(CLAIMS_BINDING)
+            .and_then(|claims| claims.get_by_name(id))
+            .map_err(store_error)?;
         let url = format!("https://claim/?now={now_ms}&exp={expires_at_ms}");
-        let response = stub
-            .fetch_with_str(&url)
-            .await
-            .map_err(|e| StoreError(e.to_string()))?;
+        let response = stub.fetch_with_str(&url).await.map_err(store_error)?;
         match response.status_code() {
             200 => Ok(true),
             409 => Ok(false),
@@ -347,18 +357,16 @@ impl DurableObject for ChallengeClaim {
 /// One Durable Object per visitor (the salted hash of its network): its starts, failures and
 /// reputation are counted in one single-threaded place however many edge locations it
 /// reaches, and the object deletes its state by alarm when the last part of it expires.
-struct DurableVisitors(ObjectNamespace);
+struct DurableVisitors(Env);
 
 impl DurableVisitors {
     async fn call(&self, visitor: &str, url: &str) -> std::result::Result<Response, StoreError> {
         let stub = self
             .0
-            .get_by_name(visitor)
-            .map_err(|e| StoreError(e.to_string()))?;
-        let response = stub
-            .fetch_with_str(url)
-            .await
-            .map_err(|e| StoreError(e.to_string()))?;
+            .durable_object(VISITORS_BINDING)
+            .and_then(|visitors| visitors.get_by_name(visitor))
+            .map_err(store_error)?;
+        let response = stub.fetch_with_str(url).await.map_err(store_error)?;
         match response.status_code() {
             200 => Ok(response),
             status => Err(StoreError(format!("visitor object answered {status}"))),
@@ -375,7 +383,7 @@ impl VisitorStore for DurableVisitors {
     ) -> std::result::Result<VisitorHistory, StoreError> {
         let url = format!("https://visitor/start?project={project}&now={now_ms}");
         let mut response = self.call(visitor, &url).await?;
-        response.json().await.map_err(|e| StoreError(e.to_string()))
+        response.json().await.map_err(store_error)
     }
 
     async fn record(
@@ -440,15 +448,22 @@ impl DurableObject for VisitorAbuseState {
     }
 }
 
-struct WorkersQueue(Queue);
+/// A queue binding, looked up on use.
+struct WorkersQueue {
+    env: Env,
+    binding: &'static str,
+}
 
 impl EventQueue for WorkersQueue {
     async fn send(&self, event: &TelemetryEvent) -> std::result::Result<(), StoreError> {
-        self.0
-            .send(event)
-            .await
-            .map_err(|e| StoreError(e.to_string()))
+        let queue = self.env.queue(self.binding).map_err(store_error)?;
+        queue.send(event).await.map_err(store_error)
     }
+}
+
+/// A binding's failure, as the stores report it.
+fn store_error(err: worker::Error) -> StoreError {
+    StoreError(err.to_string())
 }
 
 /// Telemetry into the queue, or the spill queue when the queue refuses it.
