@@ -130,6 +130,20 @@ on_both_databases! {
         let report = retention::apply(&world.db, received + retention::RECEIPT_TTL_MS + 1).await.unwrap();
         assert_eq!(report.receipts_deleted, events.len() as u64);
     }
+
+    async fn an_event_stored_without_a_receipt_counts_once(world: World) {
+        // A replica from before receipts stored (and counted) the event; it comes again.
+        let site = world.create_project(quick_project("no-receipt")).await;
+        world.verification_token(site.site_key()).await;
+        let events = world.deliver_telemetry().await;
+        sqlx::query("DELETE FROM telemetry_receipts").execute(world.db.pool()).await.unwrap();
+        let month = month_of(world.clock.now_ms());
+        let counted = telemetry::usage(&world.db, &site.project.id, &month).await.unwrap();
+        let again = telemetry::ingest(&world.db, &events, world.clock.now_ms()).await.unwrap();
+        assert_eq!((again.stored, again.duplicates), (0, events.len()));
+        assert_eq!(telemetry::usage(&world.db, &site.project.id, &month).await.unwrap(), counted);
+        assert_eq!(world.stored_events(&site.project.id).await, events.len() as i64);
+    }
 }
 
 on_both_databases! {

@@ -35,7 +35,7 @@ pub const HASH_TTL_MS: i64 = 24 * 60 * 60 * 1000;
 /// 14 days. Each plan's own, shorter or equal window is applied by [`apply_plan_windows`].
 pub const EVENT_TTL_MS: i64 = MAX_LOG_DAYS as i64 * DAY_MS;
 /// How long the receipt of a telemetry event is kept: longer than the edge's queues keep
-/// trying one event (about 8 days) and than a queue keeps a message (14 days at most).
+/// trying one event (about a week) and than a queue keeps a message (14 days at most).
 pub const RECEIPT_TTL_MS: i64 = 15 * DAY_MS;
 /// How long the record of a sent usage notice is kept: only the current month's stop a
 /// notice going out twice.

@@ -91,7 +91,8 @@ impl Usage {
 }
 
 /// Stores a batch in one transaction and bumps usage for the events that are new: one read
-/// of which projects exist and one multi-row INSERT, whatever the batch's size (to 500).
+/// of which projects exist, then one multi-row INSERT of receipts and one of events,
+/// whatever the batch's size (to 500).
 pub async fn ingest(
     db: &Db,
     events: &[TelemetryEvent],
@@ -117,8 +118,12 @@ pub async fn ingest(
             candidates.push(event);
         }
     }
-    // One receipt statement per chunk; the ids it returns are the events never seen, which
-    // are stored and counted.
+    // In id order, so that two transactions with overlapping batches (a redelivery racing
+    // the first delivery on another replica) take the rows' locks in one order.
+    candidates.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+    // Per chunk, one statement of receipts and one of events; an event is new, stored and
+    // counted, when both are. Its row without a receipt was stored (and counted) by a
+    // replica that predates receipts.
     let mut stored = HashSet::new();
     for chunk in candidates.chunks(MAX_EVENTS_PER_INSERT) {
         let receipts = chunk
@@ -129,29 +134,13 @@ pub async fn ingest(
                     .set("received_at", received_at)
             })
             .collect();
-        let insert = ColumnValues::insert_rows_into(
-            db.backend(),
-            receipts,
-            "telemetry_receipts",
-            "ON CONFLICT (id) DO NOTHING RETURNING id",
-        );
-        let new: HashSet<String> = insert
-            .fetch_all(&mut *tx)
-            .await?
+        let unseen = insert_new(&mut tx, db.backend(), "telemetry_receipts", receipts).await?;
+        let rows = chunk
             .iter()
-            .map(|row| row.try_get::<String, _>(0))
-            .collect::<Result<_, _>>()?;
-        let rows: Vec<ColumnValues> = chunk
-            .iter()
-            .filter(|event| new.contains(&event.id))
+            .filter(|event| unseen.contains(&event.id))
             .map(|event| event_row(event, received_at))
             .collect();
-        if !rows.is_empty() {
-            ColumnValues::insert_rows_into(db.backend(), rows, "telemetry_events", "")
-                .execute(&mut *tx)
-                .await?;
-        }
-        stored.extend(new);
+        stored.extend(insert_new(&mut tx, db.backend(), "telemetry_events", rows).await?);
     }
     for event in candidates {
         if stored.contains(&event.id) {
@@ -186,6 +175,29 @@ pub async fn ingest(
     }
     tx.commit().await?;
     Ok(outcome)
+}
+
+/// Inserts `rows` into `table` (keyed by `id`), skipping ids already there; the ids inserted.
+async fn insert_new(
+    tx: &mut sqlx::AnyConnection,
+    backend: Backend,
+    table: &'static str,
+    rows: Vec<ColumnValues>,
+) -> Result<HashSet<String>, sqlx::Error> {
+    if rows.is_empty() {
+        return Ok(HashSet::new());
+    }
+    ColumnValues::insert_rows_into(
+        backend,
+        rows,
+        table,
+        "ON CONFLICT (id) DO NOTHING RETURNING id",
+    )
+    .fetch_all(&mut *tx)
+    .await?
+    .iter()
+    .map(|row| row.try_get::<String, _>(0))
+    .collect()
 }
 
 /// Most events one INSERT takes: sixteen values each, well under either database's limit on
