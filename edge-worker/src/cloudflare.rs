@@ -9,7 +9,7 @@ use humanproof_protocol::telemetry::{SIGNATURE_HEADER, sign_batch};
 use humanproof_protocol::{MasterSecret, Network, SiteSnapshot, TelemetryBatch, TelemetryEvent};
 use worker::{
     ByteStream, Context, Date, DurableObject, Env, Fetch, Headers, MessageBatch, MessageExt as _,
-    Method, QueueRetryOptionsBuilder, Request, RequestInit, Response, Result, State,
+    Method, QueueRetryOptionsBuilder, RawMessage, Request, RequestInit, Response, Result, State,
     durable_object, event,
 };
 
@@ -166,12 +166,19 @@ async fn deliver_telemetry(
     env: Env,
     _ctx: Context,
 ) -> Result<()> {
-    let events: Vec<TelemetryEvent> = batch
-        .raw_iter()
-        .filter_map(|message| event_from_message(message.body()))
-        .collect();
+    let mut events = Vec::new();
+    let mut deliverable = Vec::new();
+    for message in batch.raw_iter() {
+        match event_from_message(message.body()) {
+            Some(event) => {
+                events.push(event);
+                deliverable.push(message);
+            }
+            // No delivery would ever take it: acknowledged, so it is not retried forever.
+            None => message.ack(),
+        }
+    }
     if events.is_empty() {
-        batch.ack_all();
         return Ok(());
     }
     // Whatever goes wrong (the control plane away or refusing, a secret or URL missing), the
@@ -186,7 +193,7 @@ async fn deliver_telemetry(
         Err(err) => err.to_string(),
     };
     worker::console_error!("telemetry delivery failed: {failure}");
-    retry_later(&batch, retry_policy(&env));
+    retry_later(&deliverable, retry_policy(&env));
     Ok(())
 }
 
@@ -216,9 +223,9 @@ async fn post_batch(env: &Env, events: Vec<TelemetryEvent>) -> Result<u16> {
 }
 
 /// Marks each message of a failed batch for another try after its own wait.
-fn retry_later(batch: &MessageBatch<TelemetryEvent>, policy: RetryPolicy) {
+fn retry_later(messages: &[RawMessage], policy: RetryPolicy) {
     let now = now_ms();
-    for message in batch.raw_iter() {
+    for message in messages {
         let delay = policy.delay_seconds(now - message.timestamp().as_millis() as i64);
         message.retry_with_options(
             &QueueRetryOptionsBuilder::new()
@@ -243,7 +250,7 @@ fn retry_policy(env: &Env) -> RetryPolicy {
     }
 }
 
-/// A queue message body is a plain JS object; malformed ones are dropped, not retried forever.
+/// A queue message body is a plain JS object; `None` for a malformed one.
 fn event_from_message(value: worker::wasm_bindgen::JsValue) -> Option<TelemetryEvent> {
     let json = worker::js_sys::JSON::stringify(&value).ok()?.as_string()?;
     serde_json::from_str(&json).ok()
