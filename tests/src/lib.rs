@@ -18,6 +18,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use humanproof_control_plane::clock::Clock;
 use humanproof_control_plane::db::projects::{self, BillingStatus, Project, ProjectSettings};
+use humanproof_control_plane::db::telemetry::Usage;
 use humanproof_control_plane::db::{Db, billing};
 use humanproof_control_plane::local::{ChannelSink, LocalEdge, publish_snapshot};
 use humanproof_control_plane::mail::Mailer;
@@ -162,16 +163,15 @@ pub struct Crowd {
 }
 
 impl Crowd {
-    /// The monthly counters this crowd must leave (with `verifications` siteverify answers):
-    /// protected attempts, challenges issued, risk blocks, refusals, verifications.
-    pub fn expected_usage(&self, verifications: u64) -> (u64, u64, u64, u64, u64) {
-        (
-            self.solved + self.failed + self.blocked,
-            self.issued,
-            self.blocked,
-            self.refused,
+    /// The monthly counters this crowd must leave, with `verifications` siteverify answers.
+    pub fn expected_usage(&self, verifications: u64) -> Usage {
+        Usage {
+            protected_attempts: self.solved + self.failed + self.blocked,
+            challenges_issued: self.issued,
+            refusals: self.refused,
+            risk_blocked: self.blocked,
             verifications,
-        )
+        }
     }
 }
 
