@@ -65,15 +65,18 @@ async function timed(mf, path, init) {
 const row = (name, values, note = "") =>
   console.log(`| ${name} | ${median(values).toFixed(2)} (${Math.min(...values).toFixed(2)}–${Math.max(...values).toFixed(2)}) | ${percentile(values, 99).toFixed(2)} | ${values.length} | ${note} |`);
 
-/** CPU time (ms) the workerd this process started has used so far, all threads. */
-function workerdCpuMs() {
+/** The process id of the workerd this process started (Miniflare runs it as a child). */
+function childWorkerd() {
   const parentOf = (pid) => {
     const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
     return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
   };
-  const workerd = readdirSync("/proc").find((pid) => /^\d+$/.test(pid) && readFileSync(`/proc/${pid}/comm`, "utf8").startsWith("workerd") && parentOf(pid) === process.pid);
-  return readdirSync(`/proc/${workerd}/task`).reduce((sum, thread) => sum + Number(readFileSync(`/proc/${workerd}/task/${thread}/schedstat`, "utf8").split(" ")[0]) / 1e6, 0);
+  return readdirSync("/proc").find((pid) => /^\d+$/.test(pid) && readFileSync(`/proc/${pid}/comm`, "utf8").startsWith("workerd") && parentOf(pid) === process.pid);
 }
+
+/** CPU time (ms) workerd `pid` has used so far, all threads. */
+const cpuMs = (pid) =>
+  readdirSync(`/proc/${pid}/task`).reduce((sum, thread) => sum + Number(readFileSync(`/proc/${pid}/task/${thread}/schedstat`, "utf8").split(" ")[0]) / 1e6, 0);
 
 /** Milliseconds a request that `requests` sent, one at a time, spent running the Worker's own
  *  wasm: V8's sampling profiler on the Worker's isolate (Miniflare names it `core:user:`),
@@ -110,6 +113,7 @@ async function wasmCpuPerRequest(requests) {
 
 const mf = edge(INSPECTOR_PORT);
 await mf.ready;
+const workerd = childWorkerd();
 await seedSnapshot(mf, control);
 // Warm up the isolate and its Durable Objects.
 for (let i = 0; i < 20; i++) {
@@ -120,9 +124,9 @@ for (let i = 0; i < 20; i++) {
 const cpu = {};
 async function timedLoop(kind, count, request) {
   const times = [];
-  const before = workerdCpuMs();
+  const before = cpuMs(workerd);
   for (let i = 0; i < count; i++) times.push(await request(i));
-  cpu[kind] = (workerdCpuMs() - before) / count;
+  cpu[kind] = (cpuMs(workerd) - before) / count;
   return times;
 }
 
