@@ -47,18 +47,41 @@ pub struct Db {
     found_by_secret: projects::FoundBySecret,
 }
 
+/// Settings of every SQLite connection (sqlx's, and siteverify's writer's).
+const SQLITE_PRAGMAS: [&str; 2] = [
+    // In WAL mode, NORMAL syncs the log at checkpoints, not at every commit: a crash of the
+    // process loses nothing, a power loss at most the last commits (the README says what
+    // that means for siteverify).
+    "PRAGMA synchronous = NORMAL",
+    // The commit that fills the log to this many pages copies them into the database and
+    // syncs it while every writer waits. SQLite's 1,000 pages (4 MB) made that a stall of
+    // ~10 ms every few hundred siteverify groups under load; at 40 MB it comes ten times
+    // less often, and pages written again and again in between (indexes, counters) are
+    // copied once.
+    "PRAGMA wal_autocheckpoint = 10000",
+];
+
 /// Why the database could not be opened.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
     /// Neither `sqlite:` nor `postgres:`.
     #[error("unsupported database URL (use sqlite:// or postgres://): {0}")]
     UnsupportedUrl(String),
+    /// An in-memory SQLite database.
+    #[error("an in-memory SQLite database is not supported (name a file): {0}")]
+    InMemory(String),
     /// The SQLite file's folder could not be created.
     #[error("cannot create the database folder: {0}")]
     Folder(#[from] std::io::Error),
     /// The driver refused.
     #[error(transparent)]
     Sqlx(#[from] sqlx::Error),
+    /// Siteverify's writer could not open its SQLite connection.
+    #[error("siteverify's writer cannot open the database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// Siteverify's writer thread could not be started.
+    #[error("cannot start siteverify's writer: {0}")]
+    Thread(std::io::Error),
     /// A migration failed.
     #[error(transparent)]
     Migrate(#[from] sqlx::migrate::MigrateError),
@@ -92,26 +115,9 @@ impl Db {
                 .after_connect(move |connection, _| {
                     Box::pin(async move {
                         if backend == Backend::Sqlite {
-                            // In WAL mode, NORMAL syncs the log at checkpoints, not at every
-                            // commit: a crash of the process loses nothing, a power loss at
-                            // most the last commits (the README says what that means for
-                            // siteverify).
-                            sqlx::Executor::execute(
-                                &mut *connection,
-                                "PRAGMA synchronous = NORMAL",
-                            )
-                            .await?;
-                            // The commit that fills the log to this many pages copies them into
-                            // the database and syncs it while every writer waits. SQLite's
-                            // 1,000 pages (4 MB) made that a stall of ~10 ms every few hundred
-                            // siteverify groups under load; at 40 MB it comes ten times less
-                            // often, and pages written again and again in between (indexes,
-                            // counters) are copied once.
-                            sqlx::Executor::execute(
-                                connection,
-                                "PRAGMA wal_autocheckpoint = 10000",
-                            )
-                            .await?;
+                            for pragma in SQLITE_PRAGMAS {
+                                sqlx::Executor::execute(&mut *connection, pragma).await?;
+                            }
                         }
                         Ok(())
                     })
@@ -128,7 +134,7 @@ impl Db {
             }
             Backend::Postgres => pool.clone(),
         };
-        let siteverify = siteverify::Writer::start(writer.clone(), backend);
+        let siteverify = siteverify::Writer::start(url, writer.clone(), backend)?;
         let db = Self {
             pool,
             writer,
@@ -202,14 +208,15 @@ async fn begin_write(
 }
 
 /// `sqlite://data/hp.db?mode=rwc` needs `data/` to exist before SQLite can create the file.
-fn create_sqlite_folder(url: &str) -> std::io::Result<()> {
+/// An in-memory database is refused: each connection would open a database of its own.
+fn create_sqlite_folder(url: &str) -> Result<(), ConnectError> {
     let path = url.trim_start_matches("sqlite:").trim_start_matches("//");
-    let path = path.split('?').next().unwrap_or_default();
-    if path.is_empty() || path.starts_with(":memory:") {
-        return Ok(());
+    let (path, query) = path.split_once('?').unwrap_or((path, ""));
+    if path.is_empty() || path == ":memory:" || query.split('&').any(|pair| pair == "mode=memory") {
+        return Err(ConnectError::InMemory(url.to_owned()));
     }
     match std::path::Path::new(path).parent() {
-        Some(folder) if !folder.as_os_str().is_empty() => std::fs::create_dir_all(folder),
+        Some(folder) if !folder.as_os_str().is_empty() => Ok(std::fs::create_dir_all(folder)?),
         _ => Ok(()),
     }
 }

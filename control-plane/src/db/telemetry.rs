@@ -45,6 +45,20 @@ pub struct Usage {
     pub verifications: u64,
 }
 
+impl Usage {
+    /// The counters as [`ADD_USAGE`] takes them.
+    pub(crate) fn columns(&self) -> [i64; 5] {
+        let as_i64 = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        [
+            as_i64(self.protected_attempts),
+            as_i64(self.challenges_issued),
+            as_i64(self.refusals),
+            as_i64(self.verifications),
+            as_i64(self.risk_blocked),
+        ]
+    }
+}
+
 /// How much of a project's own monthly limit its protected attempts have used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct LimitUse {
@@ -363,28 +377,37 @@ pub(crate) async fn add_usage(
     month: &str,
     counts: Usage,
 ) -> Result<(), sqlx::Error> {
-    let as_i64 = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
-    sqlx::query(
-        "INSERT INTO usage_months (project_id, month, protected_attempts, challenges_issued, \
-         refusals, verifications, risk_blocked) VALUES ($1, $2, $3, $4, $5, $6, $7) \
-         ON CONFLICT (project_id, month) DO UPDATE SET \
-         protected_attempts = usage_months.protected_attempts + excluded.protected_attempts, \
-         challenges_issued = usage_months.challenges_issued + excluded.challenges_issued, \
-         refusals = usage_months.refusals + excluded.refusals, \
-         verifications = usage_months.verifications + excluded.verifications, \
-         risk_blocked = usage_months.risk_blocked + excluded.risk_blocked",
-    )
-    .bind(project_id)
-    .bind(month)
-    .bind(as_i64(counts.protected_attempts))
-    .bind(as_i64(counts.challenges_issued))
-    .bind(as_i64(counts.refusals))
-    .bind(as_i64(counts.verifications))
-    .bind(as_i64(counts.risk_blocked))
-    .execute(conn)
-    .await?;
+    let [
+        protected_attempts,
+        challenges_issued,
+        refusals,
+        verifications,
+        risk_blocked,
+    ] = counts.columns();
+    sqlx::query(ADD_USAGE)
+        .bind(project_id)
+        .bind(month)
+        .bind(protected_attempts)
+        .bind(challenges_issued)
+        .bind(refusals)
+        .bind(verifications)
+        .bind(risk_blocked)
+        .execute(conn)
+        .await?;
     Ok(())
 }
+
+/// Adds counters to a project's month: project, month, then the counters in the order of
+/// [`Usage::columns`].
+pub(crate) const ADD_USAGE: &str = "INSERT INTO usage_months (project_id, month, \
+     protected_attempts, challenges_issued, refusals, verifications, risk_blocked) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7) \
+     ON CONFLICT (project_id, month) DO UPDATE SET \
+     protected_attempts = usage_months.protected_attempts + excluded.protected_attempts, \
+     challenges_issued = usage_months.challenges_issued + excluded.challenges_issued, \
+     refusals = usage_months.refusals + excluded.refusals, \
+     verifications = usage_months.verifications + excluded.verifications, \
+     risk_blocked = usage_months.risk_blocked + excluded.risk_blocked";
 
 /// A `usage_months` row's counters.
 #[derive(sqlx::FromRow)]

@@ -72,6 +72,8 @@ pub struct VerificationRecord {
     pub error_code: Option<String>,
 }
 
+mod sqlite;
+
 /// Most jobs one transaction takes: enough to amortise a commit's fsync over a burst, few
 /// enough that one transaction stays short.
 const MAX_GROUP: usize = 256;
@@ -87,7 +89,7 @@ enum Job {
     Record(VerificationRecord, oneshot::Sender<Result<(), sqlx::Error>>),
 }
 
-/// Siteverify's writes, committed in groups: every request waiting when a writing task is free
+/// Siteverify's writes, committed in groups: every request waiting when a writer is free
 /// goes into its next transaction, so a burst of verifications pays for one commit instead
 /// of two each, and no claim is answered before it is committed. Reads do not wait for it:
 /// they go to the pool directly.
@@ -97,21 +99,30 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Starts the writing tasks over `pool`; they end when the last [`Writer`] is dropped.
-    /// SQLite takes one writer at a time, so one task; PostgreSQL commits several
-    /// transactions at once (and flushes their log together), so a few, each taking its
-    /// group from the same queue.
-    pub(super) fn start(pool: AnyPool, backend: Backend) -> Self {
+    /// Starts the writers; they end when the last [`Writer`] is dropped.
+    ///
+    /// SQLite takes one writer at a time, so one: a thread of its own with its own
+    /// connection to `url`, which runs a whole group in one go (through sqlx, every statement
+    /// would be a hand-off to its connection's thread and back). It writes while holding
+    /// `writer`'s connection, the lock every other SQLite write queues for. PostgreSQL
+    /// commits several transactions at once (and flushes their log together), so a few tasks
+    /// on `writer`, each taking its group from the same queue.
+    pub(super) fn start(
+        url: &str,
+        writer: AnyPool,
+        backend: Backend,
+    ) -> Result<Self, super::ConnectError> {
         let (jobs, queue) = mpsc::channel(4 * MAX_GROUP);
-        let queue = Arc::new(Mutex::new(queue));
-        let tasks = match backend {
-            Backend::Sqlite => 1,
-            Backend::Postgres => POSTGRES_WRITERS,
-        };
-        for _ in 0..tasks {
-            tokio::spawn(write_groups(pool.clone(), backend, queue.clone()));
+        match backend {
+            Backend::Sqlite => sqlite::start(url, writer, queue)?,
+            Backend::Postgres => {
+                let queue = Arc::new(Mutex::new(queue));
+                for _ in 0..POSTGRES_WRITERS {
+                    tokio::spawn(write_groups(writer.clone(), queue.clone()));
+                }
+            }
         }
-        Self { jobs }
+        Ok(Self { jobs })
     }
 
     /// Claims a token for good and counts the answer. `Fresh` only once the claim is
@@ -141,44 +152,53 @@ impl Writer {
     }
 }
 
-/// The writing task: takes what is waiting (at most [`MAX_GROUP`]), writes it in one
-/// transaction, answers every job, repeats. A failed group fails each of its jobs, so
-/// nobody is told of a claim that was not committed.
-async fn write_groups(pool: AnyPool, backend: Backend, queue: Arc<Mutex<mpsc::Receiver<Job>>>) {
-    let mut group = Vec::with_capacity(MAX_GROUP);
-    while queue.lock().await.recv_many(&mut group, MAX_GROUP).await > 0 {
-        let mut claims = Vec::new();
-        let mut claim_replies = Vec::new();
-        let mut records = Vec::new();
-        let mut record_replies = Vec::new();
-        for job in group.drain(..) {
+/// The jobs one transaction writes, with the replies owed for them.
+#[derive(Default)]
+struct Group {
+    claims: Vec<ClaimRequest>,
+    claim_replies: Vec<oneshot::Sender<Result<Claim, sqlx::Error>>>,
+    records: Vec<VerificationRecord>,
+    record_replies: Vec<oneshot::Sender<Result<(), sqlx::Error>>>,
+}
+
+impl Group {
+    fn of(jobs: impl Iterator<Item = Job>) -> Self {
+        let mut group = Self::default();
+        for job in jobs {
             match job {
                 Job::Claim(request, reply) => {
-                    claims.push(request);
-                    claim_replies.push(reply);
+                    group.claims.push(request);
+                    group.claim_replies.push(reply);
                 }
                 Job::Record(record, reply) => {
-                    records.push(record);
-                    record_replies.push(reply);
+                    group.records.push(record);
+                    group.record_replies.push(reply);
                 }
             }
         }
-        match write_group(&pool, backend, &claims, records).await {
+        group
+    }
+
+    /// Answers every job: with its claim's outcome (in the order of `claims`) once the
+    /// group is committed, or with an error, so nobody is told of a claim that was not.
+    fn answer<E: std::fmt::Display>(self, written: Result<Vec<Claim>, E>) {
+        match written {
             Ok(outcomes) => {
-                for (reply, outcome) in claim_replies.into_iter().zip(outcomes) {
+                for (reply, outcome) in self.claim_replies.into_iter().zip(outcomes) {
                     let _ = reply.send(Ok(outcome));
                 }
-                for reply in record_replies {
+                for reply in self.record_replies {
                     let _ = reply.send(Ok(()));
                 }
             }
             Err(err) => {
-                tracing::error!(error = %err, claims = claims.len(), "siteverify group failed");
+                let claims = self.claims.len();
+                tracing::error!(error = %err, claims, "siteverify group failed");
                 let failed = || sqlx::Error::Protocol(format!("siteverify group failed: {err}"));
-                for reply in claim_replies {
+                for reply in self.claim_replies {
                     let _ = reply.send(Err(failed()));
                 }
-                for reply in record_replies {
+                for reply in self.record_replies {
                     let _ = reply.send(Err(failed()));
                 }
             }
@@ -186,24 +206,43 @@ async fn write_groups(pool: AnyPool, backend: Backend, queue: Arc<Mutex<mpsc::Re
     }
 }
 
+/// The analytics of the answers claims led to: a success, or a duplicate.
+fn claim_answers<'a>(
+    claims: &'a [ClaimRequest],
+    outcomes: &'a [Claim],
+) -> impl Iterator<Item = VerificationRecord> + 'a {
+    claims.iter().zip(outcomes).map(|(request, outcome)| {
+        let succeeded = outcome.succeeds_for(request.idempotency_key.as_deref());
+        VerificationRecord {
+            project_id: request.project_id.clone(),
+            at: request.at,
+            error_code: (!succeeded).then(|| DUPLICATE.to_owned()),
+        }
+    })
+}
+
+/// A PostgreSQL writing task: takes what is waiting (at most [`MAX_GROUP`]), writes it in
+/// one transaction, answers every job, repeats.
+async fn write_groups(pool: AnyPool, queue: Arc<Mutex<mpsc::Receiver<Job>>>) {
+    let mut jobs = Vec::with_capacity(MAX_GROUP);
+    while queue.lock().await.recv_many(&mut jobs, MAX_GROUP).await > 0 {
+        let mut group = Group::of(jobs.drain(..));
+        let written = write_group(&pool, &group.claims, std::mem::take(&mut group.records)).await;
+        group.answer(written);
+    }
+}
+
 /// One group in one transaction: the claims in one statement, then the analytics of every
 /// answer, summed per project and month. Outcomes come back in the order of `claims`.
 async fn write_group(
     pool: &AnyPool,
-    backend: Backend,
     claims: &[ClaimRequest],
     mut records: Vec<VerificationRecord>,
 ) -> Result<Vec<Claim>, sqlx::Error> {
+    let backend = Backend::Postgres;
     let mut tx = super::begin_write(pool, backend).await?;
     let outcomes = claim_all(&mut tx, backend, claims).await?;
-    for (request, outcome) in claims.iter().zip(&outcomes) {
-        let succeeded = outcome.succeeds_for(request.idempotency_key.as_deref());
-        records.push(VerificationRecord {
-            project_id: request.project_id.clone(),
-            at: request.at,
-            error_code: (!succeeded).then(|| DUPLICATE.to_owned()),
-        });
-    }
+    records.extend(claim_answers(claims, &outcomes));
     record_in(&mut tx, backend, &records).await?;
     tx.commit().await?;
     Ok(outcomes)
@@ -231,20 +270,20 @@ async fn claim_all(
         return Ok(Vec::new());
     }
     let sql = format!(
-        "INSERT INTO siteverify_claims (token_id, project_id, idempotency_key, response, \
-         expires_at) VALUES {} ON CONFLICT (token_id) DO NOTHING RETURNING token_id",
+        "{INSERT_CLAIM} {} {IF_UNCLAIMED} RETURNING token_id",
         rows_of_placeholders(backend, firsts.len(), 5)
     );
     // Kept prepared, one statement per group size (sqlx keeps a connection's last 100): under
     // load, groups come in the few sizes the callers in flight allow.
     let mut insert = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql));
     for request in firsts.values().map(|&index| &claims[index]) {
+        let (token_id, project_id, idempotency_key, response, expires_at) = request.row();
         insert = insert
-            .bind(&request.token_id)
-            .bind(&request.project_id)
-            .bind(request.idempotency_key.as_deref())
-            .bind(request.response.as_deref().unwrap_or_default())
-            .bind(request.expires_at);
+            .bind(token_id)
+            .bind(project_id)
+            .bind(idempotency_key)
+            .bind(response)
+            .bind(expires_at);
     }
     let claimed: HashSet<String> = insert.fetch_all(&mut *tx).await?.into_iter().collect();
 
@@ -300,12 +339,50 @@ async fn claim_all(
         .collect()
 }
 
+/// A claim's row, followed by the values of one or more rows, five each as
+/// [`ClaimRequest::row`] gives them.
+const INSERT_CLAIM: &str = "INSERT INTO siteverify_claims \
+     (token_id, project_id, idempotency_key, response, expires_at) VALUES";
+
+/// Follows [`INSERT_CLAIM`]'s values: a token claimed before keeps its first row.
+const IF_UNCLAIMED: &str = "ON CONFLICT (token_id) DO NOTHING";
+
+/// A verification's analytics row, followed by the values of one or more rows, five each as
+/// [`VerificationRecord::row`] gives them.
+const INSERT_VERIFICATION: &str =
+    "INSERT INTO verification_events (id, project_id, at, success, error_code) VALUES";
+
+impl ClaimRequest {
+    /// The values of its row after [`INSERT_CLAIM`].
+    fn row(&self) -> (&str, &str, Option<&str>, &str, i64) {
+        (
+            &self.token_id,
+            &self.project_id,
+            self.idempotency_key.as_deref(),
+            self.response.as_deref().unwrap_or_default(),
+            self.expires_at,
+        )
+    }
+}
+
+impl VerificationRecord {
+    /// The values of its row after [`INSERT_VERIFICATION`], with a new id.
+    fn row(&self) -> (String, &str, i64, i64, Option<&str>) {
+        (
+            crate::secrets::new_id_at(self.at),
+            &self.project_id,
+            self.at,
+            i64::from(self.error_code.is_none()),
+            self.error_code.as_deref(),
+        )
+    }
+}
+
 /// Most verification rows one INSERT takes (five values each: well under either database's
 /// limit on bound values).
 const MAX_ROWS_PER_INSERT: usize = 1000;
 
-/// Stores each answer's row and adds them to the month's verification count, per project,
-/// in (project, month) order: the order telemetry ingest takes the same rows in.
+/// Stores each answer's row and adds them to the month's verification count, per project.
 async fn record_in(
     tx: &mut sqlx::AnyConnection,
     backend: Backend,
@@ -313,35 +390,39 @@ async fn record_in(
 ) -> Result<(), sqlx::Error> {
     for chunk in records.chunks(MAX_ROWS_PER_INSERT) {
         let sql = format!(
-            "INSERT INTO verification_events (id, project_id, at, success, error_code) VALUES {}",
+            "{INSERT_VERIFICATION} {}",
             rows_of_placeholders(backend, chunk.len(), 5)
         );
         // Kept prepared per size, as the claims' INSERT is.
         let mut insert = sqlx::query(sqlx::AssertSqlSafe(sql));
         for record in chunk {
+            let (id, project_id, at, success, error_code) = record.row();
             insert = insert
-                .bind(crate::secrets::new_id_at(record.at))
-                .bind(&record.project_id)
-                .bind(record.at)
-                .bind(i64::from(record.error_code.is_none()))
-                .bind(record.error_code.as_deref());
+                .bind(id)
+                .bind(project_id)
+                .bind(at)
+                .bind(success)
+                .bind(error_code);
         }
         insert.execute(&mut *tx).await?;
     }
-    let mut verifications: BTreeMap<(&str, String), u64> = BTreeMap::new();
-    for record in records {
-        *verifications
-            .entry((record.project_id.as_str(), month_of(record.at)))
-            .or_default() += 1;
-    }
-    for ((project_id, month), count) in verifications {
-        let usage = Usage {
-            verifications: count,
-            ..Usage::default()
-        };
+    for ((project_id, month), usage) in usage_of(records) {
         add_usage(&mut *tx, project_id, &month, usage).await?;
     }
     Ok(())
+}
+
+/// The verifications `records` add to each project's month, in (project, month) order: the
+/// order telemetry ingest adds to the same rows in, so neither waits on the other in a cycle.
+fn usage_of(records: &[VerificationRecord]) -> BTreeMap<(&str, String), Usage> {
+    let mut usage: BTreeMap<(&str, String), Usage> = BTreeMap::new();
+    for record in records {
+        usage
+            .entry((record.project_id.as_str(), month_of(record.at)))
+            .or_default()
+            .verifications += 1;
+    }
+    usage
 }
 
 /// Records siteverify answers as verification analytics in one transaction of their own (the
