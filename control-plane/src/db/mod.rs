@@ -48,7 +48,10 @@ pub struct Db {
 }
 
 /// Settings of every SQLite connection (sqlx's, and siteverify's writer's).
-const SQLITE_PRAGMAS: [&str; 2] = [
+const SQLITE_PRAGMAS: [&str; 3] = [
+    // sqlx turns foreign keys on by itself; SQLite leaves them off unless asked, and a claim
+    // must not outlive its project.
+    "PRAGMA foreign_keys = ON",
     // In WAL mode, NORMAL syncs the log at checkpoints, not at every commit: a crash of the
     // process loses nothing, a power loss at most the last commits (the README says what
     // that means for siteverify).
