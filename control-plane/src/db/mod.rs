@@ -330,6 +330,22 @@ mod tests {
             .collect()
     }
 
+    /// Each connection would open a database of its own, and siteverify's writer another.
+    #[tokio::test]
+    async fn an_in_memory_sqlite_database_is_refused_by_name() {
+        for url in [
+            "sqlite::memory:",
+            "sqlite://:memory:",
+            "sqlite://hp.db?mode=memory",
+        ] {
+            let refused = super::Db::connect(url).await.expect_err("refused");
+            assert!(
+                matches!(refused, super::ConnectError::InMemory(_)),
+                "{url}: {refused}"
+            );
+        }
+    }
+
     /// One portable schema for both databases (see migrations/README.md): a migration written
     /// for one tree and not copied, or edited in one only, fails here.
     #[test]

@@ -377,23 +377,11 @@ pub(crate) async fn add_usage(
     month: &str,
     counts: Usage,
 ) -> Result<(), sqlx::Error> {
-    let [
-        protected_attempts,
-        challenges_issued,
-        refusals,
-        verifications,
-        risk_blocked,
-    ] = counts.columns();
-    sqlx::query(ADD_USAGE)
-        .bind(project_id)
-        .bind(month)
-        .bind(protected_attempts)
-        .bind(challenges_issued)
-        .bind(refusals)
-        .bind(verifications)
-        .bind(risk_blocked)
-        .execute(conn)
-        .await?;
+    let mut query = sqlx::query(ADD_USAGE).bind(project_id).bind(month);
+    for count in counts.columns() {
+        query = query.bind(count);
+    }
+    query.execute(conn).await?;
     Ok(())
 }
 

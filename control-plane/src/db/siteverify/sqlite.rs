@@ -107,22 +107,12 @@ fn write_group(
         }
         let mut add_usage = tx.prepare_cached(ADD_USAGE)?;
         for ((project_id, month), usage) in usage_of(&records) {
-            let [
-                protected_attempts,
-                challenges_issued,
-                refusals,
-                verifications,
-                risk_blocked,
-            ] = usage.columns();
-            add_usage.execute((
-                project_id,
-                month,
-                protected_attempts,
-                challenges_issued,
-                refusals,
-                verifications,
-                risk_blocked,
-            ))?;
+            add_usage.raw_bind_parameter(1, project_id)?;
+            add_usage.raw_bind_parameter(2, month)?;
+            for (index, count) in usage.columns().into_iter().enumerate() {
+                add_usage.raw_bind_parameter(index + 3, count)?;
+            }
+            add_usage.raw_execute()?;
         }
     }
     tx.commit()?;
