@@ -102,7 +102,7 @@ impl Db {
             return Err(ConnectError::UnsupportedUrl(url.to_owned()));
         };
         if backend == Backend::Sqlite {
-            create_sqlite_folder(url)?;
+            prepare_sqlite_path(url)?;
         }
         let options = |connections| {
             AnyPoolOptions::new()
@@ -210,9 +210,10 @@ async fn begin_write(
     }
 }
 
-/// `sqlite://data/hp.db?mode=rwc` needs `data/` to exist before SQLite can create the file.
-/// An in-memory database is refused: each connection would open a database of its own.
-fn create_sqlite_folder(url: &str) -> Result<(), ConnectError> {
+/// Refuses an in-memory database (each connection would open a database of its own), and
+/// creates the file's folder: `sqlite://data/hp.db?mode=rwc` needs `data/` to exist before
+/// SQLite can create the file.
+fn prepare_sqlite_path(url: &str) -> Result<(), ConnectError> {
     let path = url.trim_start_matches("sqlite:").trim_start_matches("//");
     let (path, query) = path.split_once('?').unwrap_or((path, ""));
     if path.is_empty() || path == ":memory:" || query.split('&').any(|pair| pair == "mode=memory") {

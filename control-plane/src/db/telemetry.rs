@@ -45,20 +45,6 @@ pub struct Usage {
     pub verifications: u64,
 }
 
-impl Usage {
-    /// The counters as [`ADD_USAGE`] takes them.
-    pub(crate) fn columns(&self) -> [i64; 5] {
-        let as_i64 = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
-        [
-            as_i64(self.protected_attempts),
-            as_i64(self.challenges_issued),
-            as_i64(self.refusals),
-            as_i64(self.verifications),
-            as_i64(self.risk_blocked),
-        ]
-    }
-}
-
 /// How much of a project's own monthly limit its protected attempts have used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct LimitUse {
@@ -73,6 +59,18 @@ pub struct LimitUse {
 }
 
 impl Usage {
+    /// The counters as [`ADD_USAGE`] takes them.
+    pub(crate) fn columns(&self) -> [i64; 5] {
+        let as_i64 = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        [
+            as_i64(self.protected_attempts),
+            as_i64(self.challenges_issued),
+            as_i64(self.refusals),
+            as_i64(self.verifications),
+            as_i64(self.risk_blocked),
+        ]
+    }
+
     /// This month's use of a project's monthly `limit`, if it has one.
     pub fn against_limit(&self, limit: Option<u64>) -> Option<LimitUse> {
         let limit = limit?;

@@ -6,6 +6,8 @@
 //! for a core, and the group's five made the writer the bottleneck. Here a group costs one
 //! hand-off, the one that brings it to this thread.
 
+use std::sync::LazyLock;
+
 use rusqlite::{Connection, TransactionBehavior};
 use sqlx::AnyPool;
 use tokio::runtime::Handle;
@@ -17,6 +19,14 @@ use super::{
 };
 use crate::db::telemetry::ADD_USAGE;
 use crate::db::{ConnectError, SQLITE_PRAGMAS};
+
+/// Claims one token.
+static CLAIM: LazyLock<String> =
+    LazyLock::new(|| format!("{INSERT_CLAIM} ($1, $2, $3, $4, $5) {IF_UNCLAIMED}"));
+
+/// Stores one answer's analytics row.
+static VERIFICATION: LazyLock<String> =
+    LazyLock::new(|| format!("{INSERT_VERIFICATION} ($1, $2, $3, $4, $5)"));
 
 /// Opens the writer's connection to the database at `url` and starts its thread, which ends
 /// once `queue`'s senders are gone.
@@ -77,9 +87,7 @@ fn write_group(
     let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut outcomes = Vec::with_capacity(claims.len());
     {
-        let mut claim = tx.prepare_cached(&format!(
-            "{INSERT_CLAIM} ($1, $2, $3, $4, $5) {IF_UNCLAIMED}"
-        ))?;
+        let mut claim = tx.prepare_cached(&CLAIM)?;
         let mut first_use = tx.prepare_cached(
             "SELECT idempotency_key, response FROM siteverify_claims WHERE token_id = $1",
         )?;
@@ -100,8 +108,7 @@ fn write_group(
     }
     records.extend(claim_answers(claims, &outcomes));
     {
-        let mut verification =
-            tx.prepare_cached(&format!("{INSERT_VERIFICATION} ($1, $2, $3, $4, $5)"))?;
+        let mut verification = tx.prepare_cached(&VERIFICATION)?;
         for record in &records {
             verification.execute(record.row())?;
         }
