@@ -1,7 +1,7 @@
 // Solver benchmark in headless Chromium: hashes per second per worker (HumanProof's wasm
-// SIMD solver next to Cap's wasm solver, 1 and N workers at once), and the median time for
-// the widget to start, solve and redeem a Balanced challenge (d=4, c=80) against
-// `humanproof dev`. Prints figures; asserts nothing. Run: ./dev bench
+// SIMD solver next to Cap's wasm solver and HumanProof's JavaScript fallback, 1 and N
+// workers at once), and the median time for the widget to start, solve and redeem a
+// Balanced challenge (d=4, c=80) against `humanproof dev`. Prints figures; asserts nothing. Run: ./dev bench
 //
 // Cap's solver is the newest `@cap.js/wasm` on the npm registry unless CAP_WASM_DIR names a
 // folder with another build of it (`cap_wasm.js` and `cap_wasm_bg.wasm` from wasm-pack's or
@@ -20,6 +20,7 @@ const FILES = {
   "/pkg/": join(ROOT, "widget/pkg/"),
   "/cap/": process.env.CAP_WASM_DIR ? `${process.env.CAP_WASM_DIR}/` : join(ROOT, "node_modules/@cap.js/wasm/browser/"),
   "/bench/": join(ROOT, "widget/bench/"),
+  "/src/": join(ROOT, "widget/src/"),
 };
 
 let solvePage = "";
@@ -59,7 +60,10 @@ for (const workers of [...new Set([1, threads])]) {
     workers,
   );
   const avg = (key) => rates.reduce((sum, r) => sum + r[key], 0) / rates.length;
-  console.log(`Chromium, ${workers} worker(s) at once: HumanProof ${mhs(avg("ours"))} per worker, ${capName} ${mhs(avg("cap"))} per worker`);
+  console.log(
+    `Chromium, ${workers} worker(s) at once: HumanProof ${mhs(avg("ours"))} per worker, ${capName} ${mhs(avg("cap"))} per worker, ` +
+      `HumanProof's JavaScript fallback (no wasm) ${mhs(avg("fallback"))} per worker`,
+  );
 }
 
 // End to end: the widget against the local server with a Balanced project.
