@@ -262,6 +262,21 @@ test("without WebAssembly the JavaScript fallback solves", async () => {
   await strict.locator("humanproof-widget .box").click();
   assert.equal((await detail).engine, "js");
   await strict.close();
+
+  // One that forbids workers as well cannot run the environment check either: the widget
+  // stops before it would redeem, with a reason the site's developer can act on.
+  servePage("/no-workers", formPage(""), `default-src 'self'; script-src ${edge}; worker-src 'none'; connect-src ${edge}; form-action ${urls.demo}`);
+  const bare = await browser.newPage();
+  const redeems = [];
+  bare.on("request", (request) => request.url().endsWith("/redeem") && redeems.push(request.url()));
+  await bare.goto(`${TEST_ORIGIN}/no-workers`);
+  const failed = bare.evaluate(() => new Promise((resolve) => document.addEventListener("error", (event) => resolve(event.detail), { once: true })));
+  await bare.locator("humanproof-widget .box").click();
+  const { reason, message } = await failed;
+  assert.equal(reason, "workers_unavailable");
+  assert.match(message, /worker-src blob:/);
+  assert.deepEqual(redeems, []);
+  await bare.close();
 });
 
 test("an edge refusal shows the error state with a retry", async () => {

@@ -183,12 +183,10 @@ export function searchJs(salt, target, start, count) {
   return -1;
 }
 
-/** Runs `search` over chunk after chunk of nonces until one solves (salt, target).
- *  `betweenChunks` runs after each chunk without a solution: await it to yield, throw to stop. */
-export async function findNonce(search, salt, target, chunk, betweenChunks) {
+/** Runs `search` over chunk after chunk of nonces until one solves (salt, target). */
+export function findNonce(search, salt, target, chunk) {
   for (let start = 0; ; start += chunk) {
     const nonce = search(salt, target, start, chunk);
     if (nonce >= 0) return nonce;
-    await betweenChunks?.();
   }
 }

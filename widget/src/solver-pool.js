@@ -1,6 +1,6 @@
 // Runs a challenge's sub-challenges across Web Workers (one per hardware thread, capped),
 // with the wasm module compiled once on the main thread and posted to each worker.
-import { findNonce, searchJs, subChallenges } from "./pow.js";
+import { subChallenges } from "./pow.js";
 import WORKER_SOURCE from "worker-source";
 
 const MAX_WORKERS = 8;
@@ -30,66 +30,72 @@ function startWorker() {
 
 /**
  * Solves `challenge` for `token`. Resolves to `{ solutions, engine }`; reports progress as a
- * fraction; rejects with an AbortError when `signal` aborts.
+ * fraction; rejects with an AbortError when `signal` aborts, and with reason
+ * `workers_unavailable` when the page lets no worker start.
+ *
+ * There is no solving on the page's own thread: the environment check every start from the
+ * widget gets runs in a worker too, so without workers the redeem would be refused anyway,
+ * spending the challenge and counting as the visitor's failure.
  */
 export async function solveChallenge({ token, challenge, wasmUrl, onProgress, signal, maxWorkers }) {
   const jobs = subChallenges(token, challenge);
   const module = await compileSolver(wasmUrl);
-  const solutions = new Array(jobs.length);
-  let workers;
+  let workers = [];
   try {
     const wanted = Math.min(maxWorkers ?? MAX_WORKERS, navigator.hardwareConcurrency || 2, jobs.length);
-    workers = Array.from({ length: Math.max(1, wanted) }, startWorker);
-  } catch {
-    // Workers forbidden (e.g. a CSP without worker-src blob:): solve here, in slices.
-    return { solutions: await solveOnMainThread(jobs, onProgress, signal), engine: "js-main-thread" };
-  }
-  try {
-    return await new Promise((resolve, reject) => {
-      let next = 0;
-      let done = 0;
-      let engine = "js";
-      const abort = () => reject(new DOMException("verification aborted", "AbortError"));
-      if (signal?.aborted) return abort();
-      signal?.addEventListener("abort", abort, { once: true });
-      const feed = (worker) => {
-        if (next < jobs.length) {
-          const index = next++;
-          worker.postMessage({ type: "solve", index, salt: jobs[index][0], target: jobs[index][1] });
-        }
-      };
-      for (const worker of workers) {
-        worker.onerror = (event) => reject(new Error(event.message || "solver worker failed"));
-        worker.onmessage = ({ data }) => {
-          if (data.type === "ready") {
-            engine = data.engine;
-            feed(worker);
-          } else if (data.type === "solved") {
-            solutions[data.index] = data.nonce;
-            done++;
-            onProgress?.(done / jobs.length);
-            if (done === jobs.length) resolve({ solutions, engine });
-            else feed(worker);
-          }
-        };
-        worker.postMessage({ type: "init", module });
-      }
-    });
+    for (let i = 0; i < Math.max(1, wanted); i++) workers.push(startWorker());
+    return await solveInWorkers(workers, jobs, module, onProgress, signal);
+  } catch (error) {
+    // Some browsers throw from `new Worker` when the page's CSP forbids it; Chromium starts
+    // the worker and fires `error` at it before it says it is ready.
+    if (error.name === "AbortError" || error.reason) throw error;
+    throw workersUnavailable();
   } finally {
     for (const worker of workers) worker.terminate();
   }
 }
 
-async function solveOnMainThread(jobs, onProgress, signal) {
-  const solutions = [];
-  for (const [salt, target] of jobs) {
-    // Small chunks, yielding between them, keep the page responsive and abortable.
-    const nonce = await findNonce(searchJs, salt, target, 5000, async () => {
-      if (signal?.aborted) throw new DOMException("verification aborted", "AbortError");
-      await new Promise((resolve) => setTimeout(resolve));
-    });
-    solutions.push(nonce);
-    onProgress?.(solutions.length / jobs.length);
-  }
-  return solutions;
+const workersUnavailable = () =>
+  Object.assign(new Error("no solver worker could start: the page's Content-Security-Policy must allow worker-src blob:"), {
+    reason: "workers_unavailable",
+  });
+
+function solveInWorkers(workers, jobs, module, onProgress, signal) {
+  const solutions = new Array(jobs.length);
+  return new Promise((resolve, reject) => {
+    let next = 0;
+    let done = 0;
+    let engine = "js";
+    let started = false;
+    const abort = () => reject(new DOMException("verification aborted", "AbortError"));
+    if (signal?.aborted) return abort();
+    signal?.addEventListener("abort", abort, { once: true });
+    const feed = (worker) => {
+      if (next < jobs.length) {
+        const index = next++;
+        worker.postMessage({ type: "solve", index, salt: jobs[index][0], target: jobs[index][1] });
+      }
+    };
+    for (const worker of workers) {
+      worker.onerror = (event) => {
+        event.preventDefault();
+        if (!started) return reject(workersUnavailable());
+        reject(Object.assign(new Error(event.message || "solver worker failed"), { reason: "solver_failed" }));
+      };
+      worker.onmessage = ({ data }) => {
+        if (data.type === "ready") {
+          started = true;
+          engine = data.engine;
+          feed(worker);
+        } else if (data.type === "solved") {
+          solutions[data.index] = data.nonce;
+          done++;
+          onProgress?.(done / jobs.length);
+          if (done === jobs.length) resolve({ solutions, engine });
+          else feed(worker);
+        }
+      };
+      worker.postMessage({ type: "init", module });
+    }
+  });
 }

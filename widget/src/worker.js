@@ -4,11 +4,11 @@
 import { initSync, solve as solveWasm } from "../pkg/solver.js";
 import { findNonce, searchJs } from "./pow.js";
 
-// Nonces per call: small enough to report progress on long sub-challenges.
+// Nonces per call to the solver, which searches a range at a time.
 const CHUNK = 1 << 16;
 let search = searchJs;
 
-self.onmessage = async ({ data }) => {
+self.onmessage = ({ data }) => {
   if (data.type === "init") {
     if (data.module) {
       try {
@@ -21,7 +21,7 @@ self.onmessage = async ({ data }) => {
     self.postMessage({ type: "ready", engine: search === searchJs ? "js" : "wasm" });
   } else if (data.type === "solve") {
     const { index, salt, target } = data;
-    const nonce = await findNonce(search, salt, target, CHUNK);
+    const nonce = findNonce(search, salt, target, CHUNK);
     self.postMessage({ type: "solved", index, nonce });
   }
 };
