@@ -7,8 +7,9 @@
 //!   keeps the engine's pipelines busy while one group waits on the other's results),
 //! - runs the rounds over the constant salt words once per sub-challenge, not per nonce
 //!   (8 of the 64 rounds for a 32-byte salt),
-//! - keeps nonces as decimal digit strings that it increments in place: no formatting, no
-//!   allocation per nonce,
+//! - keeps nonces as decimal digit strings that it increments in place, and rewrites only
+//!   the message words whose digits changed: no formatting, no allocation, no block built
+//!   again per nonce,
 //! - compares only the first digest word against the target (d ≤ 8) and stops at the
 //!   first hit, which is the smallest nonce at or above the start.
 //!
@@ -83,8 +84,9 @@ impl Decimal {
         &self.digits[self.start..]
     }
 
-    /// Adds `k` (at most 9) with carry.
-    fn add(&mut self, k: u8) {
+    /// Adds `k` (at most 9) with carry; returns the position in [`Self::as_bytes`] of the
+    /// first digit that changed (0 when the number grew a digit).
+    fn add(&mut self, k: u8) -> usize {
         let mut i = MAX_DIGITS - 1;
         let mut carry = k;
         loop {
@@ -92,7 +94,7 @@ impl Decimal {
             self.digits[i] = b'0' + sum % 10;
             carry = sum / 10;
             if carry == 0 {
-                break;
+                break i - self.start;
             }
             if i == self.start {
                 self.start -= 1;
@@ -108,6 +110,13 @@ pub struct Plan {
     salt: Vec<u8>,
     target: String,
     fast: Option<FastPlan>,
+}
+
+/// One lane's nonce, with its final block as bytes and as words.
+struct Lane {
+    nonce: Decimal,
+    block: [u8; 64],
+    words: [u32; 16],
 }
 
 struct FastPlan {
@@ -188,7 +197,8 @@ impl FastPlan {
         })
     }
 
-    fn block_words(&self, nonce: &Decimal) -> [u32; 16] {
+    /// A lane at `nonce`, its final block written out in full.
+    fn lane(&self, nonce: Decimal) -> Lane {
         let digits = nonce.as_bytes();
         let mut block = self.template;
         let end = self.tail_len + digits.len();
@@ -196,14 +206,38 @@ impl FastPlan {
         block[end] = 0x80;
         let bits = ((self.prefix_len + end) as u64) * 8;
         block[56..].copy_from_slice(&bits.to_be_bytes());
-        sha256::words(&block)
+        Lane {
+            nonce,
+            block,
+            words: sha256::words(&block),
+        }
+    }
+
+    /// Moves `lane` on by `k` nonces. Mostly only the last digit changes, so only the bytes
+    /// of the digits that changed and the words holding them are written again; a nonce
+    /// that grows a digit moves the padding and the length, and gets its block anew.
+    fn advance(&self, lane: &mut Lane, k: u8) {
+        let digits_before = lane.nonce.as_bytes().len();
+        let changed = lane.nonce.add(k);
+        let digits = lane.nonce.as_bytes();
+        if digits.len() != digits_before {
+            *lane = self.lane(lane.nonce);
+            return;
+        }
+        let from = self.tail_len + changed;
+        let to = self.tail_len + digits.len();
+        lane.block[from..to].copy_from_slice(&digits[changed..]);
+        for j in from / 4..=(to - 1) / 4 {
+            let bytes = &lane.block[4 * j..4 * j + 4];
+            lane.words[j] = u32::from_be_bytes(bytes.try_into().expect("4 bytes"));
+        }
     }
 
     fn search(&self, start: u64, count: u64) -> Option<u64> {
         let mask = U32x4::splat(self.target.mask);
         let value = U32x4::splat(self.target.value);
-        let mut nonces: [Decimal; LANES] =
-            core::array::from_fn(|lane| Decimal::new(start + lane as u64));
+        let mut lanes: [Lane; LANES] =
+            core::array::from_fn(|lane| self.lane(Decimal::new(start + lane as u64)));
         let mut w = [[U32x4::splat(0); 64]; GROUPS];
         for j in 0..self.constant_words {
             let word = U32x4::splat(self.template_words[j]);
@@ -213,19 +247,23 @@ impl FastPlan {
         }
         let steps = count.div_ceil(LANES as u64);
         for step in 0..steps {
-            let blocks: [[u32; 16]; LANES] =
-                core::array::from_fn(|lane| self.block_words(&nonces[lane]));
             let mut hits = false;
             let mut firsts = [U32x4::splat(0); GROUPS];
-            for (group, first) in firsts.iter_mut().enumerate() {
-                for j in self.constant_words..16 {
-                    w[group][j] = U32x4::new(core::array::from_fn(|k| blocks[4 * group + k][j]));
+            for ((first, group_w), group_lanes) in
+                firsts.iter_mut().zip(&mut w).zip(lanes.chunks_exact(4))
+            {
+                for (j, word) in group_w[..16]
+                    .iter_mut()
+                    .enumerate()
+                    .skip(self.constant_words)
+                {
+                    *word = U32x4::new(core::array::from_fn(|k| group_lanes[k].words[j]));
                 }
                 *first = sha256::first_word_x4(
                     self.midstate[0],
                     &self.pre,
                     self.constant_words,
-                    &mut w[group],
+                    group_w,
                 );
                 hits |= first.any_masked_eq(mask, value);
             }
@@ -237,8 +275,8 @@ impl FastPlan {
                     }
                 }
             }
-            for nonce in &mut nonces {
-                nonce.add(LANES as u8);
+            for lane in &mut lanes {
+                self.advance(lane, LANES as u8);
             }
         }
         None
