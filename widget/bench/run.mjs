@@ -14,6 +14,7 @@ import { tmpdir } from "node:os";
 import { extname, join } from "node:path";
 import { BINARY, ROOT, spawnUntil, stopProcess } from "../../tests/support/control-plane.mjs";
 import { launchChromium } from "../../tests/support/browser.mjs";
+import Cap from "@cap.js/server";
 
 const RUNS = 9;
 const TYPES = { ".js": "text/javascript", ".wasm": "application/wasm", ".html": "text/html" };
@@ -22,6 +23,15 @@ const FILES = {
   "/cap/": process.env.CAP_WASM_DIR ? `${process.env.CAP_WASM_DIR}/` : join(ROOT, "node_modules/@cap.js/wasm/browser/"),
   "/bench/": join(ROOT, "widget/bench/"),
   "/src/": join(ROOT, "widget/src/"),
+  "/capwidget/": join(ROOT, "node_modules/@cap.js/widget/"),
+};
+
+// Cap's side of the end-to-end comparison: `@cap.js/server` in this process, in memory,
+// asking what our equal-work project is given (d=4, c=80).
+const cap = new Cap({ noFSState: true });
+const CAP_API = {
+  "/capapi/challenge": () => cap.createChallenge({ challengeCount: 80, challengeDifficulty: 4, challengeSize: 32 }),
+  "/capapi/redeem": (body) => cap.redeemChallenge(JSON.parse(body)),
 };
 
 let solvePage = "";
@@ -29,6 +39,15 @@ const server = createServer((req, res) => {
   const path = new URL(req.url, "http://x").pathname;
   if (path === "/") return res.writeHead(200, { "content-type": "text/html" }).end("<!doctype html><title>bench</title>");
   if (path === "/solve") return res.writeHead(200, { "content-type": "text/html" }).end(solvePage);
+  if (CAP_API[path]) {
+    const chunks = [];
+    req.on("data", (chunk) => chunks.push(chunk));
+    req.on("end", async () => {
+      const answer = await CAP_API[path](Buffer.concat(chunks).toString());
+      res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify(answer));
+    });
+    return;
+  }
   const prefix = Object.keys(FILES).find((p) => path.startsWith(p));
   try {
     const body = readFileSync(join(FILES[prefix], path.slice(prefix.length)));
@@ -70,46 +89,95 @@ for (const workers of [...new Set([1, threads])]) {
 // End to end: the widget against the local server with a Balanced project.
 const dataDir = mkdtempSync(join(tmpdir(), "humanproof-bench-"));
 const env = { ...process.env, RUST_LOG: "warn", HUMANPROOF_DATABASE_URL: `sqlite://${join(dataDir, "humanproof.db")}?mode=rwc` };
-const project = JSON.parse(
-  execFileSync(BINARY, ["project", "create", "--name", "bench", "--preset", "balanced", "--testing-domain", "localhost"], { env, encoding: "utf8" }),
-);
+const createProject = (...args) =>
+  JSON.parse(execFileSync(BINARY, ["project", "create", "--testing-domain", "localhost", ...args], { env, encoding: "utf8" }));
+const project = createProject("--name", "bench", "--preset", "balanced");
+// Equal work with Cap's widget: d=4 and c=40, which the edge scales to c=80 for a start
+// without interaction signals (its risk score reaches the block threshold, which doubles
+// the count). The runs print the c they were given.
+const equalWork = createProject("--name", "equal work", "--preset", "custom", "--difficulty", "4", "--challenge-count", "40");
 const args = ["dev", "--data-dir", dataDir, "--control-listen", "127.0.0.1:0", "--edge-listen", "127.0.0.1:0", "--demo-listen", "127.0.0.1:0"];
 const { child, output } = await spawnUntil(args, env, /Press Ctrl-C/);
 const edge = output.match(/edge\s+(\S+)/)[1];
-solvePage = `<!doctype html><form><humanproof-widget data-sitekey="${project.site_key}" data-edge="${edge}" data-variant="invisible"></humanproof-widget></form><script src="${edge}/widget.js"></script>`;
+solvePage = `<!doctype html><form><humanproof-widget data-sitekey="${project.site_key}" data-edge="${edge}" data-variant="invisible"></humanproof-widget></form>
+<form><humanproof-widget id="equal" data-sitekey="${equalWork.site_key}" data-edge="${edge}" data-variant="invisible"></humanproof-widget></form>
+<script src="${edge}/widget.js"></script>
+<script>window.CAP_CUSTOM_WASM_URL = "/cap/cap_wasm_bg.wasm";</script><script src="/capwidget/cap.min.js"></script>`;
 await page.goto(`${origin}/solve`);
-await page.waitForFunction(() => window.humanproof);
+await page.waitForFunction(() => window.humanproof && customElements.get("cap-widget"));
 
-/** `runs` clicks to tokens, one after another: the median time, the work each run was given
- *  (the edge scales c with the risk score), how long the visitor waited for the first
- *  progress update, and the longest wait between updates after it (to the token). */
-async function endToEnd(runs) {
-  const results = [];
-  for (let run = 0; run < runs; run++) {
-    results.push(
-      await page.evaluate(async () => {
-        window.humanproof.reset();
-        const marks = [performance.now()];
-        const mark = () => marks.push(performance.now());
-        document.addEventListener("progress", mark);
-        const token = await window.humanproof.execute();
-        mark();
-        document.removeEventListener("progress", mark);
-        const payload = JSON.parse(atob(token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/")));
-        const gaps = marks.slice(1).map((at, i) => at - marks[i]);
-        return { ms: marks.at(-1) - marks[0], c: payload.c, d: payload.d, firstUpdate: gaps[0], longestGapAfter: Math.max(...gaps.slice(1)) };
-      }),
-    );
-  }
+/** One click to token of our widget (`id`: which one, else the Balanced one): the time, the
+ *  work the edge gave (from the token), when the first progress update came and the longest
+ *  wait between updates after it. */
+function ours(id) {
+  return page.evaluate(async (id) => {
+    const widget = id ? document.getElementById(id) : document.querySelector("humanproof-widget");
+    widget.reset();
+    const marks = [performance.now()];
+    const mark = () => marks.push(performance.now());
+    document.addEventListener("progress", mark);
+    const token = await widget.execute();
+    mark();
+    document.removeEventListener("progress", mark);
+    const payload = JSON.parse(atob(token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/")));
+    const gaps = marks.slice(1).map((at, i) => at - marks[i]);
+    return { ms: marks.at(-1) - marks[0], c: payload.c, d: payload.d, firstUpdate: gaps[0], longestGapAfter: Math.max(...gaps.slice(1)) };
+  }, id);
+}
+
+/** The same for Cap's widget, a new one each time (so nothing is solved ahead): `solve()`
+ *  from the first request to the token, with Cap's server giving d=4, c=80. */
+function capsWidget() {
+  return page.evaluate(async (workers) => {
+    const widget = document.createElement("cap-widget");
+    widget.setAttribute("data-cap-api-endpoint", "/capapi/");
+    widget.setAttribute("data-cap-worker-count", String(workers));
+    document.body.append(widget);
+    const marks = [performance.now()];
+    const mark = () => marks.push(performance.now());
+    widget.addEventListener("progress", mark);
+    const { token } = await widget.solve();
+    mark();
+    widget.remove();
+    if (!token) throw new Error("Cap's widget returned no token");
+    const gaps = marks.slice(1).map((at, i) => at - marks[i]);
+    return { ms: marks.at(-1) - marks[0], c: 80, d: 4, firstUpdate: gaps[0], longestGapAfter: Math.max(...gaps.slice(1)) };
+  }, threads);
+}
+
+/** Median and range of `results`, the work they solved, and the progress updates. */
+function summary(results) {
   const sorted = (key) => results.map((r) => r[key]).sort((a, b) => a - b);
   const ms = sorted("ms");
+  const middle = results.length >> 1;
   const work = [...new Set(results.map((r) => `d=${r.d} c=${r.c}`))].join(", ");
-  return `median ${Math.round(ms[runs >> 1])} ms over ${runs} runs (min ${Math.round(ms[0])}, max ${Math.round(ms.at(-1))}); ` +
-    `work solved: ${work}; first progress update after ${Math.round(sorted("firstUpdate")[runs >> 1])} ms, ` +
-    `then at most ${Math.round(sorted("longestGapAfter")[runs >> 1])} ms apart (medians)`;
+  return {
+    median: ms[middle],
+    text:
+      `median ${Math.round(ms[middle])} ms over ${results.length} runs (min ${Math.round(ms[0])}, max ${Math.round(ms.at(-1))}); ` +
+      `work solved: ${work}; first progress update after ${Math.round(sorted("firstUpdate")[middle])} ms, ` +
+      `then at most ${Math.round(sorted("longestGapAfter")[middle])} ms apart (medians)`,
+  };
+}
+
+/** `runs` clicks to tokens of our Balanced widget, one after another. */
+async function endToEnd(runs) {
+  const results = [];
+  for (let run = 0; run < runs; run++) results.push(await ours());
+  return summary(results).text;
 }
 
 console.log(`Chromium, widget end to end, Balanced (asks d=4, c=80 before risk scaling), ${threads} workers: ${await endToEnd(RUNS)}`);
+// Equal work, ours and Cap's taking turns.
+const turns = { ours: [], cap: [] };
+for (let run = 0; run < RUNS; run++) {
+  turns.ours.push(await ours("equal"));
+  turns.cap.push(await capsWidget());
+}
+const [oursEqual, capEqual] = [summary(turns.ours), summary(turns.cap)];
+console.log(`Chromium, equal work, ${threads} workers, taking turns: HumanProof's widget ${oursEqual.text}`);
+console.log(`Chromium, equal work, ${threads} workers, taking turns: Cap's widget (@cap.js/widget 0.1.57, ${capName}) ${capEqual.text}`);
+console.log(`HumanProof's click to token ÷ Cap's: ${(oursEqual.median / capEqual.median).toFixed(2)}`);
 // Slow devices. Chromium's CPU throttling (DevTools' 4× and 6× slowdown) slows the page's
 // main thread but not its workers, where the solving happens; so the widget also runs with
 // every process of the browser held to 1/4 and 1/6 of each core by a CPU quota: a device
