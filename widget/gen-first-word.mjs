@@ -12,7 +12,6 @@ import { writeFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { K } from "./src/sha256-constants.js";
 
-
 // The working variables a..h; round t calls variable i what round 0 called (i - t) mod 8.
 const NAMES = "abcdefgh";
 const at = (t) => [...NAMES].map((_, i) => NAMES[(((i - t) % 8) + 8) % 8]);

@@ -29,8 +29,9 @@ const FILES = {
 // Cap's side of the end-to-end comparison: `@cap.js/server` in this process, in memory,
 // asking what our equal-work project is given (d=4, c=80).
 const cap = new Cap({ noFSState: true });
+const CAP_WORK = { c: 80, d: 4 };
 const CAP_API = {
-  "/capapi/challenge": () => cap.createChallenge({ challengeCount: 80, challengeDifficulty: 4, challengeSize: 32 }),
+  "/capapi/challenge": () => cap.createChallenge({ challengeCount: CAP_WORK.c, challengeDifficulty: CAP_WORK.d, challengeSize: 32 }),
   "/capapi/redeem": (body) => cap.redeemChallenge(JSON.parse(body)),
 };
 
@@ -119,14 +120,13 @@ function ours(id) {
     const token = await widget.execute();
     mark();
     document.removeEventListener("progress", mark);
-    const payload = JSON.parse(atob(token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/")));
-    const gaps = marks.slice(1).map((at, i) => at - marks[i]);
-    return { ms: marks.at(-1) - marks[0], c: payload.c, d: payload.d, firstUpdate: gaps[0], longestGapAfter: Math.max(...gaps.slice(1)) };
-  }, id);
+    const { c, d } = JSON.parse(atob(token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/")));
+    return { marks, c, d };
+  }, id).then(figures);
 }
 
 /** The same for Cap's widget, a new one each time (so nothing is solved ahead): `solve()`
- *  from the first request to the token, with Cap's server giving d=4, c=80. */
+ *  from the first request to the token, with Cap's server giving [`CAP_WORK`]. */
 function capsWidget() {
   return page.evaluate(async (workers) => {
     const widget = document.createElement("cap-widget");
@@ -140,9 +140,15 @@ function capsWidget() {
     mark();
     widget.remove();
     if (!token) throw new Error("Cap's widget returned no token");
-    const gaps = marks.slice(1).map((at, i) => at - marks[i]);
-    return { ms: marks.at(-1) - marks[0], c: 80, d: 4, firstUpdate: gaps[0], longestGapAfter: Math.max(...gaps.slice(1)) };
-  }, threads);
+    return marks;
+  }, threads).then((marks) => figures({ marks, ...CAP_WORK }));
+}
+
+/** A run's figures from its marks (the start, each progress update, the token): the time,
+ *  when the first update came and the longest wait between updates after it. */
+function figures({ marks, c, d }) {
+  const gaps = marks.slice(1).map((at, i) => at - marks[i]);
+  return { ms: marks.at(-1) - marks[0], c, d, firstUpdate: gaps[0], longestGapAfter: Math.max(...gaps.slice(1)) };
 }
 
 /** Median and range of `results`, the work they solved, and the progress updates. */
