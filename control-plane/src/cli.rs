@@ -6,6 +6,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use humanproof_edge::instrumentation::Scene;
 use humanproof_protocol::Obfuscation;
+use humanproof_protocol::rsw::RswKey;
 use humanproof_protocol::snapshot::RiskMode;
 use serde_json::json;
 
@@ -86,6 +87,9 @@ enum Command {
         #[arg(long)]
         without_canvas: bool,
     },
+    /// Print a new RSW key for the edge's `HUMANPROOF_RSW_KEY` secret (two 1024-bit primes),
+    /// needed by projects whose Custom preset asks for RSW puzzles.
+    RswKey,
     /// Print the KV snapshot as `wrangler kv bulk put` input.
     Snapshot {
         #[command(flatten)]
@@ -318,6 +322,12 @@ struct CreateProjectArgs {
     /// Risk score (1.0-10.0) from which enforce mode blocks, for the custom preset.
     #[arg(long)]
     block_threshold: Option<f64>,
+    /// Kind of work for the custom preset: sha256, or rsw (needs the edge's RSW key).
+    #[arg(long)]
+    puzzle: Option<String>,
+    /// Squarings of an RSW puzzle for the custom preset (10000-5000000).
+    #[arg(long)]
+    squarings: Option<u32>,
     /// Whether risk decisions are only recorded (observe) or also block (enforce).
     #[arg(long, value_enum, default_value = "observe")]
     risk_mode: RiskModeName,
@@ -508,6 +518,10 @@ impl Cli {
                     "{}",
                     serde_json::to_string_pretty(&snapshot::kv_pairs(&entries))?
                 );
+                Ok(())
+            }
+            Command::RswKey => {
+                println!("{}", RswKey::generate().to_secret_string());
                 Ok(())
             }
             Command::Plans { plans } => {
@@ -719,6 +733,8 @@ async fn create_project(args: CreateProjectArgs) -> anyhow::Result<()> {
         obfuscation: args.obfuscation,
         rate_limit: args.rate_limit,
         block_threshold: args.block_threshold,
+        puzzle: args.puzzle,
+        squarings: args.squarings,
         monthly_limit: args.monthly_limit,
         active: Some(!args.paused),
         widget: Some(serde_json::from_value(json!({

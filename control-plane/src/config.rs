@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use clap::Args;
 use humanproof_protocol::MasterSecret;
+use humanproof_protocol::rsw::RswKey;
 
 use crate::contact::ContactForm;
 use crate::plans::Catalogue;
@@ -56,6 +57,33 @@ impl SecretArgs {
         let secret = hex::encode(bytes);
         write_private(&path, &secret)?;
         Ok(MasterSecret::new(&secret)?)
+    }
+}
+
+/// The edge's RSW key, in the local all-in-one server (on Cloudflare it is the Worker's
+/// `HUMANPROOF_RSW_KEY` secret).
+#[derive(Debug, Clone, Args)]
+pub struct RswKeyArgs {
+    /// Two 1024-bit primes in hex joined by ':' (`humanproof rsw-key` prints one).
+    #[arg(long, env = "HUMANPROOF_RSW_KEY", hide_env_values = true)]
+    pub rsw_key: Option<String>,
+}
+
+impl RswKeyArgs {
+    /// The configured key, or one generated on first start and kept in `data_dir/rsw-key`
+    /// (readable only by its owner).
+    pub fn or_generate_in(&self, data_dir: &Path) -> anyhow::Result<RswKey> {
+        if let Some(text) = &self.rsw_key {
+            return Ok(RswKey::parse(text)?);
+        }
+        let path = data_dir.join("rsw-key");
+        if let Ok(existing) = std::fs::read_to_string(&path) {
+            return RswKey::parse(&existing).with_context(|| format!("in {}", path.display()));
+        }
+        std::fs::create_dir_all(data_dir)?;
+        let key = RswKey::generate();
+        write_private(&path, &key.to_secret_string())?;
+        Ok(key)
     }
 }
 

@@ -3,7 +3,10 @@
 //! Everything here is glue; decisions live in [`crate::edge`]. Binding names are the ones
 //! `wrangler.toml` declares.
 
+use std::sync::Arc;
+
 use futures_util::StreamExt as _;
+use humanproof_protocol::rsw::RswKey;
 use humanproof_protocol::snapshot::kv_key;
 use humanproof_protocol::telemetry::{SIGNATURE_HEADER, sign_batch};
 use humanproof_protocol::{MasterSecret, Network, SiteSnapshot, TelemetryBatch, TelemetryEvent};
@@ -19,6 +22,7 @@ use crate::risk::ClientHeaders;
 use crate::stores::{
     ClaimStore, SnapshotStore, StoreError, TelemetrySink, VisitorStore, claim_retention_ms,
 };
+use crate::time_locks::TimeLocks;
 use crate::visitor::{VisitorEvent, VisitorHistory, VisitorState};
 
 /// KV namespace holding the snapshot the control plane publishes.
@@ -38,6 +42,9 @@ const RETRY_MIN_SECONDS: &str = "TELEMETRY_RETRY_MIN_SECONDS";
 const RETRY_MAX_SECONDS: &str = "TELEMETRY_RETRY_MAX_SECONDS";
 /// Worker secret: the operator's master secret.
 const MASTER_SECRET: &str = "HUMANPROOF_MASTER_SECRET";
+/// Secret, optional: the operator's RSW key (`humanproof rsw-key`), for projects whose
+/// Custom preset asks for RSW puzzles.
+const RSW_KEY: &str = "HUMANPROOF_RSW_KEY";
 /// Variable: base URL of the control plane, for telemetry delivery only.
 const CONTROL_PLANE_URL: &str = "CONTROL_PLANE_URL";
 
@@ -52,8 +59,12 @@ async fn fetch(mut req: Request, env: Env, _ctx: Context) -> Result<Response> {
     // Each store looks its binding up when first used: workers-rs checks a binding's
     // JavaScript type by name on every lookup, which only the routes that use it should pay
     // for (a settings read uses KV alone; the spill queue is for when the queue refuses).
+    let mut config = EdgeConfig::new(master);
+    if let Some(time_locks) = time_locks(&env)? {
+        config = config.with_time_locks(time_locks);
+    }
     let edge = Edge::new(
-        EdgeConfig::new(master),
+        config,
         KvSnapshots(env.clone()),
         DurableClaims(env.clone()),
         DurableVisitors(env.clone()),
@@ -259,6 +270,32 @@ fn event_from_message(value: worker::wasm_bindgen::JsValue) -> Option<TelemetryE
 fn master_secret(env: &Env) -> Result<MasterSecret> {
     let secret = env.secret(MASTER_SECRET)?.to_string();
     MasterSecret::new(&secret).map_err(|err| worker::Error::RustError(err.to_string()))
+}
+
+thread_local! {
+    /// The RSW key parsed once per isolate, with the puzzle sizes precomputed under it, for
+    /// as long as the secret stays the same: a key's prime checks take milliseconds.
+    static TIME_LOCKS: std::cell::RefCell<Option<(String, Arc<TimeLocks>)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+fn time_locks(env: &Env) -> Result<Option<Arc<TimeLocks>>> {
+    let Ok(secret) = env.secret(RSW_KEY) else {
+        return Ok(None);
+    };
+    let secret = secret.to_string();
+    TIME_LOCKS.with_borrow_mut(|cached| {
+        if let Some((text, locks)) = cached.as_ref()
+            && *text == secret
+        {
+            return Ok(Some(locks.clone()));
+        }
+        let key =
+            RswKey::parse(&secret).map_err(|err| worker::Error::RustError(err.to_string()))?;
+        let locks = Arc::new(TimeLocks::new(key));
+        *cached = Some((secret, locks.clone()));
+        Ok(Some(locks))
+    })
 }
 
 fn now_ms() -> i64 {

@@ -10,17 +10,20 @@ use humanproof_protocol::privacy::{client_network, salted_hash};
 use humanproof_protocol::snapshot::origin_host;
 use humanproof_protocol::token::{ChallengeClaims, TokenError, VerificationClaims};
 use humanproof_protocol::wire::{
-    ChallengeRequest, ChallengeResponse, ErrorBody, Instrumentation, RedeemRequest, RedeemResponse,
-    SettingsResponse, WidgetContext,
+    ChallengeRequest, ChallengeResponse, ErrorBody, Instrumentation, PUZZLE_FORMAT, Puzzle,
+    RedeemRequest, RedeemResponse, SettingsResponse, Solutions, WidgetContext, Work,
 };
 use humanproof_protocol::{
-    MasterSecret, Network, Reason, RiskAssessment, SiteSnapshot, TelemetryEvent, TelemetryKind,
+    MasterSecret, Network, PuzzleKind, Reason, RiskAssessment, SiteSnapshot, TelemetryEvent,
+    TelemetryKind,
 };
 use serde::Serialize;
+use std::sync::Arc;
 
 use crate::instrumentation;
 use crate::risk::{self, ClientHeaders, StartEvidence};
 use crate::stores::{ClaimStore, SnapshotStore, TelemetrySink, VisitorStore};
+use crate::time_locks::TimeLocks;
 use crate::visitor::VisitorEvent;
 
 /// Largest challenge-start body: widget context and signals fit in a few hundred bytes.
@@ -42,6 +45,9 @@ pub struct EdgeConfig {
     pub challenge_ttl_ms: i64,
     /// How long a verification token stays valid for siteverify.
     pub verification_ttl_ms: i64,
+    /// The operator's RSW key, for projects whose Custom preset asks for RSW puzzles.
+    /// Without one, those projects get their SHA-256 work instead.
+    pub time_locks: Option<Arc<TimeLocks>>,
 }
 
 impl EdgeConfig {
@@ -52,6 +58,15 @@ impl EdgeConfig {
             master,
             challenge_ttl_ms: 10 * 60 * 1000,
             verification_ttl_ms: 300 * 1000,
+            time_locks: None,
+        }
+    }
+
+    /// The same, issuing RSW puzzles under `time_locks`.
+    pub fn with_time_locks(self, time_locks: Arc<TimeLocks>) -> Self {
+        Self {
+            time_locks: Some(time_locks),
+            ..self
         }
     }
 }
@@ -426,8 +441,19 @@ impl<S: SnapshotStore, C: ClaimStore, V: VisitorStore, T: TelemetrySink> Edge<S,
             });
         }
 
-        let params = risk::scaled_params(site.preset, &assessment);
         let jti = random_id();
+        let time_lock = match (&self.config.time_locks, site.preset.protection().puzzle) {
+            (Some(locks), PuzzleKind::Rsw) => {
+                let squarings = risk::scaled_squarings(site.preset, &assessment);
+                Some((locks, locks.of_size(squarings)))
+            }
+            _ => None,
+        };
+        // An RSW challenge is one puzzle: `c` 1 and `d` 0 in the claims and on to siteverify.
+        let params = match &time_lock {
+            Some(_) => pow::ChallengeParams { c: 1, s: 0, d: 0 },
+            None => risk::scaled_params(site.preset, &assessment),
+        };
         // Whatever claims to be our widget runs the environment check; a plain Cap client,
         // which says nothing about itself, gets none (and was scored `no_signals` instead).
         let check_level = body
@@ -439,6 +465,7 @@ impl<S: SnapshotStore, C: ClaimStore, V: VisitorStore, T: TelemetrySink> Edge<S,
             c: params.c,
             s: params.s,
             d: params.d,
+            rsw: time_lock.as_ref().map(|(_, lock)| lock.squarings()),
             iat: req.now_ms,
             exp: req.now_ms + self.config.challenge_ttl_ms,
             host: host.to_owned(),
@@ -451,11 +478,23 @@ impl<S: SnapshotStore, C: ClaimStore, V: VisitorStore, T: TelemetrySink> Edge<S,
                 .as_ref()
                 .is_some_and(WidgetContext::lacks_offscreen_canvas),
         };
+        let project_key = self.project_key(site);
+        let work = match &time_lock {
+            Some((locks, lock)) => Work::Puzzles {
+                format: PUZZLE_FORMAT,
+                challenges: vec![Puzzle::Rsw {
+                    n: locks.modulus_hex().to_owned(),
+                    x: lock.challenge(&project_key.rsw_scalar(&claims.jti)),
+                    t: lock.squarings(),
+                }],
+            },
+            None => Work::Sha256 { challenge: params },
+        };
         let instrumentation =
             instrumentation::scene_for(&self.config.master, &claims).map(|scene| Instrumentation {
                 script: scene.script(),
             });
-        let token = self.project_key(site).sign(&claims);
+        let token = project_key.sign(&claims);
         let details = EventDetails {
             hostname: Some(host.to_owned()),
             challenge_id: Some(claims.jti),
@@ -468,7 +507,7 @@ impl<S: SnapshotStore, C: ClaimStore, V: VisitorStore, T: TelemetrySink> Edge<S,
         Ok(EdgeResponse::json(
             200,
             &ChallengeResponse {
-                challenge: params,
+                work,
                 token,
                 expires: claims.exp,
                 instrumentation,
@@ -516,13 +555,9 @@ impl<S: SnapshotStore, C: ClaimStore, V: VisitorStore, T: TelemetrySink> Edge<S,
             claimed_challenge: true,
             ..reason.into()
         };
-        let params = pow::ChallengeParams {
-            c: challenge.c,
-            s: challenge.s,
-            d: challenge.d,
-        };
-        pow::verify_solutions(&body.token, params, &body.solutions)
-            .map_err(|_| refuse(Reason::InvalidSolution))?;
+        if !self.solves(site, &challenge, &body) {
+            return Err(refuse(Reason::InvalidSolution));
+        }
         // Checked after the claim too, so each challenge buys one guess at the answer.
         if let Some(scene) = instrumentation::scene_for(&self.config.master, &challenge)
             && body.instrumentation.as_deref() != Some(scene.answer().as_str())
@@ -561,6 +596,35 @@ impl<S: SnapshotStore, C: ClaimStore, V: VisitorStore, T: TelemetrySink> Edge<S,
                 expires: verification.exp,
             },
         ))
+    }
+
+    /// Whether the redeem's answers solve the challenge's work, of whichever kind it was.
+    fn solves(
+        &self,
+        site: &SiteSnapshot,
+        challenge: &ChallengeClaims,
+        body: &RedeemRequest,
+    ) -> bool {
+        match (challenge.rsw, &body.solutions) {
+            (None, Solutions::Nonces(nonces)) => {
+                let params = pow::ChallengeParams {
+                    c: challenge.c,
+                    s: challenge.s,
+                    d: challenge.d,
+                };
+                pow::verify_solutions(&body.token, params, nonces).is_ok()
+            }
+            (Some(squarings), Solutions::Answers(answers)) => {
+                // A token is only issued for RSW where the edge has the key; a key removed
+                // since leaves its challenges unanswerable, not unchecked.
+                let (Some(locks), [answer]) = (&self.config.time_locks, answers.as_slice()) else {
+                    return false;
+                };
+                let scalar = self.project_key(site).rsw_scalar(&challenge.jti);
+                locks.of_size(squarings).is_answer(&scalar, &answer.y)
+            }
+            _ => false,
+        }
     }
 
     fn project_key(&self, site: &SiteSnapshot) -> humanproof_protocol::ProjectKey {

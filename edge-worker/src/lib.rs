@@ -12,6 +12,7 @@
 //! - [`edge`]: routing, gates, challenge issuing and redeeming ([`Edge::handle`]).
 //! - [`risk`]: scores a challenge start from the widget's signals, the request's headers and
 //!   the visitor's history, and scales the work with the score.
+//! - [`time_locks`]: the operator's RSW key and the puzzle sizes precomputed under it.
 //! - [`instrumentation`]: the per-challenge environment check the widget runs in a worker.
 //! - [`visitor`]: the short-lived per-visitor state behind rate limits and repeat offences.
 //! - [`memory`]: in-process stores for the local server and tests (native only).
@@ -27,6 +28,7 @@ pub mod instrumentation;
 pub mod memory;
 pub mod risk;
 pub mod stores;
+pub mod time_locks;
 pub mod visitor;
 
 #[cfg(target_arch = "wasm32")]

@@ -11,6 +11,7 @@ use std::sync::LazyLock;
 
 use humanproof_protocol::preset::COUNT_RANGE;
 use humanproof_protocol::risk::RiskFactor;
+use humanproof_protocol::rsw::SQUARINGS_RANGE;
 use humanproof_protocol::snapshot::RiskMode;
 use humanproof_protocol::wire::{ChallengeRequest, FormContext, Signals, WidgetContext};
 use humanproof_protocol::{ChallengeParams, Decision, Preset, RiskAssessment, RiskReason, Score};
@@ -268,19 +269,44 @@ fn is_plain_form_context(form: &FormContext) -> bool {
 }
 
 /// The challenge for a start: the preset's difficulty, and its sub-challenge count scaled
-/// by the score, from half the preset's count for a clean start to twice it at the block
-/// threshold. The work moves in small steps (one sub-challenge each) where the difficulty
-/// would move it sixteen-fold.
+/// by the score ([`work_factor`]). The work moves in small steps (one sub-challenge each)
+/// where the difficulty would move it sixteen-fold.
 pub fn scaled_params(preset: Preset, assessment: &RiskAssessment) -> ChallengeParams {
     let base = preset.params();
-    let threshold = u64::from(preset.protection().block_threshold.tenths().max(1));
-    let score = u64::from(assessment.score.tenths()).min(threshold);
-    // count = base × (0.5 + 1.5 × score / threshold), in integers.
-    let scaled = u64::from(base.c) * (threshold + 3 * score) / (2 * threshold);
-    let count = u32::try_from(scaled)
+    let count = u32::try_from(work_factor(preset, assessment).of(base.c))
         .unwrap_or(u32::MAX)
         .clamp(*COUNT_RANGE.start(), *COUNT_RANGE.end());
     ChallengeParams { c: count, ..base }
+}
+
+/// The squarings of an RSW puzzle for a start: the preset's, scaled by the score like the
+/// SHA-256 count, rounded to a thousand so that the edge precomputes few sizes.
+pub fn scaled_squarings(preset: Preset, assessment: &RiskAssessment) -> u32 {
+    let scaled = work_factor(preset, assessment).of(preset.protection().squarings);
+    let rounded = u32::try_from(scaled.div_ceil(1000) * 1000).unwrap_or(u32::MAX);
+    rounded.clamp(*SQUARINGS_RANGE.start(), *SQUARINGS_RANGE.end())
+}
+
+/// How much of the preset's work a start gets: from half for a clean start to twice at the
+/// block threshold, `0.5 + 1.5 × score / threshold`, kept as a fraction of integers.
+fn work_factor(preset: Preset, assessment: &RiskAssessment) -> WorkFactor {
+    let threshold = u64::from(preset.protection().block_threshold.tenths().max(1));
+    let score = u64::from(assessment.score.tenths()).min(threshold);
+    WorkFactor {
+        numerator: threshold + 3 * score,
+        denominator: 2 * threshold,
+    }
+}
+
+struct WorkFactor {
+    numerator: u64,
+    denominator: u64,
+}
+
+impl WorkFactor {
+    fn of(&self, base: u32) -> u64 {
+        u64::from(base) * self.numerator / self.denominator
+    }
 }
 
 /// Whether a start is remembered as high-risk for the repeat pattern.
@@ -624,6 +650,31 @@ mod tests {
             ..Protection::BALANCED
         });
         assert_eq!(count(tiny, 0).c, 1);
+    }
+
+    #[test]
+    fn rsw_squarings_scale_like_the_count_in_steps_of_a_thousand() {
+        let squarings = |squarings: u32, tenths: u8| {
+            let preset = Preset::Custom(Protection {
+                puzzle: humanproof_protocol::PuzzleKind::Rsw,
+                squarings,
+                ..Protection::BALANCED
+            });
+            let factors = vec![RiskFactor {
+                reason: RiskReason::FastStart,
+                points: Score::from_tenths(tenths),
+            }];
+            scaled_squarings(
+                preset,
+                &RiskAssessment::new(factors, preset, RiskMode::Observe),
+            )
+        };
+        assert_eq!(squarings(150_000, 0), 75_000);
+        assert_eq!(squarings(150_000, 30), 188_000, "187,500 rounded up");
+        assert_eq!(squarings(150_000, 60), 300_000);
+        assert_eq!(squarings(150_000, 100), 300_000);
+        assert_eq!(squarings(10_000, 0), 10_000, "within the protocol's range");
+        assert_eq!(squarings(5_000_000, 60), 5_000_000);
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! - [`prng`]: Cap's deterministic FNV-1a + xorshift32 generator that expands a challenge token
 //!   into per-sub-challenge salts and targets.
 //! - [`pow`]: the challenge parameters, the proof-of-work check and a reference solver.
+//! - [`rsw`]: the second puzzle kind, RSW time-lock puzzles in Cap's format 2.
 //! - [`preset`]: protection presets: work, rate limit, obfuscation and block threshold.
 //! - [`token`]: HMAC-signed, stateless challenge and verification tokens and the per-project
 //!   key derivation from the operator's master secret.
@@ -26,6 +27,7 @@ pub mod preset;
 pub mod privacy;
 pub mod prng;
 pub mod risk;
+pub mod rsw;
 pub mod siteverify;
 pub mod snapshot;
 pub mod telemetry;
@@ -33,7 +35,7 @@ pub mod token;
 pub mod wire;
 
 pub use pow::ChallengeParams;
-pub use preset::{Obfuscation, Preset, Protection, Score};
+pub use preset::{Obfuscation, Preset, Protection, PuzzleKind, Score};
 pub use risk::{Decision, RiskAssessment, RiskReason};
 pub use snapshot::SiteSnapshot;
 pub use telemetry::{Network, TelemetryBatch, TelemetryEvent, TelemetryKind};

@@ -9,6 +9,7 @@ use std::fmt;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::pow::{ChallengeParams, SALT_LEN};
+use crate::rsw::SQUARINGS_RANGE;
 
 /// Bounds a Custom difficulty stays within: below 1 there is no work, above 8 hex digits a
 /// sub-challenge takes 4 billion hashes on average.
@@ -56,6 +57,43 @@ pub struct Protection {
     /// In enforce mode, a start whose risk score reaches this is blocked.
     #[serde(default = "Protection::balanced_block_threshold")]
     pub block_threshold: Score,
+    /// The kind of work a challenge asks for. Only Custom presets choose; the named presets
+    /// ask for SHA-256, which every Cap client solves.
+    #[serde(default)]
+    pub puzzle: PuzzleKind,
+    /// Squarings of an RSW puzzle, within [`SQUARINGS_RANGE`]; read when `puzzle` is RSW.
+    #[serde(default = "Protection::balanced_squarings")]
+    pub squarings: u32,
+}
+
+/// The kind of work a challenge asks for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PuzzleKind {
+    /// Cap's SHA-256 proof of work: `challenge_count` searches at `difficulty`.
+    #[default]
+    Sha256,
+    /// An RSW time-lock puzzle in Cap's format 2: `squarings` modular squarings in a row,
+    /// which a GPU cannot spread over its cores ([`crate::rsw`]).
+    Rsw,
+}
+
+impl PuzzleKind {
+    /// Every kind.
+    pub const ALL: [PuzzleKind; 2] = [PuzzleKind::Sha256, PuzzleKind::Rsw];
+
+    /// The lowercase name stored and shown.
+    pub fn name(self) -> &'static str {
+        match self {
+            PuzzleKind::Sha256 => "sha256",
+            PuzzleKind::Rsw => "rsw",
+        }
+    }
+
+    /// The kind with this name.
+    pub fn from_name(name: &str) -> Option<PuzzleKind> {
+        Self::ALL.into_iter().find(|kind| kind.name() == name)
+    }
 }
 
 impl Protection {
@@ -66,6 +104,8 @@ impl Protection {
         obfuscation: Obfuscation::Lighter,
         rate_limit: 60,
         block_threshold: Score::from_tenths(80),
+        puzzle: PuzzleKind::Sha256,
+        squarings: 75_000,
     };
     /// Balanced's bundle.
     pub const BALANCED: Protection = Protection {
@@ -74,6 +114,8 @@ impl Protection {
         obfuscation: Obfuscation::Default,
         rate_limit: 30,
         block_threshold: Score::from_tenths(60),
+        puzzle: PuzzleKind::Sha256,
+        squarings: 150_000,
     };
     /// Strict's bundle.
     pub const STRICT: Protection = Protection {
@@ -82,6 +124,8 @@ impl Protection {
         obfuscation: Obfuscation::Stronger,
         rate_limit: 12,
         block_threshold: Score::from_tenths(40),
+        puzzle: PuzzleKind::Sha256,
+        squarings: 300_000,
     };
 
     fn balanced_obfuscation() -> Obfuscation {
@@ -96,6 +140,10 @@ impl Protection {
         Self::BALANCED.block_threshold
     }
 
+    fn balanced_squarings() -> u32 {
+        Self::BALANCED.squarings
+    }
+
     /// The same numbers pulled into their ranges: the control plane refuses values outside
     /// them, and this keeps a hand-edited KV entry from asking the edge for the impossible.
     pub fn clamped(self) -> Protection {
@@ -108,6 +156,8 @@ impl Protection {
             obfuscation: self.obfuscation,
             rate_limit: clamp(self.rate_limit, RATE_LIMIT_RANGE),
             block_threshold: self.block_threshold.max(*BLOCK_THRESHOLD_RANGE.start()),
+            puzzle: self.puzzle,
+            squarings: clamp(self.squarings, SQUARINGS_RANGE),
         }
     }
 
@@ -279,11 +329,14 @@ mod tests {
             obfuscation: Obfuscation::Lighter,
             rate_limit: 0,
             block_threshold: Score::from_tenths(2),
+            puzzle: PuzzleKind::Rsw,
+            squarings: 1,
         });
         let protection = wild.protection();
         assert_eq!(wild.params(), ChallengeParams { c: 1, s: 32, d: 8 });
         assert_eq!(protection.rate_limit, 1);
         assert_eq!(protection.block_threshold, Score::from_tenths(10));
+        assert_eq!(protection.squarings, 10_000);
     }
 
     #[test]
@@ -297,7 +350,8 @@ mod tests {
         assert_eq!(
             json,
             serde_json::json!({"name": "custom", "difficulty": 2, "challenge_count": 120,
-                "obfuscation": "stronger", "rate_limit": 12, "block_threshold": 6.5})
+                "obfuscation": "stronger", "rate_limit": 12, "block_threshold": 6.5,
+                "puzzle": "sha256", "squarings": 300000})
         );
         assert_eq!(serde_json::from_value::<Preset>(json).unwrap(), custom);
         assert_eq!(

@@ -92,6 +92,10 @@ pub struct ChallengeClaims {
     pub s: u32,
     /// Difficulty.
     pub d: u32,
+    /// Squarings of the RSW puzzle the challenge is instead of SHA-256 work; `c` is then 1
+    /// and `d` 0. The puzzle's secret scalar comes from the project key and `jti`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rsw: Option<u32>,
     /// Issued at, Unix ms.
     pub iat: i64,
     /// Expires at, Unix ms.
@@ -182,6 +186,17 @@ impl ProjectKey {
         mac
     }
 
+    /// The secret scalar of challenge `jti`'s RSW puzzle: derived, so the token need not
+    /// carry it (tokens are signed, not encrypted) and the redeem can recompute the answer.
+    pub fn rsw_scalar(&self, jti: &str) -> crate::rsw::Scalar {
+        let tag = self
+            .mac(&format!("humanproof/rsw-scalar/v1/{jti}"))
+            .finalize();
+        tag.into_bytes()[..16]
+            .try_into()
+            .expect("a MAC is 32 bytes")
+    }
+
     /// Signs `claims` into a token string.
     pub fn sign<T: Claims>(&self, claims: &T) -> String {
         let payload = B64.encode(serde_json::to_vec(claims).expect("claims serialize"));
@@ -243,6 +258,7 @@ mod tests {
             c: 2,
             s: 32,
             d: 1,
+            rsw: None,
             iat: 0,
             exp,
             host: "example.com".into(),

@@ -235,8 +235,9 @@ impl ChallengeRequest {
 /// Answer to a challenge start.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChallengeResponse {
-    /// What to solve.
-    pub challenge: ChallengeParams,
+    /// What to solve, in the format the client's project asks for.
+    #[serde(flatten)]
+    pub work: Work,
     /// Signed challenge token; also the PRNG seed.
     pub token: String,
     /// When the challenge expires, Unix ms.
@@ -244,6 +245,45 @@ pub struct ChallengeResponse {
     /// The environment check, for starts from our widget; plain Cap clients get none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instrumentation: Option<Instrumentation>,
+}
+
+/// The work in a challenge response. Both shapes are Cap's, so Cap's own widget solves
+/// either, and a client that only knows the first keeps working on SHA-256 projects.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Work {
+    /// Cap's format 2: `{"format": 2, "challenges": [...]}`, typed puzzles solved in order.
+    Puzzles {
+        /// Always [`PUZZLE_FORMAT`].
+        format: u8,
+        /// One puzzle per entry; the redeem answers each, in order.
+        challenges: Vec<Puzzle>,
+    },
+    /// Cap's first format: `{"challenge": {"c", "s", "d"}}`, SHA-256 searches whose salts
+    /// and targets come from the token.
+    Sha256 {
+        /// The sub-challenge count, salt length and difficulty.
+        challenge: ChallengeParams,
+    },
+}
+
+/// The `format` of [`Work::Puzzles`].
+pub const PUZZLE_FORMAT: u8 = 2;
+
+/// One puzzle of Cap's format 2: `{"protocol": "rsw", "payload": {...}}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "protocol", content = "payload", rename_all = "snake_case")]
+pub enum Puzzle {
+    /// Square `x` `t` times modulo `N` ([`crate::rsw`]).
+    Rsw {
+        /// The 2048-bit modulus, 512 hex digits.
+        #[serde(rename = "N")]
+        n: String,
+        /// The base, 512 hex digits.
+        x: String,
+        /// Squarings.
+        t: u32,
+    },
 }
 
 /// The environment check that comes with a challenge.
@@ -258,11 +298,29 @@ pub struct Instrumentation {
 pub struct RedeemRequest {
     /// The challenge token from the challenge response.
     pub token: String,
-    /// One nonce per sub-challenge, in order.
-    pub solutions: Vec<u64>,
+    /// The answers, in the shape of the challenge's work.
+    pub solutions: Solutions,
     /// The environment check's answer, when the challenge carried one.
     #[serde(default)]
     pub instrumentation: Option<String>,
+}
+
+/// A redeem's answers: nonces for SHA-256 (`[12, 907, ...]`), objects for format 2
+/// (`[{"y": "..."}]`, as Cap's widget sends them).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Solutions {
+    /// One nonce per SHA-256 sub-challenge, in order.
+    Nonces(Vec<u64>),
+    /// One answer per format-2 puzzle, in order.
+    Answers(Vec<PuzzleAnswer>),
+}
+
+/// The answer to one RSW puzzle: `y = x^(2^t) mod N` in hex, leading zeros optional.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PuzzleAnswer {
+    /// The answer.
+    pub y: String,
 }
 
 /// Answer to a successful redeem.

@@ -67,6 +67,7 @@ fn redeem_verification() {
             c: params.c,
             s: params.s,
             d: params.d,
+            rsw: None,
             iat: 0,
             exp: i64::MAX,
             host: "example.com".into(),

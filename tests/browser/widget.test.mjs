@@ -27,6 +27,7 @@ let rateLimitedSiteKey;
 let freeSiteKey;
 let styledSiteKey;
 let pausedSiteKey;
+let rswProject;
 // Customer pages under test, served from 127.0.0.1 (reached as localhost, which the demo
 // project lists) and from 127.0.0.2 (another loopback address it does not list).
 const pages = new Map();
@@ -38,7 +39,9 @@ async function startPageServer(host) {
   const pageServer = createServer((req, res) => {
     const page = pages.get(new URL(req.url, "http://x").pathname);
     if (!page) return res.writeHead(404).end();
-    res.writeHead(200, { "content-type": "text/html; charset=utf-8", "content-security-policy": page.csp }).end(page.html);
+    const headers = { "content-type": page.type ?? "text/html; charset=utf-8" };
+    if (page.csp) headers["content-security-policy"] = page.csp;
+    res.writeHead(200, headers).end(page.html);
   });
   await new Promise((resolve) => pageServer.listen(0, host, resolve));
   pageServers.push(pageServer);
@@ -61,12 +64,15 @@ before(async () => {
   styledSiteKey = JSON.parse(execFileSync(BINARY, createStyled, { encoding: "utf8" })).site_key;
   const createPaused = [...createFree.slice(0, 5), "Paused", "--testing-domain", "localhost", "--paused"];
   pausedSiteKey = JSON.parse(execFileSync(BINARY, createPaused, { encoding: "utf8" })).site_key;
+  // One whose Custom preset asks for RSW time-lock puzzles (the second puzzle kind).
+  const createRsw = [...createFree.slice(0, 5), "Time-lock", "--testing-domain", "localhost", "--preset", "custom", "--puzzle", "rsw", "--squarings", "60000"];
+  rswProject = JSON.parse(execFileSync(BINARY, createRsw, { encoding: "utf8" }));
   const args = ["dev", "--data-dir", dataDir, "--control-listen", "127.0.0.1:0", "--edge-listen", "127.0.0.1:0", "--demo-listen", "127.0.0.1:0"];
   const env = { ...process.env, RUST_LOG: "warn", HUMANPROOF_DEMO_SITE_KEY: SITE_KEY, HUMANPROOF_DEMO_SECRET: "hp_secret_browser-tests" };
   const { child, output } = await spawnUntil(args, env, /Press Ctrl-C/);
   const field = (name) => output.match(new RegExp(`${name}\\s+(\\S+)`))[1];
   server = child;
-  urls = { demo: field("demo site"), edge: field("edge") };
+  urls = { demo: field("demo site"), edge: field("edge"), siteverify: field("siteverify") };
   browser = await launchChromium();
   TEST_ORIGIN = `http://localhost:${await startPageServer("127.0.0.1")}`;
   FOREIGN_ORIGIN = `http://127.0.0.2:${await startPageServer("127.0.0.2")}`;
@@ -234,6 +240,81 @@ test("an expired token is cleared and the widget says so", async () => {
   assert.equal(await expired, true);
   assert.equal(await page.inputValue('input[name="humanproof-token"]'), "");
   assert.match(await page.locator("humanproof-widget .label").textContent(), /expired/);
+  await page.close();
+});
+
+test("an RSW project's puzzle is solved with BigInt, with progress, with and without WebAssembly", async () => {
+  const csps = {
+    "/rsw": undefined,
+    // No 'wasm-unsafe-eval': the SHA-256 solver would fall back to JavaScript; RSW never used wasm.
+    "/rsw-no-wasm": `default-src 'self'; script-src ${urls.edge}; worker-src blob:; connect-src ${urls.edge}; form-action ${urls.demo}`,
+  };
+  for (const [path, csp] of Object.entries(csps)) {
+    servePage(path, formPage("", rswProject.site_key), csp);
+    const page = await newPage();
+    const starts = [];
+    page.on("response", async (response) => {
+      if (response.url().endsWith("/challenge")) starts.push(await response.json());
+    });
+    await page.goto(`${TEST_ORIGIN}${path}`);
+    const progress = page.evaluate(
+      () =>
+        new Promise((resolve) => {
+          const seen = [];
+          document.addEventListener("progress", (event) => seen.push(event.detail.progress));
+          document.addEventListener("solve", () => resolve(seen), { once: true });
+        }),
+    );
+    const detail = solved(page);
+    await page.locator("humanproof-widget .box").click();
+    const { engine, token } = await detail;
+    assert.equal(engine, "bigint", path);
+    // Cap's format 2, one puzzle; a headless start without a person's signals scores above
+    // zero, so it pays more than half the preset's 60,000 squarings.
+    assert.equal(starts[0].format, 2);
+    assert.equal(starts[0].challenges[0].protocol, "rsw");
+    assert.ok(starts[0].challenges[0].payload.t >= 30_000, JSON.stringify(starts[0].challenges[0].payload.t));
+    // Progress climbs through the puzzle, not only at its end.
+    const seen = await progress;
+    assert.ok(seen.filter((p) => p > 0 && p < 100).length >= 5, `progress ${seen}`);
+    assert.deepEqual(seen, [...seen].sort((a, b) => a - b), `progress ${seen}`);
+    assert.equal(seen.at(-1), 100);
+    // The backend verifies the token as any other.
+    const verified = await fetch(urls.siteverify, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ secret: rswProject.secret, response: token }),
+    }).then((response) => response.json());
+    assert.equal(verified.success, true, JSON.stringify(verified));
+    assert.equal(verified.humanproof.challenge_count, 1);
+    assert.deepEqual(page.problems, [], path);
+    await page.close();
+  }
+});
+
+test("Cap's own widget solves an RSW project's challenge from our edge (Cap's format 2)", async () => {
+  const capWidget = readFileSync(new URL("../../node_modules/@cap.js/widget/cap.min.js", import.meta.url), "utf8");
+  pages.set("/cap.min.js", { html: capWidget, type: "text/javascript" });
+  const html = `<!doctype html><html><body><cap-widget id="cap" data-cap-api-endpoint="${urls.edge}/${rswProject.site_key}/"></cap-widget>
+<script>window.CAP_CUSTOM_WASM_URL = "/no-wasm-needed-for-rsw.wasm";</script><script src="/cap.min.js"></script></body></html>`;
+  pages.set("/cap-widget", { html, csp: "default-src 'self' 'unsafe-inline' blob: data:; connect-src 'self' " + urls.edge });
+  const page = await browser.newPage();
+  const redeems = [];
+  page.on("request", (request) => {
+    if (request.url().endsWith("/redeem")) redeems.push(JSON.parse(request.postData()));
+  });
+  await page.goto(`${TEST_ORIGIN}/cap-widget`);
+  await page.waitForFunction(() => customElements.get("cap-widget"));
+  const { token } = await page.evaluate(() => document.getElementById("cap").solve());
+  assert.match(token ?? "", /^hpv1\./);
+  // It answered the puzzle as Cap's widget does: `{"y": hex}`.
+  assert.match(redeems[0].solutions[0].y, /^[0-9a-f]+$/);
+  const verified = await fetch(urls.siteverify, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ secret: rswProject.secret, response: token }),
+  }).then((response) => response.json());
+  assert.equal(verified.success, true, JSON.stringify(verified));
   await page.close();
 });
 

@@ -29,6 +29,7 @@ use humanproof_edge::EdgeConfig;
 use humanproof_edge::instrumentation;
 use humanproof_edge::memory::{MemoryClaims, MemorySnapshots, MemoryVisitors};
 use humanproof_edge::risk::ClientHeaders;
+use humanproof_edge::time_locks::TimeLocks;
 use humanproof_edge::{EdgeRequest, RequestBody};
 use humanproof_protocol::snapshot::RiskMode;
 use humanproof_protocol::{
@@ -187,6 +188,12 @@ pub struct World {
     events: tokio::sync::Mutex<UnboundedReceiver<TelemetryEvent>>,
 }
 
+/// The RSW key of the shared test vectors (`tests/vectors/rsw.json`): for tests only.
+pub fn test_rsw_key() -> humanproof_protocol::rsw::RswKey {
+    let vectors: Value = serde_json::from_str(include_str!("../vectors/rsw.json")).unwrap();
+    humanproof_protocol::rsw::RswKey::parse(vectors["key"].as_str().unwrap()).unwrap()
+}
+
 /// What the widget sends when a person filled in a sign-up form for nine seconds.
 pub fn human_start() -> Value {
     serde_json::json!({
@@ -312,7 +319,8 @@ impl World {
         let master = MasterSecret::new(MASTER_SECRET).unwrap();
         let (sink, events) = ChannelSink::new();
         let edge = Arc::new(LocalEdge::new(
-            EdgeConfig::new(master.clone()),
+            EdgeConfig::new(master.clone())
+                .with_time_locks(Arc::new(TimeLocks::new(test_rsw_key()))),
             MemorySnapshots::default(),
             MemoryClaims::default(),
             MemoryVisitors::default(),
@@ -491,7 +499,12 @@ impl World {
     /// Redeems as our widget does: with the environment check's answer when the challenge
     /// carried a check (computed here from the master secret, as a browser would by running
     /// the script; the browser tests run the real scripts).
-    pub async fn redeem(&self, site_key: &str, token: &str, solutions: &[u64]) -> Answer {
+    pub async fn redeem(
+        &self,
+        site_key: &str,
+        token: &str,
+        solutions: &(impl serde::Serialize + ?Sized),
+    ) -> Answer {
         let answer = self.instrumentation_answer(token);
         self.redeem_with(site_key, token, solutions, answer.as_deref())
             .await
@@ -502,7 +515,7 @@ impl World {
         &self,
         site_key: &str,
         token: &str,
-        solutions: &[u64],
+        solutions: &(impl serde::Serialize + ?Sized),
         instrumentation: Option<&str>,
     ) -> Answer {
         let body = serde_json::json!({ "token": token, "solutions": solutions, "instrumentation": instrumentation });

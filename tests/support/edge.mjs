@@ -13,8 +13,8 @@ export const EDGE_BUNDLE = join(ROOT, "edge-worker/build/worker/shim.mjs");
  *  `telemetryRetry` ({ minSeconds, maxSeconds, maxRetries }, each optional) replaces its
  *  waits between delivery tries and the telemetry queue's tries before the dead-letter queue,
  *  so a test can outlast them in seconds on the same code path; `inspectorPort` opens V8's
- *  inspector (the edge benchmark's CPU profile). */
-export function newEdge({ controlPlaneUrl, masterSecret, queueBatchTimeout, telemetryRetry = {}, inspectorPort }) {
+ *  inspector (the edge benchmark's CPU profile); `rswKey` is the `HUMANPROOF_RSW_KEY` secret. */
+export function newEdge({ controlPlaneUrl, masterSecret, rswKey, queueBatchTimeout, telemetryRetry = {}, inspectorPort }) {
   const { workerOptions } = unstable_getMiniflareWorkerOptions(join(ROOT, "wrangler.toml"));
   for (const consumer of Object.values(workerOptions.queueConsumers)) {
     if (queueBatchTimeout !== undefined) consumer.maxBatchTimeout = queueBatchTimeout;
@@ -33,7 +33,13 @@ export function newEdge({ controlPlaneUrl, masterSecret, queueBatchTimeout, tele
       { type: "ESModule", include: ["**/*.js", "**/*.mjs"] },
       { type: "CompiledWasm", include: ["**/*.wasm"] },
     ],
-    bindings: { ...workerOptions.bindings, ...retryVars, CONTROL_PLANE_URL: controlPlaneUrl, HUMANPROOF_MASTER_SECRET: masterSecret },
+    bindings: {
+      ...workerOptions.bindings,
+      ...retryVars,
+      ...(rswKey && { HUMANPROOF_RSW_KEY: rswKey }),
+      CONTROL_PLANE_URL: controlPlaneUrl,
+      HUMANPROOF_MASTER_SECRET: masterSecret,
+    },
     host: "127.0.0.1",
     inspectorPort,
   });

@@ -14,7 +14,7 @@ use humanproof_control_plane::service::projects::SECRET_OVERLAP_MS;
 use humanproof_control_plane::state::AppState;
 use humanproof_control_plane::stripe::Stripe;
 use humanproof_edge::stores::SnapshotStore as _;
-use humanproof_protocol::{Obfuscation, Preset, Protection, Score};
+use humanproof_protocol::{Obfuscation, Preset, Protection, PuzzleKind, Score};
 use humanproof_tests::*;
 use serde_json::{Value, json};
 
@@ -1663,6 +1663,7 @@ on_both_databases! {
         let (status, created) = api.call("POST", "/api/v1/projects", Some(json!({
             "name": "Own rules", "testing_domains": ["localhost"], "preset": "custom", "difficulty": 2,
             "challenge_count": 5, "obfuscation": "stronger", "rate_limit": 7, "block_threshold": 5.5,
+            "puzzle": "rsw", "squarings": 120000,
         }))).await;
         assert_eq!(status, 201, "{created}");
         let id = created["project"]["id"].as_str().unwrap().to_owned();
@@ -1673,14 +1674,16 @@ on_both_databases! {
             obfuscation: Obfuscation::Stronger,
             rate_limit: 7,
             block_threshold: Score::from_tenths(55),
+            puzzle: PuzzleKind::Rsw,
+            squarings: 120_000,
         };
         let published = || async { world.edge.snapshots().site(&site_key).await.unwrap().unwrap().preset };
         assert_eq!(published().await, Preset::Custom(own));
         // Read back from the database, as the API shows it.
         let (_, shown) = api.call("GET", &format!("/api/v1/projects/{id}"), None).await;
         assert_eq!(
-            [&shown["obfuscation"], &shown["rate_limit"], &shown["block_threshold"]],
-            [&json!("stronger"), &json!(7), &json!(5.5)]
+            [&shown["obfuscation"], &shown["rate_limit"], &shown["block_threshold"], &shown["puzzle"], &shown["squarings"]],
+            [&json!("stronger"), &json!(7), &json!(5.5), &json!("rsw"), &json!(120000)]
         );
 
         // A change to one number keeps the others.
@@ -1693,6 +1696,11 @@ on_both_databases! {
             (json!({ "block_threshold": 0.5 }), "block_threshold"),
             (json!({ "block_threshold": 10.5 }), "block_threshold"),
             (json!({ "obfuscation": "maximum" }), "obfuscation"),
+            (json!({ "puzzle": "argon2" }), "puzzle"),
+            (json!({ "squarings": 9999 }), "squarings"),
+            (json!({ "squarings": 5_000_001 }), "squarings"),
+            (json!({ "squarings": "many" }), "squarings"),
+            (json!({ "preset": "balanced", "puzzle": "rsw" }), "preset"),
             // A named preset has fixed numbers: giving it some is refused, not ignored.
             (json!({ "preset": "strict", "rate_limit": 5 }), "preset"),
         ] {
@@ -1711,7 +1719,7 @@ on_both_databases! {
         form.retain(|(name, _)| *name != "preset");
         form.extend([
             ("preset", "custom"), ("difficulty", "3"), ("challenge_count", "10"), ("obfuscation", "lighter"),
-            ("rate_limit", "100"), ("block_threshold", "7.5"),
+            ("rate_limit", "100"), ("block_threshold", "7.5"), ("puzzle", "rsw"), ("squarings", "250000"),
         ]);
         owner.browser.post(&path, &form).await.expect(303);
         let own = Protection {
@@ -1720,10 +1728,14 @@ on_both_databases! {
             obfuscation: Obfuscation::Lighter,
             rate_limit: 100,
             block_threshold: Score::from_tenths(75),
+            puzzle: PuzzleKind::Rsw,
+            squarings: 250_000,
         };
         assert_eq!(published().await, Preset::Custom(own));
         let page = owner.browser.get(&path).await.expect(200);
         assert!(page.body.contains(r#"name="block_threshold" type="number" min="1" max="10" step="0.1" value="7.5""#), "{}", page.body);
+        assert!(page.body.contains(r#"<option value="rsw" selected>"#), "{}", page.body);
+        assert!(page.body.contains(r#"name="squarings" type="number" min="10000" max="5000000" step="1000" value="250000""#), "{}", page.body);
         form.retain(|(name, _)| *name != "block_threshold");
         form.push(("block_threshold", "high"));
         let page = owner.browser.post(&path, &form).await.expect(400);

@@ -125,7 +125,7 @@ on_both_databases! {
         let started = world.start_challenge(site.site_key(), &json!({})).await;
         let token = started.json["token"].as_str().unwrap();
         let solutions = humanproof_protocol::pow::solve(token, serde_json::from_value(started.json["challenge"].clone()).unwrap());
-        let first = world.redeem(site.site_key(), token, &[]).await;
+        let first = world.redeem(site.site_key(), token, &[0u64; 0]).await;
         assert_eq!((first.status, first.reason()), (400, "invalid_solution"));
         for _ in 0..9 {
             let replay = world.redeem(site.site_key(), token, &[0]).await;
@@ -619,7 +619,7 @@ on_both_databases! {
         // A failed redeem of a genuine challenge counts; junk sent to the redeem endpoint, a
         // refused start and a siteverify call do not.
         let started = world.start_challenge(site.site_key(), &json!({})).await;
-        let failed = world.redeem(site.site_key(), started.json["token"].as_str().unwrap(), &[]).await;
+        let failed = world.redeem(site.site_key(), started.json["token"].as_str().unwrap(), &[0u64; 0]).await;
         assert_eq!(failed.reason(), "invalid_solution");
         let junk = world.redeem(site.site_key(), "garbage", &[1]).await;
         assert_eq!(junk.reason(), "invalid_token");

@@ -10,15 +10,18 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { createServer, request as httpRequest } from "node:http";
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { randomBytes } from "node:crypto";
 import { solve } from "../support/cap.mjs";
 import { ControlPlane } from "../support/control-plane.mjs";
 import { EDGE_BUNDLE, newEdge, seedSnapshot } from "../support/edge.mjs";
 import { answerEnvironmentCheck } from "../support/environment-check.mjs";
 import { peek, projectKey, sign } from "../support/tokens.mjs";
+import { solveRsw } from "../../widget/src/rsw.js";
 
 const MASTER_SECRET = "workerd-test-master-secret-0123456789abcdef";
+// The test-only RSW key of the shared vectors, as the HUMANPROOF_RSW_KEY secret.
+const RSW_VECTORS = JSON.parse(readFileSync(new URL("../vectors/rsw.json", import.meta.url), "utf8"));
 const TELEMETRY_RETRY = { minSeconds: 1, maxSeconds: 2, maxRetries: 2 };
 const ORIGIN = "http://localhost:3000";
 const QUICK = ["--preset", "custom", "--difficulty", "1", "--challenge-count", "3", "--testing-domain", "localhost"];
@@ -158,13 +161,14 @@ before(async () => {
   projects.junk = control.createProject("junk", ...QUICK);
   projects.outage = control.createProject("outage", ...QUICK);
   projects.redrive = control.createProject("redrive", ...QUICK);
+  projects.timeLock = control.createProject("time-lock", ...QUICK, "--puzzle", "rsw", "--squarings", "10000");
   await control.start();
   flakyProxy = await startFlakyProxy(control.url);
 
   // Deliver telemetry within a second instead of the production batching window; wait 1 to
   // 2 seconds between tries instead of 10 s to an hour; and move a message to the
   // dead-letter queue after its third try instead of its 101st.
-  mf = newEdge({ controlPlaneUrl: flakyProxy.url, masterSecret: MASTER_SECRET, queueBatchTimeout: 1, telemetryRetry: TELEMETRY_RETRY });
+  mf = newEdge({ controlPlaneUrl: flakyProxy.url, masterSecret: MASTER_SECRET, rswKey: RSW_VECTORS.key, queueBatchTimeout: 1, telemetryRetry: TELEMETRY_RETRY });
   await mf.ready;
   await seedSnapshot(mf, control);
 });
@@ -194,6 +198,34 @@ describe("challenge and redeem in workerd", () => {
     assert.deepEqual(again.json["error-codes"], ["timeout-or-duplicate"]);
     const elsewhere = await siteverify(projects.other.secret, redeemed.json.token);
     assert.deepEqual(elsewhere.json["error-codes"], ["invalid-input-response"]);
+  });
+
+  test("an RSW project's puzzle (Cap's format 2) is issued, solved with BigInt, redeemed once and verified", async () => {
+    const site = projects.timeLock.site_key;
+    const started = await startChallenge(site, HUMAN_START);
+    assert.equal(started.format, 2);
+    const [puzzle] = started.challenges;
+    assert.equal(puzzle.protocol, "rsw");
+    assert.equal(puzzle.payload.N, RSW_VECTORS.N);
+    // A person's clean start: half the preset's squarings.
+    assert.equal(puzzle.payload.t, 10_000);
+    const y = solveRsw(puzzle.payload);
+    const answer = (solutions) =>
+      edge(`/${site}/redeem`, { body: JSON.stringify({ token: started.token, solutions, instrumentation: answerEnvironmentCheck(started.instrumentation.script) }) });
+    const redeemed = await answer([{ y }]);
+    assert.equal(redeemed.status, 200, JSON.stringify(redeemed.json));
+    const replayed = await answer([{ y }]);
+    assert.deepEqual([replayed.status, replayed.json.reason], [409, "already_redeemed"]);
+    const verified = await siteverify(projects.timeLock.secret, redeemed.json.token);
+    assert.equal(verified.json.success, true, JSON.stringify(verified.json));
+
+    // A wrong answer spends the challenge like a wrong nonce; a made-up one is refused.
+    const other = await startChallenge(site, HUMAN_START);
+    const wrong = await edge(`/${site}/redeem`, { body: JSON.stringify({ token: other.token, solutions: [{ y: y }] }) });
+    assert.deepEqual([wrong.status, wrong.json.reason], [400, "invalid_solution"]);
+    const third = await startChallenge(site);
+    const junk = await redeem(site, third.token, [{ y: "f".repeat(600) }]);
+    assert.deepEqual([junk.status, junk.json.reason], [400, "invalid_solution"]);
   });
 
   test("action and cdata travel to siteverify", async () => {

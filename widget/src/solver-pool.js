@@ -1,6 +1,7 @@
-// Runs a challenge's sub-challenges across Web Workers (one per hardware thread, capped),
-// with the wasm module compiled once on the main thread and posted to each worker.
+// Runs a challenge's puzzles across Web Workers (one per hardware thread, capped), with the
+// wasm module compiled once on the main thread and posted to each worker.
 import { subChallenges } from "./pow.js";
+import { isRswPuzzle } from "./rsw.js";
 import WORKER_SOURCE from "worker-source";
 
 const MAX_WORKERS = 8;
@@ -29,22 +30,40 @@ function startWorker() {
 }
 
 /**
- * Solves `challenge` for `token`. Resolves to `{ solutions, engine }`; reports progress as a
- * fraction; rejects with an AbortError when `signal` aborts, and with reason
- * `workers_unavailable` when the page lets no worker start.
+ * The jobs of a challenge response: Cap's first format (`challenge: {c, s, d}`, SHA-256
+ * sub-challenges from the token), or format 2 (`challenges: [{protocol, payload}]`).
+ */
+function jobsOf(started) {
+  if (started.format === 2 && Array.isArray(started.challenges) && started.challenges.length > 0) {
+    if (!started.challenges.every(isRswPuzzle)) {
+      throw Object.assign(new Error("the edge sent a puzzle this widget cannot solve: update the widget"), { reason: "unsupported_challenge" });
+    }
+    return started.challenges;
+  }
+  return subChallenges(started.token, started.challenge).map(([salt, target]) => ({ salt, target }));
+}
+
+/**
+ * Solves the challenge in `started` (the edge's challenge response). Resolves to
+ * `{ solutions, engine }`; reports progress as a fraction; rejects with an AbortError when
+ * `signal` aborts, with reason `workers_unavailable` when the page lets no worker start,
+ * and with `unsupported_challenge` for puzzles of a kind it does not know.
  *
  * There is no solving on the page's own thread: the environment check every start from the
  * widget gets runs in a worker too, so without workers the redeem would be refused anyway,
  * spending the challenge and counting as the visitor's failure.
  */
-export async function solveChallenge({ token, challenge, wasmUrl, onProgress, signal, maxWorkers }) {
-  const jobs = subChallenges(token, challenge);
-  const module = await compileSolver(wasmUrl);
+export async function solveChallenge({ started, wasmUrl, onProgress, signal, maxWorkers }) {
+  const jobs = jobsOf(started);
+  // RSW puzzles are BigInt work: no solver to fetch for them.
+  const rsw = jobs[0].protocol === "rsw";
+  const module = rsw ? null : await compileSolver(wasmUrl);
   let workers = [];
   try {
     const wanted = Math.min(maxWorkers ?? MAX_WORKERS, navigator.hardwareConcurrency || 2, jobs.length);
     for (let i = 0; i < Math.max(1, wanted); i++) workers.push(startWorker());
-    return await solveInWorkers(workers, jobs, module, onProgress, signal);
+    const solved = await solveInWorkers(workers, jobs, module, onProgress, signal);
+    return rsw ? { ...solved, engine: "bigint" } : solved;
   } catch (error) {
     // Some browsers throw from `new Worker` when the page's CSP forbids it; Chromium starts
     // the worker and fires `error` at it before it says it is ready.
@@ -67,13 +86,15 @@ function solveInWorkers(workers, jobs, module, onProgress, signal) {
     let done = 0;
     let engine = "js";
     let started = false;
+    // Progress within the puzzles being solved: an RSW puzzle is one long job.
+    const partial = new Map();
     const abort = () => reject(new DOMException("verification aborted", "AbortError"));
     if (signal?.aborted) return abort();
     signal?.addEventListener("abort", abort, { once: true });
     const feed = (worker) => {
       if (next < jobs.length) {
         const index = next++;
-        worker.postMessage({ type: "solve", index, salt: jobs[index][0], target: jobs[index][1] });
+        worker.postMessage({ type: "solve", index, job: jobs[index] });
       }
     };
     for (const worker of workers) {
@@ -87,8 +108,14 @@ function solveInWorkers(workers, jobs, module, onProgress, signal) {
           started = true;
           engine = data.engine;
           feed(worker);
+        } else if (data.type === "progress") {
+          partial.set(data.index, data.fraction);
+          let inFlight = 0;
+          for (const fraction of partial.values()) inFlight += fraction;
+          onProgress?.((done + inFlight) / jobs.length);
         } else if (data.type === "solved") {
-          solutions[data.index] = data.nonce;
+          solutions[data.index] = data.solution;
+          partial.delete(data.index);
           done++;
           onProgress?.(done / jobs.length);
           if (done === jobs.length) resolve({ solutions, engine });

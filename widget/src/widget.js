@@ -204,8 +204,7 @@ class HumanProofWidget extends HTMLElement {
       // The environment check runs beside the solver; the redeem carries its answer.
       const check = started.instrumentation ? runInstrumentation(started.instrumentation.script, run.signal) : null;
       const { solutions, engine } = await solveChallenge({
-        token: started.token,
-        challenge: started.challenge,
+        started,
         wasmUrl: this.#option("solverUrl", "solver-url") || new URL("solver.wasm", SCRIPT_URL).href,
         maxWorkers: Number(this.#option("workers")) || undefined,
         signal: run.signal,

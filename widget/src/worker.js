@@ -1,8 +1,10 @@
-// The solver worker: solves one sub-challenge at a time with the wasm SIMD solver when the
-// page could compile it, else with the JavaScript fallback. Bundled into widget.js as a
-// string and started from a blob: URL, so it runs whatever origin serves the widget.
+// The solver worker: solves one puzzle at a time. A SHA-256 sub-challenge goes to the wasm
+// SIMD solver when the page could compile it, else to the JavaScript fallback; an RSW puzzle
+// to BigInt squaring, reporting progress as it goes. Bundled into widget.js as a string and
+// started from a blob: URL, so it runs whatever origin serves the widget.
 import { initSync, solve as solveWasm } from "../pkg/solver.js";
 import { findNonce, searchJs } from "./pow.js";
+import { solveRsw } from "./rsw.js";
 
 // Nonces per call to the solver, which searches a range at a time.
 const CHUNK = 1 << 16;
@@ -20,8 +22,11 @@ self.onmessage = ({ data }) => {
     }
     self.postMessage({ type: "ready", engine: search === searchJs ? "js" : "wasm" });
   } else if (data.type === "solve") {
-    const { index, salt, target } = data;
-    const nonce = findNonce(search, salt, target, CHUNK);
-    self.postMessage({ type: "solved", index, nonce });
+    const { index, job } = data;
+    const solution =
+      job.protocol === "rsw"
+        ? { y: solveRsw(job.payload, (done) => self.postMessage({ type: "progress", index, fraction: done / job.payload.t })) }
+        : findNonce(search, job.salt, job.target, CHUNK);
+    self.postMessage({ type: "solved", index, solution });
   }
 };

@@ -2,7 +2,7 @@
 
 use humanproof_protocol::snapshot::RiskMode;
 use humanproof_protocol::wire::{Branding, Theme, Variant, WidgetSettings, WidgetSize};
-use humanproof_protocol::{Obfuscation, Preset, Protection, Score};
+use humanproof_protocol::{Obfuscation, Preset, Protection, PuzzleKind, Score};
 use serde::Serialize;
 use sqlx::any::{Any, AnyArguments};
 use sqlx::query::QueryAs;
@@ -121,6 +121,8 @@ fn settings_columns(settings: &ProjectSettings) -> ColumnValues {
             "custom_block_threshold",
             custom.map(|c| i64::from(c.block_threshold.tenths())),
         )
+        .set("custom_puzzle", custom.map(|c| c.puzzle.name()))
+        .set("custom_squarings", custom.map(|c| i64::from(c.squarings)))
         .set("risk_mode", settings.risk_mode.as_str())
         .set("monthly_limit", stored_limit(settings.monthly_limit))
         .set("widget_variant", enum_name(&settings.widget.variant))
@@ -133,7 +135,7 @@ fn settings_columns(settings: &ProjectSettings) -> ColumnValues {
 const COLUMNS: &str = "id, organisation_id, client_id, name, site_key, active, production_domains, \
     testing_domains, allow_subdomains, key_version, preset, custom_difficulty, \
     custom_challenge_count, custom_obfuscation, custom_rate_limit, custom_block_threshold, \
-    risk_mode, plan, billing_status, monthly_limit, widget_variant, widget_theme, \
+    custom_puzzle, custom_squarings, risk_mode, plan, billing_status, monthly_limit, widget_variant, widget_theme, \
     widget_language, widget_size, widget_branding, revision, previous_secret_expires_at";
 
 /// A `projects` row as [`COLUMNS`] lists it.
@@ -213,6 +215,8 @@ struct PresetColumns {
     custom_obfuscation: Option<Named<Obfuscation>>,
     custom_rate_limit: Option<InRange<u32>>,
     custom_block_threshold: Option<InRange<u8>>,
+    custom_puzzle: Option<Named<PuzzleKind>>,
+    custom_squarings: Option<InRange<u32>>,
 }
 
 impl PresetColumns {
@@ -244,6 +248,10 @@ impl PresetColumns {
                 .map_or(balanced.block_threshold, |tenths| {
                     Score::from_tenths(tenths.0)
                 }),
+            puzzle: self
+                .custom_puzzle
+                .map_or(PuzzleKind::Sha256, |named| named.0),
+            squarings: or_balanced(self.custom_squarings, balanced.squarings),
         }
     }
 }

@@ -29,13 +29,14 @@ use std::time::Duration;
 use anyhow::Context as _;
 use humanproof_edge::EdgeConfig;
 use humanproof_edge::memory::{MemoryClaims, MemorySnapshots, MemoryVisitors};
+use humanproof_edge::time_locks::TimeLocks;
 use humanproof_protocol::Preset;
 use humanproof_protocol::snapshot::RiskMode;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
 use crate::clock::Clock;
-use crate::config::{PlansArgs, SecretArgs, write_private};
+use crate::config::{PlansArgs, RswKeyArgs, SecretArgs, write_private};
 use crate::contact::{ContactForm, Topic};
 use crate::db::Db;
 use crate::db::projects::{self, BillingStatus, ProjectSettings};
@@ -62,6 +63,8 @@ pub struct DevArgs {
     pub data_dir: PathBuf,
     #[command(flatten)]
     secret: SecretArgs,
+    #[command(flatten)]
+    rsw_key: RswKeyArgs,
     #[command(flatten)]
     plans: PlansArgs,
     /// Control plane address.
@@ -110,6 +113,7 @@ const SNAPSHOT_REFRESH: Duration = Duration::from_secs(2);
 /// Runs until Ctrl-C.
 pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let master = args.secret.or_generate_in(&args.data_dir)?;
+    let rsw_key = args.rsw_key.or_generate_in(&args.data_dir)?;
     let database_url = format!(
         "sqlite://{}?mode=rwc",
         args.data_dir.join("humanproof.db").display()
@@ -128,7 +132,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let snapshot_changed = Arc::new(Notify::new());
     let (sink, events) = ChannelSink::new();
     let edge = Arc::new(LocalEdge::new(
-        EdgeConfig::new(master.clone()),
+        EdgeConfig::new(master.clone()).with_time_locks(Arc::new(TimeLocks::new(rsw_key))),
         MemorySnapshots::default(),
         MemoryClaims::default(),
         MemoryVisitors::default(),

@@ -44,7 +44,7 @@ impl FromRequestParts<AppState> for ApiActor {
 /// A project body's fields, as [`ApiError::Invalid`] names one whose value has the wrong type
 /// or is not one of its names; anything else wrong (an unknown field, broken JSON) is the
 /// body's.
-const INPUT_FIELDS: [&str; 21] = [
+const INPUT_FIELDS: [&str; 23] = [
     "name",
     "production_domains",
     "testing_domains",
@@ -55,6 +55,8 @@ const INPUT_FIELDS: [&str; 21] = [
     "obfuscation",
     "rate_limit",
     "block_threshold",
+    "puzzle",
+    "squarings",
     "risk_mode",
     "monthly_limit",
     "unlimited",

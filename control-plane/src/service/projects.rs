@@ -3,9 +3,10 @@
 use humanproof_protocol::preset::{
     BLOCK_THRESHOLD_RANGE, COUNT_RANGE, DIFFICULTY_RANGE, RATE_LIMIT_RANGE,
 };
+use humanproof_protocol::rsw::SQUARINGS_RANGE;
 use humanproof_protocol::snapshot::RiskMode;
 use humanproof_protocol::wire::WidgetSettings;
-use humanproof_protocol::{Obfuscation, Preset, Protection, Score};
+use humanproof_protocol::{Obfuscation, Preset, Protection, PuzzleKind, Score};
 use serde::{Deserialize, Serialize};
 
 use super::clients::checked_client;
@@ -56,6 +57,10 @@ pub struct ProjectView {
     pub rate_limit: u32,
     /// The preset's risk score (0–10) from which enforce mode blocks.
     pub block_threshold: Score,
+    /// The preset's kind of work: sha256 or rsw.
+    pub puzzle: PuzzleKind,
+    /// The preset's RSW squarings, read when the puzzle is rsw.
+    pub squarings: u32,
     /// observe or enforce.
     pub risk_mode: RiskMode,
     /// Protected attempts per month; `null` for unlimited.
@@ -79,6 +84,8 @@ impl ProjectView {
             obfuscation: self.obfuscation,
             rate_limit: self.rate_limit,
             block_threshold: self.block_threshold,
+            puzzle: self.puzzle,
+            squarings: self.squarings,
         }
     }
 
@@ -100,6 +107,8 @@ impl ProjectView {
             obfuscation: protection.obfuscation,
             rate_limit: protection.rate_limit,
             block_threshold: protection.block_threshold,
+            puzzle: protection.puzzle,
+            squarings: protection.squarings,
             risk_mode: settings.risk_mode,
             monthly_limit: settings.monthly_limit,
             plan: plan.id.clone(),
@@ -135,6 +144,10 @@ pub struct ProjectInput {
     pub rate_limit: Option<u32>,
     /// Custom preset block threshold, a risk score from 1.0 to 10.0.
     pub block_threshold: Option<f64>,
+    /// Custom preset kind of work: sha256 or rsw.
+    pub puzzle: Option<String>,
+    /// Custom preset RSW squarings, 10,000–5,000,000.
+    pub squarings: Option<u32>,
     /// observe or enforce.
     pub risk_mode: Option<RiskMode>,
     /// Protected attempts allowed per month.
@@ -192,12 +205,26 @@ impl ProjectInput {
                     )
                 })?,
         };
+        let puzzle = match self.puzzle.as_deref() {
+            None => current.puzzle,
+            Some(name) => PuzzleKind::from_name(name)
+                .ok_or_else(|| ApiError::invalid("puzzle", "Use sha256 or rsw."))?,
+        };
+        let squarings = self.squarings.unwrap_or(current.squarings);
+        if !SQUARINGS_RANGE.contains(&squarings) {
+            return Err(ApiError::invalid(
+                "squarings",
+                "An RSW puzzle takes 10,000 to 5,000,000 squarings.",
+            ));
+        }
         Ok(Protection {
             difficulty,
             challenge_count,
             obfuscation,
             rate_limit,
             block_threshold,
+            puzzle,
+            squarings,
         })
     }
 
@@ -208,14 +235,16 @@ impl ProjectInput {
             || self.challenge_count.is_some()
             || self.obfuscation.is_some()
             || self.rate_limit.is_some()
-            || self.block_threshold.is_some();
+            || self.block_threshold.is_some()
+            || self.puzzle.is_some()
+            || self.squarings.is_some();
         if self.preset.is_some() || custom_fields_given {
             settings.preset = match self.preset.as_deref().unwrap_or(settings.preset.name()) {
                 "custom" => Preset::Custom(self.custom_protection(settings.preset.protection())?),
                 "relaxed" | "balanced" | "strict" if custom_fields_given => {
                     return Err(ApiError::invalid(
                         "preset",
-                        "Only the custom preset takes its own difficulty, challenge count, obfuscation, rate limit and block threshold.",
+                        "Only the custom preset takes its own difficulty, challenge count, obfuscation, rate limit, block threshold, puzzle and squarings.",
                     ));
                 }
                 "relaxed" => Preset::Relaxed,

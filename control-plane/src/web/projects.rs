@@ -85,6 +85,7 @@ fn blank_project() -> Value {
         allow_subdomains => false, preset => "balanced",
         difficulty => balanced.difficulty, challenge_count => balanced.challenge_count, obfuscation => balanced.obfuscation.name(),
         rate_limit => balanced.rate_limit, block_threshold => balanced.block_threshold.to_string(),
+        puzzle => balanced.puzzle.name(), squarings => balanced.squarings,
         risk_mode => "observe", monthly_limit => (), widget => Value::from_serialize(WidgetSettings::default()), active => true,
     }
 }
@@ -151,6 +152,8 @@ pub struct ProjectForm {
     obfuscation: Option<String>,
     rate_limit: Option<String>,
     block_threshold: Option<String>,
+    puzzle: Option<String>,
+    squarings: Option<String>,
     risk_mode: String,
     #[serde(default)]
     monthly_limit: String,
@@ -186,7 +189,9 @@ impl ProjectForm {
             number(&self.difficulty, protection.difficulty)
                 && number(&self.challenge_count, protection.challenge_count)
                 && number(&self.rate_limit, protection.rate_limit)
+                && number(&self.squarings, protection.squarings)
                 && typed(&self.obfuscation).is_none_or(|text| text == protection.obfuscation.name())
+                && typed(&self.puzzle).is_none_or(|text| text == protection.puzzle.name())
                 && typed(&self.block_threshold).is_none_or(|text| {
                     text.parse::<f64>().ok().and_then(Score::from_decimal)
                         == Some(protection.block_threshold)
@@ -279,6 +284,12 @@ impl ProjectForm {
             } else {
                 None
             },
+            puzzle: if custom { self.puzzle } else { None },
+            squarings: if custom {
+                whole("squarings", self.squarings)?
+            } else {
+                None
+            },
             risk_mode: Some(match self.risk_mode.as_str() {
                 "enforce" => humanproof_protocol::snapshot::RiskMode::Enforce,
                 _ => humanproof_protocol::snapshot::RiskMode::Observe,
@@ -321,7 +332,7 @@ fn typed_back(form: &ProjectForm) -> Value {
         name => form.name, production_domains => lines(&form.production_domains), testing_domains => lines(&form.testing_domains),
         allow_subdomains => form.allow_subdomains.is_some(), preset => form.preset, difficulty => form.difficulty,
         challenge_count => form.challenge_count, obfuscation => form.obfuscation, rate_limit => form.rate_limit,
-        block_threshold => form.block_threshold, risk_mode => form.risk_mode, monthly_limit => form.monthly_limit,
+        block_threshold => form.block_threshold, puzzle => form.puzzle, squarings => form.squarings, risk_mode => form.risk_mode, monthly_limit => form.monthly_limit,
         widget => context! { variant => form.widget_variant, theme => form.widget_theme, language => form.widget_language, size => form.widget_size, branding => form.widget_branding },
         active => form.active.is_some(), client_id => form.client_id,
     }
