@@ -105,7 +105,7 @@ impl Protection {
         rate_limit: 60,
         block_threshold: Score::from_tenths(80),
         puzzle: PuzzleKind::Sha256,
-        squarings: 75_000,
+        squarings: 50_000,
     };
     /// Balanced's bundle.
     pub const BALANCED: Protection = Protection {
@@ -115,7 +115,7 @@ impl Protection {
         rate_limit: 30,
         block_threshold: Score::from_tenths(60),
         puzzle: PuzzleKind::Sha256,
-        squarings: 150_000,
+        squarings: 100_000,
     };
     /// Strict's bundle.
     pub const STRICT: Protection = Protection {
@@ -125,7 +125,7 @@ impl Protection {
         rate_limit: 12,
         block_threshold: Score::from_tenths(40),
         puzzle: PuzzleKind::Sha256,
-        squarings: 300_000,
+        squarings: 250_000,
     };
 
     fn balanced_obfuscation() -> Obfuscation {
@@ -351,7 +351,7 @@ mod tests {
             json,
             serde_json::json!({"name": "custom", "difficulty": 2, "challenge_count": 120,
                 "obfuscation": "stronger", "rate_limit": 12, "block_threshold": 6.5,
-                "puzzle": "sha256", "squarings": 300000})
+                "puzzle": "sha256", "squarings": 250000})
         );
         assert_eq!(serde_json::from_value::<Preset>(json).unwrap(), custom);
         assert_eq!(
