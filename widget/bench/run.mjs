@@ -2,7 +2,9 @@
 // SIMD solver next to Cap's wasm solver and HumanProof's JavaScript fallback, 1 and N
 // workers at once), and the median time for the widget to start, solve and redeem a
 // Balanced challenge against `humanproof dev`, as is and with Chromium's CPU throttling at
-// 4× and 6×, with the work each run was given and the longest wait between progress updates. Prints figures; asserts nothing. Run: ./dev bench
+// 4× and 6×, with the work each run was given and the longest wait between progress updates;
+// and the same for an RSW project (the second puzzle kind), with Cap's widget solving its
+// challenges too. Prints figures; asserts nothing. Run: ./dev bench
 //
 // Cap's solver is the newest `@cap.js/wasm` on the npm registry unless CAP_WASM_DIR names a
 // folder with another build of it (`cap_wasm.js` and `cap_wasm_bg.wasm` from wasm-pack's or
@@ -97,11 +99,23 @@ const project = createProject("--name", "bench", "--preset", "balanced");
 // without interaction signals (its risk score reaches the block threshold, which doubles
 // the count). The runs print the c they were given.
 const equalWork = createProject("--name", "equal work", "--preset", "custom", "--difficulty", "4", "--challenge-count", "40");
+// The second puzzle kind: an RSW project at Balanced's squarings (100,000 before risk scaling).
+const timeLock = createProject("--name", "time-lock", "--preset", "custom", "--puzzle", "rsw", "--squarings", "100000");
 const args = ["dev", "--data-dir", dataDir, "--control-listen", "127.0.0.1:0", "--edge-listen", "127.0.0.1:0", "--demo-listen", "127.0.0.1:0"];
 const { child, output } = await spawnUntil(args, env, /Press Ctrl-C/);
 const edge = output.match(/edge\s+(\S+)/)[1];
 solvePage = `<!doctype html><form><humanproof-widget data-sitekey="${project.site_key}" data-edge="${edge}" data-variant="invisible"></humanproof-widget></form>
 <form><humanproof-widget id="equal" data-sitekey="${equalWork.site_key}" data-edge="${edge}" data-variant="invisible"></humanproof-widget></form>
+<form><humanproof-widget id="rsw" data-sitekey="${timeLock.site_key}" data-edge="${edge}" data-variant="invisible"></humanproof-widget></form>
+<script>
+  // The squarings each RSW start was given, for the figures (verification tokens do not say).
+  const seenFetch = window.fetch;
+  window.fetch = async (...args) => {
+    const response = await seenFetch(...args);
+    if (String(args[0]).endsWith("/challenge")) response.clone().json().then((body) => (window.lastSquarings = body.challenges?.[0]?.payload?.t));
+    return response;
+  };
+</script>
 <script src="${edge}/widget.js"></script>
 <script>window.CAP_CUSTOM_WASM_URL = "/cap/cap_wasm_bg.wasm";</script><script src="/capwidget/cap.min.js"></script>`;
 await page.goto(`${origin}/solve`);
@@ -121,16 +135,16 @@ function ours(id) {
     mark();
     document.removeEventListener("progress", mark);
     const { c, d } = JSON.parse(atob(token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/")));
-    return { marks, c, d };
+    return { marks, c, d, t: id === "rsw" ? window.lastSquarings : undefined };
   }, id).then(figures);
 }
 
 /** The same for Cap's widget, a new one each time (so nothing is solved ahead): `solve()`
  *  from the first request to the token, with Cap's server giving [`CAP_WORK`]. */
-function capsWidget() {
-  return page.evaluate(async (workers) => {
+function capsWidget(endpoint = "/capapi/") {
+  return page.evaluate(async ({ workers, endpoint }) => {
     const widget = document.createElement("cap-widget");
-    widget.setAttribute("data-cap-api-endpoint", "/capapi/");
+    widget.setAttribute("data-cap-api-endpoint", endpoint);
     widget.setAttribute("data-cap-worker-count", String(workers));
     document.body.append(widget);
     const marks = [performance.now()];
@@ -140,15 +154,16 @@ function capsWidget() {
     mark();
     widget.remove();
     if (!token) throw new Error("Cap's widget returned no token");
-    return marks;
-  }, threads).then((marks) => figures({ marks, ...CAP_WORK }));
+    return { marks, t: endpoint === "/capapi/" ? undefined : window.lastSquarings };
+  }, { workers: threads, endpoint }).then(({ marks, t }) => figures(t ? { marks, t } : { marks, ...CAP_WORK }));
 }
 
 /** A run's figures from its marks (the start, each progress update, the token): the time,
  *  when the first update came and the longest wait between updates after it. */
-function figures({ marks, c, d }) {
+function figures({ marks, c, d, t }) {
   const gaps = marks.slice(1).map((at, i) => at - marks[i]);
-  return { ms: marks.at(-1) - marks[0], c, d, firstUpdate: gaps[0], longestGapAfter: Math.max(...gaps.slice(1)) };
+  const work = t ? `RSW t=${t}` : `d=${d} c=${c}`;
+  return { ms: marks.at(-1) - marks[0], work, t, firstUpdate: gaps[0], longestGapAfter: Math.max(...gaps.slice(1)) };
 }
 
 /** Median and range of `results`, the work they solved, and the progress updates. */
@@ -156,20 +171,21 @@ function summary(results) {
   const sorted = (key) => results.map((r) => r[key]).sort((a, b) => a - b);
   const ms = sorted("ms");
   const middle = results.length >> 1;
-  const work = [...new Set(results.map((r) => `d=${r.d} c=${r.c}`))].join(", ");
+  const work = [...new Set(results.map((r) => r.work))].join(", ");
+  const perSquaring = results[0].t ? `; ${((ms[middle] * 1000) / results[middle].t).toFixed(2)} µs per squaring end to end` : "";
   return {
     median: ms[middle],
     text:
       `median ${Math.round(ms[middle])} ms over ${results.length} runs (min ${Math.round(ms[0])}, max ${Math.round(ms.at(-1))}); ` +
       `work solved: ${work}; first progress update after ${Math.round(sorted("firstUpdate")[middle])} ms, ` +
-      `then at most ${Math.round(sorted("longestGapAfter")[middle])} ms apart (medians)`,
+      `then at most ${Math.round(sorted("longestGapAfter")[middle])} ms apart (medians)${perSquaring}`,
   };
 }
 
-/** `runs` clicks to tokens of our Balanced widget, one after another. */
-async function endToEnd(runs) {
+/** `runs` clicks to tokens of our Balanced widget (`id`: or another), one after another. */
+async function endToEnd(runs, id) {
   const results = [];
-  for (let run = 0; run < runs; run++) results.push(await ours());
+  for (let run = 0; run < runs; run++) results.push(await ours(id));
   return summary(results).text;
 }
 
@@ -184,6 +200,16 @@ const [oursEqual, capEqual] = [summary(turns.ours), summary(turns.cap)];
 console.log(`Chromium, equal work, ${threads} workers, taking turns: HumanProof's widget ${oursEqual.text}`);
 console.log(`Chromium, equal work, ${threads} workers, taking turns: Cap's widget (@cap.js/widget 0.1.57, ${capName}) ${capEqual.text}`);
 console.log(`HumanProof's click to token ÷ Cap's: ${(oursEqual.median / capEqual.median).toFixed(2)}`);
+// The second puzzle kind: an RSW project (Custom, 100,000 squarings before risk scaling), our
+// widget and Cap's own widget taking turns against our edge. Each prints the t it was given:
+// our widget's signal-less execute() and Cap's widget score differently, so the work differs.
+const rswTurns = { ours: [], cap: [] };
+for (let run = 0; run < RUNS; run++) {
+  rswTurns.ours.push(await ours("rsw"));
+  rswTurns.cap.push(await capsWidget(`${edge}/${timeLock.site_key}/`));
+}
+console.log(`Chromium, RSW project (100,000 squarings before risk scaling), taking turns: HumanProof's widget ${summary(rswTurns.ours).text}`);
+console.log(`Chromium, RSW project, taking turns: Cap's widget (@cap.js/widget 0.1.57) against our edge ${summary(rswTurns.cap).text}`);
 // Slow devices. Chromium's CPU throttling (DevTools' 4× and 6× slowdown) slows the page's
 // main thread but not its workers, where the solving happens; so the widget also runs with
 // every process of the browser held to 1/4 and 1/6 of each core by a CPU quota: a device
@@ -202,6 +228,7 @@ for (const rate of [4, 6]) {
   }
   try {
     console.log(`Browser held to 1/${rate} of each core, widget end to end, Balanced, ${threads} workers: ${await endToEnd(5)}`);
+    console.log(`Browser held to 1/${rate} of each core, widget end to end, RSW project: ${await endToEnd(3, "rsw")}`);
   } finally {
     lift();
   }

@@ -14,14 +14,21 @@ import { launchChromium } from "../../../tests/support/browser.mjs";
 const HERE = join(ROOT, "widget/bench/puzzle-kinds");
 const OUT = join(ROOT, "target/puzzle-kinds");
 const T = 75_000;
+// Balanced's squarings, as a Custom preset with the RSW puzzle starts from.
+const BALANCED_T = 100_000;
 
 const run = (command, args, env = {}) => execFileSync(command, args, { encoding: "utf8", env: { ...process.env, ...env } }).trim();
-const cargo = (flags, ...args) =>
-  run("cargo", ["build", "--quiet", "--release", "--manifest-path", join(HERE, "Cargo.toml"), "--target-dir", OUT, ...args], { RUSTFLAGS: flags });
-cargo("-C target-cpu=native", "--bin", "native");
-cargo("-C target-feature=+simd128", "--lib", "--target", "wasm32-unknown-unknown");
-run(join(ROOT, ".tools/bin/wasm-bindgen"), ["--target", "web", "--no-typescript", "--out-dir", join(OUT, "pkg"), join(OUT, "wasm32-unknown-unknown/release/puzzle_kinds.wasm")]);
-run(join(ROOT, "node_modules/.bin/wasm-opt"), ["-O3", "--enable-simd", "--enable-bulk-memory", "--enable-sign-ext", "--enable-mutable-globals", "--enable-nontrapping-float-to-int", join(OUT, "pkg/puzzle_kinds_bg.wasm"), "-o", join(OUT, "pkg/puzzle_kinds_bg.wasm")]);
+const cargo = (flags, targetDir, ...args) =>
+  run("cargo", ["build", "--quiet", "--release", "--manifest-path", join(HERE, "Cargo.toml"), "--target-dir", targetDir, ...args], { RUSTFLAGS: flags });
+cargo("-C target-cpu=native", OUT, "--bin", "native", "--features", "edge");
+// The candidates with SIMD, as the widget's solver is built; the edge's RSW steps without,
+// as the Worker is built (worker-build's defaults), into pkg/ and edge-pkg/.
+for (const [flags, features, dir, pkg] of [["-C target-feature=+simd128", [], "wasm-simd", "pkg"], ["", ["--features", "edge"], "wasm-edge", "edge-pkg"]]) {
+  const targetDir = join(OUT, dir);
+  cargo(flags, targetDir, "--lib", "--target", "wasm32-unknown-unknown", ...features);
+  run(join(ROOT, ".tools/bin/wasm-bindgen"), ["--target", "web", "--no-typescript", "--out-dir", join(OUT, pkg), join(targetDir, "wasm32-unknown-unknown/release/puzzle_kinds.wasm")]);
+  run(join(ROOT, "node_modules/.bin/wasm-opt"), ["-O3", "--enable-simd", "--enable-bulk-memory", "--enable-sign-ext", "--enable-mutable-globals", "--enable-nontrapping-float-to-int", join(OUT, `${pkg}/puzzle_kinds_bg.wasm`), "-o", join(OUT, `${pkg}/puzzle_kinds_bg.wasm`)]);
+}
 run("gcc", ["-O2", "-o", join(OUT, "gmp"), join(HERE, "gmp.c"), "-lgmp"]);
 
 // A 2048-bit RSW modulus with its factors (the issuer's trapdoor) and a base below it.
@@ -52,6 +59,15 @@ const JOBS = [
   { what: `RSW, 2048-bit, t=${T}: wasm (crypto-bigint) vs GMP`, gmp: true, kind: "rsw", args: [T] },
   { what: `RSW, 2048-bit, t=${T}: JavaScript BigInt vs GMP`, gmp: true, kind: "rsw-bigint", args: [T] },
   { what: "RSW issuer with the factors (CRT, 2×1024-bit), per challenge", native: ["rsw-issuer", key.p, key.q, key.x, key.ep, key.eq], kind: "rsw-issuer", args: [] },
+  { what: `RSW, 2048-bit, t=${BALANCED_T} (Balanced): JavaScript BigInt vs GMP`, gmp: true, kind: "rsw-bigint", args: [BALANCED_T] },
+  // The kind chosen, as the edge runs it (humanproof_protocol::rsw; 128-bit r, CRT): native
+  // here, and wasm in V8 as in the Worker.
+  ...["size", "start", "redeem"].map((step) => ({
+    what: `RSW at the edge as shipped, per ${{ size: "puzzle size (h = g^(2^t), once per t)", start: "start (x = g^r)", redeem: "redeem (check y against h^r)" }[step]}`,
+    native: ["rsw-edge", step, `${key.p}:${key.q}`, String(BALANCED_T)],
+    kind: "rsw-edge",
+    args: [step, BALANCED_T],
+  })),
 ];
 
 const server = createServer((req, res) => {
@@ -74,7 +90,7 @@ const native = JOBS.map(() => []);
 const inBrowser = JOBS.map(() => []);
 for (let turn = 0; turn < 2; turn++) {
   JOBS.forEach((job, i) => {
-    const ms = job.gmp ? run(join(OUT, "gmp"), [key.n, key.x, String(T)]) : run(join(OUT, "release/native"), job.native);
+    const ms = job.gmp ? run(join(OUT, "gmp"), [key.n, key.x, String(job.args[0])]) : run(join(OUT, "release/native"), job.native);
     native[i].push(Number(ms));
   });
   const times = await page.evaluate(

@@ -1,6 +1,7 @@
 // Times each kind of work in this worker: the wasm build of src/lib.rs, and RSW also with
-// JavaScript's BigInt (what Cap's widget solves its format 2 with).
+// JavaScript's BigInt (what our widget and Cap's solve format 2 with).
 import init, { argon2id, rsw, rsw_issuer } from "/pkg/puzzle_kinds.js";
+import initEdge, { rsw_edge } from "/edge-pkg/puzzle_kinds.js";
 
 const median = (run) => {
   const ms = [];
@@ -14,6 +15,7 @@ const median = (run) => {
 
 self.onmessage = async ({ data: { jobs, key } }) => {
   await init({ module_or_path: "/pkg/puzzle_kinds_bg.wasm" });
+  await initEdge({ module_or_path: "/edge-pkg/puzzle_kinds_bg.wasm" });
   const n = BigInt(`0x${key.n}`);
   const run = {
     argon2id: ([m, t]) => median((i) => argon2id(m, t, i)),
@@ -25,6 +27,8 @@ self.onmessage = async ({ data: { jobs, key } }) => {
         return y;
       }),
     "rsw-issuer": () => median(() => rsw_issuer(key.p, key.q, key.x, key.ep, key.eq)),
+    // The first call of a size precomputes it outside the timing, as the edge keeps sizes.
+    "rsw-edge": ([step, t]) => (rsw_edge("size", `${key.p}:${key.q}`, t, 0), median((i) => rsw_edge(step, `${key.p}:${key.q}`, t, i))),
   };
   self.postMessage(jobs.map(({ kind, args }) => run[kind](args)));
 };

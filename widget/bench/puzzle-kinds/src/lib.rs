@@ -4,6 +4,8 @@
 use argon2::{Algorithm, Argon2, Params, Version};
 use crypto_bigint::modular::{MontyForm, MontyParams};
 use crypto_bigint::{NonZero, Odd, U1024, U2048};
+#[cfg(feature = "edge")]
+use humanproof_protocol::rsw::{RswKey, TimeLock};
 
 /// One Argon2id hash with `m_kib` KiB of memory, `t` passes and one lane.
 pub fn argon2id(m_kib: u32, t: u32, seed: u32) -> u8 {
@@ -46,6 +48,38 @@ pub fn rsw_issuer(p_hex: &str, q_hex: &str, x_hex: &str, ep_hex: &str, eq_hex: &
     low
 }
 
+#[cfg(feature = "edge")]
+thread_local! {
+    /// The edge's key and one puzzle size, kept between calls as the edge keeps them.
+    static EDGE: std::cell::RefCell<Option<(String, u32, RswKey, TimeLock)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// One step of RSW as the edge runs it (`humanproof_protocol::rsw`), under the key
+/// `<p hex>:<q hex>` and puzzles of `t` squarings: `size` precomputes a puzzle size, `start`
+/// issues one puzzle (x = g^r), `redeem` checks one answer (against h^r).
+#[cfg(feature = "edge")]
+pub fn rsw_edge(step: &str, key: &str, t: u32, seed: u32) -> u32 {
+    EDGE.with_borrow_mut(|kept| {
+        if !kept
+            .as_ref()
+            .is_some_and(|(text, size, ..)| text == key && *size == t)
+        {
+            let parsed = RswKey::parse(key).expect("an RSW key");
+            let lock = parsed.time_lock(t);
+            *kept = Some((key.to_owned(), t, parsed, lock));
+        }
+        let (_, _, parsed, lock) = kept.as_ref().expect("kept above");
+        let r = [seed as u8; 16];
+        match step {
+            "size" => u32::from(parsed.time_lock(t).squarings() == t),
+            "start" => lock.challenge(&r).len() as u32,
+            "redeem" => u32::from(lock.is_answer(&r, "1")),
+            other => panic!("unknown step {other}"),
+        }
+    })
+}
+
 #[cfg(target_arch = "wasm32")]
 mod web {
     use wasm_bindgen::prelude::wasm_bindgen;
@@ -58,6 +92,12 @@ mod web {
     #[wasm_bindgen]
     pub fn rsw(n: &str, x: &str, t: u32) -> u32 {
         super::rsw(n, x, t)
+    }
+
+    #[cfg(feature = "edge")]
+    #[wasm_bindgen]
+    pub fn rsw_edge(step: &str, key: &str, t: u32, seed: u32) -> u32 {
+        super::rsw_edge(step, key, t, seed)
     }
 
     #[wasm_bindgen]

@@ -18,6 +18,10 @@ fn main() {
                 "rsw-issuer" => {
                     puzzle_kinds::rsw_issuer(&args[1], &args[2], &args[3], &args[4], &args[5])
                 }
+                #[cfg(feature = "edge")]
+                "rsw-edge" => {
+                    puzzle_kinds::rsw_edge(&args[1], &args[2], args[3].parse().unwrap(), run)
+                }
                 kind => panic!("unknown kind {kind}"),
             };
             std::hint::black_box(out);
