@@ -316,7 +316,8 @@ struct CreateProjectArgs {
     /// Obfuscation of the environment check for the custom preset (lighter, default, stronger).
     #[arg(long)]
     obfuscation: Option<String>,
-    /// Challenge starts per visitor in two minutes for the custom preset (1-1000).
+    /// Hard rate limit for the custom preset: challenge starts per visitor in two minutes,
+    /// sustained (1-10000).
     #[arg(long)]
     rate_limit: Option<u32>,
     /// Risk score (1.0-10.0) from which enforce mode blocks, for the custom preset.

@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use futures_util::StreamExt as _;
+use humanproof_protocol::preset::{Bucket, StartLimits};
 use humanproof_protocol::rsw::RswKey;
 use humanproof_protocol::snapshot::kv_key;
 use humanproof_protocol::telemetry::{SIGNATURE_HEADER, sign_batch};
@@ -423,9 +424,14 @@ impl VisitorStore for DurableVisitors {
         &self,
         visitor: &str,
         project: &str,
+        limits: StartLimits,
         now_ms: i64,
     ) -> std::result::Result<VisitorHistory, StoreError> {
-        let url = format!("https://visitor/start?project={project}&now={now_ms}");
+        let StartLimits { soft, hard } = limits;
+        let url = format!(
+            "https://visitor/start?project={project}&now={now_ms}&soft_burst={}&soft_rate={}&hard_burst={}&hard_rate={}",
+            soft.burst, soft.per_window, hard.burst, hard.per_window
+        );
         let mut response = self.call(visitor, &url).await?;
         response.json().await.map_err(store_error)
     }
@@ -467,13 +473,39 @@ impl DurableObject for VisitorAbuseState {
             project: String,
             now: i64,
             event: Option<VisitorEvent>,
+            soft_burst: Option<u32>,
+            soft_rate: Option<u32>,
+            hard_burst: Option<u32>,
+            hard_rate: Option<u32>,
         }
         let query: Query = req.query()?;
         let storage = self.state.storage();
         let mut visitor: VisitorState = storage.get("state").await?.unwrap_or_default();
-        let response = match (req.path().as_str(), query.event) {
-            ("/start", None) => Response::from_json(&visitor.start(&query.project, query.now))?,
-            ("/record", Some(event)) => {
+        let limits = match (
+            query.soft_burst,
+            query.soft_rate,
+            query.hard_burst,
+            query.hard_rate,
+        ) {
+            (Some(soft_burst), Some(soft_rate), Some(hard_burst), Some(hard_rate)) => {
+                Some(StartLimits {
+                    soft: Bucket {
+                        burst: soft_burst,
+                        per_window: soft_rate,
+                    },
+                    hard: Bucket {
+                        burst: hard_burst,
+                        per_window: hard_rate,
+                    },
+                })
+            }
+            _ => None,
+        };
+        let response = match (req.path().as_str(), query.event, limits) {
+            ("/start", None, Some(limits)) => {
+                Response::from_json(&visitor.start(&query.project, limits, query.now))?
+            }
+            ("/record", Some(event), None) => {
                 visitor.record(&query.project, event, query.now);
                 Response::empty()?
             }

@@ -408,19 +408,18 @@ impl<S: SnapshotStore, C: ClaimStore, V: VisitorStore, T: TelemetrySink> Edge<S,
 
         // A visitor store that does not answer must not take the site down: the start is
         // then scored without history and not rate limited.
+        let limits = site.preset.protection().start_limits();
         let history = match &visitor.ip_hash {
             Some(ip_hash) => self
                 .visitors
-                .start(ip_hash, &site.project_id, req.now_ms)
+                .start(ip_hash, &site.project_id, limits, req.now_ms)
                 .await
                 .ok(),
             None => None,
         };
-        if let Some(history) = history
-            && history.starts_in_window > site.preset.protection().rate_limit
-        {
+        if let Some(retry_at_ms) = history.and_then(|history| history.refused_until) {
             return Err(Refusal {
-                retry_at_ms: Some(history.window_ends_at),
+                retry_at_ms: Some(retry_at_ms),
                 ..Reason::RateLimited.into()
             });
         }

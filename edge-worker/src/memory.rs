@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::sync::{Mutex, RwLock};
 
 use humanproof_protocol::SiteSnapshot;
+use humanproof_protocol::preset::StartLimits;
 
 use crate::stores::{ClaimStore, SnapshotStore, StoreError, VisitorStore, claim_retention_ms};
 use crate::visitor::{VisitorEvent, VisitorHistory, VisitorState};
@@ -119,9 +120,12 @@ impl VisitorStore for MemoryVisitors {
         &self,
         visitor: &str,
         project: &str,
+        limits: StartLimits,
         now_ms: i64,
     ) -> Result<VisitorHistory, StoreError> {
-        Ok(self.with_state(visitor, now_ms, |state| state.start(project, now_ms)))
+        Ok(self.with_state(visitor, now_ms, |state| {
+            state.start(project, limits, now_ms)
+        }))
     }
 
     async fn record(

@@ -24,11 +24,19 @@ const VERY_FAST_START_MS: u64 = 1_000;
 const FAST_START_MS: u64 = 3_000;
 /// Shorter user agents do not come from browsers (every browser's is over 60 characters).
 const MIN_USER_AGENT_LEN: usize = 20;
-/// Failed redeems on one site within the repeat window that count.
+/// Repeat failures on one site: at least this many failed redeems within the repeat window,
+/// and at least [`REPEAT_FAILURE_SHARE`] of the visitor's starts there. A crowd behind one
+/// address fails now and then; a script that cannot solve fails nearly every time.
 const REPEAT_FAILURES: u32 = 2;
-/// Earlier high-risk starts on one site within the repeat window that count.
+/// The share of a visitor's recent starts on a site that failed, in percent.
+const REPEAT_FAILURE_SHARE: u32 = 25;
+/// Repeat high-risk starts on one site: at least this many, and at least
+/// [`REPEAT_HIGH_RISK_SHARE`] of the visitor's recent starts there.
 const REPEAT_HIGH_RISK: u32 = 2;
-/// Failed redeems on other sites within a day that count.
+/// The share of a visitor's recent starts on a site that scored high, in percent.
+const REPEAT_HIGH_RISK_SHARE: u32 = 50;
+/// Cross-site failures: at least this many failed redeems on other sites within a day, and
+/// at least [`REPEAT_FAILURE_SHARE`] of the visitor's starts there since the first.
 const CROSS_SITE_FAILURES: u32 = 3;
 /// Longest page or action path taken as plain.
 const MAX_PATH_LEN: usize = 1024;
@@ -154,17 +162,46 @@ pub fn assess(evidence: &StartEvidence<'_>, preset: Preset, mode: RiskMode) -> R
         }
     }
     if let Some(history) = evidence.history {
-        if history.recent_failures >= REPEAT_FAILURES {
+        if history.over_soft_rate {
+            add(RiskReason::HighRequestRate);
+        }
+        // Earlier starts only: this one has had no chance to fail or score yet.
+        let earlier_starts = history.recent_starts.saturating_sub(1);
+        if history.recent_failures >= REPEAT_FAILURES
+            && is_share(
+                history.recent_failures,
+                earlier_starts,
+                REPEAT_FAILURE_SHARE,
+            )
+        {
             add(RiskReason::RepeatFailures);
         }
-        if history.recent_high_risk >= REPEAT_HIGH_RISK {
+        if history.recent_high_risk >= REPEAT_HIGH_RISK
+            && is_share(
+                history.recent_high_risk,
+                earlier_starts,
+                REPEAT_HIGH_RISK_SHARE,
+            )
+        {
             add(RiskReason::RepeatHighRiskPattern);
         }
-        if history.failures_elsewhere >= CROSS_SITE_FAILURES {
+        if history.failures_elsewhere >= CROSS_SITE_FAILURES
+            && is_share(
+                history.failures_elsewhere,
+                history.starts_elsewhere,
+                REPEAT_FAILURE_SHARE,
+            )
+        {
             add(RiskReason::CrossSiteFailures);
         }
     }
     RiskAssessment::new(factors, preset, mode)
+}
+
+/// Whether `part` is at least `percent` % of `whole` (all of it when `whole` is smaller,
+/// as when starts have fallen out of the window before their failures).
+fn is_share(part: u32, whole: u32, percent: u32) -> bool {
+    u64::from(part) * 100 >= u64::from(whole) * u64::from(percent)
 }
 
 /// Points each reason adds, in tenths. One table, documented in the README.
@@ -179,7 +216,8 @@ pub fn points(reason: RiskReason) -> Score {
         | RiskReason::RepeatHighRiskPattern => 20,
         RiskReason::BackgroundOrHiddenPage
         | RiskReason::MalformedFormContext
-        | RiskReason::CrossSiteFailures => 15,
+        | RiskReason::CrossSiteFailures
+        | RiskReason::HighRequestRate => 15,
         RiskReason::FastStart
         | RiskReason::NoFormInteraction
         | RiskReason::MissingAcceptLanguage
@@ -520,6 +558,31 @@ mod tests {
                     (h.recent_failures, h.recent_high_risk, h.failures_elsewhere) = (1, 1, 2)
                 }),
                 vec![],
+            ),
+            (
+                reasons_after(|_, _, h| h.over_soft_rate = true),
+                vec![RiskReason::HighRequestRate],
+            ),
+            // Shares, not counts: a crowd of 100 starts with 10 failures (10 %), 20 high-risk
+            // starts (20 %) and 9 failures in 100 starts elsewhere is clean...
+            (
+                reasons_after(|_, _, h| {
+                    (h.recent_starts, h.recent_failures, h.recent_high_risk) = (101, 10, 20);
+                    (h.failures_elsewhere, h.starts_elsewhere) = (9, 100);
+                }),
+                vec![],
+            ),
+            // ...while a script whose starts fail a quarter of the time or more is not.
+            (
+                reasons_after(|_, _, h| {
+                    (h.recent_starts, h.recent_failures, h.recent_high_risk) = (9, 2, 4);
+                    (h.failures_elsewhere, h.starts_elsewhere) = (3, 12);
+                }),
+                vec![
+                    RiskReason::RepeatFailures,
+                    RiskReason::RepeatHighRiskPattern,
+                    RiskReason::CrossSiteFailures,
+                ],
             ),
         ];
         for (got, want) in cases {

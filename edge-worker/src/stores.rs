@@ -5,6 +5,7 @@
 //! `Send`; native callers with concrete store types still get `Send` futures.
 #![allow(async_fn_in_trait)]
 
+use humanproof_protocol::preset::StartLimits;
 use humanproof_protocol::{SiteSnapshot, TelemetryEvent};
 
 use crate::visitor::{VisitorEvent, VisitorHistory};
@@ -56,11 +57,13 @@ pub fn claim_retention_ms(now_ms: i64, expires_at_ms: i64) -> i64 {
 /// Strongly consistent, expiring abuse state per visitor (the salted hash of its network): the
 /// rules are [`crate::visitor::VisitorState`]'s, the store only keeps one state per visitor.
 pub trait VisitorStore {
-    /// Counts a challenge start on `project` and returns the visitor's history.
+    /// Decides a challenge start on `project` under its start-rate `limits` and returns the
+    /// visitor's history.
     async fn start(
         &self,
         visitor: &str,
         project: &str,
+        limits: StartLimits,
         now_ms: i64,
     ) -> Result<VisitorHistory, StoreError>;
     /// Remembers a failed redeem or a high-risk start.

@@ -1,6 +1,10 @@
-//! Short-lived abuse state of one visitor (the salted hash of its network): its challenge
-//! starts per project in the rate-limit window, its recent failed redeems and high-risk
-//! starts, and a cross-site reputation of failures that lives a day from the last one.
+//! Short-lived abuse state of one visitor (the salted hash of its network, which may be one
+//! person or a crowd behind a NAT): per project, two token buckets for its start rate and
+//! per-minute counts of its starts, failed redeems and high-risk starts; across projects, a
+//! reputation of failures that lives a day from the last one.
+//!
+//! The rules weigh shares, not counts, so a crowd with a normal failure rate stays clean
+//! while one script failing again and again does not.
 //!
 //! One plain value, so the same rules run in the local server's memory map and inside the
 //! Cloudflare Durable Object that holds one visitor's state. Nothing here is ever written to
@@ -8,32 +12,40 @@
 
 use std::collections::BTreeMap;
 
-use humanproof_protocol::preset::RATE_WINDOW_MS;
+use humanproof_protocol::preset::{Bucket, RATE_WINDOW_MS, StartLimits};
 use serde::{Deserialize, Serialize};
 
-/// How long failed redeems and high-risk starts count as "repeat" behaviour on one site.
+/// How far back the failure and high-risk shares on one site look.
 pub const REPEAT_WINDOW_MS: i64 = 10 * 60 * 1000;
 /// How long the cross-site reputation lives after the visitor's last failure.
 pub const REPUTATION_TTL_MS: i64 = 24 * 60 * 60 * 1000;
-/// Events kept per kind and site: enough to score repetition, and a bound on the state a
-/// hostile visitor can make the edge hold.
-const MAX_RECENT: usize = 32;
-/// Sites remembered in the reputation, for the same reason.
+const MINUTE_MS: i64 = 60 * 1000;
+/// Minutes of counts kept per project: the repeat window.
+const MINUTES: usize = (REPEAT_WINDOW_MS / MINUTE_MS) as usize;
+/// Sites remembered in the reputation: a bound on the state a hostile visitor can make the
+/// edge hold.
 const MAX_REPUTATION_SITES: usize = 64;
+/// A token, in the buckets' thousandths.
+const TOKEN: i64 = 1000;
 
 /// What the edge knows of a visitor when it scores a start.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VisitorHistory {
-    /// Starts on this project in the current window, this one included.
-    pub starts_in_window: u32,
-    /// When the current window ends, Unix ms.
-    pub window_ends_at: i64,
+    /// The start came faster than the soft limit allows: it is allowed, and priced.
+    pub over_soft_rate: bool,
+    /// The start came faster than the hard limit allows: it is refused until then, Unix ms.
+    pub refused_until: Option<i64>,
+    /// Starts on this project within [`REPEAT_WINDOW_MS`], this one included (refused ones
+    /// are not: they cannot fail).
+    pub recent_starts: u32,
     /// Failed redeems on this project within [`REPEAT_WINDOW_MS`].
     pub recent_failures: u32,
     /// High-risk starts on this project within [`REPEAT_WINDOW_MS`].
     pub recent_high_risk: u32,
     /// Failed redeems on other projects within the reputation's lifetime.
     pub failures_elsewhere: u32,
+    /// Starts on other projects since the reputation began (its first failure).
+    pub starts_elsewhere: u32,
 }
 
 /// Something to remember about a visitor after the fact.
@@ -55,101 +67,188 @@ pub struct VisitorState {
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 struct ProjectActivity {
-    window_started_at: i64,
+    soft: BucketLevel,
+    hard: BucketLevel,
+    /// When both buckets are full again, Unix ms: from then on they may be forgotten.
+    full_at: i64,
+    /// Counts per minute, oldest first, none older than the repeat window.
+    minutes: Vec<MinuteCounts>,
+}
+
+/// A token bucket's level in thousandths of a token, as of `at`; full when never used.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct BucketLevel {
+    /// Tokens taken out so far, in thousandths, as of `at` (0: full).
+    used: i64,
+    at: i64,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct MinuteCounts {
+    minute: i64,
     starts: u32,
-    failures: Vec<i64>,
-    high_risk: Vec<i64>,
+    failures: u32,
+    high_risk: u32,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 struct Reputation {
-    /// Failures per project id.
-    failures: BTreeMap<String, u32>,
+    /// Failures and starts per project id, since the reputation began.
+    sites: BTreeMap<String, SiteRecord>,
     /// The last failure: the reputation lives [`REPUTATION_TTL_MS`] from it.
     refreshed_at: i64,
 }
 
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct SiteRecord {
+    failures: u32,
+    starts: u32,
+}
+
+impl BucketLevel {
+    /// Takes a token if there is one; otherwise says when there will be, Unix ms.
+    fn take(&mut self, bucket: Bucket, now_ms: i64) -> Result<(), i64> {
+        let per_window = i64::from(bucket.per_window.max(1));
+        let refilled =
+            (now_ms - self.at).max(0).saturating_mul(per_window * TOKEN) / RATE_WINDOW_MS;
+        let used = (self.used - refilled).max(0);
+        self.at = now_ms;
+        if used + TOKEN <= i64::from(bucket.burst.max(1)) * TOKEN {
+            self.used = used + TOKEN;
+            Ok(())
+        } else {
+            self.used = used;
+            let missing = used + TOKEN - i64::from(bucket.burst.max(1)) * TOKEN;
+            Err(now_ms + ceil_div(missing * RATE_WINDOW_MS, per_window * TOKEN))
+        }
+    }
+
+    /// When the bucket is full again, Unix ms.
+    fn full_at(&self, bucket: Bucket) -> i64 {
+        let per_window = i64::from(bucket.per_window.max(1));
+        self.at + ceil_div(self.used * RATE_WINDOW_MS, per_window * TOKEN)
+    }
+}
+
+/// `a / b` rounded up, for non-negative `a` and positive `b` (`i64::div_ceil` is unstable).
+fn ceil_div(a: i64, b: i64) -> i64 {
+    (a + b - 1) / b
+}
+
+impl ProjectActivity {
+    fn this_minute(&mut self, now_ms: i64) -> &mut MinuteCounts {
+        let minute = now_ms.div_euclid(MINUTE_MS);
+        if self.minutes.last().is_none_or(|last| last.minute != minute) {
+            self.minutes.push(MinuteCounts {
+                minute,
+                ..MinuteCounts::default()
+            });
+        }
+        self.minutes.last_mut().expect("pushed above")
+    }
+
+    fn forget_before(&mut self, now_ms: i64) {
+        let oldest = now_ms.div_euclid(MINUTE_MS) - MINUTES as i64 + 1;
+        self.minutes.retain(|counts| counts.minute >= oldest);
+    }
+
+    fn sum(&self, count: impl Fn(&MinuteCounts) -> u32) -> u32 {
+        self.minutes.iter().map(count).fold(0, u32::saturating_add)
+    }
+}
+
 impl VisitorState {
-    /// Counts a start on `project` and says what is known of the visitor. Starts refused
-    /// for the rate limit count too; the window restarts with the first start after it ends.
-    pub fn start(&mut self, project: &str, now_ms: i64) -> VisitorHistory {
+    /// Decides a start on `project` under `limits` and says what is known of the visitor.
+    /// A refused start takes no token and counts nowhere, so a flood's refused starts do not
+    /// push back the time it may start again.
+    pub fn start(&mut self, project: &str, limits: StartLimits, now_ms: i64) -> VisitorHistory {
         self.forget_expired(now_ms);
         let activity = self.projects.entry(project.to_owned()).or_default();
-        if now_ms - activity.window_started_at >= RATE_WINDOW_MS {
-            activity.window_started_at = now_ms;
-            activity.starts = 0;
+        let mut history = VisitorHistory::default();
+        let before = (activity.soft, activity.hard);
+        match activity.hard.take(limits.hard, now_ms) {
+            Err(retry_at) => {
+                (activity.soft, activity.hard) = before;
+                history.refused_until = Some(retry_at);
+            }
+            Ok(()) => {
+                history.over_soft_rate = activity.soft.take(limits.soft, now_ms).is_err();
+                activity.full_at =
+                    (activity.soft.full_at(limits.soft)).max(activity.hard.full_at(limits.hard));
+                let minute = activity.this_minute(now_ms);
+                minute.starts = minute.starts.saturating_add(1);
+                if let Some(record) = self.reputation.sites.get_mut(project) {
+                    record.starts = record.starts.saturating_add(1);
+                } else if !self.reputation.sites.is_empty()
+                    && self.reputation.sites.len() < MAX_REPUTATION_SITES
+                {
+                    self.reputation.sites.insert(
+                        project.to_owned(),
+                        SiteRecord {
+                            failures: 0,
+                            starts: 1,
+                        },
+                    );
+                }
+            }
         }
-        activity.starts = activity.starts.saturating_add(1);
         let activity = &self.projects[project];
-        VisitorHistory {
-            starts_in_window: activity.starts,
-            window_ends_at: activity.window_started_at + RATE_WINDOW_MS,
-            recent_failures: count(&activity.failures),
-            recent_high_risk: count(&activity.high_risk),
-            failures_elsewhere: self
-                .reputation
-                .failures
-                .iter()
-                .filter(|(id, _)| id.as_str() != project)
-                .map(|(_, failures)| *failures)
-                .sum(),
+        history.recent_starts = activity.sum(|counts| counts.starts);
+        history.recent_failures = activity.sum(|counts| counts.failures);
+        history.recent_high_risk = activity.sum(|counts| counts.high_risk);
+        for (id, record) in &self.reputation.sites {
+            if id != project {
+                history.failures_elsewhere =
+                    history.failures_elsewhere.saturating_add(record.failures);
+                history.starts_elsewhere = history.starts_elsewhere.saturating_add(record.starts);
+            }
         }
+        history
     }
 
     /// Remembers `event` on `project`.
     pub fn record(&mut self, project: &str, event: VisitorEvent, now_ms: i64) {
         self.forget_expired(now_ms);
-        let activity = self.projects.entry(project.to_owned()).or_default();
-        let list = match event {
-            VisitorEvent::FailedRedeem => &mut activity.failures,
-            VisitorEvent::HighRiskStart => &mut activity.high_risk,
-        };
-        if list.len() == MAX_RECENT {
-            list.remove(0);
+        let minute = self
+            .projects
+            .entry(project.to_owned())
+            .or_default()
+            .this_minute(now_ms);
+        match event {
+            VisitorEvent::FailedRedeem => minute.failures = minute.failures.saturating_add(1),
+            VisitorEvent::HighRiskStart => minute.high_risk = minute.high_risk.saturating_add(1),
         }
-        list.push(now_ms);
         if event == VisitorEvent::FailedRedeem {
-            let known = self.reputation.failures.contains_key(project);
-            if known || self.reputation.failures.len() < MAX_REPUTATION_SITES {
-                *self
-                    .reputation
-                    .failures
-                    .entry(project.to_owned())
-                    .or_default() += 1;
+            let known = self.reputation.sites.contains_key(project);
+            if known || self.reputation.sites.len() < MAX_REPUTATION_SITES {
+                let record = self.reputation.sites.entry(project.to_owned()).or_default();
+                record.failures = record.failures.saturating_add(1);
+                // The failed challenge's start came before the reputation did.
+                record.starts = record.starts.max(record.failures);
             }
             self.reputation.refreshed_at = now_ms;
         }
     }
 
-    /// When every part of the state has expired; `None` when there is nothing to keep.
+    /// When every part of the state has expired; `None` when there is nothing to keep. The
+    /// buckets are full again by then, so forgetting them changes nothing.
     pub fn expires_at(&self) -> Option<i64> {
         let projects = self.projects.values().map(|activity| {
-            let last_event = activity
-                .failures
-                .iter()
-                .chain(&activity.high_risk)
-                .max()
-                .copied()
-                .unwrap_or(i64::MIN);
-            (activity.window_started_at + RATE_WINDOW_MS)
-                .max(last_event.saturating_add(REPEAT_WINDOW_MS))
+            let counts = activity
+                .minutes
+                .last()
+                .map_or(i64::MIN, |last| last.minute * MINUTE_MS + REPEAT_WINDOW_MS);
+            activity.full_at.max(counts)
         });
-        let reputation = (!self.reputation.failures.is_empty())
+        let reputation = (!self.reputation.sites.is_empty())
             .then(|| self.reputation.refreshed_at + REPUTATION_TTL_MS);
         projects.chain(reputation).max()
     }
 
     fn forget_expired(&mut self, now_ms: i64) {
         self.projects.retain(|_, activity| {
-            activity
-                .failures
-                .retain(|&at| now_ms - at < REPEAT_WINDOW_MS);
-            activity
-                .high_risk
-                .retain(|&at| now_ms - at < REPEAT_WINDOW_MS);
-            now_ms - activity.window_started_at < RATE_WINDOW_MS
-                || !activity.failures.is_empty()
-                || !activity.high_risk.is_empty()
+            activity.forget_before(now_ms);
+            activity.full_at > now_ms || !activity.minutes.is_empty()
         });
         if now_ms - self.reputation.refreshed_at >= REPUTATION_TTL_MS {
             self.reputation = Reputation::default();
@@ -157,61 +256,100 @@ impl VisitorState {
     }
 }
 
-fn count(list: &[i64]) -> u32 {
-    u32::try_from(list.len()).unwrap_or(u32::MAX)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// Hard: 4 at once, 4 per window (one per 30 s); soft: 2 at once, 2 per window.
+    const LIMITS: StartLimits = StartLimits {
+        soft: Bucket {
+            burst: 2,
+            per_window: 2,
+        },
+        hard: Bucket {
+            burst: 4,
+            per_window: 4,
+        },
+    };
+
     #[test]
-    fn starts_are_counted_per_project_and_window() {
+    fn starts_past_the_soft_bucket_are_priced_and_past_the_hard_one_refused() {
         let mut state = VisitorState::default();
-        assert_eq!(state.start("a", 0).starts_in_window, 1);
-        assert_eq!(state.start("a", 1_000).starts_in_window, 2);
-        assert_eq!(state.start("b", 1_000).starts_in_window, 1);
-        let later = state.start("a", RATE_WINDOW_MS);
+        let starts: Vec<_> = (0..5).map(|_| state.start("a", LIMITS, 0)).collect();
         assert_eq!(
-            (later.starts_in_window, later.window_ends_at),
-            (1, 2 * RATE_WINDOW_MS)
+            starts.iter().map(|h| h.over_soft_rate).collect::<Vec<_>>(),
+            [false, false, true, true, false]
         );
+        assert_eq!(starts[3].refused_until, None);
+        // The fifth waits for one token: a quarter of the window.
+        assert_eq!(starts[4].refused_until, Some(RATE_WINDOW_MS / 4));
+        // Refused starts take nothing and count nowhere: hammering does not push it back.
+        for _ in 0..100 {
+            state.start("a", LIMITS, 1_000);
+        }
+        let retried = state.start("a", LIMITS, RATE_WINDOW_MS / 4);
+        assert_eq!((retried.refused_until, retried.recent_starts), (None, 5));
+        // Other projects have buckets of their own.
+        assert_eq!(state.start("b", LIMITS, 1_000).refused_until, None);
     }
 
     #[test]
-    fn failures_repeat_on_one_site_and_follow_the_visitor_elsewhere() {
+    fn a_steady_rate_under_the_limit_is_never_refused() {
         let mut state = VisitorState::default();
-        state.record("a", VisitorEvent::FailedRedeem, 0);
-        state.record("a", VisitorEvent::FailedRedeem, 10);
-        state.record("a", VisitorEvent::HighRiskStart, 10);
-        let on_a = state.start("a", 20);
+        // One start every 31 s (the hard rate is one per 30 s) for an hour.
+        for i in 0..120 {
+            let history = state.start("a", LIMITS, i * 31_000);
+            assert_eq!(history.refused_until, None, "start {i}");
+        }
+    }
+
+    #[test]
+    fn shares_count_starts_failures_and_high_risk_starts_of_the_last_ten_minutes() {
+        let mut state = VisitorState::default();
+        let wide = StartLimits {
+            soft: LIMITS.soft,
+            hard: Bucket {
+                burst: 1000,
+                per_window: 1000,
+            },
+        };
+        for minute in 0..12 {
+            state.start("a", wide, minute * MINUTE_MS);
+            state.record("a", VisitorEvent::FailedRedeem, minute * MINUTE_MS + 1);
+        }
+        state.record("a", VisitorEvent::HighRiskStart, 11 * MINUTE_MS + 2);
+        let history = state.start("a", wide, 11 * MINUTE_MS + 3);
+        // Minutes 2 to 11: ten minutes of one start and one failure each, plus this start.
         assert_eq!(
             (
-                on_a.recent_failures,
-                on_a.recent_high_risk,
-                on_a.failures_elsewhere
+                history.recent_starts,
+                history.recent_failures,
+                history.recent_high_risk
             ),
-            (2, 1, 0)
+            (11, 10, 1)
         );
-        let on_b = state.start("b", 20);
-        assert_eq!((on_b.recent_failures, on_b.failures_elsewhere), (0, 2));
+        let later = state.start("a", wide, 30 * MINUTE_MS);
+        assert_eq!((later.recent_starts, later.recent_failures), (1, 0));
+    }
 
-        // Repeats fade after ten minutes; the reputation lasts a day from the last failure.
-        let later = state.start("a", REPEAT_WINDOW_MS + 10);
-        assert_eq!((later.recent_failures, later.recent_high_risk), (0, 0));
+    #[test]
+    fn the_reputation_counts_failures_and_later_starts_elsewhere_for_a_day() {
+        let mut state = VisitorState::default();
+        state.start("a", LIMITS, 0);
+        state.record("a", VisitorEvent::FailedRedeem, 10);
+        // Starts elsewhere after the first failure count towards the share there.
+        state.start("b", LIMITS, 20);
+        state.start("b", LIMITS, 30);
+        let on_c = state.start("c", LIMITS, 40);
+        assert_eq!((on_c.failures_elsewhere, on_c.starts_elsewhere), (1, 3));
+        let on_a = state.start("a", LIMITS, 50);
+        assert_eq!((on_a.failures_elsewhere, on_a.starts_elsewhere), (0, 3));
         assert_eq!(
-            state.start("b", REPUTATION_TTL_MS - 1).failures_elsewhere,
-            2
-        );
-        state.record("c", VisitorEvent::FailedRedeem, REPUTATION_TTL_MS - 1);
-        assert_eq!(
-            state.start("b", REPUTATION_TTL_MS + 100).failures_elsewhere,
-            3,
-            "refreshed by the new failure"
-        );
-        assert_eq!(
-            state.start("b", 2 * REPUTATION_TTL_MS).failures_elsewhere,
-            0
+            state
+                .start("b", LIMITS, REPUTATION_TTL_MS + 10)
+                .failures_elsewhere,
+            0,
+            "a day after the last failure"
         );
     }
 
@@ -222,15 +360,23 @@ mod tests {
         for at in 0..100 {
             state.record("a", VisitorEvent::HighRiskStart, at);
         }
-        assert_eq!(state.start("a", 100).recent_high_risk, MAX_RECENT as u32);
-        assert_eq!(state.expires_at(), Some(99 + REPEAT_WINDOW_MS));
-        state.record("a", VisitorEvent::FailedRedeem, 200);
+        assert_eq!(state.projects["a"].minutes.len(), 1);
+        assert_eq!(state.expires_at(), Some(REPEAT_WINDOW_MS));
+        for site in 0..200 {
+            state.record(&format!("s{site}"), VisitorEvent::FailedRedeem, 200);
+        }
+        assert_eq!(state.reputation.sites.len(), MAX_REPUTATION_SITES);
         assert_eq!(state.expires_at(), Some(200 + REPUTATION_TTL_MS));
-        state.start("z", 2 * REPUTATION_TTL_MS);
+        state.start("z", LIMITS, 2 * REPUTATION_TTL_MS);
         assert_eq!(
-            state.projects.len(),
-            1,
+            state.projects.keys().collect::<Vec<_>>(),
+            ["z"],
             "everything but the new start is forgotten"
+        );
+        // Its buckets are full again a window after their last token.
+        assert_eq!(
+            state.expires_at(),
+            Some(2 * REPUTATION_TTL_MS + REPEAT_WINDOW_MS)
         );
     }
 }

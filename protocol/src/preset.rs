@@ -16,10 +16,11 @@ use crate::rsw::SQUARINGS_RANGE;
 pub const DIFFICULTY_RANGE: std::ops::RangeInclusive<u32> = 1..=8;
 /// More than 500 sub-challenges only inflates the redeem body.
 pub const COUNT_RANGE: std::ops::RangeInclusive<u32> = 1..=500;
-/// Challenge starts one hashed IP may make per project and [`RATE_WINDOW_MS`]. Below 1 the
-/// project serves nobody; above 1000 (8 a second) the limit no longer limits anything.
-pub const RATE_LIMIT_RANGE: std::ops::RangeInclusive<u32> = 1..=1000;
-/// The rate-limit window.
+/// A project's hard rate limit: challenge starts one hashed IP (an IPv6 /64) may make per
+/// [`RATE_WINDOW_MS`], sustained. Below 1 the project serves nobody; above 10,000 (83 a
+/// second) it no longer limits anything.
+pub const RATE_LIMIT_RANGE: std::ops::RangeInclusive<u32> = 1..=10_000;
+/// The period the rate limit is stated in.
 pub const RATE_WINDOW_MS: i64 = 2 * 60 * 1000;
 /// A block threshold under 1.0 would block clean traffic, whose score is 0.
 pub const BLOCK_THRESHOLD_RANGE: std::ops::RangeInclusive<Score> =
@@ -51,7 +52,8 @@ pub struct Protection {
     /// this field existed take Balanced's value, as do the two fields after it.
     #[serde(default = "Protection::balanced_obfuscation")]
     pub obfuscation: Obfuscation,
-    /// Challenge starts per hashed IP and [`RATE_WINDOW_MS`], within [`RATE_LIMIT_RANGE`].
+    /// The hard rate limit: challenge starts per hashed IP and [`RATE_WINDOW_MS`], sustained,
+    /// within [`RATE_LIMIT_RANGE`] ([`Protection::start_limits`]).
     #[serde(default = "Protection::balanced_rate_limit")]
     pub rate_limit: u32,
     /// In enforce mode, a start whose risk score reaches this is blocked.
@@ -64,6 +66,25 @@ pub struct Protection {
     /// Squarings of an RSW puzzle, within [`SQUARINGS_RANGE`]; read when `puzzle` is RSW.
     #[serde(default = "Protection::balanced_squarings")]
     pub squarings: u32,
+}
+
+/// The two start-rate limits of a project ([`Protection::start_limits`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StartLimits {
+    /// Above it, starts are priced.
+    pub soft: Bucket,
+    /// Above it, starts are refused.
+    pub hard: Bucket,
+}
+
+/// A token bucket: `burst` starts at once, refilled at `per_window` starts per
+/// [`RATE_WINDOW_MS`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Bucket {
+    /// Starts that may come at once.
+    pub burst: u32,
+    /// Starts per [`RATE_WINDOW_MS`], sustained.
+    pub per_window: u32,
 }
 
 /// The kind of work a challenge asks for.
@@ -102,7 +123,7 @@ impl Protection {
         difficulty: 3,
         challenge_count: 60,
         obfuscation: Obfuscation::Lighter,
-        rate_limit: 60,
+        rate_limit: 960,
         block_threshold: Score::from_tenths(80),
         puzzle: PuzzleKind::Sha256,
         squarings: 50_000,
@@ -112,7 +133,7 @@ impl Protection {
         difficulty: 4,
         challenge_count: 80,
         obfuscation: Obfuscation::Default,
-        rate_limit: 30,
+        rate_limit: 480,
         block_threshold: Score::from_tenths(60),
         puzzle: PuzzleKind::Sha256,
         squarings: 100_000,
@@ -122,7 +143,7 @@ impl Protection {
         difficulty: 5,
         challenge_count: 120,
         obfuscation: Obfuscation::Stronger,
-        rate_limit: 12,
+        rate_limit: 240,
         block_threshold: Score::from_tenths(40),
         puzzle: PuzzleKind::Sha256,
         squarings: 250_000,
@@ -159,6 +180,25 @@ impl Protection {
             puzzle: self.puzzle,
             squarings: clamp(self.squarings, SQUARINGS_RANGE),
         }
+    }
+
+    /// How fast one network may start challenges, as two token buckets (the README's
+    /// *Rate limits* gives the reasoning and the simulation behind the defaults):
+    /// - hard: [`Protection::rate_limit`] per [`RATE_WINDOW_MS`], in bursts of a quarter of
+    ///   that (at least 4, or all of it when it is smaller). Past it, starts are refused.
+    /// - soft: half the hard one. Past it, starts are allowed but scored `high_request_rate`,
+    ///   so they pay more work: many people may share one address.
+    pub fn start_limits(&self) -> StartLimits {
+        let per_window = self.rate_limit.max(1);
+        let hard = Bucket {
+            burst: (per_window / 4).max(per_window.min(4)),
+            per_window,
+        };
+        let soft = Bucket {
+            burst: (hard.burst / 2).max(1),
+            per_window: (per_window / 2).max(1),
+        };
+        StartLimits { soft, hard }
     }
 
     /// The challenge a client must solve.
@@ -317,7 +357,26 @@ mod tests {
             Protection::BALANCED,
             Protection::STRICT,
         ];
-        assert_eq!(bundles.map(|p| p.rate_limit), [60, 30, 12]);
+        assert_eq!(bundles.map(|p| p.rate_limit), [960, 480, 240]);
+        let balanced = Protection::BALANCED.start_limits();
+        assert_eq!(
+            (
+                balanced.hard.burst,
+                balanced.soft.burst,
+                balanced.soft.per_window
+            ),
+            (120, 60, 240)
+        );
+        // A tight Custom limit is a plain count: all of it at once, as before buckets.
+        let tight = |rate_limit| {
+            Protection {
+                rate_limit,
+                ..Protection::BALANCED
+            }
+            .start_limits()
+        };
+        assert_eq!((tight(3).hard.burst, tight(3).soft.burst), (3, 1));
+        assert_eq!((tight(1).hard.burst, tight(1).soft.per_window), (1, 1));
         assert_eq!(bundles.map(|p| p.obfuscation), Obfuscation::ALL);
     }
 
@@ -350,7 +409,7 @@ mod tests {
         assert_eq!(
             json,
             serde_json::json!({"name": "custom", "difficulty": 2, "challenge_count": 120,
-                "obfuscation": "stronger", "rate_limit": 12, "block_threshold": 6.5,
+                "obfuscation": "stronger", "rate_limit": 240, "block_threshold": 6.5,
                 "puzzle": "sha256", "squarings": 250000})
         );
         assert_eq!(serde_json::from_value::<Preset>(json).unwrap(), custom);

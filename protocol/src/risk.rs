@@ -45,11 +45,15 @@ pub enum RiskReason {
     /// The widget's browser has no `OffscreenCanvas`, so its environment check leaves out
     /// the canvas half.
     PartialEnvironmentCheck,
+    /// The visitor's network started challenges on this site faster than one visitor does
+    /// (above the preset's soft rate): allowed, at a higher price, since many people may
+    /// share the address.
+    HighRequestRate,
 }
 
 impl RiskReason {
     /// Every code, for documentation and tests.
-    pub const ALL: [RiskReason; 16] = [
+    pub const ALL: [RiskReason; 17] = [
         Self::VeryFastStart,
         Self::FastStart,
         Self::NoObservedInteraction,
@@ -66,6 +70,7 @@ impl RiskReason {
         Self::RepeatHighRiskPattern,
         Self::CrossSiteFailures,
         Self::PartialEnvironmentCheck,
+        Self::HighRequestRate,
     ];
 
     /// The stable code.
@@ -87,6 +92,7 @@ impl RiskReason {
             Self::RepeatHighRiskPattern => "repeat_high_risk_pattern",
             Self::CrossSiteFailures => "cross_site_failures",
             Self::PartialEnvironmentCheck => "partial_environment_check",
+            Self::HighRequestRate => "high_request_rate",
         }
     }
 
@@ -139,6 +145,9 @@ impl RiskReason {
             }
             Self::PartialEnvironmentCheck => {
                 "The browser could only run part of the environment check (it has no OffscreenCanvas)."
+            }
+            Self::HighRequestRate => {
+                "The visitor's network started checks on this site faster than one person does."
             }
         }
     }

@@ -463,7 +463,9 @@ test("fit and finish: custom fields only under Custom, creating survives a reloa
   await context.close();
 });
 
-test("accessibility: axe-core finds nothing on the main pages, light and dark, and screenshots at 1280 and 390 px", async () => {
+// Its own time limit: 19 pages, each shot four times full-length (the docs page is the whole
+// README), take about two minutes here.
+test("accessibility: axe-core finds nothing on the main pages, light and dark, and screenshots at 1280 and 390 px", { timeout: 360_000 }, async () => {
   const { readFileSync } = await import("node:fs");
   const axeSource = readFileSync(join(process.cwd(), "node_modules", "axe-core", "axe.min.js"), "utf8");
   const output = join(process.cwd(), "target", "test-output", "pages");

@@ -8,6 +8,7 @@
 
 #![allow(missing_docs)]
 
+pub mod crowds;
 pub mod mmdb;
 
 use std::collections::HashMap;

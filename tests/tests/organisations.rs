@@ -1692,7 +1692,7 @@ on_both_databases! {
 
         for (body, field) in [
             (json!({ "rate_limit": 0 }), "rate_limit"),
-            (json!({ "rate_limit": 1001 }), "rate_limit"),
+            (json!({ "rate_limit": 10_001 }), "rate_limit"),
             (json!({ "block_threshold": 0.5 }), "block_threshold"),
             (json!({ "block_threshold": 10.5 }), "block_threshold"),
             (json!({ "obfuscation": "maximum" }), "obfuscation"),
@@ -1710,7 +1710,7 @@ on_both_databases! {
 
         // Back to a named preset: its fixed bundle is what the edge gets.
         let (_, strict) = api.call("PATCH", &format!("/api/v1/projects/{id}"), Some(json!({ "preset": "strict" }))).await;
-        assert_eq!((strict["rate_limit"].as_u64(), strict["block_threshold"].as_f64()), (Some(12), Some(4.0)), "{strict}");
+        assert_eq!((strict["rate_limit"].as_u64(), strict["block_threshold"].as_f64()), (Some(240), Some(4.0)), "{strict}");
         assert_eq!(published().await, Preset::Strict);
 
         // The dashboard form sets the same fields, and says what is wrong with a bad one.

@@ -142,25 +142,35 @@ on_both_databases! {
         assert_eq!(score_now().await["score"], 0.0);
     }
 
-    async fn rate_limits_trigger_and_recover_after_the_window(world: World) {
+    async fn rate_limits_refuse_past_the_bucket_and_refill_over_time(world: World) {
         let tight = Preset::Custom(Protection { difficulty: 1, challenge_count: 2, rate_limit: 3, ..Protection::BALANCED });
         let site = world.create_project(humanproof_control_plane::db::projects::ProjectSettings { preset: tight, ..quick_project("tight") }).await;
         for _ in 0..3 {
             assert_eq!(world.start_challenge(site.site_key(), &human_start()).await.status, 200);
         }
+        // Three per two minutes, all three at once: the bucket refills one start per 40 s.
         world.clock.advance(30_000);
         let limited = world.start_challenge(site.site_key(), &human_start()).await;
         assert_eq!((limited.status, limited.reason()), (429, "rate_limited"));
-        assert_eq!(limited.header("retry-after"), Some("90"));
+        assert_eq!(limited.header("retry-after"), Some("10"));
         assert_eq!(limited.header("access-control-expose-headers"), Some("retry-after"), "the widget may read it");
         // Another visitor is not limited by this one.
         let neighbour = Client { ip: "203.0.113.10", ..Client::BROWSER };
         assert_eq!(start_from(&world, neighbour, site.site_key(), &human_start()).await.status, 200);
 
-        world.clock.advance(RATE_WINDOW_MS - 30_000);
-        assert_eq!(world.start_challenge(site.site_key(), &human_start()).await.status, 200, "recovered after the window");
+        // Refused starts take nothing from the bucket: asking again does not push it back.
+        for _ in 0..5 {
+            assert_eq!(world.start_challenge(site.site_key(), &human_start()).await.status, 429);
+        }
+        world.clock.advance(10_000);
+        assert_eq!(world.start_challenge(site.site_key(), &human_start()).await.status, 200, "one start refilled");
+        assert_eq!(world.start_challenge(site.site_key(), &human_start()).await.status, 429);
+        world.clock.advance(RATE_WINDOW_MS);
+        for _ in 0..3 {
+            assert_eq!(world.start_challenge(site.site_key(), &human_start()).await.status, 200, "full again");
+        }
         let refusals: Vec<_> = world.deliver_telemetry().await.into_iter().filter(|e| e.kind == TelemetryKind::ChallengeRefused).collect();
-        assert_eq!(refusals.len(), 1);
+        assert_eq!(refusals.len(), 7);
         assert_eq!(refusals[0].reason.map(|r| r.as_str()), Some("rate_limited"));
     }
 

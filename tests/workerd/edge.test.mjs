@@ -2,7 +2,7 @@
 // in the repository's wrangler.toml, against the real control plane binary:
 // challenge, redeem, gates, CORS, single redeem (Durable Object), body size caps (declared or
 // streamed), risk scoring with the visitor-state Durable Object (blocks, repeat failures,
-// rate limits), queue telemetry delivery (including redelivery after a lost acknowledgement,
+// rate limits: a burst refused with Retry-After, a flood priced then refused), queue telemetry delivery (including redelivery after a lost acknowledgement,
 // a control plane away for longer than the telemetry queue's tries, which the dead-letter
 // queue rides out, and the dead-letter queue re-driven twice) and usage accounting (junk
 // redeems count nothing), the widget's settings read from the snapshot, and the widget's
@@ -158,6 +158,7 @@ before(async () => {
   projects.other = control.createProject("other", ...QUICK);
   projects.enforcing = control.createProject("enforcing", ...QUICK, "--risk-mode", "enforce");
   projects.tight = control.createProject("tight", ...QUICK, "--rate-limit", "3");
+  projects.bucket = control.createProject("bucket", ...QUICK, "--rate-limit", "40");
   projects.junk = control.createProject("junk", ...QUICK);
   projects.outage = control.createProject("outage", ...QUICK);
   projects.redrive = control.createProject("redrive", ...QUICK);
@@ -477,17 +478,37 @@ describe("risk scoring in workerd", () => {
     assert.deepEqual([skipped.status, skipped.json.reason], [400, "instrumentation_failed"]);
   });
 
-  test("the rate limit refuses a visitor's fourth start in two minutes, with Retry-After", async () => {
+  test("the rate limit refuses a visitor's fourth start at once, with Retry-After", async () => {
     const visitor = { ...BROWSER_HEADERS, "cf-connecting-ip": "198.51.100.51" };
     const start = (headers) => edge(`/${projects.tight.site_key}/challenge`, { body: HUMAN_START, headers });
     for (let i = 0; i < 3; i++) assert.equal((await start(visitor)).status, 200);
     const limited = await start(visitor);
     assert.deepEqual([limited.status, limited.json.reason], [429, "rate_limited"]);
+    // Three per two minutes refill one start every 40 s.
     const retryAfter = Number(limited.headers.get("retry-after"));
-    assert.ok(retryAfter > 0 && retryAfter <= 120, `retry-after ${retryAfter}`);
+    assert.ok(retryAfter > 0 && retryAfter <= 40, `retry-after ${retryAfter}`);
     // Recovery after the window runs on the same rules natively (tests/tests/risk.rs), where
     // the clock can be moved; here another visitor shows the limit is per visitor.
     assert.equal((await start({ ...visitor, "cf-connecting-ip": "198.51.100.52" })).status, 200);
+  });
+
+  test("a flood from one address is priced past the soft bucket and refused past the hard one", async () => {
+    // 40 starts per two minutes: 10 at once (hard), 5 at once (soft).
+    const flood = { ...BROWSER_HEADERS, "cf-connecting-ip": "203.0.113.200" };
+    const answers = await Promise.all(
+      Array.from({ length: 40 }, () => edge(`/${projects.bucket.site_key}/challenge`, { body: HUMAN_START, headers: flood })),
+    );
+    const issued = answers.filter((a) => a.status === 200);
+    const refused = answers.filter((a) => a.status === 429);
+    // The bucket refills one start every 3 s, so a slow run may let one more through.
+    assert.ok(issued.length >= 10 && issued.length <= 11, `${issued.length} issued`);
+    assert.equal(issued.length + refused.length, 40);
+    for (const answer of refused) {
+      assert.equal(answer.json.reason, "rate_limited");
+      assert.ok(Number(answer.headers.get("retry-after")) >= 1);
+    }
+    const priced = issued.filter(({ json }) => peek(json.token).risk.factors.some((f) => f.reason === "high_request_rate"));
+    assert.ok(priced.length >= 5, `${priced.length} priced`);
   });
 });
 

@@ -140,7 +140,8 @@ pub struct ProjectInput {
     pub challenge_count: Option<u32>,
     /// Custom preset obfuscation: lighter, default or stronger.
     pub obfuscation: Option<String>,
-    /// Custom preset challenge starts per visitor in two minutes, 1–1000.
+    /// Custom preset hard rate limit: challenge starts per visitor in two minutes, sustained,
+    /// 1–10000.
     pub rate_limit: Option<u32>,
     /// Custom preset block threshold, a risk score from 1.0 to 10.0.
     pub block_threshold: Option<f64>,
@@ -191,7 +192,7 @@ impl ProjectInput {
         if !RATE_LIMIT_RANGE.contains(&rate_limit) {
             return Err(ApiError::invalid(
                 "rate_limit",
-                "A custom rate limit is 1 to 1000 challenges per visitor in two minutes.",
+                "A custom rate limit is 1 to 10000 challenges per visitor in two minutes.",
             ));
         }
         let block_threshold = match self.block_threshold {
