@@ -5,10 +5,7 @@
 //! Run with `cargo bench -p humanproof-tests --bench crowds`.
 
 use humanproof_protocol::Preset;
-use humanproof_protocol::snapshot::RiskMode;
-use humanproof_tests::crowds::{Scenario, Visitors, simulate};
-
-const TEN_MINUTES: i64 = 10 * 60 * 1000;
+use humanproof_tests::crowds::{Scenario, TEN_MINUTES, simulate};
 const PRESETS: [Preset; 3] = [Preset::Relaxed, Preset::Balanced, Preset::Strict];
 
 fn main() {
@@ -39,16 +36,7 @@ async fn tables() {
     for preset in PRESETS {
         let limits = preset.protection().start_limits();
         for per_second in [1.0, 2.0, 5.0] {
-            let outcome = simulate(Scenario {
-                preset,
-                mode: RiskMode::Enforce,
-                visitors: Visitors::Crowd,
-                starts_per_second: per_second,
-                duration_ms: TEN_MINUTES,
-                abandoned_percent: 3,
-                failed_percent: 0,
-            })
-            .await;
+            let outcome = simulate(Scenario::crowd(preset, per_second, 0)).await;
             println!(
                 "| {} ({}, {}) | crowd, {per_second} starts/s, 3 % abandoned ({} starts) | {:.1} % | {:.1} % | {:.1} % | {:.1} % |",
                 name(preset),
@@ -73,16 +61,7 @@ async fn tables() {
     println!("| --- | --- | --- | --- | --- | --- | --- |");
     for preset in PRESETS {
         for per_second in [20.0, 100.0] {
-            let outcome = simulate(Scenario {
-                preset,
-                mode: RiskMode::Observe,
-                visitors: Visitors::Flood,
-                starts_per_second: per_second,
-                duration_ms: TEN_MINUTES,
-                abandoned_percent: 0,
-                failed_percent: 0,
-            })
-            .await;
+            let outcome = simulate(Scenario::flood(preset, per_second, TEN_MINUTES)).await;
             println!(
                 "| {} | {per_second} | {} | {:.1} % | {} | {:.2e} hashes | {:.2e} hashes |",
                 name(preset),
@@ -103,16 +82,7 @@ async fn tables() {
         "A slow script (a person's signals and headers made up, every redeem wrong), one start every 5 s, Balanced, observe mode:"
     );
     println!();
-    let outcome = simulate(Scenario {
-        preset: Preset::Balanced,
-        mode: RiskMode::Observe,
-        visitors: Visitors::FailingScript,
-        starts_per_second: 0.2,
-        duration_ms: TEN_MINUTES,
-        abandoned_percent: 0,
-        failed_percent: 0,
-    })
-    .await;
+    let outcome = simulate(Scenario::slow_failing_script()).await;
     println!("| after | score |");
     println!("| --- | --- |");
     for second in [0, 10, 20, 30, 60, 120, 300, 590] {

@@ -116,6 +116,14 @@ const formPage = (widgetAttributes, siteKey = SITE_KEY) => `<!doctype html><html
 <script src="${urls.edge}/widget.js" async defer></script>
 </body></html>`;
 
+/** What the local server's siteverify answers a backend holding `secret`. */
+const siteverify = (secret, response) =>
+  fetch(urls.siteverify, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ secret, response }),
+  }).then((answer) => answer.json());
+
 const solved = (page) =>
   page.evaluate(
     () => new Promise((resolve) => document.addEventListener("solve", (event) => resolve(event.detail), { once: true })),
@@ -280,11 +288,7 @@ test("an RSW project's puzzle is solved with BigInt, with progress, with and wit
     assert.deepEqual(seen, [...seen].sort((a, b) => a - b), `progress ${seen}`);
     assert.equal(seen.at(-1), 100);
     // The backend verifies the token as any other.
-    const verified = await fetch(urls.siteverify, {
-      method: "POST",
-      headers: { "content-type": "application/json" },
-      body: JSON.stringify({ secret: rswProject.secret, response: token }),
-    }).then((response) => response.json());
+    const verified = await siteverify(rswProject.secret, token);
     assert.equal(verified.success, true, JSON.stringify(verified));
     assert.equal(verified.humanproof.challenge_count, 1);
     assert.deepEqual(page.problems, [], path);
@@ -309,11 +313,7 @@ test("Cap's own widget solves an RSW project's challenge from our edge (Cap's fo
   assert.match(token ?? "", /^hpv1\./);
   // It answered the puzzle as Cap's widget does: `{"y": hex}`.
   assert.match(redeems[0].solutions[0].y, /^[0-9a-f]+$/);
-  const verified = await fetch(urls.siteverify, {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify({ secret: rswProject.secret, response: token }),
-  }).then((response) => response.json());
+  const verified = await siteverify(rswProject.secret, token);
   assert.equal(verified.success, true, JSON.stringify(verified));
   await page.close();
 });

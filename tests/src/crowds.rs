@@ -60,6 +60,52 @@ pub struct Scenario {
     pub failed_percent: u32,
 }
 
+/// Ten minutes, the simulated stretch.
+pub const TEN_MINUTES: i64 = 10 * 60 * 1000;
+
+impl Scenario {
+    /// People behind one address in enforce mode for ten minutes, 3 % of them abandoning
+    /// their challenge and `failed_percent` % failing their redeem.
+    pub fn crowd(preset: Preset, starts_per_second: f64, failed_percent: u32) -> Self {
+        Self {
+            preset,
+            mode: RiskMode::Enforce,
+            visitors: Visitors::Crowd,
+            starts_per_second,
+            duration_ms: TEN_MINUTES,
+            abandoned_percent: 3,
+            failed_percent,
+        }
+    }
+
+    /// A script flooding in observe mode, so that only the rate limit stops it.
+    pub fn flood(preset: Preset, starts_per_second: f64, duration_ms: i64) -> Self {
+        Self {
+            preset,
+            mode: RiskMode::Observe,
+            visitors: Visitors::Flood,
+            starts_per_second,
+            duration_ms,
+            abandoned_percent: 0,
+            failed_percent: 0,
+        }
+    }
+
+    /// A script that fails every redeem, one start every 5 s for ten minutes on Balanced, in
+    /// observe mode so that its score is seen on every start.
+    pub fn slow_failing_script() -> Self {
+        Self {
+            preset: Preset::Balanced,
+            mode: RiskMode::Observe,
+            visitors: Visitors::FailingScript,
+            starts_per_second: 0.2,
+            duration_ms: TEN_MINUTES,
+            abandoned_percent: 0,
+            failed_percent: 0,
+        }
+    }
+}
+
 /// What the edge made of it.
 #[derive(Debug, Clone, Default)]
 pub struct Outcome {
