@@ -318,10 +318,13 @@ pub fn scaled_params(preset: Preset, assessment: &RiskAssessment) -> ChallengePa
 }
 
 /// The squarings of an RSW puzzle for a start: the preset's, scaled by the score like the
-/// SHA-256 count, rounded to a thousand so that the edge precomputes few sizes.
+/// SHA-256 count, rounded up to a quarter of the preset's (in whole thousands). The edge
+/// precomputes each size it issues (a few milliseconds), so a project has at most seven.
 pub fn scaled_squarings(preset: Preset, assessment: &RiskAssessment) -> u32 {
-    let scaled = work_factor(preset, assessment).of(preset.protection().squarings);
-    let rounded = u32::try_from(scaled.div_ceil(1000) * 1000).unwrap_or(u32::MAX);
+    let base = preset.protection().squarings;
+    let step = u64::from(base / 4).div_ceil(1000).max(1) * 1000;
+    let scaled = work_factor(preset, assessment).of(base);
+    let rounded = u32::try_from(scaled.div_ceil(step) * step).unwrap_or(u32::MAX);
     rounded.clamp(*SQUARINGS_RANGE.start(), *SQUARINGS_RANGE.end())
 }
 
@@ -716,7 +719,7 @@ mod tests {
     }
 
     #[test]
-    fn rsw_squarings_scale_like_the_count_in_steps_of_a_thousand() {
+    fn rsw_squarings_scale_like_the_count_in_quarters_of_the_preset() {
         let squarings = |squarings: u32, tenths: u8| {
             let preset = Preset::Custom(Protection {
                 puzzle: humanproof_protocol::PuzzleKind::Rsw,
@@ -732,10 +735,19 @@ mod tests {
                 &RiskAssessment::new(factors, preset, RiskMode::Observe),
             )
         };
-        assert_eq!(squarings(150_000, 0), 75_000);
-        assert_eq!(squarings(150_000, 30), 188_000, "187,500 rounded up");
-        assert_eq!(squarings(150_000, 60), 300_000);
-        assert_eq!(squarings(150_000, 100), 300_000);
+        assert_eq!(squarings(100_000, 0), 50_000);
+        assert_eq!(
+            squarings(100_000, 5),
+            75_000,
+            "62,500 rounded up to a quarter"
+        );
+        assert_eq!(squarings(100_000, 30), 125_000);
+        assert_eq!(squarings(100_000, 60), 200_000);
+        assert_eq!(squarings(100_000, 100), 200_000);
+        let sizes: std::collections::BTreeSet<u32> =
+            (0..=60).map(|tenths| squarings(100_000, tenths)).collect();
+        assert_eq!(sizes.len(), 7, "{sizes:?}");
+        assert_eq!(squarings(150_000, 30), 190_000, "quarters of 38,000");
         assert_eq!(squarings(10_000, 0), 10_000, "within the protocol's range");
         assert_eq!(squarings(5_000_000, 60), 5_000_000);
     }

@@ -9,9 +9,9 @@ use std::sync::{Arc, Mutex};
 
 use humanproof_protocol::rsw::{RswKey, TimeLock};
 
-/// Puzzle sizes kept at once: a few projects' squarings, each at the handful of risk steps
-/// that [`crate::risk::scaled_squarings`] rounds to.
-const KEPT_SIZES: usize = 64;
+/// Puzzle sizes kept at once (128 KiB each): several projects' squarings, each at the seven
+/// risk steps that [`crate::risk::scaled_squarings`] rounds to.
+const KEPT_SIZES: usize = 32;
 
 /// The operator's RSW key with its precomputed puzzle sizes.
 #[derive(Debug)]
