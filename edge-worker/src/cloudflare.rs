@@ -480,7 +480,15 @@ impl DurableObject for VisitorAbuseState {
         }
         let query: Query = req.query()?;
         let storage = self.state.storage();
-        let mut visitor: VisitorState = storage.get("state").await?.unwrap_or_default();
+        // A state this version cannot read (written by an older one) starts afresh: it holds
+        // minutes of counts, and an error here would leave the visitor unscored until the
+        // alarm deleted it, up to a day later.
+        let mut visitor: VisitorState = storage
+            .get("state")
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or_default();
         let limits = match (
             query.soft_burst,
             query.soft_rate,
