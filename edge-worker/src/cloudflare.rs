@@ -7,7 +7,6 @@ use std::sync::Arc;
 
 use futures_util::StreamExt as _;
 use humanproof_protocol::preset::{Bucket, StartLimits};
-use humanproof_protocol::rsw::RswKey;
 use humanproof_protocol::snapshot::kv_key;
 use humanproof_protocol::telemetry::{SIGNATURE_HEADER, sign_batch};
 use humanproof_protocol::{MasterSecret, Network, SiteSnapshot, TelemetryBatch, TelemetryEvent};
@@ -61,7 +60,7 @@ async fn fetch(mut req: Request, env: Env, _ctx: Context) -> Result<Response> {
     // JavaScript type by name on every lookup, which only the routes that use it should pay
     // for (a settings read uses KV alone; the spill queue is for when the queue refuses).
     let mut config = EdgeConfig::new(master);
-    if let Some(time_locks) = time_locks(&env)? {
+    if let Some(time_locks) = time_locks(&env) {
         config = config.with_time_locks(time_locks);
     }
     let edge = Edge::new(
@@ -274,28 +273,23 @@ fn master_secret(env: &Env) -> Result<MasterSecret> {
 }
 
 thread_local! {
-    /// The RSW key parsed once per isolate, with the puzzle sizes precomputed under it, for
-    /// as long as the secret stays the same: a key's prime checks take milliseconds.
-    static TIME_LOCKS: std::cell::RefCell<Option<(String, Arc<TimeLocks>)>> =
+    /// The RSW key once per isolate, with the puzzle sizes precomputed under it, for as long
+    /// as the secret stays the same.
+    static TIME_LOCKS: std::cell::RefCell<Option<Arc<TimeLocks>>> =
         const { std::cell::RefCell::new(None) };
 }
 
-fn time_locks(env: &Env) -> Result<Option<Arc<TimeLocks>>> {
-    let Ok(secret) = env.secret(RSW_KEY) else {
-        return Ok(None);
-    };
-    let secret = secret.to_string();
+/// The RSW puzzles under the `HUMANPROOF_RSW_KEY` secret, if set. The key itself is read on
+/// the first RSW start or redeem; a secret that is not a key leaves RSW projects on SHA-256.
+fn time_locks(env: &Env) -> Option<Arc<TimeLocks>> {
+    let secret = env.secret(RSW_KEY).ok()?.to_string();
     TIME_LOCKS.with_borrow_mut(|cached| {
-        if let Some((text, locks)) = cached.as_ref()
-            && *text == secret
-        {
-            return Ok(Some(locks.clone()));
+        if let Some(locks) = cached.as_ref().filter(|locks| locks.secret() == secret) {
+            return Some(locks.clone());
         }
-        let key =
-            RswKey::parse(&secret).map_err(|err| worker::Error::RustError(err.to_string()))?;
-        let locks = Arc::new(TimeLocks::new(key));
-        *cached = Some((secret, locks.clone()));
-        Ok(Some(locks))
+        let locks = Arc::new(TimeLocks::from_secret(secret));
+        *cached = Some(locks.clone());
+        Some(locks)
     })
 }
 
@@ -445,6 +439,7 @@ impl VisitorStore for DurableVisitors {
     ) -> std::result::Result<(), StoreError> {
         let event = match event {
             VisitorEvent::FailedRedeem => "failed_redeem",
+            VisitorEvent::SolvedRedeem => "solved_redeem",
             VisitorEvent::HighRiskStart => "high_risk_start",
         };
         self.call(
@@ -481,13 +476,11 @@ impl DurableObject for VisitorAbuseState {
         let query: Query = req.query()?;
         let storage = self.state.storage();
         // A state this version cannot read (written by an older one) starts afresh: it holds
-        // minutes of counts, and an error here would leave the visitor unscored until the
-        // alarm deleted it, up to a day later.
-        let mut visitor: VisitorState = storage
-            .get("state")
-            .await
-            .ok()
-            .flatten()
+        // minutes of counts, and failing here would leave the visitor unscored until the
+        // alarm deleted it, up to a day later. A storage failure stays an error.
+        let stored: Option<serde_json::Value> = storage.get("state").await?;
+        let mut visitor: VisitorState = stored
+            .and_then(|state| serde_json::from_value(state).ok())
             .unwrap_or_default();
         let limits = match (
             query.soft_burst,
@@ -511,7 +504,12 @@ impl DurableObject for VisitorAbuseState {
         };
         let response = match (req.path().as_str(), query.event, limits) {
             ("/start", None, Some(limits)) => {
-                Response::from_json(&visitor.start(&query.project, limits, query.now))?
+                let history = visitor.start(&query.project, limits, query.now);
+                // A refused start changes nothing worth a write: a flood costs no storage.
+                if history.refused_until.is_some() {
+                    return Response::from_json(&history);
+                }
+                Response::from_json(&history)?
             }
             ("/record", Some(event), None) => {
                 visitor.record(&query.project, event, query.now);

@@ -46,7 +46,8 @@ pub struct EdgeConfig {
     /// How long a verification token stays valid for siteverify.
     pub verification_ttl_ms: i64,
     /// The operator's RSW key, for projects whose Custom preset asks for RSW puzzles.
-    /// Without one, those projects get their SHA-256 work instead.
+    /// Without one (or with a secret that is not a key), those projects get their SHA-256
+    /// work instead.
     pub time_locks: Option<Arc<TimeLocks>>,
 }
 
@@ -443,8 +444,7 @@ impl<S: SnapshotStore, C: ClaimStore, V: VisitorStore, T: TelemetrySink> Edge<S,
         let jti = random_id();
         let time_lock = match (&self.config.time_locks, site.preset.protection().puzzle) {
             (Some(locks), PuzzleKind::Rsw) => {
-                let squarings = risk::scaled_squarings(site.preset, &assessment);
-                Some((locks, locks.of_size(squarings)))
+                locks.of_size(risk::scaled_squarings(site.preset, &assessment))
             }
             _ => None,
         };
@@ -464,7 +464,7 @@ impl<S: SnapshotStore, C: ClaimStore, V: VisitorStore, T: TelemetrySink> Edge<S,
             c: params.c,
             s: params.s,
             d: params.d,
-            rsw: time_lock.as_ref().map(|(_, lock)| lock.squarings()),
+            rsw: time_lock.as_ref().map(|lock| lock.squarings()),
             iat: req.now_ms,
             exp: req.now_ms + self.config.challenge_ttl_ms,
             host: host.to_owned(),
@@ -479,10 +479,10 @@ impl<S: SnapshotStore, C: ClaimStore, V: VisitorStore, T: TelemetrySink> Edge<S,
         };
         let project_key = self.project_key(site);
         let work = match &time_lock {
-            Some((locks, lock)) => Work::Puzzles {
+            Some(lock) => Work::Puzzles {
                 format: PUZZLE_FORMAT,
                 challenges: vec![Puzzle::Rsw {
-                    n: locks.modulus_hex().to_owned(),
+                    n: lock.modulus_hex(),
                     x: lock.challenge(&project_key.rsw_scalar(&claims.jti)),
                     t: lock.squarings(),
                 }],
@@ -577,6 +577,9 @@ impl<S: SnapshotStore, C: ClaimStore, V: VisitorStore, T: TelemetrySink> Edge<S,
             cd: challenge.cd,
             risk: challenge.risk,
         };
+        // Successes count too: the repeat rules weigh failures as a share of redeems.
+        self.remember(site, visitor, VisitorEvent::SolvedRedeem, req.now_ms)
+            .await;
         let token = self.project_key(site).sign(&verification);
         let details = EventDetails {
             hostname: Some(host.to_owned()),
@@ -620,7 +623,9 @@ impl<S: SnapshotStore, C: ClaimStore, V: VisitorStore, T: TelemetrySink> Edge<S,
                     return false;
                 };
                 let scalar = self.project_key(site).rsw_scalar(&challenge.jti);
-                locks.of_size(squarings).is_answer(&scalar, &answer.y)
+                locks
+                    .of_size(squarings)
+                    .is_some_and(|lock| lock.is_answer(&scalar, &answer.y))
             }
             _ => false,
         }

@@ -25,10 +25,11 @@ const FAST_START_MS: u64 = 3_000;
 /// Shorter user agents do not come from browsers (every browser's is over 60 characters).
 const MIN_USER_AGENT_LEN: usize = 20;
 /// Repeat failures on one site: at least this many failed redeems within the repeat window,
-/// and at least [`REPEAT_FAILURE_SHARE`] of the visitor's starts there. A crowd behind one
-/// address fails now and then; a script that cannot solve fails nearly every time.
+/// and at least [`REPEAT_FAILURE_SHARE`] of the visitor's redeems there. A crowd behind one
+/// address fails now and then; a script that cannot solve fails nearly every time. Redeems,
+/// not starts: starts cost nothing, so a script could pad them to dilute its failures.
 const REPEAT_FAILURES: u32 = 2;
-/// The share of a visitor's recent starts on a site that failed, in percent.
+/// The share of a visitor's recent redeems on a site that failed, in percent.
 const REPEAT_FAILURE_SHARE: u32 = 25;
 /// Repeat high-risk starts on one site: at least this many, and at least
 /// [`REPEAT_HIGH_RISK_SHARE`] of the visitor's recent starts there.
@@ -36,7 +37,7 @@ const REPEAT_HIGH_RISK: u32 = 2;
 /// The share of a visitor's recent starts on a site that scored high, in percent.
 const REPEAT_HIGH_RISK_SHARE: u32 = 50;
 /// Cross-site failures: at least this many failed redeems on other sites within a day, and
-/// at least [`REPEAT_FAILURE_SHARE`] of the visitor's starts there since the first.
+/// at least [`REPEAT_FAILURE_SHARE`] of the visitor's redeems there since the first.
 const CROSS_SITE_FAILURES: u32 = 3;
 /// Longest page or action path taken as plain.
 const MAX_PATH_LEN: usize = 1024;
@@ -165,17 +166,16 @@ pub fn assess(evidence: &StartEvidence<'_>, preset: Preset, mode: RiskMode) -> R
         if history.over_soft_rate {
             add(RiskReason::HighRequestRate);
         }
-        // Earlier starts only: this one has had no chance to fail or score yet.
-        let earlier_starts = history.recent_starts.saturating_sub(1);
+        let redeems = history
+            .recent_failures
+            .saturating_add(history.recent_solved);
         if history.recent_failures >= REPEAT_FAILURES
-            && is_share(
-                history.recent_failures,
-                earlier_starts,
-                REPEAT_FAILURE_SHARE,
-            )
+            && is_share(history.recent_failures, redeems, REPEAT_FAILURE_SHARE)
         {
             add(RiskReason::RepeatFailures);
         }
+        // Earlier starts only: this one has not been scored yet.
+        let earlier_starts = history.recent_starts.saturating_sub(1);
         if history.recent_high_risk >= REPEAT_HIGH_RISK
             && is_share(
                 history.recent_high_risk,
@@ -188,7 +188,9 @@ pub fn assess(evidence: &StartEvidence<'_>, preset: Preset, mode: RiskMode) -> R
         if history.failures_elsewhere >= CROSS_SITE_FAILURES
             && is_share(
                 history.failures_elsewhere,
-                history.starts_elsewhere,
+                history
+                    .failures_elsewhere
+                    .saturating_add(history.solved_elsewhere),
                 REPEAT_FAILURE_SHARE,
             )
         {
@@ -570,16 +572,19 @@ mod tests {
             // starts (20 %) and 9 failures in 100 starts elsewhere is clean...
             (
                 reasons_after(|_, _, h| {
-                    (h.recent_starts, h.recent_failures, h.recent_high_risk) = (101, 10, 20);
-                    (h.failures_elsewhere, h.starts_elsewhere) = (9, 100);
+                    (h.recent_starts, h.recent_high_risk) = (101, 20);
+                    (h.recent_solved, h.recent_failures) = (90, 10);
+                    (h.failures_elsewhere, h.solved_elsewhere) = (9, 91);
                 }),
                 vec![],
             ),
             // ...while a script whose starts fail a quarter of the time or more is not.
             (
                 reasons_after(|_, _, h| {
-                    (h.recent_starts, h.recent_failures, h.recent_high_risk) = (9, 2, 4);
-                    (h.failures_elsewhere, h.starts_elsewhere) = (3, 12);
+                    // Padding starts does not dilute failures: they count among redeems.
+                    (h.recent_starts, h.recent_high_risk) = (100, 50);
+                    (h.recent_solved, h.recent_failures) = (6, 2);
+                    (h.failures_elsewhere, h.solved_elsewhere) = (3, 9);
                 }),
                 vec![
                     RiskReason::RepeatFailures,

@@ -3,8 +3,10 @@
 //! per-minute counts of its starts, failed redeems and high-risk starts; across projects, a
 //! reputation of failures that lives a day from the last one.
 //!
-//! The rules weigh shares, not counts, so a crowd with a normal failure rate stays clean
-//! while one script failing again and again does not.
+//! The rules weigh shares, not counts: failures among the redeems the address attempted (a
+//! start costs nothing, so starts would let a script dilute its failures), high-risk starts
+//! among its starts. A crowd with a normal failure rate stays clean while one script failing
+//! again and again does not.
 //!
 //! One plain value, so the same rules run in the local server's memory map and inside the
 //! Cloudflare Durable Object that holds one visitor's state. Nothing here is ever written to
@@ -36,16 +38,18 @@ pub struct VisitorHistory {
     /// The start came faster than the hard limit allows: it is refused until then, Unix ms.
     pub refused_until: Option<i64>,
     /// Starts on this project within [`REPEAT_WINDOW_MS`], this one included (refused ones
-    /// are not: they cannot fail).
+    /// are not).
     pub recent_starts: u32,
+    /// Successful redeems on this project within [`REPEAT_WINDOW_MS`].
+    pub recent_solved: u32,
     /// Failed redeems on this project within [`REPEAT_WINDOW_MS`].
     pub recent_failures: u32,
     /// High-risk starts on this project within [`REPEAT_WINDOW_MS`].
     pub recent_high_risk: u32,
     /// Failed redeems on other projects within the reputation's lifetime.
     pub failures_elsewhere: u32,
-    /// Starts on other projects since the reputation began (its first failure).
-    pub starts_elsewhere: u32,
+    /// Successful redeems on other projects since the reputation began (its first failure).
+    pub solved_elsewhere: u32,
 }
 
 /// Something to remember about a visitor after the fact.
@@ -54,6 +58,8 @@ pub struct VisitorHistory {
 pub enum VisitorEvent {
     /// A redeem failed (wrong solution, forged or replayed token).
     FailedRedeem,
+    /// A redeem succeeded.
+    SolvedRedeem,
     /// A start scored at or above half the block threshold.
     HighRiskStart,
 }
@@ -87,13 +93,14 @@ struct BucketLevel {
 struct MinuteCounts {
     minute: i64,
     starts: u32,
+    solved: u32,
     failures: u32,
     high_risk: u32,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 struct Reputation {
-    /// Failures and starts per project id, since the reputation began.
+    /// Failed and successful redeems per project id, since the reputation began.
     sites: BTreeMap<String, SiteRecord>,
     /// The last failure: the reputation lives [`REPUTATION_TTL_MS`] from it.
     refreshed_at: i64,
@@ -102,7 +109,7 @@ struct Reputation {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 struct SiteRecord {
     failures: u32,
-    starts: u32,
+    solved: u32,
 }
 
 impl BucketLevel {
@@ -112,7 +119,9 @@ impl BucketLevel {
         let refilled =
             (now_ms - self.at).max(0).saturating_mul(per_window * TOKEN) / RATE_WINDOW_MS;
         let used = (self.used - refilled).max(0);
-        self.at = now_ms;
+        // Never backwards: edge locations' clocks differ, and going back would refill the
+        // same time twice.
+        self.at = self.at.max(now_ms);
         if used + TOKEN <= i64::from(bucket.burst.max(1)) * TOKEN {
             self.used = used + TOKEN;
             Ok(())
@@ -177,30 +186,18 @@ impl VisitorState {
                     (activity.soft.full_at(limits.soft)).max(activity.hard.full_at(limits.hard));
                 let minute = activity.this_minute(now_ms);
                 minute.starts = minute.starts.saturating_add(1);
-                if let Some(record) = self.reputation.sites.get_mut(project) {
-                    record.starts = record.starts.saturating_add(1);
-                } else if !self.reputation.sites.is_empty()
-                    && self.reputation.sites.len() < MAX_REPUTATION_SITES
-                {
-                    self.reputation.sites.insert(
-                        project.to_owned(),
-                        SiteRecord {
-                            failures: 0,
-                            starts: 1,
-                        },
-                    );
-                }
             }
         }
         let activity = &self.projects[project];
         history.recent_starts = activity.sum(|counts| counts.starts);
+        history.recent_solved = activity.sum(|counts| counts.solved);
         history.recent_failures = activity.sum(|counts| counts.failures);
         history.recent_high_risk = activity.sum(|counts| counts.high_risk);
         for (id, record) in &self.reputation.sites {
             if id != project {
                 history.failures_elsewhere =
                     history.failures_elsewhere.saturating_add(record.failures);
-                history.starts_elsewhere = history.starts_elsewhere.saturating_add(record.starts);
+                history.solved_elsewhere = history.solved_elsewhere.saturating_add(record.solved);
             }
         }
         history
@@ -214,18 +211,30 @@ impl VisitorState {
             .entry(project.to_owned())
             .or_default()
             .this_minute(now_ms);
-        match event {
-            VisitorEvent::FailedRedeem => minute.failures = minute.failures.saturating_add(1),
-            VisitorEvent::HighRiskStart => minute.high_risk = minute.high_risk.saturating_add(1),
-        }
-        if event == VisitorEvent::FailedRedeem {
+        let count = match event {
+            VisitorEvent::FailedRedeem => &mut minute.failures,
+            VisitorEvent::SolvedRedeem => &mut minute.solved,
+            VisitorEvent::HighRiskStart => &mut minute.high_risk,
+        };
+        *count = count.saturating_add(1);
+        // The reputation begins with a failure; from then on it counts redeems either way.
+        let redeem = matches!(
+            event,
+            VisitorEvent::FailedRedeem | VisitorEvent::SolvedRedeem
+        );
+        let begun = !self.reputation.sites.is_empty() || event == VisitorEvent::FailedRedeem;
+        if redeem && begun {
             let known = self.reputation.sites.contains_key(project);
             if known || self.reputation.sites.len() < MAX_REPUTATION_SITES {
                 let record = self.reputation.sites.entry(project.to_owned()).or_default();
-                record.failures = record.failures.saturating_add(1);
-                // The failed challenge's start came before the reputation did.
-                record.starts = record.starts.max(record.failures);
+                if event == VisitorEvent::FailedRedeem {
+                    record.failures = record.failures.saturating_add(1);
+                } else {
+                    record.solved = record.solved.saturating_add(1);
+                }
             }
+        }
+        if event == VisitorEvent::FailedRedeem {
             self.reputation.refreshed_at = now_ms;
         }
     }
@@ -333,20 +342,27 @@ mod tests {
     }
 
     #[test]
-    fn the_reputation_counts_failures_and_later_starts_elsewhere_for_a_day() {
+    fn the_reputation_counts_failures_and_later_redeems_elsewhere_for_a_day() {
         let mut state = VisitorState::default();
-        state.start("a", LIMITS, 0);
+        state.record("a", VisitorEvent::SolvedRedeem, 0);
+        assert!(
+            state.reputation.sites.is_empty(),
+            "no failure, no reputation"
+        );
         state.record("a", VisitorEvent::FailedRedeem, 10);
-        // Starts elsewhere after the first failure count towards the share there.
-        state.start("b", LIMITS, 20);
-        state.start("b", LIMITS, 30);
+        // Redeems elsewhere after the first failure count towards the share there.
+        state.record("b", VisitorEvent::SolvedRedeem, 20);
+        state.record("b", VisitorEvent::SolvedRedeem, 30);
+        state.record("c", VisitorEvent::FailedRedeem, 35);
         let on_c = state.start("c", LIMITS, 40);
-        assert_eq!((on_c.failures_elsewhere, on_c.starts_elsewhere), (1, 3));
+        assert_eq!((on_c.failures_elsewhere, on_c.solved_elsewhere), (1, 2));
+        assert_eq!((on_c.recent_failures, on_c.recent_solved), (1, 0));
         let on_a = state.start("a", LIMITS, 50);
-        assert_eq!((on_a.failures_elsewhere, on_a.starts_elsewhere), (0, 3));
+        assert_eq!((on_a.failures_elsewhere, on_a.solved_elsewhere), (1, 2));
+        assert_eq!((on_a.recent_failures, on_a.recent_solved), (1, 1));
         assert_eq!(
             state
-                .start("b", LIMITS, REPUTATION_TTL_MS + 10)
+                .start("b", LIMITS, REPUTATION_TTL_MS + 35)
                 .failures_elsewhere,
             0,
             "a day after the last failure"

@@ -62,24 +62,26 @@ const WINDOWS: usize = SCALAR_BITS as usize / WINDOW_BITS;
 
 /// `base^(j·16^i)` modulo one factor, for each 4-bit window `i` of a 128-bit scalar and each
 /// digit `j`: a power of `base` is then 32 multiplications (a square-and-multiply takes
-/// about 160). 512 entries, 64 KiB.
+/// about 160). 512 entries kept as bare Montgomery integers beside one copy of the factor's
+/// parameters: 64 KiB.
 struct FixedBase {
     base: Factor,
-    table: Vec<[Factor; 1 << WINDOW_BITS]>,
+    table: Vec<[U1024; 1 << WINDOW_BITS]>,
 }
 
 impl FixedBase {
     fn new(base: Factor) -> Self {
-        let one = Factor::one(*base.params());
         let mut table = Vec::with_capacity(WINDOWS);
         // base^(16^i), for the window being filled in.
         let mut unit = base;
         for _ in 0..WINDOWS {
-            let mut row = [one; 1 << WINDOW_BITS];
-            for digit in 1..row.len() {
-                row[digit] = row[digit - 1] * unit;
+            let mut power = Factor::one(*base.params());
+            let mut row = [*power.as_montgomery(); 1 << WINDOW_BITS];
+            for entry in row.iter_mut().skip(1) {
+                power *= unit;
+                *entry = *power.as_montgomery();
             }
-            unit = row[row.len() - 1] * unit;
+            unit = power * unit;
             table.push(row);
         }
         Self { base, table }
@@ -88,7 +90,8 @@ impl FixedBase {
     /// `base^r`. Each window's entry is selected by reading the whole row, so which entry
     /// was used (the secret digit) leaves no trace in the memory accesses.
     fn pow(&self, r: &Scalar) -> Factor {
-        let mut result = Factor::one(*self.base.params());
+        let params = *self.base.params();
+        let mut result = Factor::one(params);
         for (window, row) in self.table.iter().enumerate() {
             let byte = r[r.len() - 1 - window / 2];
             let digit = if window % 2 == 0 {
@@ -100,7 +103,7 @@ impl FixedBase {
             for (candidate, value) in row.iter().zip(0u8..).skip(1) {
                 entry.conditional_assign(candidate, value.ct_eq(&digit));
             }
-            result *= entry;
+            result *= Factor::from_montgomery(entry, params);
         }
         result
     }
@@ -118,7 +121,8 @@ pub enum RswKeyError {
     /// Not `<p hex>:<q hex>` with two 1024-bit numbers.
     #[error("an RSW key is two 256-digit hex primes joined by ':' (humanproof rsw-key makes one)")]
     Malformed,
-    /// The numbers are not two distinct 1024-bit probable primes.
+    /// The numbers are not two distinct odd 1024-bit numbers, or (checked by
+    /// [`RswKey::parse`] only) not probable primes.
     #[error("the RSW key's factors are not two distinct 1024-bit primes")]
     NotPrimes,
 }
@@ -126,20 +130,18 @@ pub enum RswKeyError {
 impl RswKey {
     /// Parses `<p hex>:<q hex>` and checks that both are distinct 1024-bit primes.
     pub fn parse(text: &str) -> Result<Self, RswKeyError> {
-        let (p, q) = text.trim().split_once(':').ok_or(RswKeyError::Malformed)?;
-        let factor = |hex: &str| -> Result<U1024, RswKeyError> {
-            let bytes = hex::decode(hex).map_err(|_| RswKeyError::Malformed)?;
-            let bytes: [u8; 128] = bytes.try_into().map_err(|_| RswKeyError::Malformed)?;
-            Ok(U1024::from_be_slice(&bytes))
-        };
-        let (p, q) = (factor(p)?, factor(q)?);
-        let full_size = |n: &U1024| n.bits() == MODULUS_BITS / 2;
-        if p == q || !full_size(&p) || !full_size(&q) || !is_probable_prime(&p) {
+        let (p, q) = parse_factors(text)?;
+        if !is_probable_prime(&p) || !is_probable_prime(&q) {
             return Err(RswKeyError::NotPrimes);
         }
-        if !is_probable_prime(&q) {
-            return Err(RswKeyError::NotPrimes);
-        }
+        Ok(Self::from_primes(p, q))
+    }
+
+    /// The same without the primality checks (16 full-size powers, tens of milliseconds of
+    /// wasm): for the edge, which takes the key from the operator's secret as
+    /// `humanproof rsw-key` printed it. Composite factors would only make every answer wrong.
+    pub fn parse_unchecked(text: &str) -> Result<Self, RswKeyError> {
+        let (p, q) = parse_factors(text)?;
         Ok(Self::from_primes(p, q))
     }
 
@@ -248,6 +250,11 @@ impl TimeLock {
         self.t
     }
 
+    /// The public modulus, as puzzles carry it.
+    pub fn modulus_hex(&self) -> String {
+        self.key.modulus_hex()
+    }
+
     /// The base the client squares, `x = g^r mod N`, as 512 lowercase hex digits.
     pub fn challenge(&self, r: &Scalar) -> String {
         let x = self.power(&self.key.0.g_p, &self.key.0.g_q, r);
@@ -283,6 +290,22 @@ pub fn solve(n_hex: &str, x_hex: &str, t: u32) -> Option<String> {
         y = y.square();
     }
     Some(hex::encode(y.retrieve().to_be_bytes()))
+}
+
+/// The two factors of `<p hex>:<q hex>`: distinct, odd, each of exactly 1024 bits.
+fn parse_factors(text: &str) -> Result<(U1024, U1024), RswKeyError> {
+    let (p, q) = text.trim().split_once(':').ok_or(RswKeyError::Malformed)?;
+    let factor = |hex: &str| -> Result<U1024, RswKeyError> {
+        let bytes = hex::decode(hex).map_err(|_| RswKeyError::Malformed)?;
+        let bytes: [u8; 128] = bytes.try_into().map_err(|_| RswKeyError::Malformed)?;
+        Ok(U1024::from_be_slice(&bytes))
+    };
+    let (p, q) = (factor(p)?, factor(q)?);
+    let shaped = |n: &U1024| n.bits() == MODULUS_BITS / 2 && n.as_words()[0] & 1 == 1;
+    if p == q || !shaped(&p) || !shaped(&q) {
+        return Err(RswKeyError::NotPrimes);
+    }
+    Ok((p, q))
 }
 
 /// 1 to 512 hex digits as a number below 2^2048.
@@ -323,7 +346,8 @@ const SMALL_PRIMES: [u32; 24] = [
     3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47, 53, 59, 61, 67, 71, 73, 79, 83, 89, 97,
 ];
 /// Miller–Rabin rounds with random bases: for random 1024-bit candidates the chance of a
-/// composite passing is far below 2^-80 (Damgård, Landrock and Pomerance).
+/// composite passing is far below 2^-80 (Damgård, Landrock and Pomerance); for a composite
+/// chosen on purpose, at most 4^-8.
 const MILLER_RABIN_ROUNDS: usize = 8;
 
 fn random_prime() -> U1024 {

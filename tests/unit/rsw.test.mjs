@@ -32,6 +32,8 @@ test("only well-formed RSW puzzles are taken", () => {
     null,
     { protocol: "sha256-pow", payload: { salt: "ab", target: "0" } },
     { protocol: "rsw", payload: { ...good.payload, N: "0x12" } },
+    { protocol: "rsw", payload: { ...good.payload, N: "0" } },
+    { protocol: "rsw", payload: { ...good.payload, N: "001" } },
     { protocol: "rsw", payload: { ...good.payload, x: "f".repeat(513) } },
     { protocol: "rsw", payload: { ...good.payload, t: -1 } },
     { protocol: "rsw", payload: { ...good.payload, t: 2 ** 60 } },

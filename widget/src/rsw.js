@@ -12,6 +12,7 @@ export function isRswPuzzle(puzzle) {
   return (
     puzzle?.protocol === "rsw" &&
     HEX.test(payload?.N) &&
+    !/^0*1?$/.test(payload.N) &&
     HEX.test(payload?.x) &&
     Number.isSafeInteger(payload?.t) &&
     payload.t >= 0

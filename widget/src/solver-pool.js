@@ -34,11 +34,12 @@ function startWorker() {
  * sub-challenges from the token), or format 2 (`challenges: [{protocol, payload}]`).
  */
 function jobsOf(started) {
-  if (started.format === 2 && Array.isArray(started.challenges) && started.challenges.length > 0) {
-    if (!started.challenges.every(isRswPuzzle)) {
+  if (started.format !== undefined) {
+    const puzzles = started.format === 2 && Array.isArray(started.challenges) ? started.challenges : [];
+    if (puzzles.length === 0 || !puzzles.every(isRswPuzzle)) {
       throw Object.assign(new Error("the edge sent a puzzle this widget cannot solve: update the widget"), { reason: "unsupported_challenge" });
     }
-    return started.challenges;
+    return puzzles;
   }
   return subChallenges(started.token, started.challenge).map(([salt, target]) => ({ salt, target }));
 }
