@@ -23,10 +23,10 @@ pub const REPEAT_WINDOW_MS: i64 = 10 * 60 * 1000;
 pub const REPUTATION_TTL_MS: i64 = 24 * 60 * 60 * 1000;
 const MINUTE_MS: i64 = 60 * 1000;
 /// Minutes of counts kept per project: the repeat window.
-const MINUTES: usize = (REPEAT_WINDOW_MS / MINUTE_MS) as usize;
-/// Sites remembered in the reputation: a bound on the state a hostile visitor can make the
-/// edge hold.
+/// Sites remembered in the reputation, and projects with live state: a bound on the state a
+/// hostile visitor can make the edge hold (a Durable Object value has a size limit).
 const MAX_REPUTATION_SITES: usize = 64;
+const MAX_PROJECTS: usize = 256;
 /// A token, in the buckets' thousandths.
 const TOKEN: i64 = 1000;
 
@@ -156,9 +156,19 @@ impl ProjectActivity {
         self.minutes.last_mut().expect("pushed above")
     }
 
+    /// Drops the minutes wholly older than the repeat window, so the counts always cover at
+    /// least its ten minutes.
     fn forget_before(&mut self, now_ms: i64) {
-        let oldest = now_ms.div_euclid(MINUTE_MS) - MINUTES as i64 + 1;
+        let oldest = (now_ms - REPEAT_WINDOW_MS).div_euclid(MINUTE_MS);
         self.minutes.retain(|counts| counts.minute >= oldest);
+    }
+
+    /// When nothing of it is left: its buckets are full and its minutes out of the window.
+    fn expires_at(&self) -> i64 {
+        let counts = self.minutes.last().map_or(i64::MIN, |last| {
+            (last.minute + 1) * MINUTE_MS + REPEAT_WINDOW_MS
+        });
+        self.full_at.max(counts)
     }
 
     fn sum(&self, count: impl Fn(&MinuteCounts) -> u32) -> u32 {
@@ -172,7 +182,7 @@ impl VisitorState {
     /// push back the time it may start again.
     pub fn start(&mut self, project: &str, limits: StartLimits, now_ms: i64) -> VisitorHistory {
         self.forget_expired(now_ms);
-        let activity = self.projects.entry(project.to_owned()).or_default();
+        let activity = self.activity(project);
         let mut history = VisitorHistory::default();
         let before = (activity.soft, activity.hard);
         match activity.hard.take(limits.hard, now_ms) {
@@ -206,11 +216,7 @@ impl VisitorState {
     /// Remembers `event` on `project`.
     pub fn record(&mut self, project: &str, event: VisitorEvent, now_ms: i64) {
         self.forget_expired(now_ms);
-        let minute = self
-            .projects
-            .entry(project.to_owned())
-            .or_default()
-            .this_minute(now_ms);
+        let minute = self.activity(project).this_minute(now_ms);
         let count = match event {
             VisitorEvent::FailedRedeem => &mut minute.failures,
             VisitorEvent::SolvedRedeem => &mut minute.solved,
@@ -242,16 +248,26 @@ impl VisitorState {
     /// When every part of the state has expired; `None` when there is nothing to keep. The
     /// buckets are full again by then, so forgetting them changes nothing.
     pub fn expires_at(&self) -> Option<i64> {
-        let projects = self.projects.values().map(|activity| {
-            let counts = activity
-                .minutes
-                .last()
-                .map_or(i64::MIN, |last| last.minute * MINUTE_MS + REPEAT_WINDOW_MS);
-            activity.full_at.max(counts)
-        });
+        let projects = self.projects.values().map(ProjectActivity::expires_at);
         let reputation = (!self.reputation.sites.is_empty())
             .then(|| self.reputation.refreshed_at + REPUTATION_TTL_MS);
         projects.chain(reputation).max()
+    }
+
+    /// The project's activity, made room for: past [`MAX_PROJECTS`] the one that would
+    /// expire first goes.
+    fn activity(&mut self, project: &str) -> &mut ProjectActivity {
+        if !self.projects.contains_key(project) && self.projects.len() >= MAX_PROJECTS {
+            let first_to_go = self
+                .projects
+                .iter()
+                .min_by_key(|(_, activity)| activity.expires_at())
+                .map(|(id, _)| id.clone());
+            if let Some(id) = first_to_go {
+                self.projects.remove(&id);
+            }
+        }
+        self.projects.entry(project.to_owned()).or_default()
     }
 
     fn forget_expired(&mut self, now_ms: i64) {
@@ -328,14 +344,15 @@ mod tests {
         }
         state.record("a", VisitorEvent::HighRiskStart, 11 * MINUTE_MS + 2);
         let history = state.start("a", wide, 11 * MINUTE_MS + 3);
-        // Minutes 2 to 11: ten minutes of one start and one failure each, plus this start.
+        // Minutes 1 to 11, the ten before now and the current one: one start and one failure
+        // each, plus this start.
         assert_eq!(
             (
                 history.recent_starts,
                 history.recent_failures,
                 history.recent_high_risk
             ),
-            (11, 10, 1)
+            (12, 11, 1)
         );
         let later = state.start("a", wide, 30 * MINUTE_MS);
         assert_eq!((later.recent_starts, later.recent_failures), (1, 0));
@@ -377,11 +394,17 @@ mod tests {
             state.record("a", VisitorEvent::HighRiskStart, at);
         }
         assert_eq!(state.projects["a"].minutes.len(), 1);
-        assert_eq!(state.expires_at(), Some(REPEAT_WINDOW_MS));
-        for site in 0..200 {
+        assert_eq!(state.expires_at(), Some(MINUTE_MS + REPEAT_WINDOW_MS));
+        for site in 0..300 {
             state.record(&format!("s{site}"), VisitorEvent::FailedRedeem, 200);
         }
         assert_eq!(state.reputation.sites.len(), MAX_REPUTATION_SITES);
+        assert_eq!(
+            state.projects.len(),
+            MAX_PROJECTS,
+            "the earliest to expire made room"
+        );
+        assert!(state.projects.contains_key("s299"), "the newest stays");
         assert_eq!(state.expires_at(), Some(200 + REPUTATION_TTL_MS));
         state.start("z", LIMITS, 2 * REPUTATION_TTL_MS);
         assert_eq!(
@@ -389,10 +412,10 @@ mod tests {
             ["z"],
             "everything but the new start is forgotten"
         );
-        // Its buckets are full again a window after their last token.
+        // Its counts leave the window ten minutes after their minute ends.
         assert_eq!(
             state.expires_at(),
-            Some(2 * REPUTATION_TTL_MS + REPEAT_WINDOW_MS)
+            Some(2 * REPUTATION_TTL_MS + MINUTE_MS + REPEAT_WINDOW_MS)
         );
     }
 }
