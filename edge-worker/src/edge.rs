@@ -14,8 +14,8 @@ use humanproof_protocol::wire::{
     RedeemRequest, RedeemResponse, SettingsResponse, Solutions, WidgetContext, Work,
 };
 use humanproof_protocol::{
-    MasterSecret, Network, PuzzleKind, Reason, RiskAssessment, SiteSnapshot, TelemetryEvent,
-    TelemetryKind,
+    MasterSecret, Network, ProjectKey, PuzzleKind, Reason, RiskAssessment, SiteSnapshot,
+    TelemetryEvent, TelemetryKind,
 };
 use serde::Serialize;
 use std::sync::Arc;
@@ -525,13 +525,14 @@ impl<S: SnapshotStore, C: ClaimStore, V: VisitorStore, T: TelemetrySink> Edge<S,
             return Err(Reason::ProjectPaused.into());
         }
         let body: RedeemRequest = parse_body(req.body, MAX_REDEEM_BODY)?;
-        let challenge: ChallengeClaims = self
-            .project_key(site)
-            .open(&body.token, req.now_ms)
-            .map_err(|err| match err {
-                TokenError::Expired => Reason::Expired,
-                TokenError::Malformed | TokenError::BadSignature => Reason::InvalidToken,
-            })?;
+        let project_key = self.project_key(site);
+        let challenge: ChallengeClaims =
+            project_key
+                .open(&body.token, req.now_ms)
+                .map_err(|err| match err {
+                    TokenError::Expired => Reason::Expired,
+                    TokenError::Malformed | TokenError::BadSignature => Reason::InvalidToken,
+                })?;
         if challenge.sk != site.site_key || challenge.host != host {
             return Err(Reason::ScopeMismatch.into());
         }
@@ -554,7 +555,7 @@ impl<S: SnapshotStore, C: ClaimStore, V: VisitorStore, T: TelemetrySink> Edge<S,
             claimed_challenge: true,
             ..reason.into()
         };
-        if !self.solves(site, &challenge, &body) {
+        if !self.solves(&project_key, &challenge, &body) {
             return Err(refuse(Reason::InvalidSolution));
         }
         // Checked after the claim too, so each challenge buys one guess at the answer.
@@ -580,7 +581,7 @@ impl<S: SnapshotStore, C: ClaimStore, V: VisitorStore, T: TelemetrySink> Edge<S,
         // Successes count too: the repeat rules weigh failures as a share of redeems.
         self.remember(site, visitor, VisitorEvent::SolvedRedeem, req.now_ms)
             .await;
-        let token = self.project_key(site).sign(&verification);
+        let token = project_key.sign(&verification);
         let details = EventDetails {
             hostname: Some(host.to_owned()),
             challenge_id: Some(challenge.jti),
@@ -603,18 +604,13 @@ impl<S: SnapshotStore, C: ClaimStore, V: VisitorStore, T: TelemetrySink> Edge<S,
     /// Whether the redeem's answers solve the challenge's work, of whichever kind it was.
     fn solves(
         &self,
-        site: &SiteSnapshot,
+        project_key: &ProjectKey,
         challenge: &ChallengeClaims,
         body: &RedeemRequest,
     ) -> bool {
         match (challenge.rsw, &body.solutions) {
             (None, Solutions::Nonces(nonces)) => {
-                let params = pow::ChallengeParams {
-                    c: challenge.c,
-                    s: challenge.s,
-                    d: challenge.d,
-                };
-                pow::verify_solutions(&body.token, params, nonces).is_ok()
+                pow::verify_solutions(&body.token, challenge.params(), nonces).is_ok()
             }
             (Some(squarings), Solutions::Answers(answers)) => {
                 // A token is only issued for RSW where the edge has the key; a key removed
@@ -622,7 +618,7 @@ impl<S: SnapshotStore, C: ClaimStore, V: VisitorStore, T: TelemetrySink> Edge<S,
                 let (Some(locks), [answer]) = (&self.config.time_locks, answers.as_slice()) else {
                     return false;
                 };
-                let scalar = self.project_key(site).rsw_scalar(&challenge.jti);
+                let scalar = project_key.rsw_scalar(&challenge.jti);
                 locks
                     .of_size(squarings)
                     .is_some_and(|lock| lock.is_answer(&scalar, &answer.y))
@@ -631,7 +627,7 @@ impl<S: SnapshotStore, C: ClaimStore, V: VisitorStore, T: TelemetrySink> Edge<S,
         }
     }
 
-    fn project_key(&self, site: &SiteSnapshot) -> humanproof_protocol::ProjectKey {
+    fn project_key(&self, site: &SiteSnapshot) -> ProjectKey {
         self.config
             .master
             .project_key(&site.project_id, site.key_version)

@@ -121,6 +121,17 @@ pub struct ChallengeClaims {
     pub ins_without_canvas: bool,
 }
 
+impl ChallengeClaims {
+    /// The SHA-256 work the token stands for, as the challenge response sent it.
+    pub fn params(&self) -> crate::pow::ChallengeParams {
+        crate::pow::ChallengeParams {
+            c: self.c,
+            s: self.s,
+            d: self.d,
+        }
+    }
+}
+
 impl Claims for ChallengeClaims {
     const KIND: &'static str = "hpc1";
     fn expires_at(&self) -> i64 {

@@ -12,7 +12,7 @@ use humanproof_control_plane::app;
 use humanproof_edge::instrumentation::{self, Scene};
 use humanproof_edge::risk::{self, StartEvidence};
 use humanproof_edge::visitor::VisitorHistory;
-use humanproof_protocol::pow::{self, ChallengeParams};
+use humanproof_protocol::pow;
 use humanproof_protocol::preset::RATE_WINDOW_MS;
 use humanproof_protocol::snapshot::RiskMode;
 use humanproof_protocol::wire::ChallengeRequest;
@@ -83,12 +83,7 @@ fn redeem_verification() {
         let solve_time = solve_started.elapsed();
         let per_redeem = time_per_call(Duration::from_secs(1), || {
             let opened: ChallengeClaims = key.open(&token, 1).unwrap();
-            let params = ChallengeParams {
-                c: opened.c,
-                s: opened.s,
-                d: opened.d,
-            };
-            pow::verify_solutions(&token, params, &solutions).unwrap();
+            pow::verify_solutions(&token, opened.params(), &solutions).unwrap();
         });
         println!(
             "redeem verification, {:<8} (c={}, d={}): {:>7.1} µs per redeem (native; reference solve took {:.2} s)",

@@ -15,8 +15,8 @@ use humanproof_edge::{Edge, EdgeConfig, EdgeRequest, RequestBody, TelemetrySink}
 use humanproof_protocol::snapshot::{BillingGate, RiskMode, WidgetPolicy};
 use humanproof_protocol::token::peek_unverified;
 use humanproof_protocol::{
-    ChallengeClaims, ChallengeParams, Decision, MasterSecret, Network, Preset, Protection,
-    RiskReason, SiteSnapshot, TelemetryEvent, pow,
+    ChallengeClaims, Decision, MasterSecret, Network, Preset, Protection, RiskReason, SiteSnapshot,
+    TelemetryEvent, pow,
 };
 use serde_json::{Value, json};
 
@@ -278,12 +278,7 @@ pub async fn simulate(scenario: Scenario) -> Outcome {
         if abandons {
             continue;
         }
-        let params = ChallengeParams {
-            c: claims.c,
-            s: claims.s,
-            d: claims.d,
-        };
-        let mut solutions = pow::solve(token, params);
+        let mut solutions = pow::solve(token, claims.params());
         let fails = scenario.visitors == Visitors::FailingScript
             || (scenario.visitors == Visitors::Crowd
                 && random.next() * 100.0 < f64::from(scenario.failed_percent));
