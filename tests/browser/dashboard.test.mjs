@@ -7,20 +7,18 @@
 // And billing: an upgrade through the local Stripe stand-in's checkout, and a viewer's view.
 // And analytics: a week of traffic drawn as charts on a phone's screen, light and dark, with
 // screenshots in target/test-output/. And a DPA request through the contact form, protected by
-// HumanProof's own widget, found in the DPA inbox.
+// HumanProof's own widget, found in the DPA inbox. (The pages' accessibility: accessibility.test.mjs.)
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdirSync, mkdtempSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { createServer } from "node:http";
 import { createHmac } from "node:crypto";
 import jsQR from "jsqr";
-import { spawnUntil, stopProcess } from "../support/control-plane.mjs";
+import { LocalPlatform } from "../support/dashboard.mjs";
 import { launchChromium } from "../support/browser.mjs";
 
-
-let server;
+let platform;
 let browser;
 let dashboard;
 let siteverify;
@@ -29,12 +27,8 @@ let customerSite;
 const customer = { html: "", secret: "", verifications: [] };
 
 before(async () => {
-  const dataDir = mkdtempSync(join(tmpdir(), "humanproof-dashboard-"));
-  const args = ["dev", "--data-dir", dataDir, "--control-listen", "127.0.0.1:0", "--edge-listen", "127.0.0.1:0", "--demo-listen", "127.0.0.1:0"];
-  const { child, output } = await spawnUntil(args, { ...process.env, RUST_LOG: "warn" }, /Press Ctrl-C/);
-  server = child;
-  dashboard = output.match(/dashboard\s+(\S+)/)[1];
-  siteverify = output.match(/siteverify\s+(\S+)/)[1];
+  platform = await LocalPlatform.start();
+  ({ dashboard, siteverify } = platform);
   customerSite = createServer(async (req, res) => {
     if (req.method === "POST" && req.url === "/signup") {
       let body = "";
@@ -54,30 +48,9 @@ before(async () => {
   browser = await launchChromium();
 });
 
-/**
- * Follows the newest emailed confirmation link to `email` from the dev outbox: it confirms
- * the address and signs the new account in.
- */
-async function confirmFromOutbox(page, email) {
-  await page.goto(`${dashboard}/dev/outbox`);
-  const message = page.locator("article").filter({ hasText: `To: ${email}` }).first();
-  await message.locator('a[href*="/verify-email?token="]').click();
-}
-
-/** Signs up through the form in English, then confirms the address from the outbox. */
-async function signUp(page, email) {
-  await page.goto(`${dashboard}/sign-up`);
-  await page.getByLabel("Email").fill(email);
-  await page.getByLabel("Password").fill("a long enough passphrase");
-  await page.getByRole("button", { name: "Sign up" }).click();
-  await page.getByRole("heading", { name: "Check your email" }).waitFor();
-  await confirmFromOutbox(page, email);
-  await page.getByRole("heading", { name: "Email confirmed" }).waitFor();
-}
-
 after(async () => {
   await browser?.close();
-  await stopProcess(server);
+  await platform?.stop();
   customerSite?.close();
 });
 
@@ -140,7 +113,7 @@ test("passkeys: register one, sign in with it alone, and use it as the second fa
   });
   const signOut = () => page.getByRole("button", { name: "Sign out" }).click();
 
-  await signUp(page, "keyholder@shop.example");
+  await platform.signUp(page, "keyholder@shop.example");
   await page.goto(dashboard);
   await page.getByRole("link", { name: "keyholder@shop.example" }).click();
   // The link signed in without the password: adding a way in needs it again.
@@ -192,7 +165,7 @@ test("a German browser gets the dashboard, and the texts its scripts show, in Ge
   await page.getByLabel("Passwort").fill("ein langes Kennwort");
   await page.getByRole("button", { name: "Registrieren" }).click();
   await page.getByText("Wir haben einen Link an lena@shop.example gesendet").waitFor();
-  await confirmFromOutbox(page, "lena@shop.example");
+  await platform.confirmFromOutbox(page, "lena@shop.example");
   await page.goto(dashboard);
   await page.getByRole("heading", { name: "Projekte" }).waitFor();
 
@@ -227,7 +200,7 @@ function totpCode(base32Secret) {
 test("two-factor setup: the QR code on screen scans to the key, a mistyped code keeps it, and a code from it turns TOTP on", async () => {
   const context = await browser.newContext();
   const page = await context.newPage();
-  await signUp(page, "scanner@shop.example");
+  await platform.signUp(page, "scanner@shop.example");
   await page.goto(dashboard);
   await page.getByRole("link", { name: "scanner@shop.example" }).click();
   await page.getByRole("button", { name: "Set up" }).click();
@@ -268,7 +241,7 @@ test("two-factor setup: the QR code on screen scans to the key, a mistyped code 
 test("billing: the owner buys through the checkout and changes plan, and a viewer sees the plan but no way to buy", async () => {
   const context = await browser.newContext();
   const page = await context.newPage();
-  await signUp(page, "payer@shop.example");
+  await platform.signUp(page, "payer@shop.example");
   await page.getByRole("link", { name: "Go to your dashboard" }).click();
   await page.waitForURL(/\/orgs\/[0-9a-f]+\/projects$/);
   const org = page.url().match(/\/orgs\/([0-9a-f]+)\//)[1];
@@ -305,7 +278,7 @@ test("billing: the owner buys through the checkout and changes plan, and a viewe
   // The viewer accepts the invitation and sees the plan, with nothing to buy.
   const viewerContext = await browser.newContext();
   const viewer = await viewerContext.newPage();
-  await signUp(viewer, "auditor@shop.example");
+  await platform.signUp(viewer, "auditor@shop.example");
   await viewer.goto(`${dashboard}/dev/outbox`);
   await viewer.locator("article").filter({ hasText: "To: auditor@shop.example" }).locator('a[href*="/invitations/accept"]').first().click();
   await viewer.getByRole("button", { name: "Accept and join" }).click();
@@ -325,7 +298,7 @@ test("analytics: a week of traffic drawn as charts on a phone, in light and dark
     const problems = [];
     page.on("pageerror", (error) => problems.push(error.message));
     page.on("console", (message) => message.type() === "error" && problems.push(message.text()));
-    await signUp(page, `analyst-${colorScheme}@shop.example`);
+    await platform.signUp(page, `analyst-${colorScheme}@shop.example`);
     await page.goto(dashboard);
     await page.getByRole("link", { name: "New project" }).click();
     await page.getByLabel("Name", { exact: true }).fill("Charts");
@@ -397,7 +370,7 @@ test("contact: a DPA request sent through the form, with HumanProof's own widget
 test("fit and finish: custom fields only under Custom, creating survives a reload, destructive buttons ask first and then say what happened, refused forms keep what was typed", async () => {
   const context = await browser.newContext();
   const page = await context.newPage();
-  await signUp(page, "careful@shop.example");
+  await platform.signUp(page, "careful@shop.example");
   await page.goto(dashboard);
   const projects = page.url();
 
@@ -461,74 +434,4 @@ test("fit and finish: custom fields only under Custom, creating survives a reloa
   await page.getByRole("button", { name: "Disable key" }).click();
   await page.getByText("API key disabled. Requests with it are refused.").waitFor();
   await context.close();
-});
-
-// Its own time limit: 19 pages, each shot four times full-length (the docs page is the whole
-// README), take about two minutes here.
-test("accessibility: axe-core finds nothing on the main pages, light and dark, and screenshots at 1280 and 390 px", { timeout: 360_000 }, async () => {
-  const { readFileSync } = await import("node:fs");
-  const axeSource = readFileSync(join(process.cwd(), "node_modules", "axe-core", "axe.min.js"), "utf8");
-  const output = join(process.cwd(), "target", "test-output", "pages");
-  mkdirSync(output, { recursive: true });
-  // One organisation with a project, a key and traffic, so every page has something on it.
-  const setup = await browser.newContext();
-  const owner = await setup.newPage();
-  await signUp(owner, "inspector@shop.example");
-  await owner.goto(dashboard);
-  const projects = owner.url();
-  const org = projects.match(/\/orgs\/([0-9a-f]+)\//)[1];
-  await owner.getByRole("link", { name: "New project" }).click();
-  await owner.getByLabel("Name", { exact: true }).fill("Inspected");
-  await owner.getByLabel("Testing domains").fill("localhost");
-  await owner.getByRole("button", { name: "Create project" }).click();
-  await owner.locator("#secret").waitFor();
-  const project = owner.url();
-  await owner.goto(`${project}/usage`);
-  await owner.getByRole("button", { name: "Add a week of made-up traffic (local server only)" }).click();
-  await owner.goto(`${dashboard}/orgs/${org}/api-keys`);
-  await owner.locator('input[name="name"]').fill("ci");
-  await owner.getByLabel("projects:read").check();
-  await owner.getByRole("button", { name: "Create key" }).click();
-  await owner.getByText("API key created.").waitFor();
-  const cookies = await setup.cookies();
-  await setup.close();
-
-  const pages = {
-    "sign-in": "/sign-in", "sign-up": "/sign-up", projects: `/orgs/${org}/projects`, settings: new URL(project).pathname,
-    integration: `${new URL(project).pathname}/integration`, usage: `${new URL(project).pathname}/usage`,
-    risk: `${new URL(project).pathname}/risk`, members: `/orgs/${org}/members`, "api-keys": `/orgs/${org}/api-keys`,
-    audit: `/orgs/${org}/audit`, billing: `/orgs/${org}/billing`, account: "/account", contact: "/contact",
-    privacy: "/privacy", "how-it-works": "/how-it-works", dpa: "/dpa", "api-reference": "/api-reference",
-    docs: "/docs", "new-organisation": "/orgs/new",
-  };
-  const found = [];
-  for (const colorScheme of ["light", "dark"]) {
-    for (const width of [1280, 390]) {
-      const context = await browser.newContext({ colorScheme, viewport: { width, height: 900 } });
-      await context.addCookies(cookies);
-      const page = await context.newPage();
-      for (const [name, path] of Object.entries(pages)) {
-        await page.goto(`${dashboard}${path}`);
-        // The signed-out pages are looked at signed in too: the same frame, more in it.
-        await page.screenshot({ path: join(output, `${name}-${width}-${colorScheme}.png`), fullPage: true });
-        if (width !== 1280) continue;
-        // Injected through the DevTools protocol, which the pages' script policy does not govern.
-        await page.evaluate(axeSource);
-        const result = await page.evaluate(() => window.axe.run(document, { runOnly: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "best-practice"] }));
-        for (const violation of result.violations) {
-          found.push(`${name} (${colorScheme}): ${violation.id} — ${violation.nodes.slice(0, 3).map((node) => node.target.join(" ")).join(", ")}`);
-        }
-      }
-      // Nothing important starts off-screen on a phone: no page is wider than the screen.
-      if (width === 390) {
-        for (const [name, path] of Object.entries(pages)) {
-          await page.goto(`${dashboard}${path}`);
-          const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
-          if (overflow > 0) found.push(`${name} (${colorScheme}, 390 px): ${overflow} px wider than the screen`);
-        }
-      }
-      await context.close();
-    }
-  }
-  assert.deepEqual(found, []);
 });
