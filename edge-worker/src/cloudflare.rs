@@ -273,23 +273,32 @@ fn master_secret(env: &Env) -> Result<MasterSecret> {
 }
 
 thread_local! {
-    /// The RSW key once per isolate, with the puzzle sizes precomputed under it, for as long
-    /// as the secret stays the same.
-    static TIME_LOCKS: std::cell::RefCell<Option<Arc<TimeLocks>>> =
+    /// The `HUMANPROOF_RSW_KEY` secret last seen in this isolate and what came of it: the
+    /// puzzles under it, with the sizes precomputed so far, or `None` if it is not a key.
+    static TIME_LOCKS: std::cell::RefCell<Option<(String, Option<Arc<TimeLocks>>)>> =
         const { std::cell::RefCell::new(None) };
 }
 
-/// The RSW puzzles under the `HUMANPROOF_RSW_KEY` secret, if set. The key itself is read on
-/// the first RSW start or redeem; a secret that is not a key leaves RSW projects on SHA-256.
+/// The RSW puzzles under the `HUMANPROOF_RSW_KEY` secret, if set. A secret that is not a key
+/// leaves RSW projects on their SHA-256 work, as a missing one does, and is logged once per
+/// isolate (each new secret is checked once).
 fn time_locks(env: &Env) -> Option<Arc<TimeLocks>> {
     let secret = env.secret(RSW_KEY).ok()?.to_string();
     TIME_LOCKS.with_borrow_mut(|cached| {
-        if let Some(locks) = cached.as_ref().filter(|locks| locks.secret() == secret) {
-            return Some(locks.clone());
+        if let Some((_, locks)) = cached.as_ref().filter(|(seen, _)| *seen == secret) {
+            return locks.clone();
         }
-        let locks = Arc::new(TimeLocks::from_secret(secret));
-        *cached = Some(locks.clone());
-        Some(locks)
+        let locks = match TimeLocks::from_secret(secret.clone()) {
+            Ok(locks) => Some(Arc::new(locks)),
+            Err(err) => {
+                worker::console_error!(
+                    "{RSW_KEY} is not used: {err}; RSW projects get SHA-256 work"
+                );
+                None
+            }
+        };
+        *cached = Some((secret, locks.clone()));
+        locks
     })
 }
 

@@ -444,7 +444,7 @@ impl<S: SnapshotStore, C: ClaimStore, V: VisitorStore, T: TelemetrySink> Edge<S,
         let jti = random_id();
         let time_lock = match (&self.config.time_locks, site.preset.protection().puzzle) {
             (Some(locks), PuzzleKind::Rsw) => {
-                locks.of_size(risk::scaled_squarings(site.preset, &assessment))
+                Some(locks.of_size(risk::scaled_squarings(site.preset, &assessment)))
             }
             _ => None,
         };
@@ -574,6 +574,7 @@ impl<S: SnapshotStore, C: ClaimStore, V: VisitorStore, T: TelemetrySink> Edge<S,
             host: host.to_owned(),
             d: challenge.d,
             c: challenge.c,
+            rsw: challenge.rsw,
             act: challenge.act,
             cd: challenge.cd,
             risk: challenge.risk,
@@ -619,9 +620,7 @@ impl<S: SnapshotStore, C: ClaimStore, V: VisitorStore, T: TelemetrySink> Edge<S,
                     return false;
                 };
                 let scalar = project_key.rsw_scalar(&challenge.jti);
-                locks
-                    .of_size(squarings)
-                    .is_some_and(|lock| lock.is_answer(&scalar, &answer.y))
+                locks.of_size(squarings).is_answer(&scalar, &answer.y)
             }
             _ => false,
         }

@@ -158,6 +158,9 @@ pub struct VerificationClaims {
     pub d: u32,
     /// Sub-challenges that were solved.
     pub c: u32,
+    /// Squarings of the RSW puzzle solved instead of SHA-256 work (`c` 1 and `d` 0 then).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rsw: Option<u32>,
     /// Widget action.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub act: Option<String>,

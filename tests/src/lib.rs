@@ -131,6 +131,7 @@ pub fn verification_claims(site_key: &str, host: &str, now: i64) -> Verification
         host: host.to_owned(),
         d: 1,
         c: 3,
+        rsw: None,
         act: None,
         cd: None,
         risk: None,

@@ -13,8 +13,9 @@ export const EDGE_BUNDLE = join(ROOT, "edge-worker/build/worker/shim.mjs");
  *  `telemetryRetry` ({ minSeconds, maxSeconds, maxRetries }, each optional) replaces its
  *  waits between delivery tries and the telemetry queue's tries before the dead-letter queue,
  *  so a test can outlast them in seconds on the same code path; `inspectorPort` opens V8's
- *  inspector (the edge benchmark's CPU profile); `rswKey` is the `HUMANPROOF_RSW_KEY` secret. */
-export function newEdge({ controlPlaneUrl, masterSecret, rswKey, queueBatchTimeout, telemetryRetry = {}, inspectorPort }) {
+ *  inspector (the edge benchmark's CPU profile); `rswKey` is the `HUMANPROOF_RSW_KEY` secret;
+ *  `handleRuntimeStdio(stdout, stderr)` takes workerd's output (the Worker's console). */
+export function newEdge({ controlPlaneUrl, masterSecret, rswKey, queueBatchTimeout, telemetryRetry = {}, inspectorPort, handleRuntimeStdio }) {
   const { workerOptions } = unstable_getMiniflareWorkerOptions(join(ROOT, "wrangler.toml"));
   for (const consumer of Object.values(workerOptions.queueConsumers)) {
     if (queueBatchTimeout !== undefined) consumer.maxBatchTimeout = queueBatchTimeout;
@@ -42,6 +43,7 @@ export function newEdge({ controlPlaneUrl, masterSecret, rswKey, queueBatchTimeo
     },
     host: "127.0.0.1",
     inspectorPort,
+    handleRuntimeStdio,
   });
 }
 

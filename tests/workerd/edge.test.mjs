@@ -219,6 +219,8 @@ describe("challenge and redeem in workerd", () => {
     assert.deepEqual([replayed.status, replayed.json.reason], [409, "already_redeemed"]);
     const verified = await siteverify(projects.timeLock.secret, redeemed.json.token);
     assert.equal(verified.json.success, true, JSON.stringify(verified.json));
+    assert.equal(verified.json.humanproof.squarings, 10_000);
+    assert.equal(verified.json.humanproof.difficulty, undefined);
 
     // A wrong answer spends the challenge like a wrong nonce; a made-up one is refused.
     const other = await startChallenge(site, HUMAN_START);
@@ -227,6 +229,40 @@ describe("challenge and redeem in workerd", () => {
     const third = await startChallenge(site);
     const junk = await redeem(site, third.token, [{ y: "f".repeat(600) }]);
     assert.deepEqual([junk.status, junk.json.reason], [400, "invalid_solution"]);
+  });
+
+  test("a HUMANPROOF_RSW_KEY that is not a key is logged once, and RSW projects get SHA-256 work", async () => {
+    let logged = "";
+    const misconfigured = newEdge({
+      controlPlaneUrl: flakyProxy.url,
+      masterSecret: MASTER_SECRET,
+      rswKey: RSW_VECTORS.key.slice(0, -1),
+      handleRuntimeStdio: (stdout, stderr) => {
+        stdout.resume();
+        stderr.on("data", (chunk) => (logged += chunk));
+      },
+    });
+    try {
+      await misconfigured.ready;
+      await seedSnapshot(misconfigured, control);
+      const start = async () => {
+        const response = await misconfigured.dispatchFetch(`http://edge.test/${projects.timeLock.site_key}/challenge`, {
+          method: "POST",
+          headers: { origin: ORIGIN, "content-type": "application/json", ...BROWSER_HEADERS },
+          body: HUMAN_START,
+        });
+        assert.equal(response.status, 200);
+        return response.json();
+      };
+      for (const started of [await start(), await start()]) {
+        assert.equal(started.format, undefined);
+        assert.ok(started.challenge.c >= 1, JSON.stringify(started));
+      }
+      await waitFor("the log line", () => logged.includes("HUMANPROOF_RSW_KEY is not used"));
+      assert.equal(logged.split("HUMANPROOF_RSW_KEY is not used").length, 2, logged);
+    } finally {
+      await misconfigured.dispose();
+    }
   });
 
   test("action and cdata travel to siteverify", async () => {

@@ -56,12 +56,15 @@ pub struct Extras {
     /// The redeemed challenge.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub challenge_id: Option<String>,
-    /// Difficulty solved.
+    /// Difficulty solved (SHA-256 work).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub difficulty: Option<u32>,
-    /// Sub-challenges solved.
+    /// Sub-challenges solved (SHA-256 work).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub challenge_count: Option<u32>,
+    /// Squarings of the RSW time-lock puzzle solved instead of SHA-256 work.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub squarings: Option<u32>,
     /// The edge's risk assessment of the challenge start: score, reasons with their points,
     /// decision, preset and mode, for the site backend to act on.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -172,8 +175,10 @@ async fn check_token(
             reason: None,
             site_key: Some(claims.sk.clone()),
             challenge_id: Some(claims.cid.clone()),
-            difficulty: Some(claims.d),
-            challenge_count: Some(claims.c),
+            // The work done: SHA-256's count and difficulty, or an RSW puzzle's squarings.
+            difficulty: claims.rsw.is_none().then_some(claims.d),
+            challenge_count: claims.rsw.is_none().then_some(claims.c),
+            squarings: claims.rsw,
             risk: claims.risk.clone(),
             replayed: false,
         }),
