@@ -443,7 +443,7 @@ impl Cli {
                 let listener = server::bind(listen).await?;
                 // Printed, not logged: scripts and tests read the real port from it.
                 println!("listening on http://{}", listener.local_addr()?);
-                server::serve(listener, state, server::shutdown_signal()).await?;
+                server::serve(listener, state, server::shutdown_signal()).await;
                 if let Some(metrics) = metrics {
                     metrics.abort();
                 }

@@ -9,11 +9,15 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::extract::{MatchedPath, State};
+use axum::extract::{ConnectInfo, MatchedPath, State};
 use axum::http::{HeaderName, Request, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::Response;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
+use tower::ServiceExt as _;
 use tower_http::compression::CompressionLayer;
 use tower_http::request_id::{
     MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
@@ -30,6 +34,12 @@ use crate::state::AppState;
 /// off here instead of holding a connection and a task forever.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How long a connection may take to send a request's headers, counted from when the server
+/// is ready for them (a new connection, or an idle one after its last answer): a client that
+/// opens connections and sends nothing, or trickles its headers in, is cut off here.
+/// [`REQUEST_TIMEOUT`] starts only once the headers are in.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Serves the control plane on `listener` until `shutdown` resolves, then finishes the
@@ -38,7 +48,7 @@ pub async fn serve(
     listener: TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
+) {
     let mut jobs = vec![
         tokio::spawn(retention::apply_hourly(
             state.db.clone(),
@@ -74,21 +84,72 @@ pub async fn serve(
         )));
     }
     let metrics = state.metrics.clone();
-    let service =
-        with_middleware(app(state), metrics).into_make_service_with_connect_info::<SocketAddr>();
-    let served = axum::serve(listener, service)
-        .with_graceful_shutdown(shutdown)
-        .await;
+    serve_router(listener, with_middleware(app(state), metrics), shutdown).await;
     for job in jobs {
         job.abort();
     }
-    served
 }
 
 /// Serves `/metrics` on `listener` (the operator's address, apart from the public one) for as
 /// long as the future runs: `humanproof serve` drops it when [`serve`] returns.
-pub async fn serve_metrics(listener: TcpListener, state: AppState) -> std::io::Result<()> {
-    axum::serve(listener, metrics_app(state)).await
+pub async fn serve_metrics(listener: TcpListener, state: AppState) {
+    serve_router(listener, metrics_app(state), std::future::pending()).await;
+}
+
+/// Serves `router` over HTTP/1.1 on `listener` until `shutdown` resolves, then stops accepting
+/// and waits for the connections' requests in flight. What axum::serve does, plus
+/// [`HEADER_READ_TIMEOUT`]. Handlers see the peer's address as `ConnectInfo<SocketAddr>`.
+pub async fn serve_router(
+    listener: TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    let connections = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    wait_after_accept_error(err).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let router = router.clone();
+        let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
+            request.extensions_mut().insert(ConnectInfo(peer));
+            router.clone().oneshot(request.map(axum::body::Body::new))
+        });
+        let connection = connections.watch(http.serve_connection(TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            // A client that hangs up, sends garbage or runs out the header deadline.
+            if let Err(err) = connection.await {
+                tracing::debug!(error = %err, "connection closed with an error");
+            }
+        });
+    }
+    drop(listener);
+    connections.shutdown().await;
+}
+
+/// After a failed accept: a connection the peer dropped before it was accepted is nothing;
+/// anything else (out of file descriptors, say) is logged and waited out for a second rather
+/// than retried in a busy loop.
+async fn wait_after_accept_error(err: std::io::Error) {
+    use std::io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
+    if matches!(
+        err.kind(),
+        ConnectionAborted | ConnectionRefused | ConnectionReset
+    ) {
+        return;
+    }
+    tracing::error!(error = %err, "accepting a connection failed; retrying in a second");
+    tokio::time::sleep(Duration::from_secs(1)).await;
 }
 
 /// The layers every request passes: a request id (kept from a proxy, else minted) echoed in

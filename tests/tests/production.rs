@@ -920,6 +920,94 @@ async fn serve_exposes_metrics_and_finishes_requests_in_flight_on_sigterm() {
     );
 }
 
+/// What a slowloris script does to `serve`: connections that send nothing, or trickle their
+/// headers in a line at a time, or sit idle after an answer, are each closed once the header
+/// deadline passes, while other visitors are served all along.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_cuts_off_connections_that_do_not_send_their_headers() {
+    use humanproof_control_plane::server::HEADER_READ_TIMEOUT;
+    use std::time::{Duration, Instant};
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    use tokio::net::TcpStream;
+
+    let database_url = fresh_database_url(Backend::Sqlite).await.unwrap();
+    let unused = "http://127.0.0.1:9";
+    let server = Server::start(database_url, unused, unused).await;
+    let address = server.base.strip_prefix("http://").unwrap().to_owned();
+    let opened = Instant::now();
+
+    // What each connection reads until the server closes it, and when it was closed.
+    let read_until_closed = |mut stream: tokio::io::ReadHalf<TcpStream>| async move {
+        let mut answer = Vec::new();
+        let _ = stream.read_to_end(&mut answer).await; // a reset ends it too
+        (
+            String::from_utf8_lossy(&answer).into_owned(),
+            opened.elapsed(),
+        )
+    };
+    let silent = TcpStream::connect(&address).await.unwrap();
+    let trickling = TcpStream::connect(&address).await.unwrap();
+    let mut idle = TcpStream::connect(&address).await.unwrap();
+    idle.write_all(format!("GET /livez HTTP/1.1\r\nHost: {address}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let (silent, _keep_open) = tokio::io::split(silent);
+    let (idle, _idle_writer) = tokio::io::split(idle);
+    let (trickled, mut trickle) = tokio::io::split(trickling);
+    let silent = tokio::spawn(read_until_closed(silent));
+    let idle = tokio::spawn(read_until_closed(idle));
+    let trickled = tokio::spawn(read_until_closed(trickled));
+    // The request line, then a header line every two seconds, for as long as the server
+    // takes them (a minute at most).
+    let trickler = tokio::spawn(async move {
+        let mut line = format!("GET /livez HTTP/1.1\r\nHost: {address}\r\n");
+        let mut lines = 0;
+        while lines < 30 && trickle.write_all(line.as_bytes()).await.is_ok() {
+            lines += 1;
+            line = format!("X-Slow-{lines}: 1\r\n");
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+        lines
+    });
+
+    // Everyone else is served meanwhile.
+    let http = humanproof_control_plane::http::client();
+    for _ in 0..3 {
+        let page = http
+            .get(format!("{}/sign-in", server.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(page.status(), 200);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+
+    let at_most = HEADER_READ_TIMEOUT + Duration::from_secs(10);
+    for (name, closed) in [("silent", silent), ("trickling", trickled), ("idle", idle)] {
+        let (answer, at) = tokio::time::timeout(at_most, closed)
+            .await
+            .expect(name)
+            .unwrap();
+        assert!(
+            at >= HEADER_READ_TIMEOUT - Duration::from_secs(1),
+            "{name} closed after {at:?}"
+        );
+        assert!(at < at_most, "{name} closed after {at:?}");
+        if name == "idle" {
+            assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
+        } else {
+            // Closed without an answer: no request was handled.
+            assert!(answer.is_empty(), "{name}: {answer}");
+        }
+    }
+    assert!(
+        trickler.await.unwrap() < 30,
+        "the trickled headers were taken to the end"
+    );
+    let (status, _) = server.stop().await;
+    assert!(status.success(), "{status}");
+}
+
 /// Two `serve` replicas on one PostgreSQL, the way operators scale the control plane out,
 /// under the traffic an edge makes: a crowd of visitors through the edge logic (published to
 /// from the same database) starts, solves, fails and gets blocked; their backends send every

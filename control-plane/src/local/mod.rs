@@ -32,7 +32,6 @@ use humanproof_edge::memory::{MemoryClaims, MemorySnapshots, MemoryVisitors};
 use humanproof_edge::time_locks::TimeLocks;
 use humanproof_protocol::Preset;
 use humanproof_protocol::snapshot::RiskMode;
-use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
 use crate::clock::Clock;
@@ -231,15 +230,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     });
     // The control plane is served exactly as in production; the edge and the demo site are
     // development stand-ins with no middleware of their own.
-    let serve_plain = |listener: TcpListener, router: axum::Router| async move {
-        axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-    };
-    tokio::try_join!(
+    let serve_plain = |listener, router| server::serve_router(listener, router, shutdown_signal());
+    tokio::join!(
         server::serve(control, state, shutdown_signal()),
         serve_plain(
             edge_listener,
@@ -248,7 +240,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         serve_plain(demo_listener, demo_site),
         serve_plain(stripe_listener, stripe_standin.router()),
         serve_plain(vies_listener, vies_standin.router()),
-    )?;
+    );
     Ok(())
 }
 
