@@ -7,7 +7,7 @@
 //! (a few milliseconds) is kept for the next start of that size; the set is bounded, and the
 //! size used least recently goes first.
 
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, LazyLock, Mutex};
 
 use humanproof_protocol::rsw::{RswKey, RswKeyError, TimeLock};
 
@@ -18,9 +18,8 @@ const KEPT_SIZES: usize = 32;
 /// The operator's RSW key with its precomputed puzzle sizes.
 #[derive(Debug)]
 pub struct TimeLocks {
-    /// The key as the secret spells it, for building it on first use.
-    secret: String,
-    key: OnceLock<RswKey>,
+    /// The key: given, or built from the secret on first use.
+    key: LazyLock<RswKey, Box<dyn FnOnce() -> RswKey + Send>>,
     /// Least recently used first.
     sizes: Mutex<Vec<Arc<TimeLock>>>,
 }
@@ -30,27 +29,26 @@ impl TimeLocks {
     /// it). Its shape is checked now, the key built when first needed.
     pub fn from_secret(secret: String) -> Result<Self, RswKeyError> {
         RswKey::check_unchecked(&secret)?;
-        Ok(Self {
-            secret,
-            key: OnceLock::new(),
-            sizes: Mutex::new(Vec::new()),
-        })
+        Ok(Self::with_key(Box::new(move || {
+            RswKey::parse_unchecked(&secret).expect("its shape was checked in from_secret")
+        })))
     }
 
     /// Puzzles under `key`, already read.
     pub fn new(key: RswKey) -> Self {
+        Self::with_key(Box::new(move || key))
+    }
+
+    fn with_key(key: Box<dyn FnOnce() -> RswKey + Send>) -> Self {
         Self {
-            secret: key.to_secret_string(),
-            key: OnceLock::from(key),
+            key: LazyLock::new(key),
             sizes: Mutex::new(Vec::new()),
         }
     }
 
     /// Puzzles of `t` squarings.
     pub fn of_size(&self, t: u32) -> Arc<TimeLock> {
-        let key = self.key.get_or_init(|| {
-            RswKey::parse_unchecked(&self.secret).expect("its shape was checked in from_secret")
-        });
+        let key = &*self.key;
         let kept = |sizes: &mut Vec<Arc<TimeLock>>| {
             let at = sizes.iter().position(|lock| lock.squarings() == t)?;
             let lock = sizes.remove(at);
