@@ -8,6 +8,7 @@ use humanproof_control_plane::db::{accounts, billing, orgs, projects, stats};
 use humanproof_control_plane::local::{StandInSubscription, StripeStandIn};
 use humanproof_control_plane::plans::Catalogue;
 use humanproof_control_plane::roles::{Permission, Role, Scope};
+use humanproof_control_plane::routes::api::OPENAPI;
 use humanproof_control_plane::secrets;
 use humanproof_control_plane::service::billing as billing_service;
 use humanproof_control_plane::service::projects::SECRET_OVERLAP_MS;
@@ -1625,6 +1626,98 @@ on_both_databases! {
         assert_eq!(status, 204);
         let (status, _) = api.call("GET", &format!("/api/v1/projects/{id}"), None).await;
         assert_eq!(status, 404);
+    }
+
+    async fn projects_in_the_api_are_what_its_openapi_document_says(world: World) {
+        let base = world.serve().await;
+        let owner = tenant(&world, &base, "spec@example.com").await;
+        let (api, _) = api_key(&world, &base, &owner, &["projects:read", "projects:write"]).await;
+        let document: Value = serde_json::from_str(OPENAPI).unwrap();
+        let schema = |name: &str| document["components"]["schemas"][name]["properties"].as_object().unwrap().clone();
+        let sorted = |names: Vec<String>| { let mut names = names; names.sort(); names };
+        let keys = |object: &serde_json::Map<String, Value>| sorted(object.keys().cloned().collect());
+        let path = format!("/api/v1/projects/{}", owner.project);
+
+        // A project reads as the document says, every property present.
+        let (status, project) = api.call("GET", &path, None).await;
+        assert_eq!(status, 200, "{project}");
+        assert_eq!(keys(project.as_object().unwrap()), keys(&schema("Project")));
+        let required: Vec<String> = serde_json::from_value(document["components"]["schemas"]["Project"]["required"].clone()).unwrap();
+        assert_eq!(sorted(required), keys(&schema("Project")));
+        assert_eq!(keys(project["widget"].as_object().unwrap()), keys(&schema("Widget")));
+
+        // A project body takes the fields the document names, no more and no fewer: refusing an
+        // unknown field, serde lists the ones it knows.
+        let (status, answer) = api.call("PATCH", &path, Some(json!({ "surprise": true }))).await;
+        assert_eq!((status, answer["error"]["field"].as_str()), (400, Some("body")), "{answer}");
+        let message = answer["error"]["message"].as_str().unwrap();
+        let (_, known) = message.split_once("expected one of ").expect("serde lists the known fields");
+        let known: Vec<String> = known.split('`').skip(1).step_by(2).map(str::to_owned).collect();
+        assert_eq!(sorted(known), keys(&schema("ProjectInput")));
+
+        // Each field given a value of a type it never takes is named in the refusal.
+        for field in schema("ProjectInput").keys() {
+            let (status, answer) = api.call("PATCH", &path, Some(json!({ field: {} }))).await;
+            assert_eq!((status, answer["error"]["field"].as_str()), (400, Some(field.as_str())), "{field}: {answer}");
+        }
+        let widget = project["widget"].clone();
+        for field in schema("Widget").keys() {
+            let mut wrong = widget.clone();
+            wrong[field] = json!({});
+            let (status, answer) = api.call("PATCH", &path, Some(json!({ "widget": wrong }))).await;
+            assert_eq!((status, answer["error"]["field"].as_str()), (400, Some(format!("widget.{field}").as_str())), "{field}: {answer}");
+        }
+
+        // The documented bounds and names are the ones the API keeps: each end of a range and
+        // each name taken, one step past an end or a made-up name refused.
+        let patch = async |body: Value| api.call("PATCH", &path, Some(body)).await;
+        for (field, spec) in schema("ProjectInput") {
+            let custom = |value: Value| json!({ "preset": "custom", field.as_str(): value });
+            // `steps` from `value`: whole numbers for integers, tenths (a score's precision) else.
+            let integer = spec["type"] == "integer";
+            let at = |value: f64, steps: i64| if integer { json!(value as i64 + steps) } else { json!(value + steps as f64 / 10.0) };
+            let mut taken = Vec::new();
+            let mut refused = Vec::new();
+            if let Some(min) = spec["minimum"].as_f64() {
+                taken.push(custom(at(min, 0)));
+                refused.push(custom(at(min, -1)));
+            }
+            if let Some(max) = spec["maximum"].as_f64() {
+                taken.push(custom(at(max, 0)));
+                refused.push(custom(at(max, 1)));
+            }
+            if let Some(max) = spec["maxLength"].as_u64() {
+                taken.push(json!({ field.as_str(): "x".repeat(max as usize) }));
+                refused.push(json!({ field.as_str(): "x".repeat(max as usize + 1) }));
+            }
+            if let Some(min) = spec["minLength"].as_u64() {
+                refused.push(json!({ field.as_str(): "x".repeat(min as usize - 1) }));
+            }
+            if let Some(names) = spec["enum"].as_array() {
+                taken.extend(names.iter().map(|name| custom(name.clone())));
+                refused.push(custom(json!("made-up")));
+            }
+            for body in taken {
+                let (status, answer) = patch(body.clone()).await;
+                assert_eq!(status, 200, "{body}: {answer}");
+            }
+            for body in refused {
+                let (status, answer) = patch(body.clone()).await;
+                assert_eq!((status, answer["error"]["field"].as_str()), (400, Some(field.as_str())), "{body}: {answer}");
+            }
+        }
+        for (field, spec) in schema("Widget") {
+            for name in spec["enum"].as_array().unwrap() {
+                let mut body = widget.clone();
+                body[&field] = name.clone();
+                let (status, answer) = patch(json!({ "widget": body })).await;
+                assert_eq!(status, 200, "{field} {name}: {answer}");
+            }
+            let mut body = widget.clone();
+            body[&field] = json!("made-up");
+            let (status, answer) = patch(json!({ "widget": body })).await;
+            assert_eq!((status, answer["error"]["field"].as_str()), (400, Some(format!("widget.{field}").as_str())), "{field}: {answer}");
+        }
     }
 
     async fn project_changes_reach_the_edge(world: World) {

@@ -43,7 +43,8 @@ impl FromRequestParts<AppState> for ApiActor {
 
 /// A project body's fields, as [`ApiError::Invalid`] names one whose value has the wrong type
 /// or is not one of its names; anything else wrong (an unknown field, broken JSON) is the
-/// body's.
+/// body's. A test sends each field the OpenAPI document lists a value of the wrong type and
+/// reads its name back, and checks the document lists exactly the fields the body takes.
 const INPUT_FIELDS: [&str; 23] = [
     "name",
     "production_domains",
