@@ -11,49 +11,46 @@ use std::sync::LazyLock;
 use minijinja::value::{Kwargs, Value};
 use minijinja::{Environment, State};
 
-/// The dashboard's languages, English first. The widget ships the same ones
-/// ([`crate::service::projects::WIDGET_LANGUAGES`]); a test keeps the two lists equal.
-pub const LANGUAGES: [&str; 10] = ["en", "de", "fr", "es", "it", "nl", "pl", "cs", "pt", "sv"];
+/// The dashboard's languages, English first: each one's code, its name in itself (as the
+/// language pickers list it) and its catalogue, compiled in so that a deployment cannot ship
+/// without it. English, the language every text is written in, has none.
+const TABLE: [(&str, &str, Option<&str>); 10] = [
+    ("en", "English", None),
+    ("de", "Deutsch", Some(include_str!("../locales/de.json"))),
+    ("fr", "Français", Some(include_str!("../locales/fr.json"))),
+    ("es", "Español", Some(include_str!("../locales/es.json"))),
+    ("it", "Italiano", Some(include_str!("../locales/it.json"))),
+    ("nl", "Nederlands", Some(include_str!("../locales/nl.json"))),
+    ("pl", "Polski", Some(include_str!("../locales/pl.json"))),
+    ("cs", "Čeština", Some(include_str!("../locales/cs.json"))),
+    ("pt", "Português", Some(include_str!("../locales/pt.json"))),
+    ("sv", "Svenska", Some(include_str!("../locales/sv.json"))),
+];
+
+/// The dashboard languages' codes, English first. The widget ships the same ones
+/// ([`crate::service::projects::WIDGET_LANGUAGES`] adds `auto`).
+pub const LANGUAGES: [&str; TABLE.len()] = {
+    let mut codes = [""; TABLE.len()];
+    let mut i = 0;
+    while i < TABLE.len() {
+        codes[i] = TABLE[i].0;
+        i += 1;
+    }
+    codes
+};
 
 /// The language every text is written in, and the fallback.
 pub const DEFAULT: &str = "en";
 
-/// The catalogues, compiled in so that a deployment cannot ship without them.
-const CATALOGUE_FILES: [(&str, &str); 9] = [
-    ("de", include_str!("../locales/de.json")),
-    ("fr", include_str!("../locales/fr.json")),
-    ("es", include_str!("../locales/es.json")),
-    ("it", include_str!("../locales/it.json")),
-    ("nl", include_str!("../locales/nl.json")),
-    ("pl", include_str!("../locales/pl.json")),
-    ("cs", include_str!("../locales/cs.json")),
-    ("pt", include_str!("../locales/pt.json")),
-    ("sv", include_str!("../locales/sv.json")),
-];
-
-/// Each language in its own name, as the language pickers list them.
-const NATIVE_NAMES: [(&str, &str); 10] = [
-    ("en", "English"),
-    ("de", "Deutsch"),
-    ("fr", "Français"),
-    ("es", "Español"),
-    ("it", "Italiano"),
-    ("nl", "Nederlands"),
-    ("pl", "Polski"),
-    ("cs", "Čeština"),
-    ("pt", "Português"),
-    ("sv", "Svenska"),
-];
-
 /// The catalogues, parsed on first use.
 static CATALOGUES: LazyLock<HashMap<&'static str, HashMap<String, String>>> = LazyLock::new(|| {
-    CATALOGUE_FILES
+    TABLE
         .iter()
-        .map(|(lang, json)| {
-            let catalogue = serde_json::from_str(json).unwrap_or_else(|err| {
+        .filter_map(|(lang, _, json)| {
+            let catalogue = serde_json::from_str((*json)?).unwrap_or_else(|err| {
                 panic!("locales/{lang}.json is not a flat JSON object: {err}")
             });
-            (*lang, catalogue)
+            Some((*lang, catalogue))
         })
         .collect()
 });
@@ -160,7 +157,8 @@ pub fn negotiate(accept_language: Option<&str>) -> &'static str {
 /// and then filled in, and `language_names` (code → the language's own name).
 pub fn register(env: &mut Environment<'_>) {
     env.add_function("t", template_translate);
-    env.add_global("language_names", Value::from_iter(NATIVE_NAMES));
+    let names = TABLE.iter().map(|(code, name, _)| (*code, *name));
+    env.add_global("language_names", Value::from_iter(names));
 }
 
 /// Returns a plain string, so auto-escaping still applies to the text and its values alike.
@@ -267,15 +265,24 @@ mod tests {
     }
 
     #[test]
-    fn every_dashboard_language_has_a_catalogue_and_a_name() {
-        let with_catalogue: Vec<&str> = CATALOGUE_FILES.iter().map(|(lang, _)| *lang).collect();
-        assert_eq!(
-            with_catalogue,
-            LANGUAGES[1..],
-            "English needs no catalogue; every other language does"
-        );
-        let named: Vec<&str> = NATIVE_NAMES.iter().map(|(lang, _)| *lang).collect();
-        assert_eq!(named, LANGUAGES);
+    fn every_dashboard_language_but_english_has_a_catalogue() {
+        assert_eq!((LANGUAGES[0], TABLE[0].2), (DEFAULT, None));
+        for (lang, _, catalogue) in &TABLE[1..] {
+            assert!(catalogue.is_some(), "{lang} has no catalogue");
+        }
+    }
+
+    #[test]
+    fn the_widget_speaks_every_dashboard_language() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let widget = std::fs::read_to_string(root.join("../widget/src/i18n.js")).unwrap();
+        // `  de: { label: …`, one line per language in the widget's MESSAGES.
+        let spoken: Vec<&str> = widget
+            .lines()
+            .filter_map(|line| line.strip_prefix("  ")?.split_once(": {"))
+            .map(|(code, _)| code)
+            .collect();
+        assert_eq!(spoken, LANGUAGES);
     }
 
     /// The texts of `t("…")` calls with a literal argument in the templates.
