@@ -451,7 +451,7 @@ impl Cli {
             }
             Command::Dev(args) => local::run(args).await,
             Command::Migrate { database } => {
-                Db::connect(&database.database_url).await?;
+                database.with(async |_| Ok(())).await?;
                 println!("migrations applied");
                 Ok(())
             }
@@ -468,19 +468,21 @@ impl Cli {
                         monthly_limit,
                     },
             } => {
-                let db = Db::connect(&database.database_url).await?;
-                let now = Clock::system().now_ms();
-                projects::set_gates(
-                    &db,
-                    &project_id,
-                    !paused,
-                    billing_status.into(),
-                    monthly_limit,
-                    now,
-                )
-                .await?;
-                println!("{}", json!({ "project_id": project_id, "updated": true }));
-                Ok(())
+                database.with(async |db| {
+                    let now = Clock::system().now_ms();
+                    projects::set_gates(
+                        db,
+                        &project_id,
+                        !paused,
+                        billing_status.into(),
+                        monthly_limit,
+                        now,
+                    )
+                    .await?;
+                    println!("{}", json!({ "project_id": project_id, "updated": true }));
+                    Ok(())
+                })
+                .await
             }
             Command::Project {
                 command:
@@ -489,37 +491,41 @@ impl Cli {
                         project_id,
                     },
             } => {
-                let db = Db::connect(&database.database_url).await?;
-                let now = Clock::system().now_ms();
-                let project = projects::find(&db, &project_id)
-                    .await?
-                    .with_context(|| format!("no project {project_id}"))?;
-                let key_version = projects::bump_key_version(&db, &project.id, now).await?;
-                // In the project's organisation's log too, so its owners see who revoked.
-                db::orgs::audit(
-                    &db,
-                    project.organisation_id.as_deref(),
-                    "operator",
-                    "project.tokens_revoked",
-                    Some(&project.id),
-                    now,
-                )
-                .await?;
-                println!(
-                    "{}",
-                    json!({ "project_id": project_id, "key_version": key_version })
-                );
-                Ok(())
+                database.with(async |db| {
+                    let now = Clock::system().now_ms();
+                    let project = projects::find(db, &project_id)
+                        .await?
+                        .with_context(|| format!("no project {project_id}"))?;
+                    let key_version = projects::bump_key_version(db, &project.id, now).await?;
+                    // In the project's organisation's log too, so its owners see who revoked.
+                    db::orgs::audit(
+                        db,
+                        project.organisation_id.as_deref(),
+                        "operator",
+                        "project.tokens_revoked",
+                        Some(&project.id),
+                        now,
+                    )
+                    .await?;
+                    println!(
+                        "{}",
+                        json!({ "project_id": project_id, "key_version": key_version })
+                    );
+                    Ok(())
+                })
+                .await
             }
             Command::Snapshot { database, plans } => {
-                let db = Db::connect(&database.database_url).await?;
-                let entries =
-                    snapshot::build_all(&db, &plans.catalogue()?, Clock::system().now_ms()).await?;
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&snapshot::kv_pairs(&entries))?
-                );
-                Ok(())
+                database.with(async |db| {
+                    let entries =
+                        snapshot::build_all(db, &plans.catalogue()?, Clock::system().now_ms()).await?;
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&snapshot::kv_pairs(&entries))?
+                    );
+                    Ok(())
+                })
+                .await
             }
             Command::RswKey => {
                 println!("{}", RswKey::generate().to_secret_string());
@@ -540,63 +546,69 @@ impl Cli {
                     !matches!(publisher, Publisher::Disabled),
                     "configure Cloudflare KV (see --help)"
                 );
-                let db = Db::connect(&database.database_url).await?;
-                let report = publisher
-                    .republish_all(&db, &plans.catalogue()?, Clock::system().now_ms())
-                    .await?;
-                println!("{}", serde_json::to_string(&report)?);
-                Ok(())
+                database.with(async |db| {
+                    let report = publisher
+                        .republish_all(db, &plans.catalogue()?, Clock::system().now_ms())
+                        .await?;
+                    println!("{}", serde_json::to_string(&report)?);
+                    Ok(())
+                })
+                .await
             }
             Command::Admin {
                 command: AdminCommand::Create { database, email },
             } => {
-                let db = Db::connect(&database.database_url).await?;
-                let email = accounts::normalize_email(&email)?;
-                let password = secrets::new_token();
-                let now = Clock::system().now_ms();
-                let user = db::accounts::insert_user(
-                    &db,
-                    &email,
-                    &accounts::hash_password(&password).await,
-                    true,
-                    now,
-                )
-                .await?;
-                db::accounts::mark_email_verified(&db, &user.id, now).await?;
-                let organisation_id =
-                    db::orgs::create_organisation(&db, "Operators", &user.id, now).await?;
-                db::orgs::audit(
-                    &db,
-                    Some(&organisation_id),
-                    "operator",
-                    "admin.created",
-                    Some(&email),
-                    now,
-                )
-                .await?;
-                let output = json!({ "user_id": user.id, "email": email, "password": password, "organisation_id": organisation_id });
-                println!("{}", serde_json::to_string_pretty(&output)?);
-                Ok(())
+                database.with(async |db| {
+                    let email = accounts::normalize_email(&email)?;
+                    let password = secrets::new_token();
+                    let now = Clock::system().now_ms();
+                    let user = db::accounts::insert_user(
+                        db,
+                        &email,
+                        &accounts::hash_password(&password).await,
+                        true,
+                        now,
+                    )
+                    .await?;
+                    db::accounts::mark_email_verified(db, &user.id, now).await?;
+                    let organisation_id =
+                        db::orgs::create_organisation(db, "Operators", &user.id, now).await?;
+                    db::orgs::audit(
+                        db,
+                        Some(&organisation_id),
+                        "operator",
+                        "admin.created",
+                        Some(&email),
+                        now,
+                    )
+                    .await?;
+                    let output = json!({ "user_id": user.id, "email": email, "password": password, "organisation_id": organisation_id });
+                    println!("{}", serde_json::to_string_pretty(&output)?);
+                    Ok(())
+                })
+                .await
             }
             Command::Usage {
                 database,
                 project_id,
                 month,
             } => {
-                let db = Db::connect(&database.database_url).await?;
-                let month = month.unwrap_or_else(|| month_of(Clock::system().now_ms()));
-                let usage = telemetry::usage(&db, &project_id, &month).await?;
-                let countries =
-                    telemetry::top_networks(&db, &project_id, &month, Dimension::Country, 20)
-                        .await?;
-                let networks =
-                    telemetry::top_networks(&db, &project_id, &month, Dimension::Asn, 20).await?;
-                let output = json!({
-                    "project_id": project_id, "month": month, "usage": usage,
-                    "countries": countries, "networks": networks,
-                });
-                println!("{output}");
-                Ok(())
+                database.with(async |db| {
+                    let month = month.unwrap_or_else(|| month_of(Clock::system().now_ms()));
+                    let usage = telemetry::usage(db, &project_id, &month).await?;
+                    let countries =
+                        telemetry::top_networks(db, &project_id, &month, Dimension::Country, 20)
+                            .await?;
+                    let networks =
+                        telemetry::top_networks(db, &project_id, &month, Dimension::Asn, 20).await?;
+                    let output = json!({
+                        "project_id": project_id, "month": month, "usage": usage,
+                        "countries": countries, "networks": networks,
+                    });
+                    println!("{output}");
+                    Ok(())
+                })
+                .await
             }
             Command::Messages {
                 database,
@@ -609,11 +621,13 @@ impl Cli {
                         "{topic:?} is not a topic: support, sales, dpa, security or privacy"
                     );
                 }
-                let db = Db::connect(&database.database_url).await?;
-                let since = Clock::system().now_ms() - i64::from(days) * crate::db::stats::DAY_MS;
-                let messages = crate::db::support::list(&db, topic.as_deref(), since).await?;
-                println!("{}", serde_json::to_string_pretty(&messages)?);
-                Ok(())
+                database.with(async |db| {
+                    let since = Clock::system().now_ms() - i64::from(days) * crate::db::stats::DAY_MS;
+                    let messages = crate::db::support::list(db, topic.as_deref(), since).await?;
+                    println!("{}", serde_json::to_string_pretty(&messages)?);
+                    Ok(())
+                })
+                .await
             }
             Command::Instrumentation {
                 level,
@@ -640,16 +654,18 @@ impl Cli {
                 Ok(())
             }
             Command::Retention { database, plans } => {
-                let db = Db::connect(&database.database_url).await?;
-                let now_ms = Clock::system().now_ms();
-                let rules = retention::apply(&db, now_ms).await?;
-                let windows =
-                    retention::apply_plan_windows(&db, &plans.catalogue()?, now_ms).await?;
-                println!(
-                    "{}",
-                    serde_json::json!({ "rules": rules, "plan_windows": windows })
-                );
-                Ok(())
+                database.with(async |db| {
+                    let now_ms = Clock::system().now_ms();
+                    let rules = retention::apply(db, now_ms).await?;
+                    let windows =
+                        retention::apply_plan_windows(db, &plans.catalogue()?, now_ms).await?;
+                    println!(
+                        "{}",
+                        serde_json::json!({ "rules": rules, "plan_windows": windows })
+                    );
+                    Ok(())
+                })
+                .await
             }
         }
     }
@@ -662,21 +678,25 @@ async fn billing_command(command: BillingCommand) -> anyhow::Result<()> {
             plans,
             organisation_id,
         } => {
-            let db = Db::connect(&database.database_url).await?;
-            anyhow::ensure!(
-                orgs::organisation_name(&db, &organisation_id)
-                    .await?
-                    .is_some(),
-                "no organisation {organisation_id}"
-            );
-            let overview = billing::overview_of(
-                &db,
-                &plans.catalogue()?,
-                &organisation_id,
-                Clock::system().now_ms(),
-            )
-            .await?;
-            println!("{}", serde_json::to_string_pretty(&overview)?);
+            database
+                .with(async |db| {
+                    anyhow::ensure!(
+                        orgs::organisation_name(db, &organisation_id)
+                            .await?
+                            .is_some(),
+                        "no organisation {organisation_id}"
+                    );
+                    let overview = billing::overview_of(
+                        db,
+                        &plans.catalogue()?,
+                        &organisation_id,
+                        Clock::system().now_ms(),
+                    )
+                    .await?;
+                    println!("{}", serde_json::to_string_pretty(&overview)?);
+                    Ok(())
+                })
+                .await?;
         }
         BillingCommand::Set {
             database,
@@ -687,30 +707,34 @@ async fn billing_command(command: BillingCommand) -> anyhow::Result<()> {
             plan,
             billing_status,
         } => {
-            let db = Db::connect(&database.database_url).await?;
-            anyhow::ensure!(
-                orgs::organisation_name(&db, &organisation_id)
-                    .await?
-                    .is_some(),
-                "no organisation {organisation_id}"
-            );
-            let catalogue = plans.catalogue()?;
-            let state = AppState::new(
-                db,
-                secret.require()?,
-                Clock::system(),
-                kv.publisher()?,
-                Mailer::Outbox(std::env::temp_dir()),
-                WebConfig::new("http://localhost", "http://localhost", false),
-            )
-            .with(|state| state.plans = catalogue);
-            billing::set_plan(&state, &organisation_id, &plan, billing_status.into())
-                .await
-                .map_err(|err| anyhow::anyhow!("{err}"))?;
-            println!(
-                "{}",
-                json!({ "organisation_id": organisation_id, "plan": plan, "updated": true })
-            );
+            database
+                .with(async |db| {
+                    anyhow::ensure!(
+                        orgs::organisation_name(db, &organisation_id)
+                            .await?
+                            .is_some(),
+                        "no organisation {organisation_id}"
+                    );
+                    let catalogue = plans.catalogue()?;
+                    let state = AppState::new(
+                        db.clone(),
+                        secret.require()?,
+                        Clock::system(),
+                        kv.publisher()?,
+                        Mailer::Outbox(std::env::temp_dir()),
+                        WebConfig::new("http://localhost", "http://localhost", false),
+                    )
+                    .with(|state| state.plans = catalogue);
+                    billing::set_plan(&state, &organisation_id, &plan, billing_status.into())
+                        .await
+                        .map_err(|err| anyhow::anyhow!("{err}"))?;
+                    println!(
+                        "{}",
+                        json!({ "organisation_id": organisation_id, "plan": plan, "updated": true })
+                    );
+                    Ok(())
+                })
+                .await?;
         }
     }
     Ok(())
@@ -748,20 +772,23 @@ async fn create_project(args: CreateProjectArgs) -> anyhow::Result<()> {
     let new = input
         .apply(defaults)
         .map_err(|err| anyhow::anyhow!("{err}"))?;
-    let db = Db::connect(&args.database.database_url).await?;
-    let site_key = secrets::new_site_key();
-    let secret = secrets::new_backend_secret();
-    let project = projects::insert(
-        &db,
-        args.organisation_id.as_deref(),
-        &new,
-        &site_key,
-        &secret,
-        Clock::system().now_ms(),
-    )
-    .await?;
-    let output =
-        json!({ "project_id": project.id, "site_key": project.site_key, "secret": secret });
-    println!("{}", serde_json::to_string_pretty(&output)?);
-    Ok(())
+    args.database
+        .with(async |db| {
+            let site_key = secrets::new_site_key();
+            let secret = secrets::new_backend_secret();
+            let project = projects::insert(
+                db,
+                args.organisation_id.as_deref(),
+                &new,
+                &site_key,
+                &secret,
+                Clock::system().now_ms(),
+            )
+            .await?;
+            let output =
+                json!({ "project_id": project.id, "site_key": project.site_key, "secret": secret });
+            println!("{}", serde_json::to_string_pretty(&output)?);
+            Ok(())
+        })
+        .await
 }

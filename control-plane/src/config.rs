@@ -8,6 +8,7 @@ use humanproof_protocol::MasterSecret;
 use humanproof_protocol::rsw::RswKey;
 
 use crate::contact::ContactForm;
+use crate::db::Db;
 use crate::plans::Catalogue;
 use crate::stripe::Stripe;
 use crate::vies::{VatId, Vies};
@@ -22,6 +23,20 @@ pub struct DatabaseArgs {
         default_value = "sqlite://data/humanproof.db?mode=rwc"
     )]
     pub database_url: String,
+}
+
+impl DatabaseArgs {
+    /// Opens the database (bringing its schema up to date), runs `command` on it, and closes
+    /// it whatever the command returned: on SQLite that leaves one file ([`Db::close`]).
+    pub async fn with<T>(
+        &self,
+        command: impl AsyncFnOnce(&Db) -> anyhow::Result<T>,
+    ) -> anyhow::Result<T> {
+        let db = Db::connect(&self.database_url).await?;
+        let result = command(&db).await;
+        db.close().await;
+        result
+    }
 }
 
 /// The operator's master secret. Never logged, never sent anywhere.

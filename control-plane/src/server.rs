@@ -40,6 +40,9 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// [`REQUEST_TIMEOUT`] starts only once the headers are in.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long a stopping server waits for the database's connections to close.
+const DB_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Serves the control plane on `listener` until `shutdown` resolves, then finishes the
@@ -84,9 +87,18 @@ pub async fn serve(
         )));
     }
     let metrics = state.metrics.clone();
+    let db = state.db.clone();
     serve_router(listener, with_middleware(app(state), metrics), shutdown).await;
     for job in jobs {
         job.abort();
+    }
+    // A connection still held (a /metrics scrape, a job not yet unwound) is waited for, but
+    // not for ever: the process is stopping either way.
+    if tokio::time::timeout(DB_CLOSE_TIMEOUT, db.close())
+        .await
+        .is_err()
+    {
+        tracing::warn!("the database did not close within {DB_CLOSE_TIMEOUT:?}");
     }
 }
 

@@ -216,8 +216,11 @@ impl Server {
 }
 
 /// The database URL a fresh test database of this kind is reached at.
+/// Closed here, so that the server is the only process with it open.
 async fn fresh_database_url(backend: Backend) -> Option<String> {
-    Some(fresh_db_url(backend).await?.1)
+    let (db, url) = fresh_db_url(backend).await?;
+    db.close().await;
+    Some(url)
 }
 
 /// RFC 4648 base32 (no padding), as an authenticator app reads the key it is shown.
@@ -718,7 +721,8 @@ async fn serve_rides_out_a_postgresql_outage() {
 /// the edge's queue consumer and a hostile script have used the public one: every answer
 /// counted by outcome, every batch and event, the routes by template (never a raw path), and
 /// the database's figures. Then SIGTERM with a siteverify request half sent: it is answered
-/// and recorded, new connections are refused, and the process exits cleanly.
+/// and recorded, new connections are refused, and the process exits cleanly, leaving the
+/// SQLite database as one file.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_exposes_metrics_and_finishes_requests_in_flight_on_sigterm() {
     use humanproof_protocol::telemetry::{SIGNATURE_HEADER, sign_batch};
@@ -907,12 +911,29 @@ async fn serve_exposes_metrics_and_finishes_requests_in_flight_on_sigterm() {
     let database_url = server.database_url.clone();
     let (status, _) = server.stop_after_terminate().await;
     assert!(status.success(), "{status}");
+    // The database was closed: SQLite copied its log into the file and removed it, so the
+    // file alone holds everything (read next) and a plain copy of it is a whole backup.
+    let path = database_url
+        .trim_start_matches("sqlite://")
+        .split('?')
+        .next()
+        .unwrap();
+    let one_file = || {
+        for log in ["-wal", "-shm"] {
+            assert!(
+                !Path::new(&format!("{path}{log}")).exists(),
+                "{path}{log} is left"
+            );
+        }
+    };
+    one_file();
     let usage = Command::new(humanproof_binary())
         .args(["usage", "--project-id", &project_id])
         .env("HUMANPROOF_DATABASE_URL", &database_url)
         .output()
         .await
         .unwrap();
+    one_file();
     let usage: Value = serde_json::from_slice(&usage.stdout).unwrap();
     assert_eq!(
         usage["usage"]["verifications"], 4,

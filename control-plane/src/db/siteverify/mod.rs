@@ -87,6 +87,8 @@ enum Job {
     Claim(ClaimRequest, oneshot::Sender<Result<Claim, sqlx::Error>>),
     /// Count an answer given without a claim (a bad or expired token).
     Record(VerificationRecord, oneshot::Sender<Result<(), sqlx::Error>>),
+    /// Write what came before, then stop (on SQLite, closing the connection) and answer.
+    Stop(oneshot::Sender<()>),
 }
 
 /// Siteverify's writes, committed in groups: every request waiting when a writer is free
@@ -139,6 +141,16 @@ impl Writer {
         self.send(Job::Record(record, reply), answer).await
     }
 
+    /// Writes what it was given, then stops: on SQLite its thread closes its connection, so
+    /// that [`super::Db::close`] leaves no connection open. What is sent afterwards fails
+    /// with `PoolClosed`.
+    pub async fn close(&self) {
+        let (reply, stopped) = oneshot::channel();
+        if self.jobs.send(Job::Stop(reply)).await.is_ok() {
+            let _ = stopped.await;
+        }
+    }
+
     async fn send<T>(
         &self,
         job: Job,
@@ -159,6 +171,8 @@ struct Group {
     claim_replies: Vec<oneshot::Sender<Result<Claim, sqlx::Error>>>,
     records: Vec<VerificationRecord>,
     record_replies: Vec<oneshot::Sender<Result<(), sqlx::Error>>>,
+    /// Answered once the group is written and the writer has stopped.
+    stop: Option<oneshot::Sender<()>>,
 }
 
 impl Group {
@@ -174,6 +188,7 @@ impl Group {
                     group.records.push(record);
                     group.record_replies.push(reply);
                 }
+                Job::Stop(reply) => group.stop = Some(reply),
             }
         }
         group
@@ -227,8 +242,13 @@ async fn write_groups(pool: AnyPool, queue: Arc<Mutex<mpsc::Receiver<Job>>>) {
     let mut jobs = Vec::with_capacity(MAX_GROUP);
     while queue.lock().await.recv_many(&mut jobs, MAX_GROUP).await > 0 {
         let mut group = Group::of(jobs.drain(..));
+        let stop = group.stop.take();
         let written = write_group(&pool, &group.claims, std::mem::take(&mut group.records)).await;
         group.answer(written);
+        if let Some(stopped) = stop {
+            let _ = stopped.send(());
+            return;
+        }
     }
 }
 

@@ -65,6 +65,7 @@ fn write_groups(
     let mut jobs = Vec::with_capacity(MAX_GROUP);
     while runtime.block_on(queue.recv_many(&mut jobs, MAX_GROUP)) > 0 {
         let mut group = Group::of(jobs.drain(..));
+        let stop = group.stop.take();
         let records = std::mem::take(&mut group.records);
         let written = match runtime.block_on(writer.acquire()) {
             Ok(_lock) => {
@@ -73,6 +74,11 @@ fn write_groups(
             Err(err) => Err(err.to_string()),
         };
         group.answer(written);
+        if let Some(stopped) = stop {
+            drop(connection);
+            let _ = stopped.send(());
+            return;
+        }
     }
 }
 
