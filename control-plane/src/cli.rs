@@ -680,12 +680,7 @@ async fn billing_command(command: BillingCommand) -> anyhow::Result<()> {
         } => {
             database
                 .with(async |db| {
-                    anyhow::ensure!(
-                        orgs::organisation_name(db, &organisation_id)
-                            .await?
-                            .is_some(),
-                        "no organisation {organisation_id}"
-                    );
+                    ensure_organisation(db, &organisation_id).await?;
                     let overview = billing::overview_of(
                         db,
                         &plans.catalogue()?,
@@ -709,12 +704,7 @@ async fn billing_command(command: BillingCommand) -> anyhow::Result<()> {
         } => {
             database
                 .with(async |db| {
-                    anyhow::ensure!(
-                        orgs::organisation_name(db, &organisation_id)
-                            .await?
-                            .is_some(),
-                        "no organisation {organisation_id}"
-                    );
+                    ensure_organisation(db, &organisation_id).await?;
                     let catalogue = plans.catalogue()?;
                     let state = AppState::new(
                         db.clone(),
@@ -737,6 +727,13 @@ async fn billing_command(command: BillingCommand) -> anyhow::Result<()> {
                 .await?;
         }
     }
+    Ok(())
+}
+
+/// Fails unless an organisation `id` exists.
+async fn ensure_organisation(db: &Db, id: &str) -> anyhow::Result<()> {
+    let name = orgs::organisation_name(db, id).await?;
+    anyhow::ensure!(name.is_some(), "no organisation {id}");
     Ok(())
 }
 
