@@ -11,10 +11,14 @@ use humanproof_control_plane::roles::{Permission, Role, Scope};
 use humanproof_control_plane::routes::api::OPENAPI;
 use humanproof_control_plane::secrets;
 use humanproof_control_plane::service::billing as billing_service;
-use humanproof_control_plane::service::projects::SECRET_OVERLAP_MS;
+use humanproof_control_plane::service::projects::{SECRET_OVERLAP_MS, WIDGET_LANGUAGES};
 use humanproof_control_plane::state::AppState;
 use humanproof_control_plane::stripe::Stripe;
 use humanproof_edge::stores::SnapshotStore as _;
+use humanproof_protocol::preset::{
+    BLOCK_THRESHOLD_RANGE, COUNT_RANGE, DIFFICULTY_RANGE, RATE_LIMIT_RANGE,
+};
+use humanproof_protocol::rsw::SQUARINGS_RANGE;
 use humanproof_protocol::{Obfuscation, Preset, Protection, PuzzleKind, Score};
 use humanproof_tests::*;
 use serde_json::{Value, json};
@@ -1668,8 +1672,25 @@ on_both_databases! {
             assert_eq!((status, answer["error"]["field"].as_str()), (400, Some(format!("widget.{field}").as_str())), "{field}: {answer}");
         }
 
-        // The documented bounds and names are the ones the API keeps: each end of a range and
-        // each name taken, one step past an end or a made-up name refused.
+        // The documented bounds and names are the code's...
+        let bounds = |field: &str| {
+            let spec = &schema("ProjectInput")[field];
+            (spec["minimum"].as_f64().unwrap(), spec["maximum"].as_f64().unwrap())
+        };
+        let range = |range: std::ops::RangeInclusive<u32>| (f64::from(*range.start()), f64::from(*range.end()));
+        let score = |score: &Score| f64::from(score.tenths()) / 10.0;
+        assert_eq!(bounds("difficulty"), range(DIFFICULTY_RANGE));
+        assert_eq!(bounds("challenge_count"), range(COUNT_RANGE));
+        assert_eq!(bounds("rate_limit"), range(RATE_LIMIT_RANGE));
+        assert_eq!(bounds("squarings"), range(SQUARINGS_RANGE));
+        assert_eq!(bounds("block_threshold"), (score(BLOCK_THRESHOLD_RANGE.start()), score(BLOCK_THRESHOLD_RANGE.end())));
+        let names = |schema_name: &str, field: &str| schema(schema_name)[field]["enum"].clone();
+        assert_eq!(names("ProjectInput", "puzzle"), json!(PuzzleKind::ALL));
+        assert_eq!(names("ProjectInput", "obfuscation"), json!(Obfuscation::ALL));
+        assert_eq!(names("Widget", "language"), json!(WIDGET_LANGUAGES));
+
+        // ...and the ones the API keeps: each end of a range and each name taken, one step past
+        // an end or a made-up name refused.
         let patch = async |body: Value| api.call("PATCH", &path, Some(body)).await;
         for (field, spec) in schema("ProjectInput") {
             let custom = |value: Value| json!({ "preset": "custom", field.as_str(): value });

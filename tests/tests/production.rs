@@ -895,6 +895,12 @@ async fn serve_exposes_metrics_and_finishes_requests_in_flight_on_sigterm() {
     );
     in_flight.write_all(head.as_bytes()).await.unwrap();
     in_flight.write_all(first_half.as_bytes()).await.unwrap();
+    let path = server.database_url.trim_start_matches("sqlite://");
+    let path = path.split('?').next().unwrap().to_owned();
+    assert!(
+        Path::new(&format!("{path}-wal")).exists(),
+        "while serving, the last commits are in the log beside {path}"
+    );
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     server.terminate().await;
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
@@ -913,12 +919,8 @@ async fn serve_exposes_metrics_and_finishes_requests_in_flight_on_sigterm() {
     assert!(status.success(), "{status}");
     // The database was closed: SQLite copied its log into the file and removed it, so the
     // file alone holds everything (read next) and a plain copy of it is a whole backup.
-    let path = database_url
-        .trim_start_matches("sqlite://")
-        .split('?')
-        .next()
-        .unwrap();
     let one_file = || {
+        assert!(Path::new(&path).exists(), "{path}");
         for log in ["-wal", "-shm"] {
             assert!(
                 !Path::new(&format!("{path}{log}")).exists(),

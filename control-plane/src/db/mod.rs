@@ -198,10 +198,11 @@ impl Db {
         self.backend
     }
 
-    /// Closes the database for good: siteverify's writers write what they were given, then
-    /// every connection closes. On SQLite the last one to close copies the write-ahead log
-    /// into the database file and removes the `-wal` and `-shm` files, so a stopped server or
-    /// a finished command leaves one file, which a plain copy backs up whole.
+    /// Closes the database for good: siteverify's writer finishes ([`siteverify::Writer::close`]),
+    /// then every connection closes. On SQLite the last connection to the file to close
+    /// copies the write-ahead log into it and removes the `-wal` and `-shm` files, so a
+    /// stopped server or a finished command leaves one file, which a plain copy backs up whole
+    /// (unless another process still has it open).
     pub async fn close(&self) {
         self.siteverify.close().await;
         self.writer.close().await;

@@ -87,8 +87,8 @@ enum Job {
     Claim(ClaimRequest, oneshot::Sender<Result<Claim, sqlx::Error>>),
     /// Count an answer given without a claim (a bad or expired token).
     Record(VerificationRecord, oneshot::Sender<Result<(), sqlx::Error>>),
-    /// Write what came before, then stop (on SQLite, closing the connection) and answer.
-    Stop(oneshot::Sender<()>),
+    /// Take no more jobs: write the ones queued, then end (SQLite's writer only).
+    Stop,
 }
 
 /// Siteverify's writes, committed in groups: every request waiting when a writer is free
@@ -98,6 +98,9 @@ enum Job {
 #[derive(Debug, Clone)]
 pub struct Writer {
     jobs: mpsc::Sender<Job>,
+    /// SQLite's: closed once its writer thread has ended (it holds the one sender, and sends
+    /// nothing).
+    sqlite_ended: Option<Arc<Mutex<mpsc::Receiver<()>>>>,
 }
 
 impl Writer {
@@ -115,16 +118,21 @@ impl Writer {
         backend: Backend,
     ) -> Result<Self, super::ConnectError> {
         let (jobs, queue) = mpsc::channel(4 * MAX_GROUP);
-        match backend {
-            Backend::Sqlite => sqlite::start(url, writer, queue)?,
+        let sqlite_ended = match backend {
+            Backend::Sqlite => {
+                let (alive, ended) = mpsc::channel(1);
+                sqlite::start(url, writer, queue, alive)?;
+                Some(Arc::new(Mutex::new(ended)))
+            }
             Backend::Postgres => {
                 let queue = Arc::new(Mutex::new(queue));
                 for _ in 0..POSTGRES_WRITERS {
                     tokio::spawn(write_groups(writer.clone(), queue.clone()));
                 }
+                None
             }
-        }
-        Ok(Self { jobs })
+        };
+        Ok(Self { jobs, sqlite_ended })
     }
 
     /// Claims a token for good and counts the answer. `Fresh` only once the claim is
@@ -141,14 +149,18 @@ impl Writer {
         self.send(Job::Record(record, reply), answer).await
     }
 
-    /// Writes what it was given, then stops: on SQLite its thread closes its connection, so
-    /// that [`super::Db::close`] leaves no connection open. What is sent afterwards fails
-    /// with `PoolClosed`.
+    /// On SQLite: takes no more jobs, writes the ones queued and waits for the writer thread
+    /// to close its connection, so that [`super::Db::close`] leaves none open; what is sent
+    /// afterwards fails with `PoolClosed`. PostgreSQL's writers hold a connection only while
+    /// writing a group, which closing the pool waits for.
     pub async fn close(&self) {
-        let (reply, stopped) = oneshot::channel();
-        if self.jobs.send(Job::Stop(reply)).await.is_ok() {
-            let _ = stopped.await;
-        }
+        let Some(ended) = &self.sqlite_ended else {
+            return;
+        };
+        // Refused once the queue is closed: a close before this one stopped the writer.
+        let _ = self.jobs.send(Job::Stop).await;
+        // `None` once the thread has dropped its sender.
+        ended.lock().await.recv().await;
     }
 
     async fn send<T>(
@@ -171,8 +183,8 @@ struct Group {
     claim_replies: Vec<oneshot::Sender<Result<Claim, sqlx::Error>>>,
     records: Vec<VerificationRecord>,
     record_replies: Vec<oneshot::Sender<Result<(), sqlx::Error>>>,
-    /// Answered once the group is written and the writer has stopped.
-    stop: Option<oneshot::Sender<()>>,
+    /// A [`Job::Stop`] came with it: the queue takes no more jobs.
+    stop: bool,
 }
 
 impl Group {
@@ -188,10 +200,15 @@ impl Group {
                     group.records.push(record);
                     group.record_replies.push(reply);
                 }
-                Job::Stop(reply) => group.stop = Some(reply),
+                Job::Stop => group.stop = true,
             }
         }
         group
+    }
+
+    /// Nothing to write (a group of a [`Job::Stop`] alone).
+    fn is_empty(&self) -> bool {
+        self.claims.is_empty() && self.records.is_empty()
     }
 
     /// Answers every job: with its claim's outcome (in the order of `claims`) once the
@@ -242,13 +259,8 @@ async fn write_groups(pool: AnyPool, queue: Arc<Mutex<mpsc::Receiver<Job>>>) {
     let mut jobs = Vec::with_capacity(MAX_GROUP);
     while queue.lock().await.recv_many(&mut jobs, MAX_GROUP).await > 0 {
         let mut group = Group::of(jobs.drain(..));
-        let stop = group.stop.take();
         let written = write_group(&pool, &group.claims, std::mem::take(&mut group.records)).await;
         group.answer(written);
-        if let Some(stopped) = stop {
-            let _ = stopped.send(());
-            return;
-        }
     }
 }
 

@@ -38,24 +38,31 @@ pub(super) fn start(
     url: &str,
     writer: AnyPool,
     queue: mpsc::Receiver<Job>,
+    alive: mpsc::Sender<()>,
 ) -> Result<(), ConnectError> {
     let options: sqlx::sqlite::SqliteConnectOptions = url.parse()?;
-    let connection = Connection::open(options.get_filename())?;
+    let mut connection = Connection::open(options.get_filename())?;
     for pragma in SQLITE_PRAGMAS {
         connection.execute_batch(pragma)?;
     }
     let runtime = Handle::current();
     std::thread::Builder::new()
         .name("siteverify-writer".to_owned())
-        .spawn(move || write_groups(connection, &writer, queue, &runtime))
+        .spawn(move || {
+            write_groups(&mut connection, &writer, queue, &runtime);
+            // Closed before the writer counts as ended: the last connection to close removes
+            // the write-ahead log.
+            drop(connection);
+            drop(alive);
+        })
         .map_err(ConnectError::Thread)?;
     Ok(())
 }
 
 /// Takes what is waiting (at most [`MAX_GROUP`]), writes it in one transaction, answers
-/// every job, repeats.
+/// every job, repeats; returns once the queue is closed and empty.
 fn write_groups(
-    mut connection: Connection,
+    connection: &mut Connection,
     writer: &AnyPool,
     mut queue: mpsc::Receiver<Job>,
     runtime: &Handle,
@@ -65,20 +72,20 @@ fn write_groups(
     let mut jobs = Vec::with_capacity(MAX_GROUP);
     while runtime.block_on(queue.recv_many(&mut jobs, MAX_GROUP)) > 0 {
         let mut group = Group::of(jobs.drain(..));
-        let stop = group.stop.take();
+        if group.stop {
+            queue.close();
+        }
+        if group.is_empty() {
+            continue;
+        }
         let records = std::mem::take(&mut group.records);
         let written = match runtime.block_on(writer.acquire()) {
             Ok(_lock) => {
-                write_group(&mut connection, &group.claims, records).map_err(|err| err.to_string())
+                write_group(connection, &group.claims, records).map_err(|err| err.to_string())
             }
             Err(err) => Err(err.to_string()),
         };
         group.answer(written);
-        if let Some(stopped) = stop {
-            drop(connection);
-            let _ = stopped.send(());
-            return;
-        }
     }
 }
 
